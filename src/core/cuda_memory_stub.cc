@@ -1,0 +1,15 @@
+// CPU-only builds: every device-memory request fails with a clear message.
+#ifndef INBETWEEN_HAVE_CUDA
+#include "core/check.h"
+#include "core/cuda_memory.h"
+
+namespace ib::cuda {
+
+int device_count() { return 0; }
+void* malloc_device(size_t) { fail("this build of inbetween has no CUDA support (rebuild with -DINBETWEEN_CUDA=ON)"); }
+void free_device(void*) {}
+void memset_device(void*, int, size_t) { fail("this build of inbetween has no CUDA support"); }
+void memcpy_any(void*, bool, const void*, bool, size_t) { fail("this build of inbetween has no CUDA support"); }
+
+}  // namespace ib::cuda
+#endif

@@ -1,0 +1,55 @@
+#include "io/tensor_store.h"
+
+#include <filesystem>
+
+#include "io/pth.h"
+#include "io/safetensors.h"
+
+namespace ib {
+
+namespace {
+bool shape_matches(const Shape& want, const Shape& got) {
+  if (want.size() != got.size()) return false;
+  for (size_t i = 0; i < want.size(); ++i)
+    if (want[i] != -1 && want[i] != got[i]) return false;
+  return true;
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+}  // namespace
+
+Tensor require(const TensorStore& store, const std::string& name, const std::optional<Shape>& shape,
+               std::optional<DType> dtype) {
+  IB_CHECK(store.contains(name), "tensor '{}' is missing from {}", name, store.source(name));
+  const TensorInfo inf = store.info(name);
+  if (shape) {
+    IB_CHECK(shape_matches(*shape, inf.shape), "tensor '{}' in {}: expected shape {}, found {}", name,
+             store.source(name), shape_str(*shape), shape_str(inf.shape));
+  }
+  if (dtype) {
+    IB_CHECK(dtype_is_float(inf.dtype) == dtype_is_float(*dtype),
+             "tensor '{}' in {}: expected a {} tensor, found {}", name, store.source(name),
+             dtype_name(*dtype), dtype_name(inf.dtype));
+  }
+  Tensor t = store.get(name);
+  if (dtype && t.dtype() != *dtype) t = t.to(*dtype);
+  return t;
+}
+
+Tensor optional_tensor(const TensorStore& store, const std::string& name, const std::optional<Shape>& shape,
+                       std::optional<DType> dtype) {
+  if (!store.contains(name)) return Tensor();
+  return require(store, name, shape, dtype);
+}
+
+std::shared_ptr<TensorStore> open_tensor_store(const std::string& path) {
+  IB_CHECK(std::filesystem::exists(path), "file not found: '{}'", path);
+  if (ends_with(path, ".index.json")) return ShardedSafetensors::open(path);
+  if (ends_with(path, ".safetensors")) return SafetensorsFile::open(path);
+  if (ends_with(path, ".pth") || ends_with(path, ".pt") || ends_with(path, ".bin")) return PthFile::open(path);
+  fail("'{}': unknown checkpoint format (expected .safetensors, .safetensors.index.json or .pth)", path);
+}
+
+}  // namespace ib

@@ -1,0 +1,47 @@
+// A named set of tensors from one checkpoint (one file or several shards), whatever the format.
+// Loaders check each tensor's presence, dtype and shape through `require`, so every error names
+// the tensor, the expected and found shape, and the file.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace ib {
+
+struct TensorInfo {
+  DType dtype = DType::F32;
+  Shape shape;
+};
+
+class TensorStore {
+ public:
+  virtual ~TensorStore() = default;
+  virtual bool contains(const std::string& name) const = 0;
+  virtual std::vector<std::string> names() const = 0;  // sorted
+  // Throws when absent.
+  virtual TensorInfo info(const std::string& name) const = 0;
+  // The tensor, without a copy where the file's bytes can be used in place.
+  virtual Tensor get(const std::string& name) const = 0;
+  // The file that holds `name` (for messages); the store's main path when absent.
+  virtual std::string source(const std::string& name) const = 0;
+};
+
+// Looks up `name`, checks its shape (when `shape` is given; -1 matches any size) and converts it to
+// `dtype` (when given, float types only). Errors name the tensor, both shapes and the file.
+Tensor require(const TensorStore& store, const std::string& name,
+               const std::optional<Shape>& shape = std::nullopt,
+               std::optional<DType> dtype = std::nullopt);
+
+// Same, for a tensor that may be absent: returns an undefined tensor then.
+Tensor optional_tensor(const TensorStore& store, const std::string& name,
+                       const std::optional<Shape>& shape = std::nullopt,
+                       std::optional<DType> dtype = std::nullopt);
+
+// Opens a checkpoint by extension: .safetensors, .safetensors.index.json (sharded) or .pth.
+std::shared_ptr<TensorStore> open_tensor_store(const std::string& path);
+
+}  // namespace ib

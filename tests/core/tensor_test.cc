@@ -1,0 +1,80 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "core/parallel.h"
+#include "core/tensor.h"
+
+namespace ib {
+namespace {
+
+TEST(DType, Bf16RoundsToNearestEven) {
+  EXPECT_EQ(f32_to_bf16(1.0f), 0x3f80);
+  // 1 + 2^-8 is halfway between two bf16 values: ties go to the even mantissa (1.0).
+  EXPECT_EQ(f32_to_bf16(1.00390625f), 0x3f80);
+  // 1 + 3*2^-8 is halfway too: rounds up to the even 1 + 2^-6.
+  EXPECT_EQ(f32_to_bf16(1.01171875f), 0x3f82);
+  EXPECT_FLOAT_EQ(bf16_to_f32(0xc040), -3.0f);
+  EXPECT_TRUE(std::isnan(bf16_to_f32(f32_to_bf16(NAN))));
+}
+
+TEST(DType, F16RoundTripsAndRounds) {
+  for (float v : {0.0f, 1.0f, -2.5f, 65504.0f, 6.103515625e-05f, 5.960464477539063e-08f, 0.333251953125f})
+    EXPECT_EQ(f16_to_f32(f32_to_f16(v)), v) << v;
+  EXPECT_EQ(f32_to_f16(1.0f), 0x3c00);
+  EXPECT_EQ(f32_to_f16(1e6f), 0x7c00);  // overflow to inf
+  EXPECT_EQ(f32_to_f16(1.0f + 1.0f / 2048.0f), 0x3c00);  // halfway: to even
+  EXPECT_EQ(f32_to_f16(1.0f + 3.0f / 2048.0f), 0x3c02);
+  EXPECT_EQ(f16_to_f32(0x0001), 5.960464477539063e-08f);  // smallest subnormal
+}
+
+TEST(Tensor, ViewSliceSelectShareStorage) {
+  Tensor t = Tensor::from_vector<float>({0, 1, 2, 3, 4, 5}, {3, 2});
+  Tensor v = t.view({2, -1});
+  EXPECT_EQ(v.shape(), (Shape{2, 3}));
+  Tensor s = t.slice(1, 3);
+  EXPECT_EQ(s.shape(), (Shape{2, 2}));
+  EXPECT_EQ(s.data<float>()[0], 2.0f);
+  Tensor r = t.select(2);
+  EXPECT_EQ(r.shape(), (Shape{2}));
+  EXPECT_EQ(r.data<float>()[1], 5.0f);
+  r.data<float>()[1] = 9.0f;
+  EXPECT_EQ(t.data<float>()[5], 9.0f);
+  EXPECT_THROW(t.view({4, 2}), Error);
+  EXPECT_THROW(t.slice(2, 4), Error);
+  EXPECT_THROW(t.data<int32_t>(), Error);
+}
+
+TEST(Tensor, DtypeConversion) {
+  Tensor t = Tensor::from_vector<float>({1.0f, -0.5f, 3.140625f}, {3});
+  Tensor b = t.to(DType::BF16);
+  EXPECT_EQ(b.dtype(), DType::BF16);
+  Tensor back = b.to(DType::F32);
+  EXPECT_EQ(back.data<float>()[2], 3.140625f);
+  EXPECT_FLOAT_EQ(t.to(DType::F16).item_f32(1), -0.5f);
+}
+
+TEST(Tensor, CudaUnavailableGivesClearError) {
+  if (cuda_available()) GTEST_SKIP() << "a GPU is present";
+  try {
+    (void)Tensor::empty({4}, DType::F32, Device::CUDA);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("CUDA"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Parallel, CoversRangeOnceAndPropagatesErrors) {
+  std::vector<int> hits(10007, 0);
+  parallel_for(10007, 7, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)]++;
+  });
+  for (int h : hits) ASSERT_EQ(h, 1);
+  EXPECT_THROW(parallel_for(100, 1, [](int64_t b, int64_t) {
+                 if (b > 50) throw Error("boom");
+               }),
+               Error);
+}
+
+}  // namespace
+}  // namespace ib
