@@ -9,5 +9,8 @@ void register_commands(CLI::App& app);
 
 // One subcommand's registration; each cmd_*.cc defines one.
 void register_encode_prompt(CLI::App& app);
+void register_generate(CLI::App& app);
+void register_synth_model(CLI::App& app);
+void register_serve(CLI::App& app);
 
 }  // namespace ib::cli

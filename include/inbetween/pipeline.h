@@ -1,0 +1,79 @@
+// Public API: generate the video between two keyframes with a Wan2.1 FLF2V model folder.
+// The pipeline keeps its components loaded between calls (the server reuses one instance).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace ib {
+
+struct GenerateOptions {
+  std::string prompt;
+  std::string negative_prompt;  // empty: the model's default negative prompt (as upstream)
+  std::string first_image;      // path of the first frame
+  std::string last_image;       // path of the last frame
+  int64_t frames = 81;          // 4n + 1
+  double max_area = 1280.0 * 720.0;
+  int64_t width = 0, height = 0;  // explicit size (multiples of 16); 0: from max_area and the first image
+  int steps = 50;
+  double shift = 16.0;
+  double guidance = 5.0;
+  std::string solver = "unipc";  // "unipc" or "dpm++"
+  int64_t seed = -1;             // < 0: a random seed (reported in the result)
+  std::string init_noise;        // safetensors file with tensor `noise` f32 [16, T', h, w]; replaces the draw
+};
+
+struct Progress {
+  std::string stage;  // "load", "text", "image", "vae-encode", "denoise", "vae-decode"
+  int step = 0;       // within the stage (denoise: steps done)
+  int total = 0;
+  double elapsed_s = 0;    // since generate() started
+  double remaining_s = -1; // estimate for the whole job, < 0 when unknown
+};
+// Called often; may throw ib::Cancelled to stop the job at the next step.
+using ProgressFn = std::function<void(const Progress&)>;
+
+struct StageTime {
+  std::string stage;
+  double seconds = 0;
+};
+
+struct GeneratedVideo {
+  int64_t frames = 0, height = 0, width = 0;
+  std::vector<float> data;  // [3, frames, height, width] in [-1, 1]
+  int64_t seed = 0;          // the seed used (or -1 with --init-noise)
+  std::vector<StageTime> timings;
+};
+
+struct PipelineOptions {
+  std::string model_dir;
+  std::string device = "cpu";  // "cpu" or "cuda"
+  int threads = 0;             // CPU threads, 0: all cores
+};
+
+class Pipeline {
+ public:
+  explicit Pipeline(const PipelineOptions& options);  // opens the folder, checks configs
+  ~Pipeline();
+  Pipeline(const Pipeline&) = delete;
+  Pipeline& operator=(const Pipeline&) = delete;
+
+  // Validates options up front (sizes, frames, steps, files) and throws ib::Error naming the
+  // problem before any heavy work starts.
+  void validate(const GenerateOptions& options) const;
+  GeneratedVideo generate(const GenerateOptions& options, const ProgressFn& progress = {});
+
+  // A one-line description of the loaded model (type, sizes, device).
+  std::string describe() const;
+
+  struct Impl;
+  Impl& impl() { return *impl_; }  // for the library's internal hooks
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ib

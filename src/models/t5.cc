@@ -1,0 +1,193 @@
+// umT5 encoder forward (spec 3.6): pre-RMSNorm blocks, unscaled attention with a per-layer
+// relative position bias, gated GELU-tanh feed-forward, final RMSNorm.
+#include "models/t5.h"
+
+#include <cmath>
+#include <limits>
+#include <set>
+
+#include "core/parallel.h"
+#include "ops/activation.h"
+#include "ops/attention.h"
+#include "ops/elementwise.h"
+#include "ops/embedding.h"
+#include "ops/linear.h"
+#include "ops/norm.h"
+
+namespace ib {
+
+int64_t t5_relative_position_bucket(int64_t rel, int64_t num_buckets, int64_t max_distance) {
+  const int64_t half = num_buckets / 2;  // bidirectional: one half per direction
+  const int64_t base = rel > 0 ? half : 0;
+  const int64_t n = rel < 0 ? -rel : rel;
+  const int64_t max_exact = half / 2;
+  if (n < max_exact) return base + n;
+  // Upstream: log(n.float() / max_exact) / math.log(max_dist / max_exact) * (half - max_exact),
+  // all in f32 (the Python scalar is rounded to f32), truncated by .long().
+  const auto log_range = static_cast<float>(std::log(static_cast<double>(max_distance) / static_cast<double>(max_exact)));
+  const float r = std::log(static_cast<float>(n) / static_cast<float>(max_exact)) / log_range *
+                  static_cast<float>(half - max_exact);
+  const int64_t large = max_exact + static_cast<int64_t>(r);
+  return base + std::min(large, half - 1);
+}
+
+namespace {
+
+// Shape of a stored tensor, for the config-versus-weights checks.
+Shape stored_shape(const TensorStore& w, const std::string& name) {
+  IB_CHECK(w.contains(name), "T5 weights: tensor '{}' is missing from {}", name, w.source(name));
+  return w.info(name).shape;
+}
+
+// The config must describe these weights; say which value disagrees instead of a bare shape error.
+void check_config_against_weights(const TensorStore& w, const T5Config& cfg) {
+  IB_CHECK(cfg.vocab > 0 && cfg.dim > 0 && cfg.dim_attn > 0 && cfg.dim_ffn > 0 && cfg.num_heads > 0 &&
+               cfg.num_layers > 0,
+           "T5 config: sizes must be positive (vocab {}, dim {}, dim_attn {}, dim_ffn {}, num_heads {}, num_layers {})",
+           cfg.vocab, cfg.dim, cfg.dim_attn, cfg.dim_ffn, cfg.num_heads, cfg.num_layers);
+  IB_CHECK(cfg.dim_attn % cfg.num_heads == 0, "T5 config: num_heads {} does not divide dim_attn {}", cfg.num_heads,
+           cfg.dim_attn);
+  IB_CHECK(cfg.num_buckets >= 4 && cfg.num_buckets % 2 == 0 && cfg.max_distance > cfg.num_buckets / 4,
+           "T5 config: num_buckets {} must be even and >= 4, and max_distance {} larger than num_buckets/4",
+           cfg.num_buckets, cfg.max_distance);
+  const std::string src = w.source("token_embedding.weight");
+  auto mismatch = [&](const char* key, int64_t cfg_value, int64_t weight_value, const std::string& tensor,
+                      const Shape& shape) {
+    IB_CHECK(cfg_value == weight_value,
+             "T5 config disagrees with the weights in {}: {} = {} but '{}' has shape {} (implies {})", src, key,
+             cfg_value, tensor, shape_str(shape), weight_value);
+  };
+  const Shape emb = stored_shape(w, "token_embedding.weight");
+  IB_CHECK(emb.size() == 2, "T5 weights: 'token_embedding.weight' in {} must be 2-D, found {}", src, shape_str(emb));
+  mismatch("vocab", cfg.vocab, emb[0], "token_embedding.weight", emb);
+  mismatch("dim", cfg.dim, emb[1], "token_embedding.weight", emb);
+  const Shape q = stored_shape(w, "blocks.0.attn.q.weight");
+  if (q.size() == 2) mismatch("dim_attn", cfg.dim_attn, q[0], "blocks.0.attn.q.weight", q);
+  const Shape fc1 = stored_shape(w, "blocks.0.ffn.fc1.weight");
+  if (fc1.size() == 2) mismatch("dim_ffn", cfg.dim_ffn, fc1[0], "blocks.0.ffn.fc1.weight", fc1);
+  const Shape pos = stored_shape(w, "blocks.0.pos_embedding.embedding.weight");
+  if (pos.size() == 2) {
+    mismatch("num_buckets", cfg.num_buckets, pos[0], "blocks.0.pos_embedding.embedding.weight", pos);
+    mismatch("num_heads", cfg.num_heads, pos[1], "blocks.0.pos_embedding.embedding.weight", pos);
+  }
+  int64_t layers = 0;
+  while (w.contains(fmt::format("blocks.{}.norm1.weight", layers))) ++layers;
+  IB_CHECK(layers == cfg.num_layers, "T5 config disagrees with the weights in {}: num_layers = {} but the file has {}",
+           src, cfg.num_layers, layers);
+}
+
+}  // namespace
+
+T5Encoder T5Encoder::load(const TensorStore& weights, const T5Config& cfg) {
+  check_config_against_weights(weights, cfg);
+  std::set<std::string> used;
+  auto get = [&](const std::string& name, const Shape& shape) {
+    Tensor t = require(weights, name, shape);
+    IB_CHECK(dtype_is_float(t.dtype()), "T5 weights: tensor '{}' in {} must be a float tensor, found {}", name,
+             weights.source(name), t.str());
+    if (t.device() != Device::CPU) t = t.to(Device::CPU);
+    used.insert(name);
+    return t;
+  };
+  const int64_t D = cfg.dim, A = cfg.dim_attn, F = cfg.dim_ffn;
+  T5Encoder enc;
+  enc.cfg_ = cfg;
+  enc.token_embedding_ = get("token_embedding.weight", {cfg.vocab, D});
+  for (int64_t l = 0; l < cfg.num_layers; ++l) {
+    const std::string p = fmt::format("blocks.{}.", l);
+    T5Block b;
+    b.norm1 = get(p + "norm1.weight", {D});
+    b.q = get(p + "attn.q.weight", {A, D});
+    b.k = get(p + "attn.k.weight", {A, D});
+    b.v = get(p + "attn.v.weight", {A, D});
+    b.o = get(p + "attn.o.weight", {D, A});
+    b.norm2 = get(p + "norm2.weight", {D});
+    b.gate = get(p + "ffn.gate.0.weight", {F, D});
+    b.fc1 = get(p + "ffn.fc1.weight", {F, D});
+    b.fc2 = get(p + "ffn.fc2.weight", {D, F});
+    b.pos_embedding = get(p + "pos_embedding.embedding.weight", {cfg.num_buckets, cfg.num_heads});
+    enc.blocks_.push_back(std::move(b));
+  }
+  enc.norm_ = get("norm.weight", {D});
+  // Strict match, as upstream's load_state_dict: an unknown key means a different model.
+  for (const std::string& name : weights.names())
+    IB_CHECK(used.count(name) != 0, "T5 weights: unexpected tensor '{}' in {} (not a umT5 encoder key)", name,
+             weights.source(name));
+  return enc;
+}
+
+Tensor T5Encoder::position_bias(const T5Block& block, const std::vector<int64_t>& buckets,
+                                const std::vector<int32_t>& mask) const {
+  const int64_t H = cfg_.num_heads, L = static_cast<int64_t>(mask.size());
+  const Tensor table = block.pos_embedding.to(DType::F32);  // [num_buckets, H]
+  const float* tp = table.data<float>();
+  Tensor e = Tensor::empty({H, L, L}, DType::F32);  // [H, Lq, Lk]
+  float* ep = e.data<float>();
+  // Padded keys: the bias is replaced (not incremented) by the lowest finite value (f32 here).
+  const float masked = std::numeric_limits<float>::lowest();
+  parallel_for(H * L, 16, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = r / L, i = r % L;
+      float* row = ep + r * L;
+      for (int64_t j = 0; j < L; ++j)
+        row[j] = mask[static_cast<size_t>(j)] == 0 ? masked : tp[buckets[static_cast<size_t>(i * L + j)] * H + n];
+    }
+  });
+  return e;
+}
+
+Tensor T5Encoder::encode(const std::vector<int32_t>& ids, const std::vector<int32_t>& mask) const {
+  IB_CHECK(ids.size() == mask.size(), "T5 encode: {} ids but {} mask entries", ids.size(), mask.size());
+  IB_CHECK(!ids.empty(), "T5 encode: no tokens");
+  const auto L = static_cast<int64_t>(ids.size());
+  auto trace = [&](const std::string& name, const Tensor& t) {
+    if (trace_) trace_(name, t);
+  };
+
+  std::vector<int64_t> buckets(static_cast<size_t>(L * L));  // [Lq, Lk], rel = key - query
+  for (int64_t i = 0; i < L; ++i)
+    for (int64_t j = 0; j < L; ++j)
+      buckets[static_cast<size_t>(i * L + j)] = t5_relative_position_bucket(j - i, cfg_.num_buckets, cfg_.max_distance);
+
+  Tensor x = ops::embedding(token_embedding_, Tensor::from_vector(ids, {L}));  // [L, dim]
+  trace("token_embedding", x);
+  ops::AttentionArgs args;
+  args.num_heads = cfg_.num_heads;
+  args.scale = 1.0f;  // T5: no 1/sqrt(head_dim)
+  for (size_t l = 0; l < blocks_.size(); ++l) {
+    const T5Block& b = blocks_[l];
+    const std::string p = fmt::format("blocks.{}.", l);
+    args.bias = position_bias(b, buckets, mask);  // [H, L, L]
+    trace(p + "pos_embedding", args.bias);
+    // Self-attention.
+    const Tensor a = ops::rms_norm(x, b.norm1, cfg_.eps);  // [L, dim]
+    const Tensor q = ops::linear(a, b.q);                   // [L, dim_attn]
+    const Tensor k = ops::linear(a, b.k);                   // [L, dim_attn]
+    const Tensor v = ops::linear(a, b.v);                   // [L, dim_attn]
+    trace(p + "norm1", a);
+    trace(p + "attn.q", q);
+    trace(p + "attn.k", k);
+    trace(p + "attn.v", v);
+    const Tensor attn = ops::attention(q, k, v, args);  // [L, dim_attn]
+    trace(p + "attn.attn", attn);
+    const Tensor attn_out = ops::linear(attn, b.o);  // [L, dim]
+    trace(p + "attn", attn_out);
+    ops::add_(x, attn_out);
+    // Feed-forward: fc1(x) * gelu_tanh(gate(x)).
+    const Tensor h = ops::rms_norm(x, b.norm2, cfg_.eps);              // [L, dim]
+    const Tensor gate = ops::gelu_tanh(ops::linear(h, b.gate));        // [L, dim_ffn]
+    const Tensor f = ops::mul(ops::linear(h, b.fc1), gate);            // [L, dim_ffn]
+    trace(p + "norm2", h);
+    trace(p + "ffn.gate", gate);
+    trace(p + "ffn.fc1", f);
+    const Tensor ffn_out = ops::linear(f, b.fc2);  // [L, dim]
+    trace(p + "ffn", ffn_out);
+    ops::add_(x, ffn_out);
+    trace(p.substr(0, p.size() - 1), x);
+  }
+  Tensor out = ops::rms_norm(x, norm_, cfg_.eps);  // [L, dim]
+  trace("norm", out);
+  return out;
+}
+
+}  // namespace ib

@@ -1,0 +1,44 @@
+// conv3d: PyTorch's Conv3d (cross-correlation) on one channel-first video [Cin, T, H, W] with
+// weight [Cout, Cin, kt, kh, kw]. H/W get explicit zero padding (any side); in time only zero
+// frames *before* the first frame are supported (causal convs) — other temporal context, like
+// the VAE's cached frames, is concatenated by the caller. conv2d is the kt = 1 case on [Cin, H, W].
+#pragma once
+
+#include "core/tensor.h"
+
+namespace ib::ops {
+
+struct Conv3dArgs {
+  int64_t stride_t = 1, stride_h = 1, stride_w = 1;
+  int64_t pad_top = 0, pad_bottom = 0, pad_left = 0, pad_right = 0;  // zeros around each frame
+  int64_t pad_front = 0;                                              // zero frames before frame 0
+
+  // Symmetric spatial padding p on all four sides (PyTorch's padding=(·, p, p)).
+  static Conv3dArgs spatial_pad(int64_t p) {
+    Conv3dArgs a;
+    a.pad_top = a.pad_bottom = a.pad_left = a.pad_right = p;
+    return a;
+  }
+};
+
+// x: f32 [Cin, T, H, W]; w: f32 [Cout, Cin, kt, kh, kw]; b: optional [Cout]; residual: optional
+// f32 [Cout, To, Ho, Wo], added to the output (a fused skip connection). Returns f32
+// [Cout, To, Ho, Wo] with To = (pad_front + T - kt) / stride_t + 1, Ho = (pad_top + H + pad_bottom
+// - kh) / stride_h + 1, Wo likewise.
+Tensor conv3d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), const Conv3dArgs& args = {},
+              const Tensor& residual = Tensor());
+
+// x: f32 [Cin, H, W]; w: f32 [Cout, Cin, kh, kw]. Temporal fields of args are ignored.
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), const Conv3dArgs& args = {},
+              const Tensor& residual = Tensor());
+
+namespace cpu {
+void conv3d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv3dArgs& args, const Tensor& residual,
+            const Tensor& y);
+}
+namespace cuda {
+void conv3d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv3dArgs& args, const Tensor& residual,
+            const Tensor& y);
+}
+
+}  // namespace ib::ops

@@ -1,0 +1,34 @@
+// Layout helpers for the Wan-VAE's channel-first videos [C, T, H, W]: frame concatenation and
+// slicing (dim 1), the upsample3d frame interleave, nearest ×2 upsampling of each frame, and a
+// 2-D transpose (channels × pixels ↔ pixels × channels for the per-frame attention).
+#pragma once
+
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace ib::ops {
+
+// Concatenates [C, T_i, ...] tensors (equal C and trailing dims) along dim 1. Any device.
+Tensor cat_frames(const std::vector<Tensor>& xs);
+// Frames [t0, t1) of x [C, T, ...], copied. Any device.
+Tensor slice_frames(const Tensor& x, int64_t t0, int64_t t1);
+// [2C, T, ...] -> [C, 2T, ...]: frame 2k takes channels 0..C-1 of frame k, frame 2k+1 channels
+// C..2C-1 (upstream's reshape(b, 2, c, t, h, w) + stack on dim 3). Any device.
+Tensor interleave_channel_halves(const Tensor& x);
+
+// x: f32 [..., H, W] -> [..., 2H, 2W]; output (y, x) copies input (⌊y/2⌋, ⌊x/2⌋).
+Tensor upsample_nearest2x(const Tensor& x);
+// x: f32 [R, C] -> [C, R].
+Tensor transpose2d(const Tensor& x);
+
+namespace cpu {
+void upsample_nearest2x(const Tensor& x, const Tensor& y);
+void transpose2d(const Tensor& x, const Tensor& y);
+}  // namespace cpu
+namespace cuda {
+void upsample_nearest2x(const Tensor& x, const Tensor& y);
+void transpose2d(const Tensor& x, const Tensor& y);
+}  // namespace cuda
+
+}  // namespace ib::ops
