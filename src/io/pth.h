@@ -19,12 +19,15 @@ struct PthTensorRecord {
   int64_t storage_offset = 0;  // in elements
   Shape shape;
   std::vector<int64_t> stride;  // in elements
+  int64_t storage_numel = 0;    // elements in the storage, as its persistent id declares
 };
 
-// Parses a state-dict pickle (protocol 2) into tensor records. Accepts only the opcodes and globals
-// a state dict uses (torch._utils._rebuild_tensor_v2, torch.*Storage, collections.OrderedDict);
-// anything else is refused with an error naming the opcode or global. `label` names the file in
-// errors. Never reads past `size`.
+// Parses a state-dict pickle (protocol 2; the protocol 4/5 framing, memo and string opcodes too)
+// into tensor records. Accepts only the opcodes and globals a state dict uses
+// (torch._utils._rebuild_tensor_v2, torch._utils._rebuild_parameter, torch.*Storage,
+// collections.OrderedDict); anything else is refused with an error naming the opcode or global.
+// Checks each tensor's extent against its storage's declared size. `label` names the file in errors.
+// Never reads past `size`, never recurses, never calls anything.
 std::map<std::string, PthTensorRecord> parse_state_dict_pickle(const unsigned char* data, size_t size,
                                                               const std::string& label);
 

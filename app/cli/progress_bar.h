@@ -1,0 +1,29 @@
+// A progress display on stderr for long jobs: stage, step i/N, bar, elapsed and time left.
+// On a terminal it redraws one line; otherwise it prints a line per step.
+#pragma once
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+#include "inbetween/pipeline.h"
+
+namespace ib::cli {
+
+class ProgressBar {
+ public:
+  explicit ProgressBar(bool quiet);
+  ~ProgressBar();
+  void update(const Progress& p);
+  void finish();
+
+ private:
+  bool quiet_, tty_;
+  bool open_line_ = false;
+  std::string last_stage_;
+  int last_step_ = -1;
+};
+
+std::string format_duration(double seconds);  // "1m02s", "3.4s"
+
+}  // namespace ib::cli

@@ -1,0 +1,343 @@
+// Video output through libavcodec/libavformat/libswscale (MP4) and libpng (frames).
+#include "io/video_writer.h"
+
+#include <png.h>
+
+#include <algorithm>
+#include <cctype>
+#include <csetjmp>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+
+extern "C" {
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/opt.h>
+#include <libswscale/swscale.h>
+}
+
+#include "core/check.h"
+#include "io/atomic_file.h"
+#include "io/safetensors.h"
+
+namespace ib {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct VideoDims {
+  int64_t frames = 0, height = 0, width = 0;
+};
+
+// The video as a CPU f32 tensor, after checking it is [3, F, H, W] with F, H, W >= 1.
+Tensor checked_video(const Tensor& video, const std::string& what, VideoDims* dims) {
+  IB_CHECK(video.defined(), "{}: the video tensor is undefined", what);
+  IB_CHECK(video.dim() == 4 && video.size(0) == 3, "{}: video must be [3, F, H, W], got {}", what,
+           shape_str(video.shape()));
+  IB_CHECK(dtype_is_float(video.dtype()), "{}: video must be a float tensor, got {}", what,
+           dtype_name(video.dtype()));
+  dims->frames = video.size(1);
+  dims->height = video.size(2);
+  dims->width = video.size(3);
+  IB_CHECK(dims->frames >= 1 && dims->height >= 1 && dims->width >= 1, "{}: empty video {}", what,
+           shape_str(video.shape()));
+  IB_CHECK(dims->height <= 65535 && dims->width <= 65535, "{}: frames of {}x{} are too large", what,
+           dims->width, dims->height);
+  return video.to(Device::CPU).to(DType::F32);
+}
+
+inline uint8_t to_byte(float x) {
+  if (x != x) return 0;  // NaN
+  x = std::min(std::max(x, -1.0f), 1.0f);
+  const float u = (x + 1.0f) / 2.0f;
+  return static_cast<uint8_t>(u * 255.0f);  // truncates toward zero, as torch's .type(uint8)
+}
+
+// Frame f of a CPU f32 [3, F, H, W] video as H*W*3 interleaved bytes.
+void frame_rgb8(const Tensor& v, const VideoDims& d, int64_t f, uint8_t* out) {
+  const int64_t plane = d.height * d.width;
+  const float* p = v.data<float>();
+  for (int64_t c = 0; c < 3; ++c) {
+    const float* src = p + (c * d.frames + f) * plane;
+    for (int64_t i = 0; i < plane; ++i) out[i * 3 + c] = to_byte(src[i]);
+  }
+}
+
+// ---- MP4 ----
+
+std::string av_error(int err) {
+  char buf[AV_ERROR_MAX_STRING_SIZE] = {};
+  av_strerror(err, buf, sizeof(buf));
+  return buf;
+}
+
+struct CodecContextFree {
+  void operator()(AVCodecContext* c) const { avcodec_free_context(&c); }
+};
+struct FormatContextFree {
+  void operator()(AVFormatContext* f) const {
+    if (f->pb != nullptr) avio_closep(&f->pb);
+    avformat_free_context(f);
+  }
+};
+struct FrameFree {
+  void operator()(AVFrame* f) const { av_frame_free(&f); }
+};
+struct PacketFree {
+  void operator()(AVPacket* p) const { av_packet_free(&p); }
+};
+struct SwsFree {
+  void operator()(SwsContext* s) const { sws_freeContext(s); }
+};
+struct Dict {
+  AVDictionary* d = nullptr;
+  Dict() = default;
+  Dict(const Dict&) = delete;
+  Dict& operator=(const Dict&) = delete;
+  ~Dict() { av_dict_free(&d); }
+};
+
+// x264 and the MP4 muxer report progress at AV_LOG_INFO ("frame I: ...", "Starting second pass");
+// unless the program has chosen a level itself, keep libav to warnings and errors.
+void quiet_libav_once() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (av_log_get_level() == AV_LOG_INFO) av_log_set_level(AV_LOG_WARNING);
+  });
+}
+
+}  // namespace
+
+std::vector<uint8_t> video_to_rgb8(const Tensor& video) {
+  VideoDims d;
+  const Tensor v = checked_video(video, "video_to_rgb8", &d);
+  const auto frame_bytes = static_cast<size_t>(d.height * d.width * 3);
+  std::vector<uint8_t> out(frame_bytes * static_cast<size_t>(d.frames));
+  for (int64_t f = 0; f < d.frames; ++f) frame_rgb8(v, d, f, out.data() + static_cast<size_t>(f) * frame_bytes);
+  return out;
+}
+
+void write_mp4(const std::string& path, const Tensor& video, int fps) {
+  VideoDims d;
+  const Tensor v = checked_video(video, fmt::format("write_mp4 '{}'", path), &d);
+  IB_CHECK(d.height % 2 == 0 && d.width % 2 == 0,
+           "write_mp4 '{}': width and height must be even for yuv420p, got {}x{}", path, d.width, d.height);
+  IB_CHECK(fps >= 1 && fps <= 1000, "write_mp4 '{}': fps must be in [1, 1000], got {}", path, fps);
+  const int W = static_cast<int>(d.width), H = static_cast<int>(d.height);
+  quiet_libav_once();
+
+  const AVCodec* codec = avcodec_find_encoder_by_name("libx264");
+  IB_CHECK(codec != nullptr, "write_mp4 '{}': this FFmpeg has no libx264 encoder", path);
+
+  AtomicFile file(path);  // declared first: removes the temporary file last, after libav closed it
+  const std::string& temp = file.temp_path();
+  auto check = [&](int r, const char* step) {
+    IB_CHECK(r >= 0, "write_mp4 '{}': {} failed: {}", path, step, av_error(r));
+  };
+
+  AVFormatContext* oc_raw = nullptr;
+  check(avformat_alloc_output_context2(&oc_raw, nullptr, "mp4", temp.c_str()), "creating the MP4 muxer");
+  std::unique_ptr<AVFormatContext, FormatContextFree> oc(oc_raw);
+
+  std::unique_ptr<AVCodecContext, CodecContextFree> enc(avcodec_alloc_context3(codec));
+  IB_CHECK(enc != nullptr, "write_mp4 '{}': out of memory", path);
+  enc->width = W;
+  enc->height = H;
+  enc->pix_fmt = AV_PIX_FMT_YUV420P;
+  enc->time_base = AVRational{1, fps};
+  enc->framerate = AVRational{fps, 1};
+  if (oc->oformat->flags & AVFMT_GLOBALHEADER) enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+  {
+    Dict opts;
+    av_dict_set(&opts.d, "crf", "10", 0);  // imageio quality 8 -> crf int((1 - 0.8) * 51)
+    check(avcodec_open2(enc.get(), codec, &opts.d), "opening libx264");
+  }
+
+  AVStream* st = avformat_new_stream(oc.get(), nullptr);
+  IB_CHECK(st != nullptr, "write_mp4 '{}': out of memory", path);
+  st->time_base = enc->time_base;
+  st->avg_frame_rate = enc->framerate;
+  check(avcodec_parameters_from_context(st->codecpar, enc.get()), "setting the stream parameters");
+
+  check(avio_open(&oc->pb, temp.c_str(), AVIO_FLAG_WRITE), "opening the output");
+  {
+    Dict opts;
+    av_dict_set(&opts.d, "movflags", "+faststart", 0);
+    check(avformat_write_header(oc.get(), &opts.d), "writing the MP4 header");
+  }
+
+  // swscale with the ffmpeg command line's default flags; BT.601 limited range is its default.
+  std::unique_ptr<SwsContext, SwsFree> sws(sws_getContext(W, H, AV_PIX_FMT_RGB24, W, H, AV_PIX_FMT_YUV420P,
+                                                          SWS_BICUBIC, nullptr, nullptr, nullptr));
+  IB_CHECK(sws != nullptr, "write_mp4 '{}': cannot set up RGB -> YUV conversion", path);
+
+  std::unique_ptr<AVFrame, FrameFree> frame(av_frame_alloc());
+  std::unique_ptr<AVPacket, PacketFree> pkt(av_packet_alloc());
+  IB_CHECK(frame != nullptr && pkt != nullptr, "write_mp4 '{}': out of memory", path);
+  frame->format = AV_PIX_FMT_YUV420P;
+  frame->width = W;
+  frame->height = H;
+  check(av_frame_get_buffer(frame.get(), 0), "allocating a frame");
+
+  auto drain = [&] {
+    for (;;) {
+      const int r = avcodec_receive_packet(enc.get(), pkt.get());
+      if (r == AVERROR(EAGAIN) || r == AVERROR_EOF) return;
+      check(r, "encoding");
+      av_packet_rescale_ts(pkt.get(), enc->time_base, st->time_base);
+      pkt->stream_index = st->index;
+      check(av_interleaved_write_frame(oc.get(), pkt.get()), "writing a packet");
+    }
+  };
+
+  std::vector<uint8_t> rgb(static_cast<size_t>(W) * static_cast<size_t>(H) * 3);
+  for (int64_t f = 0; f < d.frames; ++f) {
+    frame_rgb8(v, d, f, rgb.data());
+    check(av_frame_make_writable(frame.get()), "allocating a frame");
+    const uint8_t* src[1] = {rgb.data()};
+    const int src_stride[1] = {3 * W};
+    sws_scale(sws.get(), src, src_stride, 0, H, frame->data, frame->linesize);
+    frame->pts = f;
+    check(avcodec_send_frame(enc.get(), frame.get()), "encoding");
+    drain();
+  }
+  check(avcodec_send_frame(enc.get(), nullptr), "flushing the encoder");
+  drain();
+  check(av_write_trailer(oc.get()), "finishing the MP4");
+  check(avio_closep(&oc->pb), "closing the output");
+  file.commit();
+}
+
+// ---- PNG ----
+
+namespace {
+
+struct PngState {
+  std::vector<unsigned char>* out = nullptr;
+  char message[256] = {};
+};
+
+void png_on_error(png_structp png, png_const_charp msg) {
+  auto* s = static_cast<PngState*>(png_get_error_ptr(png));
+  std::snprintf(s->message, sizeof(s->message), "%s", msg);
+  png_longjmp(png, 1);
+}
+
+void png_on_warning(png_structp, png_const_charp) {}
+
+void png_on_write(png_structp png, png_bytep data, size_t n) {
+  auto* s = static_cast<PngState*>(png_get_error_ptr(png));
+  try {
+    s->out->insert(s->out->end(), data, data + n);
+  } catch (...) {
+    png_error(png, "out of memory");
+  }
+}
+
+void png_on_flush(png_structp) {}
+
+// Encodes one 8-bit RGB image; returns false with state->message set on failure. Kept free of
+// C++ objects with destructors between setjmp and the end, as longjmp requires.
+bool encode_png(const uint8_t* rgb, png_uint_32 width, png_uint_32 height, PngState* state) {
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, state, png_on_error, png_on_warning);
+  if (png == nullptr) return false;
+  png_infop info = png_create_info_struct(png);
+  if (info == nullptr) {
+    png_destroy_write_struct(&png, nullptr);
+    return false;
+  }
+  if (setjmp(png_jmpbuf(png))) {
+    png_destroy_write_struct(&png, &info);
+    return false;
+  }
+  png_set_write_fn(png, state, png_on_write, png_on_flush);
+  png_set_IHDR(png, info, width, height, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+               PNG_FILTER_TYPE_DEFAULT);
+  png_write_info(png, info);
+  const size_t row_bytes = static_cast<size_t>(width) * 3;
+  for (png_uint_32 y = 0; y < height; ++y) png_write_row(png, rgb + y * row_bytes);
+  png_write_end(png, nullptr);
+  png_destroy_write_struct(&png, &info);
+  return true;
+}
+
+}  // namespace
+
+void write_png_frames(const std::string& dir, const Tensor& video) {
+  VideoDims d;
+  const Tensor v = checked_video(video, fmt::format("write_png_frames '{}'", dir), &d);
+  IB_CHECK(!dir.empty(), "write_png_frames: empty folder name");
+  fs::path folder(dir);
+  if (!folder.has_filename() && folder.has_parent_path() && folder.parent_path() != folder)
+    folder = folder.parent_path();  // "out/" -> "out"
+
+  std::error_code ec;
+  std::vector<fs::path> created;  // deepest last
+  if (fs::exists(folder, ec)) {
+    IB_CHECK(fs::is_directory(folder, ec), "write_png_frames: '{}' exists and is not a folder", dir);
+    IB_CHECK(fs::is_empty(folder, ec) && !ec,
+             "write_png_frames: folder '{}' is not empty; PNG frames go to a new or empty folder", dir);
+  } else {
+    for (fs::path p = folder; !p.empty() && !fs::exists(p, ec); p = p.parent_path()) {
+      created.insert(created.begin(), p);
+      if (p == p.parent_path()) break;
+    }
+    fs::create_directories(folder, ec);
+    IB_CHECK(!ec, "write_png_frames: cannot create folder '{}': {}", dir, ec.message());
+  }
+
+  std::vector<fs::path> written;
+  try {
+    const auto frame_bytes = static_cast<size_t>(d.height * d.width * 3);
+    std::vector<uint8_t> rgb(frame_bytes);
+    std::vector<unsigned char> png;
+    for (int64_t f = 0; f < d.frames; ++f) {
+      frame_rgb8(v, d, f, rgb.data());
+      png.clear();
+      PngState state;
+      state.out = &png;
+      const fs::path file = folder / fmt::format("frame_{:05d}.png", f);
+      IB_CHECK(encode_png(rgb.data(), static_cast<png_uint_32>(d.width), static_cast<png_uint_32>(d.height), &state),
+               "write_png_frames: encoding '{}' failed: {}", file.string(),
+               state.message[0] ? state.message : "libpng could not start");
+      AtomicFile out(file.string());
+      out.write(png.data(), png.size());
+      out.commit();
+      written.push_back(file);
+    }
+  } catch (...) {
+    for (const fs::path& p : written) fs::remove(p, ec);
+    for (auto it = created.rbegin(); it != created.rend(); ++it) fs::remove(*it, ec);  // only if empty
+    throw;
+  }
+}
+
+// ---- dispatch ----
+
+void write_video(const std::string& path, const Tensor& video, int fps) {
+  IB_CHECK(!path.empty(), "write_video: empty output path");
+  std::string ext = fs::path(path).extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  std::error_code ec;
+  if (path.back() == '/' || fs::is_directory(path, ec)) {
+    write_png_frames(path, video);
+  } else if (ext == ".mp4") {
+    write_mp4(path, video, fps);
+  } else if (ext == ".safetensors") {
+    VideoDims d;
+    const Tensor v = checked_video(video, fmt::format("write_video '{}'", path), &d);
+    save_safetensors(path, {{"video", v}});
+  } else if (ext.empty()) {
+    write_png_frames(path, video);
+  } else {
+    fail("write_video: cannot write '{}': use a .mp4 file (H.264), a .safetensors file (the raw [3, F, H, W] "
+         "tensor), or a folder for PNG frames (a path ending in '/', an existing folder, or a name without "
+         "extension)",
+         path);
+  }
+}
+
+}  // namespace ib

@@ -1,0 +1,420 @@
+// Wan-VAE: loading (layer list derived from VaeConfig like upstream's Encoder3d/Decoder3d
+// constructors), the chunked causal forward with feature caches (spec §6.4), and the latent
+// normalisation (§6.6).
+#include "models/vae.h"
+
+#include <cmath>
+#include <set>
+#include <string>
+
+#include "core/check.h"
+#include "ops/attention.h"
+#include "ops/conv.h"
+#include "ops/linear.h"
+#include "ops/vae_latent.h"
+#include "ops/vae_layout.h"
+#include "ops/vae_norm.h"
+
+namespace ib {
+namespace {
+
+using vae::AttentionBlock;
+using vae::Conv;
+using vae::Layer;
+using vae::Resample;
+using vae::ResampleMode;
+using vae::ResidualBlock;
+
+// Latent statistics of the release (upstream WanVAE.__init__), z_dim = 16 only.
+constexpr float kLatentMean[16] = {-0.7571f, -0.7089f, -0.9113f, 0.1075f, -0.1745f, 0.9653f, -0.1517f, 1.5508f,
+                                   0.4134f,  -0.0715f, 0.5517f,  -0.3632f, -0.1922f, -0.9497f, 0.2503f, -0.2921f};
+constexpr float kLatentStd[16] = {2.8184f, 1.4541f, 2.3275f, 2.6558f, 1.2196f, 1.7708f, 2.6052f, 2.0743f,
+                                  3.2687f, 2.1526f, 2.8652f, 1.5579f, 1.6382f, 1.1253f, 2.8251f, 1.9160f};
+
+// ---------------------------------------------------------------------------------------------
+// Loading
+
+// Wraps the store: every lookup is shape-checked and converted to f32, and its name remembered so
+// that leftover tensors (a config that does not match the checkpoint) can be reported.
+class WeightLoader {
+ public:
+  explicit WeightLoader(const TensorStore& s) : store_(s) {}
+
+  Tensor get(const std::string& name, const Shape& shape) {
+    used_.insert(name);
+    return require(store_, name, shape, DType::F32);
+  }
+  Conv conv(const std::string& prefix, const Shape& shape) {
+    return Conv{get(prefix + ".weight", shape), get(prefix + ".bias", {shape[0]})};
+  }
+  // A 2-D conv [Cout, Cin, kh, kw], held as [Cout, Cin, 1, kh, kw].
+  Conv conv2d(const std::string& prefix, int64_t cout, int64_t cin, int64_t k) {
+    const Tensor w = get(prefix + ".weight", {cout, cin, k, k});
+    return Conv{w.view({cout, cin, 1, k, k}), get(prefix + ".bias", {cout})};
+  }
+
+  ResidualBlock residual(const std::string& p, int64_t in, int64_t out) {
+    ResidualBlock b;
+    b.in_dim = in;
+    b.out_dim = out;
+    b.norm1 = get(p + ".residual.0.gamma", {in, 1, 1, 1});
+    b.conv1 = conv(p + ".residual.2", {out, in, 3, 3, 3});
+    b.norm2 = get(p + ".residual.3.gamma", {out, 1, 1, 1});
+    b.conv2 = conv(p + ".residual.6", {out, out, 3, 3, 3});
+    if (in != out) b.shortcut = conv(p + ".shortcut", {out, in, 1, 1, 1});
+    return b;
+  }
+
+  AttentionBlock attention(const std::string& p, int64_t c) {
+    AttentionBlock a;
+    a.dim = c;
+    a.norm = get(p + ".norm.gamma", {c, 1, 1});
+    const Tensor w = get(p + ".to_qkv.weight", {3 * c, c, 1, 1}).view({3 * c, c});
+    const Tensor b = get(p + ".to_qkv.bias", {3 * c});
+    a.q_w = w.slice(0, c), a.k_w = w.slice(c, 2 * c), a.v_w = w.slice(2 * c, 3 * c);
+    a.q_b = b.slice(0, c), a.k_b = b.slice(c, 2 * c), a.v_b = b.slice(2 * c, 3 * c);
+    const Conv proj = conv2d(p + ".proj", c, c, 1);
+    a.proj = Conv{proj.weight.view({c, c, 1, 1, 1}), proj.bias};
+    return a;
+  }
+
+  Resample resample(const std::string& p, int64_t c, ResampleMode mode) {
+    Resample r;
+    r.mode = mode;
+    r.dim = c;
+    const bool up = mode == ResampleMode::Upsample2d || mode == ResampleMode::Upsample3d;
+    r.resample = conv2d(p + ".resample.1", up ? c / 2 : c, c, 3);
+    if (mode == ResampleMode::Downsample3d) r.time_conv = conv(p + ".time_conv", {c, c, 3, 1, 1});
+    if (mode == ResampleMode::Upsample3d) r.time_conv = conv(p + ".time_conv", {2 * c, c, 3, 1, 1});
+    return r;
+  }
+
+  // Names in the store that no lookup asked for.
+  std::vector<std::string> unused() const {
+    std::vector<std::string> out;
+    for (const std::string& n : store_.names())
+      if (!used_.count(n)) out.push_back(n);
+    return out;
+  }
+
+ private:
+  const TensorStore& store_;
+  std::set<std::string> used_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Feature cache (spec §6.4): one slot per cached site, taken in execution order each chunk.
+
+struct Slot {
+  enum class Kind { Empty, Rep, Frames } kind = Kind::Empty;
+  Tensor frames;  // [C, 1 or 2 (or a whole first chunk), H, W]
+};
+
+class FeatCache {
+ public:
+  void start_chunk() { next_ = 0; }
+  Slot& take() {
+    if (next_ == slots_.size()) slots_.emplace_back();
+    return slots_[next_++];
+  }
+
+ private:
+  std::vector<Slot> slots_;
+  size_t next_ = 0;
+};
+
+Tensor last_frames(const Tensor& x, int64_t n) { return ops::slice_frames(x, x.size(1) - n, x.size(1)); }
+
+// A 3×3×3 CausalConv3d site: convolve [old ; x] with 2 - len(old) leading zero frames, then keep the
+// last two frames of the input history. `residual` (optional) is added to the output.
+Tensor causal_conv(const Conv& c, const Tensor& x, Slot& slot, const Tensor& residual = Tensor()) {
+  const int64_t n = x.size(1);
+  Tensor keep;
+  if (n >= 2) {
+    keep = last_frames(x, 2);
+  } else if (slot.kind == Slot::Kind::Frames) {
+    keep = ops::cat_frames({last_frames(slot.frames, 1), x});
+  } else {
+    keep = x;
+  }
+  ops::Conv3dArgs a = ops::Conv3dArgs::spatial_pad(1);
+  Tensor y;
+  if (slot.kind == Slot::Kind::Frames) {
+    a.pad_front = 2 - slot.frames.size(1);
+    y = ops::conv3d(ops::cat_frames({slot.frames, x}), c.weight, c.bias, a, residual);
+  } else {
+    a.pad_front = 2;
+    y = ops::conv3d(x, c.weight, c.bias, a, residual);
+  }
+  slot.kind = Slot::Kind::Frames;
+  slot.frames = keep;
+  return y;
+}
+
+Tensor residual_block(const ResidualBlock& b, const Tensor& x, FeatCache& cache) {
+  Tensor h = ops::rms_norm_channels(x, b.norm1, /*silu=*/true);
+  h = causal_conv(b.conv1, h, cache.take());  // [out, n, H, W]
+  h = ops::rms_norm_channels(h, b.norm2, /*silu=*/true);
+  const Tensor shortcut = b.shortcut.weight.defined() ? ops::conv3d(x, b.shortcut.weight, b.shortcut.bias) : x;
+  return causal_conv(b.conv2, h, cache.take(), shortcut);  // R(x) + S(x)
+}
+
+// Per-frame single-head attention over the h·w pixels; x + proj(softmax(q·kᵀ/√C)·v).
+Tensor attention_block(const AttentionBlock& a, const Tensor& x) {
+  const int64_t C = x.size(0), T = x.size(1), H = x.size(2), W = x.size(3);
+  const Tensor n = ops::rms_norm_channels(x, a.norm);  // per position, so all frames at once
+  ops::AttentionArgs args;
+  args.num_heads = 1;
+  args.scale = 1.0f / std::sqrt(static_cast<float>(C));
+  std::vector<Tensor> frames;
+  for (int64_t t = 0; t < T; ++t) {
+    const Tensor tokens = ops::transpose2d(ops::slice_frames(n, t, t + 1).view({C, H * W}));  // [HW, C]
+    const Tensor q = ops::linear(tokens, a.q_w, a.q_b), k = ops::linear(tokens, a.k_w, a.k_b),
+                 v = ops::linear(tokens, a.v_w, a.v_b);              // [HW, C]
+    const Tensor o = ops::attention(q, k, v, args);                  // [HW, C]
+    const Tensor o_cf = ops::transpose2d(o).view({C, 1, H, W});      // [C, 1, H, W]
+    const Tensor xt = T == 1 ? x : ops::slice_frames(x, t, t + 1);
+    frames.push_back(ops::conv3d(o_cf, a.proj.weight, a.proj.bias, {}, xt));
+  }
+  return T == 1 ? frames.front() : ops::cat_frames(frames);
+}
+
+Tensor resample(const Resample& r, Tensor x, FeatCache& cache) {
+  switch (r.mode) {
+    case ResampleMode::Downsample2d:
+    case ResampleMode::Downsample3d: {
+      // ZeroPad2d((0, 1, 0, 1)) then a 3×3 stride-2 conv on each frame.
+      ops::Conv3dArgs a;
+      a.stride_h = a.stride_w = 2;
+      a.pad_bottom = a.pad_right = 1;
+      Tensor y = ops::conv3d(x, r.resample.weight, r.resample.bias, a);  // [C, n, H/2, W/2]
+      if (r.mode == ResampleMode::Downsample2d) return y;
+      Slot& slot = cache.take();
+      if (slot.kind == Slot::Kind::Empty) {  // first chunk: no temporal step
+        slot.kind = Slot::Kind::Frames;
+        slot.frames = y;
+        return y;
+      }
+      ops::Conv3dArgs t;
+      t.stride_t = 2;
+      Tensor out = ops::conv3d(ops::cat_frames({last_frames(slot.frames, 1), y}), r.time_conv.weight,
+                               r.time_conv.bias, t);  // [C, n/2, H/2, W/2]
+      slot.frames = last_frames(y, 1);
+      return out;
+    }
+    case ResampleMode::Upsample2d:
+    case ResampleMode::Upsample3d: {
+      if (r.mode == ResampleMode::Upsample3d) {
+        Slot& slot = cache.take();
+        if (slot.kind == Slot::Kind::Empty) {
+          slot.kind = Slot::Kind::Rep;  // first chunk: no temporal step, no frame doubling
+        } else {
+          const int64_t n = x.size(1);
+          Tensor keep;
+          if (n >= 2) {
+            keep = last_frames(x, 2);
+          } else if (slot.kind == Slot::Kind::Frames) {
+            keep = ops::cat_frames({last_frames(slot.frames, 1), x});
+          } else {  // "Rep": the first chunk's frame never enters the temporal context
+            keep = ops::cat_frames({Tensor::zeros({x.size(0), 1, x.size(2), x.size(3)}, DType::F32, x.device()), x});
+          }
+          ops::Conv3dArgs a;
+          Tensor y;
+          if (slot.kind == Slot::Kind::Rep) {
+            a.pad_front = 2;
+            y = ops::conv3d(x, r.time_conv.weight, r.time_conv.bias, a);
+          } else {
+            a.pad_front = 2 - slot.frames.size(1);
+            y = ops::conv3d(ops::cat_frames({slot.frames, x}), r.time_conv.weight, r.time_conv.bias, a);
+          }
+          x = ops::interleave_channel_halves(y);  // [2C, n, H, W] -> [C, 2n, H, W]
+          slot.kind = Slot::Kind::Frames;
+          slot.frames = keep;
+        }
+      }
+      // Nearest ×2, then a 3×3 conv (padding 1) C -> C/2 on each frame.
+      return ops::conv3d(ops::upsample_nearest2x(x), r.resample.weight, r.resample.bias,
+                         ops::Conv3dArgs::spatial_pad(1));
+    }
+  }
+  fail("vae: unknown resample mode");
+}
+
+Tensor run_layer(const Layer& layer, const Tensor& x, FeatCache& cache) {
+  if (const auto* b = std::get_if<ResidualBlock>(&layer)) return residual_block(*b, x, cache);
+  if (const auto* a = std::get_if<AttentionBlock>(&layer)) return attention_block(*a, x);
+  return resample(std::get<Resample>(layer), x, cache);
+}
+
+Tensor run_head(const Tensor& norm, const Conv& conv, const Tensor& x, FeatCache& cache) {
+  return causal_conv(conv, ops::rms_norm_channels(x, norm, /*silu=*/true), cache.take());
+}
+
+// One chunk through Encoder3d: [3, n, H, W] -> [2·z_dim, n', H/8, W/8].
+Tensor encoder_chunk(const vae::Encoder3d& e, const Tensor& video, FeatCache& cache) {
+  Tensor x = causal_conv(e.conv1, video, cache.take());
+  for (const Layer& l : e.downsamples) x = run_layer(l, x, cache);
+  for (const Layer& l : e.middle) x = run_layer(l, x, cache);
+  return run_head(e.head_norm, e.head_conv, x, cache);
+}
+
+// One latent frame through Decoder3d: [z_dim, 1, h, w] -> [3, 1 or 4, 8h, 8w].
+Tensor decoder_chunk(const vae::Decoder3d& d, const Tensor& z, FeatCache& cache) {
+  Tensor x = causal_conv(d.conv1, z, cache.take());
+  for (const Layer& l : d.middle) x = run_layer(l, x, cache);
+  for (const Layer& l : d.upsamples) x = run_layer(l, x, cache);
+  return run_head(d.head_norm, d.head_conv, x, cache);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+WanVAE WanVAE::load(const TensorStore& store, const VaeConfig& cfg) {
+  const auto levels = static_cast<int64_t>(cfg.dim_mult.size());
+  IB_CHECK(cfg.dim > 0 && levels >= 1 && cfg.num_res_blocks >= 0,
+           "vae config: dim {} / dim_mult {} / num_res_blocks {} are not valid", cfg.dim, cfg.dim_mult,
+           cfg.num_res_blocks);
+  for (int64_t u : cfg.dim_mult) IB_CHECK(u > 0, "vae config: dim_mult {} must be positive", cfg.dim_mult);
+  IB_CHECK(static_cast<int64_t>(cfg.temporal_downsample.size()) == levels - 1,
+           "vae config: temporal_downsample has {} entries, dim_mult {} needs {}", cfg.temporal_downsample.size(),
+           cfg.dim_mult, levels - 1);
+  IB_CHECK(cfg.z_dim == 16,
+           "vae config: z_dim {} is not supported (the latent normalisation constants exist only for z_dim 16)",
+           cfg.z_dim);
+
+  WanVAE v;
+  v.cfg_ = cfg;
+  v.spatial_factor_ = int64_t{1} << (levels - 1);
+  v.temporal_factor_ = 1;
+  for (bool t : cfg.temporal_downsample)
+    if (t) v.temporal_factor_ *= 2;
+  const int64_t z = cfg.z_dim;
+  WeightLoader w(store);
+
+  // Encoder3d: dims = [dim·u for u in [1] + dim_mult]; num_res_blocks blocks per level, then a
+  // downsample (3d where temporal_downsample says so) after every level but the last.
+  {
+    std::vector<int64_t> dims{cfg.dim};
+    for (int64_t u : cfg.dim_mult) dims.push_back(cfg.dim * u);
+    vae::Encoder3d& e = v.encoder_;
+    e.conv1 = w.conv("encoder.conv1", {dims[0], 3, 3, 3, 3});
+    int64_t idx = 0, in = dims[0];
+    for (int64_t i = 0; i < levels; ++i) {
+      const int64_t out = dims[static_cast<size_t>(i) + 1];
+      for (int64_t r = 0; r < cfg.num_res_blocks; ++r, ++idx) {
+        e.downsamples.emplace_back(w.residual(fmt::format("encoder.downsamples.{}", idx), in, out));
+        in = out;
+      }
+      if (i != levels - 1) {
+        const ResampleMode m = cfg.temporal_downsample[static_cast<size_t>(i)] ? ResampleMode::Downsample3d
+                                                                                : ResampleMode::Downsample2d;
+        e.downsamples.emplace_back(w.resample(fmt::format("encoder.downsamples.{}", idx++), in, m));
+      }
+    }
+    e.middle.emplace_back(w.residual("encoder.middle.0", in, in));
+    e.middle.emplace_back(w.attention("encoder.middle.1", in));
+    e.middle.emplace_back(w.residual("encoder.middle.2", in, in));
+    e.head_norm = w.get("encoder.head.0.gamma", {in, 1, 1, 1});
+    e.head_conv = w.conv("encoder.head.2", {2 * z, in, 3, 3, 3});
+  }
+  v.conv1_ = w.conv("conv1", {2 * z, 2 * z, 1, 1, 1});
+  v.conv2_ = w.conv("conv2", {z, z, 1, 1, 1});
+
+  // Decoder3d: dims = [dim·u for u in [dim_mult[-1]] + dim_mult[::-1]]; num_res_blocks + 1 blocks
+  // per level, an upsample (3d where reversed temporal_downsample says so) after every level but
+  // the last. Each upsample outputs half its channels, so every level after the first starts from
+  // dims[i] / 2 (upstream hard-codes this as `if i == 1 or i == 2 or i == 3`, which is the same
+  // rule for its four levels).
+  {
+    std::vector<int64_t> dims{cfg.dim * cfg.dim_mult.back()};
+    for (auto it = cfg.dim_mult.rbegin(); it != cfg.dim_mult.rend(); ++it) dims.push_back(cfg.dim * *it);
+    vae::Decoder3d& d = v.decoder_;
+    d.conv1 = w.conv("decoder.conv1", {dims[0], z, 3, 3, 3});
+    d.middle.emplace_back(w.residual("decoder.middle.0", dims[0], dims[0]));
+    d.middle.emplace_back(w.attention("decoder.middle.1", dims[0]));
+    d.middle.emplace_back(w.residual("decoder.middle.2", dims[0], dims[0]));
+    int64_t idx = 0, out = dims[0];
+    for (int64_t i = 0; i < levels; ++i) {
+      int64_t in = dims[static_cast<size_t>(i)];
+      if (i > 0) in /= 2;
+      out = dims[static_cast<size_t>(i) + 1];
+      for (int64_t r = 0; r < cfg.num_res_blocks + 1; ++r, ++idx) {
+        d.upsamples.emplace_back(w.residual(fmt::format("decoder.upsamples.{}", idx), in, out));
+        in = out;
+      }
+      if (i != levels - 1) {
+        IB_CHECK(out % 2 == 0, "vae config: upsampling needs an even channel count, level {} has {}", i, out);
+        const bool t = cfg.temporal_downsample[static_cast<size_t>(levels - 2 - i)];
+        d.upsamples.emplace_back(w.resample(fmt::format("decoder.upsamples.{}", idx++), out,
+                                            t ? ResampleMode::Upsample3d : ResampleMode::Upsample2d));
+      }
+    }
+    d.head_norm = w.get("decoder.head.0.gamma", {out, 1, 1, 1});
+    d.head_conv = w.conv("decoder.head.2", {3, out, 3, 3, 3});
+  }
+
+  const std::vector<std::string> extra = w.unused();
+  IB_CHECK(extra.empty(), "VAE checkpoint {} holds {} tensor(s) the config does not explain (first: '{}'); "
+           "check the vae section of the config (dim {}, dim_mult {}, num_res_blocks {})",
+           store.source(extra.empty() ? std::string() : extra.front()), extra.size(),
+           extra.empty() ? std::string() : extra.front(), cfg.dim, cfg.dim_mult, cfg.num_res_blocks);
+
+  for (int64_t c = 0; c < z; ++c) {
+    v.mean_.push_back(kLatentMean[c]);
+    v.inv_std_.push_back(1.0f / kLatentStd[c]);  // upstream: 1.0 / std, an f32 tensor
+  }
+  return v;
+}
+
+Tensor WanVAE::encode(const Tensor& video) const {
+  IB_CHECK(video.dtype() == DType::F32 && video.dim() == 4 && video.size(0) == 3,
+           "vae encode: expected an f32 video [3, F, H, W], got {}", video.str());
+  const int64_t F = video.size(1), H = video.size(2), W = video.size(3);
+  const int64_t tf = temporal_factor_, sf = spatial_factor_;
+  IB_CHECK(F >= 1 && (F - 1) % tf == 0, "vae encode: the frame count must be 1 + {}·k, got {}", tf, F);
+  IB_CHECK(H > 0 && W > 0 && H % sf == 0 && W % sf == 0,
+           "vae encode: height and width must be positive multiples of {}, got {}x{}", sf, H, W);
+
+  // Frame 0 alone, then chunks of tf frames; each chunk yields one latent frame.
+  FeatCache cache;
+  std::vector<Tensor> chunks;
+  for (int64_t t0 = 0; t0 < F; t0 = t0 == 0 ? 1 : t0 + tf) {
+    cache.start_chunk();
+    const int64_t t1 = t0 == 0 ? 1 : t0 + tf;
+    chunks.push_back(encoder_chunk(encoder_, ops::slice_frames(video, t0, t1), cache));
+  }
+  const Tensor out = ops::cat_frames(chunks);  // [2·z_dim, T', h, w]
+
+  // conv1, keeping only the mean half (channels 0 .. z_dim-1); the log-variance is unused.
+  const int64_t z = cfg_.z_dim;
+  const Tensor mu = ops::conv3d(out, conv1_.weight.slice(0, z), conv1_.bias.slice(0, z));
+  return ops::latent_normalize(mu, mean_, inv_std_);
+}
+
+Tensor WanVAE::decode(const Tensor& latent) const {
+  IB_CHECK(latent.dtype() == DType::F32 && latent.dim() == 4 && latent.size(0) == cfg_.z_dim,
+           "vae decode: expected an f32 latent [{}, T, h, w], got {}", cfg_.z_dim, latent.str());
+  const int64_t T = latent.size(1), h = latent.size(2), w = latent.size(3);
+  IB_CHECK(T >= 1 && h > 0 && w > 0, "vae decode: empty latent {}", latent.str());
+  const int64_t tf = temporal_factor_, sf = spatial_factor_;
+
+  const Tensor x = ops::conv3d(ops::latent_denormalize(latent, mean_, inv_std_), conv2_.weight, conv2_.bias);
+  Tensor video = Tensor::empty({3, 1 + tf * (T - 1), sf * h, sf * w}, DType::F32, latent.device());
+  FeatCache cache;
+  int64_t f = 0;
+  for (int64_t t = 0; t < T; ++t) {
+    cache.start_chunk();
+    const Tensor frames = decoder_chunk(decoder_, ops::slice_frames(x, t, t + 1), cache);  // [3, n, H, W]
+    const int64_t n = frames.size(1);
+    IB_CHECK(f + n <= video.size(1) && frames.size(2) == sf * h && frames.size(3) == sf * w,
+             "vae decode: chunk {} produced {} (internal error)", t, frames.str());
+    for (int64_t c = 0; c < 3; ++c) copy_bytes(video.select(c).slice(f, f + n), frames.select(c));
+    f += n;
+  }
+  IB_CHECK(f == video.size(1), "vae decode: produced {} frames, expected {} (internal error)", f, video.size(1));
+  ops::clamp_(video, -1.0f, 1.0f);
+  return video;
+}
+
+}  // namespace ib

@@ -1,0 +1,96 @@
+// Wan-VAE (upstream wan/modules/vae.py: WanVAE_ with Encoder3d and Decoder3d): the causal 3-D
+// video autoencoder, 8× spatial and 4× temporal compression (for the release's config). Both
+// directions run chunk by chunk with per-layer feature caches (spec §6.4), so working memory is
+// bounded by one chunk; only the input and the output grow with the frame count.
+#pragma once
+
+#include <variant>
+#include <vector>
+
+#include "core/tensor.h"
+#include "io/model_config.h"
+#include "io/tensor_store.h"
+
+namespace ib {
+
+namespace vae {
+
+// Weights of a conv: [Cout, Cin, kt, kh, kw] (2-D resample convs are stored as kt = 1) and [Cout].
+struct Conv {
+  Tensor weight, bias;
+};
+
+// RMS_norm → SiLU → CausalConv3d → RMS_norm → SiLU → (dropout) → CausalConv3d, plus a 1×1×1
+// shortcut when in_dim != out_dim (`residual.{0,2,3,6}`, `shortcut`).
+struct ResidualBlock {
+  int64_t in_dim = 0, out_dim = 0;
+  Tensor norm1, norm2;  // gamma [C, 1, 1, 1]
+  Conv conv1, conv2;    // [out, in, 3, 3, 3], [out, out, 3, 3, 3]
+  Conv shortcut;        // [out, in, 1, 1, 1]; undefined when in_dim == out_dim
+};
+
+// Single-head self-attention over the pixels of each frame (`norm`, `to_qkv`, `proj`).
+struct AttentionBlock {
+  int64_t dim = 0;
+  Tensor norm;                             // gamma [C, 1, 1]
+  Tensor q_w, q_b, k_w, k_b, v_w, v_b;     // rows of to_qkv: [C, C], [C]
+  Conv proj;                               // [C, C, 1, 1, 1]
+};
+
+enum class ResampleMode { Upsample2d, Upsample3d, Downsample2d, Downsample3d };
+
+struct Resample {
+  ResampleMode mode = ResampleMode::Downsample2d;
+  int64_t dim = 0;
+  Conv resample;   // `resample.1`: [C, C, 1, 3, 3] (down) or [C/2, C, 1, 3, 3] (up)
+  Conv time_conv;  // [C, C, 3, 1, 1] (downsample3d) or [2C, C, 3, 1, 1] (upsample3d); else undefined
+};
+
+using Layer = std::variant<ResidualBlock, AttentionBlock, Resample>;
+
+struct Encoder3d {
+  Conv conv1;                     // [dims[0], 3, 3, 3, 3]
+  std::vector<Layer> downsamples;
+  std::vector<Layer> middle;      // ResidualBlock, AttentionBlock, ResidualBlock
+  Tensor head_norm;               // [C, 1, 1, 1]
+  Conv head_conv;                 // [2·z_dim, C, 3, 3, 3]
+};
+
+struct Decoder3d {
+  Conv conv1;                     // [dims[0], z_dim, 3, 3, 3]
+  std::vector<Layer> middle;
+  std::vector<Layer> upsamples;
+  Tensor head_norm;               // [C, 1, 1, 1]
+  Conv head_conv;                 // [3, C, 3, 3, 3]
+};
+
+}  // namespace vae
+
+class WanVAE {
+ public:
+  // Builds the layer list from cfg exactly as upstream's constructors do and checks every weight's
+  // presence and shape (and that the checkpoint holds no tensor the config does not explain).
+  // Only z_dim = 16 is supported (the latent normalisation constants exist only for it).
+  static WanVAE load(const TensorStore& w, const VaeConfig& cfg);
+
+  // video: f32 [3, F, H, W] in [-1, 1] with F = 1 + 4k and H, W multiples of 8. Returns the
+  // normalised latent mean [z_dim, 1 + (F-1)/4, H/8, W/8].
+  Tensor encode(const Tensor& video) const;
+  // latent: normalised f32 [z_dim, T, h, w]. Returns [3, 1 + 4(T-1), 8h, 8w] clamped to [-1, 1].
+  Tensor decode(const Tensor& latent) const;
+
+  const VaeConfig& config() const { return cfg_; }
+  int64_t temporal_factor() const { return temporal_factor_; }  // 4 for the release
+  int64_t spatial_factor() const { return spatial_factor_; }    // 8 for the release
+
+ private:
+  VaeConfig cfg_;
+  int64_t temporal_factor_ = 4, spatial_factor_ = 8;
+  vae::Encoder3d encoder_;
+  vae::Decoder3d decoder_;
+  vae::Conv conv1_;  // top-level 1×1×1 on the encoder output; only its first z_dim rows (the mean)
+  vae::Conv conv2_;  // top-level 1×1×1 on the latent before the decoder
+  std::vector<float> mean_, inv_std_;
+};
+
+}  // namespace ib

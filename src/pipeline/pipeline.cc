@@ -1,0 +1,241 @@
+// The FLF2V generation: text and image conditioning, the denoising loop with classifier-free
+// guidance, and the VAE decode (spec section 2). Components load on first use and stay loaded.
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <optional>
+#include <random>
+
+#include "core/log.h"
+#include "core/parallel.h"
+#include "inbetween/pipeline.h"
+#include "io/image.h"
+#include "io/model_config.h"
+#include "io/safetensors.h"
+#include "models/clip.h"
+#include "models/dit.h"
+#include "models/t5.h"
+#include "models/vae.h"
+#include "ops/elementwise.h"
+#include "ops/resize.h"
+#include "pipeline/conditioning.h"
+#include "pipeline/generate_internal.h"
+#include "pipeline/scheduler.h"
+#include "text/prompt.h"
+#include "text/tokenizer.h"
+
+namespace ib {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Concatenates [Ca, ...] and [Cb, ...] along dim 0.
+Tensor concat0(const Tensor& a, const Tensor& b) {
+  Shape s = a.shape();
+  s[0] += b.size(0);
+  Tensor out = Tensor::empty(s, DType::F32);
+  std::memcpy(out.raw(), a.raw(), a.nbytes());
+  std::memcpy(static_cast<char*>(out.raw()) + a.nbytes(), b.raw(), b.nbytes());
+  return out;
+}
+}  // namespace
+
+Tensor seeded_noise(const Shape& shape, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  Tensor t = Tensor::empty(shape, DType::F32);
+  float* p = t.data<float>();
+  const int64_t n = t.numel();
+  constexpr double kTwoPi = 6.283185307179586;
+  for (int64_t i = 0; i < n; i += 2) {
+    // u1 in (0, 1], u2 in [0, 1): 53-bit uniforms.
+    const double u1 = (static_cast<double>(rng() >> 11) + 1.0) * 0x1.0p-53;
+    const double u2 = static_cast<double>(rng() >> 11) * 0x1.0p-53;
+    const double r = std::sqrt(-2.0 * std::log(u1));
+    p[i] = static_cast<float>(r * std::cos(kTwoPi * u2));
+    if (i + 1 < n) p[i + 1] = static_cast<float>(r * std::sin(kTwoPi * u2));
+  }
+  return t;
+}
+
+struct Pipeline::Impl {
+  PipelineOptions opts;
+  ModelFolder folder;
+  Device device = Device::CPU;
+  std::optional<text::Tokenizer> tokenizer;
+  std::optional<T5Encoder> t5;
+  std::optional<ClipVision> clip;
+  std::optional<WanVAE> vae;
+  std::optional<WanDiT> dit;
+  IntermediateFn dump;
+
+  void emit(const std::string& name, const Tensor& t) const {
+    if (dump) dump(name, t);
+  }
+
+  // Trimmed T5 output [Lt, dim] for a prompt.
+  Tensor encode_text(const std::string& prompt) {
+    if (!tokenizer) tokenizer = text::Tokenizer::load(folder.tokenizer_path);
+    if (!t5) t5 = T5Encoder::load(*open_tensor_store(folder.t5_path), folder.t5);
+    const text::Tokens tok = tokenizer->encode(text::clean_prompt(prompt), folder.dit.text_len);
+    const Tensor hidden = t5->encode(tok.ids, tok.mask);
+    return hidden.slice(0, tok.length).clone();
+  }
+};
+
+Pipeline::Pipeline(const PipelineOptions& options) : impl_(std::make_unique<Impl>()) {
+  impl_->opts = options;
+  if (options.threads > 0) set_num_threads(options.threads);
+  IB_CHECK(options.device == "cpu" || options.device == "cuda", "unknown device '{}' (expected cpu or cuda)",
+           options.device);
+  if (options.device == "cuda") {
+    IB_CHECK(cuda_available(), "--device cuda: no CUDA device is available in this build or on this machine");
+    fail("--device cuda: the GPU pipeline is not implemented yet; use --device cpu");
+  }
+  impl_->folder = ModelFolder::open(options.model_dir);
+}
+
+Pipeline::~Pipeline() = default;
+
+std::string Pipeline::describe() const {
+  const DitConfig& d = impl_->folder.dit;
+  return fmt::format("Wan2.1 {} DiT dim {} x {} layers ({} heads), text_len {}, device {}", d.model_type, d.dim,
+                     d.num_layers, d.num_heads, d.text_len, impl_->opts.device);
+}
+
+void Pipeline::validate(const GenerateOptions& o) const {
+  latent_frames(o.frames);
+  IB_CHECK(o.steps >= 1 && o.steps <= 1000, "steps must be in 1..1000, got {}", o.steps);
+  IB_CHECK(std::isfinite(o.shift) && o.shift > 0, "shift must be positive, got {}", o.shift);
+  IB_CHECK(std::isfinite(o.guidance) && o.guidance >= 0, "guidance must be >= 0, got {}", o.guidance);
+  parse_solver(o.solver);
+  IB_CHECK(o.frames <= 1025, "frame count {} is too large (at most 1025)", o.frames);
+  if (o.width != 0 || o.height != 0) {
+    IB_CHECK(o.width >= 16 && o.height >= 16 && o.width % 16 == 0 && o.height % 16 == 0 && o.width <= 4096 &&
+                 o.height <= 4096,
+             "size {}x{} must be multiples of 16 between 16 and 4096", o.width, o.height);
+  } else {
+    IB_CHECK(std::isfinite(o.max_area) && o.max_area >= 256 && o.max_area <= 4096.0 * 4096.0,
+             "max area {} must be between 256 and 16777216 pixels", o.max_area);
+  }
+  for (const std::string* p : {&o.first_image, &o.last_image}) {
+    IB_CHECK(!p->empty(), "both a first and a last image are needed");
+    IB_CHECK(std::filesystem::is_regular_file(*p), "image not found: '{}'", *p);
+  }
+  if (!o.init_noise.empty()) IB_CHECK(std::filesystem::is_regular_file(o.init_noise), "noise file not found: '{}'", o.init_noise);
+}
+
+GeneratedVideo Pipeline::generate(const GenerateOptions& o, const ProgressFn& progress) {
+  validate(o);
+  Impl& im = *impl_;
+  const ModelFolder& f = im.folder;
+  const auto t0 = Clock::now();
+  GeneratedVideo result;
+  auto stage_start = Clock::now();
+  auto report = [&](const std::string& stage, int step, int total, double remaining) {
+    if (progress) progress(Progress{stage, step, total, seconds_since(t0), remaining});
+  };
+  auto end_stage = [&](const std::string& stage) {
+    result.timings.push_back({stage, seconds_since(stage_start)});
+    stage_start = Clock::now();
+  };
+
+  // Images first: cheap, and bad files fail before the heavy work.
+  report("image", 0, 1, -1);
+  const Tensor first = load_image(o.first_image);
+  Tensor last = load_image(o.last_image);
+  const int64_t h0 = first.size(1), w0 = first.size(2);
+  last = fit_last_frame(last, h0, w0);
+  const VideoSize size = (o.width > 0) ? VideoSize{o.height, o.width} : target_size(h0, w0, o.max_area);
+  const int64_t lat_t = latent_frames(o.frames), lat_h = size.height / 8, lat_w = size.width / 8;
+  const Shape latent_shape{f.dit.out_dim, lat_t, lat_h, lat_w};
+  Tensor noise;
+  if (!o.init_noise.empty()) {
+    noise = require(*SafetensorsFile::open(o.init_noise), "noise", latent_shape, DType::F32).clone();
+    result.seed = -1;
+  } else {
+    uint64_t seed = static_cast<uint64_t>(o.seed);
+    if (o.seed < 0) seed = std::random_device{}() & 0x7fffffffffffffffull;
+    result.seed = static_cast<int64_t>(seed);
+    noise = seeded_noise(latent_shape, seed);
+  }
+  im.emit("noise", noise);
+
+  report("text", 0, 2, -1);
+  const Tensor context = im.encode_text(o.prompt);
+  report("text", 1, 2, -1);
+  const Tensor context_null = im.encode_text(o.negative_prompt.empty() ? text::default_negative_prompt() : o.negative_prompt);
+  im.emit("context", context);
+  im.emit("context_null", context_null);
+  end_stage("text");
+
+  const bool uses_image = f.dit.model_type != "t2v";
+  Tensor clip_context, y;
+  if (uses_image) {
+    report("image", 0, 1, -1);
+    if (!im.clip) im.clip = ClipVision::load(*open_tensor_store(f.clip_path), f.clip);
+    Tensor pixels = Tensor::empty({2, 3, f.clip.image_size, f.clip.image_size}, DType::F32);
+    const Tensor p0 = im.clip->preprocess(first), p1 = im.clip->preprocess(last);
+    std::memcpy(pixels.raw(), p0.raw(), p0.nbytes());
+    std::memcpy(static_cast<char*>(pixels.raw()) + p0.nbytes(), p1.raw(), p1.nbytes());
+    const Tensor feats = im.clip->encode(pixels);  // [2, tokens, clip_dim]
+    clip_context = f.dit.model_type == "flf2v" ? feats.view({-1, feats.size(2)}) : feats.select(0);
+    im.emit("clip_context", feats);
+    end_stage("clip");
+
+    report("vae-encode", 0, 1, -1);
+    if (!im.vae) im.vae = WanVAE::load(*open_tensor_store(f.vae_path), f.vae);
+    const Tensor first_r = ops::resize_bicubic(first, size.height, size.width);
+    const Tensor last_r = ops::resize_bicubic(last, size.height, size.width);
+    const Tensor cond_video = conditioning_video(first_r, last_r, o.frames);
+    im.emit("cond_video", cond_video);
+    const Tensor cond_latent = im.vae->encode(cond_video);
+    y = concat0(frame_mask(o.frames, lat_h, lat_w), cond_latent);
+    im.emit("y", y);
+    end_stage("vae-encode");
+  }
+
+  report("load", 0, 1, -1);
+  if (!im.dit) im.dit = WanDiT::load(*open_tensor_store(f.dit_path), f.dit);
+  end_stage("load-dit");
+
+  auto sched = Scheduler::create(parse_solver(o.solver), o.steps, o.shift);
+  Tensor x = noise;
+  const auto loop_start = Clock::now();
+  const int n = o.steps;
+  report("denoise", 0, n, -1);
+  for (int i = 0; i < n; ++i) {
+    const double t = static_cast<double>(sched->timesteps()[static_cast<size_t>(i)]);
+    const Tensor vc = im.dit->forward(x, t, context, clip_context, y);
+    const Tensor vu = im.dit->forward(x, t, context_null, clip_context, y);
+    // v = v_u + g (v_c - v_u), f32.
+    Tensor v = Tensor::empty(vc.shape(), DType::F32);
+    const float g = static_cast<float>(o.guidance);
+    const float* pc = vc.data<float>();
+    const float* pu = vu.data<float>();
+    float* pv = v.data<float>();
+    for (int64_t k = 0; k < v.numel(); ++k) pv[k] = pu[k] + g * (pc[k] - pu[k]);
+    x = sched->step(v, x);
+    im.emit(fmt::format("latent_{}", i + 1), x);
+    const double per_step = seconds_since(loop_start) / (i + 1);
+    report("denoise", i + 1, n, per_step * (n - i - 1) + per_step * 0.5);
+  }
+  end_stage("denoise");
+
+  report("vae-decode", 0, 1, -1);
+  if (!im.vae) im.vae = WanVAE::load(*open_tensor_store(f.vae_path), f.vae);
+  const Tensor video = im.vae->decode(x);
+  im.emit("video", video);
+  end_stage("vae-decode");
+  report("vae-decode", 1, 1, 0);
+
+  result.frames = video.size(1);
+  result.height = video.size(2);
+  result.width = video.size(3);
+  result.data.assign(video.data<float>(), video.data<float>() + video.numel());
+  return result;
+}
+
+void set_intermediate_callback(Pipeline& pipeline, IntermediateFn fn) { pipeline.impl().dump = std::move(fn); }
+
+}  // namespace ib

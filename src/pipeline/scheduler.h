@@ -1,0 +1,58 @@
+// Flow-matching samplers of upstream Wan2.1 (spec §9): UniPC (bh2, order 2, predict-x0, the
+// default) and DPM-Solver++ (2M, midpoint). Schedules are built in double with numpy linspace
+// semantics; each step works on f32 CPU tensors with the scalar factors formed in f32 from the f32
+// sigmas, in upstream's order of operations, so results match the reference to f32 rounding.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace ib {
+
+enum class Solver { UniPC, DpmPP };
+
+// "unipc" or "dpm++"; anything else throws ib::Error naming the valid values.
+Solver parse_solver(std::string_view name);
+const char* solver_name(Solver s);  // the name parse_solver accepts
+
+class Scheduler {
+ public:
+  // steps >= 1, shift > 0 (finite), num_train_timesteps >= 2; otherwise ib::Error.
+  static std::unique_ptr<Scheduler> create(Solver s, int steps, double shift, int num_train_timesteps = 1000);
+  virtual ~Scheduler() = default;
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  Solver solver() const { return solver_; }
+  int num_steps() const { return static_cast<int>(timesteps_.size()); }
+  // The integer timesteps the DiT sees, one per step: trunc(num_train_timesteps * sigma'_k).
+  const std::vector<int64_t>& timesteps() const { return timesteps_; }
+  // The solver's f32 sigmas, num_steps() + 1 entries, the last one 0.
+  const std::vector<float>& sigmas() const { return sigmas_; }
+  // Index of the next step (0 before the first; num_steps() when done).
+  int step_index() const { return step_index_; }
+
+  // One solver step: `model_output` is the (guided) velocity v at timesteps()[step_index()] for
+  // `sample`; returns the next sample. Both are f32 CPU tensors of the same, arbitrary shape.
+  // Throws when the shapes/dtypes are wrong or every step has been taken.
+  Tensor step(const Tensor& model_output, const Tensor& sample);
+
+ protected:
+  Scheduler(Solver s, std::vector<int64_t> timesteps, std::vector<float> sigmas)
+      : solver_(s), timesteps_(std::move(timesteps)), sigmas_(std::move(sigmas)) {}
+  // Does step k = step_index(); the base class advances the index afterwards.
+  virtual Tensor step_at(int k, const Tensor& model_output, const Tensor& sample) = 0;
+
+ private:
+  Solver solver_;
+  std::vector<int64_t> timesteps_;
+  std::vector<float> sigmas_;
+  int step_index_ = 0;
+};
+
+}  // namespace ib

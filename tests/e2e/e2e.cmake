@@ -1,0 +1,3 @@
+ib_add_test(test_e2e SOURCES ${CMAKE_CURRENT_LIST_DIR}/e2e_test.cc LABELS fixture)
+# The CLI tests run the inbetween executable.
+add_dependencies(test_e2e inbetween)

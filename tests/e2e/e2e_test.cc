@@ -1,0 +1,203 @@
+// End to end: the whole FLF2V generation on the fixture model, through the library (every
+// intermediate checked, so a failure names the stage) and through the CLI (the README contract).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "common/fixture.h"
+#include "inbetween/error.h"
+#include "inbetween/pipeline.h"
+#include "io/image.h"
+#include "pipeline/generate_internal.h"
+
+namespace ib {
+namespace {
+
+namespace fs = std::filesystem;
+
+nlohmann::json e2e_settings() {
+  std::ifstream f(test::fixture_path("e2e.json"));
+  return nlohmann::json::parse(f);
+}
+
+GenerateOptions fixture_options() {
+  const auto j = e2e_settings();
+  GenerateOptions o;
+  o.prompt = j["prompt"].get<std::string>();
+  o.negative_prompt = j["negative_prompt"].get<std::string>();
+  o.frames = j["frames"].get<int64_t>();
+  o.max_area = j["max_area"].get<double>();
+  o.steps = j["steps"].get<int>();
+  o.shift = j["shift"].get<double>();
+  o.guidance = j["guide_scale"].get<double>();
+  o.solver = j["solver"].get<std::string>();
+  o.first_image = test::fixture_path("first.png");
+  o.last_image = test::fixture_path("last.png");
+  o.init_noise = test::fixture_path("e2e.safetensors");
+  return o;
+}
+
+struct CommandResult {
+  int status = -1;
+  std::string output;
+};
+
+CommandResult run_command(const std::string& cmd) {
+  CommandResult r;
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  const int st = ::pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+std::string cli() { return test::binary_dir() + "/inbetween"; }
+
+std::string quote(const std::string& s) { return "'" + s + "'"; }
+
+// The CLI command for `o`; `extra` options replace the ones of the same name.
+std::string generate_command(const GenerateOptions& o, const std::string& out, const std::string& extra = "") {
+  auto opt = [&](const char* name, const std::string& value) {
+    return extra.find(name) == std::string::npos ? fmt::format(" {} {}", name, value) : std::string();
+  };
+  std::string cmd = fmt::format("{} generate --model {} --first {} --last {} --prompt {} --output {} --quiet", cli(),
+                                quote(test::model_dir()), quote(o.first_image), quote(o.last_image), quote(o.prompt),
+                                quote(out));
+  cmd += opt("--frames", std::to_string(o.frames));
+  if (extra.find("--size") == std::string::npos) cmd += opt("--max-area", fmt::format("{}", o.max_area));
+  cmd += opt("--steps", std::to_string(o.steps)) + opt("--shift", fmt::format("{}", o.shift)) +
+         opt("--guidance", fmt::format("{}", o.guidance)) + opt("--solver", o.solver);
+  if (!o.negative_prompt.empty()) cmd += " --negative-prompt " + quote(o.negative_prompt);
+  if (!o.init_noise.empty()) cmd += " --init-noise " + quote(o.init_noise);
+  return cmd + " " + extra;
+}
+
+TEST(EndToEnd, LibraryMatchesEveryIntermediate) {
+  const GenerateOptions o = fixture_options();
+  Pipeline pipeline(PipelineOptions{test::model_dir(), "cpu", 0});
+  std::map<std::string, Tensor> got;
+  set_intermediate_callback(pipeline, [&](const std::string& name, const Tensor& t) { got[name] = t.clone(); });
+  const GeneratedVideo v = pipeline.generate(o);
+  const auto ref = test::open_fixture("e2e.safetensors");
+  for (const char* name : {"context", "context_null", "cond_video", "y"}) {
+    ASSERT_TRUE(got.count(name)) << name;
+    EXPECT_TENSOR_CLOSE(got[name], ref->get(name), test::kComponentRel) << name;
+  }
+  const Tensor clip_ref = ref->get("clip_context");
+  EXPECT_TENSOR_CLOSE(got["clip_context"].view(clip_ref.shape()), clip_ref, test::kComponentRel);
+  for (int i = 1; i <= o.steps; ++i) {
+    const std::string name = fmt::format("latent_{}", i);
+    ASSERT_TRUE(got.count(name)) << name;
+    // The latents feed back through the DiT: allow the end-to-end bound.
+    EXPECT_TENSOR_CLOSE_ABS(got[name], ref->get(name), 1e-3) << name;
+  }
+  const Tensor video_ref = ref->get("video");
+  Tensor video = Tensor::from_vector(v.data, {3, v.frames, v.height, v.width});
+  EXPECT_TENSOR_CLOSE_ABS(video, video_ref, 1e-3);
+  const auto j = e2e_settings();
+  EXPECT_EQ(v.height, j["height"].get<int64_t>());
+  EXPECT_EQ(v.width, j["width"].get<int64_t>());
+  EXPECT_FALSE(v.timings.empty());
+}
+
+TEST(EndToEnd, CliWithInitNoiseMatchesReferenceVideo) {
+  const GenerateOptions o = fixture_options();
+  const std::string out = test::temp_dir() + "/video.safetensors";
+  const CommandResult r = run_command(generate_command(o, out));
+  ASSERT_EQ(r.status, 0) << r.output;
+  const auto got = SafetensorsFile::open(out);
+  EXPECT_TENSOR_CLOSE_ABS(got->get("video"), test::open_fixture("e2e.safetensors")->get("video"), 1e-3);
+}
+
+TEST(EndToEnd, CliWritesPlayableMp4) {
+  GenerateOptions o = fixture_options();
+  o.steps = 2;
+  o.init_noise.clear();
+  const std::string dir = test::temp_dir();
+  const std::string out = dir + "/demo.mp4";
+  CommandResult r = run_command(generate_command(o, out, "--seed 7"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  r = run_command("ffprobe -v error -select_streams v:0 -count_frames -show_entries "
+                  "stream=codec_name,pix_fmt,width,height,nb_read_frames -of json " + quote(out));
+  ASSERT_EQ(r.status, 0) << r.output;
+  const auto j = nlohmann::json::parse(r.output)["streams"][0];
+  EXPECT_EQ(j["codec_name"], "h264");
+  EXPECT_EQ(j["pix_fmt"], "yuv420p");
+  EXPECT_EQ(j["width"], 80);
+  EXPECT_EQ(j["height"], 48);
+  EXPECT_EQ(j["nb_read_frames"], "9");
+  for (const auto& e : fs::directory_iterator(dir))  // nothing half-written left beside it
+    EXPECT_EQ(e.path().filename().string().find(".partial"), std::string::npos) << e.path();
+}
+
+TEST(EndToEnd, OtherFrameCountsAndMismatchedLastFrame) {
+  Pipeline pipeline(PipelineOptions{test::model_dir(), "cpu", 0});
+  const std::string dir = test::temp_dir();
+  for (int64_t frames : {5, 13, 17}) {
+    GenerateOptions o = fixture_options();
+    o.init_noise.clear();
+    o.seed = 3;
+    o.steps = 1;
+    o.frames = frames;
+    const GeneratedVideo v = pipeline.generate(o);
+    EXPECT_EQ(v.frames, frames);
+    EXPECT_EQ(v.height, 48);
+    EXPECT_EQ(v.width, 80);
+    for (float x : v.data) ASSERT_TRUE(x >= -1.0f && x <= 1.0f);
+  }
+  // A last frame of another size and aspect ratio (150x200 crop of last.png) is fitted to the
+  // first one's size instead of failing or being grey-padded as upstream does.
+  const Tensor src = load_image(test::fixture_path("last.png"));  // [3, 180, 320]
+  const int64_t h = 150, w = 200;
+  std::vector<uint8_t> rgb(static_cast<size_t>(h * w * 3));
+  for (int64_t y = 0; y < h; ++y)
+    for (int64_t x = 0; x < w; ++x)
+      for (int64_t c = 0; c < 3; ++c) {
+        const float v = src.item_f32((c * 180 + y + 10) * 320 + x + 50);
+        rgb[static_cast<size_t>((y * w + x) * 3 + c)] = static_cast<uint8_t>(std::lround((v + 1.0f) * 127.5f));
+      }
+  const std::string small = dir + "/last_small.png";
+  save_png(small, rgb.data(), w, h);
+  GenerateOptions o = fixture_options();
+  o.init_noise.clear();
+  o.steps = 1;
+  o.last_image = small;
+  const GeneratedVideo v = pipeline.generate(o);
+  EXPECT_EQ(v.frames, 9);
+  EXPECT_EQ(v.height, 48);
+  EXPECT_EQ(v.width, 80);
+}
+
+TEST(EndToEnd, BadOptionsFailClearly) {
+  const GenerateOptions o = fixture_options();
+  const std::string out = test::temp_dir() + "/x.mp4";
+  struct Case { std::string extra; std::string expect; };
+  const Case cases[] = {{"--frames 8", "4n+1"},           {"--steps 0", "steps"},
+                        {"--guidance -1", "guidance"},    {"--solver euler", "solver"},
+                        {"--size 100x48", "multiples of 16"}};
+  for (const Case& c : cases) {
+    const CommandResult r = run_command(generate_command(o, out, c.extra));
+    EXPECT_NE(r.status, 0) << c.extra;
+    EXPECT_NE(r.output.find(c.expect), std::string::npos) << c.extra << ": " << r.output;
+  }
+  GenerateOptions missing = o;
+  missing.last_image = "/nonexistent/last.png";
+  CommandResult r = run_command(generate_command(missing, out));
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("/nonexistent/last.png"), std::string::npos) << r.output;
+  r = run_command(generate_command(o, test::temp_dir() + "/video.gif"));
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find(".mp4"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(out));
+}
+
+}  // namespace
+}  // namespace ib
