@@ -9,5 +9,5 @@ mkdir -p build && { bash scripts/build.sh >build/demo-build.log 2>&1 || { cat bu
 ./build/inbetween generate --model build/demo-model \
   --first assets/first.png --last assets/last.png \
   --prompt "The sun sets slowly over a calm sea, the sky turning orange" \
-  --frames 33 --size 320x176 --steps 20 --seed 42 --output demo.mp4
+  --frames 33 --size 320x176 --steps 12 --seed 42 --output demo.mp4
 ffprobe -v error -show_entries stream=codec_name,width,height,nb_frames -of default=nw=1 demo.mp4

@@ -1,6 +1,6 @@
-// CPU attention reference: one (head, query row) per work item; logits, softmax (max subtracted)
-// and the weighted sum of values all in f32. The dot products use eight partial sums so the
-// compiler can vectorise them.
+// CPU attention reference: logits, softmax (max subtracted) and the weighted sum of values, all
+// in f32, for a block of query rows of one head per work item. The dot products use eight
+// partial sums so the compiler can vectorise them.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -28,40 +28,67 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Attentio
   const int64_t D = q.size(1) / H, Dv = v.size(1) / H;
   const int64_t qs = q.size(1), vs = v.size(1);
   const float* qp = q.data<float>();
-  const float* kp = k.data<float>();
-  const float* vp = v.data<float>();
   const float* bp = args.bias.defined() ? args.bias.data<float>() : nullptr;
   float* op = out.data<float>();
   const float scale = args.scale;
-  parallel_for(H * Lq, std::max<int64_t>(1, 8192 / std::max<int64_t>(Lk * (D + Dv), 1)), [&](int64_t r0, int64_t r1) {
-    std::vector<float> s(static_cast<size_t>(Lk));
-    std::vector<float> acc(static_cast<size_t>(Dv));
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t h = r / Lq, i = r % Lq;
-      const float* qr = qp + i * qs + h * D;
-      const float* br = bp ? bp + (h * Lq + i) * Lk : nullptr;
-      float m = -std::numeric_limits<float>::infinity();
+  // Keys and values per head, contiguous ([H, Lk, D]), so a block of query rows streams them once.
+  std::vector<float> kh(static_cast<size_t>(H * Lk * D)), vh(static_cast<size_t>(H * Lk * Dv));
+  parallel_for(Lk, 256, [&](int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j)
+      for (int64_t h = 0; h < H; ++h) {
+        std::copy_n(k.data<float>() + j * qs + h * D, D, kh.data() + (h * Lk + j) * D);
+        std::copy_n(v.data<float>() + j * vs + h * Dv, Dv, vh.data() + (h * Lk + j) * Dv);
+      }
+  });
+  // Work item: one head and a block of query rows. The arithmetic per row (dot products, max,
+  // exp, sums in key order) is the same as a row-at-a-time loop; blocking only reuses loads.
+  constexpr int64_t kBlock = 16;
+  const int64_t blocks = (Lq + kBlock - 1) / kBlock;
+  parallel_for(H * blocks, 1, [&](int64_t w0, int64_t w1) {
+    std::vector<float> s(static_cast<size_t>(kBlock * Lk));
+    std::vector<float> acc(static_cast<size_t>(kBlock * Dv));
+    float m[kBlock], sum[kBlock];
+    for (int64_t w = w0; w < w1; ++w) {
+      const int64_t h = w / blocks, i0 = (w % blocks) * kBlock, nb = std::min(kBlock, Lq - i0);
+      const float* kb = kh.data() + h * Lk * D;
+      const float* vb = vh.data() + h * Lk * Dv;
+      for (int64_t r = 0; r < nb; ++r) m[r] = -std::numeric_limits<float>::infinity();
       for (int64_t j = 0; j < Lk; ++j) {
-        float x = scale * dot(qr, kp + j * qs + h * D, D);
-        if (br) x += br[j];
-        s[static_cast<size_t>(j)] = x;
-        m = std::max(m, x);
+        const float* kr = kb + j * D;
+        for (int64_t r = 0; r < nb; ++r) {
+          float x = scale * dot(qp + (i0 + r) * qs + h * D, kr, D);
+          if (bp) x += bp[(h * Lq + i0 + r) * Lk + j];
+          s[static_cast<size_t>(r * Lk + j)] = x;
+          m[r] = std::max(m[r], x);
+        }
       }
       std::fill(acc.begin(), acc.end(), 0.0f);
-      float* orow = op + i * vs + h * Dv;
-      if (Lk == 0 || m == -std::numeric_limits<float>::infinity()) {  // nothing to attend to
-        std::fill_n(orow, Dv, 0.0f);
-        continue;
+      for (int64_t r = 0; r < nb; ++r) {
+        sum[r] = 0;
+        if (m[r] == -std::numeric_limits<float>::infinity()) continue;  // nothing to attend to
+        float* sr = s.data() + r * Lk;
+        for (int64_t j = 0; j < Lk; ++j) {
+          sr[j] = std::exp(sr[j] - m[r]);
+          sum[r] += sr[j];
+        }
       }
-      float sum = 0;
       for (int64_t j = 0; j < Lk; ++j) {
-        const float p = std::exp(s[static_cast<size_t>(j)] - m);
-        sum += p;
-        const float* vr = vp + j * vs + h * Dv;
-        for (int64_t c = 0; c < Dv; ++c) acc[static_cast<size_t>(c)] += p * vr[c];
+        const float* vr = vb + j * Dv;
+        for (int64_t r = 0; r < nb; ++r) {
+          const float p = s[static_cast<size_t>(r * Lk + j)];
+          float* ar = acc.data() + r * Dv;
+          for (int64_t c = 0; c < Dv; ++c) ar[c] += p * vr[c];
+        }
       }
-      const float inv = 1.0f / sum;
-      for (int64_t c = 0; c < Dv; ++c) orow[c] = acc[static_cast<size_t>(c)] * inv;
+      for (int64_t r = 0; r < nb; ++r) {
+        float* orow = op + (i0 + r) * vs + h * Dv;
+        if (Lk == 0 || m[r] == -std::numeric_limits<float>::infinity()) {
+          std::fill_n(orow, Dv, 0.0f);
+          continue;
+        }
+        const float inv = 1.0f / sum[r];
+        for (int64_t c = 0; c < Dv; ++c) orow[c] = acc[static_cast<size_t>(r * Dv + c)] * inv;
+      }
     }
   });
 }
