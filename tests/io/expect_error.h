@@ -1,0 +1,24 @@
+// expect_error(fn, {parts...}): asserts that fn throws ib::Error whose message contains every part.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "inbetween/error.h"
+
+namespace ib::test {
+
+template <typename Fn>
+void expect_error(Fn&& fn, const std::vector<std::string>& parts) {
+  try {
+    fn();
+    ADD_FAILURE() << "no error thrown; expected one mentioning '" << parts.front() << "'";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "message: " << msg << "\nlacks: " << p;
+  }
+}
+
+}  // namespace ib::test

@@ -1,0 +1,168 @@
+// ModelFolder on the fixture model, on copies of it with files missing or JSON broken, and on a
+// folder without inbetween.json (official defaults).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "common/fixture.h"
+#include "expect_error.h"
+#include "io/model_config.h"
+#include "pth_builder.h"
+
+namespace ib {
+namespace {
+
+namespace fs = std::filesystem;
+using test::expect_error;
+
+// A folder that links every fixture model file except `skip`.
+std::string linked_copy(const std::vector<std::string>& skip = {}) {
+  const std::string dir = test::temp_dir();
+  for (const auto& e : fs::directory_iterator(test::model_dir())) {
+    const std::string name = e.path().filename().string();
+    if (std::find(skip.begin(), skip.end(), name) != skip.end()) continue;
+    if (name == "config.json" || name == "inbetween.json")
+      fs::copy_file(e.path(), fs::path(dir) / name);
+    else
+      fs::create_directory_symlink(e.path(), fs::path(dir) / name), void();
+  }
+  return dir;
+}
+
+TEST(ModelFolder, Fixture) {
+  const ModelFolder m = ModelFolder::open(test::model_dir());
+  EXPECT_EQ(m.dit_path, test::model_dir() + "/diffusion_pytorch_model.safetensors.index.json");
+  EXPECT_EQ(m.t5_path, test::model_dir() + "/models_t5_umt5-xxl-enc-bf16.pth");
+  EXPECT_EQ(m.clip_path, test::model_dir() + "/models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth");
+  EXPECT_EQ(m.vae_path, test::model_dir() + "/Wan2.1_VAE.pth");
+  EXPECT_EQ(m.tokenizer_path, test::model_dir() + "/google/umt5-xxl/spiece.model");
+  EXPECT_EQ(m.dit.model_type, "flf2v");
+  EXPECT_EQ(m.dit.text_len, 16);
+  EXPECT_EQ(m.dit.in_dim, 36);
+  EXPECT_EQ(m.dit.dim, 128);
+  EXPECT_EQ(m.dit.ffn_dim, 256);
+  EXPECT_EQ(m.dit.freq_dim, 256);
+  EXPECT_EQ(m.dit.out_dim, 16);
+  EXPECT_EQ(m.dit.num_heads, 4);
+  EXPECT_EQ(m.dit.num_layers, 2);
+  EXPECT_FLOAT_EQ(m.dit.eps, 1e-6f);
+  EXPECT_EQ(m.t5.vocab, 1200);
+  EXPECT_EQ(m.t5.dim, 64);
+  EXPECT_EQ(m.t5.dim_attn, 64);
+  EXPECT_EQ(m.t5.dim_ffn, 128);
+  EXPECT_EQ(m.t5.num_heads, 4);
+  EXPECT_EQ(m.t5.num_layers, 2);
+  EXPECT_EQ(m.t5.num_buckets, 32);
+  EXPECT_EQ(m.t5.max_distance, 128);  // not in the file: official value
+  EXPECT_EQ(m.clip.image_size, 28);
+  EXPECT_EQ(m.clip.patch_size, 14);
+  EXPECT_EQ(m.clip.dim, 64);
+  EXPECT_EQ(m.clip.mlp_ratio, 4);
+  EXPECT_EQ(m.clip.num_heads, 4);
+  EXPECT_EQ(m.clip.num_layers, 3);
+  EXPECT_EQ(m.vae.dim, 8);
+  EXPECT_EQ(m.vae.z_dim, 16);
+  EXPECT_EQ(m.vae.dim_mult, (std::vector<int64_t>{1, 2, 4, 4}));
+  EXPECT_EQ(m.vae.num_res_blocks, 2);
+  EXPECT_EQ(m.vae.temporal_downsample, (std::vector<bool>{false, true, true}));
+}
+
+TEST(ModelFolder, OfficialDefaultsWithoutInbetweenJson) {
+  const std::string dir = linked_copy({"inbetween.json"});
+  const ModelFolder m = ModelFolder::open(dir);
+  EXPECT_EQ(m.t5.dim, 4096);
+  EXPECT_EQ(m.t5.vocab, 256384);
+  EXPECT_EQ(m.clip.dim, 1280);
+  EXPECT_EQ(m.clip.num_layers, 32);
+  EXPECT_EQ(m.vae.dim, 96);
+  EXPECT_EQ(m.dit.dim, 128);  // config.json still applies
+}
+
+TEST(ModelFolder, SingleDitFile) {
+  const std::string dir = linked_copy({"diffusion_pytorch_model.safetensors.index.json"});
+  fs::create_symlink(fs::path(test::model_dir()) / "diffusion_pytorch_model-00001-of-00002.safetensors",
+                     fs::path(dir) / "diffusion_pytorch_model.safetensors");
+  EXPECT_EQ(ModelFolder::open(dir).dit_path, dir + "/diffusion_pytorch_model.safetensors");
+}
+
+TEST(ModelFolderBad, MissingFolderAndFiles) {
+  const std::string absent = test::temp_dir() + "/no-such-model";
+  expect_error([&] { ModelFolder::open(absent); }, {absent, "does not exist"});
+  const std::vector<std::string> files = {"models_t5_umt5-xxl-enc-bf16.pth",
+                                          "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth",
+                                          "Wan2.1_VAE.pth", "config.json"};
+  for (const auto& f : files) {
+    const std::string dir = linked_copy({f});
+    expect_error([&] { ModelFolder::open(dir); }, {dir, "lacks '" + f + "'"});
+  }
+  const std::string dir = linked_copy({"google"});
+  expect_error([&] { ModelFolder::open(dir); }, {"google/umt5-xxl/spiece.model"});
+  const std::string nodit = linked_copy({"diffusion_pytorch_model.safetensors.index.json"});
+  expect_error([&] { ModelFolder::open(nodit); }, {nodit, "DiT weights", "diffusion_pytorch_model.safetensors"});
+}
+
+// Rewrites one JSON file of a linked copy and expects ModelFolder::open to fail naming all `parts`.
+void expect_json_error(const std::string& file, const std::string& content, std::vector<std::string> parts) {
+  const std::string dir = linked_copy();
+  const std::string path = dir + "/" + file;
+  fs::remove(path);
+  test::write_file(path, content);
+  parts.push_back(path);
+  expect_error([&] { ModelFolder::open(dir); }, parts);
+}
+
+const char* kConfig = R"({"_class_name": "WanModel", "_diffusers_version": "0.30.0", "dim": 128, "eps": 1e-06,
+  "ffn_dim": 256, "freq_dim": 256, "in_dim": 36, "model_type": "flf2v", "num_heads": 4, "num_layers": 2,
+  "out_dim": 16, "text_len": 16 REPLACE})";
+
+std::string config_with(const std::string& what) {
+  std::string s = kConfig;
+  s.replace(s.find(" REPLACE"), 8, what);
+  return s;
+}
+
+TEST(ModelFolderBad, ConfigJson) {
+  expect_json_error("config.json", "{not json", {"not valid JSON"});
+  expect_json_error("config.json", "[1, 2]", {"not a JSON object"});
+  expect_json_error("config.json", R"({"dim": 128})", {"required key", "is missing"});
+  {  // fixed keys the DiT ignores, and metadata, are accepted
+    const std::string dir = linked_copy({"config.json"});
+    test::write_file(dir + "/config.json", config_with(R"(, "patch_size": [1, 2, 2], "text_dim": 4096,
+        "qk_norm": true, "cross_attn_norm": true, "window_size": [-1, -1])"));
+    EXPECT_EQ(ModelFolder::open(dir).dit.dim, 128);
+  }
+  auto bad = [](const std::string& key, const std::string& value, std::vector<std::string> parts) {
+    std::string s = kConfig;
+    s.replace(s.find(" REPLACE"), 8, "");
+    const size_t at = s.find("\"" + key + "\": ");
+    ASSERT_NE(at, std::string::npos) << key;
+    const size_t v = at + key.size() + 4, end = s.find_first_of(",}", v);
+    s.replace(v, end - v, value);
+    expect_json_error("config.json", s, std::move(parts));
+  };
+  bad("dim", "\"128\"", {"'dim'", "positive integer", "\"128\""});
+  bad("dim", "-5", {"'dim'", "positive integer"});
+  bad("dim", "130", {"dim 130 is not divisible by num_heads 4"});
+  bad("num_heads", "0", {"'num_heads'"});
+  bad("model_type", "\"ti2v\"", {"model_type 'ti2v'", "flf2v, i2v, t2v"});
+  bad("model_type", "3", {"'model_type'", "string"});
+  bad("eps", "\"tiny\"", {"'eps'"});
+  bad("text_len", "1.5", {"'text_len'", "positive integer"});
+}
+
+TEST(ModelFolderBad, InbetweenJson) {
+  expect_json_error("inbetween.json", R"({"t5": {"dim": 64, "heads": 4}})", {"unknown key 't5.heads'"});
+  expect_json_error("inbetween.json", R"({"unet": {}})", {"unknown section 'unet'"});
+  expect_json_error("inbetween.json", R"({"clip": {"dim": "64"}})", {"'clip.dim'", "positive integer", "\"64\""});
+  expect_json_error("inbetween.json", R"({"clip": [1]})", {"'clip'", "object"});
+  expect_json_error("inbetween.json", R"({"vae": {"dim_mult": [1, 2, "4"]}})", {"'vae.dim_mult[2]'"});
+  expect_json_error("inbetween.json", R"({"vae": {"temporal_downsample": [false, 1, true]}})",
+                    {"'vae.temporal_downsample[1]'", "boolean"});
+  expect_json_error("inbetween.json", R"({"vae": {"dim_mult": [1, 2]}})", {"vae.temporal_downsample has 3 entries"});
+  expect_json_error("inbetween.json", R"({"t5": {"dim_attn": 64, "num_heads": 5}})", {"t5.dim_attn 64", "t5.num_heads 5"});
+  expect_json_error("inbetween.json", R"({"clip": {"image_size": 30}})", {"clip.image_size 30", "clip.patch_size 14"});
+  expect_json_error("inbetween.json", "{", {"not valid JSON"});
+}
+
+}  // namespace
+}  // namespace ib
