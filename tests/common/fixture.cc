@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <random>
 
 namespace ib::test {
 
@@ -42,6 +43,15 @@ std::string temp_dir() {
   if (::mkdtemp(templ.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
   temp_dirs().push_back(templ);
   return templ;
+}
+
+Tensor random_tensor(const Shape& shape, uint32_t seed, float sd, float mean) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(mean, sd);
+  Tensor t = Tensor::empty(shape, DType::F32);
+  float* p = t.data<float>();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = nd(rng);
+  return t;
 }
 
 Closeness compare(const Tensor& actual, const Tensor& expected, double rel) {

@@ -41,6 +41,9 @@ Closeness compare(const Tensor& actual, const Tensor& expected, double rel);
 ::testing::AssertionResult tensors_close_abs(const char* a_expr, const char* e_expr, const char* r_expr,
                                              const Tensor& actual, const Tensor& expected, double abs_bound);
 
+// A tensor of normal(mean, sd) values from std::mt19937(seed): the random inputs of the op tests.
+Tensor random_tensor(const Shape& shape, uint32_t seed, float sd = 1.0f, float mean = 0.0f);
+
 // Component tolerance from the fixture README: 1e-4 x (1 + max|ref|).
 constexpr double kComponentRel = 1e-4;
 

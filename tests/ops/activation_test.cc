@@ -9,13 +9,7 @@
 namespace ib {
 namespace {
 
-Tensor random_tensor(const Shape& s, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.0f, 3.0f);
-  Tensor t = Tensor::empty(s, DType::F32);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = nd(rng);
-  return t;
-}
+Tensor wide_random(const Shape& s, uint32_t seed) { return test::random_tensor(s, seed, 3.0f); }
 
 template <typename F>
 Tensor naive(const Tensor& x, F f) {
@@ -25,7 +19,7 @@ Tensor naive(const Tensor& x, F f) {
 }
 
 TEST(Activation, MatchesNaive) {
-  const Tensor x = random_tensor({5, 1000}, 1);
+  const Tensor x = wide_random({5, 1000}, 1);
   EXPECT_TENSOR_CLOSE(ops::gelu(x), naive(x, [](double v) { return 0.5 * v * (1 + std::erf(v / std::sqrt(2.0))); }),
                       1e-5);
   EXPECT_TENSOR_CLOSE(ops::gelu_tanh(x), naive(x, [](double v) {

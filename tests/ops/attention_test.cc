@@ -10,13 +10,7 @@
 namespace ib {
 namespace {
 
-Tensor random_tensor(const Shape& s, uint32_t seed, float sd = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.0f, sd);
-  Tensor t = Tensor::empty(s, DType::F32);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = nd(rng);
-  return t;
-}
+using test::random_tensor;
 
 // Double-precision attention straight from the definition.
 Tensor naive_attention(const Tensor& q, const Tensor& k, const Tensor& v, const ops::AttentionArgs& a) {

@@ -8,13 +8,7 @@
 namespace ib {
 namespace {
 
-Tensor random_tensor(const Shape& s, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd;
-  Tensor t = Tensor::empty(s, DType::F32);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = nd(rng);
-  return t;
-}
+using test::random_tensor;
 
 Tensor naive(const Tensor& a, const Tensor& b, ops::Binary op) {
   Tensor y = Tensor::empty(a.shape(), DType::F32);

@@ -10,13 +10,7 @@
 namespace ib {
 namespace {
 
-Tensor random_tensor(const Shape& s, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd;
-  Tensor t = Tensor::empty(s, DType::F32);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = nd(rng);
-  return t;
-}
+using test::random_tensor;
 
 TEST(Gpu, DeviceIsPresent) { ASSERT_TRUE(cuda_available()) << "gpu tests need a CUDA device"; }
 

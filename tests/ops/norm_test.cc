@@ -9,12 +9,8 @@
 namespace ib {
 namespace {
 
-Tensor random_tensor(const Shape& s, uint32_t seed, float mean = 0.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(mean, 1.0f);
-  Tensor t = Tensor::empty(s, DType::F32);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = nd(rng);
-  return t;
+Tensor shifted_random(const Shape& s, uint32_t seed, float mean = 0.0f) {
+  return test::random_tensor(s, seed, 1.0f, mean);
 }
 
 Tensor naive_norm(const Tensor& x, const Tensor& w, const Tensor& b, double eps, bool rms) {
@@ -41,7 +37,7 @@ Tensor naive_norm(const Tensor& x, const Tensor& w, const Tensor& b, double eps,
 }
 
 TEST(Norm, LayerNormMatchesNaive) {
-  const Tensor x = random_tensor({3, 5, 37}, 1, 3.0f), w = random_tensor({37}, 2), b = random_tensor({37}, 3);
+  const Tensor x = shifted_random({3, 5, 37}, 1, 3.0f), w = shifted_random({37}, 2), b = shifted_random({37}, 3);
   EXPECT_TENSOR_CLOSE(ops::layer_norm(x, w, b, 1e-5f), naive_norm(x, w, b, 1e-5, false), 1e-5);
   EXPECT_TENSOR_CLOSE(ops::layer_norm(x, Tensor(), Tensor(), 1e-6f), naive_norm(x, Tensor(), Tensor(), 1e-6, false),
                       1e-5);
@@ -50,7 +46,7 @@ TEST(Norm, LayerNormMatchesNaive) {
 }
 
 TEST(Norm, RmsNormMatchesNaive) {
-  const Tensor x = random_tensor({4, 64}, 4, 0.5f), w = random_tensor({64}, 5);
+  const Tensor x = shifted_random({4, 64}, 4, 0.5f), w = shifted_random({64}, 5);
   EXPECT_TENSOR_CLOSE(ops::rms_norm(x, w, 1e-6f), naive_norm(x, w, Tensor(), 1e-6, true), 1e-5);
   EXPECT_TENSOR_CLOSE(ops::rms_norm(x, Tensor(), 1e-6f), naive_norm(x, Tensor(), Tensor(), 1e-6, true), 1e-5);
   const Tensor wh = w.to(DType::BF16);
@@ -58,11 +54,11 @@ TEST(Norm, RmsNormMatchesNaive) {
 }
 
 TEST(Norm, ChecksShapesAndDtypes) {
-  const Tensor x = random_tensor({4, 8}, 6);
-  EXPECT_THROW(ops::rms_norm(x, random_tensor({7}, 7), 1e-6f), Error);
-  EXPECT_THROW(ops::layer_norm(x, random_tensor({8}, 7), random_tensor({4}, 8), 1e-6f), Error);
+  const Tensor x = shifted_random({4, 8}, 6);
+  EXPECT_THROW(ops::rms_norm(x, shifted_random({7}, 7), 1e-6f), Error);
+  EXPECT_THROW(ops::layer_norm(x, shifted_random({8}, 7), shifted_random({4}, 8), 1e-6f), Error);
   EXPECT_THROW(ops::rms_norm(x.to(DType::BF16), Tensor(), 1e-6f), Error);
-  EXPECT_THROW(ops::layer_norm(x, random_tensor({2, 4}, 9), Tensor(), 1e-6f), Error);
+  EXPECT_THROW(ops::layer_norm(x, shifted_random({2, 4}, 9), Tensor(), 1e-6f), Error);
 }
 
 }  // namespace

@@ -9,13 +9,7 @@
 namespace ib {
 namespace {
 
-Tensor random_tensor(const Shape& s, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd;
-  Tensor t = Tensor::empty(s, DType::F32);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = nd(rng);
-  return t;
-}
+using test::random_tensor;
 
 // Spec 7.6 evaluated element by element: pair j of every head rotates by pos * 10000^(-2i/width),
 // with (axis, i, width) chosen from j by the split d/2 - 2*floor(d/6), floor(d/6), floor(d/6).

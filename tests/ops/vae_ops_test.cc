@@ -14,13 +14,7 @@
 namespace ib {
 namespace {
 
-Tensor random_tensor(const Shape& s, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd;
-  Tensor t = Tensor::empty(s, DType::F32);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = nd(rng);
-  return t;
-}
+using test::random_tensor;
 
 TEST(RmsNormChannels, MatchesReferenceWithAndWithoutSilu) {
   const int64_t C = 7, N = 3 * 5 * 37;  // N not a multiple of the kernel's block
