@@ -83,6 +83,7 @@ Specs clip_weight_shapes(const ClipConfig& c) {
   }
   s.push_back({"visual.post_norm.weight", {d}});
   s.push_back({"visual.post_norm.bias", {d}});
+  s.push_back({"visual.head", {d, 1024}});  // projection to the 1024-d joint space (unused)
   return s;
 }
 
