@@ -1,0 +1,405 @@
+#include "http_api.h"
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/log.h"
+#include "core/tensor.h"
+#include "inbetween/error.h"
+
+namespace ib::server {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+void reply(httplib::Response& res, int status, const json& body) {
+  res.status = status;
+  res.set_header("Cache-Control", "no-store");
+  res.set_content(body.dump(), "application/json");
+}
+
+void reply_error(httplib::Response& res, int status, const std::string& message, const std::string& field = "") {
+  reply(res, status, {{"error", message}, {"field", field.empty() ? json(nullptr) : json(field)}});
+}
+
+bool read_file(const std::string& path, std::string& out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  out = ss.str();
+  return true;
+}
+
+// Compares without an early exit, so the key cannot be found byte by byte from timings.
+bool same_secret(const std::string& a, const std::string& b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ (i < b.size() ? b[i] : 0));
+  return diff == 0;
+}
+
+// The id in the route's first group, or a 400 written to `res` and "" returned.
+std::string job_id(const httplib::Request& req, httplib::Response& res) {
+  const std::string id = req.matches.size() > 1 ? req.matches[1].str() : "";
+  if (!valid_job_id(id)) {
+    reply_error(res, 400, "invalid job id (32 lowercase hex digits)", "id");
+    return "";
+  }
+  return id;
+}
+
+int64_t proc_status_kib(const char* key) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  const std::string k = std::string(key) + ":";
+  while (std::getline(in, line)) {
+    if (line.rfind(k, 0) == 0) return std::atoll(line.c_str() + k.size());
+  }
+  return -1;
+}
+
+std::string sse_event(const json& data, uint64_t id) {
+  return "id: " + std::to_string(id) + "\ndata: " + data.dump() + "\n\n";
+}
+
+const char* image_mime(const std::string& file) {
+  if (file.ends_with(".png")) return "image/png";
+  if (file.ends_with(".jpg")) return "image/jpeg";
+  return "image/webp";
+}
+
+}  // namespace
+
+HttpApi::HttpApi(ApiConfig config, Pipeline& pipeline, JobStore& store, JobQueue& queue)
+    : config_(std::move(config)), pipeline_(pipeline), store_(store), queue_(queue) {
+  describe_ = pipeline_.describe();
+  load_web_files();
+}
+
+void HttpApi::load_web_files() {
+  const fs::path dir(config_.web_dir);
+  const bool ok = read_file((dir / "index.html").string(), index_html_) &&
+                  read_file((dir / "app.js").string(), app_js_) && read_file((dir / "style.css").string(), style_css_);
+  if (!ok) spdlog::warn("web page files not found in '{}'; / will answer 500", config_.web_dir);
+}
+
+bool HttpApi::authorized(const httplib::Request& req) const {
+  if (config_.api_key.empty()) return true;
+  std::string key;
+  const std::string auth = req.get_header_value("Authorization");
+  if (auth.rfind("Bearer ", 0) == 0) {
+    key = auth.substr(7);
+  } else if (req.has_header("X-API-Key")) {
+    key = req.get_header_value("X-API-Key");
+  } else if (req.has_param("api_key")) {
+    key = req.get_param_value("api_key");  // EventSource and <video> cannot send headers
+  } else {
+    return false;
+  }
+  return same_secret(key, config_.api_key);
+}
+
+json HttpApi::job_json(const Job& job) const {
+  json j = job_to_json(job);
+  j["queue_position"] = job.state == JobState::Queued ? json(queue_.queue_position(job.id)) : json(nullptr);
+  return j;
+}
+
+void HttpApi::install(httplib::Server& server) {
+  using httplib::Request;
+  using httplib::Response;
+  server.set_payload_max_length(config_.limits.max_body_bytes);
+
+  server.set_pre_routing_handler([this](const Request& req, Response& res) {
+    if (req.path.rfind("/v1/", 0) == 0 && !authorized(req)) {
+      res.set_header("WWW-Authenticate", "Bearer");
+      reply_error(res, 401, "missing or wrong API key (Authorization: Bearer KEY, X-API-Key: KEY or ?api_key=KEY)",
+                  "api_key");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  // Errors httplib answers by itself (404 route, 413 body too large, 416 range) get a JSON body.
+  server.set_error_handler(httplib::Server::HandlerWithResponse([](const Request&, Response& res) {
+    if (!res.body.empty() || res.content_length_ > 0) return httplib::Server::HandlerResponse::Unhandled;
+    std::string message = "error " + std::to_string(res.status);
+    if (res.status == 404) message = "not found";
+    if (res.status == 405) message = "method not allowed";
+    if (res.status == 413) message = "request body too large";
+    if (res.status == 416) message = "range not satisfiable";
+    reply_error(res, res.status, message);
+    return httplib::Server::HandlerResponse::Handled;
+  }));
+  server.set_exception_handler([](const Request& req, Response& res, std::exception_ptr ep) {
+    std::string what = "unknown exception";
+    try {
+      std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    spdlog::error("{} {}: {}", req.method, req.path, what);
+    reply_error(res, 500, "internal error: " + what);
+  });
+  server.set_logger([](const Request& req, const Response& res) {
+    spdlog::info("http {} {} {} {}", req.remote_addr, req.method, req.path, res.status);
+  });
+
+  auto page = [this](const std::string* body, const char* mime) {
+    return [this, body, mime](const Request&, Response& res) {
+      if (body->empty()) return reply_error(res, 500, "web page files not found in " + config_.web_dir);
+      res.status = 200;
+      res.set_header("Cache-Control", "no-cache");
+      res.set_header("X-Content-Type-Options", "nosniff");
+      res.set_header("Content-Security-Policy",
+                     "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; object-src 'none'");
+      res.set_content(*body, mime);
+    };
+  };
+  server.Get("/", page(&index_html_, "text/html; charset=utf-8"));
+  server.Get("/index.html", page(&index_html_, "text/html; charset=utf-8"));
+  server.Get("/app.js", page(&app_js_, "text/javascript; charset=utf-8"));
+  server.Get("/style.css", page(&style_css_, "text/css; charset=utf-8"));
+  server.Get("/favicon.ico", [](const Request&, Response& res) { res.status = 204; });
+
+  server.Get("/healthz", [this](const Request&, Response& res) {
+    reply(res, 200, {{"status", queue_.closed() ? "stopping" : "ok"}});
+  });
+  server.Get("/v1/model", [this](const Request& req, Response& res) { model_info(req, res); });
+  server.Post("/v1/jobs", [this](const Request& req, Response& res) { post_job(req, res); });
+  server.Get("/v1/jobs", [this](const Request& req, Response& res) { list_jobs(req, res); });
+  server.Get(R"(/v1/jobs/([^/]+))", [this](const Request& req, Response& res) { get_job(req, res); });
+  server.Delete(R"(/v1/jobs/([^/]+))", [this](const Request& req, Response& res) { delete_job(req, res); });
+  server.Get(R"(/v1/jobs/([^/]+)/events)", [this](const Request& req, Response& res) { job_events(req, res); });
+  server.Get(R"(/v1/jobs/([^/]+)/video)", [this](const Request& req, Response& res) { job_video(req, res); });
+  server.Get(R"(/v1/jobs/([^/]+)/frames/(first|last))",
+             [this](const Request& req, Response& res) { job_frame(req, res); });
+}
+
+void HttpApi::model_info(const httplib::Request&, httplib::Response& res) {
+  const JobQueue::Counts c = queue_.counts();
+  reply(res, 200,
+        {{"model", describe_},
+         {"model_dir", config_.model_dir},
+         {"device", config_.device},
+         {"threads", config_.threads},
+         {"cuda_devices", cuda_available() ? 1 : 0},
+         {"memory", {{"rss_bytes", proc_status_kib("VmRSS") * 1024}, {"peak_rss_bytes", proc_status_kib("VmHWM") * 1024}}},
+         {"queue",
+          {{"queued", c.queued},
+           {"running", c.running},
+           {"max_queue", queue_.max_queue()},
+           {"done", c.done},
+           {"failed", c.failed},
+           {"cancelled", c.cancelled}}},
+         {"limits",
+          {{"max_body_bytes", config_.limits.max_body_bytes},
+           {"max_image_bytes", config_.limits.max_image_bytes},
+           {"max_image_side", config_.limits.max_image_side},
+           {"max_prompt_chars", config_.limits.max_prompt_chars},
+           {"max_frames", config_.limits.max_frames},
+           {"max_steps", config_.limits.max_steps},
+           {"max_area", config_.limits.max_area},
+           {"max_fps", config_.limits.max_fps}}},
+         {"fields", job_fields()}});
+}
+
+void HttpApi::post_job(const httplib::Request& req, httplib::Response& res) {
+  // Cheap refusals first, before any image is decoded.
+  switch (queue_.can_submit()) {
+    case JobQueue::SubmitResult::Full:
+      res.set_header("Retry-After", "10");
+      return reply_error(res, 429, "the queue is full; try again later");
+    case JobQueue::SubmitResult::Stopping:
+      return reply_error(res, 503, "the server is shutting down");
+    case JobQueue::SubmitResult::Accepted: break;
+  }
+  JobRequest r;
+  try {
+    r = parse_job_request(req, config_.limits);
+  } catch (const RequestError& e) {
+    return reply_error(res, e.status(), e.what(), e.field());
+  }
+
+  const std::string id = store_.create_job_dir();
+  const std::string dir = store_.job_dir(id);
+  try {
+    store_.write_file(id, r.params.first_file, r.first);
+    store_.write_file(id, r.params.last_file, r.last);
+    Job job;
+    job.id = id;
+    job.params = r.params;
+    job.created = unix_now();
+    try {
+      std::lock_guard lock(validate_mu_);
+      pipeline_.validate(generate_options(job.params, dir));
+    } catch (const Error& e) {
+      // The message names our file paths; strip them so only the client's terms remain.
+      std::string message = e.what();
+      for (size_t pos; (pos = message.find(dir + "/")) != std::string::npos;) message.erase(pos, dir.size() + 1);
+      store_.remove_job(id);
+      return reply_error(res, 400, message, field_for_pipeline_error(message));
+    }
+    switch (queue_.submit(job)) {
+      case JobQueue::SubmitResult::Accepted: break;
+      case JobQueue::SubmitResult::Full:
+        store_.remove_job(id);
+        res.set_header("Retry-After", "10");
+        return reply_error(res, 429, "the queue is full; try again later");
+      case JobQueue::SubmitResult::Stopping:
+        store_.remove_job(id);
+        return reply_error(res, 503, "the server is shutting down");
+    }
+  } catch (...) {
+    store_.remove_job(id);
+    throw;
+  }
+  spdlog::info("job {}: queued ({}x{} and {}x{} images, {} frames, {} steps)", id, r.first_width, r.first_height,
+               r.last_width, r.last_height, r.params.frames, r.params.steps);
+  res.set_header("Location", "/v1/jobs/" + id);
+  reply(res, 202,
+        {{"id", id},
+         {"state", "queued"},
+         {"queue_position", queue_.queue_position(id)},
+         {"url", "/v1/jobs/" + id},
+         {"events", "/v1/jobs/" + id + "/events"},
+         {"video", "/v1/jobs/" + id + "/video"}});
+}
+
+void HttpApi::list_jobs(const httplib::Request& req, httplib::Response& res) {
+  size_t limit = 50;
+  if (req.has_param("limit")) {
+    const std::string s = req.get_param_value("limit");
+    char* end = nullptr;
+    const long v = std::strtol(s.c_str(), &end, 10);
+    if (s.empty() || *end != '\0' || v < 1 || v > 10000)
+      return reply_error(res, 400, "limit: expected an integer in [1, 10000]", "limit");
+    limit = static_cast<size_t>(v);
+  }
+  json jobs = json::array();
+  for (const Job& job : queue_.list(limit)) jobs.push_back(job_json(job));
+  reply(res, 200, {{"jobs", jobs}});
+}
+
+void HttpApi::get_job(const httplib::Request& req, httplib::Response& res) {
+  const std::string id = job_id(req, res);
+  if (id.empty()) return;
+  const auto job = queue_.get(id);
+  if (!job) return reply_error(res, 404, "no such job", "id");
+  reply(res, 200, job_json(*job));
+}
+
+void HttpApi::delete_job(const httplib::Request& req, httplib::Response& res) {
+  const std::string id = job_id(req, res);
+  if (id.empty()) return;
+  switch (queue_.cancel(id)) {
+    case JobQueue::CancelResult::NotFound: return reply_error(res, 404, "no such job", "id");
+    case JobQueue::CancelResult::AlreadyFinal: {
+      const auto job = queue_.get(id);
+      return reply_error(res, 409, std::string("job is already ") + state_name(job->state), "id");
+    }
+    case JobQueue::CancelResult::Cancelling: {
+      json j = job_json(*queue_.get(id));
+      j["cancel_requested"] = true;
+      return reply(res, 202, j);
+    }
+    case JobQueue::CancelResult::Cancelled: return reply(res, 200, job_json(*queue_.get(id)));
+  }
+}
+
+// Server-Sent Events: one event per change of the job (every step), a comment line every
+// heartbeat_s while nothing changes (to notice gone clients), and the end after the final state.
+void HttpApi::job_events(const httplib::Request& req, httplib::Response& res) {
+  const std::string id = job_id(req, res);
+  if (id.empty()) return;
+  if (!queue_.get(id)) return reply_error(res, 404, "no such job", "id");
+  res.status = 200;
+  res.set_header("Cache-Control", "no-store");
+  res.set_header("X-Accel-Buffering", "no");
+  auto seen = std::make_shared<uint64_t>(0);
+  const auto heartbeat = std::chrono::milliseconds(config_.heartbeat_s * 1000);
+  res.set_chunked_content_provider("text/event-stream", [this, id, seen, heartbeat](size_t, httplib::DataSink& sink) {
+    if (*seen == 0 && !sink.write("retry: 3000\n\n", 13)) return false;
+    const auto job = queue_.wait_change(id, *seen, heartbeat);
+    if (!job) {
+      sink.done();
+      return true;
+    }
+    if (job->version > *seen) {
+      *seen = job->version;
+      const std::string ev = sse_event(job_json(*job), job->version);
+      if (!sink.write(ev.data(), ev.size())) return false;
+      if (is_final(job->state)) sink.done();
+    } else if (queue_.closed()) {
+      static const std::string bye = "event: shutdown\ndata: {}\n\n";
+      sink.write(bye.data(), bye.size());
+      sink.done();
+    } else {
+      static const std::string ping = ": ping\n\n";
+      if (!sink.write(ping.data(), ping.size())) return false;
+    }
+    return true;
+  });
+}
+
+void HttpApi::job_video(const httplib::Request& req, httplib::Response& res) {
+  const std::string id = job_id(req, res);
+  if (id.empty()) return;
+  const auto job = queue_.get(id);
+  if (!job) return reply_error(res, 404, "no such job", "id");
+  if (job->state != JobState::Done)
+    return reply_error(res, 409, std::string("no video: the job is ") + state_name(job->state), "id");
+  const std::string path = store_.video_path(id);
+  std::error_code ec;
+  const auto size = static_cast<size_t>(fs::file_size(path, ec));
+  if (ec || size == 0) return reply_error(res, 410, "the video file is missing from the data dir");
+  // httplib serves the ranges itself; refuse the ones it would get wrong (past the end).
+  for (const auto& [first, last] : req.ranges) {
+    const bool ok = first >= 0 ? static_cast<size_t>(first) < size && (last < 0 || last >= first)
+                               : last > 0 && static_cast<size_t>(last) <= size;  // suffix "-N"
+    if (!ok) {
+      res.status = 416;
+      res.set_header("Content-Range", "bytes */" + std::to_string(size));
+      return reply_error(res, 416, "range not satisfiable (the video has " + std::to_string(size) + " bytes)");
+    }
+  }
+  auto file = std::make_shared<std::ifstream>(path, std::ios::binary);
+  if (!*file) return reply_error(res, 410, "the video file cannot be opened");
+  res.set_header("Accept-Ranges", "bytes");
+  res.set_header("Cache-Control", "private, max-age=3600");
+  const std::string name = "inbetween-" + id.substr(0, 8) + ".mp4";
+  const bool download = req.has_param("download") && req.get_param_value("download") != "0";
+  res.set_header("Content-Disposition", std::string(download ? "attachment" : "inline") + "; filename=\"" + name + "\"");
+  if (req.ranges.empty()) res.status = 200;  // else httplib sets 206 and Content-Range
+  res.set_content_provider(size, "video/mp4", [file](size_t offset, size_t length, httplib::DataSink& sink) {
+    char buf[1 << 16];
+    file->clear();
+    file->seekg(static_cast<std::streamoff>(offset));
+    const auto n = static_cast<std::streamsize>(std::min(length, sizeof buf));
+    file->read(buf, n);
+    const std::streamsize got = file->gcount();
+    if (got <= 0) return false;
+    return sink.write(buf, static_cast<size_t>(got));
+  });
+}
+
+void HttpApi::job_frame(const httplib::Request& req, httplib::Response& res) {
+  const std::string id = job_id(req, res);
+  if (id.empty()) return;
+  const auto job = queue_.get(id);
+  if (!job) return reply_error(res, 404, "no such job", "id");
+  const std::string& file = req.matches[2] == "first" ? job->params.first_file : job->params.last_file;
+  std::string data;
+  if (!read_file((fs::path(store_.job_dir(id)) / file).string(), data))
+    return reply_error(res, 410, "the image is missing from the data dir");
+  res.status = 200;
+  res.set_header("Cache-Control", "private, max-age=3600");
+  res.set_header("X-Content-Type-Options", "nosniff");
+  res.set_content(data, image_mime(file));
+}
+
+}  // namespace ib::server

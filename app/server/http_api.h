@@ -1,0 +1,55 @@
+// The HTTP side of `inbetween serve`: routes of the JSON job API, the SSE progress stream, video
+// and image downloads, the web page, API-key checks and request logging. Handlers validate,
+// enqueue and read state; the work happens on the JobQueue's worker.
+#pragma once
+
+#include <httplib.h>
+
+#include <mutex>
+#include <string>
+
+#include "inbetween/pipeline.h"
+#include "job_queue.h"
+#include "job_request.h"
+#include "job_store.h"
+
+namespace ib::server {
+
+struct ApiConfig {
+  std::string api_key;  // empty: no key needed
+  std::string web_dir;  // index.html, app.js, style.css
+  std::string model_dir, device;
+  int threads = 0;
+  Limits limits;
+  int heartbeat_s = 15;  // SSE comment interval
+};
+
+class HttpApi {
+ public:
+  HttpApi(ApiConfig config, Pipeline& pipeline, JobStore& store, JobQueue& queue);
+  // Registers every route and handler on `server` (which must outlive nothing of this object).
+  void install(httplib::Server& server);
+
+ private:
+  void post_job(const httplib::Request& req, httplib::Response& res);
+  void get_job(const httplib::Request& req, httplib::Response& res);
+  void list_jobs(const httplib::Request& req, httplib::Response& res);
+  void job_events(const httplib::Request& req, httplib::Response& res);
+  void job_video(const httplib::Request& req, httplib::Response& res);
+  void job_frame(const httplib::Request& req, httplib::Response& res);
+  void delete_job(const httplib::Request& req, httplib::Response& res);
+  void model_info(const httplib::Request& req, httplib::Response& res);
+  bool authorized(const httplib::Request& req) const;
+  void load_web_files();
+  nlohmann::json job_json(const Job& job) const;  // job_to_json + queue position
+
+  ApiConfig config_;
+  Pipeline& pipeline_;
+  JobStore& store_;
+  JobQueue& queue_;
+  std::mutex validate_mu_;  // Pipeline::validate from several HTTP threads, one at a time
+  std::string index_html_, app_js_, style_css_;
+  std::string describe_;
+};
+
+}  // namespace ib::server

@@ -1,0 +1,63 @@
+// A generation job of `inbetween serve`: what the client asked for, where it stands, and its
+// JSON forms (the API's job object and the job.json kept in the job's folder).
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+
+#include "inbetween/pipeline.h"
+
+namespace ib::server {
+
+enum class JobState { Queued, Running, Done, Failed, Cancelled };
+
+const char* state_name(JobState s);
+bool parse_state(std::string_view name, JobState& out);
+inline bool is_final(JobState s) { return s == JobState::Done || s == JobState::Failed || s == JobState::Cancelled; }
+
+// The request's parameters, as validated; defaults are the CLI's.
+struct JobParams {
+  std::string prompt;
+  std::string negative_prompt;
+  int64_t frames = 81;
+  double max_area = 1280.0 * 720.0;
+  int64_t width = 0, height = 0;  // explicit size; 0: from max_area
+  int steps = 50;
+  double shift = 16.0;
+  double guidance = 5.0;
+  std::string solver = "unipc";
+  int64_t seed = -1;  // < 0: random
+  int fps = 16;
+  std::string first_file, last_file;  // file names inside the job folder ("first.png", ...)
+};
+
+struct Job {
+  std::string id;  // 32 lowercase hex digits, made by the server
+  JobParams params;
+  JobState state = JobState::Queued;
+  std::string stage;  // the pipeline's stage while running; "write" while the MP4 is written
+  int step = 0, total = 0;
+  double elapsed_s = 0;
+  double remaining_s = -1;  // < 0: unknown
+  std::string error;        // failed: what went wrong
+  double created = 0, started = 0, finished = 0;  // Unix seconds, 0: not yet
+  int64_t seed_used = -1;
+  int64_t out_frames = 0, out_width = 0, out_height = 0;
+  uint64_t version = 0;  // bumped on every change; not persisted
+};
+
+// The GET /v1/jobs/{id} object (and each SSE event's data).
+nlohmann::json job_to_json(const Job& job);
+// job.json: job_to_json plus the parameters' file names.
+nlohmann::json job_to_disk_json(const Job& job);
+// Parses job.json; throws ib::Error when a field is missing or has the wrong type.
+Job job_from_disk_json(const nlohmann::json& j);
+
+// Builds the pipeline's options for a job whose images lie in `dir`.
+GenerateOptions generate_options(const JobParams& p, const std::string& dir);
+
+double unix_now();
+
+}  // namespace ib::server

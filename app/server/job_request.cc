@@ -1,0 +1,168 @@
+#include "job_request.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <fmt/format.h>
+#include <set>
+
+#include "io/image.h"
+#include "job_store.h"
+
+namespace ib::server {
+
+namespace {
+
+[[noreturn]] void bad(const std::string& field, const std::string& message) { throw RequestError(field, message); }
+
+int64_t parse_int(const std::string& field, const std::string& text, int64_t lo, int64_t hi) {
+  int64_t v = 0;
+  const char* end = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), end, v);
+  if (text.empty() || ec != std::errc() || ptr != end) bad(field, fmt::format("{}: '{}' is not an integer", field, text));
+  if (v < lo || v > hi) bad(field, fmt::format("{}: {} is out of range [{}, {}]", field, v, lo, hi));
+  return v;
+}
+
+double parse_number(const std::string& field, const std::string& text, double lo, double hi, bool lo_open = false) {
+  double v = 0;
+  const char* end = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), end, v);
+  if (text.empty() || ec != std::errc() || ptr != end || !std::isfinite(v))
+    bad(field, fmt::format("{}: '{}' is not a number", field, text));
+  if (v > hi || v < lo || (lo_open && v == lo))
+    bad(field, fmt::format("{}: {} is out of range {}{}, {}]", field, text, lo_open ? "(" : "[", lo, hi));
+  return v;
+}
+
+// Checks UTF-8 and returns the number of code points.
+size_t utf8_length(const std::string& field, const std::string& s) {
+  size_t n = 0;
+  for (size_t i = 0; i < s.size(); ++n) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    if (len == 0 || i + len > s.size()) bad(field, field + ": not valid UTF-8");
+    for (size_t k = 1; k < len; ++k)
+      if ((static_cast<unsigned char>(s[i + k]) & 0xc0) != 0x80) bad(field, field + ": not valid UTF-8");
+    i += len;
+  }
+  return n;
+}
+
+void check_text(const std::string& field, const std::string& s, const Limits& limits) {
+  if (s.find('\0') != std::string::npos) bad(field, field + ": contains a NUL character");
+  const size_t n = utf8_length(field, s);
+  if (n > limits.max_prompt_chars)
+    bad(field, fmt::format("{}: {} characters, at most {} allowed", field, n, limits.max_prompt_chars));
+}
+
+// Checks an uploaded image: size, format, decodability and sides. Returns its extension.
+std::string check_image(const std::string& field, const std::string& data, const Limits& limits, int64_t& width,
+                        int64_t& height) {
+  if (data.empty()) bad(field, field + ": empty file");
+  if (data.size() > limits.max_image_bytes)
+    bad(field, fmt::format("{}: {} bytes, at most {} allowed", field, data.size(), limits.max_image_bytes));
+  const std::string ext = image_extension(data);
+  if (ext.empty()) bad(field, field + ": not a PNG, JPEG or WebP image");
+  try {
+    const RgbImage img = decode_image(data.data(), data.size(), field);
+    width = img.width;
+    height = img.height;
+  } catch (const std::exception& e) {
+    bad(field, e.what());
+  }
+  if (width > limits.max_image_side || height > limits.max_image_side)
+    bad(field, fmt::format("{}: {}x{} is larger than {} pixels a side", field, width, height, limits.max_image_side));
+  return ext;
+}
+
+}  // namespace
+
+const std::vector<std::string>& job_fields() {
+  static const std::vector<std::string> fields = {"first", "last",  "prompt", "negative_prompt", "frames", "max_area",
+                                                  "size",  "steps", "shift",  "guidance",        "solver", "seed",
+                                                  "fps"};
+  return fields;
+}
+
+JobRequest parse_job_request(const httplib::Request& req, const Limits& limits) {
+  if (!req.is_multipart_form_data()) bad("", "expected a multipart/form-data body");
+  for (const auto& [name, value] : req.params) {
+    if (name != "api_key") bad(name, "unknown query parameter '" + name + "'");
+  }
+  const auto& fields = job_fields();
+  std::set<std::string> seen;
+  for (const auto& [name, part] : req.files) {
+    if (std::find(fields.begin(), fields.end(), name) == fields.end())
+      bad(name, "unknown field '" + name + "'; accepted: first, last, prompt, negative_prompt, frames, max_area, "
+                "size, steps, shift, guidance, solver, seed, fps");
+    if (!seen.insert(name).second) bad(name, "field '" + name + "' given more than once");
+  }
+  auto has = [&](const char* name) { return req.files.count(name) > 0; };
+  auto text = [&](const char* name) { return req.files.find(name)->second.content; };
+
+  JobRequest r;
+  JobParams& p = r.params;
+  if (!has("first")) bad("first", "first: missing (the start image)");
+  if (!has("last")) bad("last", "last: missing (the end image)");
+  if (has("prompt")) {
+    p.prompt = text("prompt");
+    check_text("prompt", p.prompt, limits);
+  }
+  if (has("negative_prompt")) {
+    p.negative_prompt = text("negative_prompt");
+    check_text("negative_prompt", p.negative_prompt, limits);
+  }
+  if (has("frames")) {
+    p.frames = parse_int("frames", text("frames"), 1, limits.max_frames);
+    if (p.frames % 4 != 1) bad("frames", fmt::format("frames: {} is not of the form 4n+1 (e.g. 5, 9, 81)", p.frames));
+  }
+  if (has("max_area") && has("size")) bad("size", "size: give either size or max_area, not both");
+  if (has("max_area")) p.max_area = parse_number("max_area", text("max_area"), 256, static_cast<double>(limits.max_area));
+  if (has("size")) {
+    const std::string s = text("size");
+    const size_t x = s.find_first_of("xX");
+    if (x == std::string::npos) bad("size", "size: '" + s + "' is not WIDTHxHEIGHT");
+    p.width = parse_int("size", s.substr(0, x), 16, limits.max_side);
+    p.height = parse_int("size", s.substr(x + 1), 16, limits.max_side);
+    if (p.width % 16 != 0 || p.height % 16 != 0)
+      bad("size", fmt::format("size: {}x{}: both sides must be multiples of 16", p.width, p.height));
+    if (p.width * p.height > limits.max_area)
+      bad("size", fmt::format("size: {}x{} is more than {} pixels", p.width, p.height, limits.max_area));
+  }
+  if (has("steps")) p.steps = static_cast<int>(parse_int("steps", text("steps"), 1, limits.max_steps));
+  if (has("shift")) p.shift = parse_number("shift", text("shift"), 0, 100, true);
+  if (has("guidance")) p.guidance = parse_number("guidance", text("guidance"), 0, 50);
+  if (has("solver")) {
+    p.solver = text("solver");
+    if (p.solver != "unipc" && p.solver != "dpm++") bad("solver", "solver: '" + p.solver + "' is not unipc or dpm++");
+  }
+  if (has("seed")) {
+    const std::string s = text("seed");
+    p.seed = (s.empty() || s == "random") ? -1 : parse_int("seed", s, -1, INT64_MAX);
+  }
+  if (has("fps")) p.fps = static_cast<int>(parse_int("fps", text("fps"), 1, limits.max_fps));
+
+  r.first = text("first");
+  r.last = text("last");
+  p.first_file = "first." + check_image("first", r.first, limits, r.first_width, r.first_height);
+  p.last_file = "last." + check_image("last", r.last, limits, r.last_width, r.last_height);
+  return r;
+}
+
+std::string field_for_pipeline_error(const std::string& message) {
+  std::string m = message;
+  std::transform(m.begin(), m.end(), m.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  // The image paths are ours (".../first.png"), so "first"/"last" point at the uploads.
+  static const std::pair<const char*, const char*> keys[] = {
+      {"first.", "first"},             {"last.", "last"},    {"negative", "negative_prompt"},
+      {"prompt", "prompt"},            {"frame", "frames"},   {"max_area", "max_area"},
+      {"max-area", "max_area"},        {"area", "max_area"}, {"size", "size"},      {"width", "size"},
+      {"height", "size"},              {"step", "steps"},    {"shift", "shift"},    {"guidance", "guidance"},
+      {"solver", "solver"},            {"seed", "seed"},     {"first", "first"},    {"last", "last"}};
+  for (const auto& [key, field] : keys)
+    if (m.find(key) != std::string::npos) return field;
+  return "";
+}
+
+}  // namespace ib::server

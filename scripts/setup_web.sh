@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what the server's browser test needs: Debian's Chromium and Node.js (apt), and
+# playwright-core (npm, pinned by package-lock.json) into node_modules/ at the repository root.
+# Safe to run repeatedly; skips apt and npm when everything is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(chromium nodejs npm fonts-dejavu-core)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# A Node.js from another source (e.g. nodesource's nodejs, which bundles npm) also does.
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  missing=("${missing[@]/nodejs/}")
+  missing=("${missing[@]/npm/}")
+fi
+read -r -a missing <<<"${missing[*]}"
+
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  echo "setup_web: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ -f node_modules/playwright-core/package.json ] &&
+   [ "$(node -p "require('./node_modules/playwright-core/package.json').version")" = \
+     "$(node -p "require('./package-lock.json').packages['node_modules/playwright-core'].version")" ]; then
+  echo "setup_web: playwright-core present"
+else
+  echo "setup_web: npm ci (playwright-core)"
+  # playwright-core downloads no browser; the test drives /usr/bin/chromium.
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+echo "setup_web: done ($(/usr/bin/chromium --version 2>/dev/null || echo 'chromium missing'))"

@@ -1,0 +1,440 @@
+// API tests of `inbetween serve` against a real server process on 127.0.0.1 with the tiny fixture
+// model: submit, poll, events, download (checked with ffprobe), Range, cancel, every validation
+// error, API key, full queue, restart and shutdown behaviour.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "io/image.h"
+#include "server_process.h"
+
+namespace ib::test {
+namespace {
+
+using nlohmann::json;
+
+std::string run_capture(const std::string& cmd) {
+  std::string out;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  ::pclose(p);
+  return out;
+}
+
+TEST(ServerApi, SubmitPollDownloadRange) {
+  const std::string data = temp_dir();
+  ServerProcess server(data);
+  auto c = server.client();
+
+  auto health = c.Get("/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  EXPECT_EQ(parse(health).at("status"), "ok");
+  auto model = c.Get("/v1/model");
+  ASSERT_TRUE(model);
+  ASSERT_EQ(model->status, 200);
+  const json m = parse(model);
+  EXPECT_FALSE(m.at("model").get<std::string>().empty());
+  EXPECT_EQ(m.at("device"), "cpu");
+  EXPECT_GT(m.at("memory").at("rss_bytes").get<int64_t>(), 0);
+
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = c.Post("/v1/jobs", job_form(tiny_fields()));
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 202) << r->body;
+  const std::string id = parse(r).at("id");
+  EXPECT_EQ(id.size(), 32u);
+  EXPECT_EQ(r->get_header_value("Location"), "/v1/jobs/" + id);
+
+  const json job = wait_final(c, id);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("[measured] tiny job (9 frames, 4 steps, max_area 4096): %.2f s submit to done\n", secs);
+  ASSERT_EQ(job.at("state"), "done") << job.dump();
+  EXPECT_EQ(job.at("result").at("frames"), 9);
+  EXPECT_EQ(job.at("result").at("seed"), 42);
+  EXPECT_EQ(job.at("params").at("steps"), 4);
+  EXPECT_TRUE(job.at("error").is_null());
+  const int64_t w = job.at("result").at("width"), h = job.at("result").at("height");
+
+  // The whole video, then checked by ffprobe.
+  auto v = c.Get(("/v1/jobs/" + id + "/video").c_str());
+  ASSERT_TRUE(v);
+  ASSERT_EQ(v->status, 200);
+  EXPECT_EQ(v->get_header_value("Content-Type"), "video/mp4");
+  EXPECT_EQ(v->get_header_value("Accept-Ranges"), "bytes");
+  const std::string full = v->body;
+  ASSERT_GT(full.size(), 100u);
+  EXPECT_EQ(full, read_binary(data + "/jobs/" + id + "/video.mp4"));
+  const std::string mp4 = temp_dir() + "/v.mp4";
+  {
+    std::ofstream out(mp4, std::ios::binary);
+    out << full;
+  }
+  const json probe = json::parse(run_capture(
+      "ffprobe -v error -select_streams v:0 -count_frames -show_entries "
+      "stream=codec_name,width,height,nb_read_frames,pix_fmt -of json '" +
+      mp4 + "'"));
+  const json& st = probe.at("streams").at(0);
+  EXPECT_EQ(st.at("codec_name"), "h264");
+  EXPECT_EQ(st.at("pix_fmt"), "yuv420p");
+  EXPECT_EQ(st.at("width").get<int64_t>(), w);
+  EXPECT_EQ(st.at("height").get<int64_t>(), h);
+  EXPECT_EQ(st.at("nb_read_frames"), "9");
+
+  // Ranges: a middle slice, a suffix, one past the end.
+  auto part = c.Get(("/v1/jobs/" + id + "/video").c_str(), {{"Range", "bytes=100-1099"}});
+  ASSERT_TRUE(part);
+  EXPECT_EQ(part->status, 206);
+  EXPECT_EQ(part->body, full.substr(100, 1000));
+  EXPECT_EQ(part->get_header_value("Content-Range"), "bytes 100-1099/" + std::to_string(full.size()));
+  auto tail = c.Get(("/v1/jobs/" + id + "/video").c_str(), {{"Range", "bytes=-50"}});
+  ASSERT_TRUE(tail);
+  EXPECT_EQ(tail->status, 206);
+  EXPECT_EQ(tail->body, full.substr(full.size() - 50));
+  auto open_end = c.Get(("/v1/jobs/" + id + "/video").c_str(), {{"Range", "bytes=10-"}});
+  ASSERT_TRUE(open_end);
+  EXPECT_EQ(open_end->status, 206);
+  EXPECT_EQ(open_end->body, full.substr(10));
+  auto past = c.Get(("/v1/jobs/" + id + "/video").c_str(), {{"Range", "bytes=" + std::to_string(full.size()) + "-"}});
+  ASSERT_TRUE(past);
+  EXPECT_EQ(past->status, 416);
+
+  // Previews are the uploads as they were; the list holds the job.
+  auto f = c.Get(("/v1/jobs/" + id + "/frames/first").c_str());
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->status, 200);
+  EXPECT_EQ(f->get_header_value("Content-Type"), "image/png");
+  EXPECT_EQ(f->body, first_png());
+  auto list = c.Get("/v1/jobs");
+  ASSERT_TRUE(list);
+  EXPECT_EQ(parse(list).at("jobs").at(0).at("id"), id);
+
+  // A finished job cannot be cancelled.
+  auto del = c.Delete(("/v1/jobs/" + id).c_str());
+  ASSERT_TRUE(del);
+  EXPECT_EQ(del->status, 409);
+  EXPECT_EQ(server.stop(SIGTERM), 0);
+}
+
+TEST(ServerApi, EventStreamEndsWithFinalState) {
+  ServerProcess server(temp_dir());
+  auto c = server.client();
+  const std::string id = submit(c, tiny_fields(6));
+  std::string body;
+  auto r = c.Get(("/v1/jobs/" + id + "/events").c_str(), [&](const char* d, size_t n) {
+    body.append(d, n);
+    return true;
+  });
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->get_header_value("Content-Type"), "text/event-stream");
+  std::vector<json> events;
+  std::istringstream lines(body);
+  for (std::string line; std::getline(lines, line);)
+    if (line.rfind("data: ", 0) == 0) events.push_back(json::parse(line.substr(6)));
+  ASSERT_GE(events.size(), 3u) << body;
+  EXPECT_EQ(events.back().at("state"), "done");
+  int last_step = -1, denoise_events = 0;
+  for (const json& e : events) {
+    if (e.at("state") == "running" && e.at("stage") == "denoise") {
+      EXPECT_GE(e.at("step").get<int>(), last_step);
+      last_step = e.at("step");
+      EXPECT_EQ(e.at("total"), 6);
+      ++denoise_events;
+    }
+  }
+  EXPECT_GE(denoise_events, 2) << body;
+  std::printf("[measured] %zu events for a 6-step job\n", events.size());
+
+  // A stream opened after the end still gives the final state at once, then ends.
+  std::string again;
+  auto r2 = c.Get(("/v1/jobs/" + id + "/events").c_str(), [&](const char* d, size_t n) {
+    again.append(d, n);
+    return true;
+  });
+  ASSERT_TRUE(r2);
+  EXPECT_NE(again.find("\"state\":\"done\""), std::string::npos);
+}
+
+TEST(ServerApi, ClientDisconnectDoesNotLoseTheVideo) {
+  ServerProcess server(temp_dir());
+  auto c = server.client();
+  const std::string id = submit(c, tiny_fields(4));
+  size_t chunks = 0;
+  auto r = c.Get(("/v1/jobs/" + id + "/events").c_str(), [&](const char*, size_t) { return ++chunks < 2; });
+  EXPECT_FALSE(r);  // we hung up
+  auto c2 = server.client();
+  EXPECT_EQ(wait_final(c2, id).at("state"), "done");
+  auto v = c2.Get(("/v1/jobs/" + id + "/video").c_str());
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->status, 200);
+}
+
+TEST(ServerApi, CancelQueuedAndRunning) {
+  ServerProcess server(temp_dir());
+  auto c = server.client();
+  const std::string slow = submit(c, slow_fields());
+  const std::string queued = submit(c, tiny_fields(4));
+  EXPECT_EQ(get_job(c, queued).at("queue_position"), 1);
+  ASSERT_EQ(wait_denoising(c, slow).at("state"), "running");
+
+  auto d1 = c.Delete(("/v1/jobs/" + queued).c_str());
+  ASSERT_TRUE(d1);
+  EXPECT_EQ(d1->status, 200);
+  EXPECT_EQ(parse(d1).at("state"), "cancelled");
+
+  const auto t0 = std::chrono::steady_clock::now();
+  auto d2 = c.Delete(("/v1/jobs/" + slow).c_str());
+  ASSERT_TRUE(d2);
+  EXPECT_EQ(d2->status, 202);
+  EXPECT_EQ(parse(d2).at("cancel_requested"), true);
+  const json j = wait_final(c, slow, 60);
+  std::printf("[measured] running job cancelled %.2f s after DELETE\n",
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  EXPECT_EQ(j.at("state"), "cancelled");
+  EXPECT_LT(j.at("step").get<int>(), 200);
+  EXPECT_EQ(get_job(c, queued).at("state"), "cancelled");
+
+  auto again = c.Delete(("/v1/jobs/" + slow).c_str());
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 409);
+  auto video = c.Get(("/v1/jobs/" + slow + "/video").c_str());
+  ASSERT_TRUE(video);
+  EXPECT_EQ(video->status, 409);
+  // The server goes on after cancellations.
+  EXPECT_EQ(wait_final(c, submit(c, tiny_fields(2))).at("state"), "done");
+}
+
+struct BadCase {
+  std::string field, value, expect_field;
+};
+
+TEST(ServerApi, ValidationErrorsNameTheField) {
+  ServerProcess server(temp_dir());
+  auto c = server.client();
+  const std::vector<BadCase> cases = {
+      {"frames", "8", "frames"},         {"frames", "0", "frames"},          {"frames", "261", "frames"},
+      {"frames", "nine", "frames"},      {"steps", "0", "steps"},            {"steps", "1000", "steps"},
+      {"steps", "2.5", "steps"},         {"shift", "0", "shift"},            {"shift", "abc", "shift"},
+      {"shift", "nan", "shift"},         {"guidance", "-1", "guidance"},     {"guidance", "inf", "guidance"},
+      {"solver", "euler", "solver"},     {"seed", "12ab", "seed"},           {"seed", "-5", "seed"},
+      {"fps", "0", "fps"},               {"fps", "1000", "fps"},             {"max_area", "10", "max_area"},
+      {"max_area", "1e12", "max_area"},  {"size", "13x7", "size"},           {"size", "640", "size"},
+      {"size", "8192x8192", "size"},     {"bogus", "1", "bogus"},            {"prompt", std::string(2001, 'a'), "prompt"},
+      {"prompt", "\xff\xfe", "prompt"},  {"negative_prompt", std::string(2001, 'b'), "negative_prompt"},
+  };
+  for (const BadCase& bc : cases) {
+    auto r = c.Post("/v1/jobs", job_form({{bc.field, bc.value}}));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << bc.field << "=" << bc.value.substr(0, 20) << ": " << r->body;
+    const json j = parse(r);
+    EXPECT_EQ(j.at("field"), bc.expect_field) << bc.field << "=" << bc.value.substr(0, 20) << ": " << r->body;
+    EXPECT_FALSE(j.at("error").get<std::string>().empty());
+  }
+
+  auto post = [&](httplib::MultipartFormDataItems items) { return c.Post("/v1/jobs", items); };
+  auto field_of = [](const httplib::Result& r) { return r ? parse(r).value("field", json()).dump() : "none"; };
+  // Missing images, a non-image, both size and max_area, a repeated field.
+  auto r1 = post({{"last", last_png(), "l.png", "image/png"}});
+  EXPECT_EQ(r1->status, 400);
+  EXPECT_EQ(field_of(r1), "\"first\"");
+  auto r2 = post({{"first", first_png(), "f.png", "image/png"}});
+  EXPECT_EQ(field_of(r2), "\"last\"");
+  auto r3 = post({{"first", "not an image at all", "f.png", "image/png"}, {"last", last_png(), "l.png", "image/png"}});
+  EXPECT_EQ(r3->status, 400);
+  EXPECT_EQ(field_of(r3), "\"first\"");
+  std::string truncated = last_png().substr(0, last_png().size() / 2);
+  auto r4 = post({{"first", first_png(), "f.png", "image/png"}, {"last", truncated, "l.png", "image/png"}});
+  EXPECT_EQ(r4->status, 400);
+  EXPECT_EQ(field_of(r4), "\"last\"");
+  auto r5 = c.Post("/v1/jobs", job_form({{"size", "64x64"}, {"max_area", "4096"}}));
+  EXPECT_EQ(r5->status, 400);
+  EXPECT_EQ(field_of(r5), "\"size\"");
+  auto r6 = c.Post("/v1/jobs", job_form({{"steps", "4"}, {"steps", "5"}}));
+  EXPECT_EQ(r6->status, 400);
+  EXPECT_EQ(field_of(r6), "\"steps\"");
+  // Too many pixels a side: an 8193x1 PNG.
+  std::vector<uint8_t> row(8193 * 3, 128);
+  const std::vector<uint8_t> wide = encode_png(row.data(), 8193, 1);
+  auto r7 = post({{"first", std::string(wide.begin(), wide.end()), "w.png", "image/png"},
+                  {"last", last_png(), "l.png", "image/png"}});
+  EXPECT_EQ(r7->status, 400);
+  EXPECT_EQ(field_of(r7), "\"first\"");
+  // An image over 32 MiB (a valid PNG signature and junk) inside a body under 64 MiB.
+  std::string big = first_png() + std::string((32u << 20) + 1, '\0');
+  auto r8 = post({{"first", big, "f.png", "image/png"}, {"last", last_png(), "l.png", "image/png"}});
+  ASSERT_TRUE(r8);
+  EXPECT_EQ(r8->status, 400);
+  EXPECT_EQ(field_of(r8), "\"first\"");
+  // A body over 64 MiB.
+  std::string huge((64u << 20) + 1024, 'x');
+  auto r9 = post({{"first", huge, "f.png", "image/png"}, {"last", last_png(), "l.png", "image/png"}});
+  if (r9) {
+    EXPECT_EQ(r9->status, 413);  // the server may also just close the connection
+  }
+  // Not multipart; an unknown query parameter.
+  auto r10 = c.Post("/v1/jobs", R"({"prompt":"x"})", "application/json");
+  EXPECT_EQ(r10->status, 400);
+  auto r11 = c.Post("/v1/jobs?path=/etc/passwd", job_form(tiny_fields()));
+  EXPECT_EQ(r11->status, 400);
+  EXPECT_EQ(field_of(r11), "\"path\"");
+
+  // Job ids: malformed ones are refused before any lookup; unknown ones are 404.
+  for (const char* bad : {"/v1/jobs/..%2F..%2Fetc", "/v1/jobs/ABCDEF", "/v1/jobs/0123456789abcdef0123456789abcdeg",
+                          "/v1/jobs/%2e%2e/video", "/v1/jobs/0123456789abcdef0123456789abcde/frames/first"}) {
+    auto r = c.Get(bad);
+    ASSERT_TRUE(r);
+    EXPECT_TRUE(r->status == 400 || r->status == 404) << bad << ": " << r->status;
+  }
+  auto unknown = c.Get("/v1/jobs/0123456789abcdef0123456789abcdef");
+  EXPECT_EQ(unknown->status, 404);
+  auto unknown_del = c.Delete("/v1/jobs/0123456789abcdef0123456789abcdef");
+  EXPECT_EQ(unknown_del->status, 404);
+  auto no_route = c.Get("/v1/nothing");
+  EXPECT_EQ(no_route->status, 404);
+  EXPECT_NO_THROW(parse(no_route));
+
+  // Nothing was queued by any of these; no job folder is left behind.
+  auto list = c.Get("/v1/jobs");
+  EXPECT_EQ(parse(list).at("jobs").size(), 0u);
+  EXPECT_EQ(server.stop(), 0);
+}
+
+TEST(ServerApi, ApiKey) {
+  ServerProcess server(temp_dir(), {"--api-key", "s3cret"});
+  auto c = server.client();
+  EXPECT_EQ(c.Get("/v1/jobs")->status, 401);
+  EXPECT_EQ(c.Get("/v1/jobs", {{"Authorization", "Bearer wrong"}})->status, 401);
+  EXPECT_EQ(c.Get("/v1/jobs", {{"X-API-Key", "s3cre"}})->status, 401);
+  EXPECT_EQ(c.Post("/v1/jobs", job_form(tiny_fields()))->status, 401);
+  EXPECT_EQ(c.Get("/v1/jobs", {{"Authorization", "Bearer s3cret"}})->status, 200);
+  EXPECT_EQ(c.Get("/v1/jobs", {{"X-API-Key", "s3cret"}})->status, 200);
+  EXPECT_EQ(c.Get("/v1/model?api_key=s3cret")->status, 200);
+  EXPECT_EQ(c.Get("/healthz")->status, 200);
+  EXPECT_EQ(c.Get("/")->status, 200);
+  const httplib::Headers key = {{"Authorization", "Bearer s3cret"}};
+  const std::string id = submit(c, tiny_fields(2), key);
+  EXPECT_EQ(wait_final(c, id, 300, key).at("state"), "done");
+  EXPECT_EQ(c.Get(("/v1/jobs/" + id + "/video").c_str())->status, 401);
+  EXPECT_EQ(c.Get(("/v1/jobs/" + id + "/video?api_key=s3cret").c_str())->status, 200);
+}
+
+TEST(ServerApi, FullQueueAnswers429) {
+  ServerProcess server(temp_dir(), {"--max-queue", "1"});
+  auto c = server.client();
+  const std::string running = submit(c, slow_fields());
+  ASSERT_EQ(wait_denoising(c, running).at("state"), "running");
+  const std::string waiting = submit(c, tiny_fields(2));
+  auto r = c.Post("/v1/jobs", job_form(tiny_fields(2)));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 429);
+  EXPECT_FALSE(r->get_header_value("Retry-After").empty());
+  EXPECT_EQ(c.Delete(("/v1/jobs/" + waiting).c_str())->status, 200);
+  // Room again.
+  const std::string next = submit(c, tiny_fields(2));
+  EXPECT_EQ(c.Delete(("/v1/jobs/" + running).c_str())->status, 202);
+  EXPECT_EQ(wait_final(c, next).at("state"), "done");
+}
+
+TEST(ServerApi, PageIsServed) {
+  ServerProcess server(temp_dir());
+  auto c = server.client();
+  auto page = c.Get("/");
+  ASSERT_TRUE(page);
+  EXPECT_EQ(page->status, 200);
+  EXPECT_EQ(page->get_header_value("Content-Type"), "text/html; charset=utf-8");
+  EXPECT_NE(page->body.find("<title>inbetween</title>"), std::string::npos);
+  EXPECT_EQ(c.Get("/app.js")->get_header_value("Content-Type"), "text/javascript; charset=utf-8");
+  EXPECT_EQ(c.Get("/style.css")->get_header_value("Content-Type"), "text/css; charset=utf-8");
+  // Only the three files: nothing else under web/ or beyond is reachable.
+  EXPECT_EQ(c.Get("/../CMakeLists.txt")->status, 404);
+  EXPECT_EQ(c.Get("/web/app.js")->status, 404);
+}
+
+// SIGTERM with the default --on-shutdown cancel: the running job is cancelled, the queued one is
+// kept and runs after the restart, finished jobs and their videos survive.
+TEST(ServerApi, RestartKeepsJobs) {
+  const std::string data = temp_dir();
+  std::string done, slow, queued;
+  {
+    ServerProcess server(data);
+    auto c = server.client();
+    done = submit(c, tiny_fields(2));
+    ASSERT_EQ(wait_final(c, done).at("state"), "done");
+    slow = submit(c, slow_fields());
+    queued = submit(c, tiny_fields(2));
+    ASSERT_EQ(wait_denoising(c, slow).at("state"), "running");
+    const auto t0 = std::chrono::steady_clock::now();
+    EXPECT_EQ(server.stop(SIGTERM), 0);
+    std::printf("[measured] SIGTERM to exit with a running job: %.2f s\n",
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  // An upload the server never acknowledged (no job.json) is cleaned away at start.
+  const std::string orphan = data + "/jobs/00000000000000000000000000000000";
+  std::filesystem::create_directories(orphan);
+  ServerProcess server(data);
+  auto c = server.client();
+  EXPECT_FALSE(std::filesystem::exists(orphan));
+  const json d = get_job(c, done);
+  EXPECT_EQ(d.at("state"), "done");
+  EXPECT_EQ(c.Get(("/v1/jobs/" + done + "/video").c_str())->status, 200);
+  EXPECT_EQ(get_job(c, slow).at("state"), "cancelled");
+  EXPECT_EQ(wait_final(c, queued).at("state"), "done");
+}
+
+TEST(ServerApi, ShutdownFinishCompletesTheRunningJob) {
+  const std::string data = temp_dir();
+  std::string id;
+  {
+    ServerProcess server(data, {"--on-shutdown", "finish"});
+    auto c = server.client();
+    id = submit(c, tiny_fields(12));
+    ASSERT_EQ(wait_denoising(c, id).at("state"), "running");
+    EXPECT_EQ(server.stop(SIGINT), 0);
+  }
+  ServerProcess server(data);
+  auto c = server.client();
+  EXPECT_EQ(get_job(c, id).at("state"), "done");
+}
+
+TEST(ServerApi, CrashMarksTheRunningJobFailed) {
+  const std::string data = temp_dir();
+  std::string id;
+  {
+    ServerProcess server(data);
+    auto c = server.client();
+    id = submit(c, slow_fields());
+    ASSERT_EQ(wait_denoising(c, id).at("state"), "running");
+    server.stop(SIGKILL);
+  }
+  ServerProcess server(data);
+  auto c = server.client();
+  const json j = get_job(c, id);
+  EXPECT_EQ(j.at("state"), "failed");
+  EXPECT_EQ(j.at("error"), "server restarted");
+}
+
+TEST(ServerApi, FailingJobKeepsTheServerUp) {
+  const std::string data = temp_dir();
+  ServerProcess server(data);
+  auto c = server.client();
+  const std::string id = submit(c, tiny_fields(2));
+  ASSERT_EQ(wait_final(c, id).at("state"), "done");
+  // Make a job fail mid-way: its uploaded image vanishes while it waits behind a slow one.
+  const std::string blocker = submit(c, slow_fields());
+  ASSERT_EQ(wait_denoising(c, blocker).at("state"), "running");
+  const std::string victim = submit(c, tiny_fields(2));
+  std::filesystem::remove(data + "/jobs/" + victim + "/first.png");
+  EXPECT_EQ(c.Delete(("/v1/jobs/" + blocker).c_str())->status, 202);
+  const json j = wait_final(c, victim);
+  EXPECT_EQ(j.at("state"), "failed");
+  EXPECT_FALSE(j.at("error").get<std::string>().empty());
+  EXPECT_EQ(wait_final(c, submit(c, tiny_fields(2))).at("state"), "done");
+}
+
+}  // namespace
+}  // namespace ib::test

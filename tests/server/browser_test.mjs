@@ -1,0 +1,178 @@
+// Browser test of the page served by `inbetween serve`: Debian's Chromium, headless, driven by
+// playwright-core. Uploads the fixture's two keyframes, sets tiny settings, presses Generate,
+// follows the progress and waits until the video element has loaded the finished MP4; then saves a
+// screenshot. Exits 0 on success, 1 on failure, 77 (skipped) when node_modules/playwright-core or
+// /usr/bin/chromium is missing, unless INBETWEEN_REQUIRE_BROWSER=1.
+//
+//   node tests/server/browser_test.mjs --inbetween build/inbetween [--screenshot out.png]
+//        [--model DIR] [--max-area 4096] [--frames 9] [--steps 4]
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, '..', '..');
+
+function option(name, fallback) {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
+}
+
+function skip(reason) {
+  if (process.env.INBETWEEN_REQUIRE_BROWSER === '1') {
+    console.error(`browser test cannot run: ${reason}`);
+    process.exit(1);
+  }
+  console.log(`SKIPPED: ${reason} (run scripts/setup_web.sh)`);
+  process.exit(77);
+}
+
+const chromiumPath = '/usr/bin/chromium';
+if (!fs.existsSync(chromiumPath)) skip(`${chromiumPath} not found`);
+let chromium;
+try {
+  ({ chromium } = await import('playwright-core'));
+} catch (e) {
+  skip(`playwright-core not installed (${e.message.split('\n')[0]})`);
+}
+
+let fixture = process.env.INBETWEEN_FIXTURE || '../shared/fixtures/tiny-flf2v';
+if (!path.isAbsolute(fixture)) fixture = path.resolve(repo, fixture);
+const inbetween = option('inbetween', path.join(repo, 'build', 'inbetween'));
+const model = option('model', path.join(fixture, 'model'));
+const screenshot = option('screenshot', '');
+const settings = { max_area: option('max-area', '4096'), frames: option('frames', '9'), steps: option('steps', '4') };
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'inbetween-browser-'));
+const cleanup = [];
+let failed = false;
+
+function startServer() {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(inbetween, ['serve', '--model', model, '--host', '127.0.0.1', '--port', '0',
+      '--data-dir', path.join(tmp, 'data'), '--threads', '2'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    const timer = setTimeout(() => reject(new Error('server did not start within 120 s')), 120000);
+    proc.on('error', reject);
+    proc.on('exit', (code) => reject(new Error(`server exited early (${code})`)));
+    proc.stdout.on('data', (d) => {
+      out += d;
+      const m = /listening on (http:\/\/[^\s]+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        proc.removeAllListeners('exit');
+        resolve({ proc, url: m[1] });
+      }
+    });
+  });
+}
+
+function stopServer(proc) {
+  return new Promise((resolve) => {
+    if (proc.exitCode !== null) return resolve(proc.exitCode);
+    proc.on('exit', (code, signal) => resolve(signal ? `signal ${signal}` : code));
+    proc.kill('SIGTERM');
+  });
+}
+
+function check(cond, message) {
+  if (!cond) throw new Error(`check failed: ${message}`);
+  console.log(`ok: ${message}`);
+}
+
+try {
+  const { proc, url } = await startServer();
+  cleanup.push(async () => {
+    const code = await stopServer(proc);
+    if (code !== 0) throw new Error(`server exit status ${code} after SIGTERM`);
+    console.log('ok: server stopped cleanly on SIGTERM');
+  });
+  console.log(`server at ${url}`);
+
+  const context = await chromium.launchPersistentContext(path.join(tmp, 'profile'), {
+    executablePath: chromiumPath,
+    headless: true,
+    viewport: { width: 1280, height: 940 },
+    args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
+  });
+  cleanup.unshift(() => context.close());
+  const page = context.pages()[0] || await context.newPage();
+  const problems = [];
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console error: ${m.text()}`); });
+  const requests = [];
+  page.on('request', (r) => requests.push(r.url()));
+
+  await page.goto(url);
+  await page.waitForFunction(() => document.querySelector('#model-info').textContent.includes('cpu'));
+  check(await page.isDisabled('#generate'), 'Generate is disabled until both frames are chosen');
+
+  await page.setInputFiles('#first', path.join(fixture, 'first.png'));
+  await page.setInputFiles('#last', path.join(fixture, 'last.png'));
+  await page.waitForFunction(() => document.querySelectorAll('.drop-meta').length === 2 &&
+    [...document.querySelectorAll('.drop-meta')].every((e) => e.textContent.includes('×')));
+  check(await page.isVisible('#drop-first img'), 'the start frame preview is shown');
+  check(await page.isHidden('#aspect-warning'), 'no aspect warning for frames of one shape');
+  await page.fill('#prompt', 'The camera drifts slowly from the first frame to the last');
+  await page.click('#advanced summary');
+  await page.selectOption('#resolution', 'area');
+  await page.fill('#max_area', settings.max_area);
+  await page.fill('#frames', settings.frames);
+  await page.fill('#steps', settings.steps);
+  await page.fill('#seed', '7');
+  check(await page.isEnabled('#generate'), 'Generate is enabled with both frames');
+
+  const t0 = Date.now();
+  await page.click('#generate');
+  await page.waitForFunction(() => /^#job=[0-9a-f]{32}$/.test(location.hash));
+  const id = (await page.evaluate(() => location.hash)).slice(5);
+  console.log(`job ${id} submitted`);
+  await page.waitForFunction(() => {
+    const v = document.querySelector('#video');
+    return v && v.readyState >= 2 && v.videoWidth > 0;
+  }, null, { timeout: 300000, polling: 200 });
+  console.log(`video loaded ${((Date.now() - t0) / 1000).toFixed(2)} s after pressing Generate`);
+  check(await page.isVisible('#video'), 'the video player is visible');
+  check((await page.textContent('#job-state')) === 'done', 'the state badge says done');
+  const href = await page.getAttribute('#download', 'href');
+  check(href === `/v1/jobs/${id}/video?download=1`, 'the download link points at the video');
+  check(requests.some((u) => u.endsWith(`/v1/jobs/${id}/events`)), 'progress came from the event stream');
+  check(requests.every((u) => u.startsWith(url) || u.startsWith('blob:') || u.startsWith('data:')),
+    'the page loads nothing from elsewhere');
+  const dims = await page.evaluate(() => [document.querySelector('#video').videoWidth, document.querySelector('#video').videoHeight]);
+  console.log(`video ${dims[0]}x${dims[1]}`);
+
+  // The recent jobs list shows the job as done, with its thumbnails loaded.
+  await page.waitForFunction((jobId) => {
+    const li = document.querySelector(`.job-list li[data-id="${jobId}"]`);
+    return li && li.querySelector('.badge.done') &&
+      [...li.querySelectorAll('img')].every((img) => img.complete && img.naturalWidth > 0);
+  }, id, { timeout: 30000 });
+  check(true, 'the recent jobs list shows the finished job');
+
+  // Downloading returns the same MP4 the server stored.
+  const res = await page.request.get(url.replace(/\/$/, '') + href);
+  const body = await res.body();
+  check(res.status() === 200 && body.subarray(4, 8).toString() === 'ftyp', 'the download is an MP4');
+  check(res.headers()['content-disposition'].startsWith('attachment'), 'the download is sent as an attachment');
+
+  await page.evaluate(() => { const v = document.querySelector('#video'); v.pause(); v.currentTime = 0; });
+  if (screenshot) {
+    await page.screenshot({ path: screenshot, fullPage: true });
+    console.log(`screenshot: ${screenshot}`);
+  }
+  check(problems.length === 0, `no page errors${problems.length ? ': ' + problems.join('; ') : ''}`);
+} catch (e) {
+  failed = true;
+  console.error(`FAILED: ${e.stack || e}`);
+} finally {
+  for (const fn of cleanup) {
+    try { await fn(); } catch (e) { failed = true; console.error(`FAILED: ${e.message}`); }
+  }
+  fs.rmSync(tmp, { recursive: true, force: true });
+}
+console.log(failed ? 'browser test: 0 passed, 1 failed' : 'browser test: 1 passed, 0 failed');
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,368 @@
+// The page's logic: drop zones with previews, the job form, progress from the job's event stream
+// (EventSource), the video player, and the list of recent jobs. Talks only to this server's /v1 API.
+'use strict';
+
+const $ = (id) => document.getElementById(id);
+// The pipeline's stages in the order they run, with the share of the bar each one fills.
+const STAGES = {
+  image: ['Encoding the images', 0, 0.04],
+  text: ['Encoding the prompt', 0.04, 0.08],
+  'vae-encode': ['Encoding the frames', 0.08, 0.14],
+  load: ['Loading the diffusion model', 0.14, 0.18],
+  denoise: ['Denoising', 0.18, 0.9],
+  'vae-decode': ['Decoding the video', 0.9, 0.98],
+  write: ['Writing the MP4', 0.98, 1.0],
+};
+const FINAL = new Set(['done', 'failed', 'cancelled']);
+
+const state = {
+  apiKey: localStorage.getItem('inbetween.apiKey') || '',
+  files: { first: null, last: null },
+  dims: { first: null, last: null },
+  current: null,      // id of the job shown on the right
+  shown: 0,           // its progress bar's fill (only grows: stages may report out of order)
+  source: null,       // its EventSource
+  listTimer: null,
+};
+
+// ---- API -------------------------------------------------------------------------------------
+
+function withKey(url) {
+  if (!state.apiKey) return url;
+  return url + (url.includes('?') ? '&' : '?') + 'api_key=' + encodeURIComponent(state.apiKey);
+}
+
+async function api(path, options = {}) {
+  const headers = Object.assign({}, options.headers || {});
+  if (state.apiKey) headers['X-API-Key'] = state.apiKey;
+  const res = await fetch(path, Object.assign({}, options, { headers }));
+  let body = null;
+  try { body = await res.json(); } catch (_) { body = null; }
+  if (res.status === 401) {
+    $('apikey-form').hidden = false;
+    $('apikey').focus();
+  }
+  if (!res.ok) {
+    const err = new Error((body && body.error) || `HTTP ${res.status}`);
+    err.status = res.status;
+    err.field = body && body.field;
+    throw err;
+  }
+  return body;
+}
+
+// ---- Formatting ------------------------------------------------------------------------------
+
+function duration(s) {
+  if (s == null || s < 0 || !isFinite(s)) return '';
+  s = Math.round(s);
+  if (s < 60) return `${s} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min ${s % 60} s`;
+  return `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
+function ago(unix) {
+  const s = Date.now() / 1000 - unix;
+  if (s < 60) return 'just now';
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+  return new Date(unix * 1000).toLocaleDateString();
+}
+
+function progressOf(job) {
+  if (job.state === 'done') return 1;
+  if (job.state !== 'running') return 0;
+  const st = STAGES[job.stage];
+  if (!st) return 0;
+  const within = job.total > 0 ? Math.min(job.step / job.total, 1) : 0;
+  return st[1] + (st[2] - st[1]) * within;
+}
+
+function stageText(job) {
+  switch (job.state) {
+    case 'queued':
+      return job.queue_position ? `Waiting in the queue (position ${job.queue_position})` : 'Waiting in the queue';
+    case 'running': {
+      const st = STAGES[job.stage];
+      const name = st ? st[0] : (job.stage || 'Starting');
+      return job.total > 1 ? `${name} · step ${job.step}/${job.total}` : name;
+    }
+    case 'done': return `Finished in ${duration(job.elapsed_s)}`;
+    case 'failed': return 'Failed';
+    default: return 'Cancelled';
+  }
+}
+
+// ---- Drop zones ------------------------------------------------------------------------------
+
+function setupDrop(which) {
+  const zone = $(`drop-${which}`);
+  const input = $(which);
+  const show = (file) => {
+    if (!file) return;
+    if (!/^image\/(png|jpeg|webp)$/.test(file.type)) {
+      showFormError(`${which === 'first' ? 'Start' : 'End'} frame: use a PNG, JPEG or WebP image`, which);
+      return;
+    }
+    clearFormError();
+    state.files[which] = file;
+    const img = zone.querySelector('img');
+    if (img.src) URL.revokeObjectURL(img.src);
+    img.onload = () => {
+      state.dims[which] = { w: img.naturalWidth, h: img.naturalHeight };
+      zone.querySelector('.drop-meta').textContent = `${img.naturalWidth}×${img.naturalHeight} · ${(file.size / 1024).toFixed(0)} KiB`;
+      checkAspect();
+    };
+    img.src = URL.createObjectURL(file);
+    img.hidden = false;
+    zone.classList.add('filled');
+    updateGenerate();
+  };
+  input.addEventListener('change', () => show(input.files[0]));
+  zone.addEventListener('dragover', (e) => { e.preventDefault(); zone.classList.add('over'); });
+  zone.addEventListener('dragleave', () => zone.classList.remove('over'));
+  zone.addEventListener('drop', (e) => {
+    e.preventDefault();
+    zone.classList.remove('over');
+    const file = e.dataTransfer.files[0];
+    if (file) show(file);
+  });
+}
+
+function checkAspect() {
+  const a = state.dims.first, b = state.dims.last;
+  const box = $('aspect-warning');
+  if (!a || !b) { box.hidden = true; return; }
+  const ra = a.w / a.h, rb = b.w / b.h;
+  if (Math.abs(ra - rb) / ra > 0.01) {
+    box.textContent = `The frames have different aspect ratios (${ra.toFixed(3)} and ${rb.toFixed(3)}): ` +
+      'the end frame will be scaled and centre-cropped to the start frame\'s shape.';
+    box.hidden = false;
+  } else {
+    box.hidden = true;
+  }
+}
+
+function updateGenerate() {
+  $('generate').disabled = !(state.files.first && state.files.last);
+}
+
+// ---- Form ------------------------------------------------------------------------------------
+
+function clearFormError() {
+  $('form-error').hidden = true;
+  document.querySelectorAll('.invalid').forEach((el) => el.classList.remove('invalid'));
+}
+
+function showFormError(message, field) {
+  $('form-error').textContent = message;
+  $('form-error').hidden = false;
+  if (field) {
+    const el = document.querySelector(`[data-field="${CSS.escape(field)}"]`);
+    if (el) {
+      el.classList.add('invalid');
+      if (el.closest('details')) el.closest('details').open = true;
+    }
+  }
+}
+
+function onResolutionChange() {
+  const v = $('resolution').value;
+  $('area-field').hidden = v !== 'area';
+  $('size-field').hidden = v !== 'size';
+}
+
+async function submitJob(e) {
+  e.preventDefault();
+  clearFormError();
+  const form = new FormData();
+  form.append('first', state.files.first);
+  form.append('last', state.files.last);
+  const prompt = $('prompt').value.trim();
+  if (prompt) form.append('prompt', prompt);
+  const neg = $('negative_prompt').value.trim();
+  if (neg) form.append('negative_prompt', neg);
+  const res = $('resolution').value;
+  if (res === 'size') form.append('size', $('size').value.trim());
+  else form.append('max_area', res === 'area' ? $('max_area').value.trim() : res);
+  for (const f of ['frames', 'steps', 'guidance', 'shift', 'fps']) form.append(f, $(f).value.trim());
+  form.append('solver', $('solver').value);
+  const seed = $('seed').value.trim();
+  if (seed) form.append('seed', seed);
+
+  const button = $('generate');
+  button.disabled = true;
+  button.textContent = 'Uploading…';
+  try {
+    const job = await api('/v1/jobs', { method: 'POST', body: form });
+    showJob(job.id);
+    refreshList();
+  } catch (err) {
+    if (err.status === 429) showFormError('The queue is full. Try again in a little while.');
+    else showFormError(err.message, err.field);
+  } finally {
+    button.textContent = 'Generate';
+    updateGenerate();
+  }
+}
+
+// ---- The job on the right --------------------------------------------------------------------
+
+function showJob(id) {
+  if (state.source) { state.source.close(); state.source = null; }
+  state.current = id;
+  state.shown = 0;
+  if (location.hash !== `#job=${id}`) history.replaceState(null, '', `#job=${id}`);
+  $('result-empty').hidden = true;
+  $('video-box').hidden = true;
+  $('job-error').hidden = true;
+  $('video').removeAttribute('src');
+  renderJob({ id, state: 'queued', stage: '', step: 0, total: 0 });
+  const source = new EventSource(withKey(`/v1/jobs/${id}/events`));
+  state.source = source;
+  source.onmessage = (ev) => {
+    const job = JSON.parse(ev.data);
+    if (state.current !== job.id) return;
+    renderJob(job);
+    if (FINAL.has(job.state)) {
+      source.close();
+      refreshList();
+    }
+  };
+  source.addEventListener('shutdown', () => {
+    source.close();
+    $('progress-stage').textContent = 'The server is shutting down; this job continues after its restart.';
+  });
+  source.onerror = () => {
+    // EventSource reconnects by itself; if it gave up, fall back to one status read.
+    if (source.readyState === EventSource.CLOSED) api(`/v1/jobs/${id}`).then(renderJob).catch(() => {});
+  };
+  document.querySelectorAll('.job-list li').forEach((li) => li.classList.toggle('selected', li.dataset.id === id));
+}
+
+function renderJob(job) {
+  const badge = $('job-state');
+  badge.hidden = false;
+  badge.textContent = job.state;
+  badge.className = `badge ${job.state}`;
+  const running = job.state === 'queued' || job.state === 'running';
+  $('progress-box').hidden = !running;
+  if (running) {
+    const p = Math.max(progressOf(job), state.shown);
+    state.shown = p;
+    $('progress-fill').style.width = `${(p * 100).toFixed(1)}%`;
+    $('progress').setAttribute('aria-valuenow', String(Math.round(p * 100)));
+    $('progress-stage').textContent = stageText(job);
+    $('progress-eta').textContent = job.remaining_s != null && job.remaining_s >= 0 ? `about ${duration(job.remaining_s)} left` : '';
+  }
+  if (job.state === 'failed' || job.state === 'cancelled') {
+    $('job-error').textContent = job.state === 'failed' ? `The job failed: ${job.error}` : 'The job was cancelled.';
+    $('job-error').hidden = false;
+  }
+  if (job.state === 'done' && $('video-box').hidden) {
+    const url = `/v1/jobs/${job.id}/video`;
+    $('video').src = withKey(url);
+    $('download').href = withKey(url + '?download=1');
+    $('download').setAttribute('download', `inbetween-${job.id.slice(0, 8)}.mp4`);
+    const r = job.result || {};
+    $('video-meta').textContent = `${r.width}×${r.height} · ${r.frames} frames · ${job.params.fps} fps · seed ${r.seed} · ${stageText(job)}`;
+    $('video-box').hidden = false;
+    $('video').play().catch(() => {});
+  }
+}
+
+async function cancelCurrent() {
+  if (!state.current) return;
+  try {
+    await api(`/v1/jobs/${state.current}`, { method: 'DELETE' });
+  } catch (err) {
+    $('job-error').textContent = err.message;
+    $('job-error').hidden = false;
+  }
+}
+
+// ---- Recent jobs -----------------------------------------------------------------------------
+
+async function refreshList() {
+  clearTimeout(state.listTimer);
+  let busy = false;
+  try {
+    const { jobs } = await api('/v1/jobs?limit=30');
+    const list = $('jobs');
+    list.replaceChildren();
+    $('jobs-empty').hidden = jobs.length > 0;
+    for (const job of jobs) {
+      busy = busy || !FINAL.has(job.state);
+      const li = document.createElement('li');
+      li.dataset.id = job.id;
+      li.classList.toggle('selected', job.id === state.current);
+      const thumbs = document.createElement('div');
+      thumbs.className = 'thumbs';
+      for (const which of ['first', 'last']) {
+        const img = document.createElement('img');
+        img.loading = 'lazy';
+        img.alt = '';
+        img.src = withKey(`/v1/jobs/${job.id}/frames/${which}`);
+        thumbs.append(img);
+      }
+      const text = document.createElement('div');
+      text.className = 'job-text';
+      const title = document.createElement('div');
+      title.className = 'job-prompt';
+      title.textContent = job.params.prompt || '(no prompt)';
+      const meta = document.createElement('div');
+      meta.className = 'meta';
+      meta.textContent = `${ago(job.created)} · ${job.params.frames} frames · ${job.params.steps} steps` +
+        (job.state === 'running' ? ` · ${Math.round(progressOf(job) * 100)}%` : '');
+      text.append(title, meta);
+      const badge = document.createElement('span');
+      badge.className = `badge ${job.state}`;
+      badge.textContent = job.state;
+      li.append(thumbs, text, badge);
+      li.tabIndex = 0;
+      li.addEventListener('click', () => showJob(job.id));
+      li.addEventListener('keydown', (e) => { if (e.key === 'Enter') showJob(job.id); });
+      list.append(li);
+    }
+    const m = await api('/v1/model');
+    $('queue-info').textContent = `${m.queue.running ? '1 running' : 'idle'} · ${m.queue.queued}/${m.queue.max_queue} waiting`;
+  } catch (_) {
+    // shown by api() where it matters (401); try again later
+  }
+  state.listTimer = setTimeout(refreshList, busy ? 3000 : 15000);
+}
+
+async function loadModel() {
+  try {
+    const m = await api('/v1/model');
+    $('model-info').textContent = m.model.includes(m.device) ? m.model : `${m.model} · ${m.device}`;
+  } catch (err) {
+    $('model-info').textContent = err.status === 401 ? 'API key needed' : 'server unreachable';
+  }
+}
+
+// ---- Start -----------------------------------------------------------------------------------
+
+function init() {
+  setupDrop('first');
+  setupDrop('last');
+  $('resolution').addEventListener('change', onResolutionChange);
+  $('job-form').addEventListener('submit', submitJob);
+  $('cancel').addEventListener('click', cancelCurrent);
+  $('apikey-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    state.apiKey = $('apikey').value.trim();
+    localStorage.setItem('inbetween.apiKey', state.apiKey);
+    $('apikey-form').hidden = true;
+    loadModel();
+    refreshList();
+    if (state.current) showJob(state.current);
+  });
+  loadModel();
+  refreshList();
+  const m = /^#job=([0-9a-f]{32})$/.exec(location.hash);
+  if (m) showJob(m[1]);
+}
+
+document.addEventListener('DOMContentLoaded', init);
