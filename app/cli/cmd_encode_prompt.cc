@@ -26,7 +26,7 @@ void register_encode_prompt(CLI::App& app) {
   cmd->callback([a] {
     const auto t0 = std::chrono::steady_clock::now();
     const ModelFolder folder = ModelFolder::open(a->model);
-    const std::string raw = a->negative ? text::default_negative_prompt() : a->prompt;
+    const std::string raw = a->negative ? text::default_negative_prompt(folder.dit.model_type) : a->prompt;
     const std::string cleaned = text::clean_prompt(raw);
     const text::Tokenizer tok = text::Tokenizer::load(folder.tokenizer_path);
     const text::Tokens t = tok.encode(cleaned, folder.dit.text_len);

@@ -78,8 +78,14 @@ void register_generate(CLI::App& app) {
   auto a = std::make_shared<GenerateArgs>();
   auto* cmd = app.add_subcommand("generate", "Generate the video between a first and a last frame");
   cmd->add_option("--model", a->pipeline.model_dir, "Model folder (Wan2.1-FLF2V release layout)")->required();
-  cmd->add_option("--first", a->gen.first_image, "First frame (PNG, JPEG or WebP)")->required();
-  cmd->add_option("--last", a->gen.last_image, "Last frame (PNG, JPEG or WebP)")->required();
+  // Required by flf2v models (i2v: --first only, t2v: neither); Pipeline::validate says which is missing.
+  cmd->add_option("--first", a->gen.first_image, "First frame (PNG, JPEG or WebP)");
+  cmd->add_option("--last", a->gen.last_image, "Last frame (PNG, JPEG or WebP)");
+  cmd->add_option("--last-frame-fit", a->gen.last_frame_fit,
+                  "A last frame of another size: cover (scale and centre-crop) or upstream (reproduce upstream's "
+                  "crop-and-pad)")
+      ->check(CLI::IsMember({"cover", "upstream"}))
+      ->capture_default_str();
   cmd->add_option("--prompt", a->gen.prompt, "What happens in between");
   cmd->add_option("--negative-prompt", a->gen.negative_prompt, "What to avoid (default: the model's own)");
   cmd->add_option("--frames", a->gen.frames, "Frame count, 4n+1")->capture_default_str();

@@ -9,6 +9,7 @@ namespace ib::cli {
 
 std::string format_duration(double s) {
   if (s < 0) return "?";
+  if (s < 10) return fmt::format("{:.2f}s", s);
   if (s < 60) return fmt::format("{:.1f}s", s);
   const auto total = static_cast<long>(std::lround(s));
   if (total < 3600) return fmt::format("{}m{:02d}s", total / 60, static_cast<int>(total % 60));

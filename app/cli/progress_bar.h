@@ -24,6 +24,6 @@ class ProgressBar {
   int last_step_ = -1;
 };
 
-std::string format_duration(double seconds);  // "1m02s", "3.4s"
+std::string format_duration(double seconds);  // "1m02s", "12.3s", "0.45s"
 
 }  // namespace ib::cli

@@ -13,17 +13,22 @@ namespace ib {
 struct GenerateOptions {
   std::string prompt;
   std::string negative_prompt;  // empty: the model's default negative prompt (as upstream)
-  std::string first_image;      // path of the first frame
-  std::string last_image;       // path of the last frame
+  std::string first_image;      // path of the first frame (not used by t2v models)
+  std::string last_image;       // path of the last frame (flf2v models only)
   int64_t frames = 81;          // 4n + 1
   double max_area = 1280.0 * 720.0;
-  int64_t width = 0, height = 0;  // explicit size (multiples of 16); 0: from max_area and the first image
+  int64_t width = 0, height = 0;  // explicit size (multiples of 16); 0: from max_area and the first
+                                  // image's aspect ratio (t2v: 16:9 landscape, upstream's default)
   int steps = 50;
   double shift = 16.0;
   double guidance = 5.0;
   std::string solver = "unipc";  // "unipc" or "dpm++"
   int64_t seed = -1;             // < 0: a random seed (reported in the result)
   std::string init_noise;        // safetensors file with tensor `noise` f32 [16, T', h, w]; replaces the draw
+  // A last image of another size than the first: "cover" scales it to cover the first image's size
+  // and centre-crops it (what upstream means to do); "upstream" reproduces upstream's actual
+  // handling (crop with swapped sides and grey padding, no resize; spec 4.3).
+  std::string last_frame_fit = "cover";
 };
 
 struct Progress {

@@ -57,7 +57,7 @@ struct ModelFolder {
   std::string dir;
   std::string dit_path;        // diffusion_pytorch_model.safetensors.index.json or a single .safetensors
   std::string t5_path;         // models_t5_umt5-xxl-enc-bf16.pth
-  std::string clip_path;       // models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth
+  std::string clip_path;       // models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth (empty for t2v)
   std::string vae_path;        // Wan2.1_VAE.pth
   std::string tokenizer_path;  // google/umt5-xxl/spiece.model
   DitConfig dit;

@@ -183,12 +183,13 @@ ModelFolder ModelFolder::open(const std::string& dir) {
     fail("model folder '{}' lacks the DiT weights: neither 'diffusion_pytorch_model.safetensors.index.json' nor "
          "'diffusion_pytorch_model.safetensors' is there", dir);
   }
+  parse_dit(need("config.json", "the DiT hyper-parameters"), m.dit);
   m.t5_path = need("models_t5_umt5-xxl-enc-bf16.pth", "the umT5 text encoder");
-  m.clip_path = need("models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth", "the CLIP image encoder");
+  // Text-to-video releases ship no image encoder.
+  if (m.dit.model_type != "t2v")
+    m.clip_path = need("models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth", "the CLIP image encoder");
   m.vae_path = need("Wan2.1_VAE.pth", "the VAE");
   m.tokenizer_path = need("google/umt5-xxl/spiece.model", "the umT5 tokenizer");
-
-  parse_dit(need("config.json", "the DiT hyper-parameters"), m.dit);
   const fs::path extra = d / "inbetween.json";
   if (fs::exists(extra, ec)) parse_inbetween(extra.string(), m.t5, m.clip, m.vae);
   return m;

@@ -51,13 +51,44 @@ Tensor fit_last_frame(const Tensor& last, int64_t height, int64_t width) {
   return out;
 }
 
-Tensor frame_mask(int64_t frames, int64_t lat_h, int64_t lat_w) {
+Tensor fit_last_frame_upstream(const Tensor& last, int64_t height, int64_t width) {
+  IB_CHECK(last.dim() == 3 && last.size(0) == 3, "last frame must be [3, H, W], got {}", last.str());
+  const int64_t h1 = last.size(1), w1 = last.size(2);
+  if (h1 == height && w1 == width) return last;
+  const double r = std::max(static_cast<double>(width) / static_cast<double>(w1),
+                            static_cast<double>(height) / static_cast<double>(h1));
+  // S = [round(W1 r), round(H1 r)], which center_crop reads as (height, width).
+  const int64_t ch = round_half_even(static_cast<double>(w1) * r);
+  const int64_t cw = round_half_even(static_cast<double>(h1) * r);
+  // Zero padding (left/top floor((c - n) / 2), right/bottom the rest) where the crop is larger...
+  const int64_t pad_top = ch > h1 ? (ch - h1) / 2 : 0, pad_bottom = ch > h1 ? (ch - h1 + 1) / 2 : 0;
+  const int64_t pad_left = cw > w1 ? (cw - w1) / 2 : 0, pad_right = cw > w1 ? (cw - w1 + 1) / 2 : 0;
+  // ...then the crop at round((H' - ch) / 2), round((W' - cw) / 2) of the padded image (0 where the
+  // padding made it exactly ch x cw).
+  const int64_t top = round_half_even(static_cast<double>(h1 + pad_top + pad_bottom - ch) / 2.0) - pad_top;
+  const int64_t left = round_half_even(static_cast<double>(w1 + pad_left + pad_right - cw) / 2.0) - pad_left;
+  Tensor out = Tensor::zeros({3, ch, cw}, DType::F32);
+  const float* src = last.data<float>();
+  float* dst = out.data<float>();
+  for (int64_t c = 0; c < 3; ++c)
+    for (int64_t y = 0; y < ch; ++y) {
+      const int64_t sy = y + top;
+      if (sy < 0 || sy >= h1) continue;
+      for (int64_t x = 0; x < cw; ++x) {
+        const int64_t sx = x + left;
+        if (sx >= 0 && sx < w1) dst[(c * ch + y) * cw + x] = src[(c * h1 + sy) * w1 + sx];
+      }
+    }
+  return out;
+}
+
+Tensor frame_mask(int64_t frames, int64_t lat_h, int64_t lat_w, bool with_last) {
   const int64_t t = latent_frames(frames);
   // Pixel-frame mask M[k] = 1 for the first and last frame; M0 repeated four times, then viewed
   // as [T', 4] and transposed: mask[c, tau] = M'[4 tau + c].
   std::vector<float> m(static_cast<size_t>(frames + 3), 0.0f);
   for (int i = 0; i < 4; ++i) m[static_cast<size_t>(i)] = 1.0f;
-  m[static_cast<size_t>(frames + 2)] = 1.0f;
+  if (with_last) m[static_cast<size_t>(frames + 2)] = 1.0f;
   Tensor out = Tensor::empty({4, t, lat_h, lat_w}, DType::F32);
   float* p = out.data<float>();
   const int64_t plane = lat_h * lat_w;
@@ -69,14 +100,15 @@ Tensor frame_mask(int64_t frames, int64_t lat_h, int64_t lat_w) {
 
 Tensor conditioning_video(const Tensor& first, const Tensor& last, int64_t frames) {
   latent_frames(frames);
-  IB_CHECK(first.dim() == 3 && first.size(0) == 3 && first.shape() == last.shape(),
-           "first and last frames must both be [3, H, W] of one size, got {} and {}", first.str(), last.str());
+  IB_CHECK(first.dim() == 3 && first.size(0) == 3 && (!last.defined() || first.shape() == last.shape()),
+           "first and last frames must both be [3, H, W] of one size, got {} and {}", first.str(),
+           last.defined() ? last.str() : "none");
   const int64_t h = first.size(1), w = first.size(2), plane = h * w;
   Tensor v = Tensor::zeros({3, frames, h, w}, DType::F32);
   float* p = v.data<float>();
   for (int64_t c = 0; c < 3; ++c) {
     std::memcpy(p + (c * frames) * plane, first.data<float>() + c * plane, static_cast<size_t>(plane) * 4);
-    if (frames > 1)
+    if (frames > 1 && last.defined())
       std::memcpy(p + (c * frames + frames - 1) * plane, last.data<float>() + c * plane,
                   static_cast<size_t>(plane) * 4);
   }

@@ -25,11 +25,19 @@ int64_t latent_frames(int64_t frames);
 // then centre-cropped to H0 x W0. Same-size images are returned unchanged. image: [3, H1, W1].
 Tensor fit_last_frame(const Tensor& last, int64_t height, int64_t width);
 
-// The mask [4, T', h, w]: latent frame 0 all ones, the last latent frame has channel 3 = 1, the
-// rest zero, for any F = 4n + 1 (upstream hard-codes 81 frames).
-Tensor frame_mask(int64_t frames, int64_t lat_h, int64_t lat_w);
+// The last image as upstream's FLF2V actually processes it (spec 4.3, for reproducing upstream runs):
+// no resize; torchvision center_crop to [round(W1 r), round(H1 r)] read as (rows, columns), zero
+// padding where that is larger than the image. Same-size images are returned unchanged.
+// Returns [3, round(W1 r), round(H1 r)].
+Tensor fit_last_frame_upstream(const Tensor& last, int64_t height, int64_t width);
 
-// [3, F, H, W]: frame 0 = first, frames 1..F-2 zero, frame F-1 = last (both already [3, H, W]).
+// The mask [4, T', h, w]: latent frame 0 all ones, the last latent frame has channel 3 = 1 (with
+// with_last; i2v conditions on the first frame only), the rest zero, for any F = 4n + 1 (upstream
+// hard-codes 81 frames).
+Tensor frame_mask(int64_t frames, int64_t lat_h, int64_t lat_w, bool with_last = true);
+
+// [3, F, H, W]: frame 0 = first, frames 1..F-2 zero, frame F-1 = last (both already [3, H, W]);
+// an undefined `last` (i2v) leaves frame F-1 zero too.
 Tensor conditioning_video(const Tensor& first, const Tensor& last, int64_t frames);
 
 }  // namespace ib

@@ -118,10 +118,15 @@ void Pipeline::validate(const GenerateOptions& o) const {
     IB_CHECK(std::isfinite(o.max_area) && o.max_area >= 256 && o.max_area <= 4096.0 * 4096.0,
              "max area {} must be between 256 and 16777216 pixels", o.max_area);
   }
-  for (const std::string* p : {&o.first_image, &o.last_image}) {
-    IB_CHECK(!p->empty(), "both a first and a last image are needed");
-    IB_CHECK(std::filesystem::is_regular_file(*p), "image not found: '{}'", *p);
-  }
+  IB_CHECK(o.last_frame_fit == "cover" || o.last_frame_fit == "upstream",
+           "last frame fit '{}' is not cover or upstream", o.last_frame_fit);
+  // flf2v needs both images, i2v the first, t2v none (given ones are ignored).
+  const std::string& type = impl_->folder.dit.model_type;
+  if (type == "flf2v") IB_CHECK(!o.first_image.empty() && !o.last_image.empty(), "both a first and a last image are needed");
+  if (type == "i2v") IB_CHECK(!o.first_image.empty(), "a first image is needed (this is an i2v model)");
+  if (type != "t2v")
+    for (const std::string* p : {&o.first_image, &o.last_image})
+      if (!p->empty()) IB_CHECK(std::filesystem::is_regular_file(*p), "image not found: '{}'", *p);
   if (!o.init_noise.empty()) IB_CHECK(std::filesystem::is_regular_file(o.init_noise), "noise file not found: '{}'", o.init_noise);
 }
 
@@ -140,12 +145,18 @@ GeneratedVideo Pipeline::generate(const GenerateOptions& o, const ProgressFn& pr
     stage_start = Clock::now();
   };
 
-  // Images first: cheap, and bad files fail before the heavy work.
+  // Images first: cheap, and bad files fail before the heavy work. i2v conditions on the first
+  // image alone, t2v on none.
+  const std::string& type = f.dit.model_type;
+  const bool uses_image = type != "t2v", uses_last = type == "flf2v";
   report("image", 0, 1, -1);
-  const Tensor first = load_image(o.first_image);
-  Tensor last = load_image(o.last_image);
-  const int64_t h0 = first.size(1), w0 = first.size(2);
-  last = fit_last_frame(last, h0, w0);
+  Tensor first, last;
+  if (uses_image) first = load_image(o.first_image);
+  const int64_t h0 = uses_image ? first.size(1) : 720, w0 = uses_image ? first.size(2) : 1280;
+  if (uses_last) {
+    last = load_image(o.last_image);
+    last = o.last_frame_fit == "upstream" ? fit_last_frame_upstream(last, h0, w0) : fit_last_frame(last, h0, w0);
+  }
   const VideoSize size = (o.width > 0) ? VideoSize{o.height, o.width} : target_size(h0, w0, o.max_area);
   const int64_t lat_t = latent_frames(o.frames), lat_h = size.height / 8, lat_w = size.width / 8;
   const Shape latent_shape{f.dit.out_dim, lat_t, lat_h, lat_w};
@@ -164,33 +175,37 @@ GeneratedVideo Pipeline::generate(const GenerateOptions& o, const ProgressFn& pr
   report("text", 0, 2, -1);
   const Tensor context = im.encode_text(o.prompt);
   report("text", 1, 2, -1);
-  const Tensor context_null = im.encode_text(o.negative_prompt.empty() ? text::default_negative_prompt() : o.negative_prompt);
+  const Tensor context_null =
+      im.encode_text(o.negative_prompt.empty() ? text::default_negative_prompt(type) : o.negative_prompt);
   im.emit("context", context);
   im.emit("context_null", context_null);
   end_stage("text");
 
-  const bool uses_image = f.dit.model_type != "t2v";
   Tensor clip_context, y;
   if (uses_image) {
     report("image", 0, 1, -1);
     if (!im.clip) im.clip = ClipVision::load(*open_tensor_store(f.clip_path), f.clip);
-    Tensor pixels = Tensor::empty({2, 3, f.clip.image_size, f.clip.image_size}, DType::F32);
-    const Tensor p0 = im.clip->preprocess(first), p1 = im.clip->preprocess(last);
+    const int64_t n_img = uses_last ? 2 : 1;
+    Tensor pixels = Tensor::empty({n_img, 3, f.clip.image_size, f.clip.image_size}, DType::F32);
+    const Tensor p0 = im.clip->preprocess(first);
     std::memcpy(pixels.raw(), p0.raw(), p0.nbytes());
-    std::memcpy(static_cast<char*>(pixels.raw()) + p0.nbytes(), p1.raw(), p1.nbytes());
-    const Tensor feats = im.clip->encode(pixels);  // [2, tokens, clip_dim]
-    clip_context = f.dit.model_type == "flf2v" ? feats.view({-1, feats.size(2)}) : feats.select(0);
+    if (uses_last) {
+      const Tensor p1 = im.clip->preprocess(last);
+      std::memcpy(static_cast<char*>(pixels.raw()) + p0.nbytes(), p1.raw(), p1.nbytes());
+    }
+    const Tensor feats = im.clip->encode(pixels);  // [n_img, tokens, clip_dim]
+    clip_context = feats.view({-1, feats.size(2)});
     im.emit("clip_context", feats);
     end_stage("clip");
 
     report("vae-encode", 0, 1, -1);
     if (!im.vae) im.vae = WanVAE::load(*open_tensor_store(f.vae_path), f.vae);
     const Tensor first_r = ops::resize_bicubic(first, size.height, size.width);
-    const Tensor last_r = ops::resize_bicubic(last, size.height, size.width);
+    const Tensor last_r = uses_last ? ops::resize_bicubic(last, size.height, size.width) : Tensor();
     const Tensor cond_video = conditioning_video(first_r, last_r, o.frames);
     im.emit("cond_video", cond_video);
     const Tensor cond_latent = im.vae->encode(cond_video);
-    y = concat0(frame_mask(o.frames, lat_h, lat_w), cond_latent);
+    y = concat0(frame_mask(o.frames, lat_h, lat_w, uses_last), cond_latent);
     im.emit("y", y);
     end_stage("vae-encode");
   }

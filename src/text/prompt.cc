@@ -1,6 +1,7 @@
 // Prompt cleaning (spec 3.1-3.4) and the default negative prompt (spec 3.10).
 #include "text/prompt.h"
 
+#include "core/check.h"
 #include "text/ftfy.h"
 #include "text/html.h"
 #include "text/unicode.h"
@@ -46,11 +47,17 @@ std::string clean_prompt(std::string_view utf8) {
   return encode_utf8(out);
 }
 
-const char* default_negative_prompt() {
-  // FLF2V prefixes "镜头切换，" to the I2V prompt, which prefixes "镜头晃动，" to the shared one.
-  return "镜头切换，镜头晃动，色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，"
-         "低质量，JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，"
-         "形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走";
+std::string default_negative_prompt(std::string_view model_type) {
+  // Upstream's shared negative prompt (t2v); i2v prefixes "镜头晃动，", FLF2V prefixes "镜头切换，"
+  // to the i2v one.
+  static const std::string shared =
+      "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，"
+      "低质量，JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，"
+      "形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走";
+  if (model_type == "t2v") return shared;
+  if (model_type == "i2v") return "镜头晃动，" + shared;
+  IB_CHECK(model_type == "flf2v", "no default negative prompt for model type '{}'", model_type);
+  return "镜头切换，镜头晃动，" + shared;
 }
 
 }  // namespace ib::text

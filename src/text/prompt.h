@@ -18,7 +18,8 @@ std::string html_unescape(std::string_view utf8);   // Python html.unescape, app
 // True for the 25 code points that Python's str.strip() and \s treat as whitespace here (spec 3.4).
 bool is_prompt_whitespace(char32_t c);
 
-// The FLF2V default negative prompt, verbatim (uncleaned) UTF-8; used when the negative prompt is "".
-const char* default_negative_prompt();
+// The default negative prompt of a model type (flf2v, i2v, t2v), verbatim (uncleaned) UTF-8, as
+// upstream's configs set it; used when the negative prompt is "".
+std::string default_negative_prompt(std::string_view model_type = "flf2v");
 
 }  // namespace ib::text

@@ -169,11 +169,33 @@ TEST(EndToEnd, OtherFrameCountsAndMismatchedLastFrame) {
   GenerateOptions o = fixture_options();
   o.init_noise.clear();
   o.steps = 1;
+  o.seed = 5;
   o.last_image = small;
+  std::map<std::string, Tensor> got;
+  set_intermediate_callback(pipeline, [&](const std::string& name, const Tensor& t) {
+    if (name == "cond_video") got[name] = t.clone();
+  });
   const GeneratedVideo v = pipeline.generate(o);
   EXPECT_EQ(v.frames, 9);
   EXPECT_EQ(v.height, 48);
   EXPECT_EQ(v.width, 80);
+  // The last frame's top row: picture with "cover"; with "upstream" the 200x150 image is cropped
+  // to 320 rows x 240 columns (S read as (h, w)) with 85 grey rows above, so the row is exactly 0.
+  auto last_frame_top_row_max = [&] {
+    const Tensor& c = got.at("cond_video");  // [3, 9, 48, 80]
+    float m = 0;
+    for (int64_t ch = 0; ch < 3; ++ch)
+      for (int64_t x = 0; x < 80; ++x) m = std::max(m, std::fabs(c.item_f32(((ch * 9 + 8) * 48) * 80 + x)));
+    return m;
+  };
+  EXPECT_GT(last_frame_top_row_max(), 0.0f);
+  o.last_frame_fit = "upstream";
+  const GeneratedVideo u = pipeline.generate(o);
+  EXPECT_EQ(u.frames, 9);
+  EXPECT_EQ(u.height, 48);
+  EXPECT_EQ(u.width, 80);
+  EXPECT_EQ(last_frame_top_row_max(), 0.0f);
+  EXPECT_NE(u.data, v.data);
 }
 
 TEST(EndToEnd, BadOptionsFailClearly) {
@@ -182,7 +204,7 @@ TEST(EndToEnd, BadOptionsFailClearly) {
   struct Case { std::string extra; std::string expect; };
   const Case cases[] = {{"--frames 8", "4n+1"},           {"--steps 0", "steps"},
                         {"--guidance -1", "guidance"},    {"--solver euler", "solver"},
-                        {"--size 100x48", "multiples of 16"}};
+                        {"--size 100x48", "multiples of 16"}, {"--last-frame-fit stretch", "last-frame-fit"}};
   for (const Case& c : cases) {
     const CommandResult r = run_command(generate_command(o, out, c.extra));
     EXPECT_NE(r.status, 0) << c.extra;
@@ -193,6 +215,11 @@ TEST(EndToEnd, BadOptionsFailClearly) {
   CommandResult r = run_command(generate_command(missing, out));
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("/nonexistent/last.png"), std::string::npos) << r.output;
+  GenerateOptions no_last = o;
+  no_last.last_image.clear();
+  r = run_command(generate_command(no_last, out));
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("a first and a last image"), std::string::npos) << r.output;
   r = run_command(generate_command(o, test::temp_dir() + "/video.gif"));
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find(".mp4"), std::string::npos) << r.output;

@@ -62,6 +62,77 @@ TEST(ConditioningVideo, FirstZerosLast) {
       EXPECT_EQ(v.item_f32(((c * 5 + f) * 2 + 1) * 2 + 1), want);
     }
   EXPECT_THROW(conditioning_video(a, Tensor::full({3, 2, 3}, 0.f), 5), Error);
+  // i2v: no last frame, frame F-1 stays zero.
+  const Tensor only_first = conditioning_video(a, Tensor(), 5);
+  for (int64_t c = 0; c < 3; ++c)
+    for (int64_t f = 0; f < 5; ++f) EXPECT_EQ(only_first.item_f32(((c * 5 + f) * 2 + 1) * 2), f == 0 ? 0.5f : 0.0f);
+}
+
+TEST(FrameMask, I2VMarksOnlyTheFirstFrame) {
+  for (int64_t frames : {5, 9, 81}) {
+    const Tensor m = frame_mask(frames, 1, 1, /*with_last=*/false);
+    const int64_t t = (frames - 1) / 4 + 1;
+    for (int64_t c = 0; c < 4; ++c)
+      for (int64_t tau = 0; tau < t; ++tau) EXPECT_EQ(m.item_f32(c * t + tau), tau == 0 ? 1.0f : 0.0f);
+  }
+}
+
+// A [3, h, w] image whose value at (c, y, x) is 1000c + 100y + x + 1, so every source pixel (and
+// the zero padding) can be told apart.
+Tensor numbered(int64_t h, int64_t w) {
+  Tensor t = Tensor::empty({3, h, w}, DType::F32);
+  for (int64_t c = 0; c < 3; ++c)
+    for (int64_t y = 0; y < h; ++y)
+      for (int64_t x = 0; x < w; ++x) t.data<float>()[(c * h + y) * w + x] = static_cast<float>(1000 * c + 100 * y + x + 1);
+  return t;
+}
+
+TEST(FitLastFrameUpstream, CropsWithSwappedSidesAndPadsWithZeros) {
+  const Tensor same = numbered(4, 6);
+  EXPECT_EQ(fit_last_frame_upstream(same, 4, 6).raw(), same.raw());
+  // Spec 4.3's example scaled down 40x: first 32x18 (W x H), last 48x27. r = 2/3, S = [32, 18]
+  // read as 32 rows x 18 columns: rows padded by 2 on top and 3 below (27 -> 32), columns cropped
+  // at round((48 - 18) / 2) = 15.
+  {
+    const Tensor out = fit_last_frame_upstream(numbered(27, 48), 18, 32);
+    ASSERT_EQ(out.shape(), (Shape{3, 32, 18}));
+    for (int64_t c = 0; c < 3; ++c)
+      for (int64_t y = 0; y < 32; ++y)
+        for (int64_t x = 0; x < 18; ++x) {
+          const float want = (y < 2 || y >= 29) ? 0.0f : static_cast<float>(1000 * c + 100 * (y - 2) + (x + 15) + 1);
+          ASSERT_EQ(out.item_f32((c * 32 + y) * 18 + x), want) << c << " " << y << " " << x;
+        }
+  }
+  // A smaller last image (first 4x2, last 2x2): r = 2, S = [4, 4]; padded by one on every side,
+  // which is exactly the crop.
+  {
+    const Tensor out = fit_last_frame_upstream(numbered(2, 2), 2, 4);
+    ASSERT_EQ(out.shape(), (Shape{3, 4, 4}));
+    for (int64_t y = 0; y < 4; ++y)
+      for (int64_t x = 0; x < 4; ++x) {
+        const bool inside = y >= 1 && y <= 2 && x >= 1 && x <= 2;
+        EXPECT_EQ(out.item_f32(y * 4 + x), inside ? static_cast<float>(100 * (y - 1) + (x - 1) + 1) : 0.0f);
+      }
+  }
+  // Odd differences: first 5x3, last 4x4. r = max(5/4, 3/4) = 1.25, S = [5, 5]: rows padded 0 on
+  // top and 1 below (4 -> 5), columns padded 0 left and 1 right; crop offsets round(0 / 2) = 0.
+  {
+    const Tensor out = fit_last_frame_upstream(numbered(4, 4), 3, 5);
+    ASSERT_EQ(out.shape(), (Shape{3, 5, 5}));
+    for (int64_t y = 0; y < 5; ++y)
+      for (int64_t x = 0; x < 5; ++x)
+        EXPECT_EQ(out.item_f32(y * 5 + x), (y < 4 && x < 4) ? static_cast<float>(100 * y + x + 1) : 0.0f);
+  }
+  // Crop offsets round half to even: first 2x2 (W x H), last 7x1 (r = 2, S = [14, 2] -> 14 rows,
+  // 2 columns); rows padded 6 + 7, columns cropped at round((7 - 2) / 2) = round(2.5) = 2.
+  {
+    const Tensor out = fit_last_frame_upstream(numbered(1, 7), 2, 2);
+    ASSERT_EQ(out.shape(), (Shape{3, 14, 2}));
+    EXPECT_EQ(out.item_f32(6 * 2 + 0), 3.0f);
+    EXPECT_EQ(out.item_f32(6 * 2 + 1), 4.0f);
+    EXPECT_EQ(out.item_f32(5 * 2 + 0), 0.0f);
+    EXPECT_EQ(out.item_f32(7 * 2 + 0), 0.0f);
+  }
 }
 
 }  // namespace

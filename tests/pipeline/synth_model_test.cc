@@ -3,10 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <map>
 
 #include "common/fixture.h"
 #include "inbetween/pipeline.h"
 #include "io/model_config.h"
+#include "pipeline/generate_internal.h"
 #include "pipeline/synth_model.h"
 
 namespace ib {
@@ -56,6 +58,65 @@ TEST(SynthModel, TinyModelLoadsAndGenerates) {
   // The same seed gives the same video.
   const GeneratedVideo again = pipeline.generate(g);
   EXPECT_EQ(again.data, v.data);
+}
+
+// Writes the tiny preset as another model type (the DiT tensors follow the type).
+std::string write_tiny(const std::string& model_type, int64_t in_dim) {
+  SynthPreset p = synth_preset("tiny");
+  p.dit.model_type = model_type;
+  p.dit.in_dim = in_dim;
+  SynthOptions o;
+  o.out_dir = test::temp_dir() + "/" + model_type;
+  write_synth_model(p, o);
+  return o.out_dir;
+}
+
+TEST(SynthModel, I2VConditionsOnTheFirstFrameOnly) {
+  Pipeline pipeline(PipelineOptions{write_tiny("i2v", 36), "cpu", 0});
+  std::map<std::string, Tensor> got;
+  set_intermediate_callback(pipeline, [&](const std::string& name, const Tensor& t) { got[name] = t.clone(); });
+  GenerateOptions g;
+  g.first_image = test::repo_root() + "/assets/first.png";  // no last image: i2v does not need one
+  g.frames = 9;
+  g.width = 64;
+  g.height = 32;
+  g.steps = 1;
+  g.seed = 1;
+  const GeneratedVideo v = pipeline.generate(g);
+  EXPECT_EQ(v.frames, 9);
+  // CLIP saw one image; the conditioning video is the first frame and zeros; the mask marks latent
+  // frame 0 only (upstream image2video: msk[:, 1:] = 0).
+  ASSERT_EQ(got.at("clip_context").size(0), 1);
+  const Tensor& cond = got.at("cond_video");  // [3, 9, 32, 64]
+  for (int64_t c = 0; c < 3; ++c)
+    for (int64_t f = 1; f < 9; ++f)
+      for (int64_t i = 0; i < 32 * 64; ++i) ASSERT_EQ(cond.item_f32((c * 9 + f) * 32 * 64 + i), 0.0f);
+  const Tensor& y = got.at("y");  // [4 + 16, 3, 4, 8]
+  for (int64_t c = 0; c < 4; ++c)
+    for (int64_t t = 0; t < 3; ++t) EXPECT_EQ(y.item_f32((c * 3 + t) * 4 * 8), t == 0 ? 1.0f : 0.0f) << c << " " << t;
+  g.first_image.clear();
+  EXPECT_THROW(pipeline.validate(g), Error);
+}
+
+TEST(SynthModel, T2VNeedsNoImagesAndNoClipFile) {
+  const std::string dir = write_tiny("t2v", 16);
+  fs::remove(dir + "/models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth");  // a T2V release has none
+  Pipeline pipeline(PipelineOptions{dir, "cpu", 0});
+  GenerateOptions g;
+  g.prompt = "a sunset";
+  g.frames = 5;
+  g.max_area = 4096;  // 16:9 landscape without an image: 80x48
+  g.steps = 1;
+  g.seed = 2;
+  const GeneratedVideo v = pipeline.generate(g);
+  EXPECT_EQ(v.frames, 5);
+  EXPECT_EQ(v.width, 80);
+  EXPECT_EQ(v.height, 48);
+  g.width = 32;
+  g.height = 64;
+  const GeneratedVideo portrait = pipeline.generate(g);
+  EXPECT_EQ(portrait.width, 32);
+  EXPECT_EQ(portrait.height, 64);
 }
 
 }  // namespace

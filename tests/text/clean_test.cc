@@ -77,6 +77,16 @@ TEST(DefaultNegativePrompt, MatchesSpecHashes) {
   const std::string cleaned = clean_prompt(raw);
   EXPECT_EQ(sha256_hex(cleaned), "052cfbd554fecb22df1be951c756372655c3e21331d13e1ebe5f2d56afaf8b79");
   EXPECT_EQ(cleaned.find("\xEF\xBC\x8C"), std::string::npos);  // no U+FF0C left
+  EXPECT_EQ(default_negative_prompt("flf2v"), raw);
+}
+
+TEST(DefaultNegativePrompt, EachModelTypeHasUpstreamsOwn) {
+  // Upstream: t2v uses the shared prompt, i2v prefixes "镜头晃动，", flf2v prefixes "镜头切换，" to that.
+  const std::string t2v = default_negative_prompt("t2v"), i2v = default_negative_prompt("i2v");
+  EXPECT_EQ(t2v.rfind("色调艳丽，过曝，静态，", 0), 0u);
+  EXPECT_EQ(i2v, "镜头晃动，" + t2v);
+  EXPECT_EQ(default_negative_prompt("flf2v"), "镜头切换，" + i2v);
+  EXPECT_THROW(default_negative_prompt("vace"), std::exception);
 }
 
 TEST(CleanPrompt, FullwidthAndIdeographicSpace) {
