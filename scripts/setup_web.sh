@@ -5,26 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(chromium nodejs npm fonts-dejavu-core)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-# A Node.js from another source (e.g. nodesource's nodejs, which bundles npm) also does.
-if command -v node >/dev/null && command -v npm >/dev/null; then
-  missing=("${missing[@]/nodejs/}")
-  missing=("${missing[@]/npm/}")
-fi
-read -r -a missing <<<"${missing[*]}"
-
-if [ ${#missing[@]} -gt 0 ]; then
-  sudo=""
-  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-  echo "setup_web: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get update -qq
-  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+packages=(chromium fonts-dejavu-core)
+# Node.js and npm from Debian, unless one is there already (e.g. nodesource's nodejs, which bundles npm).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then packages+=(nodejs npm); fi
+bash scripts/apt_install.sh setup_web "${packages[@]}"
 
 if [ -f node_modules/playwright-core/package.json ] &&
    [ "$(node -p "require('./node_modules/playwright-core/package.json').version")" = \

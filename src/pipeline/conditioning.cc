@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <utility>
 
 #include "ops/resize.h"
 
@@ -10,6 +11,14 @@ namespace ib {
 namespace {
 // Python's round(): half to even.
 int64_t round_half_even(double v) { return static_cast<int64_t>(std::nearbyint(v)); }
+
+// Upstream's S = [round(W1 r), round(H1 r)] with r = max(W0/W1, H0/H1): the last image's size
+// scaled to cover the first one's, as {width, height}.
+std::pair<int64_t, int64_t> cover_size(int64_t h1, int64_t w1, int64_t height, int64_t width) {
+  const double r = std::max(static_cast<double>(width) / static_cast<double>(w1),
+                            static_cast<double>(height) / static_cast<double>(h1));
+  return {round_half_even(static_cast<double>(w1) * r), round_half_even(static_cast<double>(h1) * r)};
+}
 }  // namespace
 
 VideoSize target_size(int64_t image_height, int64_t image_width, double max_area) {
@@ -34,10 +43,8 @@ Tensor fit_last_frame(const Tensor& last, int64_t height, int64_t width) {
   IB_CHECK(last.dim() == 3 && last.size(0) == 3, "last frame must be [3, H, W], got {}", last.str());
   const int64_t h1 = last.size(1), w1 = last.size(2);
   if (h1 == height && w1 == width) return last;
-  const double r = std::max(static_cast<double>(width) / static_cast<double>(w1),
-                            static_cast<double>(height) / static_cast<double>(h1));
-  const int64_t sw = std::max(width, round_half_even(static_cast<double>(w1) * r));
-  const int64_t sh = std::max(height, round_half_even(static_cast<double>(h1) * r));
+  const auto [cover_w, cover_h] = cover_size(h1, w1, height, width);
+  const int64_t sw = std::max(width, cover_w), sh = std::max(height, cover_h);
   const Tensor scaled = ops::resize_bicubic(last, sh, sw);
   const int64_t top = round_half_even(static_cast<double>(sh - height) / 2.0);
   const int64_t left = round_half_even(static_cast<double>(sw - width) / 2.0);
@@ -55,11 +62,8 @@ Tensor fit_last_frame_upstream(const Tensor& last, int64_t height, int64_t width
   IB_CHECK(last.dim() == 3 && last.size(0) == 3, "last frame must be [3, H, W], got {}", last.str());
   const int64_t h1 = last.size(1), w1 = last.size(2);
   if (h1 == height && w1 == width) return last;
-  const double r = std::max(static_cast<double>(width) / static_cast<double>(w1),
-                            static_cast<double>(height) / static_cast<double>(h1));
-  // S = [round(W1 r), round(H1 r)], which center_crop reads as (height, width).
-  const int64_t ch = round_half_even(static_cast<double>(w1) * r);
-  const int64_t cw = round_half_even(static_cast<double>(h1) * r);
+  // center_crop reads S = [round(W1 r), round(H1 r)] as (height, width).
+  const auto [ch, cw] = cover_size(h1, w1, height, width);
   // Zero padding (left/top floor((c - n) / 2), right/bottom the rest) where the crop is larger...
   const int64_t pad_top = ch > h1 ? (ch - h1) / 2 : 0, pad_bottom = ch > h1 ? (ch - h1 + 1) / 2 : 0;
   const int64_t pad_left = cw > w1 ? (cw - w1) / 2 : 0, pad_right = cw > w1 ? (cw - w1 + 1) / 2 : 0;
