@@ -13,6 +13,8 @@
 #include "inbetween/error.h"
 #include "inbetween/pipeline.h"
 #include "io/image.h"
+#include "ops/resize.h"
+#include "pipeline/conditioning.h"
 #include "pipeline/generate_internal.h"
 
 namespace ib {
@@ -131,15 +133,17 @@ TEST(EndToEnd, CliWritesPlayableMp4) {
   const auto j = nlohmann::json::parse(r.output)["streams"][0];
   EXPECT_EQ(j["codec_name"], "h264");
   EXPECT_EQ(j["pix_fmt"], "yuv420p");
-  EXPECT_EQ(j["width"], 80);
-  EXPECT_EQ(j["height"], 48);
-  EXPECT_EQ(j["nb_read_frames"], "9");
+  const auto settings = e2e_settings();
+  EXPECT_EQ(j["width"], settings["width"].get<int64_t>());
+  EXPECT_EQ(j["height"], settings["height"].get<int64_t>());
+  EXPECT_EQ(j["nb_read_frames"], std::to_string(o.frames));
   for (const auto& e : fs::directory_iterator(dir))  // nothing half-written left beside it
     EXPECT_EQ(e.path().filename().string().find(".partial"), std::string::npos) << e.path();
 }
 
 TEST(EndToEnd, OtherFrameCountsAndMismatchedLastFrame) {
   Pipeline pipeline(PipelineOptions{test::model_dir(), "cpu", 0});
+  const int64_t height = e2e_settings()["height"].get<int64_t>(), width = e2e_settings()["width"].get<int64_t>();
   const std::string dir = test::temp_dir();
   for (int64_t frames : {5, 13, 17}) {
     GenerateOptions o = fixture_options();
@@ -149,23 +153,26 @@ TEST(EndToEnd, OtherFrameCountsAndMismatchedLastFrame) {
     o.frames = frames;
     const GeneratedVideo v = pipeline.generate(o);
     EXPECT_EQ(v.frames, frames);
-    EXPECT_EQ(v.height, 48);
-    EXPECT_EQ(v.width, 80);
+    EXPECT_EQ(v.height, height);
+    EXPECT_EQ(v.width, width);
     for (float x : v.data) ASSERT_TRUE(x >= -1.0f && x <= 1.0f);
   }
-  // A last frame of another size and aspect ratio (150x200 crop of last.png) is fitted to the
-  // first one's size instead of failing or being grey-padded as upstream does.
-  const Tensor src = load_image(test::fixture_path("last.png"));  // [3, 180, 320]
-  const int64_t h = 150, w = 200;
+  // A last frame of another size and aspect ratio (a 5/6 x 5/8 crop of last.png) is fitted to the
+  // first one's size instead of failing; --last-frame-fit upstream reproduces upstream's crop and
+  // grey padding instead. The last frame of the conditioning video shows which fit was used.
+  const Tensor src = load_image(test::fixture_path("last.png"));  // [3, H, W]
+  const int64_t H = src.size(1), W = src.size(2), h = H * 5 / 6, w = W * 5 / 8, y0 = H / 18, x0 = W * 5 / 32;
   std::vector<uint8_t> rgb(static_cast<size_t>(h * w * 3));
   for (int64_t y = 0; y < h; ++y)
     for (int64_t x = 0; x < w; ++x)
       for (int64_t c = 0; c < 3; ++c) {
-        const float v = src.item_f32((c * 180 + y + 10) * 320 + x + 50);
+        const float v = src.item_f32((c * H + y + y0) * W + x + x0);
         rgb[static_cast<size_t>((y * w + x) * 3 + c)] = static_cast<uint8_t>(std::lround((v + 1.0f) * 127.5f));
       }
   const std::string small = dir + "/last_small.png";
   save_png(small, rgb.data(), w, h);
+  const Tensor small_img = load_image(small);
+  const Tensor first = load_image(test::fixture_path("first.png"));
   GenerateOptions o = fixture_options();
   o.init_noise.clear();
   o.steps = 1;
@@ -175,26 +182,29 @@ TEST(EndToEnd, OtherFrameCountsAndMismatchedLastFrame) {
   set_intermediate_callback(pipeline, [&](const std::string& name, const Tensor& t) {
     if (name == "cond_video") got[name] = t.clone();
   });
-  const GeneratedVideo v = pipeline.generate(o);
-  EXPECT_EQ(v.frames, 9);
-  EXPECT_EQ(v.height, 48);
-  EXPECT_EQ(v.width, 80);
-  // The last frame's top row: picture with "cover"; with "upstream" the 200x150 image is cropped
-  // to 320 rows x 240 columns (S read as (h, w)) with 85 grey rows above, so the row is exactly 0.
-  auto last_frame_top_row_max = [&] {
-    const Tensor& c = got.at("cond_video");  // [3, 9, 48, 80]
-    float m = 0;
+  auto last_cond_frame = [&] {
+    const Tensor& c = got.at("cond_video");  // [3, F, height, width]
+    const int64_t F = c.size(1), plane = height * width;
+    Tensor f = Tensor::empty({3, height, width}, DType::F32);
     for (int64_t ch = 0; ch < 3; ++ch)
-      for (int64_t x = 0; x < 80; ++x) m = std::max(m, std::fabs(c.item_f32(((ch * 9 + 8) * 48) * 80 + x)));
-    return m;
+      std::copy_n(c.data<float>() + (ch * F + F - 1) * plane, plane, f.data<float>() + ch * plane);
+    return f;
   };
-  EXPECT_GT(last_frame_top_row_max(), 0.0f);
+  const GeneratedVideo v = pipeline.generate(o);
+  EXPECT_EQ(v.frames, o.frames);
+  EXPECT_EQ(v.height, height);
+  EXPECT_EQ(v.width, width);
+  const Tensor covered = fit_last_frame(small_img, first.size(1), first.size(2));
+  EXPECT_EQ(covered.shape(), first.shape());
+  EXPECT_TENSOR_CLOSE_ABS(last_cond_frame(), ops::resize_bicubic(covered, height, width), 0.0);
   o.last_frame_fit = "upstream";
   const GeneratedVideo u = pipeline.generate(o);
-  EXPECT_EQ(u.frames, 9);
-  EXPECT_EQ(u.height, 48);
-  EXPECT_EQ(u.width, 80);
-  EXPECT_EQ(last_frame_top_row_max(), 0.0f);
+  EXPECT_EQ(u.frames, o.frames);
+  EXPECT_EQ(u.height, height);
+  EXPECT_EQ(u.width, width);
+  const Tensor upstream = fit_last_frame_upstream(small_img, first.size(1), first.size(2));
+  EXPECT_NE(upstream.shape(), first.shape());  // the swapped sides
+  EXPECT_TENSOR_CLOSE_ABS(last_cond_frame(), ops::resize_bicubic(upstream, height, width), 0.0);
   EXPECT_NE(u.data, v.data);
 }
 
