@@ -2,13 +2,8 @@
 // pipeline works; calling one on a GPU tensor fails with a message naming the op. Each entry is
 // removed when its kernel lands in src/ops/cuda/<op>.cu.
 #include "core/check.h"
-#include "ops/activation.h"
-#include "ops/attention.h"
 #include "ops/conv.h"
-#include "ops/elementwise.h"
 #include "ops/embedding.h"
-#include "ops/norm.h"
-#include "ops/rope.h"
 #include "ops/vae_latent.h"
 #include "ops/vae_layout.h"
 #include "ops/vae_norm.h"
@@ -19,17 +14,10 @@ namespace {
 [[noreturn]] void no_kernel(const char* op) { fail("op {} has no CUDA kernel yet; run with --device cpu", op); }
 }  // namespace
 
-void activate(const Tensor&, Activation, const Tensor&) { no_kernel("activate"); }
-void attention(const Tensor&, const Tensor&, const Tensor&, const AttentionArgs&, const Tensor&) { no_kernel("attention"); }
 void conv3d(const Tensor&, const Tensor&, const Tensor&, const Conv3dArgs&, const Tensor&, const Tensor&) {
   no_kernel("conv3d");
 }
-void binary(const Tensor&, const Tensor&, Binary, const Tensor&) { no_kernel("binary"); }
-void affine(const Tensor&, float, float, const Tensor&) { no_kernel("affine"); }
 void embedding(const Tensor&, const Tensor&, const Tensor&) { no_kernel("embedding"); }
-void layer_norm(const Tensor&, const Tensor&, const Tensor&, float, const Tensor&) { no_kernel("layer_norm"); }
-void rms_norm(const Tensor&, const Tensor&, float, const Tensor&) { no_kernel("rms_norm"); }
-void rope_3d(const Tensor&, int64_t, const RopeGrid&, const Tensor&) { no_kernel("rope_3d"); }
 void latent_scale(const Tensor&, const std::vector<float>&, const std::vector<float>&, bool, const Tensor&) {
   no_kernel("latent_scale");
 }
