@@ -3,10 +3,8 @@
 // e2e.safetensors, with the same float32 tolerances as on the CPU.
 #include <gtest/gtest.h>
 
-#include <fstream>
-#include <nlohmann/json.hpp>
-
 #include "common/fixture.h"
+#include "e2e/e2e_settings.h"
 #include "inbetween/pipeline.h"
 #include "io/model_config.h"
 #include "io/safetensors.h"
@@ -30,20 +28,7 @@ TEST(GpuPipeline, DitMatchesOracle) {
 }
 
 TEST(GpuPipeline, WholeGenerationMatchesReferenceVideo) {
-  std::ifstream js(test::fixture_path("e2e.json"));
-  const auto j = nlohmann::json::parse(js);
-  GenerateOptions o;
-  o.prompt = j["prompt"].get<std::string>();
-  o.negative_prompt = j["negative_prompt"].get<std::string>();
-  o.frames = j["frames"].get<int64_t>();
-  o.max_area = j["max_area"].get<double>();
-  o.steps = j["steps"].get<int>();
-  o.shift = j["shift"].get<double>();
-  o.guidance = j["guide_scale"].get<double>();
-  o.solver = j["solver"].get<std::string>();
-  o.first_image = test::fixture_path("first.png");
-  o.last_image = test::fixture_path("last.png");
-  o.init_noise = test::fixture_path("e2e.safetensors");
+  const GenerateOptions o = test::fixture_options();
   Pipeline pipeline(PipelineOptions{test::model_dir(), "cuda", 0});
   EXPECT_NE(pipeline.describe().find("cuda"), std::string::npos);
   const GeneratedVideo v = pipeline.generate(o);

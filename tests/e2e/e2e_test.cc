@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/fixture.h"
+#include "e2e/e2e_settings.h"
 #include "inbetween/error.h"
 #include "inbetween/pipeline.h"
 #include "io/image.h"
@@ -22,27 +23,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-nlohmann::json e2e_settings() {
-  std::ifstream f(test::fixture_path("e2e.json"));
-  return nlohmann::json::parse(f);
-}
-
-GenerateOptions fixture_options() {
-  const auto j = e2e_settings();
-  GenerateOptions o;
-  o.prompt = j["prompt"].get<std::string>();
-  o.negative_prompt = j["negative_prompt"].get<std::string>();
-  o.frames = j["frames"].get<int64_t>();
-  o.max_area = j["max_area"].get<double>();
-  o.steps = j["steps"].get<int>();
-  o.shift = j["shift"].get<double>();
-  o.guidance = j["guide_scale"].get<double>();
-  o.solver = j["solver"].get<std::string>();
-  o.first_image = test::fixture_path("first.png");
-  o.last_image = test::fixture_path("last.png");
-  o.init_noise = test::fixture_path("e2e.safetensors");
-  return o;
-}
+using test::e2e_settings;
+using test::fixture_options;
 
 struct CommandResult {
   int status = -1;
