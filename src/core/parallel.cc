@@ -1,7 +1,6 @@
 #include "core/parallel.h"
 
 #include <algorithm>
-#include <atomic>
 #include <condition_variable>
 #include <exception>
 #include <mutex>
@@ -30,17 +29,18 @@ class Pool {
   // Runs task(i) for i in [0, count) on the pool and the calling thread.
   void run(int64_t count, const std::function<void(int64_t)>& task) {
     std::unique_lock<std::mutex> call(call_mu_);  // one parallel region at a time
+    uint64_t gen = 0;
     {
       std::lock_guard<std::mutex> lk(mu_);
       task_ = &task;
       count_ = count;
-      next_.store(0);
+      next_ = 0;
       pending_ = count;
       error_ = nullptr;
-      ++generation_;
+      gen = ++generation_;
     }
     cv_.notify_all();
-    work();
+    work(gen);
     std::unique_lock<std::mutex> lk(mu_);
     done_cv_.wait(lk, [this] { return pending_ == 0; });
     task_ = nullptr;
@@ -57,16 +57,20 @@ class Pool {
         if (stop_) return;
         seen = generation_;
       }
-      work();
+      work(seen);
     }
   }
-  void work() {
+  // Claims and runs task indices of region `gen` until none is left. The claim (index and task)
+  // is taken under the lock: claimed outside it, an index could be drawn from one region and run
+  // in the next, run twice, and make pending_ skip zero (a caller waiting forever).
+  void work(uint64_t gen) {
     for (;;) {
-      const int64_t i = next_.fetch_add(1);
+      int64_t i = 0;
       const std::function<void(int64_t)>* task;
       {
         std::lock_guard<std::mutex> lk(mu_);
-        if (i >= count_ || task_ == nullptr) return;
+        if (generation_ != gen || task_ == nullptr || next_ >= count_) return;
+        i = next_++;
         task = task_;
       }
       try {
@@ -85,7 +89,7 @@ class Pool {
   std::condition_variable cv_, done_cv_;
   const std::function<void(int64_t)>* task_ = nullptr;
   int64_t count_ = 0;
-  std::atomic<int64_t> next_{0};
+  int64_t next_ = 0;
   int64_t pending_ = 0;
   uint64_t generation_ = 0;
   bool stop_ = false;

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 
 #include "core/parallel.h"
@@ -74,6 +75,25 @@ TEST(Parallel, CoversRangeOnceAndPropagatesErrors) {
                  if (b > 50) throw Error("boom");
                }),
                Error);
+}
+
+// Many short regions back to back, as the DiT's small ops make them: every index runs exactly once
+// in its own region and every call returns (a claim taken outside the pool's lock once let a late
+// worker run an index of the next region twice and leave its caller waiting forever).
+TEST(Parallel, ManyShortRegionsRunEachIndexOnce) {
+  set_num_threads(4);
+  std::vector<std::atomic<int>> hits(64);
+  for (int region = 0; region < 20000; ++region) {
+    // Regions of 2 and of 16 chunks in turn: a late index of a short region is a valid one of the
+    // long region after it.
+    const int64_t n = region % 2 == 0 ? 2 : 64;
+    for (auto& h : hits) h.store(0, std::memory_order_relaxed);
+    parallel_for(n, 1, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)].fetch_add(1, std::memory_order_relaxed);
+    });
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1) << "region " << region << " index " << i;
+  }
+  set_num_threads(0);
 }
 
 }  // namespace
