@@ -101,6 +101,9 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--init-noise", a->gen.init_noise, "safetensors file whose tensor `noise` [16,T,h,w] replaces the draw");
   cmd->add_option("--device", a->pipeline.device, "cpu or cuda")->capture_default_str();
   cmd->add_option("--threads", a->pipeline.threads, "CPU threads (0: all cores)")->capture_default_str();
+  cmd->add_option("--precision", a->pipeline.precision, "With --device cuda: the DiT's linear layers in bf16 or f32")
+      ->check(CLI::IsMember({"bf16", "f32"}))
+      ->capture_default_str();
   cmd->add_option("--fps", a->fps, "Frame rate of the MP4")->capture_default_str();
   cmd->add_option("-o,--output", a->output, "Output: .mp4, .safetensors (tensor `video`), or a folder for PNG frames")
       ->required();

@@ -197,6 +197,9 @@ void register_serve(CLI::App& app) {
       ->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
   cmd->add_option("--threads", a->pipeline.threads, "CPU threads (0: all cores)")->capture_default_str();
+  cmd->add_option("--precision", a->pipeline.precision, "With --device cuda: the DiT's linear layers in bf16 or f32")
+      ->check(CLI::IsMember({"bf16", "f32"}))
+      ->capture_default_str();
   cmd->add_option("--data-dir", a->data_dir, "Folder for jobs (uploads, job.json, video.mp4)")->capture_default_str();
   cmd->add_option("--max-queue", a->max_queue, "Jobs that may wait besides the running one; more get 429")
       ->check(CLI::Range(1, 10000))

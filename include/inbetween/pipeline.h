@@ -57,6 +57,9 @@ struct PipelineOptions {
   std::string model_dir;
   std::string device = "cpu";  // "cpu" or "cuda"
   int threads = 0;             // CPU threads, 0: all cores
+  // With device "cuda": the DiT's linear layers in "bf16" (tensor cores, f32 accumulation, half the
+  // memory; upstream's autocast precision) or "f32" (exact, for comparisons).
+  std::string precision = "bf16";
 };
 
 class Pipeline {

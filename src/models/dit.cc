@@ -216,25 +216,31 @@ WanDiT WanDiT::load(const TensorStore& s, const DitConfig& cfg) {
   return m;
 }
 
-void WanDiT::to(Device device) {
+void WanDiT::to(Device device, DType linear_dtype) {
+  IB_CHECK(linear_dtype == DType::F32 || linear_dtype == DType::BF16, "WanDiT::to: linear weights as {} are not supported",
+           dtype_name(linear_dtype));
   WanDiTWeights& w = w_;
-  auto move = [device](Tensor& t) {
+  auto move = [device](Tensor& t, DType dtype) {
     if (!t.defined()) return;
-    t = (device == Device::CUDA ? t.to(Device::CPU).to(DType::F32) : t).to(device);
+    t = (device == Device::CUDA ? t.to(Device::CPU).to(dtype) : t).to(device);
   };
-  for (Tensor* t : {&w.patch_w, &w.patch_b, &w.text0_w, &w.text0_b, &w.text2_w, &w.text2_b, &w.time0_w, &w.time0_b,
-                    &w.time2_w, &w.time2_b, &w.time_proj_w, &w.time_proj_b, &w.head_modulation, &w.head_w, &w.head_b,
-                    &w.img_ln0_w, &w.img_ln0_b, &w.img1_w, &w.img1_b, &w.img3_w, &w.img3_b, &w.img_ln4_w,
-                    &w.img_ln4_b, &w.emb_pos})
-    move(*t);
+  // The matrices of the linear layers, then the vectors (biases, norms, modulation, emb_pos).
+  for (Tensor* t : {&w.patch_w, &w.text0_w, &w.text2_w, &w.time0_w, &w.time2_w, &w.time_proj_w, &w.head_w, &w.img1_w,
+                    &w.img3_w})
+    move(*t, linear_dtype);
+  for (Tensor* t : {&w.patch_b, &w.text0_b, &w.text2_b, &w.time0_b, &w.time2_b, &w.time_proj_b, &w.head_modulation,
+                    &w.head_b, &w.img_ln0_w, &w.img_ln0_b, &w.img1_b, &w.img3_b, &w.img_ln4_w, &w.img_ln4_b, &w.emb_pos})
+    move(*t, DType::F32);
   for (WanBlockWeights& b : w.blocks) {
     WanSelfAttentionWeights& sa = b.self_attn;
     WanCrossAttentionWeights& ca = b.cross_attn;
-    for (Tensor* t : {&b.modulation, &sa.q_w, &sa.q_b, &sa.k_w, &sa.k_b, &sa.v_w, &sa.v_b, &sa.o_w, &sa.o_b, &sa.norm_q,
-                      &sa.norm_k, &b.norm3_w, &b.norm3_b, &ca.q_w, &ca.q_b, &ca.k_w, &ca.k_b, &ca.v_w, &ca.v_b, &ca.o_w,
-                      &ca.o_b, &ca.norm_q, &ca.norm_k, &ca.k_img_w, &ca.k_img_b, &ca.v_img_w, &ca.v_img_b,
-                      &ca.norm_k_img, &b.ffn0_w, &b.ffn0_b, &b.ffn2_w, &b.ffn2_b})
-      move(*t);
+    for (Tensor* t : {&sa.q_w, &sa.k_w, &sa.v_w, &sa.o_w, &ca.q_w, &ca.k_w, &ca.v_w, &ca.o_w, &ca.k_img_w, &ca.v_img_w,
+                      &b.ffn0_w, &b.ffn2_w})
+      move(*t, linear_dtype);
+    for (Tensor* t : {&b.modulation, &sa.q_b, &sa.k_b, &sa.v_b, &sa.o_b, &sa.norm_q, &sa.norm_k, &b.norm3_w, &b.norm3_b,
+                      &ca.q_b, &ca.k_b, &ca.v_b, &ca.o_b, &ca.norm_q, &ca.norm_k, &ca.k_img_b, &ca.v_img_b,
+                      &ca.norm_k_img, &b.ffn0_b, &b.ffn2_b})
+      move(*t, DType::F32);
   }
 }
 

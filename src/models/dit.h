@@ -66,9 +66,10 @@ class WanDiT {
   // [img_tokens, clip_dim] (or [n, tok, clip_dim]), undefined for t2v; y: [in_dim - out_dim, T, h, w]
   // conditioning, undefined for t2v. Returns f32 [out_dim, T, h, w].
   Tensor forward(const Tensor& x, double t, const Tensor& context, const Tensor& clip_fea, const Tensor& y) const;
-  // Moves every weight to `device` (CUDA: as f32, the dtype the CUDA ops take for now). forward()
-  // then runs there; its inputs and output stay on the host.
-  void to(Device device);
+  // Moves every weight to `device`; forward() then runs there, its inputs and output stay on the
+  // host. On CUDA the weights of the linear layers become `linear_dtype` (f32, or bf16 for the
+  // tensor cores, half the memory) and everything else f32.
+  void to(Device device, DType linear_dtype = DType::F32);
 
   const DitConfig& config() const { return cfg_; }
   const WanDiTWeights& weights() const { return w_; }

@@ -88,6 +88,8 @@ Pipeline::Pipeline(const PipelineOptions& options) : impl_(std::make_unique<Impl
   if (options.threads > 0) set_num_threads(options.threads);
   IB_CHECK(options.device == "cpu" || options.device == "cuda", "unknown device '{}' (expected cpu or cuda)",
            options.device);
+  IB_CHECK(options.precision == "bf16" || options.precision == "f32", "unknown precision '{}' (expected bf16 or f32)",
+           options.precision);
   if (options.device == "cuda") {
     IB_CHECK(cuda_available(), "--device cuda: no CUDA device is available in this build or on this machine");
     // For now the DiT (the denoising loop, nearly all of the work) runs on the GPU; the text and
@@ -103,7 +105,9 @@ std::string Pipeline::describe() const {
   const DitConfig& d = impl_->folder.dit;
   return fmt::format("Wan2.1 {} DiT dim {} x {} layers ({} heads), text_len {}, device {}", d.model_type, d.dim,
                      d.num_layers, d.num_heads, d.text_len,
-                     impl_->device == Device::CUDA ? "cuda (DiT; text, image and VAE on the CPU)" : "cpu");
+                     impl_->device == Device::CUDA
+                         ? fmt::format("cuda (DiT in {}; text, image and VAE on the CPU)", impl_->opts.precision)
+                         : std::string("cpu"));
 }
 
 void Pipeline::validate(const GenerateOptions& o) const {
@@ -216,7 +220,7 @@ GeneratedVideo Pipeline::generate(const GenerateOptions& o, const ProgressFn& pr
   report("load", 0, 1, -1);
   if (!im.dit) {
     im.dit = WanDiT::load(*open_tensor_store(f.dit_path), f.dit);
-    if (im.device == Device::CUDA) im.dit->to(Device::CUDA);
+    if (im.device == Device::CUDA) im.dit->to(Device::CUDA, im.opts.precision == "bf16" ? DType::BF16 : DType::F32);
   }
   end_stage("load-dit");
 

@@ -1,7 +1,12 @@
 // GPU checks of the pipeline (label gpu, run on the lent GPU machine): the DiT on CUDA against the
 // upstream oracle (dit.safetensors), and the whole FLF2V generation with --device cuda against
-// e2e.safetensors, with the same float32 tolerances as on the CPU.
+// e2e.safetensors: in f32 with the same tolerances as on the CPU, in bf16 within the fixtures'
+// bound for a bf16 GPU run.
 #include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
 
 #include "common/fixture.h"
 #include "e2e/e2e_settings.h"
@@ -12,6 +17,13 @@
 
 namespace ib {
 namespace {
+
+Tensor video_tensor(const GeneratedVideo& v, const Shape& want) {
+  EXPECT_EQ((Shape{3, v.frames, v.height, v.width}), want);
+  Tensor t = Tensor::empty({3, v.frames, v.height, v.width}, DType::F32);
+  std::copy(v.data.begin(), v.data.end(), t.data<float>());
+  return t;
+}
 
 TEST(GpuPipeline, DitMatchesOracle) {
   const ModelFolder folder = ModelFolder::open(test::model_dir());
@@ -29,14 +41,43 @@ TEST(GpuPipeline, DitMatchesOracle) {
 
 TEST(GpuPipeline, WholeGenerationMatchesReferenceVideo) {
   const GenerateOptions o = test::fixture_options();
-  Pipeline pipeline(PipelineOptions{test::model_dir(), "cuda", 0});
-  EXPECT_NE(pipeline.describe().find("cuda"), std::string::npos);
-  const GeneratedVideo v = pipeline.generate(o);
+  Pipeline pipeline(PipelineOptions{test::model_dir(), "cuda", 0, "f32"});
+  EXPECT_NE(pipeline.describe().find("cuda (DiT in f32"), std::string::npos);
   const Tensor ref = test::open_fixture("e2e.safetensors")->get("video");
-  ASSERT_EQ((Shape{3, v.frames, v.height, v.width}), ref.shape());
-  Tensor got = Tensor::empty(ref.shape(), DType::F32);
-  std::copy(v.data.begin(), v.data.end(), got.data<float>());
-  EXPECT_TENSOR_CLOSE_ABS(got, ref, 1e-3);
+  EXPECT_TENSOR_CLOSE_ABS(video_tensor(pipeline.generate(o), ref.shape()), ref, 1e-3);
+}
+
+// bf16 linear layers (upstream's autocast precision): the fixtures' bound for a bf16 GPU run is
+// PSNR >= 30 dB against the reference video (peak-to-peak 2 in [-1, 1]).
+TEST(GpuPipeline, Bf16GenerationWithinPsnrBound) {
+  const GenerateOptions o = test::fixture_options();
+  Pipeline pipeline(PipelineOptions{test::model_dir(), "cuda", 0, "bf16"});
+  EXPECT_NE(pipeline.describe().find("cuda (DiT in bf16"), std::string::npos);
+  const Tensor ref = test::open_fixture("e2e.safetensors")->get("video");
+  const Tensor got = video_tensor(pipeline.generate(o), ref.shape());
+  double se = 0, max_err = 0;
+  for (int64_t i = 0; i < ref.numel(); ++i) {
+    const double d = static_cast<double>(got.data<float>()[i]) - ref.data<float>()[i];
+    se += d * d;
+    max_err = std::max(max_err, std::fabs(d));
+  }
+  const double mse = se / static_cast<double>(ref.numel());
+  const double psnr = 10.0 * std::log10(4.0 / std::max(mse, 1e-30));
+  std::printf("[measured] bf16 video vs reference: PSNR %.1f dB, max abs err %.3g\n", psnr, max_err);
+  EXPECT_GE(psnr, 30.0);
+  EXPECT_GT(max_err, 0.0);  // really the bf16 path: not bit-identical to the f32 reference
+}
+
+TEST(GpuPipeline, Bf16DitWithinBf16Tolerance) {
+  const ModelFolder folder = ModelFolder::open(test::model_dir());
+  WanDiT dit = WanDiT::load(*open_tensor_store(folder.dit_path), folder.dit);
+  dit.to(Device::CUDA, DType::BF16);
+  EXPECT_EQ(dit.weights().blocks.at(0).ffn0_w.dtype(), DType::BF16);
+  EXPECT_EQ(dit.weights().blocks.at(0).modulation.dtype(), DType::F32);
+  const auto f = test::open_fixture("dit.safetensors");
+  const double t = static_cast<double>(f->get("t").data<int64_t>()[0]);
+  const Tensor out = dit.forward(f->get("x"), t, f->get("context"), f->get("clip_fea"), f->get("y"));
+  EXPECT_TENSOR_CLOSE(out, f->get("out"), 2e-2);
 }
 
 }  // namespace

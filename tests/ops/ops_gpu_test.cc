@@ -7,6 +7,7 @@
 #include "ops/activation.h"
 #include "ops/attention.h"
 #include "ops/elementwise.h"
+#include "ops/linear.h"
 #include "ops/norm.h"
 #include "ops/rope.h"
 
@@ -17,6 +18,18 @@ using test::random_tensor;
 
 Tensor gpu(const Tensor& t) { return t.defined() ? t.to(Device::CUDA) : t; }
 Tensor cpu(const Tensor& t) { return t.to(Device::CPU); }
+
+// bf16 weights: the GPU rounds the input to bf16 and accumulates in f32, so the reference is the
+// CPU product of the same bf16-rounded operands.
+TEST(GpuOps, LinearBf16) {
+  for (const Shape& xs : {Shape{7, 33}, Shape{300, 512}, Shape{2, 3, 1024}}) {
+    const int64_t n = xs.back() == 512 ? 640 : 19;
+    const Tensor x = random_tensor(xs, 20), w = random_tensor({n, xs.back()}, 21).to(DType::BF16),
+                 b = random_tensor({n}, 22);
+    const Tensor ref = ops::linear(x.to(DType::BF16).to(DType::F32), w, b);
+    EXPECT_TENSOR_CLOSE(cpu(ops::linear(gpu(x), gpu(w), gpu(b))), ref, 1e-5);
+  }
+}
 
 TEST(GpuOps, Norms) {
   for (const Shape& s : {Shape{1, 7}, Shape{33, 128}, Shape{5, 5120}, Shape{2, 3, 1000}}) {

@@ -1,6 +1,8 @@
-// CUDA linear: cuBLAS SGEMM (f32 weights) plus a bias kernel. The bf16/fp8 fast paths come with
-// the GPU issue; other weight dtypes are refused with a clear message until then.
+// CUDA linear. f32 weights: cuBLAS SGEMM (exact f32). bf16 weights: the input is rounded to bf16
+// and the product runs on the tensor cores with f32 accumulation and an f32 result, the precision
+// of upstream's bf16 autocast. Then a bias kernel. Other weight dtypes are refused.
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include "ops/cuda/cuda_common.h"
@@ -13,22 +15,42 @@ __global__ void add_bias_rows(float* y, const float* b, int64_t M, int64_t N) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i < M * N) y[i] += b[i % N];
 }
+
+__global__ void f32_to_bf16(const float* x, __nv_bfloat16* y, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    y[i] = __float2bfloat16_rn(x[i]);
+}
 }  // namespace
 
 void linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y) {
-  IB_CHECK(w.dtype() == DType::F32, "linear on CUDA: weight dtype {} is not supported yet", dtype_name(w.dtype()));
+  IB_CHECK(w.dtype() == DType::F32 || w.dtype() == DType::BF16, "linear on CUDA: weight dtype {} is not supported",
+           dtype_name(w.dtype()));
   const int64_t K = w.size(1), N = w.size(0), M = x.numel() / (K > 0 ? K : 1);
+  IB_CHECK(M <= 0x7fffffff && N <= 0x7fffffff && K <= 0x7fffffff, "linear on CUDA: {} x {} x {} is too large", M, N, K);
+  if (M == 0 || N == 0) return;
   const float one = 1.0f, zero = 0.0f;
   // Row-major y[M,N] = x[M,K] w[N,K]^T  <=>  column-major y^T[N,M] = w[N,K] (as K x N)^T x^T.
-  check_cublas(cublasSgemm(cublas_handle(), CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(N), static_cast<int>(M),
-                           static_cast<int>(K), &one, w.data<float>(), static_cast<int>(K), x.data<float>(),
-                           static_cast<int>(K), &zero, y.data<float>(), static_cast<int>(N)),
-               "cublasSgemm");
+  if (w.dtype() == DType::F32) {
+    check_cublas(cublasSgemm(cublas_handle(), CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(N), static_cast<int>(M),
+                             static_cast<int>(K), &one, w.data<float>(), static_cast<int>(K), dev_f32(x, "linear"),
+                             static_cast<int>(K), &zero, dev_f32(y, "linear"), static_cast<int>(N)),
+                 "cublasSgemm");
+  } else {
+    const Tensor xb = Tensor::empty({M, K}, DType::BF16, Device::CUDA);
+    auto* xbp = static_cast<__nv_bfloat16*>(xb.raw());
+    f32_to_bf16<<<blocks_for(M * K), 256>>>(dev_f32(x, "linear"), xbp, M * K);
+    check_launch("f32_to_bf16");
+    check_cublas(cublasGemmEx(cublas_handle(), CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(N), static_cast<int>(M),
+                              static_cast<int>(K), &one, w.raw(), CUDA_R_16BF, static_cast<int>(K), xbp, CUDA_R_16BF,
+                              static_cast<int>(K), &zero, dev_f32(y, "linear"), CUDA_R_32F, static_cast<int>(N),
+                              CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                 "cublasGemmEx (bf16)");
+  }
   if (b.defined()) {
-    IB_CHECK(b.dtype() == DType::F32, "linear on CUDA: bias must be f32");
     const int64_t n = M * N;
-    add_bias_rows<<<static_cast<unsigned>((n + 255) / 256), 256>>>(y.data<float>(), b.data<float>(), M, N);
-    check_cuda(cudaGetLastError(), "add_bias_rows");
+    add_bias_rows<<<static_cast<unsigned>((n + 255) / 256), 256>>>(dev_f32(y, "linear"), dev_f32(b, "linear bias"), M, N);
+    check_launch("add_bias_rows");
   }
 }
 
