@@ -9,4 +9,13 @@ void register_commands(CLI::App& app) {
   register_encode_prompt(app);
 }
 
+void add_pipeline_options(CLI::App* cmd, PipelineOptions& p) {
+  cmd->add_option("--model", p.model_dir, "Model folder (Wan2.1 release layout)")->required();
+  cmd->add_option("--device", p.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
+  cmd->add_option("--threads", p.threads, "CPU threads (0: all cores)")->capture_default_str();
+  cmd->add_option("--precision", p.precision, "With --device cuda: the DiT's linear layers in bf16 or f32")
+      ->check(CLI::IsMember({"bf16", "f32"}))
+      ->capture_default_str();
+}
+
 }  // namespace ib::cli

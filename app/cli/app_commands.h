@@ -3,7 +3,12 @@
 
 #include <CLI/CLI.hpp>
 
+#include "inbetween/pipeline.h"
+
 namespace ib::cli {
+
+// --model, --device, --threads and --precision, shared by generate and serve.
+void add_pipeline_options(CLI::App* cmd, PipelineOptions& p);
 
 void register_commands(CLI::App& app);
 

@@ -77,7 +77,7 @@ void run(const GenerateArgs& a) {
 void register_generate(CLI::App& app) {
   auto a = std::make_shared<GenerateArgs>();
   auto* cmd = app.add_subcommand("generate", "Generate the video between a first and a last frame");
-  cmd->add_option("--model", a->pipeline.model_dir, "Model folder (Wan2.1-FLF2V release layout)")->required();
+  add_pipeline_options(cmd, a->pipeline);
   // Required by flf2v models (i2v: --first only, t2v: neither); Pipeline::validate says which is missing.
   cmd->add_option("--first", a->gen.first_image, "First frame (PNG, JPEG or WebP)");
   cmd->add_option("--last", a->gen.last_image, "Last frame (PNG, JPEG or WebP)");
@@ -99,11 +99,6 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--solver", a->gen.solver, "unipc or dpm++")->capture_default_str();
   cmd->add_option("--seed", a->gen.seed, "Random seed (negative: random)")->capture_default_str();
   cmd->add_option("--init-noise", a->gen.init_noise, "safetensors file whose tensor `noise` [16,T,h,w] replaces the draw");
-  cmd->add_option("--device", a->pipeline.device, "cpu or cuda")->capture_default_str();
-  cmd->add_option("--threads", a->pipeline.threads, "CPU threads (0: all cores)")->capture_default_str();
-  cmd->add_option("--precision", a->pipeline.precision, "With --device cuda: the DiT's linear layers in bf16 or f32")
-      ->check(CLI::IsMember({"bf16", "f32"}))
-      ->capture_default_str();
   cmd->add_option("--fps", a->fps, "Frame rate of the MP4")->capture_default_str();
   cmd->add_option("-o,--output", a->output, "Output: .mp4, .safetensors (tensor `video`), or a folder for PNG frames")
       ->required();

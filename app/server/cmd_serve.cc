@@ -188,17 +188,10 @@ void run(const ServeArgs& a) {
 void register_serve(CLI::App& app) {
   auto a = std::make_shared<ServeArgs>();
   auto* cmd = app.add_subcommand("serve", "Serve the job API and the web page (the model stays loaded)");
-  cmd->add_option("--model", a->pipeline.model_dir, "Model folder (Wan2.1-FLF2V release layout)")->required();
+  add_pipeline_options(cmd, a->pipeline);
   cmd->add_option("--host", a->host, "Address to listen on")->capture_default_str();
   cmd->add_option("--port", a->port, "TCP port (0: any free port, printed on stdout)")
       ->check(CLI::Range(0, 65535))
-      ->capture_default_str();
-  cmd->add_option("--device", a->pipeline.device, "cpu or cuda")
-      ->check(CLI::IsMember({"cpu", "cuda"}))
-      ->capture_default_str();
-  cmd->add_option("--threads", a->pipeline.threads, "CPU threads (0: all cores)")->capture_default_str();
-  cmd->add_option("--precision", a->pipeline.precision, "With --device cuda: the DiT's linear layers in bf16 or f32")
-      ->check(CLI::IsMember({"bf16", "f32"}))
       ->capture_default_str();
   cmd->add_option("--data-dir", a->data_dir, "Folder for jobs (uploads, job.json, video.mp4)")->capture_default_str();
   cmd->add_option("--max-queue", a->max_queue, "Jobs that may wait besides the running one; more get 429")
