@@ -19,6 +19,25 @@ std::pair<int64_t, int64_t> cover_size(int64_t h1, int64_t w1, int64_t height, i
                             static_cast<double>(height) / static_cast<double>(h1));
   return {round_half_even(static_cast<double>(w1) * r), round_half_even(static_cast<double>(h1) * r)};
 }
+
+// The h x w window of img [3, H, W] whose top-left corner is at (top, left); pixels outside the
+// image are 0 (mid-grey in [-1, 1]).
+Tensor crop(const Tensor& img, int64_t top, int64_t left, int64_t h, int64_t w) {
+  const int64_t H = img.size(1), W = img.size(2);
+  Tensor out = Tensor::zeros({3, h, w}, DType::F32);
+  const float* src = img.data<float>();
+  float* dst = out.data<float>();
+  const int64_t x0 = std::max<int64_t>(0, -left), x1 = std::min(w, W - left);
+  if (x1 <= x0) return out;
+  for (int64_t c = 0; c < 3; ++c)
+    for (int64_t y = 0; y < h; ++y) {
+      const int64_t sy = y + top;
+      if (sy < 0 || sy >= H) continue;
+      std::memcpy(dst + (c * h + y) * w + x0, src + (c * H + sy) * W + left + x0,
+                  static_cast<size_t>(x1 - x0) * sizeof(float));
+    }
+  return out;
+}
 }  // namespace
 
 VideoSize target_size(int64_t image_height, int64_t image_width, double max_area) {
@@ -46,16 +65,8 @@ Tensor fit_last_frame(const Tensor& last, int64_t height, int64_t width) {
   const auto [cover_w, cover_h] = cover_size(h1, w1, height, width);
   const int64_t sw = std::max(width, cover_w), sh = std::max(height, cover_h);
   const Tensor scaled = ops::resize_bicubic(last, sh, sw);
-  const int64_t top = round_half_even(static_cast<double>(sh - height) / 2.0);
-  const int64_t left = round_half_even(static_cast<double>(sw - width) / 2.0);
-  Tensor out = Tensor::empty({3, height, width}, DType::F32);
-  const float* src = scaled.data<float>();
-  float* dst = out.data<float>();
-  for (int64_t c = 0; c < 3; ++c)
-    for (int64_t y = 0; y < height; ++y)
-      std::memcpy(dst + (c * height + y) * width, src + (c * sh + top + y) * sw + left,
-                  static_cast<size_t>(width) * sizeof(float));
-  return out;
+  return crop(scaled, round_half_even(static_cast<double>(sh - height) / 2.0),
+              round_half_even(static_cast<double>(sw - width) / 2.0), height, width);
 }
 
 Tensor fit_last_frame_upstream(const Tensor& last, int64_t height, int64_t width) {
@@ -71,19 +82,7 @@ Tensor fit_last_frame_upstream(const Tensor& last, int64_t height, int64_t width
   // padding made it exactly ch x cw).
   const int64_t top = round_half_even(static_cast<double>(h1 + pad_top + pad_bottom - ch) / 2.0) - pad_top;
   const int64_t left = round_half_even(static_cast<double>(w1 + pad_left + pad_right - cw) / 2.0) - pad_left;
-  Tensor out = Tensor::zeros({3, ch, cw}, DType::F32);
-  const float* src = last.data<float>();
-  float* dst = out.data<float>();
-  for (int64_t c = 0; c < 3; ++c)
-    for (int64_t y = 0; y < ch; ++y) {
-      const int64_t sy = y + top;
-      if (sy < 0 || sy >= h1) continue;
-      for (int64_t x = 0; x < cw; ++x) {
-        const int64_t sx = x + left;
-        if (sx >= 0 && sx < w1) dst[(c * ch + y) * cw + x] = src[(c * h1 + sy) * w1 + sx];
-      }
-    }
-  return out;
+  return crop(last, top, left, ch, cw);
 }
 
 Tensor frame_mask(int64_t frames, int64_t lat_h, int64_t lat_w, bool with_last) {

@@ -1,21 +1,18 @@
 // CUDA linear. f32 weights: cuBLAS SGEMM (exact f32). bf16 weights: the input is rounded to bf16
 // and the product runs on the tensor cores with f32 accumulation and an f32 result, the precision
-// of upstream's bf16 autocast. Then a bias kernel. Other weight dtypes are refused.
+// of upstream's bf16 autocast. The bias is added by the broadcast elementwise kernel. Other weight
+// dtypes are refused.
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include "ops/cuda/cuda_common.h"
+#include "ops/elementwise.h"
 #include "ops/linear.h"
 
 namespace ib::ops::cuda {
 
 namespace {
-__global__ void add_bias_rows(float* y, const float* b, int64_t M, int64_t N) {
-  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (i < M * N) y[i] += b[i % N];
-}
-
 __global__ void f32_to_bf16(const float* x, __nv_bfloat16* y, int64_t n) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
@@ -47,11 +44,7 @@ void linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y) 
                               CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                  "cublasGemmEx (bf16)");
   }
-  if (b.defined()) {
-    const int64_t n = M * N;
-    add_bias_rows<<<static_cast<unsigned>((n + 255) / 256), 256>>>(dev_f32(y, "linear"), dev_f32(b, "linear bias"), M, N);
-    check_launch("add_bias_rows");
-  }
+  if (b.defined()) binary(y, b, Binary::Add, y);  // the bias, broadcast over the rows
 }
 
 }  // namespace ib::ops::cuda
