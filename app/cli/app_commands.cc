@@ -7,6 +7,7 @@ void register_commands(CLI::App& app) {
   register_serve(app);
   register_synth_model(app);
   register_encode_prompt(app);
+  register_bench(app);
 }
 
 void add_pipeline_options(CLI::App* cmd, PipelineOptions& p) {

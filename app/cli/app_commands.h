@@ -17,5 +17,6 @@ void register_encode_prompt(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_synth_model(CLI::App& app);
 void register_serve(CLI::App& app);
+void register_bench(CLI::App& app);
 
 }  // namespace ib::cli

@@ -10,6 +10,10 @@ void* malloc_device(size_t) { fail("this build of inbetween has no CUDA support 
 void free_device(void*) {}
 void memset_device(void*, int, size_t) { fail("this build of inbetween has no CUDA support"); }
 void memcpy_any(void*, bool, const void*, bool, size_t) { fail("this build of inbetween has no CUDA support"); }
+MemoryStats memory_stats() { return {}; }
+void reset_peak_memory() {}
+void empty_cache() {}
+void synchronize(const char*) {}
 
 }  // namespace ib::cuda
 #endif

@@ -100,6 +100,23 @@ ClipVision ClipVision::load(const TensorStore& w, const ClipConfig& cfg) {
   return m;
 }
 
+void ClipVision::to(Device device, DType linear_dtype) {
+  IB_CHECK(linear_dtype == DType::F32 || linear_dtype == DType::BF16,
+           "ClipVision::to: linear weights as {} are not supported (f32 or bf16)", dtype_name(linear_dtype));
+  auto move = [device](Tensor& t, DType dtype) {
+    t = (device == Device::CUDA ? t.to(Device::CPU).to(dtype) : t).to(device);
+  };
+  move(patch_weight_, linear_dtype);
+  for (Tensor* t : {&cls_embedding_, &pos_embedding_, &pre_norm_weight_, &pre_norm_bias_}) move(*t, DType::F32);
+  for (Block& b : blocks_) {
+    for (Tensor* t : {&b.q_weight, &b.k_weight, &b.v_weight, &b.proj_weight, &b.fc1_weight, &b.fc2_weight})
+      move(*t, linear_dtype);
+    for (Tensor* t : {&b.norm1_weight, &b.norm1_bias, &b.q_bias, &b.k_bias, &b.v_bias, &b.proj_bias, &b.norm2_weight,
+                      &b.norm2_bias, &b.fc1_bias, &b.fc2_bias})
+      move(*t, DType::F32);
+  }
+}
+
 Tensor ClipVision::preprocess(const Tensor& image) const {
   IB_CHECK((image.dim() == 3 && image.size(0) == 3) || (image.dim() == 4 && image.size(1) == 3),
            "CLIP preprocess: expected an image [3, H, W] or [N, 3, H, W], got {}", image.str());
@@ -162,24 +179,17 @@ Tensor ClipVision::encode(const Tensor& pixels) const {
               d += p;
             }
   }
-  const Tensor emb = ops::linear(patches.to(device), patch_weight_).to(Device::CPU);  // [N, G*G, dim]
+  const Tensor emb = ops::linear(patches.to(device), patch_weight_);  // [N, G*G, dim]
 
   // Token 0 = class token, token 1 + G*r + c = patch (r, c); then the position embedding.
-  Tensor x = Tensor::empty({N, T, dim}, DType::F32);
-  {
-    const Tensor cls = cls_embedding_.to(Device::CPU), pos = pos_embedding_.to(Device::CPU);
-    const float* e = emb.data<float>();
-    const float* cp = cls.data<float>();
-    const float* pp = pos.data<float>();
-    float* xp = x.data<float>();
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t t = 0; t < T; ++t) {
-        const float* tok = t == 0 ? cp : e + (n * G * G + t - 1) * dim;
-        for (int64_t j = 0; j < dim; ++j) xp[(n * T + t) * dim + j] = tok[j] + pp[t * dim + j];
-      }
+  Tensor x = Tensor::empty({N, T, dim}, DType::F32, device);  // [N, T, dim]
+  for (int64_t n = 0; n < N; ++n) {
+    copy_bytes(x.select(n).slice(0, 1), cls_embedding_);
+    copy_bytes(x.select(n).slice(1, T), emb.select(n));
   }
+  ops::add_(x, pos_embedding_);  // [T, dim], broadcast over the images
 
-  Tensor h = ops::layer_norm(x.to(device), pre_norm_weight_, pre_norm_bias_, cfg_.eps);  // pre_norm
+  Tensor h = ops::layer_norm(x, pre_norm_weight_, pre_norm_bias_, cfg_.eps);  // pre_norm
   for (const Block& b : blocks_) h = block_forward(b, h);
   return h;  // [N, T, dim]
 }

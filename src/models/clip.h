@@ -21,9 +21,19 @@ class ClipVision {
   // (x - mean_c) / std_c with the OpenAI CLIP constants.
   Tensor preprocess(const Tensor& image) const;
 
-  // pixels: f32 [N, 3, S, S] -> f32 [N, tokens, dim], tokens = (S/patch)^2 + 1: the hidden state
-  // after block num_layers-2 (upstream "use_31_block").
+  // pixels: f32 [N, 3, S, S] (any device) -> f32 [N, tokens, dim], tokens = (S/patch)^2 + 1: the
+  // hidden state after block num_layers-2 (upstream "use_31_block"), on the weights' device
+  // (device()). The patches are cut on the host; everything from the patch embedding on runs on
+  // the weights' device.
   Tensor encode(const Tensor& pixels) const;
+
+  // Moves every weight to `device`; encode() then runs there. On CUDA the matrices of the linear
+  // layers (patch embedding included) become `linear_dtype`: f32 (exact for the release's f16
+  // weights; the default) or bf16 (half the memory, a coarser mantissa than upstream's f16).
+  // Everything else is f32. Moving back to the CPU keeps the dtypes. Destroying the encoder frees
+  // its device memory.
+  void to(Device device, DType linear_dtype = DType::F32);
+  Device device() const { return patch_weight_.device(); }
 
   const ClipConfig& config() const { return cfg_; }
   int64_t num_tokens() const { return grid_ * grid_ + 1; }

@@ -2,6 +2,7 @@
 // relative position bias, gated GELU-tanh feed-forward, final RMSNorm.
 #include "models/t5.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <set>
@@ -76,6 +77,17 @@ void check_config_against_weights(const TensorStore& w, const T5Config& cfg) {
            src, cfg.num_layers, layers);
 }
 
+// [num_buckets, num_heads] -> f32 [num_buckets*num_heads + 1, 1]: the weights in their own order,
+// then the value that replaces the bias of padded keys, the lowest finite f32 (upstream: the
+// lowest finite value of its compute dtype).
+Tensor bias_table(const Tensor& pos_embedding) {
+  const Tensor w = pos_embedding.to(DType::F32);
+  Tensor t = Tensor::empty({w.numel() + 1, 1}, DType::F32);
+  std::copy(w.data<float>(), w.data<float>() + w.numel(), t.data<float>());
+  t.data<float>()[w.numel()] = std::numeric_limits<float>::lowest();
+  return t;
+}
+
 }  // namespace
 
 T5Encoder T5Encoder::load(const TensorStore& weights, const T5Config& cfg) {
@@ -105,7 +117,7 @@ T5Encoder T5Encoder::load(const TensorStore& weights, const T5Config& cfg) {
     b.gate = get(p + "ffn.gate.0.weight", {F, D});
     b.fc1 = get(p + "ffn.fc1.weight", {F, D});
     b.fc2 = get(p + "ffn.fc2.weight", {D, F});
-    b.pos_embedding = get(p + "pos_embedding.embedding.weight", {cfg.num_buckets, cfg.num_heads});
+    b.pos_embedding = bias_table(get(p + "pos_embedding.embedding.weight", {cfg.num_buckets, cfg.num_heads}));
     enc.blocks_.push_back(std::move(b));
   }
   enc.norm_ = get("norm.weight", {D});
@@ -116,24 +128,43 @@ T5Encoder T5Encoder::load(const TensorStore& weights, const T5Config& cfg) {
   return enc;
 }
 
-Tensor T5Encoder::position_bias(const T5Block& block, const std::vector<int64_t>& buckets,
-                                const std::vector<int32_t>& mask) const {
+void T5Encoder::to(Device device, DType linear_dtype) {
+  IB_CHECK(linear_dtype == DType::F32 || linear_dtype == DType::BF16,
+           "T5Encoder::to: linear weights as {} are not supported (f32 or bf16)", dtype_name(linear_dtype));
+  auto move = [device](Tensor& t, DType dtype) {
+    t = (device == Device::CUDA ? t.to(Device::CPU).to(dtype) : t).to(device);
+  };
+  const DType emb = token_embedding_.dtype();
+  move(token_embedding_, emb == DType::F32 || emb == DType::BF16 || emb == DType::F16 ? emb : DType::F32);
+  move(norm_, DType::F32);
+  for (T5Block& b : blocks_) {
+    for (Tensor* t : {&b.q, &b.k, &b.v, &b.o, &b.gate, &b.fc1, &b.fc2}) move(*t, linear_dtype);
+    for (Tensor* t : {&b.norm1, &b.norm2, &b.pos_embedding}) move(*t, DType::F32);
+  }
+}
+
+Tensor T5Encoder::position_bias_index(const std::vector<int32_t>& mask) const {
   const int64_t H = cfg_.num_heads, L = static_cast<int64_t>(mask.size());
-  const Tensor table = block.pos_embedding.to(DType::F32);  // [num_buckets, H]
-  const float* tp = table.data<float>();
-  Tensor e = Tensor::empty({H, L, L}, DType::F32);  // [H, Lq, Lk]
-  float* ep = e.data<float>();
-  // Padded keys: the bias is replaced (not incremented) by the lowest finite value (f32 here).
-  const float masked = std::numeric_limits<float>::lowest();
+  const int64_t masked = cfg_.num_buckets * H;  // the table's last entry
+  IB_CHECK(H * L * L <= std::numeric_limits<int32_t>::max(), "T5 encode: {} tokens are too many", L);
+  // bucket_of[rel + L - 1] for rel = key - query in [-(L-1), L-1].
+  std::vector<int32_t> bucket_of(static_cast<size_t>(2 * L - 1));
+  for (int64_t rel = -(L - 1); rel < L; ++rel)
+    bucket_of[static_cast<size_t>(rel + L - 1)] =
+        static_cast<int32_t>(t5_relative_position_bucket(rel, cfg_.num_buckets, cfg_.max_distance));
+  Tensor index = Tensor::empty({H * L * L}, DType::I32);  // [H, Lq, Lk]
+  int32_t* ip = index.data<int32_t>();
   parallel_for(H * L, 16, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t n = r / L, i = r % L;
-      float* row = ep + r * L;
+      int32_t* row = ip + r * L;
       for (int64_t j = 0; j < L; ++j)
-        row[j] = mask[static_cast<size_t>(j)] == 0 ? masked : tp[buckets[static_cast<size_t>(i * L + j)] * H + n];
+        row[j] = mask[static_cast<size_t>(j)] == 0
+                     ? static_cast<int32_t>(masked)
+                     : static_cast<int32_t>(bucket_of[static_cast<size_t>(j - i + L - 1)] * H + n);
     }
   });
-  return e;
+  return index;
 }
 
 Tensor T5Encoder::encode(const std::vector<int32_t>& ids, const std::vector<int32_t>& mask) const {
@@ -144,12 +175,17 @@ Tensor T5Encoder::encode(const std::vector<int32_t>& ids, const std::vector<int3
     if (trace_) trace_(name, t);
   };
 
-  std::vector<int64_t> buckets(static_cast<size_t>(L * L));  // [Lq, Lk], rel = key - query
-  for (int64_t i = 0; i < L; ++i)
-    for (int64_t j = 0; j < L; ++j)
-      buckets[static_cast<size_t>(i * L + j)] = t5_relative_position_bucket(j - i, cfg_.num_buckets, cfg_.max_distance);
+  // The CUDA lookup cannot check ids on the device; check them here for both backends.
+  for (size_t i = 0; i < ids.size(); ++i)
+    IB_CHECK(ids[i] >= 0 && ids[i] < cfg_.vocab, "T5 encode: token id {} at position {} is outside the vocabulary of {}",
+             ids[i], i, cfg_.vocab);
+  const Device dev = device();
+  const int64_t H = cfg_.num_heads;
+  // Position bias of every layer: bias[n, i, j] = pos_embedding[bucket(j - i), n], or the mask
+  // value for padded keys j, as one lookup per layer into the block's table with this index.
+  const Tensor bias_index = position_bias_index(mask).to(dev);  // i32 [H*L*L]
 
-  Tensor x = ops::embedding(token_embedding_, Tensor::from_vector(ids, {L}));  // [L, dim]
+  Tensor x = ops::embedding(token_embedding_, Tensor::from_vector(ids, {L}).to(dev));  // [L, dim]
   trace("token_embedding", x);
   ops::AttentionArgs args;
   args.num_heads = cfg_.num_heads;
@@ -157,7 +193,7 @@ Tensor T5Encoder::encode(const std::vector<int32_t>& ids, const std::vector<int3
   for (size_t l = 0; l < blocks_.size(); ++l) {
     const T5Block& b = blocks_[l];
     const std::string p = fmt::format("blocks.{}.", l);
-    args.bias = position_bias(b, buckets, mask);  // [H, L, L]
+    args.bias = ops::embedding(b.pos_embedding, bias_index).view({H, L, L});  // [H, L, L]
     trace(p + "pos_embedding", args.bias);
     // Self-attention.
     const Tensor a = ops::rms_norm(x, b.norm1, cfg_.eps);  // [L, dim]

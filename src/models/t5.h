@@ -1,6 +1,7 @@
 // umT5 encoder (upstream wan/modules/t5.py, T5Encoder with per-layer relative position bias):
 // token ids -> f32 [L, dim] hidden states for every position. Weights stay in the checkpoint's
-// dtype (bf16 in the release); activations are f32. Spec sections 3.6-3.8.
+// dtype (bf16 in the release); activations are f32. Runs on the CPU, or on CUDA after to().
+// Spec sections 3.6-3.8.
 #pragma once
 
 #include <cstdint>
@@ -26,7 +27,10 @@ struct T5Block {
   Tensor norm2;          // [dim]
   Tensor gate, fc1;      // ffn.gate.0, ffn.fc1: [dim_ffn, dim]
   Tensor fc2;            // [dim, dim_ffn]
-  Tensor pos_embedding;  // pos_embedding.embedding.weight: [num_buckets, num_heads]
+  // pos_embedding.embedding.weight as f32, flattened (entry bucket*num_heads + head), followed by
+  // one entry holding the mask value: [num_buckets*num_heads + 1, 1]. The bias [H, L, L] is then
+  // one embedding lookup of this table (see encode).
+  Tensor pos_embedding;
 };
 
 class T5Encoder {
@@ -35,20 +39,32 @@ class T5Encoder {
   // the weights), keeping the tensors as stored.
   static T5Encoder load(const TensorStore& weights, const T5Config& cfg);
 
-  // ids, mask: [L] (mask 1 = token, 0 = padding). Returns f32 [L, dim], all positions.
+  // ids, mask: [L] (mask 1 = token, 0 = padding). Returns f32 [L, dim], all positions, on the
+  // device the weights are on (device()). On CUDA the only host work is checking the ids and
+  // building the [H, L, L] index of the position-bias lookup; both are copied to the device once.
   Tensor encode(const std::vector<int32_t>& ids, const std::vector<int32_t>& mask) const;
 
-  // Debug hook: when set, called with each named intermediate ("blocks.0.attn.q", ...). The
-  // tensor may be updated in place afterwards (the residual stream): copy it to keep it.
+  // Moves every weight to `device`; encode() then runs there. On CUDA the matrices of the linear
+  // layers become `linear_dtype` (bf16: the release's own dtype, as upstream runs T5; or f32,
+  // exact but twice the memory: 22 GB for umT5-XXL), the token embedding keeps its stored float
+  // dtype (the lookup widens it exactly) and the norm weights are f32. Moving back to the CPU
+  // keeps the dtypes. To free the GPU memory after encoding, destroy the encoder (the device
+  // copies are released with it); to(Device::CPU) instead keeps a host copy for later prompts.
+  void to(Device device, DType linear_dtype = DType::BF16);
+  Device device() const { return norm_.device(); }
+
+  // Debug hook: when set, called with each named intermediate ("blocks.0.attn.q", ...), on the
+  // encoder's device. The tensor may be updated in place afterwards (the residual stream): copy it
+  // to keep it.
   using Trace = std::function<void(const std::string& name, const Tensor& value)>;
   void set_trace(Trace trace) { trace_ = std::move(trace); }
 
   const T5Config& config() const { return cfg_; }
 
  private:
-  // Per-layer position bias with the padding mask applied: f32 [num_heads, L, L].
-  Tensor position_bias(const T5Block& block, const std::vector<int64_t>& buckets,
-                       const std::vector<int32_t>& mask) const;
+  // Indices into every block's pos_embedding table that give the position bias with the padding
+  // mask applied: i32 [num_heads * L * L] (head, query, key), on the CPU.
+  Tensor position_bias_index(const std::vector<int32_t>& mask) const;
 
   T5Config cfg_;
   Tensor token_embedding_;  // [vocab, dim]

@@ -8,9 +8,8 @@
 #include <string>
 
 #include "core/check.h"
-#include "ops/attention.h"
 #include "ops/conv.h"
-#include "ops/linear.h"
+#include "ops/vae_attention.h"
 #include "ops/vae_latent.h"
 #include "ops/vae_layout.h"
 #include "ops/vae_norm.h"
@@ -69,10 +68,8 @@ class WeightLoader {
     AttentionBlock a;
     a.dim = c;
     a.norm = get(p + ".norm.gamma", {c, 1, 1});
-    const Tensor w = get(p + ".to_qkv.weight", {3 * c, c, 1, 1}).view({3 * c, c});
-    const Tensor b = get(p + ".to_qkv.bias", {3 * c});
-    a.q_w = w.slice(0, c), a.k_w = w.slice(c, 2 * c), a.v_w = w.slice(2 * c, 3 * c);
-    a.q_b = b.slice(0, c), a.k_b = b.slice(c, 2 * c), a.v_b = b.slice(2 * c, 3 * c);
+    a.qkv_w = get(p + ".to_qkv.weight", {3 * c, c, 1, 1}).view({3 * c, c});
+    a.qkv_b = get(p + ".to_qkv.bias", {3 * c});
     const Conv proj = conv2d(p + ".proj", c, c, 1);
     a.proj = Conv{proj.weight.view({c, c, 1, 1, 1}), proj.bias};
     return a;
@@ -163,16 +160,11 @@ Tensor residual_block(const ResidualBlock& b, const Tensor& x, FeatCache& cache)
 Tensor attention_block(const AttentionBlock& a, const Tensor& x) {
   const int64_t C = x.size(0), T = x.size(1), H = x.size(2), W = x.size(3);
   const Tensor n = ops::rms_norm_channels(x, a.norm);  // per position, so all frames at once
-  ops::AttentionArgs args;
-  args.num_heads = 1;
-  args.scale = 1.0f / std::sqrt(static_cast<float>(C));
+  const float scale = 1.0f / std::sqrt(static_cast<float>(C));
   std::vector<Tensor> frames;
   for (int64_t t = 0; t < T; ++t) {
-    const Tensor tokens = ops::transpose2d(ops::slice_frames(n, t, t + 1).view({C, H * W}));  // [HW, C]
-    const Tensor q = ops::linear(tokens, a.q_w, a.q_b), k = ops::linear(tokens, a.k_w, a.k_b),
-                 v = ops::linear(tokens, a.v_w, a.v_b);              // [HW, C]
-    const Tensor o = ops::attention(q, k, v, args);                  // [HW, C]
-    const Tensor o_cf = ops::transpose2d(o).view({C, 1, H, W});      // [C, 1, H, W]
+    const Tensor nt = ops::slice_frames(n, t, t + 1).view({C, H * W});                        // [C, HW]
+    const Tensor o_cf = ops::pixel_attention(nt, a.qkv_w, a.qkv_b, scale).view({C, 1, H, W});  // [C, 1, H, W]
     const Tensor xt = T == 1 ? x : ops::slice_frames(x, t, t + 1);
     frames.push_back(ops::conv3d(o_cf, a.proj.weight, a.proj.bias, {}, xt));
   }
@@ -367,6 +359,53 @@ WanVAE WanVAE::load(const TensorStore& store, const VaeConfig& cfg) {
   return v;
 }
 
+void WanVAE::to(Device device, DType conv_dtype) {
+  IB_CHECK(conv_dtype == DType::F32 || (conv_dtype == DType::BF16 && device == Device::CUDA),
+           "WanVAE::to: conv weights as {} on {} are not supported (bf16 runs on CUDA only)", dtype_name(conv_dtype),
+           device_name(device));
+  auto move = [device](Tensor& t, DType dtype) {
+    if (t.defined()) t = t.to(Device::CPU).to(dtype).to(device);  // dtype conversion happens on the CPU
+  };
+  auto conv = [&](Conv& c) {
+    move(c.weight, conv_dtype);
+    move(c.bias, DType::F32);
+  };
+  auto layers = [&](std::vector<Layer>& ls) {
+    for (Layer& l : ls) {
+      if (auto* b = std::get_if<ResidualBlock>(&l)) {
+        move(b->norm1, DType::F32);
+        move(b->norm2, DType::F32);
+        conv(b->conv1);
+        conv(b->conv2);
+        conv(b->shortcut);
+      } else if (auto* a = std::get_if<AttentionBlock>(&l)) {
+        move(a->norm, DType::F32);
+        move(a->qkv_w, conv_dtype);
+        move(a->qkv_b, DType::F32);
+        conv(a->proj);
+      } else {
+        Resample& r = std::get<Resample>(l);
+        conv(r.resample);
+        conv(r.time_conv);
+      }
+    }
+  };
+  conv(encoder_.conv1);
+  layers(encoder_.downsamples);
+  layers(encoder_.middle);
+  move(encoder_.head_norm, DType::F32);
+  conv(encoder_.head_conv);
+  conv(decoder_.conv1);
+  layers(decoder_.middle);
+  layers(decoder_.upsamples);
+  move(decoder_.head_norm, DType::F32);
+  conv(decoder_.head_conv);
+  conv(conv1_);
+  conv(conv2_);
+  device_ = device;
+  conv_dtype_ = conv_dtype;
+}
+
 Tensor WanVAE::encode(const Tensor& video) const {
   IB_CHECK(video.dtype() == DType::F32 && video.dim() == 4 && video.size(0) == 3,
            "vae encode: expected an f32 video [3, F, H, W], got {}", video.str());
@@ -377,12 +416,13 @@ Tensor WanVAE::encode(const Tensor& video) const {
            "vae encode: height and width must be positive multiples of {}, got {}x{}", sf, H, W);
 
   // Frame 0 alone, then chunks of tf frames; each chunk yields one latent frame.
+  const Tensor input = video.to(device_);
   FeatCache cache;
   std::vector<Tensor> chunks;
   for (int64_t t0 = 0; t0 < F; t0 = t0 == 0 ? 1 : t0 + tf) {
     cache.start_chunk();
     const int64_t t1 = t0 == 0 ? 1 : t0 + tf;
-    chunks.push_back(encoder_chunk(encoder_, ops::slice_frames(video, t0, t1), cache));
+    chunks.push_back(encoder_chunk(encoder_, ops::slice_frames(input, t0, t1), cache));
   }
   const Tensor out = ops::cat_frames(chunks);  // [2·z_dim, T', h, w]
 
@@ -399,8 +439,9 @@ Tensor WanVAE::decode(const Tensor& latent) const {
   IB_CHECK(T >= 1 && h > 0 && w > 0, "vae decode: empty latent {}", latent.str());
   const int64_t tf = temporal_factor_, sf = spatial_factor_;
 
-  const Tensor x = ops::conv3d(ops::latent_denormalize(latent, mean_, inv_std_), conv2_.weight, conv2_.bias);
-  Tensor video = Tensor::empty({3, 1 + tf * (T - 1), sf * h, sf * w}, DType::F32, latent.device());
+  const Tensor z = latent.to(device_);
+  const Tensor x = ops::conv3d(ops::latent_denormalize(z, mean_, inv_std_), conv2_.weight, conv2_.bias);
+  Tensor video = Tensor::empty({3, 1 + tf * (T - 1), sf * h, sf * w}, DType::F32, device_);
   FeatCache cache;
   int64_t f = 0;
   for (int64_t t = 0; t < T; ++t) {

@@ -32,9 +32,9 @@ struct ResidualBlock {
 // Single-head self-attention over the pixels of each frame (`norm`, `to_qkv`, `proj`).
 struct AttentionBlock {
   int64_t dim = 0;
-  Tensor norm;                             // gamma [C, 1, 1]
-  Tensor q_w, q_b, k_w, k_b, v_w, v_b;     // rows of to_qkv: [C, C], [C]
-  Conv proj;                               // [C, C, 1, 1, 1]
+  Tensor norm;           // gamma [C, 1, 1]
+  Tensor qkv_w, qkv_b;   // to_qkv as [3C, C], [3C]: rows 0..C-1 are q, C..2C-1 k, 2C..3C-1 v
+  Conv proj;             // [C, C, 1, 1, 1]
 };
 
 enum class ResampleMode { Upsample2d, Upsample3d, Downsample2d, Downsample3d };
@@ -73,10 +73,20 @@ class WanVAE {
   // Only z_dim = 16 is supported (the latent normalisation constants exist only for it).
   static WanVAE load(const TensorStore& w, const VaeConfig& cfg);
 
+  // Moves the weights to `device`. conv_dtype is the dtype of the conv and attention-projection
+  // weights: f32 (exact) or, on CUDA only, bf16 (bf16 operands on the tensor cores with f32
+  // accumulation, like upstream's bf16 autocast; half the weight memory). Norms and biases stay
+  // f32, and so do the activations between the layers.
+  void to(Device device, DType conv_dtype = DType::F32);
+  Device device() const { return device_; }
+  DType conv_dtype() const { return conv_dtype_; }
+
   // video: f32 [3, F, H, W] in [-1, 1] with F = 1 + 4k and H, W multiples of 8. Returns the
-  // normalised latent mean [z_dim, 1 + (F-1)/4, H/8, W/8].
+  // normalised latent mean [z_dim, 1 + (F-1)/4, H/8, W/8] on the model's device (an input on
+  // another device is copied over first).
   Tensor encode(const Tensor& video) const;
-  // latent: normalised f32 [z_dim, T, h, w]. Returns [3, 1 + 4(T-1), 8h, 8w] clamped to [-1, 1].
+  // latent: normalised f32 [z_dim, T, h, w]. Returns [3, 1 + 4(T-1), 8h, 8w] clamped to [-1, 1],
+  // on the model's device.
   Tensor decode(const Tensor& latent) const;
 
   const VaeConfig& config() const { return cfg_; }
@@ -85,6 +95,8 @@ class WanVAE {
 
  private:
   VaeConfig cfg_;
+  Device device_ = Device::CPU;
+  DType conv_dtype_ = DType::F32;
   int64_t temporal_factor_ = 4, spatial_factor_ = 8;
   vae::Encoder3d encoder_;
   vae::Decoder3d decoder_;

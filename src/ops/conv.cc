@@ -6,8 +6,9 @@ namespace ib::ops {
 
 Tensor conv3d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv3dArgs& a, const Tensor& residual) {
   IB_CHECK(x.dtype() == DType::F32 && x.dim() == 4, "conv3d: input must be f32 [Cin, T, H, W], got {}", x.str());
-  IB_CHECK(w.dtype() == DType::F32 && w.dim() == 5, "conv3d: weight must be f32 [Cout, Cin, kt, kh, kw], got {}",
-           w.str());
+  IB_CHECK((w.dtype() == DType::F32 || (w.dtype() == DType::BF16 && w.device() == Device::CUDA)) && w.dim() == 5,
+           "conv3d: weight must be f32 (or bf16 on CUDA) [Cout, Cin, kt, kh, kw], got {} on {}", w.str(),
+           device_name(w.device()));
   IB_CHECK(w.size(1) == x.size(0), "conv3d: input {} does not match weight {}", x.str(), w.str());
   IB_CHECK(!b.defined() || (b.dtype() == DType::F32 && b.numel() == w.size(0)),
            "conv3d: bias {} does not match weight {}", b.str(), w.str());

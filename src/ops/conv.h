@@ -21,10 +21,11 @@ struct Conv3dArgs {
   }
 };
 
-// x: f32 [Cin, T, H, W]; w: f32 [Cout, Cin, kt, kh, kw]; b: optional [Cout]; residual: optional
-// f32 [Cout, To, Ho, Wo], added to the output (a fused skip connection). Returns f32
-// [Cout, To, Ho, Wo] with To = (pad_front + T - kt) / stride_t + 1, Ho = (pad_top + H + pad_bottom
-// - kh) / stride_h + 1, Wo likewise.
+// x: f32 [Cin, T, H, W]; w: f32 [Cout, Cin, kt, kh, kw] (or bf16 on CUDA: the input is rounded
+// to bf16 and the products run on the tensor cores with f32 accumulation); b: optional f32 [Cout];
+// residual: optional f32 [Cout, To, Ho, Wo], added to the output (a fused skip connection).
+// Returns f32 [Cout, To, Ho, Wo] with To = (pad_front + T - kt) / stride_t + 1, Ho = (pad_top + H
+// + pad_bottom - kh) / stride_h + 1, Wo likewise.
 Tensor conv3d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), const Conv3dArgs& args = {},
               const Tensor& residual = Tensor());
 
@@ -39,6 +40,11 @@ void conv3d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv3dArgs&
 namespace cuda {
 void conv3d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv3dArgs& args, const Tensor& residual,
             const Tensor& y);
+// Which implementation the CUDA conv3d uses (the GPU tests run both): Auto is cuDNN where the build
+// has it (falling back per shape when cuDNN offers no algorithm), else im2col + cuBLAS GEMM.
+enum class ConvBackend { Auto, Cudnn, Gemm };
+void set_conv_backend(ConvBackend backend);
+bool conv_backend_available(ConvBackend backend);
 }
 
 }  // namespace ib::ops

@@ -20,14 +20,11 @@ Tensor cat_frames(const std::vector<Tensor>& xs) {
   Shape out_shape = x0.shape();
   out_shape[1] = T;
   Tensor y = Tensor::empty(out_shape, x0.dtype(), x0.device());
-  for (int64_t c = 0; c < x0.size(0); ++c) {
-    const Tensor yc = y.select(c);
-    int64_t t = 0;
-    for (const Tensor& x : xs) {
-      if (x.size(1) == 0) continue;
-      copy_bytes(yc.slice(t, t + x.size(1)), x.select(c));
-      t += x.size(1);
-    }
+  int64_t t = 0;
+  for (const Tensor& x : xs) {
+    if (x.size(1) == 0) continue;
+    IB_DISPATCH(x0.device(), copy_frames, x, y, FrameBlock{0, 0, 0, t, x0.size(0), x.size(1)});
+    t += x.size(1);
   }
   return y;
 }
@@ -38,8 +35,7 @@ Tensor slice_frames(const Tensor& x, int64_t t0, int64_t t1) {
   Shape out_shape = x.shape();
   out_shape[1] = t1 - t0;
   Tensor y = Tensor::empty(out_shape, x.dtype(), x.device());
-  if (t1 > t0)
-    for (int64_t c = 0; c < x.size(0); ++c) copy_bytes(y.select(c), x.select(c).slice(t0, t1));
+  if (t1 > t0) IB_DISPATCH(x.device(), copy_frames, x, y, FrameBlock{0, t0, 0, 0, x.size(0), t1 - t0});
   return y;
 }
 
@@ -50,12 +46,9 @@ Tensor interleave_channel_halves(const Tensor& x) {
   out_shape[0] = C;
   out_shape[1] = 2 * T;
   Tensor y = Tensor::empty(out_shape, x.dtype(), x.device());
-  for (int64_t c = 0; c < C; ++c) {
-    const Tensor yc = y.select(c), lo = x.select(c), hi = x.select(C + c);
-    for (int64_t k = 0; k < T; ++k) {
-      copy_bytes(yc.select(2 * k), lo.select(k));
-      copy_bytes(yc.select(2 * k + 1), hi.select(k));
-    }
+  for (int64_t k = 0; k < T; ++k) {
+    IB_DISPATCH(x.device(), copy_frames, x, y, FrameBlock{0, k, 0, 2 * k, C, 1});
+    IB_DISPATCH(x.device(), copy_frames, x, y, FrameBlock{C, k, 0, 2 * k + 1, C, 1});
   }
   return y;
 }

@@ -22,13 +22,22 @@ Tensor upsample_nearest2x(const Tensor& x);
 // x: f32 [R, C] -> [C, R].
 Tensor transpose2d(const Tensor& x);
 
+// The copy behind cat_frames, slice_frames and interleave_channel_halves: frames [src_t0,
+// src_t0 + frames) of channels [src_c0, src_c0 + channels) of src [Cs, Ts, ...] go to frames
+// [dst_t0, ...) of channels [dst_c0, ...) of dst [Cd, Td, ...] (same dtype and trailing dims).
+struct FrameBlock {
+  int64_t src_c0 = 0, src_t0 = 0, dst_c0 = 0, dst_t0 = 0, channels = 0, frames = 0;
+};
+
 namespace cpu {
 void upsample_nearest2x(const Tensor& x, const Tensor& y);
 void transpose2d(const Tensor& x, const Tensor& y);
+void copy_frames(const Tensor& src, const Tensor& dst, const FrameBlock& b);
 }  // namespace cpu
 namespace cuda {
 void upsample_nearest2x(const Tensor& x, const Tensor& y);
 void transpose2d(const Tensor& x, const Tensor& y);
+void copy_frames(const Tensor& src, const Tensor& dst, const FrameBlock& b);
 }  // namespace cuda
 
 }  // namespace ib::ops

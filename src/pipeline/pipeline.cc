@@ -18,17 +18,33 @@
 #include "models/vae.h"
 #include "ops/elementwise.h"
 #include "ops/resize.h"
+#include "ops/sampler.h"
 #include "pipeline/conditioning.h"
 #include "pipeline/generate_internal.h"
 #include "pipeline/scheduler.h"
 #include "text/prompt.h"
 #include "text/tokenizer.h"
 
+#ifdef INBETWEEN_HAVE_CUDA
+#include "core/cuda_memory.h"
+#include "gpu/dit_runner.h"
+#endif
+
 namespace ib {
 
 namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+}  // namespace
+
+// v = v_u + g (v_c - v_u), f32, on the velocities' device.
+Tensor guided_velocity(const Tensor& vc, const Tensor& vu, float g) { return ops::cfg_combine(vc, vu, g); }
+
+// One sampler step on the latent's device (the scheduler keeps its history there).
+Tensor scheduler_step(Scheduler& sched, const Tensor& v, const Tensor& x) { return sched.step(v, x); }
+
+namespace {
 
 // Concatenates [Ca, ...] and [Cb, ...] along dim 0.
 Tensor concat0(const Tensor& a, const Tensor& b) {
@@ -67,16 +83,25 @@ struct Pipeline::Impl {
   std::optional<ClipVision> clip;
   std::optional<WanVAE> vae;
   std::optional<WanDiT> dit;
+#ifdef INBETWEEN_HAVE_CUDA
+  // --device cuda --precision bf16: the GPU engine's DiT (src/gpu/); the f32 precision keeps the
+  // reference WanDiT on the device instead.
+  std::unique_ptr<gpu::DitRunner> runner;
+#endif
   IntermediateFn dump;
 
   void emit(const std::string& name, const Tensor& t) const {
-    if (dump) dump(name, t);
+    if (dump) dump(name, t.device() == Device::CPU ? t : t.to(Device::CPU));
   }
+  bool use_runner() const { return device == Device::CUDA && opts.precision == "bf16"; }
 
   // Trimmed T5 output [Lt, dim] for a prompt.
   Tensor encode_text(const std::string& prompt) {
     if (!tokenizer) tokenizer = text::Tokenizer::load(folder.tokenizer_path);
-    if (!t5) t5 = T5Encoder::load(*open_tensor_store(folder.t5_path), folder.t5);
+    if (!t5) {
+      t5 = T5Encoder::load(*open_tensor_store(folder.t5_path), folder.t5);
+      if (device == Device::CUDA) t5->to(Device::CUDA, DType::BF16);  // upstream runs T5 in bf16
+    }
     const text::Tokens tok = tokenizer->encode(text::clean_prompt(prompt), folder.dit.text_len);
     const Tensor hidden = t5->encode(tok.ids, tok.mask);
     return hidden.slice(0, tok.length).clone();
@@ -106,7 +131,8 @@ std::string Pipeline::describe() const {
   return fmt::format("Wan2.1 {} DiT dim {} x {} layers ({} heads), text_len {}, device {}", d.model_type, d.dim,
                      d.num_layers, d.num_heads, d.text_len,
                      impl_->device == Device::CUDA
-                         ? fmt::format("cuda (DiT in {}; text, image and VAE on the CPU)", impl_->opts.precision)
+                         ? fmt::format("cuda (DiT in {}{}; text, image and VAE on the CPU)", impl_->opts.precision,
+                                       impl_->opts.precision == "bf16" ? ", GPU engine" : "")
                          : std::string("cpu"));
 }
 
@@ -184,6 +210,9 @@ GeneratedVideo Pipeline::generate(const GenerateOptions& o, const ProgressFn& pr
   report("text", 1, 2, -1);
   const Tensor context_null =
       im.encode_text(o.negative_prompt.empty() ? text::default_negative_prompt(type) : o.negative_prompt);
+  // On the GPU, T5 (11 GB at full size) leaves the device once both prompts are encoded; the next
+  // generation maps it again.
+  if (im.device == Device::CUDA) im.t5.reset();
   im.emit("context", context);
   im.emit("context_null", context_null);
   end_stage("text");
@@ -191,7 +220,10 @@ GeneratedVideo Pipeline::generate(const GenerateOptions& o, const ProgressFn& pr
   Tensor clip_context, y;
   if (uses_image) {
     report("image", 0, 1, -1);
-    if (!im.clip) im.clip = ClipVision::load(*open_tensor_store(f.clip_path), f.clip);
+    if (!im.clip) {
+      im.clip = ClipVision::load(*open_tensor_store(f.clip_path), f.clip);
+      if (im.device == Device::CUDA) im.clip->to(Device::CUDA, DType::F32);
+    }
     const int64_t n_img = uses_last ? 2 : 1;
     Tensor pixels = Tensor::empty({n_img, 3, f.clip.image_size, f.clip.image_size}, DType::F32);
     const Tensor p0 = im.clip->preprocess(first);
@@ -218,29 +250,49 @@ GeneratedVideo Pipeline::generate(const GenerateOptions& o, const ProgressFn& pr
   }
 
   report("load", 0, 1, -1);
-  if (!im.dit) {
+#ifdef INBETWEEN_HAVE_CUDA
+  if (im.use_runner() && !im.runner) {
+    // The release's weights, memory-mapped, converted to the engine's bf16 formats on the GPU.
+    const WanDiT host = WanDiT::load(*open_tensor_store(f.dit_path), f.dit);
+    im.runner = gpu::DitRunner::create(host);
+  }
+#endif
+  if (!im.use_runner() && !im.dit) {
     im.dit = WanDiT::load(*open_tensor_store(f.dit_path), f.dit);
-    if (im.device == Device::CUDA) im.dit->to(Device::CUDA, im.opts.precision == "bf16" ? DType::BF16 : DType::F32);
+    if (im.device == Device::CUDA) im.dit->to(Device::CUDA, DType::F32);
   }
   end_stage("load-dit");
 
   auto sched = Scheduler::create(parse_solver(o.solver), o.steps, o.shift);
-  Tensor x = noise;
   const auto loop_start = Clock::now();
   const int n = o.steps;
   report("denoise", 0, n, -1);
+  // The GPU engine keeps the latent, the conditioning and the projected text/image keys and values
+  // on the device from the first step to the last.
+  Tensor x = im.use_runner() ? noise.to(Device::CUDA) : noise;
+  std::function<std::pair<Tensor, Tensor>(double)> velocities;
+#ifdef INBETWEEN_HAVE_CUDA
+  gpu::DitContext ctx_c, ctx_u;
+  Tensor y_dev;
+  if (im.use_runner()) {
+    ctx_c = im.runner->prepare(context, clip_context);
+    ctx_u = im.runner->prepare(context_null, clip_context);
+    if (y.defined()) y_dev = y.to(Device::CUDA);
+    velocities = [&](double t) {
+      return std::pair{im.runner->forward(x, t, ctx_c, y_dev), im.runner->forward(x, t, ctx_u, y_dev)};
+    };
+  }
+#endif
+  if (!velocities)
+    velocities = [&](double t) {
+      return std::pair{im.dit->forward(x, t, context, clip_context, y),
+                       im.dit->forward(x, t, context_null, clip_context, y)};
+    };
   for (int i = 0; i < n; ++i) {
     const double t = static_cast<double>(sched->timesteps()[static_cast<size_t>(i)]);
-    const Tensor vc = im.dit->forward(x, t, context, clip_context, y);
-    const Tensor vu = im.dit->forward(x, t, context_null, clip_context, y);
-    // v = v_u + g (v_c - v_u), f32.
-    Tensor v = Tensor::empty(vc.shape(), DType::F32);
-    const float g = static_cast<float>(o.guidance);
-    const float* pc = vc.data<float>();
-    const float* pu = vu.data<float>();
-    float* pv = v.data<float>();
-    for (int64_t k = 0; k < v.numel(); ++k) pv[k] = pu[k] + g * (pc[k] - pu[k]);
-    x = sched->step(v, x);
+    const auto [vc, vu] = velocities(t);
+    const Tensor v = guided_velocity(vc, vu, static_cast<float>(o.guidance));
+    x = scheduler_step(*sched, v, x);
     im.emit(fmt::format("latent_{}", i + 1), x);
     const double per_step = seconds_since(loop_start) / (i + 1);
     report("denoise", i + 1, n, per_step * (n - i - 1) + per_step * 0.5);
@@ -249,7 +301,7 @@ GeneratedVideo Pipeline::generate(const GenerateOptions& o, const ProgressFn& pr
 
   report("vae-decode", 0, 1, -1);
   if (!im.vae) im.vae = WanVAE::load(*open_tensor_store(f.vae_path), f.vae);
-  const Tensor video = im.vae->decode(x);
+  const Tensor video = im.vae->decode(x.to(Device::CPU));
   im.emit("video", video);
   end_stage("vae-decode");
   report("vae-decode", 1, 1, 0);

@@ -1,12 +1,15 @@
 // Upstream Wan2.1's FlowUniPCMultistepScheduler and FlowDPMSolverMultistepScheduler (spec §9),
-// restricted to the configuration generate.py uses. Every tensor expression is evaluated
-// elementwise with one f32 rounding per upstream tensor op, in upstream's order; scalar factors
-// (0-dim f32 tensors upstream) are formed first in f32 and then multiply the tensors.
+// restricted to the configuration generate.py uses. Scalar factors (0-dim f32 tensors upstream)
+// are formed here first, in f32 on the host; the tensor expressions run as ops::sampler_update /
+// ops::flow_data_prediction on the tensors' device, elementwise with one f32 rounding per upstream
+// tensor op, in upstream's order.
 #include "pipeline/scheduler.h"
 
 #include <algorithm>
 #include <cmath>
 #include <string>
+
+#include "ops/sampler.h"
 
 // Each f32 product/sum must be rounded on its own, as in upstream's separate tensor ops: no FMA
 // contraction (GCC in ISO mode already does not contract; clang would).
@@ -28,9 +31,9 @@ Tensor Scheduler::step(const Tensor& model_output, const Tensor& sample) {
   IB_CHECK(step_index_ < num_steps(), "scheduler step: all {} steps have been taken", num_steps());
   IB_CHECK(model_output.defined() && sample.defined(), "scheduler step: undefined tensor");
   IB_CHECK(model_output.dtype() == DType::F32 && sample.dtype() == DType::F32 &&
-               model_output.device() == Device::CPU && sample.device() == Device::CPU,
-           "scheduler step: model_output {} and sample {} must be f32 CPU tensors", model_output.str(),
-           sample.str());
+               model_output.device() == sample.device(),
+           "scheduler step: model_output {} ({}) and sample {} ({}) must be f32 tensors on one device",
+           model_output.str(), device_name(model_output.device()), sample.str(), device_name(sample.device()));
   IB_CHECK(model_output.shape() == sample.shape(), "scheduler step: model_output {} and sample {} differ in shape",
            model_output.str(), sample.str());
   Tensor out = step_at(step_index_, model_output, sample);
@@ -81,18 +84,8 @@ float lambda_of(float sigma) {
   return log_f32(alpha) - log_f32(sigma);
 }
 
-const float* f32(const Tensor& t) { return t.data<float>(); }
-
 // x0 prediction of flow matching: m = x − σ·v.
-Tensor data_prediction(const Tensor& v, const Tensor& x, float sigma) {
-  Tensor m = Tensor::empty(x.shape(), DType::F32);
-  const float* vp = f32(v);
-  const float* xp = f32(x);
-  float* mp = m.data<float>();
-  const int64_t n = x.numel();
-  for (int64_t i = 0; i < n; ++i) mp[i] = xp[i] - sigma * vp[i];
-  return m;
-}
+Tensor data_prediction(const Tensor& v, const Tensor& x, float sigma) { return ops::flow_data_prediction(v, x, sigma); }
 
 // torch.linalg.solve of [[1, 1], [r, 1]]·ρ = b in f32 as the reference's LAPACK (getrf + getrs)
 // did it, which reproduces the fixtures bit for bit: LU with partial pivoting (rows swap only when
@@ -156,30 +149,19 @@ class UniPC final : public Scheduler {
     const float c_m = alpha_t * phi;
     const float c_b = alpha_t * B;
 
-    Tensor out = Tensor::empty(x.shape(), DType::F32);
-    float* op = out.data<float>();
-    const float* xp = f32(x);
-    const float* m0 = f32(m_prev_);
-    const int64_t n = x.numel();
+    ops::SamplerArgs a;
+    a.c_x = c_x;
+    a.c_m = c_m;
+    a.c_b = c_b;
     if (order == 1) {
       // pred_res = 0 (a Python int): x_t = x_t_ − (α_t·B)·0.
-      const float zero_res = c_b * 0.0f;
-      for (int64_t i = 0; i < n; ++i) {
-        const float base = c_x * xp[i] - c_m * m0[i];
-        op[i] = base - zero_res;
-      }
-    } else {
-      // D1 = (m_prev − m0)/r with r = (λ(sig[k−1]) − λ_s)/h; order 2 uses the hard-coded ρ = 0.5.
-      const float r = (lambda_of(sig(k - 1)) - lambda_s) / h;
-      const float* m1 = f32(m_prev2_);
-      for (int64_t i = 0; i < n; ++i) {
-        const float base = c_x * xp[i] - c_m * m0[i];
-        const float d1 = (m1[i] - m0[i]) / r;
-        const float pred_res = 0.5f * d1;
-        op[i] = base - c_b * pred_res;
-      }
+      a.update = ops::SamplerUpdate::UniPCPredictor1;
+      return ops::sampler_update(a, x, m_prev_);
     }
-    return out;
+    // D1 = (m_prev − m0)/r with r = (λ(sig[k−1]) − λ_s)/h; order 2 uses the hard-coded ρ = 0.5.
+    a.update = ops::SamplerUpdate::UniPCPredictor2;
+    a.r = (lambda_of(sig(k - 1)) - lambda_s) / h;
+    return ops::sampler_update(a, x, m_prev_, m_prev2_);
   }
 
   // multistep_uni_c_bh_update: σ_s = sig[k−1], σ_t = sig[k], m0 = m_prev_ (prediction of step
@@ -197,39 +179,24 @@ class UniPC final : public Scheduler {
     const float c_m = alpha_t * phi;
     const float c_b = alpha_t * B;
 
-    Tensor out = Tensor::empty(m_t.shape(), DType::F32);
-    float* op = out.data<float>();
-    const float* xp = f32(last_sample_);
-    const float* m0 = f32(m_prev_);
-    const float* mt = f32(m_t);
-    const int64_t n = m_t.numel();
+    ops::SamplerArgs a;
+    a.c_x = c_x;
+    a.c_m = c_m;
+    a.c_b = c_b;
     if (order == 1) {
       // ρ = [0.5] hard-coded; corr_res = 0 (a Python int) is added to ρ·D_t.
-      for (int64_t i = 0; i < n; ++i) {
-        const float base = c_x * xp[i] - c_m * m0[i];
-        const float d_t = mt[i] - m0[i];
-        const float res = 0.0f + 0.5f * d_t;
-        op[i] = base - c_b * res;
-      }
-    } else {
-      const float r = (lambda_of(sig(k - 2)) - lambda_s) / h;
-      // b_i = h_phi_k·i!/B with h_phi_1 = φ/hh − 1, h_phi_2 = h_phi_1/hh − 1/2.
-      const float g1 = phi / hh - 1.0f;
-      const float b0 = g1 * 1.0f / B;
-      const float g2 = g1 / hh - 0.5f;
-      const float b1 = g2 * 2.0f / B;
-      float rho0 = 0, rho1 = 0;
-      solve_2x2(r, b0, b1, rho0, rho1);
-      const float* m1 = f32(m_prev2_);
-      for (int64_t i = 0; i < n; ++i) {
-        const float base = c_x * xp[i] - c_m * m0[i];
-        const float d1 = (m1[i] - m0[i]) / r;
-        const float d_t = mt[i] - m0[i];
-        const float res = rho0 * d1 + rho1 * d_t;
-        op[i] = base - c_b * res;
-      }
+      a.update = ops::SamplerUpdate::UniPCCorrector1;
+      return ops::sampler_update(a, last_sample_, m_prev_, Tensor(), m_t);
     }
-    return out;
+    a.update = ops::SamplerUpdate::UniPCCorrector2;
+    a.r = (lambda_of(sig(k - 2)) - lambda_s) / h;
+    // b_i = h_phi_k·i!/B with h_phi_1 = φ/hh − 1, h_phi_2 = h_phi_1/hh − 1/2.
+    const float g1 = phi / hh - 1.0f;
+    const float b0 = g1 * 1.0f / B;
+    const float g2 = g1 / hh - 0.5f;
+    const float b1 = g2 * 2.0f / B;
+    solve_2x2(a.r, b0, b1, a.rho0, a.rho1);
+    return ops::sampler_update(a, last_sample_, m_prev_, m_prev2_, m_t);
   }
 
   Tensor m_prev_, m_prev2_;  // model_outputs[-1], model_outputs[-2] (x0 predictions)
@@ -258,27 +225,23 @@ class DpmSolverPP final : public Scheduler {
     const float c_m = alpha_t * (exp_f32(-h) - 1.0f);
     const float c_x = sigma_t / sigma_s;
 
-    Tensor out = Tensor::empty(sample.shape(), DType::F32);
-    float* op = out.data<float>();
-    const float* xp = f32(sample);
-    const float* m0 = f32(m);
-    const int64_t n = sample.numel();
+    ops::SamplerArgs a;
+    a.c_x = c_x;
+    a.c_m = c_m;
+    Tensor out;
     // First order while there is no history and on the last step (final_sigmas_type "zero").
     if (lower_order_nums_ < 1 || k == num_steps() - 1) {
-      for (int64_t i = 0; i < n; ++i) op[i] = c_x * xp[i] - c_m * m0[i];
+      a.update = ops::SamplerUpdate::DpmFirst;
+      out = ops::sampler_update(a, sample, m);
     } else {
       // r0 = h0/h; the code forms 1/r0 and multiplies. With σ_{k−1} = 1, h0 = r0 = +inf and
       // 1/r0 = 0, so D1 = 0: step 1 is effectively first order.
       const float h0 = lambda_s - lambda_of(sig(k - 1));
       const float r0 = h0 / h;
-      const float inv_r0 = 1.0f / r0;
-      const float c_d = 0.5f * c_m;
-      const float* mp = f32(m1);
-      for (int64_t i = 0; i < n; ++i) {
-        const float d1 = inv_r0 * (m0[i] - mp[i]);
-        const float base = c_x * xp[i] - c_m * m0[i];
-        op[i] = base - c_d * d1;
-      }
+      a.update = ops::SamplerUpdate::DpmSecond;
+      a.inv_r0 = 1.0f / r0;
+      a.c_b = 0.5f * c_m;
+      out = ops::sampler_update(a, sample, m, m1);
     }
     lower_order_nums_ = std::min(lower_order_nums_ + 1, 2);
     return out;

@@ -1,7 +1,8 @@
 // Flow-matching samplers of upstream Wan2.1 (spec §9): UniPC (bh2, order 2, predict-x0, the
 // default) and DPM-Solver++ (2M, midpoint). Schedules are built in double with numpy linspace
-// semantics; each step works on f32 CPU tensors with the scalar factors formed in f32 from the f32
-// sigmas, in upstream's order of operations, so results match the reference to f32 rounding.
+// semantics; each step forms its scalar factors on the host in f32 from the f32 sigmas and runs the
+// elementwise update (ops/sampler.h) on the tensors' device, CPU or CUDA, in upstream's order of
+// operations, so results match the reference to f32 rounding (both backends give the same bits).
 #pragma once
 
 #include <cstdint>
@@ -38,8 +39,10 @@ class Scheduler {
   int step_index() const { return step_index_; }
 
   // One solver step: `model_output` is the (guided) velocity v at timesteps()[step_index()] for
-  // `sample`; returns the next sample. Both are f32 CPU tensors of the same, arbitrary shape.
-  // Throws when the shapes/dtypes are wrong or every step has been taken.
+  // `sample`; returns the next sample. Both are f32 tensors of the same, arbitrary shape on one
+  // device (CPU or CUDA); the result and the solver's history stay on that device, with no copy
+  // to the host, so every step of a run must use the same device. Throws when the shapes, dtypes
+  // or devices are wrong or every step has been taken.
   Tensor step(const Tensor& model_output, const Tensor& sample);
 
  protected:

@@ -1,7 +1,12 @@
-// CUDA runtime implementation of the device memory primitives (CUDA builds only).
+// CUDA runtime implementation of the device memory primitives (CUDA builds only), with the caching
+// allocator described in core/cuda_memory.h.
 #include "core/cuda_memory.h"
 
 #include <cuda_runtime.h>
+
+#include <map>
+#include <mutex>
+#include <unordered_map>
 
 #include "core/check.h"
 
@@ -10,6 +15,119 @@ namespace ib::cuda {
 namespace {
 void check(cudaError_t e, const char* what) {
   IB_CHECK(e == cudaSuccess, "CUDA {} failed: {}", what, cudaGetErrorString(e));
+}
+
+double mib(size_t b) { return static_cast<double>(b) / (1024.0 * 1024.0); }
+
+// Requests are rounded up (512 B below 1 MiB, 2 MiB above) so that sizes repeat across steps; a
+// cached block serves a request when it is at most twice (small) or 64 MiB (large) larger.
+size_t round_size(size_t bytes) {
+  if (bytes == 0) bytes = 1;
+  constexpr size_t kSmall = 512, kLarge = 2u << 20;
+  if (bytes < (1u << 20)) return (bytes + kSmall - 1) / kSmall * kSmall;
+  return (bytes + kLarge - 1) / kLarge * kLarge;
+}
+bool fits(size_t block, size_t want) {
+  return want < (1u << 20) ? block <= 2 * want : block <= want + (64u << 20);
+}
+
+class CachingAllocator {
+ public:
+  void* allocate(size_t bytes) {
+    const size_t size = round_size(bytes);
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = free_.lower_bound(size);
+    if (it != free_.end() && fits(it->first, size)) {
+      void* p = it->second;
+      const size_t got = it->first;
+      free_.erase(it);
+      live_[p] = got;
+      in_use_ += got;
+      update_peaks();
+      return p;
+    }
+    void* p = nullptr;
+    cudaError_t e = cudaMalloc(&p, size);
+    if (e == cudaErrorMemoryAllocation) {
+      (void)cudaGetLastError();
+      release_cached();  // give the cache back and try once more
+      e = cudaMalloc(&p, size);
+    }
+    if (e != cudaSuccess) {
+      (void)cudaGetLastError();
+      size_t free_b = 0, total_b = 0;
+      cudaMemGetInfo(&free_b, &total_b);
+      fail("out of GPU memory: {:.1f} MiB requested with {:.1f} MiB in use by inbetween, {:.1f} MiB free of "
+           "{:.1f} MiB on the device ({})",
+           mib(size), mib(in_use_), mib(free_b), mib(total_b), cudaGetErrorString(e));
+    }
+    ++mallocs_;
+    live_[p] = size;
+    in_use_ += size;
+    reserved_ += size;
+    update_peaks();
+    return p;
+  }
+
+  void release(void* p) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = live_.find(p);
+    if (it == live_.end()) return;  // not ours (never happens for tensors)
+    free_.emplace(it->second, p);
+    in_use_ -= it->second;
+    live_.erase(it);
+  }
+
+  void release_cached() {  // mu_ held
+    if (free_.empty()) return;
+    cudaDeviceSynchronize();  // blocks may still be read by queued work
+    for (auto& [size, p] : free_) {
+      cudaFree(p);
+      reserved_ -= size;
+    }
+    free_.clear();
+  }
+
+  void empty() {
+    std::lock_guard<std::mutex> lock(mu_);
+    release_cached();
+  }
+
+  MemoryStats stats() {
+    std::lock_guard<std::mutex> lock(mu_);
+    MemoryStats s;
+    s.in_use = in_use_;
+    s.reserved = reserved_;
+    s.peak_in_use = peak_in_use_;
+    s.peak_reserved = peak_reserved_;
+    s.cuda_mallocs = mallocs_;
+    if (cudaMemGetInfo(&s.device_free, &s.device_total) != cudaSuccess) (void)cudaGetLastError();
+    return s;
+  }
+
+  void reset_peak() {
+    std::lock_guard<std::mutex> lock(mu_);
+    peak_in_use_ = in_use_;
+    peak_reserved_ = reserved_;
+  }
+
+ private:
+  void update_peaks() {
+    if (in_use_ > peak_in_use_) peak_in_use_ = in_use_;
+    if (reserved_ > peak_reserved_) peak_reserved_ = reserved_;
+  }
+
+  std::mutex mu_;
+  std::multimap<size_t, void*> free_;
+  std::unordered_map<void*, size_t> live_;
+  size_t in_use_ = 0, reserved_ = 0, peak_in_use_ = 0, peak_reserved_ = 0;
+  long long mallocs_ = 0;
+};
+
+// Never destroyed: tensors held in static objects may be freed during exit.
+CachingAllocator& allocator() {
+  static auto* a = new CachingAllocator();
+  return *a;
 }
 }  // namespace
 
@@ -24,23 +142,34 @@ int device_count() {
 
 void* malloc_device(size_t bytes) {
   IB_CHECK(device_count() > 0, "no CUDA device is available (use --device cpu)");
-  void* p = nullptr;
-  const cudaError_t e = cudaMalloc(&p, bytes == 0 ? 1 : bytes);
-  IB_CHECK(e == cudaSuccess, "out of GPU memory allocating {:.2f} MiB: {}",
-           static_cast<double>(bytes) / (1024.0 * 1024.0), cudaGetErrorString(e));
-  return p;
+  return allocator().allocate(bytes);
 }
 
-void free_device(void* p) { cudaFree(p); }
+void free_device(void* p) {
+  if (p != nullptr) allocator().release(p);
+}
 
-void memset_device(void* p, int value, size_t bytes) { check(cudaMemset(p, value, bytes), "memset"); }
+void memset_device(void* p, int value, size_t bytes) { check(cudaMemsetAsync(p, value, bytes, nullptr), "memset"); }
 
 void memcpy_any(void* dst, bool dst_on_device, const void* src, bool src_on_device, size_t bytes) {
   cudaMemcpyKind kind = cudaMemcpyHostToHost;
   if (dst_on_device && src_on_device) kind = cudaMemcpyDeviceToDevice;
   else if (dst_on_device) kind = cudaMemcpyHostToDevice;
   else if (src_on_device) kind = cudaMemcpyDeviceToHost;
-  check(cudaMemcpy(dst, src, bytes, kind), "memcpy");
+  if (kind == cudaMemcpyDeviceToDevice) {
+    check(cudaMemcpyAsync(dst, src, bytes, kind, nullptr), "memcpy");
+  } else {
+    check(cudaMemcpy(dst, src, bytes, kind), "memcpy");
+  }
+}
+
+MemoryStats memory_stats() { return allocator().stats(); }
+void reset_peak_memory() { allocator().reset_peak(); }
+void empty_cache() { allocator().empty(); }
+
+void synchronize(const char* what) {
+  const cudaError_t e = cudaDeviceSynchronize();
+  IB_CHECK(e == cudaSuccess, "CUDA error during {}: {}", what, cudaGetErrorString(e));
 }
 
 }  // namespace ib::cuda

@@ -1,4 +1,4 @@
-// CPU nearest ×2 upsampling and blocked 2-D transpose.
+// CPU nearest ×2 upsampling, blocked 2-D transpose and the frame-block copy (one memcpy per channel).
 #include <algorithm>
 
 #include "core/parallel.h"
@@ -19,6 +19,12 @@ void upsample_nearest2x(const Tensor& x, const Tensor& y) {
       std::copy(dst, dst + 2 * W, dst + 2 * W);
     }
   });
+}
+
+void copy_frames(const Tensor& src, const Tensor& dst, const FrameBlock& b) {
+  for (int64_t c = 0; c < b.channels; ++c)
+    copy_bytes(dst.select(b.dst_c0 + c).slice(b.dst_t0, b.dst_t0 + b.frames),
+               src.select(b.src_c0 + c).slice(b.src_t0, b.src_t0 + b.frames));
 }
 
 void transpose2d(const Tensor& x, const Tensor& y) {

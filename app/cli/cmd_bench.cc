@@ -1,0 +1,89 @@
+// `inbetween bench`: times the GPU engine (include/inbetween/bench.h) and prints a table, or JSON.
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <regex>
+
+#include "app_commands.h"
+#include "core/check.h"
+#include "inbetween/bench.h"
+#include "inbetween/error.h"
+
+namespace ib::cli {
+
+namespace {
+
+struct BenchArgs {
+  BenchOptions o;
+  std::string size = "832x480";
+  std::string stages;
+  bool json = false;
+};
+
+void run(BenchArgs& a) {
+  static const std::regex re(R"((\d{1,5})[x\*](\d{1,5}))");
+  std::smatch m;
+  IB_CHECK(std::regex_match(a.size, m, re), "--size '{}' must be WIDTHxHEIGHT, e.g. 832x480", a.size);
+  a.o.width = std::stoll(m[1]);
+  a.o.height = std::stoll(m[2]);
+  IB_CHECK(a.o.frames >= 1 && (a.o.frames - 1) % 4 == 0 && a.o.frames <= 1025, "--frames {} must be 4n+1 (at most 1025)",
+           a.o.frames);
+  if (!a.stages.empty()) {
+    size_t p = 0;
+    while (p <= a.stages.size()) {
+      const size_t q = a.stages.find(',', p);
+      a.o.stages.push_back(a.stages.substr(p, q == std::string::npos ? std::string::npos : q - p));
+      if (q == std::string::npos) break;
+      p = q + 1;
+    }
+  }
+  const BenchReport r = run_bench(a.o, [&](const std::string& line) {
+    if (!a.json) std::fprintf(stderr, "%s\n", line.c_str());
+  });
+  if (a.json) {
+    nlohmann::json j;
+    j["device"] = r.device;
+    j["setting"] = r.setting;
+    j["tokens"] = r.tokens;
+    j["weights_gib"] = r.weights_gib;
+    for (const char* key : {"rows", "profile"}) {
+      nlohmann::json arr = nlohmann::json::array();
+      for (const BenchRow& row : std::string(key) == "rows" ? r.rows : r.profile)
+        arr.push_back({{"stage", row.stage}, {"seconds", row.seconds}, {"min_seconds", row.min_seconds},
+                       {"tflops", row.tflops}, {"peak_gib", row.peak_gib}, {"note", row.note}});
+      j[key] = arr;
+    }
+    std::printf("%s\n", j.dump(2).c_str());
+    return;
+  }
+  std::printf("%s on %s (weights %.1f GiB)\n", r.setting.c_str(), r.device.c_str(), r.weights_gib);
+  std::printf("%-26s %10s %10s %9s %9s  %s\n", "stage", "mean s", "min s", "TFLOP/s", "peak GiB", "note");
+  for (const BenchRow& row : r.rows)
+    std::printf("%-26s %10.4f %10.4f %9.1f %9.1f  %s\n", row.stage.c_str(), row.seconds, row.min_seconds, row.tflops,
+                row.peak_gib, row.note.c_str());
+  if (!r.profile.empty()) {
+    std::printf("\nwhere one forward's time goes (device events per kind of kernel, all blocks):\n");
+    for (const BenchRow& row : r.profile)
+      std::printf("  %-22s %9.1f ms  %6s%s\n", row.stage.c_str(), row.seconds * 1e3, row.note.c_str(),
+                  row.tflops > 0 ? fmt::format("  {:.0f} TFLOP/s", row.tflops).c_str() : "");
+  }
+}
+
+}  // namespace
+
+void register_bench(CLI::App& app) {
+  auto a = std::make_shared<BenchArgs>();
+  auto* cmd = app.add_subcommand("bench", "Time the GPU engine's stages on a full-size synthetic model (or --model)");
+  cmd->add_option("--model", a->o.model_dir, "Model folder to load instead of the synthetic model");
+  cmd->add_option("--preset", a->o.preset, "Synthetic model: flf2v-14b (the release's shapes)")->capture_default_str();
+  cmd->add_option("--size", a->size, "Video size WIDTHxHEIGHT")->capture_default_str();
+  cmd->add_option("--frames", a->o.frames, "Frame count, 4n+1")->capture_default_str();
+  cmd->add_option("--repeats", a->o.repeats, "Timed runs per stage after one warm-up")->capture_default_str();
+  cmd->add_option("--stages", a->stages, "Comma-separated subset of: dit, attention, gemm (default: all)");
+  cmd->add_option("--attention", a->o.attention, "Attention back-end of the DiT: auto, flash or cudnn")
+      ->check(CLI::IsMember({"auto", "flash", "cudnn"}))
+      ->capture_default_str();
+  cmd->add_flag("--json", a->json, "Print the results as JSON on stdout");
+  cmd->callback([a] { run(*a); });
+}
+
+}  // namespace ib::cli

@@ -1,0 +1,44 @@
+// `inbetween bench`: times the GPU engine's stages on a full-size synthetic model (random weights,
+// the real shapes, made in GPU memory: no file needed) or on a model folder, at a given video size
+// and frame count. Speed and memory are measured here, never in unit tests.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace ib {
+
+struct BenchOptions {
+  std::string model_dir;  // empty: the synthetic model of `preset`
+  std::string preset = "flf2v-14b";  // the release's sizes (dim 5120, 40 layers, 40 heads)
+  int64_t width = 832, height = 480, frames = 81;
+  int repeats = 3;  // timed runs per stage after one warm-up
+  std::vector<std::string> stages;  // empty: all of dit, attention, gemm (and t5, clip, vae when built)
+  std::string attention = "auto";   // auto, flash or cudnn
+  bool profile = true;              // a per-kernel profile of one forward
+};
+
+struct BenchRow {
+  std::string stage;   // e.g. "dit_forward_cond"
+  double seconds = 0;  // mean over the timed runs
+  double min_seconds = 0;
+  double tflops = 0;   // achieved, where the stage's FLOPs are known (0 otherwise)
+  double peak_gib = 0; // peak GPU memory held by the engine during the stage
+  std::string note;
+};
+
+struct BenchReport {
+  std::string device;   // GPU name
+  std::string setting;  // "832x480, 81 frames -> 21x30x52 = 32760 tokens"
+  int64_t tokens = 0;
+  double weights_gib = 0;
+  std::vector<BenchRow> rows;
+  std::vector<BenchRow> profile;  // per kernel kind, one forward
+};
+
+// Throws ib::Error with a clear message on a build without CUDA, no GPU, or too little memory.
+BenchReport run_bench(const BenchOptions& o, const std::function<void(const std::string&)>& log = {});
+
+}  // namespace ib

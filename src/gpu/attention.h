@@ -1,0 +1,47 @@
+// Attention on the tensor cores for the GPU engine: bf16 q, k, v and output, f32 softmax and
+// accumulation, never materialising the Lq x Lk logits. Two back-ends share one problem struct:
+// our own flash kernel (flash_attention.cu, any head dim it was built for) and cuDNN's fused SDPA
+// through the graph API (cudnn_attention.cc, when the build has cuDNN). attention() picks one.
+// The CPU reference is ops::cpu::attention on the same bf16-rounded values in f32.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace ib::gpu {
+
+// Token-major layout, as the linear layers write it: row t of batch b of q starts at
+// q + b*q_batch_stride + t*q_row_stride and holds heads*head_dim bf16 values, head n owning
+// features n*head_dim ... n*head_dim + head_dim - 1 (so q, k and v may be column slices of one
+// fused [L, 3*dim] buffer). Same for k, v and out. Strides are in elements. No mask, no bias.
+struct AttentionProblem {
+  const void* q = nullptr;  // bf16
+  const void* k = nullptr;  // bf16
+  const void* v = nullptr;  // bf16
+  void* out = nullptr;      // bf16
+  int64_t batch = 1, heads = 1, head_dim = 0;
+  int64_t lq = 0, lk = 0;
+  int64_t q_row_stride = 0, k_row_stride = 0, v_row_stride = 0, o_row_stride = 0;
+  int64_t q_batch_stride = 0, k_batch_stride = 0, v_batch_stride = 0, o_batch_stride = 0;
+  float scale = 1.0f;  // logits = scale * q.k
+  cudaStream_t stream = nullptr;
+};
+
+enum class AttentionBackend { Auto, Flash, Cudnn };
+
+// Our flash kernel (flash_attention.cu). Supported head dims: flash_attention_supports().
+bool flash_attention_supports(int64_t head_dim);
+void flash_attention(const AttentionProblem& p);
+
+// cuDNN's fused SDPA (cudnn_attention.cc). cudnn_attention_supports() is false in builds without
+// cuDNN, for head dims cuDNN's fused kernels do not take, or when cuDNN refuses the graph at run
+// time (then the reason is logged once).
+bool cudnn_attention_supports(const AttentionProblem& p);
+void cudnn_attention(const AttentionProblem& p);
+
+// Runs p on `backend` (Auto: cuDNN where it supports p, else the flash kernel). Throws ib::Error
+// naming the head dim when no back-end takes it.
+void attention(const AttentionProblem& p, AttentionBackend backend = AttentionBackend::Auto);
+
+}  // namespace ib::gpu

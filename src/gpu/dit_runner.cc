@@ -1,0 +1,479 @@
+// DitRunner: the GPU engine's DiT forward (see dit_runner.h). Shapes are written for one video of
+// L tokens of width dim.
+#include "gpu/dit_runner.h"
+
+#include <cuda_runtime.h>
+
+#include <cmath>
+
+#include "core/check.h"
+#include "core/cuda_memory.h"
+#include "ops/activation.h"
+#include "ops/elementwise.h"
+#include "ops/linear.h"
+#include "ops/norm.h"
+
+namespace ib::gpu {
+
+namespace {
+
+constexpr float kImgEmbEps = 1e-5f;  // torch.nn.LayerNorm default in img_emb.proj
+
+Tensor dev_f32(const Tensor& t) { return t.defined() ? to_f32_device(t) : Tensor(); }
+Tensor dev_bf16(const Tensor& t) { return t.defined() ? to_bf16_device(t) : Tensor(); }
+
+size_t bytes_of(const Tensor& t) { return t.defined() ? t.nbytes() : 0; }
+
+// Device events around named regions of one forward, summed per name after the forward.
+class Events {
+ public:
+  explicit Events(DitProfile* p) : p_(p) {}
+  ~Events() {
+    for (auto& m : marks_) cudaEventDestroy(m.ev);
+  }
+  void mark(const char* name) {
+    if (p_ == nullptr) return;
+    cudaEvent_t e = nullptr;
+    cudaEventCreate(&e);
+    cudaEventRecord(e, nullptr);
+    marks_.push_back({name, e});
+  }
+  // Time from each mark to the next is booked to the first one's name.
+  void finish() {
+    if (p_ == nullptr || marks_.size() < 2) return;
+    cudaEventSynchronize(marks_.back().ev);
+    for (size_t i = 0; i + 1 < marks_.size(); ++i) {
+      float ms = 0;
+      cudaEventElapsedTime(&ms, marks_[i].ev, marks_[i + 1].ev);
+      p_->ms[marks_[i].name] += ms;
+      p_->total_ms += ms;
+    }
+  }
+
+ private:
+  struct Mark {
+    const char* name;
+    cudaEvent_t ev;
+  };
+  DitProfile* p_;
+  std::vector<Mark> marks_;
+};
+
+Tensor filled(const Shape& s, DType dt, uint64_t seed, float bound) {
+  Tensor t = Tensor::empty(s, dt, Device::CUDA);
+  fill_uniform(t, seed, bound);
+  return t;
+}
+Tensor ones(int64_t n) { return Tensor::full({n}, 1.0f).to(Device::CUDA); }
+
+}  // namespace
+
+std::unique_ptr<DitRunner> DitRunner::create(const WanDiT& model) {
+  auto r = std::make_unique<DitRunner>();
+  const WanDiTWeights& m = model.weights();
+  r->cfg_ = model.config();
+  r->text_dim_ = model.text_dim();
+  r->clip_dim_ = model.clip_dim();
+  r->img_tokens_ = model.image_tokens();
+  r->has_img_ = model.config().model_type != "t2v";
+  DitWeightsGpu& w = r->w_;
+  w.patch = LinearWeight::bf16(m.patch_w, m.patch_b);
+  w.text0_w = dev_bf16(m.text0_w);
+  w.text0_b = dev_f32(m.text0_b);
+  w.text2_w = dev_bf16(m.text2_w);
+  w.text2_b = dev_f32(m.text2_b);
+  for (auto [dst, src] : {std::pair{&w.time0_w, &m.time0_w}, {&w.time0_b, &m.time0_b}, {&w.time2_w, &m.time2_w},
+                          {&w.time2_b, &m.time2_b}, {&w.time_proj_w, &m.time_proj_w}, {&w.time_proj_b, &m.time_proj_b},
+                          {&w.head_modulation, &m.head_modulation}, {&w.head_w, &m.head_w}, {&w.head_b, &m.head_b},
+                          {&w.img_ln0_w, &m.img_ln0_w}, {&w.img_ln0_b, &m.img_ln0_b}, {&w.img1_b, &m.img1_b},
+                          {&w.img3_b, &m.img3_b}, {&w.img_ln4_w, &m.img_ln4_w}, {&w.img_ln4_b, &m.img_ln4_b},
+                          {&w.emb_pos, &m.emb_pos}})
+    *dst = dev_f32(*src);
+  w.img1_w = dev_bf16(m.img1_w);
+  w.img3_w = dev_bf16(m.img3_w);
+  for (const WanBlockWeights& b : m.blocks) {
+    DitBlockGpu g;
+    const WanSelfAttentionWeights& sa = b.self_attn;
+    const WanCrossAttentionWeights& ca = b.cross_attn;
+    g.modulation = dev_f32(b.modulation);
+    {
+      const LinearWeight q = LinearWeight::bf16(sa.q_w, sa.q_b), k = LinearWeight::bf16(sa.k_w, sa.k_b),
+                         v = LinearWeight::bf16(sa.v_w, sa.v_b);
+      g.qkv = LinearWeight::stack({&q, &k, &v});
+    }
+    g.o = LinearWeight::bf16(sa.o_w, sa.o_b);
+    g.norm_q = dev_f32(sa.norm_q);
+    g.norm_k = dev_f32(sa.norm_k);
+    g.norm3_w = dev_f32(b.norm3_w);
+    g.norm3_b = dev_f32(b.norm3_b);
+    g.cq = LinearWeight::bf16(ca.q_w, ca.q_b);
+    {
+      const LinearWeight k = LinearWeight::bf16(ca.k_w, ca.k_b), v = LinearWeight::bf16(ca.v_w, ca.v_b);
+      g.ckv = LinearWeight::stack({&k, &v});
+    }
+    if (r->has_img_) {
+      const LinearWeight k = LinearWeight::bf16(ca.k_img_w, ca.k_img_b), v = LinearWeight::bf16(ca.v_img_w, ca.v_img_b);
+      g.ckv_img = LinearWeight::stack({&k, &v});
+      g.cnorm_k_img = dev_f32(ca.norm_k_img);
+    }
+    g.co = LinearWeight::bf16(ca.o_w, ca.o_b);
+    g.cnorm_q = dev_f32(ca.norm_q);
+    g.cnorm_k = dev_f32(ca.norm_k);
+    g.ffn0 = LinearWeight::bf16(b.ffn0_w, b.ffn0_b);
+    g.ffn2 = LinearWeight::bf16(b.ffn2_w, b.ffn2_b);
+    w.blocks.push_back(std::move(g));
+  }
+  // Device bytes, for the memory report.
+  size_t n = w.patch.bytes();
+  for (const Tensor* t : {&w.text0_w, &w.text0_b, &w.text2_w, &w.text2_b, &w.time0_w, &w.time0_b, &w.time2_w,
+                          &w.time2_b, &w.time_proj_w, &w.time_proj_b, &w.head_modulation, &w.head_w, &w.head_b,
+                          &w.img_ln0_w, &w.img_ln0_b, &w.img1_w, &w.img1_b, &w.img3_w, &w.img3_b, &w.img_ln4_w,
+                          &w.img_ln4_b, &w.emb_pos})
+    n += bytes_of(*t);
+  for (const DitBlockGpu& g : w.blocks) {
+    for (const LinearWeight* l : {&g.qkv, &g.o, &g.cq, &g.ckv, &g.ckv_img, &g.co, &g.ffn0, &g.ffn2})
+      if (l->w.defined()) n += l->bytes();
+    for (const Tensor* t : {&g.modulation, &g.norm_q, &g.norm_k, &g.norm3_w, &g.norm3_b, &g.cnorm_q, &g.cnorm_k,
+                            &g.cnorm_k_img})
+      n += bytes_of(*t);
+  }
+  w.bytes = n;
+  return r;
+}
+
+std::unique_ptr<DitRunner> DitRunner::synthetic(const DitConfig& cfg, int64_t text_dim, int64_t clip_dim,
+                                                int64_t image_tokens, uint64_t seed) {
+  auto r = std::make_unique<DitRunner>();
+  r->cfg_ = cfg;
+  r->text_dim_ = text_dim;
+  r->has_img_ = cfg.model_type != "t2v";
+  r->clip_dim_ = r->has_img_ ? clip_dim : 0;
+  r->img_tokens_ = cfg.model_type == "flf2v" ? image_tokens : 0;
+  const int64_t dim = cfg.dim, ffn = cfg.ffn_dim;
+  uint64_t s = seed * 1000003ull;
+  // Uniform weights of variance 1/in keep activations of order one through the layers.
+  auto lin = [&](int64_t out, int64_t in) {
+    LinearWeight l;
+    l.w = filled({out, in}, DType::BF16, ++s, std::sqrt(3.0f / static_cast<float>(in)));
+    l.bias = filled({out}, DType::BF16, ++s, 0.02f);
+    return l;
+  };
+  auto mat = [&](int64_t out, int64_t in, DType dt) {
+    return filled({out, in}, dt, ++s, std::sqrt(3.0f / static_cast<float>(in)));
+  };
+  auto vec = [&](int64_t n, float bound) { return filled({n}, DType::F32, ++s, bound); };
+  DitWeightsGpu& w = r->w_;
+  w.patch = lin(dim, cfg.in_dim * 4);
+  w.text0_w = mat(dim, text_dim, DType::BF16);
+  w.text0_b = vec(dim, 0.02f);
+  w.text2_w = mat(dim, dim, DType::BF16);
+  w.text2_b = vec(dim, 0.02f);
+  w.time0_w = mat(dim, cfg.freq_dim, DType::F32);
+  w.time0_b = vec(dim, 0.02f);
+  w.time2_w = mat(dim, dim, DType::F32);
+  w.time2_b = vec(dim, 0.02f);
+  w.time_proj_w = filled({6 * dim, dim}, DType::F32, ++s, 0.002f);  // small modulation: gates near zero
+  w.time_proj_b = vec(6 * dim, 0.02f);
+  w.head_modulation = filled({2, dim}, DType::F32, ++s, 0.05f);
+  w.head_w = mat(cfg.out_dim * 4, dim, DType::F32);
+  w.head_b = vec(cfg.out_dim * 4, 0.02f);
+  if (r->has_img_) {
+    w.img_ln0_w = ones(clip_dim);
+    w.img_ln0_b = vec(clip_dim, 0.02f);
+    w.img1_w = mat(clip_dim, clip_dim, DType::BF16);
+    w.img1_b = vec(clip_dim, 0.02f);
+    w.img3_w = mat(dim, clip_dim, DType::BF16);
+    w.img3_b = vec(dim, 0.02f);
+    w.img_ln4_w = ones(dim);
+    w.img_ln4_b = vec(dim, 0.02f);
+    if (r->img_tokens_ > 0) w.emb_pos = filled({r->img_tokens_, clip_dim}, DType::F32, ++s, 0.1f);
+  }
+  for (int64_t i = 0; i < cfg.num_layers; ++i) {
+    DitBlockGpu g;
+    g.modulation = filled({6, dim}, DType::F32, ++s, 0.05f);
+    g.qkv = lin(3 * dim, dim);
+    g.o = lin(dim, dim);
+    g.norm_q = ones(dim);
+    g.norm_k = ones(dim);
+    g.norm3_w = ones(dim);
+    g.norm3_b = vec(dim, 0.02f);
+    g.cq = lin(dim, dim);
+    g.ckv = lin(2 * dim, dim);
+    if (r->has_img_) {
+      g.ckv_img = lin(2 * dim, dim);
+      g.cnorm_k_img = ones(dim);
+    }
+    g.co = lin(dim, dim);
+    g.cnorm_q = ones(dim);
+    g.cnorm_k = ones(dim);
+    g.ffn0 = lin(ffn, dim);
+    g.ffn2 = lin(dim, ffn);
+    w.blocks.push_back(std::move(g));
+  }
+  cuda::synchronize("making the synthetic DiT");
+  const double per_block = static_cast<double>((3 + 1 + 1 + 2 + (r->has_img_ ? 2 : 0) + 1) * dim * dim + 2 * ffn * dim);
+  w.bytes = static_cast<size_t>(2.0 * per_block * static_cast<double>(cfg.num_layers));
+  return r;
+}
+
+DitContext DitRunner::prepare(const Tensor& context, const Tensor& clip_fea) const {
+  const DitConfig& c = cfg_;
+  const DitWeightsGpu& w = w_;
+  IB_CHECK(context.defined() && context.dim() == 2 && context.size(1) == text_dim_ && context.size(0) <= c.text_len,
+           "DiT context must be [Lt <= {}, {}], got {}", c.text_len, text_dim_,
+           context.defined() ? context.str() : "undefined");
+  // 7.4: the text padded with exact zero rows to text_len, then embedded (f32 activations here).
+  Tensor ctx = Tensor::zeros({c.text_len, text_dim_}, DType::F32, Device::CUDA);
+  if (context.size(0) > 0) copy_bytes(ctx.slice(0, context.size(0)), to_f32_device(context));
+  const Tensor ctx_txt = ops::linear(ops::gelu_tanh(ops::linear(ctx, w.text0_w, w.text0_b)), w.text2_w,
+                                     w.text2_b);  // [text_len, dim]
+  Tensor ctx_img;
+  if (has_img_) {
+    IB_CHECK(clip_fea.defined() && clip_fea.dim() >= 2 && clip_fea.size(-1) == clip_dim_,
+             "DiT: CLIP features must be [tokens, {}] or [n, tokens, {}], got {}", clip_dim_, clip_dim_,
+             clip_fea.defined() ? clip_fea.str() : "undefined");
+    Tensor ci = to_f32_device(clip_fea).view({-1, clip_dim_});  // [Li, clip_dim]
+    if (w.emb_pos.defined()) {
+      IB_CHECK(ci.size(0) == img_tokens_, "DiT: {} CLIP feature rows, the model's emb_pos has {}", ci.size(0),
+               img_tokens_);
+      ci = ops::add(ci, w.emb_pos);
+    }
+    ci = ops::layer_norm(ci, w.img_ln0_w, w.img_ln0_b, kImgEmbEps);
+    ci = ops::gelu(ops::linear(ci, w.img1_w, w.img1_b));
+    ci = ops::linear(ci, w.img3_w, w.img3_b);
+    ctx_img = ops::layer_norm(ci, w.img_ln4_w, w.img_ln4_b, kImgEmbEps);  // [Li, dim]
+  } else {
+    IB_CHECK(!clip_fea.defined(), "DiT: model_type 't2v' takes no CLIP features");
+  }
+  // Per block: [k | v] = ctx . [Wk ; Wv]^T + b, then k's RMSNorm in place (bf16 [Lk, 2*dim]).
+  DitContext out;
+  const Tensor txt_bf = to_bf16_device(ctx_txt);
+  const Tensor img_bf = ctx_img.defined() ? to_bf16_device(ctx_img) : Tensor();
+  out.text_rows = txt_bf.size(0);
+  out.image_rows = img_bf.defined() ? img_bf.size(0) : 0;
+  auto project = [&](const Tensor& src, const LinearWeight& kv, const Tensor& gamma) {
+    Tensor r = linear(src, kv, Epilogue::Bias);
+    QkNormArgs a;
+    a.x = r.raw();
+    a.rows = r.size(0);
+    a.cols = c.dim;
+    a.ld = 2 * c.dim;
+    a.gamma = gamma.data<float>();
+    a.eps = c.eps;
+    a.heads = c.num_heads;
+    qk_norm(a);
+    return r;
+  };
+  for (const DitBlockGpu& g : w.blocks) {
+    out.kv_txt.push_back(project(txt_bf, g.ckv, g.cnorm_k));
+    if (img_bf.defined()) out.kv_img.push_back(project(img_bf, g.ckv_img, g.cnorm_k_img));
+  }
+  return out;
+}
+
+Tensor DitRunner::forward(const Tensor& x, double t, const DitContext& ctx, const Tensor& y,
+                          DitProfile* profile) const {
+  const DitConfig& c = cfg_;
+  const DitWeightsGpu& w = w_;
+  IB_CHECK(x.defined() && x.device() == Device::CUDA && x.dtype() == DType::F32 && x.dim() == 4 &&
+               x.size(0) == c.out_dim,
+           "DiT (GPU) forward: latent must be f32 [{}, T, h, w] on the device, got {}", c.out_dim,
+           x.defined() ? x.str() : "undefined");
+  const int64_t T = x.size(1), h = x.size(2), wd = x.size(3);
+  IB_CHECK(T > 0 && h > 0 && wd > 0 && h % 2 == 0 && wd % 2 == 0,
+           "DiT forward: latent {} must have frames and an even, non-zero height and width", x.str());
+  const int64_t hp = h / 2, wp = wd / 2, L = T * hp * wp, dim = c.dim, H = c.num_heads, D = dim / H;
+  if (has_img_) {
+    IB_CHECK(y.defined() && y.device() == Device::CUDA && y.dtype() == DType::F32 &&
+                 y.shape() == (Shape{c.in_dim - c.out_dim, T, h, wd}),
+             "DiT forward: conditioning must be f32 {} on the device, got {}", shape_str({c.in_dim - c.out_dim, T, h, wd}),
+             y.defined() ? y.str() : "undefined");
+    IB_CHECK(ctx.kv_img.size() == w.blocks.size(), "DiT forward: the context was prepared without image features");
+  }
+  IB_CHECK(ctx.kv_txt.size() == w.blocks.size(), "DiT forward: the context was prepared for another model");
+  Events ev(profile);
+
+  // 7.2: patch embedding (bf16 product) -> the residual stream, f32 from here on.
+  ev.mark("patch_embedding");
+  Tensor tokens = Tensor::empty({L, c.in_dim * 4}, DType::BF16, Device::CUDA);
+  patchify(x.data<float>(), c.out_dim, has_img_ ? y.data<float>() : nullptr, c.in_dim - c.out_dim, T, h, wd,
+           tokens.raw());
+  Tensor xs = to_f32_device(linear(tokens, w.patch, Epilogue::Bias));  // [L, dim] f32
+  tokens = Tensor();
+
+  // 7.3: time embedding, f32.
+  ev.mark("time_embedding");
+  const Tensor sin_emb = sinusoidal_embedding(c.freq_dim, t).view({1, c.freq_dim}).to(Device::CUDA);
+  const Tensor e = ops::linear(ops::silu(ops::linear(sin_emb, w.time0_w, w.time0_b)), w.time2_w, w.time2_b);  // [1, dim]
+  const Tensor e0 = ops::linear(ops::silu(e), w.time_proj_w, w.time_proj_b).view({6, dim});                 // [6, dim]
+
+  RopeTables rope;
+  const Tensor rope_store = make_rope_tables({T, hp, wp}, D, rope);
+
+  // Scratch of one forward, reused by every block (the allocator keeps it across forwards).
+  Tensor a = Tensor::empty({L, dim}, DType::BF16, Device::CUDA);           // normed block input
+  Tensor qkv = Tensor::empty({L, 3 * dim}, DType::BF16, Device::CUDA);     // [q | k | v]
+  Tensor att = Tensor::empty({L, dim}, DType::BF16, Device::CUDA);         // attention output
+  Tensor att2 = has_img_ ? Tensor::empty({L, dim}, DType::BF16, Device::CUDA) : Tensor();
+  Tensor proj = Tensor::empty({L, dim}, DType::BF16, Device::CUDA);        // o / FFN-down output
+  Tensor hid = Tensor::empty({L, c.ffn_dim}, DType::BF16, Device::CUDA);   // FFN hidden
+  Tensor head_in = Tensor::empty({L, dim}, DType::F32, Device::CUDA);
+  auto bp = [](const Tensor& buf) { return static_cast<char*>(buf.raw()); };
+  const size_t el = 2;  // bf16 bytes
+
+  AttentionProblem self{};
+  self.q = qkv.raw();
+  self.k = bp(qkv) + dim * el;
+  self.v = bp(qkv) + 2 * dim * el;
+  self.out = att.raw();
+  self.heads = H;
+  self.head_dim = D;
+  self.lq = self.lk = L;
+  self.q_row_stride = self.k_row_stride = self.v_row_stride = 3 * dim;
+  self.o_row_stride = dim;
+  self.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
+  AttentionProblem cross = self;
+  cross.q = proj.raw();  // the cross-attention's q lives in `proj` until o overwrites it
+  cross.q_row_stride = dim;
+  cross.k_row_stride = cross.v_row_stride = 2 * dim;
+
+  auto norm_args = [&](const Tensor& m_rows, int64_t shift_row, int64_t scale_row) {
+    ResidualNormArgs r;
+    r.x = xs.data<float>();
+    r.rows = L;
+    r.cols = dim;
+    r.mode = ResidualNormArgs::Mode::Modulate;
+    r.p0 = m_rows.data<float>() + scale_row * dim;
+    r.p1 = m_rows.data<float>() + shift_row * dim;
+    r.eps = c.eps;
+    r.out = a.raw();
+    return r;
+  };
+
+  // Per block m = modulation + e0: rows shift1 scale1 gate1 shift2 scale2 gate2.
+  std::vector<Tensor> mods;
+  mods.reserve(w.blocks.size());
+  for (const DitBlockGpu& g : w.blocks) mods.push_back(ops::add(g.modulation, e0));
+  const Tensor hm = ops::add(w.head_modulation, e.view({dim}));  // [2, dim]: shift, scale
+
+  {  // block 0's norm1: its input is still bf16, so LN's output is rounded to bf16 (spec 7.9)
+    ev.mark("norm_modulate");
+    ResidualNormArgs r = norm_args(mods[0], 0, 1);
+    r.round_norm = true;
+    residual_norm(r);
+  }
+  for (size_t i = 0; i < w.blocks.size(); ++i) {
+    const DitBlockGpu& g = w.blocks[i];
+    const Tensor& m = mods[i];
+    // Self-attention.
+    ev.mark("qkv_gemm");
+    linear(a.raw(), L, dim, g.qkv, Epilogue::Bias, qkv.raw(), 3 * dim);
+    ev.mark("qk_norm_rope");
+    QkNormArgs qa;
+    qa.rows = L;
+    qa.cols = dim;
+    qa.ld = 3 * dim;
+    qa.eps = c.eps;
+    qa.heads = H;
+    qa.rope = &rope;
+    qa.x = qkv.raw();
+    qa.gamma = g.norm_q.data<float>();
+    qk_norm(qa);
+    qa.x = bp(qkv) + dim * el;
+    qa.gamma = g.norm_k.data<float>();
+    qk_norm(qa);
+    ev.mark("self_attention");
+    attention(self, backend_);
+    ev.mark("o_gemm");
+    linear(att.raw(), L, dim, g.o, Epilogue::Bias, proj.raw(), dim);
+    ev.mark("residual_norm");
+    {  // x += o * gate1; a = norm3(x)
+      ResidualNormArgs r = norm_args(m, 0, 0);
+      r.y = proj.raw();
+      r.ldy = dim;
+      r.gate = m.data<float>() + 2 * dim;
+      r.mode = ResidualNormArgs::Mode::Affine;
+      r.p0 = g.norm3_w.data<float>();
+      r.p1 = g.norm3_b.data<float>();
+      residual_norm(r);
+    }
+    // Cross-attention: q from the normed stream, k/v from the prepared context.
+    ev.mark("cross_q_gemm");
+    linear(a.raw(), L, dim, g.cq, Epilogue::Bias, proj.raw(), dim);
+    ev.mark("qk_norm_rope");
+    QkNormArgs cqa;
+    cqa.x = proj.raw();
+    cqa.rows = L;
+    cqa.cols = dim;
+    cqa.ld = dim;
+    cqa.gamma = g.cnorm_q.data<float>();
+    cqa.eps = c.eps;
+    cqa.heads = H;
+    qk_norm(cqa);
+    ev.mark("cross_attention");
+    AttentionProblem ct = cross;
+    ct.k = ctx.kv_txt[i].raw();
+    ct.v = bp(ctx.kv_txt[i]) + dim * el;
+    ct.lk = ctx.text_rows;
+    attention(ct, backend_);
+    if (has_img_) {
+      AttentionProblem ci = cross;
+      ci.k = ctx.kv_img[i].raw();
+      ci.v = bp(ctx.kv_img[i]) + dim * el;
+      ci.lk = ctx.image_rows;
+      ci.out = att2.raw();
+      attention(ci, backend_);
+      add_bf16(att.raw(), att2.raw(), att.raw(), L * dim);  // o_txt + o_img in f32, then bf16
+    }
+    ev.mark("o_gemm");
+    linear(att.raw(), L, dim, g.co, Epilogue::Bias, proj.raw(), dim);
+    ev.mark("residual_norm");
+    {  // x += cross; a = LN(x) * (1 + scale2) + shift2
+      ResidualNormArgs r = norm_args(m, 3, 4);
+      r.y = proj.raw();
+      r.ldy = dim;
+      residual_norm(r);
+    }
+    // FFN.
+    ev.mark("ffn_up_gelu_gemm");
+    linear(a.raw(), L, dim, g.ffn0, Epilogue::BiasGelu, hid.raw(), c.ffn_dim);
+    ev.mark("ffn_down_gemm");
+    linear(hid.raw(), L, c.ffn_dim, g.ffn2, Epilogue::Bias, proj.raw(), dim);
+    ev.mark("residual_norm");
+    // x += ffn * gate2, then the next block's norm1-modulation (or the head's, in f32).
+    const bool last = i + 1 == w.blocks.size();
+    ResidualNormArgs r = last ? norm_args(hm, 0, 1) : norm_args(mods[i + 1], 0, 1);
+    r.y = proj.raw();
+    r.ldy = dim;
+    r.gate = m.data<float>() + 5 * dim;
+    if (last) {
+      r.out = head_in.raw();
+      r.out_bf16 = false;
+    }
+    residual_norm(r);
+  }
+
+  // 7.8: head in f32, then unpatchify.
+  ev.mark("head");
+  const Tensor out = ops::linear(head_in, w.head_w, w.head_b);  // [L, out_dim*4]
+  Tensor v = Tensor::empty({c.out_dim, T, h, wd}, DType::F32, Device::CUDA);
+  unpatchify(out.data<float>(), c.out_dim, T, hp, wp, v.data<float>());
+  ev.mark("end");
+  ev.finish();
+  return v;
+}
+
+double DitRunner::forward_flops(int64_t L) const {
+  const double dim = static_cast<double>(cfg_.dim), ffn = static_cast<double>(cfg_.ffn_dim);
+  const double l = static_cast<double>(L);
+  const double per_block_linear = 2.0 * l * (4 * dim * dim + 2 * dim * dim + 2 * dim * ffn);  // qkv,o; cq,co; ffn
+  const double cross_attn = 4.0 * l * dim * static_cast<double>(cfg_.text_len + (has_img_ ? img_tokens_ : 0));
+  return static_cast<double>(cfg_.num_layers) * (per_block_linear + cross_attn) + self_attention_flops(L);
+}
+
+double DitRunner::self_attention_flops(int64_t L) const {
+  const double l = static_cast<double>(L);
+  return static_cast<double>(cfg_.num_layers) * 4.0 * l * l * static_cast<double>(cfg_.dim);
+}
+
+}  // namespace ib::gpu

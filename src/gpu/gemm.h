@@ -1,0 +1,44 @@
+// Linear layers of the GPU engine through cuBLASLt: bf16 activations times a weight in one of the
+// engine's formats, f32 accumulation, the bias and GELU applied in the product's epilogue (no
+// separate pass over the output). The CPU reference is ops::cpu::linear (+ ops::cpu::gelu_tanh) on
+// the same bf16-rounded operands.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "core/tensor.h"
+
+namespace ib::gpu {
+
+// A linear layer's weight as the GPU engine holds it. One struct for every format, so that a
+// format added later (fp8 with per-channel scales, a LoRA merged at load, weights streamed from
+// host memory) changes how it is filled, not the code that runs it.
+struct LinearWeight {
+  enum class Format { BF16 };
+  Format format = Format::BF16;
+  Tensor w;     // device [out, in], bf16
+  Tensor bias;  // device [out], bf16 (the output's type), or undefined
+  int64_t in_features() const { return w.size(1); }
+  int64_t out_features() const { return w.size(0); }
+  size_t bytes() const { return w.nbytes() + (bias.defined() ? bias.nbytes() : 0); }
+
+  // From host (or device) tensors of any float dtype, rounded to bf16 once, on the device.
+  static LinearWeight bf16(const Tensor& w, const Tensor& bias);
+  // Several layers that read the same input stacked into one (e.g. q, k, v -> [3*dim, dim]).
+  static LinearWeight stack(const std::vector<const LinearWeight*>& parts);
+};
+
+enum class Epilogue { None, Bias, BiasGelu };  // GELU: the tanh approximation, as upstream's FFN
+
+// y[M, out] = epilogue(x[M, in] * w^T): x bf16 with row stride ldx, y bf16 with row stride ldy
+// (elements). Runs on `stream`; no synchronisation.
+void linear(const void* x, int64_t M, int64_t ldx, const LinearWeight& w, Epilogue ep, void* y, int64_t ldy,
+            cudaStream_t stream = nullptr);
+
+// The same on dense tensors: x bf16 [M, in] -> a new bf16 [M, out].
+Tensor linear(const Tensor& x, const LinearWeight& w, Epilogue ep = Epilogue::Bias);
+
+// The bare product (no epilogue, same shapes) for benchmarks: what the epilogue costs.
+void matmul_bare(const void* x, int64_t M, const LinearWeight& w, void* y, cudaStream_t stream = nullptr);
+
+}  // namespace ib::gpu

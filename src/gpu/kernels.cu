@@ -1,0 +1,391 @@
+// The GPU engine's fused DiT kernels (see kernels.h for what each computes).
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cmath>
+#include <vector>
+
+#include "core/check.h"
+#include "gpu/kernels.h"
+
+namespace ib::gpu {
+
+namespace {
+
+void check_launch(const char* what) {
+  const cudaError_t e = cudaGetLastError();
+  IB_CHECK(e == cudaSuccess, "CUDA launch of {} failed: {}", what, cudaGetErrorString(e));
+}
+
+unsigned grid_for(int64_t n, int threads = 256) {
+  const int64_t b = (n + threads - 1) / threads;
+  return static_cast<unsigned>(b < 1 ? 1 : (b > 65535LL * 64 ? 65535LL * 64 : b));
+}
+
+__device__ __forceinline__ float bf(const __nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float round_bf(float v) { return __bfloat162float(__float2bfloat16_rn(v)); }
+
+// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the total.
+__device__ float block_sum(float v, float* scratch) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  __syncthreads();  // scratch may still be read by a previous call
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  float t = 0.0f;
+  for (int i = 0; i < warps; ++i) t += scratch[i];
+  return t;
+}
+
+constexpr int kRowThreads = 512;
+
+// Rows are held in shared memory as f32; up to this many columns fit one block.
+constexpr int64_t kMaxRowCols = 48 * 1024;
+
+void row_smem(const void* kernel, int64_t cols, const char* what) {
+  IB_CHECK(cols > 0 && cols <= kMaxRowCols, "{}: rows of {} columns are not supported (at most {})", what, cols,
+           kMaxRowCols);
+  const size_t bytes = static_cast<size_t>(cols) * sizeof(float);
+  if (bytes > 48 * 1024) {
+    const cudaError_t e =
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
+    IB_CHECK(e == cudaSuccess, "{}: cannot raise shared memory to {} bytes: {}", what, bytes, cudaGetErrorString(e));
+  }
+}
+
+__global__ void residual_norm_kernel(ResidualNormArgs a) {
+  extern __shared__ float row[];  // [cols]
+  __shared__ float scratch[32];
+  const int64_t r = blockIdx.x;
+  const int64_t C = a.cols;
+  float* x = a.x + r * C;
+  const auto* y = static_cast<const __nv_bfloat16*>(a.y);
+  float s = 0.0f;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+    float v = x[c];
+    if (y != nullptr) {
+      const float d = bf(y[r * a.ldy + c]);
+      v = v + (a.gate != nullptr ? d * a.gate[c] : d);
+      x[c] = v;
+    }
+    row[c] = v;
+    s += v;
+  }
+  const float mean = block_sum(s, scratch) / static_cast<float>(C);
+  float q = 0.0f;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+    const float d = row[c] - mean;
+    q += d * d;
+  }
+  const float var = block_sum(q, scratch) / static_cast<float>(C);
+  const float rstd = 1.0f / sqrtf(var + a.eps);
+  const bool affine = a.mode == ResidualNormArgs::Mode::Affine;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+    float n = (row[c] - mean) * rstd;
+    if (a.round_norm) n = round_bf(n);
+    const float o = affine ? n * a.p0[c] + a.p1[c] : n * (1.0f + a.p0[c]) + a.p1[c];
+    if (a.out_bf16) {
+      static_cast<__nv_bfloat16*>(a.out)[r * C + c] = __float2bfloat16_rn(o);
+    } else {
+      static_cast<float*>(a.out)[r * C + c] = o;
+    }
+  }
+}
+
+struct QkDev {
+  __nv_bfloat16* x;
+  int64_t cols, ld;
+  const float* gamma;
+  float eps;
+  int64_t half;  // head_dim / 2
+  bool rope;
+  // Axis tables (cos and sin of pos * theta_j), [positions, pairs] each.
+  const double *cf, *sf, *ch, *sh, *cw, *sw;
+  int64_t gh, gw, pf, ph, pw;
+};
+
+__global__ void qk_norm_kernel(QkDev a) {
+  extern __shared__ float row[];
+  __shared__ float scratch[32];
+  const int64_t r = blockIdx.x;
+  __nv_bfloat16* x = a.x + r * a.ld;
+  float s = 0.0f;
+  for (int64_t c = threadIdx.x; c < a.cols; c += blockDim.x) {
+    const float v = bf(x[c]);
+    row[c] = v;
+    s += v * v;
+  }
+  const float ms = block_sum(s, scratch) / static_cast<float>(a.cols);
+  const float rn = 1.0f / sqrtf(ms + a.eps);
+  // This token's place in the grid: frame f, row ra, column cb.
+  const int64_t f = r / (a.gh * a.gw), ra = (r / a.gw) % a.gh, cb = r % a.gw;
+  for (int64_t p = threadIdx.x; p < a.cols / 2; p += blockDim.x) {
+    const int64_t i = 2 * p;
+    const float v0 = round_bf(row[i] * rn) * a.gamma[i];
+    const float v1 = round_bf(row[i + 1] * rn) * a.gamma[i + 1];
+    float o0 = v0, o1 = v1;
+    if (a.rope) {
+      const int64_t j = p % a.half;
+      double c, sn;
+      if (j < a.pf) {
+        c = a.cf[f * a.pf + j];
+        sn = a.sf[f * a.pf + j];
+      } else if (j < a.pf + a.ph) {
+        c = a.ch[ra * a.ph + (j - a.pf)];
+        sn = a.sh[ra * a.ph + (j - a.pf)];
+      } else {
+        c = a.cw[cb * a.pw + (j - a.pf - a.ph)];
+        sn = a.sw[cb * a.pw + (j - a.pf - a.ph)];
+      }
+      const double re = v0, im = v1;
+      o0 = static_cast<float>(re * c - im * sn);
+      o1 = static_cast<float>(re * sn + im * c);
+    }
+    x[i] = __float2bfloat16_rn(o0);
+    x[i + 1] = __float2bfloat16_rn(o1);
+  }
+}
+
+template <typename From>
+__global__ void to_bf16_kernel(const From* src, __nv_bfloat16* dst, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    if constexpr (std::is_same_v<From, float>) {
+      dst[i] = __float2bfloat16_rn(src[i]);
+    } else {
+      dst[i] = __float2bfloat16_rn(__half2float(src[i]));
+    }
+  }
+}
+
+template <typename From>
+__global__ void to_f32_kernel(const From* src, float* dst, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    if constexpr (std::is_same_v<From, __nv_bfloat16>) {
+      dst[i] = __bfloat162float(src[i]);
+    } else {
+      dst[i] = __half2float(src[i]);
+    }
+  }
+}
+
+__global__ void add_bf16_kernel(const __nv_bfloat16* a, const __nv_bfloat16* b, __nv_bfloat16* out, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    out[i] = __float2bfloat16_rn(bf(a[i]) + bf(b[i]));
+}
+
+__global__ void patchify_kernel(const float* x, int64_t cx, const float* y, int64_t T, int64_t h, int64_t w,
+                                int64_t F, __nv_bfloat16* tokens, int64_t n) {
+  const int64_t hp = h / 2, wp = w / 2;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t s = i / F, fe = i % F;
+    const int64_t c = fe / 4, p = (fe % 4) / 2, q = fe % 2;
+    const int64_t f = s / (hp * wp), a = (s / wp) % hp, b = s % wp;
+    const int64_t off = (f * h + 2 * a + p) * w + 2 * b + q;
+    const float v = c < cx ? x[c * T * h * w + off] : y[(c - cx) * T * h * w + off];
+    tokens[i] = __float2bfloat16_rn(v);
+  }
+}
+
+__global__ void unpatchify_kernel(const float* out, int64_t C, int64_t T, int64_t hp, int64_t wp, float* v,
+                                  int64_t n) {
+  const int64_t h = 2 * hp, w = 2 * wp;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t xx = i % w, yy = (i / w) % h, f = (i / (w * h)) % T, c = i / (w * h * T);
+    const int64_t a = yy / 2, p = yy % 2, b = xx / 2, q = xx % 2;
+    const int64_t s = (f * hp + a) * wp + b;
+    v[i] = out[s * 4 * C + (2 * p + q) * C + c];
+  }
+}
+
+__device__ __forceinline__ uint64_t splitmix64(uint64_t z) {
+  z += 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+template <typename T>
+__global__ void fill_uniform_kernel(T* p, int64_t n, uint64_t seed, float bound) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const uint64_t r = splitmix64(seed * 0x632be59bd9b4e019ull + static_cast<uint64_t>(i));
+    const float u = static_cast<float>(r >> 40) * (1.0f / 16777216.0f);  // [0, 1)
+    const float v = (2.0f * u - 1.0f) * bound;
+    if constexpr (std::is_same_v<T, float>) {
+      p[i] = v;
+    } else {
+      p[i] = __float2bfloat16_rn(v);
+    }
+  }
+}
+
+}  // namespace
+
+Tensor to_bf16_device(const Tensor& t) {
+  IB_CHECK(t.defined(), "to_bf16_device: undefined tensor");
+  const Tensor src = t.device() == Device::CUDA ? t : t.to(Device::CUDA);
+  if (src.dtype() == DType::BF16) return src.device() == t.device() ? src.clone() : src;
+  Tensor out = Tensor::empty(src.shape(), DType::BF16, Device::CUDA);
+  const int64_t n = src.numel();
+  if (n == 0) return out;
+  auto* dst = static_cast<__nv_bfloat16*>(out.raw());
+  if (src.dtype() == DType::F32) {
+    to_bf16_kernel<float><<<grid_for(n), 256>>>(static_cast<const float*>(src.raw()), dst, n);
+  } else if (src.dtype() == DType::F16) {
+    to_bf16_kernel<__half><<<grid_for(n), 256>>>(static_cast<const __half*>(src.raw()), dst, n);
+  } else {
+    fail("to_bf16_device: {} is not a float tensor", src.str());
+  }
+  check_launch("to_bf16");
+  return out;
+}
+
+Tensor to_f32_device(const Tensor& t) {
+  IB_CHECK(t.defined(), "to_f32_device: undefined tensor");
+  const Tensor src = t.device() == Device::CUDA ? t : t.to(Device::CUDA);
+  if (src.dtype() == DType::F32) return src.device() == t.device() ? src.clone() : src;
+  Tensor out = Tensor::empty(src.shape(), DType::F32, Device::CUDA);
+  const int64_t n = src.numel();
+  if (n == 0) return out;
+  if (src.dtype() == DType::BF16) {
+    to_f32_kernel<__nv_bfloat16><<<grid_for(n), 256>>>(static_cast<const __nv_bfloat16*>(src.raw()),
+                                                        out.data<float>(), n);
+  } else if (src.dtype() == DType::F16) {
+    to_f32_kernel<__half><<<grid_for(n), 256>>>(static_cast<const __half*>(src.raw()), out.data<float>(), n);
+  } else {
+    fail("to_f32_device: {} is not a float tensor", src.str());
+  }
+  check_launch("to_f32");
+  return out;
+}
+
+void residual_norm(const ResidualNormArgs& a, cudaStream_t stream) {
+  IB_CHECK(a.x != nullptr && a.out != nullptr && a.p0 != nullptr && a.p1 != nullptr,
+           "residual_norm: missing x, out or norm parameters");
+  if (a.rows == 0) return;
+  IB_CHECK(a.rows <= 0x7fffffff, "residual_norm: {} rows are too many", a.rows);
+  row_smem(reinterpret_cast<const void*>(residual_norm_kernel), a.cols, "residual_norm");
+  residual_norm_kernel<<<static_cast<unsigned>(a.rows), kRowThreads, static_cast<size_t>(a.cols) * sizeof(float),
+                         stream>>>(a);
+  check_launch("residual_norm");
+}
+
+void qk_norm(const QkNormArgs& a, cudaStream_t stream) {
+  IB_CHECK(a.x != nullptr && a.gamma != nullptr, "qk_norm: missing x or gamma");
+  IB_CHECK(a.heads > 0 && a.cols % a.heads == 0 && (a.cols / a.heads) % 2 == 0,
+           "qk_norm: {} columns do not split into {} heads of an even size", a.cols, a.heads);
+  if (a.rows == 0) return;
+  IB_CHECK(a.rows <= 0x7fffffff, "qk_norm: {} rows are too many", a.rows);
+  QkDev d{};
+  d.x = static_cast<__nv_bfloat16*>(a.x);
+  d.cols = a.cols;
+  d.ld = a.ld;
+  d.gamma = a.gamma;
+  d.eps = a.eps;
+  d.half = a.cols / a.heads / 2;
+  d.rope = a.rope != nullptr;
+  if (d.rope) {
+    const RopeTables& t = *a.rope;
+    IB_CHECK(t.grid.frames * t.grid.height * t.grid.width == a.rows,
+             "qk_norm: RoPE grid {}x{}x{} does not match {} tokens", t.grid.frames, t.grid.height, t.grid.width, a.rows);
+    IB_CHECK(t.split.frames + t.split.height + t.split.width == d.half, "qk_norm: RoPE tables for another head dim");
+    d.pf = t.split.frames;
+    d.ph = t.split.height;
+    d.pw = t.split.width;
+    d.gh = t.grid.height;
+    d.gw = t.grid.width;
+    const int64_t nf = t.grid.frames * d.pf, nh = t.grid.height * d.ph;
+    d.cf = t.cos;
+    d.ch = t.cos + nf;
+    d.cw = t.cos + nf + nh;
+    d.sf = t.sin;
+    d.sh = t.sin + nf;
+    d.sw = t.sin + nf + nh;
+  } else {
+    d.gh = d.gw = 1;
+  }
+  row_smem(reinterpret_cast<const void*>(qk_norm_kernel), a.cols, "qk_norm");
+  qk_norm_kernel<<<static_cast<unsigned>(a.rows), kRowThreads, static_cast<size_t>(a.cols) * sizeof(float), stream>>>(
+      d);
+  check_launch("qk_norm");
+}
+
+Tensor make_rope_tables(const ops::RopeGrid& grid, int64_t head_dim, RopeTables& tables) {
+  const ops::RopeSplit sp = ops::rope_split(head_dim);
+  // cos/sin of pos * theta_j, theta_j = 1 / 10000^(2j / (2*pairs)), as ops::cpu::rope_3d builds them.
+  std::vector<double> cs, sn;
+  auto axis = [&](int64_t n, int64_t pairs) {
+    const double width = static_cast<double>(2 * pairs);
+    const size_t base = cs.size();
+    cs.resize(base + static_cast<size_t>(n * pairs));
+    sn.resize(cs.size());
+    for (int64_t j = 0; j < pairs; ++j) {
+      const double inv = 1.0 / std::pow(10000.0, static_cast<double>(2 * j) / width);
+      for (int64_t p = 0; p < n; ++p) {
+        const double angle = static_cast<double>(p) * inv;
+        cs[base + static_cast<size_t>(p * pairs + j)] = std::cos(angle);
+        sn[base + static_cast<size_t>(p * pairs + j)] = std::sin(angle);
+      }
+    }
+  };
+  axis(grid.frames, sp.frames);
+  axis(grid.height, sp.height);
+  axis(grid.width, sp.width);
+  const int64_t n = static_cast<int64_t>(cs.size());
+  Tensor host = Tensor::empty({2, n > 0 ? n : 1}, DType::F64);
+  std::copy(cs.begin(), cs.end(), host.data<double>());
+  std::copy(sn.begin(), sn.end(), host.data<double>() + host.size(1));
+  Tensor dev = host.to(Device::CUDA);
+  tables.cos = dev.data<double>();
+  tables.sin = dev.data<double>() + host.size(1);
+  tables.grid = grid;
+  tables.split = sp;
+  return dev;
+}
+
+void add_bf16(const void* a, const void* b, void* out, int64_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  add_bf16_kernel<<<grid_for(n), 256, 0, stream>>>(static_cast<const __nv_bfloat16*>(a),
+                                                   static_cast<const __nv_bfloat16*>(b),
+                                                   static_cast<__nv_bfloat16*>(out), n);
+  check_launch("add_bf16");
+}
+
+void patchify(const float* x, int64_t cx, const float* y, int64_t cy, int64_t T, int64_t h, int64_t w, void* tokens,
+              cudaStream_t stream) {
+  IB_CHECK(h % 2 == 0 && w % 2 == 0, "patchify: height {} and width {} must be even", h, w);
+  IB_CHECK(cy == 0 || y != nullptr, "patchify: {} conditioning channels but no tensor", cy);
+  const int64_t F = (cx + cy) * 4, n = T * (h / 2) * (w / 2) * F;
+  if (n == 0) return;
+  patchify_kernel<<<grid_for(n), 256, 0, stream>>>(x, cx, y, T, h, w, F, static_cast<__nv_bfloat16*>(tokens), n);
+  check_launch("patchify");
+}
+
+void unpatchify(const float* out, int64_t C, int64_t T, int64_t hp, int64_t wp, float* v, cudaStream_t stream) {
+  const int64_t n = C * T * 4 * hp * wp;
+  if (n == 0) return;
+  unpatchify_kernel<<<grid_for(n), 256, 0, stream>>>(out, C, T, hp, wp, v, n);
+  check_launch("unpatchify");
+}
+
+void fill_uniform(const Tensor& t, uint64_t seed, float bound, cudaStream_t stream) {
+  IB_CHECK(t.device() == Device::CUDA, "fill_uniform: {} is not on the device", t.str());
+  const int64_t n = t.numel();
+  if (n == 0) return;
+  if (t.dtype() == DType::F32) {
+    fill_uniform_kernel<float><<<grid_for(n), 256, 0, stream>>>(t.data<float>(), n, seed, bound);
+  } else if (t.dtype() == DType::BF16) {
+    fill_uniform_kernel<__nv_bfloat16><<<grid_for(n), 256, 0, stream>>>(static_cast<__nv_bfloat16*>(t.raw()), n,
+                                                                        seed, bound);
+  } else {
+    fail("fill_uniform: {} is not f32 or bf16", t.str());
+  }
+  check_launch("fill_uniform");
+}
+
+}  // namespace ib::gpu

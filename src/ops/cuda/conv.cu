@@ -1,0 +1,444 @@
+// CUDA conv3d. Every path writes f32 [Cout, To, Ho, Wo] with the bias and the residual added:
+//  * cuDNN (builds with cuDNN): the input is packed once into a zero-padded channels-last copy
+//    [Tp, Hp, Wp, Cin'] (every padding, causal and one-sided ones included, becomes real zeros, so
+//    cuDNN convolves unpadded), the weight into [Cout', kt, kh, kw, Cin'] (Cin', Cout' rounded up
+//    to 8 with zero channels, the tensor cores' granule), cuDNN runs NDHWC, and an epilogue
+//    transposes back to channel-first adding bias and residual. The algorithm is chosen once per
+//    shape and cached: cuDNN's timed search for bf16, its heuristics for f32.
+//  * im2col + cuBLAS GEMM: tiles of output positions, y[Cout, tile] += w[Cout, K] · col[K, tile]
+//    (K = Cin·kt·kh·kw). Used without cuDNN, and for shapes cuDNN offers no algorithm for.
+//  * 1×1×1 without stride or padding: the input already is the [Cin, P] matrix, one GEMM.
+// Precision follows the weight: f32 weights give exact f32 (FMA kernels and SGEMM, never TF32);
+// bf16 weights round the input to bf16 and multiply on the tensor cores with f32 accumulation
+// (cuDNN then rounds its output to bf16 too, as a bf16-autocast conv does).
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <array>
+#include <map>
+#include <mutex>
+
+#include "core/log.h"
+#include "ops/conv.h"
+#include "ops/cuda/cuda_common.h"
+
+#ifdef IB_CUDA_HAVE_CUDNN
+#include <cudnn.h>
+#endif
+
+namespace ib::ops::cuda {
+
+namespace {
+
+ConvBackend g_backend = ConvBackend::Auto;
+
+struct ConvGeom {
+  int64_t Cin, T, H, W;       // input [Cin, T, H, W]
+  int64_t Cout, To, Ho, Wo;   // output [Cout, To, Ho, Wo]
+  int64_t kt, kh, kw;         // kernel
+  int64_t st, sh, sw;         // strides
+  int64_t pad_front, pad_top, pad_left;
+  int64_t Tp, Hp, Wp;         // padded input extent (cuDNN path)
+  int64_t Cin_p, Cout_p;      // channel counts of the packed tensors (cuDNN path)
+};
+
+template <typename T> __device__ __forceinline__ T from_f32(float v);
+template <> __device__ __forceinline__ float from_f32<float>(float v) { return v; }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+__device__ __forceinline__ float to_f32(float v) { return v; }
+__device__ __forceinline__ float to_f32(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+// ---------------------------------------------------------------------------------------------
+// Layout kernels of the cuDNN path. Both are 32×32 tile transposes through shared memory, so the
+// channel-first side and the channels-last side are each read or written in whole rows.
+
+// x [Cin, T, H, W] f32 -> xp [Tp, Hp, Wp, Cin_p] with the paddings (and the extra channels) zero.
+// Grid: (Wp tiles, Cin_p tiles, padded rows tp·Hp + hp, strided); block 32×8.
+template <typename T>
+__global__ void pack_input(const float* __restrict__ x, T* __restrict__ xp, ConvGeom g) {
+  __shared__ float tile[32][33];
+  const int64_t wp0 = static_cast<int64_t>(blockIdx.x) * 32, c0 = static_cast<int64_t>(blockIdx.y) * 32;
+  for (int64_t row = blockIdx.z; row < g.Tp * g.Hp; row += gridDim.z) {
+    const int64_t tp = row / g.Hp, hp = row % g.Hp;
+    const int64_t t = tp - g.pad_front, h = hp - g.pad_top;
+    const bool row_in = t >= 0 && t < g.T && h >= 0 && h < g.H;
+    for (int i = threadIdx.y; i < 32; i += blockDim.y) {
+      const int64_t c = c0 + i, w = wp0 + threadIdx.x - g.pad_left;
+      float v = 0.0f;
+      if (row_in && c < g.Cin && w >= 0 && w < g.W) v = x[((c * g.T + t) * g.H + h) * g.W + w];
+      tile[i][threadIdx.x] = v;
+    }
+    __syncthreads();
+    for (int i = threadIdx.y; i < 32; i += blockDim.y) {
+      const int64_t wp = wp0 + i, c = c0 + threadIdx.x;
+      if (wp < g.Wp && c < g.Cin_p) xp[((tp * g.Hp + hp) * g.Wp + wp) * g.Cin_p + c] = from_f32<T>(tile[threadIdx.x][i]);
+    }
+    __syncthreads();
+  }
+}
+
+// yp [To, Ho, Wo, Cout_p] -> y [Cout, To, Ho, Wo] f32, plus bias[c] and residual. Grid: (position
+// tiles, Cout tiles); block 32×8.
+template <typename T>
+__global__ void unpack_output(const T* __restrict__ yp, const float* __restrict__ bias,
+                              const float* __restrict__ residual, float* __restrict__ y, ConvGeom g) {
+  __shared__ float tile[32][33];
+  const int64_t P = g.To * g.Ho * g.Wo;
+  const int64_t p0 = static_cast<int64_t>(blockIdx.x) * 32, c0 = static_cast<int64_t>(blockIdx.y) * 32;
+  for (int i = threadIdx.y; i < 32; i += blockDim.y) {
+    const int64_t p = p0 + i, c = c0 + threadIdx.x;
+    tile[i][threadIdx.x] = (p < P && c < g.Cout) ? to_f32(yp[p * g.Cout_p + c]) : 0.0f;
+  }
+  __syncthreads();
+  for (int i = threadIdx.y; i < 32; i += blockDim.y) {
+    const int64_t c = c0 + i, p = p0 + threadIdx.x;
+    if (c >= g.Cout || p >= P) continue;
+    float v = tile[threadIdx.x][i];
+    if (bias != nullptr) v += bias[c];
+    if (residual != nullptr) v += residual[c * P + p];
+    y[c * P + p] = v;
+  }
+}
+
+// w [Cout, Cin, kt, kh, kw] -> wp [Cout_p, kt, kh, kw, Cin_p], zero outside the real channels.
+template <typename Tin, typename T>
+__global__ void pack_weight(const Tin* __restrict__ w, T* __restrict__ wp, ConvGeom g) {
+  const int64_t taps = g.kt * g.kh * g.kw, n = g.Cout_p * taps * g.Cin_p;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t ci = i % g.Cin_p, r = i / g.Cin_p, tap = r % taps, co = r / taps;
+    const float v = (co < g.Cout && ci < g.Cin) ? to_f32(w[(co * g.Cin + ci) * taps + tap]) : 0.0f;
+    wp[i] = from_f32<T>(v);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kernels of the GEMM path.
+
+// y[c, p] = residual[c, p] + bias[c] (either may be absent): the GEMMs accumulate onto it.
+__global__ void fill_bias_residual(const float* __restrict__ bias, const float* __restrict__ residual,
+                                   float* __restrict__ y, int64_t P, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const float b = bias != nullptr ? bias[i / P] : 0.0f;
+    y[i] = residual != nullptr ? residual[i] + b : b;
+  }
+}
+
+// col[k, j] for output positions p0 + j, j < np (p = (to·Ho + oy)·Wo + ox; k = ((ci·kt + dt)·kh +
+// dy)·kw + dx, the weight's own order).
+template <typename T>
+__global__ void im2col(const float* __restrict__ x, T* __restrict__ col, ConvGeom g, int64_t p0, int64_t np) {
+  const int64_t K = g.Cin * g.kt * g.kh * g.kw, n = K * np;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t j = i % np, k = i / np, p = p0 + j;
+    const int64_t ox = p % g.Wo, r = p / g.Wo, oy = r % g.Ho, to = r / g.Ho;
+    const int64_t dx = k % g.kw, dy = (k / g.kw) % g.kh, dt = (k / (g.kw * g.kh)) % g.kt, ci = k / (g.kw * g.kh * g.kt);
+    const int64_t ti = to * g.st + dt - g.pad_front, iy = oy * g.sh + dy - g.pad_top, ix = ox * g.sw + dx - g.pad_left;
+    float v = 0.0f;
+    if (ti >= 0 && ti < g.T && iy >= 0 && iy < g.H && ix >= 0 && ix < g.W) v = x[((ci * g.T + ti) * g.H + iy) * g.W + ix];
+    col[i] = from_f32<T>(v);
+  }
+}
+
+__global__ void f32_to_bf16(const float* __restrict__ x, __nv_bfloat16* __restrict__ y, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    y[i] = __float2bfloat16_rn(x[i]);
+}
+
+const float* optional_f32(const Tensor& t) { return t.defined() ? dev_f32(t, "conv3d") : nullptr; }
+
+int to_int(int64_t v, const char* what) {
+  IB_CHECK(v >= 0 && v <= 0x7fffffff, "conv3d on CUDA: {} = {} is too large", what, v);
+  return static_cast<int>(v);
+}
+
+// y[Cout, p0 .. p0+np) (row stride P) += w[Cout, K] · a[K, np] (row stride lda), in f32 or with
+// bf16 operands (a and w both bf16) and f32 accumulation.
+void gemm_accumulate(const void* a, int64_t lda, const Tensor& w, bool bf16, int64_t np, int64_t K, float* y,
+                     int64_t P) {
+  const float one = 1.0f;
+  const int64_t Cout = w.size(0);
+  // Column-major view: y^T[np, Cout] (ld P) += a^T[np, K] (ld lda) · w^T[K, Cout] (ld K).
+  if (!bf16) {
+    check_cublas(cublasSgemm(cublas_handle(), CUBLAS_OP_N, CUBLAS_OP_N, to_int(np, "tile"), to_int(Cout, "Cout"),
+                             to_int(K, "K"), &one, static_cast<const float*>(a), to_int(lda, "lda"), w.data<float>(),
+                             to_int(K, "K"), &one, y, to_int(P, "positions")),
+                 "cublasSgemm (conv3d)");
+  } else {
+    check_cublas(cublasGemmEx(cublas_handle(), CUBLAS_OP_N, CUBLAS_OP_N, to_int(np, "tile"), to_int(Cout, "Cout"),
+                              to_int(K, "K"), &one, a, CUDA_R_16BF, to_int(lda, "lda"), w.raw(), CUDA_R_16BF,
+                              to_int(K, "K"), &one, y, CUDA_R_32F, to_int(P, "positions"), CUBLAS_COMPUTE_32F,
+                              CUBLAS_GEMM_DEFAULT),
+                 "cublasGemmEx (conv3d, bf16)");
+  }
+}
+
+// The GEMM path (and the 1×1×1 shortcut). The weight's dtype picks the precision.
+void conv_gemm(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& residual, const Tensor& y,
+               const ConvGeom& g, bool pointwise) {
+  const bool bf16 = w.dtype() == DType::BF16;
+  const int64_t P = g.To * g.Ho * g.Wo, K = g.Cin * g.kt * g.kh * g.kw;
+  float* yp = dev_f32(y, "conv3d");
+  fill_bias_residual<<<blocks_for(g.Cout * P), 256>>>(optional_f32(b), optional_f32(residual), yp, P, g.Cout * P);
+  check_launch("fill_bias_residual");
+  if (K == 0) return;
+  const float* xp = dev_f32(x, "conv3d");
+  if (pointwise) {  // the input is the [Cin, P] matrix already
+    if (!bf16) return gemm_accumulate(xp, P, w, false, P, K, yp, P);
+    const Tensor xb = Tensor::empty({K, P}, DType::BF16, Device::CUDA);
+    f32_to_bf16<<<blocks_for(K * P), 256>>>(xp, static_cast<__nv_bfloat16*>(xb.raw()), K * P);
+    check_launch("f32_to_bf16");
+    return gemm_accumulate(xb.raw(), P, w, true, P, K, yp, P);
+  }
+  constexpr int64_t kColBudget = int64_t{32} << 20;  // elements of the col buffer
+  const int64_t tile = std::clamp<int64_t>(kColBudget / K, 1, P);
+  const Tensor col = Tensor::empty({K, tile}, bf16 ? DType::BF16 : DType::F32, Device::CUDA);
+  for (int64_t p0 = 0; p0 < P; p0 += tile) {
+    const int64_t np = std::min(tile, P - p0);
+    if (bf16) {
+      im2col<<<blocks_for(K * np), 256>>>(xp, static_cast<__nv_bfloat16*>(col.raw()), g, p0, np);
+    } else {
+      im2col<<<blocks_for(K * np), 256>>>(xp, col.data<float>(), g, p0, np);
+    }
+    check_launch("im2col");
+    gemm_accumulate(col.raw(), np, w, bf16, np, K, yp + p0, P);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cuDNN path.
+
+#ifdef IB_CUDA_HAVE_CUDNN
+
+void check_cudnn(cudnnStatus_t s, const char* what) {
+  IB_CHECK(s == CUDNN_STATUS_SUCCESS, "cuDNN error in {}: {}", what, cudnnGetErrorString(s));
+}
+
+cudnnHandle_t cudnn_handle() {
+  thread_local cudnnHandle_t h = [] {
+    cudnnHandle_t handle = nullptr;
+    check_cudnn(cudnnCreate(&handle), "cudnnCreate");
+    return handle;
+  }();
+  return h;
+}
+
+struct Descriptors {
+  cudnnTensorDescriptor_t x = nullptr, y = nullptr;
+  cudnnFilterDescriptor_t w = nullptr;
+  cudnnConvolutionDescriptor_t conv = nullptr;
+
+  Descriptors(const ConvGeom& g, cudnnDataType_t dt) {
+    check_cudnn(cudnnCreateTensorDescriptor(&x), "cudnnCreateTensorDescriptor");
+    check_cudnn(cudnnCreateTensorDescriptor(&y), "cudnnCreateTensorDescriptor");
+    check_cudnn(cudnnCreateFilterDescriptor(&w), "cudnnCreateFilterDescriptor");
+    check_cudnn(cudnnCreateConvolutionDescriptor(&conv), "cudnnCreateConvolutionDescriptor");
+    // Dimensions in NCDHW order; the NHWC format makes the layout [N, D, H, W, C].
+    const int xd[5] = {1, to_int(g.Cin_p, "Cin"), to_int(g.Tp, "T"), to_int(g.Hp, "H"), to_int(g.Wp, "W")};
+    const int wd[5] = {to_int(g.Cout_p, "Cout"), to_int(g.Cin_p, "Cin"), to_int(g.kt, "kt"), to_int(g.kh, "kh"),
+                       to_int(g.kw, "kw")};
+    const int yd[5] = {1, to_int(g.Cout_p, "Cout"), to_int(g.To, "To"), to_int(g.Ho, "Ho"), to_int(g.Wo, "Wo")};
+    const int pad[3] = {0, 0, 0}, stride[3] = {to_int(g.st, "stride"), to_int(g.sh, "stride"), to_int(g.sw, "stride")},
+              dilation[3] = {1, 1, 1};
+    check_cudnn(cudnnSetTensorNdDescriptorEx(x, CUDNN_TENSOR_NHWC, dt, 5, xd), "cudnnSetTensorNdDescriptorEx (x)");
+    check_cudnn(cudnnSetFilterNdDescriptor(w, dt, CUDNN_TENSOR_NHWC, 5, wd), "cudnnSetFilterNdDescriptor");
+    check_cudnn(cudnnSetTensorNdDescriptorEx(y, CUDNN_TENSOR_NHWC, dt, 5, yd), "cudnnSetTensorNdDescriptorEx (y)");
+    check_cudnn(cudnnSetConvolutionNdDescriptor(conv, 3, pad, stride, dilation, CUDNN_CROSS_CORRELATION,
+                                                CUDNN_DATA_FLOAT),
+                "cudnnSetConvolutionNdDescriptor");
+    int out[5] = {};
+    check_cudnn(cudnnGetConvolutionNdForwardOutputDim(conv, x, w, 5, out), "cudnnGetConvolutionNdForwardOutputDim");
+    IB_CHECK(std::equal(out, out + 5, yd), "conv3d on CUDA: cuDNN's output {}x{}x{}x{} differs from {}x{}x{}x{}", out[1],
+             out[2], out[3], out[4], yd[1], yd[2], yd[3], yd[4]);
+  }
+  ~Descriptors() {
+    cudnnDestroyConvolutionDescriptor(conv);
+    cudnnDestroyFilterDescriptor(w);
+    cudnnDestroyTensorDescriptor(y);
+    cudnnDestroyTensorDescriptor(x);
+  }
+  Descriptors(const Descriptors&) = delete;
+  Descriptors& operator=(const Descriptors&) = delete;
+};
+
+struct Plan {
+  bool ok = false;
+  cudnnConvolutionFwdAlgo_t algo = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
+  cudnnMathType_t math = CUDNN_FMA_MATH;
+  size_t workspace = 0;
+};
+
+using PlanKey = std::array<int64_t, 12>;
+std::mutex g_plans_mutex;
+std::map<PlanKey, Plan> g_plans;
+
+// The GEMM-like algorithms only: FFT and Winograd trade accuracy for speed.
+bool allowed_algo(cudnnConvolutionFwdAlgo_t a) {
+  return a == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM || a == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM ||
+         a == CUDNN_CONVOLUTION_FWD_ALGO_GEMM;
+}
+
+constexpr size_t kMaxWorkspace = size_t{1} << 30;
+
+// Picks (once per shape) the algorithm: bf16 by cuDNN's timed search over the real buffers, f32 by
+// its heuristics restricted to FMA kernels (exact f32; TF32 tensor cores are never allowed).
+PlanKey plan_key(const ConvGeom& g, bool bf16) {
+  return {bf16, g.Cin_p, g.Cout_p, g.kt, g.kh, g.kw, g.st, g.sh, g.sw, g.Tp, g.Hp, g.Wp};
+}
+
+Plan plan_for(const ConvGeom& g, bool bf16, Descriptors& d, const void* xp, const void* wp, void* yp) {
+  const PlanKey key = plan_key(g, bf16);
+  {
+    std::lock_guard<std::mutex> lock(g_plans_mutex);
+    if (auto it = g_plans.find(key); it != g_plans.end()) return it->second;
+  }
+  Plan plan;
+  cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT] = {};
+  int n = 0;
+  if (bf16) {
+    check_cudnn(cudnnSetConvolutionMathType(d.conv, CUDNN_TENSOR_OP_MATH), "cudnnSetConvolutionMathType");
+    size_t free_bytes = 0, total = 0;
+    check_cuda(cudaMemGetInfo(&free_bytes, &total), "cudaMemGetInfo");
+    const size_t ws_bytes = std::min(kMaxWorkspace, free_bytes / 4);
+    const Tensor ws = Tensor::empty({static_cast<int64_t>(ws_bytes)}, DType::U8, Device::CUDA);
+    check_cudnn(cudnnFindConvolutionForwardAlgorithmEx(cudnn_handle(), d.x, xp, d.w, wp, d.conv, d.y, yp,
+                                                       CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf, ws.raw(), ws_bytes),
+                "cudnnFindConvolutionForwardAlgorithmEx");
+  } else {
+    check_cudnn(cudnnSetConvolutionMathType(d.conv, CUDNN_FMA_MATH), "cudnnSetConvolutionMathType");
+    check_cudnn(cudnnGetConvolutionForwardAlgorithm_v7(cudnn_handle(), d.x, d.w, d.conv, d.y,
+                                                       CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf),
+                "cudnnGetConvolutionForwardAlgorithm_v7");
+  }
+  for (int i = 0; i < n; ++i) {
+    const cudnnConvolutionFwdAlgoPerf_t& p = perf[i];
+    if (p.status != CUDNN_STATUS_SUCCESS || !allowed_algo(p.algo)) continue;
+    if (!bf16 && p.mathType != CUDNN_FMA_MATH && p.mathType != CUDNN_DEFAULT_MATH) continue;
+    plan.ok = true;
+    plan.algo = p.algo;
+    plan.math = bf16 ? p.mathType : CUDNN_FMA_MATH;
+    check_cudnn(cudnnSetConvolutionMathType(d.conv, plan.math), "cudnnSetConvolutionMathType");
+    if (cudnnGetConvolutionForwardWorkspaceSize(cudnn_handle(), d.x, d.w, d.conv, d.y, plan.algo, &plan.workspace) !=
+            CUDNN_STATUS_SUCCESS ||
+        plan.workspace > kMaxWorkspace) {
+      plan.ok = false;
+      continue;
+    }
+    spdlog::debug("conv3d cuDNN {}: {}->{} k{}x{}x{} s{}x{}x{} in {}x{}x{}: algo {} math {} ({:.3f} ms, {} KiB)",
+                  bf16 ? "bf16" : "f32", g.Cin, g.Cout, g.kt, g.kh, g.kw, g.st, g.sh, g.sw, g.Tp, g.Hp, g.Wp,
+                  static_cast<int>(p.algo), static_cast<int>(plan.math), p.time, plan.workspace >> 10);
+    break;
+  }
+  if (!plan.ok)
+    spdlog::warn("conv3d: cuDNN has no {} algorithm for {}->{} k{}x{}x{} on {}x{}x{}; using im2col + GEMM",
+                 bf16 ? "bf16" : "f32", g.Cin, g.Cout, g.kt, g.kh, g.kw, g.Tp, g.Hp, g.Wp);
+  std::lock_guard<std::mutex> lock(g_plans_mutex);
+  g_plans[key] = plan;
+  return plan;
+}
+
+template <typename T>
+bool conv_cudnn_typed(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& residual, const Tensor& y,
+                      const ConvGeom& g, bool bf16) {
+  const DType dt = bf16 ? DType::BF16 : DType::F32;
+  const Tensor xp = Tensor::empty({g.Tp, g.Hp, g.Wp, g.Cin_p}, dt, Device::CUDA);
+  const dim3 block(32, 8);
+  const dim3 grid_in(static_cast<unsigned>((g.Wp + 31) / 32), static_cast<unsigned>((g.Cin_p + 31) / 32),
+                     static_cast<unsigned>(std::min<int64_t>(g.Tp * g.Hp, 65535)));
+  pack_input<T><<<grid_in, block>>>(dev_f32(x, "conv3d"), static_cast<T*>(xp.raw()), g);
+  check_launch("pack_input");
+  const Tensor wp = Tensor::empty({g.Cout_p, g.kt, g.kh, g.kw, g.Cin_p}, dt, Device::CUDA);
+  if (w.dtype() == DType::BF16) {
+    pack_weight<<<blocks_for(wp.numel()), 256>>>(static_cast<const __nv_bfloat16*>(w.raw()), static_cast<T*>(wp.raw()), g);
+  } else {
+    pack_weight<<<blocks_for(wp.numel()), 256>>>(w.data<float>(), static_cast<T*>(wp.raw()), g);
+  }
+  check_launch("pack_weight");
+  const Tensor yp = Tensor::empty({g.To, g.Ho, g.Wo, g.Cout_p}, dt, Device::CUDA);
+
+  Descriptors d(g, bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT);
+  const Plan plan = plan_for(g, bf16, d, xp.raw(), wp.raw(), yp.raw());
+  if (!plan.ok) return false;
+  check_cudnn(cudnnSetConvolutionMathType(d.conv, plan.math), "cudnnSetConvolutionMathType");
+  Tensor ws;
+  if (plan.workspace > 0) ws = Tensor::empty({static_cast<int64_t>(plan.workspace)}, DType::U8, Device::CUDA);
+  const float one = 1.0f, zero = 0.0f;
+  const cudnnStatus_t st = cudnnConvolutionForward(cudnn_handle(), &one, d.x, xp.raw(), d.w, wp.raw(), d.conv,
+                                                   plan.algo, ws.defined() ? ws.raw() : nullptr, plan.workspace, &zero,
+                                                   d.y, yp.raw());
+  if (st == CUDNN_STATUS_NOT_SUPPORTED || st == CUDNN_STATUS_BAD_PARAM) {  // the shape goes to the GEMM path
+    spdlog::warn("conv3d: cuDNN refused algo {} for {}->{} k{}x{}x{} ({}); using im2col + GEMM", static_cast<int>(plan.algo),
+                 g.Cin, g.Cout, g.kt, g.kh, g.kw, cudnnGetErrorString(st));
+    std::lock_guard<std::mutex> lock(g_plans_mutex);
+    g_plans[plan_key(g, bf16)].ok = false;
+    return false;
+  }
+  check_cudnn(st, "cudnnConvolutionForward");
+
+  const int64_t P = g.To * g.Ho * g.Wo;
+  const dim3 grid_out(static_cast<unsigned>((P + 31) / 32), static_cast<unsigned>((g.Cout + 31) / 32));
+  unpack_output<T><<<grid_out, block>>>(static_cast<const T*>(yp.raw()), optional_f32(b), optional_f32(residual),
+                                        dev_f32(y, "conv3d"), g);
+  check_launch("unpack_output");
+  return true;
+}
+
+bool conv_cudnn(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& residual, const Tensor& y,
+                const ConvGeom& g) {
+  if (w.dtype() == DType::BF16) return conv_cudnn_typed<__nv_bfloat16>(x, w, b, residual, y, g, true);
+  return conv_cudnn_typed<float>(x, w, b, residual, y, g, false);
+}
+
+#endif  // IB_CUDA_HAVE_CUDNN
+
+}  // namespace
+
+void set_conv_backend(ConvBackend backend) {
+  IB_CHECK(conv_backend_available(backend), "conv3d on CUDA: this build has no cuDNN");
+  g_backend = backend;
+}
+
+bool conv_backend_available(ConvBackend backend) {
+#ifdef IB_CUDA_HAVE_CUDNN
+  (void)backend;
+  return true;
+#else
+  return backend != ConvBackend::Cudnn;
+#endif
+}
+
+void conv3d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv3dArgs& a, const Tensor& residual,
+            const Tensor& y) {
+  IB_CHECK(w.device() == Device::CUDA && (w.dtype() == DType::F32 || w.dtype() == DType::BF16),
+           "conv3d on CUDA: weight {} must be an f32 or bf16 device tensor", w.str());
+  ConvGeom g{};
+  g.Cin = x.size(0), g.T = x.size(1), g.H = x.size(2), g.W = x.size(3);
+  g.Cout = y.size(0), g.To = y.size(1), g.Ho = y.size(2), g.Wo = y.size(3);
+  g.kt = w.size(2), g.kh = w.size(3), g.kw = w.size(4);
+  g.st = a.stride_t, g.sh = a.stride_h, g.sw = a.stride_w;
+  g.pad_front = a.pad_front, g.pad_top = a.pad_top, g.pad_left = a.pad_left;
+  // Only the padded extent that the output reads: trailing rows/columns a stride skips are dropped.
+  g.Tp = (g.To - 1) * g.st + g.kt;
+  g.Hp = (g.Ho - 1) * g.sh + g.kh;
+  g.Wp = (g.Wo - 1) * g.sw + g.kw;
+  g.Cin_p = (g.Cin + 7) / 8 * 8;
+  g.Cout_p = (g.Cout + 7) / 8 * 8;
+  if (y.numel() == 0) return;
+  const bool pointwise = g.kt == 1 && g.kh == 1 && g.kw == 1 && g.st == 1 && g.sh == 1 && g.sw == 1 &&
+                         a.pad_front == 0 && a.pad_top == 0 && a.pad_bottom == 0 && a.pad_left == 0 &&
+                         a.pad_right == 0;
+  if (pointwise || g.Cin == 0) return conv_gemm(x, w, b, residual, y, g, true);
+#ifdef IB_CUDA_HAVE_CUDNN
+  if (g_backend != ConvBackend::Gemm && conv_cudnn(x, w, b, residual, y, g)) return;
+  IB_CHECK(g_backend != ConvBackend::Cudnn, "conv3d on CUDA: cuDNN has no algorithm for {} with weight {}", x.str(),
+           w.str());
+#endif
+  conv_gemm(x, w, b, residual, y, g, false);
+}
+
+}  // namespace ib::ops::cuda

@@ -1,0 +1,251 @@
+// `inbetween bench` (include/inbetween/bench.h): the GPU engine's stages timed on a synthetic
+// full-size model or a model folder. Each stage: one warm-up, then `repeats` timed runs between
+// device synchronisations; peak memory from the caching allocator's counters.
+#include "inbetween/bench.h"
+
+#include <chrono>
+#include <cmath>
+
+#include "core/check.h"
+#include "core/cuda_memory.h"
+#include "io/model_config.h"
+#include "pipeline/conditioning.h"
+#include "pipeline/generate_internal.h"
+#include "pipeline/scheduler.h"
+
+#ifdef INBETWEEN_HAVE_CUDA
+#include <cuda_runtime.h>
+
+#include "gpu/dit_runner.h"
+#endif
+
+namespace ib {
+
+#ifndef INBETWEEN_HAVE_CUDA
+
+BenchReport run_bench(const BenchOptions&, const std::function<void(const std::string&)>&) {
+  fail("inbetween bench times the GPU engine, and this build has no CUDA support (nvcc was not found when it was "
+       "built)");
+}
+
+#else
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+
+double gib(size_t b) { return static_cast<double>(b) / kGiB; }
+
+bool wanted(const BenchOptions& o, const std::string& stage) {
+  if (o.stages.empty()) return true;
+  for (const std::string& s : o.stages)
+    if (s == stage) return true;
+  return false;
+}
+
+// Runs fn once untimed, then `repeats` times; returns {mean, min} seconds, the device idle around
+// each run.
+template <typename Fn>
+std::pair<double, double> time_it(int repeats, Fn&& fn) {
+  fn();
+  cuda::synchronize("bench warm-up");
+  double sum = 0, best = 1e30;
+  for (int i = 0; i < repeats; ++i) {
+    const auto t0 = Clock::now();
+    fn();
+    cuda::synchronize("bench");
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    sum += s;
+    best = std::min(best, s);
+  }
+  return {sum / repeats, best};
+}
+
+Tensor random_device(const Shape& s, DType dt, uint64_t seed, float bound) {
+  Tensor t = Tensor::empty(s, dt, Device::CUDA);
+  gpu::fill_uniform(t, seed, bound);
+  return t;
+}
+
+gpu::AttentionBackend parse_backend(const std::string& s) {
+  if (s == "auto") return gpu::AttentionBackend::Auto;
+  if (s == "flash") return gpu::AttentionBackend::Flash;
+  if (s == "cudnn") return gpu::AttentionBackend::Cudnn;
+  fail("--attention '{}': expected auto, flash or cudnn", s);
+}
+
+}  // namespace
+
+BenchReport run_bench(const BenchOptions& o, const std::function<void(const std::string&)>& log_fn) {
+  auto log = [&](const std::string& s) {
+    if (log_fn) log_fn(s);
+  };
+  IB_CHECK(cuda::device_count() > 0, "inbetween bench: no CUDA device is available on this machine");
+  IB_CHECK(o.width >= 16 && o.height >= 16 && o.width % 16 == 0 && o.height % 16 == 0 && o.width <= 4096 &&
+               o.height <= 4096,
+           "bench: size {}x{} must be multiples of 16 between 16 and 4096", o.width, o.height);
+  IB_CHECK(o.repeats >= 1 && o.repeats <= 100, "bench: --repeats must be in 1..100, got {}", o.repeats);
+  const gpu::AttentionBackend backend = parse_backend(o.attention);
+  for (const std::string& s : o.stages)
+    IB_CHECK(s == "dit" || s == "attention" || s == "gemm", "bench: unknown stage '{}' (expected dit, attention, gemm)",
+             s);
+  const int64_t lat_t = latent_frames(o.frames), lat_h = o.height / 8, lat_w = o.width / 8;
+
+  BenchReport r;
+  cudaDeviceProp prop{};
+  if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess) r.device = prop.name;
+
+  // The model: a folder's weights, or random ones of the release's shapes made on the GPU.
+  DitConfig cfg;
+  int64_t text_dim = 4096, clip_dim = 1280, img_tokens = 514;
+  std::unique_ptr<gpu::DitRunner> runner;
+  const auto t_load = Clock::now();
+  if (!o.model_dir.empty()) {
+    const ModelFolder f = ModelFolder::open(o.model_dir);
+    const WanDiT host = WanDiT::load(*open_tensor_store(f.dit_path), f.dit);
+    runner = gpu::DitRunner::create(host);
+    cfg = f.dit;
+    text_dim = host.text_dim();
+    clip_dim = host.clip_dim();
+    img_tokens = host.image_tokens();
+  } else {
+    IB_CHECK(o.preset == "flf2v-14b", "bench: unknown preset '{}' (expected flf2v-14b)", o.preset);
+    const cuda::MemoryStats m = cuda::memory_stats();
+    const double need = 2.0 * 16.4e9 / kGiB + 4.0;  // bf16 weights + activations at 480p
+    IB_CHECK(gib(m.device_free) >= need,
+             "bench: the synthetic 14B model needs about {:.1f} GiB of GPU memory (bf16 weights plus activations); "
+             "{:.1f} GiB are free of {:.1f} GiB",
+             need, gib(m.device_free), gib(m.device_total));
+    runner = gpu::DitRunner::synthetic(cfg, text_dim, clip_dim, img_tokens);
+  }
+  runner->set_attention_backend(backend);
+  cuda::synchronize("loading the DiT");
+  const int64_t L = lat_t * (lat_h / 2) * (lat_w / 2);
+  r.tokens = L;
+  r.weights_gib = gib(runner->weights().bytes);
+  r.setting = fmt::format("{}x{}, {} frames -> {}x{}x{} = {} tokens; DiT dim {} x {} layers, {} heads", o.width,
+                          o.height, o.frames, lat_t, lat_h / 2, lat_w / 2, L, cfg.dim, cfg.num_layers, cfg.num_heads);
+  log(fmt::format("{} on {}; weights {:.1f} GiB, made in {:.1f} s", r.setting, r.device, r.weights_gib,
+                  std::chrono::duration<double>(Clock::now() - t_load).count()));
+
+  auto add_row = [&](const std::string& stage, std::pair<double, double> t, double flops, const std::string& note) {
+    BenchRow row;
+    row.stage = stage;
+    row.seconds = t.first;
+    row.min_seconds = t.second;
+    row.tflops = flops > 0 ? flops / t.first / 1e12 : 0;
+    row.peak_gib = gib(cuda::memory_stats().peak_in_use);
+    row.note = note;
+    r.rows.push_back(row);
+    log(fmt::format("{:<26} {:9.4f} s  {:7.1f} TFLOP/s  peak {:.1f} GiB  {}", stage, row.seconds, row.tflops,
+                    row.peak_gib, note));
+  };
+
+  if (wanted(o, "attention")) {
+    // Self-attention alone at this token count, 40 x 128 (the DiT's heads).
+    const int64_t dim = cfg.dim, H = cfg.num_heads, D = dim / H;
+    cuda::reset_peak_memory();
+    const Tensor qkv = random_device({L, 3 * dim}, DType::BF16, 11, 1.0f);
+    Tensor out = Tensor::empty({L, dim}, DType::BF16, Device::CUDA);
+    gpu::AttentionProblem p;
+    p.q = qkv.raw();
+    p.k = static_cast<const char*>(qkv.raw()) + dim * 2;
+    p.v = static_cast<const char*>(qkv.raw()) + 2 * dim * 2;
+    p.out = out.raw();
+    p.heads = H;
+    p.head_dim = D;
+    p.lq = p.lk = L;
+    p.q_row_stride = p.k_row_stride = p.v_row_stride = 3 * dim;
+    p.o_row_stride = dim;
+    p.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
+    const double flops = 4.0 * static_cast<double>(L) * static_cast<double>(L) * static_cast<double>(dim);
+    for (const auto& [name, b] : {std::pair{"flash", gpu::AttentionBackend::Flash},
+                                  std::pair{"cudnn", gpu::AttentionBackend::Cudnn}}) {
+      if (b == gpu::AttentionBackend::Cudnn && !gpu::cudnn_attention_supports(p)) {
+        log("attention_cudnn: cuDNN does not take this problem here");
+        continue;
+      }
+      if (b == gpu::AttentionBackend::Flash && !gpu::flash_attention_supports(D)) continue;
+      add_row(fmt::format("attention_{}", name), time_it(o.repeats, [&] { gpu::attention(p, b); }), flops,
+              fmt::format("{} heads x {}", H, D));
+    }
+  }
+
+  if (wanted(o, "gemm")) {
+    // The block's products at this token count, with their epilogues and bare.
+    const int64_t dim = cfg.dim, ffn = cfg.ffn_dim;
+    const gpu::DitBlockGpu& g = runner->weights().blocks.at(0);
+    const Tensor x = random_device({L, std::max(dim, ffn)}, DType::BF16, 12, 1.0f);
+    Tensor y = Tensor::empty({L, std::max(3 * dim, ffn)}, DType::BF16, Device::CUDA);
+    struct G {
+      const char* name;
+      const gpu::LinearWeight* w;
+      gpu::Epilogue ep;
+    };
+    for (const G& s : {G{"gemm_qkv", &g.qkv, gpu::Epilogue::Bias}, G{"gemm_o", &g.o, gpu::Epilogue::Bias},
+                       G{"gemm_ffn_up_gelu", &g.ffn0, gpu::Epilogue::BiasGelu},
+                       G{"gemm_ffn_down", &g.ffn2, gpu::Epilogue::Bias}}) {
+      const double flops = 2.0 * static_cast<double>(L) * static_cast<double>(s.w->in_features()) *
+                           static_cast<double>(s.w->out_features());
+      const auto with = time_it(o.repeats * 3, [&] {
+        gpu::linear(x.raw(), L, s.w->in_features(), *s.w, s.ep, y.raw(), s.w->out_features());
+      });
+      const auto bare = time_it(o.repeats * 3, [&] { gpu::matmul_bare(x.raw(), L, *s.w, y.raw()); });
+      add_row(s.name, with, flops,
+              fmt::format("{} x {} -> {}; bare product {:.1f} TFLOP/s, epilogue version at {:.0f}%", L,
+                          s.w->in_features(), s.w->out_features(), flops / bare.first / 1e12,
+                          100.0 * bare.first / with.first));
+    }
+  }
+
+  if (wanted(o, "dit")) {
+    const Tensor x = random_device({cfg.out_dim, lat_t, lat_h, lat_w}, DType::F32, 13, 1.7f);
+    const bool img = cfg.model_type != "t2v";
+    const Tensor y = img ? random_device({cfg.in_dim - cfg.out_dim, lat_t, lat_h, lat_w}, DType::F32, 14, 1.0f) : Tensor();
+    const Tensor ctx = random_device({cfg.text_len, text_dim}, DType::F32, 15, 0.2f);
+    const Tensor ctx_null = random_device({cfg.text_len, text_dim}, DType::F32, 16, 0.2f);
+    const Tensor clip = img ? random_device({img_tokens > 0 ? img_tokens : 257, clip_dim}, DType::F32, 17, 1.0f) : Tensor();
+    cuda::reset_peak_memory();
+    gpu::DitContext cc, cu;
+    add_row("dit_prepare_context", time_it(o.repeats, [&] { cc = runner->prepare(ctx, clip); }), 0,
+            "text and image keys/values of all blocks, once per generation and branch");
+    cu = runner->prepare(ctx_null, clip);
+    const double flops = runner->forward_flops(L);
+    cuda::reset_peak_memory();
+    add_row("dit_forward_cond", time_it(o.repeats, [&] { (void)runner->forward(x, 999.0, cc, y); }), flops,
+            fmt::format("{:.3f} PFLOP", flops / 1e15));
+    cuda::reset_peak_memory();
+    add_row("dit_forward_uncond", time_it(o.repeats, [&] { (void)runner->forward(x, 999.0, cu, y); }), flops, "");
+    auto sched = Scheduler::create(Solver::UniPC, 1000, 16.0);
+    cuda::reset_peak_memory();
+    add_row("denoise_step", time_it(o.repeats, [&] {
+              const Tensor vc = runner->forward(x, 999.0, cc, y), vu = runner->forward(x, 999.0, cu, y);
+              const Tensor v = guided_velocity(vc, vu, 5.0f);
+              (void)scheduler_step(*sched, v, x);
+            }),
+            2 * flops, "two forwards, guidance and the UniPC update");
+    if (o.profile) {
+      gpu::DitProfile prof;
+      (void)runner->forward(x, 999.0, cc, y, &prof);
+      for (const auto& [name, ms] : prof.ms) {
+        BenchRow row;
+        row.stage = name;
+        row.seconds = ms / 1e3;
+        row.note = fmt::format("{:.1f}%", 100.0 * ms / prof.total_ms);
+        r.profile.push_back(row);
+      }
+      std::sort(r.profile.begin(), r.profile.end(),
+                [](const BenchRow& a, const BenchRow& b) { return a.seconds > b.seconds; });
+      BenchRow sa;
+      for (BenchRow& row : r.profile) {
+        if (row.stage == "self_attention") row.tflops = runner->self_attention_flops(L) / row.seconds / 1e12;
+      }
+    }
+  }
+  return r;
+}
+
+#endif
+
+}  // namespace ib

@@ -1,0 +1,250 @@
+// The GPU engine's fused kernels (src/gpu/kernels.h) and its cuBLASLt linear (src/gpu/gemm.h), each
+// against the composition of CPU reference ops it replaces, on random inputs over one table of
+// cases per kernel. Outputs rounded to bf16 are compared with the reference rounded the same way:
+// a rounding boundary may flip, so the bound is a couple of bf16 units in the last place.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "common/fixture.h"
+#include "core/cuda_memory.h"
+#include "core/dtype.h"
+#include "gpu/gemm.h"
+#include "gpu/kernels.h"
+#include "ops/activation.h"
+#include "ops/elementwise.h"
+#include "ops/linear.h"
+#include "ops/norm.h"
+#include "ops/rope.h"
+
+namespace ib {
+namespace {
+
+using test::random_tensor;
+
+// 0xFF bytes: NaN in f32 and bf16, so an element the kernel does not write fails the comparison.
+void cuda_poison(const Tensor& t) { cuda::memset_device(t.raw(), 0xFF, t.nbytes()); }
+
+Tensor host(const Tensor& t) { return t.to(Device::CPU).to(DType::F32); }
+Tensor bf16_round(const Tensor& t) { return t.to(DType::BF16).to(DType::F32); }
+
+// Max over elements of |got - ref| / (ulps * 2^-8 * |ref| + floor): <= 1 passes. 2^-8 is half a
+// bf16 unit in the last place relative to the value.
+double worst_ratio(const Tensor& got, const Tensor& ref, double ulps, double floor) {
+  EXPECT_EQ(got.shape(), ref.shape());
+  const float* g = got.data<float>();
+  const float* r = ref.data<float>();
+  double worst = 0;
+  for (int64_t i = 0; i < ref.numel(); ++i) {
+    if (!std::isfinite(g[i])) return INFINITY;
+    const double bound = ulps * std::ldexp(1.0, -8) * std::fabs(r[i]) + floor;
+    worst = std::max(worst, std::fabs(static_cast<double>(g[i]) - r[i]) / bound);
+  }
+  return worst;
+}
+
+double max_abs(const Tensor& t) {
+  double m = 0;
+  for (int64_t i = 0; i < t.numel(); ++i) m = std::max(m, static_cast<double>(std::fabs(t.data<float>()[i])));
+  return m;
+}
+
+// x += y * gate; LN; (round); modulate or affine; out bf16 or f32.
+TEST(GpuEngineKernels, ResidualNormMatchesCpuComposition) {
+  struct Case {
+    int64_t rows, cols;
+    bool with_y, with_gate, modulate, round_norm, out_bf16;
+  };
+  const Case cases[] = {{7, 128, true, true, true, false, true},   {3, 320, true, false, true, false, true},
+                        {5, 5120, true, true, false, false, true},  {9, 96, false, false, true, true, true},
+                        {4, 1000, true, true, true, false, false}, {1, 13824, true, true, true, false, true}};
+  uint32_t seed = 100;
+  for (const Case& c : cases) {
+    const Tensor x = random_tensor({c.rows, c.cols}, ++seed, 3.0f, 0.7f);
+    const Tensor y = bf16_round(random_tensor({c.rows, c.cols}, ++seed));
+    const Tensor gate = random_tensor({c.cols}, ++seed, 0.5f);
+    const Tensor p0 = random_tensor({c.cols}, ++seed, 0.3f), p1 = random_tensor({c.cols}, ++seed, 0.3f);
+    const float eps = 1e-6f;
+    // The reference: CPU ops in upstream's order.
+    Tensor xr = x;
+    if (c.with_y) xr = ops::add(x, c.with_gate ? ops::mul(y, gate) : y);
+    Tensor n = ops::layer_norm(xr, Tensor(), Tensor(), eps);
+    if (c.round_norm) n = bf16_round(n);
+    Tensor ref = c.modulate ? ops::add(ops::mul(n, ops::affine(p0, 1.0f, 1.0f)), p1) : ops::add(ops::mul(n, p0), p1);
+    if (c.out_bf16) ref = bf16_round(ref);
+
+    Tensor xd = x.to(Device::CUDA);
+    const Tensor yd = y.to(DType::BF16).to(Device::CUDA), gd = gate.to(Device::CUDA), p0d = p0.to(Device::CUDA),
+                 p1d = p1.to(Device::CUDA);
+    Tensor out = Tensor::empty({c.rows, c.cols}, c.out_bf16 ? DType::BF16 : DType::F32, Device::CUDA);
+    cuda_poison(out);
+    gpu::ResidualNormArgs a;
+    a.x = xd.data<float>();
+    a.rows = c.rows;
+    a.cols = c.cols;
+    if (c.with_y) {
+      a.y = yd.raw();
+      a.ldy = c.cols;
+      if (c.with_gate) a.gate = gd.data<float>();
+    }
+    a.mode = c.modulate ? gpu::ResidualNormArgs::Mode::Modulate : gpu::ResidualNormArgs::Mode::Affine;
+    a.p0 = p0d.data<float>();
+    a.p1 = p1d.data<float>();
+    a.eps = eps;
+    a.round_norm = c.round_norm;
+    a.out = out.raw();
+    a.out_bf16 = c.out_bf16;
+    gpu::residual_norm(a);
+    const std::string what = fmt::format("rows {} cols {}", c.rows, c.cols);
+    // The stream itself: f32 add and multiply (the GPU may fuse them into one FMA).
+    EXPECT_LE(worst_ratio(host(xd), xr, 0.0, 1e-6 * (1 + max_abs(xr))), 1.0) << what;
+    EXPECT_LE(worst_ratio(host(out), ref, c.out_bf16 ? 2.0 : 0.0, c.out_bf16 ? 1e-6 : 1e-5 * (1 + max_abs(ref))), 1.0)
+        << what;
+  }
+}
+
+// bf16 rows: RMSNorm in f32, round, * gamma, (RoPE in double), round.
+TEST(GpuEngineKernels, QkNormRopeMatchesCpuComposition) {
+  struct Case {
+    int64_t frames, height, width, heads, head_dim, ld_extra;
+    bool rope;
+  };
+  const Case cases[] = {{3, 2, 5, 4, 32, 0, true},  {2, 3, 4, 2, 128, 256, true}, {1, 1, 7, 3, 16, 16, true},
+                        {2, 4, 3, 40, 128, 0, true}, {5, 1, 1, 4, 64, 64, false}};
+  uint32_t seed = 300;
+  for (const Case& c : cases) {
+    const int64_t L = c.frames * c.height * c.width, C = c.heads * c.head_dim, ld = C + c.ld_extra;
+    const Tensor x = bf16_round(random_tensor({L, C}, ++seed, 2.0f));
+    const Tensor gamma = random_tensor({C}, ++seed, 0.3f, 1.0f);
+    const float eps = 1e-6f;
+    Tensor ref = ops::mul(bf16_round(ops::rms_norm(x, Tensor(), eps)), gamma);
+    if (c.rope) ref = ops::rope_3d(ref, c.heads, {c.frames, c.height, c.width});
+    ref = bf16_round(ref);
+
+    // The rows live in a wider buffer (as q and k do in the fused qkv output); the rest is left alone.
+    Tensor wide = random_tensor({L, ld}, ++seed);
+    float* wp = wide.data<float>();
+    for (int64_t r = 0; r < L; ++r) std::memcpy(wp + r * ld, x.data<float>() + r * C, static_cast<size_t>(C) * 4);
+    const Tensor wide_bf = wide.to(DType::BF16);
+    Tensor xd = wide_bf.to(Device::CUDA);
+    const Tensor gd = gamma.to(Device::CUDA);
+    gpu::RopeTables tables;
+    const Tensor store = gpu::make_rope_tables({c.frames, c.height, c.width}, c.head_dim, tables);
+    gpu::QkNormArgs a;
+    a.x = xd.raw();
+    a.rows = L;
+    a.cols = C;
+    a.ld = ld;
+    a.gamma = gd.data<float>();
+    a.eps = eps;
+    a.heads = c.heads;
+    a.rope = c.rope ? &tables : nullptr;
+    gpu::qk_norm(a);
+    const Tensor got_wide = host(xd);
+    Tensor got = Tensor::empty({L, C}, DType::F32);
+    for (int64_t r = 0; r < L; ++r) {
+      std::memcpy(got.data<float>() + r * C, got_wide.data<float>() + r * ld, static_cast<size_t>(C) * 4);
+      for (int64_t k = C; k < ld; ++k)  // untouched columns
+        ASSERT_EQ(got_wide.data<float>()[r * ld + k], round_bf16(wp[r * ld + k]));
+    }
+    EXPECT_LE(worst_ratio(got, ref, 4.0, 1e-3 * max_abs(ref)), 1.0)
+        << fmt::format("grid {}x{}x{} heads {} dim {}", c.frames, c.height, c.width, c.heads, c.head_dim);
+  }
+}
+
+// bf16 x bf16 -> bf16 with the bias (and GELU-tanh) in cuBLASLt's epilogue, strided rows.
+TEST(GpuEngineKernels, LinearEpiloguesMatchCpuOps) {
+  struct Case {
+    int64_t M, K, N, ldx_extra, ldy_extra;
+    gpu::Epilogue ep;
+  };
+  const Case cases[] = {{33, 64, 96, 0, 0, gpu::Epilogue::Bias},    {300, 512, 1536, 0, 0, gpu::Epilogue::BiasGelu},
+                        {7, 128, 128, 64, 128, gpu::Epilogue::Bias}, {129, 256, 40, 0, 8, gpu::Epilogue::None},
+                        {1, 4096, 5120, 0, 0, gpu::Epilogue::BiasGelu}};
+  uint32_t seed = 500;
+  for (const Case& c : cases) {
+    const Tensor x = bf16_round(random_tensor({c.M, c.K}, ++seed));
+    const Tensor w = bf16_round(random_tensor({c.N, c.K}, ++seed, 1.0f / std::sqrt(static_cast<float>(c.K))));
+    const Tensor b = bf16_round(random_tensor({c.N}, ++seed, 0.5f));
+    Tensor ref = ops::linear(x, w, c.ep == gpu::Epilogue::None ? Tensor() : b);
+    if (c.ep == gpu::Epilogue::BiasGelu) ref = ops::gelu_tanh(ref);
+    ref = bf16_round(ref);
+
+    const gpu::LinearWeight lw = gpu::LinearWeight::bf16(w, b);
+    const int64_t ldx = c.K + c.ldx_extra, ldy = c.N + c.ldy_extra;
+    Tensor xw = Tensor::zeros({c.M, ldx}, DType::F32);
+    for (int64_t r = 0; r < c.M; ++r)
+      std::memcpy(xw.data<float>() + r * ldx, x.data<float>() + r * c.K, static_cast<size_t>(c.K) * 4);
+    const Tensor xd = xw.to(DType::BF16).to(Device::CUDA);
+    Tensor yd = Tensor::empty({c.M, ldy}, DType::BF16, Device::CUDA);
+    cuda_poison(yd);
+    gpu::linear(xd.raw(), c.M, ldx, lw, c.ep, yd.raw(), ldy);
+    const Tensor yw = host(yd);
+    Tensor got = Tensor::empty({c.M, c.N}, DType::F32);
+    for (int64_t r = 0; r < c.M; ++r)
+      std::memcpy(got.data<float>() + r * c.N, yw.data<float>() + r * ldy, static_cast<size_t>(c.N) * 4);
+    // f32 accumulation in another order, then one rounding; GELU's tanh in another library.
+    EXPECT_LE(worst_ratio(got, ref, 2.0, 2e-3 * (1 + max_abs(ref))), 1.0)
+        << fmt::format("{} x {} x {} epilogue {}", c.M, c.K, c.N, static_cast<int>(c.ep));
+  }
+}
+
+TEST(GpuEngineKernels, StackedLinearEqualsItsParts) {
+  const Tensor x = bf16_round(random_tensor({17, 64}, 700));
+  const gpu::LinearWeight a = gpu::LinearWeight::bf16(random_tensor({32, 64}, 701, 0.1f), random_tensor({32}, 702));
+  const gpu::LinearWeight b = gpu::LinearWeight::bf16(random_tensor({48, 64}, 703, 0.1f), random_tensor({48}, 704));
+  const gpu::LinearWeight ab = gpu::LinearWeight::stack({&a, &b});
+  const Tensor xd = x.to(DType::BF16).to(Device::CUDA);
+  const Tensor yab = host(gpu::linear(xd, ab)), ya = host(gpu::linear(xd, a)), yb = host(gpu::linear(xd, b));
+  for (int64_t r = 0; r < 17; ++r) {
+    EXPECT_EQ(0, std::memcmp(yab.data<float>() + r * 80, ya.data<float>() + r * 32, 32 * 4)) << r;
+    EXPECT_EQ(0, std::memcmp(yab.data<float>() + r * 80 + 32, yb.data<float>() + r * 48, 48 * 4)) << r;
+  }
+}
+
+TEST(GpuEngineKernels, AddBf16RoundsTheF32Sum) {
+  const Tensor a = bf16_round(random_tensor({1000}, 800)), b = bf16_round(random_tensor({1000}, 801));
+  const Tensor ad = a.to(DType::BF16).to(Device::CUDA), bd = b.to(DType::BF16).to(Device::CUDA);
+  Tensor out = Tensor::empty({1000}, DType::BF16, Device::CUDA);
+  gpu::add_bf16(ad.raw(), bd.raw(), out.raw(), 1000);
+  EXPECT_LE(worst_ratio(host(out), bf16_round(ops::add(a, b)), 0.0, 1e-30), 1.0);
+}
+
+// Patch tokens and the velocity layout, against the index formulas of spec 7.2 and 7.8.
+TEST(GpuEngineKernels, PatchifyAndUnpatchifyFollowTheSpec) {
+  const int64_t cx = 3, cy = 2, T = 2, h = 4, w = 6;
+  const Tensor x = random_tensor({cx, T, h, w}, 900), y = random_tensor({cy, T, h, w}, 901);
+  const Tensor xd = x.to(Device::CUDA), yd = y.to(Device::CUDA);
+  const int64_t hp = h / 2, wp = w / 2, L = T * hp * wp, F = (cx + cy) * 4;
+  Tensor tok = Tensor::empty({L, F}, DType::BF16, Device::CUDA);
+  gpu::patchify(xd.data<float>(), cx, yd.data<float>(), cy, T, h, w, tok.raw());
+  const Tensor th = host(tok);
+  for (int64_t f = 0; f < T; ++f)
+    for (int64_t a = 0; a < hp; ++a)
+      for (int64_t b = 0; b < wp; ++b)
+        for (int64_t c = 0; c < cx + cy; ++c)
+          for (int64_t p = 0; p < 2; ++p)
+            for (int64_t q = 0; q < 2; ++q) {
+              const Tensor& src = c < cx ? x : y;
+              const int64_t cc = c < cx ? c : c - cx;
+              const float want = round_bf16(src.data<float>()[((cc * T + f) * h + 2 * a + p) * w + 2 * b + q]);
+              ASSERT_EQ(th.data<float>()[((f * hp + a) * wp + b) * F + c * 4 + 2 * p + q], want);
+            }
+  const int64_t C = 4;
+  const Tensor out = random_tensor({L, 4 * C}, 902);
+  const Tensor od = out.to(Device::CUDA);
+  Tensor v = Tensor::empty({C, T, h, w}, DType::F32, Device::CUDA);
+  gpu::unpatchify(od.data<float>(), C, T, hp, wp, v.data<float>());
+  const Tensor vh = host(v);
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t f = 0; f < T; ++f)
+      for (int64_t yy = 0; yy < h; ++yy)
+        for (int64_t xx = 0; xx < w; ++xx) {
+          const int64_t s = (f * hp + yy / 2) * wp + xx / 2, fe = (2 * (yy % 2) + xx % 2) * C + c;
+          ASSERT_EQ(vh.data<float>()[((c * T + f) * h + yy) * w + xx], out.data<float>()[s * 4 * C + fe]);
+        }
+}
+
+}  // namespace
+}  // namespace ib

@@ -1,0 +1,103 @@
+// Wan-VAE on CUDA against the fixture (vae.safetensors: encode `video` -> `latent`, decode `latent`
+// -> `decoded`, `random_latent` -> `random_decoded`): f32 within the fixture README's component
+// bound (1e-4 x (1 + max|ref|)), bf16 within 2e-2 x (1 + max|ref|) or, for decoded frames, at a
+// PSNR of 35 dB or more. Every error is printed. Sizes come from the fixture files.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <string>
+
+#include "common/fixture.h"
+#include "io/model_config.h"
+#include "models/vae.h"
+
+namespace ib {
+namespace {
+
+const ModelFolder& folder() {
+  static const ModelFolder f = ModelFolder::open(test::model_dir());
+  return f;
+}
+
+WanVAE load_vae() { return WanVAE::load(*open_tensor_store(folder().vae_path), folder().vae); }
+
+// PSNR of a against b for videos in [-1, 1] (peak-to-peak 2).
+double psnr(const Tensor& a, const Tensor& b) {
+  const Tensor x = a.to(Device::CPU).to(DType::F32), y = b.to(Device::CPU).to(DType::F32);
+  double se = 0;
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    const double d = static_cast<double>(x.data<float>()[i]) - y.data<float>()[i];
+    se += d * d;
+  }
+  const double mse = se / static_cast<double>(std::max<int64_t>(x.numel(), 1));
+  return 10.0 * std::log10(4.0 / std::max(mse, 1e-30));
+}
+
+// Prints and returns the closeness of a device result to a fixture tensor.
+test::Closeness report(const char* what, const Tensor& got, const Tensor& ref, double rel) {
+  EXPECT_EQ(got.device(), Device::CUDA) << what;
+  const test::Closeness c = test::compare(got.to(Device::CPU), ref, rel);
+  std::printf("[measured] %s: max abs err %.3g, max |ref| %.3g, bound %.3g\n", what, c.max_abs_err, c.max_abs_ref,
+              c.bound);
+  EXPECT_TRUE(c.shape_ok) << what << ": shape " << shape_str(got.shape()) << " vs " << shape_str(ref.shape());
+  return c;
+}
+
+TEST(WanVAEGpu, F32MatchesFixture) {
+  const auto f = test::open_fixture("vae.safetensors");
+  WanVAE vae = load_vae();
+  vae.to(Device::CUDA);
+  EXPECT_EQ(vae.device(), Device::CUDA);
+  EXPECT_EQ(vae.conv_dtype(), DType::F32);
+  const Tensor video = f->get("video").to(DType::F32);
+  const Tensor latent = vae.encode(video.to(Device::CUDA));
+  EXPECT_TENSOR_CLOSE(latent.to(Device::CPU), f->get("latent"), test::kComponentRel);
+  report("f32 encode video -> latent", latent, f->get("latent"), test::kComponentRel);
+  const Tensor decoded = vae.decode(f->get("latent").to(DType::F32).to(Device::CUDA));
+  EXPECT_TENSOR_CLOSE(decoded.to(Device::CPU), f->get("decoded"), test::kComponentRel);
+  report("f32 decode latent -> decoded", decoded, f->get("decoded"), test::kComponentRel);
+  const Tensor rnd = vae.decode(f->get("random_latent").to(DType::F32).to(Device::CUDA));
+  EXPECT_TENSOR_CLOSE(rnd.to(Device::CPU), f->get("random_decoded"), test::kComponentRel);
+  report("f32 decode random_latent -> random_decoded", rnd, f->get("random_decoded"), test::kComponentRel);
+}
+
+TEST(WanVAEGpu, Bf16WithinBound) {
+  constexpr double kRel = 2e-2, kMinPsnr = 35.0;
+  const auto f = test::open_fixture("vae.safetensors");
+  WanVAE vae = load_vae();
+  vae.to(Device::CUDA, DType::BF16);
+  EXPECT_EQ(vae.conv_dtype(), DType::BF16);
+  const test::Closeness enc =
+      report("bf16 encode video -> latent", vae.encode(f->get("video").to(DType::F32)), f->get("latent"), kRel);
+  EXPECT_LE(enc.max_abs_err, enc.bound);
+  EXPECT_GT(enc.max_abs_err, 0.0);  // really the bf16 path
+  for (const auto& [in, out] : {std::pair<std::string, std::string>{"latent", "decoded"}, {"random_latent", "random_decoded"}}) {
+    const Tensor ref = f->get(out);
+    const Tensor got = vae.decode(f->get(in).to(DType::F32));
+    const std::string what = "bf16 decode " + in + " -> " + out;
+    const test::Closeness c = report(what.c_str(), got, ref, kRel);
+    const double p = psnr(got, ref);
+    std::printf("[measured] %s: PSNR %.1f dB (bound: max err <= %.3g or PSNR >= %.0f dB)\n", what.c_str(), p, c.bound,
+                kMinPsnr);
+    EXPECT_TRUE(c.max_abs_err <= c.bound || p >= kMinPsnr) << what << ": max abs err " << c.max_abs_err << ", PSNR " << p;
+  }
+}
+
+// A CPU input is copied to the model's device; moving the model back gives the CPU results again.
+TEST(WanVAEGpu, DeviceRoundTrip) {
+  const auto f = test::open_fixture("vae.safetensors");
+  const Tensor latent = f->get("latent").to(DType::F32);
+  const WanVAE cpu_vae = load_vae();
+  const Tensor ref = cpu_vae.decode(latent);
+  WanVAE vae = load_vae();
+  vae.to(Device::CUDA);
+  EXPECT_EQ(vae.decode(latent).device(), Device::CUDA);
+  vae.to(Device::CPU);
+  EXPECT_EQ(vae.device(), Device::CPU);
+  EXPECT_TENSOR_CLOSE(vae.decode(latent), ref, 0.0);
+  EXPECT_THROW(vae.to(Device::CPU, DType::BF16), Error);
+}
+
+}  // namespace
+}  // namespace ib

@@ -1,0 +1,224 @@
+// GPU checks of the Wan-VAE's ops (label gpu, run on the lent GPU machine): one table of cases per
+// op, run on CUDA against the CPU reference on random inputs. conv3d covers the VAE's kernels,
+// strides, causal and one-sided paddings and channel counts (odd ones too), on every CUDA backend
+// (cuDNN where built, im2col + GEMM), in f32 (bound 1e-5 relative) and with bf16 weights (against
+// the CPU conv of the same bf16-rounded operands, bound 2e-2). The fused RMS_norm + SiLU is checked
+// against the composition of the two CPU ops.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "common/fixture.h"
+#include "ops/activation.h"
+#include "ops/conv.h"
+#include "ops/vae_attention.h"
+#include "ops/vae_latent.h"
+#include "ops/vae_layout.h"
+#include "ops/vae_norm.h"
+
+namespace ib {
+namespace {
+
+using test::random_tensor;
+
+Tensor gpu(const Tensor& t) { return t.defined() ? t.to(Device::CUDA) : t; }
+Tensor cpu(const Tensor& t) { return t.to(Device::CPU); }
+Tensor bf16_rounded(const Tensor& t) { return t.to(DType::BF16).to(DType::F32); }
+
+constexpr double kF32 = 1e-5, kBf16 = 2e-2;
+
+struct ConvCase {
+  const char* name;
+  int64_t cin, cout, T, H, W, kt, kh, kw;
+  ops::Conv3dArgs args;
+  bool bias, residual;
+};
+
+ops::Conv3dArgs causal(int64_t pad_front) {
+  ops::Conv3dArgs a = ops::Conv3dArgs::spatial_pad(1);
+  a.pad_front = pad_front;
+  return a;
+}
+ops::Conv3dArgs down2d() {  // ZeroPad2d((0, 1, 0, 1)) + stride 2
+  ops::Conv3dArgs a;
+  a.stride_h = a.stride_w = 2;
+  a.pad_bottom = a.pad_right = 1;
+  return a;
+}
+ops::Conv3dArgs time_down() {
+  ops::Conv3dArgs a;
+  a.stride_t = 2;
+  return a;
+}
+ops::Conv3dArgs time_up(int64_t pad_front) {
+  ops::Conv3dArgs a;
+  a.pad_front = pad_front;
+  return a;
+}
+
+const std::vector<ConvCase>& conv_cases() {
+  static const std::vector<ConvCase> cases = {
+      {"3x3x3 causal, first chunk (2 zero frames)", 5, 7, 1, 9, 11, 3, 3, 3, causal(2), true, true},
+      {"3x3x3 with 2 cached frames", 16, 24, 6, 8, 10, 3, 3, 3, causal(0), true, false},
+      {"3x3x3 with 1 cached frame", 32, 32, 3, 7, 13, 3, 3, 3, causal(1), false, true},
+      {"encoder conv1 3->96", 3, 96, 5, 16, 24, 3, 3, 3, causal(2), true, false},
+      {"decoder head 96->3", 96, 3, 4, 16, 16, 3, 3, 3, causal(0), true, false},
+      {"decoder conv1 16->384", 16, 384, 3, 6, 10, 3, 3, 3, causal(0), true, false},
+      {"residual conv 384->384", 384, 384, 3, 6, 10, 3, 3, 3, causal(0), true, true},
+      {"shortcut 1x1x1 96->192", 96, 192, 4, 8, 10, 1, 1, 1, {}, true, false},
+      {"1x1x1 odd 13->29 with residual", 13, 29, 3, 5, 7, 1, 1, 1, {}, true, true},
+      {"downsample2d 1x3x3 s2", 24, 24, 3, 10, 14, 1, 3, 3, down2d(), true, false},
+      {"downsample2d odd size", 9, 9, 1, 7, 9, 1, 3, 3, down2d(), true, false},
+      {"downsample3d time_conv s2", 16, 16, 5, 6, 7, 3, 1, 1, time_down(), true, false},
+      {"upsample3d time_conv C->2C", 16, 32, 1, 5, 9, 3, 1, 1, time_up(2), true, false},
+      {"upsample3d time_conv cached", 16, 32, 3, 5, 9, 3, 1, 1, time_up(0), true, false},
+      {"upsample conv 1x3x3 C->C/2", 32, 16, 2, 12, 20, 1, 3, 3, ops::Conv3dArgs::spatial_pad(1), true, false},
+  };
+  return cases;
+}
+
+std::vector<ops::cuda::ConvBackend> conv_backends() {
+  std::vector<ops::cuda::ConvBackend> b{ops::cuda::ConvBackend::Gemm};
+  if (ops::cuda::conv_backend_available(ops::cuda::ConvBackend::Cudnn)) b.push_back(ops::cuda::ConvBackend::Cudnn);
+  return b;
+}
+const char* backend_name(ops::cuda::ConvBackend b) {
+  return b == ops::cuda::ConvBackend::Cudnn ? "cudnn" : "gemm";
+}
+
+// Restores the automatic choice when a test ends.
+struct BackendGuard {
+  ~BackendGuard() { ops::cuda::set_conv_backend(ops::cuda::ConvBackend::Auto); }
+};
+
+struct ConvInputs {
+  Tensor x, w, b, r;
+};
+ConvInputs conv_inputs(const ConvCase& c, uint32_t seed) {
+  ConvInputs in;
+  const auto K = static_cast<float>(c.cin * c.kt * c.kh * c.kw);
+  in.x = random_tensor({c.cin, c.T, c.H, c.W}, seed);
+  in.w = random_tensor({c.cout, c.cin, c.kt, c.kh, c.kw}, seed + 1, 1.0f / std::sqrt(K));
+  if (c.bias) in.b = random_tensor({c.cout}, seed + 2);
+  if (c.residual) {
+    const Tensor y = ops::conv3d(in.x, in.w, Tensor(), c.args);  // for the output shape
+    in.r = random_tensor(y.shape(), seed + 3);
+  }
+  return in;
+}
+
+TEST(VaeOpsGpu, Conv3dF32) {
+  BackendGuard guard;
+  for (ops::cuda::ConvBackend backend : conv_backends()) {
+    ops::cuda::set_conv_backend(backend);
+    uint32_t seed = 100;
+    for (const ConvCase& c : conv_cases()) {
+      const ConvInputs in = conv_inputs(c, seed += 10);
+      const Tensor ref = ops::conv3d(in.x, in.w, in.b, c.args, in.r);
+      const Tensor got = cpu(ops::conv3d(gpu(in.x), gpu(in.w), gpu(in.b), c.args, gpu(in.r)));
+      EXPECT_TENSOR_CLOSE(got, ref, kF32) << c.name << " [" << backend_name(backend) << "]";
+    }
+  }
+}
+
+// bf16 weights: the input is rounded to bf16 on the device; the reference is the CPU f32 conv of
+// the same rounded operands (the remaining difference is the accumulation order and, on cuDNN, the
+// bf16 output).
+TEST(VaeOpsGpu, Conv3dBf16) {
+  BackendGuard guard;
+  for (ops::cuda::ConvBackend backend : conv_backends()) {
+    ops::cuda::set_conv_backend(backend);
+    uint32_t seed = 500;
+    for (const ConvCase& c : conv_cases()) {
+      const ConvInputs in = conv_inputs(c, seed += 10);
+      const Tensor wb = in.w.to(DType::BF16);
+      const Tensor ref = ops::conv3d(bf16_rounded(in.x), wb.to(DType::F32), in.b, c.args, in.r);
+      const Tensor got = cpu(ops::conv3d(gpu(in.x), gpu(wb), gpu(in.b), c.args, gpu(in.r)));
+      EXPECT_TENSOR_CLOSE(got, ref, kBf16) << c.name << " [" << backend_name(backend) << "]";
+    }
+  }
+}
+
+TEST(VaeOpsGpu, Conv3dRejectsBf16WeightsOnCpu) {
+  const Tensor x = random_tensor({2, 1, 3, 3}, 1), w = random_tensor({2, 2, 1, 1, 1}, 2).to(DType::BF16);
+  EXPECT_THROW(ops::conv3d(x, w), Error);
+}
+
+TEST(VaeOpsGpu, RmsNormChannelsAndFusedSilu) {
+  struct Case { Shape x; };
+  // C from 3 to 1100 (above the kernel's cached-channel limit), positions not a multiple of 32.
+  const Case cases[] = {{{3, 2, 5, 7}}, {{32, 1, 9, 13}}, {{96, 3, 8, 10}}, {{384, 2, 6, 10}}, {{1100, 1, 3, 11}}};
+  uint32_t seed = 900;
+  for (const Case& c : cases) {
+    const Tensor x = random_tensor(c.x, ++seed, 2.0f, 0.3f), g = random_tensor({c.x[0], 1, 1, 1}, ++seed);
+    EXPECT_TENSOR_CLOSE(cpu(ops::rms_norm_channels(gpu(x), gpu(g))), ops::rms_norm_channels(x, g), kF32)
+        << shape_str(c.x);
+    // The fused norm + SiLU against the two CPU ops one after the other.
+    const Tensor composed = ops::activate(ops::rms_norm_channels(x, g), ops::Activation::Silu);
+    EXPECT_TENSOR_CLOSE(cpu(ops::rms_norm_channels(gpu(x), gpu(g), true)), composed, kF32) << shape_str(c.x);
+  }
+  const Tensor z = Tensor::zeros({4, 2, 3}, DType::F32, Device::CUDA);
+  EXPECT_TENSOR_CLOSE(cpu(ops::rms_norm_channels(z, gpu(Tensor::full({4}, 1.0f)), true)), Tensor::zeros({4, 2, 3}), 0.0);
+}
+
+TEST(VaeOpsGpu, LayoutOpsAreExact) {
+  const Tensor a = random_tensor({5, 2, 3, 7}, 1), b = random_tensor({5, 1, 3, 7}, 2), e = random_tensor({5, 0, 3, 7}, 3);
+  const Tensor c = ops::cat_frames({a, e, b});
+  EXPECT_TENSOR_CLOSE(cpu(ops::cat_frames({gpu(a), gpu(e), gpu(b)})), c, 0.0);
+  for (auto [t0, t1] : {std::pair<int64_t, int64_t>{0, 3}, {1, 3}, {2, 3}, {1, 1}})
+    EXPECT_TENSOR_CLOSE(cpu(ops::slice_frames(gpu(c), t0, t1)), ops::slice_frames(c, t0, t1), 0.0) << t0 << ".." << t1;
+  for (const Shape& s : {Shape{6, 1, 4, 5}, Shape{10, 3, 3, 7}}) {
+    const Tensor x = random_tensor(s, 4);
+    EXPECT_TENSOR_CLOSE(cpu(ops::interleave_channel_halves(gpu(x))), ops::interleave_channel_halves(x), 0.0)
+        << shape_str(s);
+  }
+  for (const Shape& s : {Shape{3, 2, 5, 7}, Shape{1, 1, 1}, Shape{4, 1, 33, 65}}) {
+    const Tensor x = random_tensor(s, 5);
+    EXPECT_TENSOR_CLOSE(cpu(ops::upsample_nearest2x(gpu(x))), ops::upsample_nearest2x(x), 0.0) << shape_str(s);
+  }
+  for (const Shape& s : {Shape{1, 1}, Shape{37, 61}, Shape{384, 960}, Shape{1000, 3}}) {
+    const Tensor x = random_tensor(s, 6);
+    EXPECT_TENSOR_CLOSE(cpu(ops::transpose2d(gpu(x))), ops::transpose2d(x), 0.0) << shape_str(s);
+  }
+}
+
+TEST(VaeOpsGpu, LatentScaleAndClamp) {
+  const Tensor x = random_tensor({16, 3, 6, 10}, 7, 3.0f);
+  std::vector<float> mean, inv;
+  for (int c = 0; c < 16; ++c) {
+    mean.push_back(0.1f * static_cast<float>(c) - 0.7f);
+    inv.push_back(1.0f / (1.0f + 0.2f * static_cast<float>(c)));
+  }
+  EXPECT_TENSOR_CLOSE(cpu(ops::latent_normalize(gpu(x), mean, inv)), ops::latent_normalize(x, mean, inv), 1e-6);
+  EXPECT_TENSOR_CLOSE(cpu(ops::latent_denormalize(gpu(x), mean, inv)), ops::latent_denormalize(x, mean, inv), 1e-6);
+  const Tensor d = gpu(x).clone();
+  ops::clamp_(d, -1.0f, 1.0f);
+  const Tensor ref = x.clone();
+  ops::clamp_(ref, -1.0f, 1.0f);
+  EXPECT_TENSOR_CLOSE(cpu(d), ref, 0.0);
+}
+
+TEST(VaeOpsGpu, PixelAttention) {
+  struct Case { int64_t C, N; };
+  // The fixture's width (32) and the release's (384) at a small latent frame; N not a power of two.
+  const Case cases[] = {{8, 1}, {32, 60}, {64, 333}, {384, 960}};
+  uint32_t seed = 1300;
+  for (const Case& c : cases) {
+    const Tensor x = random_tensor({c.C, c.N}, ++seed);
+    const Tensor w = random_tensor({3 * c.C, c.C}, ++seed, 1.0f / std::sqrt(static_cast<float>(c.C)));
+    const Tensor b = random_tensor({3 * c.C}, ++seed, 0.1f);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(c.C));
+    EXPECT_TENSOR_CLOSE(cpu(ops::pixel_attention(gpu(x), gpu(w), gpu(b), scale)), ops::pixel_attention(x, w, b, scale),
+                        kF32)
+        << "C " << c.C << " N " << c.N;
+    const Tensor wb = w.to(DType::BF16);
+    const Tensor ref = ops::pixel_attention(bf16_rounded(x), wb.to(DType::F32), b, scale);
+    EXPECT_TENSOR_CLOSE(cpu(ops::pixel_attention(gpu(x), gpu(wb), gpu(b), scale)), ref, kBf16)
+        << "bf16, C " << c.C << " N " << c.N;
+  }
+}
+
+}  // namespace
+}  // namespace ib
