@@ -21,7 +21,7 @@
 namespace {
 
 constexpr int64_t kHeads = 40, kHeadDim = 128;
-constexpr int kD128Variants = 15;
+constexpr int kD128Variants = 9;
 
 void check(cudaError_t e, const char* what) {
   if (e != cudaSuccess) {

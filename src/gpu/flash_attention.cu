@@ -1,12 +1,12 @@
 // Our flash-attention forward kernel (FlashAttention-2 style) for Hopper and later, on the
 // tensor cores through mma.sync m16n8k16 bf16 with f32 accumulation. One block takes kBlockM
-// query rows of one head of one batch entry; each warp owns 16 of those rows and streams every
-// key and value tile of the head through shared memory (cp.async, kStages buffers, rows padded
-// by 16 bytes so ldmatrix is free of bank conflicts). Per key tile a warp computes its 16 x kBlockN
+// query rows of one head of one batch entry; each warp owns 16 * kMT of those rows, and the block
+// streams every key and value tile of the head through shared memory (cp.async, kStages buffers,
+// rows padded by 16 bytes so ldmatrix is free of bank conflicts). Per key tile a warp computes its
 // logits, updates the running row max and sum (online softmax in the exp2 domain), rescales its
 // output accumulator and adds P V. The logits never leave registers.
 //
-// Head dim 128 has several tile shapes (the Variant table below); the dev switch
+// Head dim 128 has several tile shapes (launch_d128, with their timings); the dev switch
 // IB_FLASH_VARIANT=<n> picks one other than the default, so bench_attention_gpu can time them all.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -93,7 +93,7 @@ struct FlashParams {
 // kPipelined: a warp computes the logits of key tile j + 1 in the same straight-line code as the
 // softmax and P V of tile j, so the tensor-core work can overlap the exp2s (needs 3 stages and
 // registers for two logit tiles).
-template <int D_, int kWarps_, int kMT_, int kBlockN_, int kStages_, bool kQInRegs_, bool kSkipRescale_ = true,
+template <int D_, int kWarps_, int kMT_, int kBlockN_, int kStages_, bool kQInRegs_, bool kSkipRescale_ = false,
           bool kPipelined_ = false>
 struct FlashConfig {
   static constexpr int D = D_, kWarps = kWarps_, kMT = kMT_, kBlockN = kBlockN_, kStages = kStages_;
@@ -401,30 +401,34 @@ void launch(const AttentionProblem& a) {
            a.heads, a.batch, a.lq, a.lk, cudaGetErrorString(e));
 }
 
-// Head dim 128 tile shapes: <D, warps, m16 tiles per warp, keys per tile, stages, Q in registers>.
-// Variant 0 is the default; the others are kept for bench_attention_gpu (IB_FLASH_VARIANT).
-// H200, 40 heads, Lq = Lk = 32,760 / 75,600, TFLOP/s (first run, before the rescale skip):
-//   v1 8x1 N64 3st Qreg 298/300   v2 4x1 N64 Qreg 281/282 (2 blocks/SM)   v3 4x2 N64 306/302
-//   v4 4x2 N32 321/325   v5 8x2 N32 329/329   v6 8x2 N64 342/342 (136 B spilled)   8x1 N64 Qreg 301/299
-// Two m16 tiles per warp halve the shared-memory reads per MMA, and 256-row blocks halve the K/V
-// traffic from L2; both paid more than the spills cost.
+// Head dim 128 tile shapes: <D, warps, m16 tiles per warp, keys per tile, stages, Q in registers,
+// skip rescale, pipelined>. Variant 0 is the default; the others are kept for bench_attention_gpu
+// (IB_FLASH_VARIANT=n) and run the GPU test's table too. H200, 40 heads, Lq = Lk = 32,760 / 75,600,
+// TFLOP/s (torch 2.11's flash SDPA, FlashAttention-2: 361 / 356; cuDNN: 571 / 571):
+//   8 warps x 2 m16, N48 (the default; 255 registers, 48 bytes spilled)  365 / 358
+//     the same with 3 stages                                             359 / 355
+//   8 warps x 2 m16, N64 (~140 bytes spilled)                            340 / 340, 3 stages 336 / 338
+//   8 warps x 2 m16, N32                                                 333 / 335
+//   8 warps x 1 m16, N64, Q in registers (the textbook shape)           309 / 309
+//   4 warps x 2 m16, N64 (FlashAttention-2's 128 x 64, 2 blocks per SM) 301 / 299
+//   earlier runs: 4 x 2 N32 321 / 325; 4 x 1 N64 with Q in registers 281 / 282; 8 x 1 N64 3 stages
+//   302 / 299; with the rescale skip N32 303 / 304, N48 343 / 345, N64 333 / 335
+//   pipelined (logits of tile j+1 beside the softmax of tile j): 8 x 2 N32 309 / 310, 8 x 1 N64 Q
+//   in registers 301 / 304, 4 x 2 N32 294 / 295
+// Two m16 tiles per warp halve the shared-memory reads per MMA and 256-row blocks halve the K/V
+// traffic from L2; both paid more than the spills cost. Branches in the loop body (the rescale
+// skip) and the software pipelining cost more than they saved: ptxas interleaves less.
 void launch_d128(const AttentionProblem& a, int variant) {
   switch (variant) {
-    case 1: return launch<FlashConfig<128, 8, 1, 64, 3, true, false>>(a);
-    case 2: return launch<FlashConfig<128, 4, 1, 64, 2, true, false>>(a);
-    case 3: return launch<FlashConfig<128, 4, 2, 64, 2, false, false>>(a);
-    case 4: return launch<FlashConfig<128, 4, 2, 32, 2, false, false>>(a);
-    case 5: return launch<FlashConfig<128, 8, 2, 32, 2, false, false>>(a);
-    case 6: return launch<FlashConfig<128, 8, 1, 64, 2, true, false>>(a);
-    case 7: return launch<FlashConfig<128, 8, 2, 64, 3, false>>(a);
-    case 8: return launch<FlashConfig<128, 8, 2, 48, 2, false>>(a);
-    case 9: return launch<FlashConfig<128, 8, 2, 32, 3, false>>(a);
-    case 10: return launch<FlashConfig<128, 8, 2, 64, 2, false, false>>(a);
-    case 11: return launch<FlashConfig<128, 8, 2, 32, 2, false>>(a);
-    case 12: return launch<FlashConfig<128, 8, 2, 32, 3, false, false, true>>(a);
-    case 13: return launch<FlashConfig<128, 8, 1, 64, 3, true, false, true>>(a);
-    case 14: return launch<FlashConfig<128, 4, 2, 32, 3, false, false, true>>(a);
-    default: return launch<FlashConfig<128, 8, 2, 64, 2, false>>(a);
+    case 1: return launch<FlashConfig<128, 8, 2, 48, 2, false, true>>(a);
+    case 2: return launch<FlashConfig<128, 8, 2, 64, 2, false>>(a);
+    case 3: return launch<FlashConfig<128, 8, 2, 32, 2, false>>(a);
+    case 4: return launch<FlashConfig<128, 8, 1, 64, 2, true>>(a);
+    case 5: return launch<FlashConfig<128, 4, 2, 64, 2, false>>(a);
+    case 6: return launch<FlashConfig<128, 8, 2, 32, 3, false, false, true>>(a);
+    case 7: return launch<FlashConfig<128, 8, 2, 48, 3, false>>(a);
+    case 8: return launch<FlashConfig<128, 8, 2, 64, 3, false>>(a);
+    default: return launch<FlashConfig<128, 8, 2, 48, 2, false>>(a);
   }
 }
 

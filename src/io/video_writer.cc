@@ -12,12 +12,14 @@
 #include <memory>
 #include <mutex>
 
+#ifdef INBETWEEN_HAVE_LIBAV
 extern "C" {
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
 #include <libavutil/opt.h>
 #include <libswscale/swscale.h>
 }
+#endif
 
 #include "core/check.h"
 #include "io/atomic_file.h"
@@ -66,6 +68,7 @@ void frame_rgb8(const Tensor& v, const VideoDims& d, int64_t f, uint8_t* out) {
   }
 }
 
+#ifdef INBETWEEN_HAVE_LIBAV
 // ---- MP4 ----
 
 std::string av_error(int err) {
@@ -108,6 +111,7 @@ void quiet_libav_once() {
     if (av_log_get_level() == AV_LOG_INFO) av_log_set_level(AV_LOG_WARNING);
   });
 }
+#endif  // INBETWEEN_HAVE_LIBAV
 
 }  // namespace
 
@@ -120,6 +124,7 @@ std::vector<uint8_t> video_to_rgb8(const Tensor& video) {
   return out;
 }
 
+#ifdef INBETWEEN_HAVE_LIBAV
 void write_mp4(const std::string& path, const Tensor& video, int fps) {
   VideoDims d;
   const Tensor v = checked_video(video, fmt::format("write_mp4 '{}'", path), &d);
@@ -210,6 +215,12 @@ void write_mp4(const std::string& path, const Tensor& video, int fps) {
   check(avio_closep(&oc->pb), "closing the output");
   file.commit();
 }
+#else
+void write_mp4(const std::string& path, const Tensor&, int) {
+  fail("cannot write '{}': this build of inbetween has no MP4 writer (configured with -DINBETWEEN_MP4=OFF); "
+       "write a .safetensors file or a folder of PNG frames instead", path);
+}
+#endif  // INBETWEEN_HAVE_LIBAV
 
 // ---- PNG ----
 

@@ -100,7 +100,8 @@ struct Pipeline::Impl {
     if (!tokenizer) tokenizer = text::Tokenizer::load(folder.tokenizer_path);
     if (!t5) {
       t5 = T5Encoder::load(*open_tensor_store(folder.t5_path), folder.t5);
-      if (device == Device::CUDA) t5->to(Device::CUDA, DType::BF16);  // upstream runs T5 in bf16
+      // Upstream runs T5 in bf16; --precision f32 keeps every GPU component exact.
+      if (device == Device::CUDA) t5->to(Device::CUDA, opts.precision == "bf16" ? DType::BF16 : DType::F32);
     }
     const text::Tokens tok = tokenizer->encode(text::clean_prompt(prompt), folder.dit.text_len);
     const Tensor hidden = t5->encode(tok.ids, tok.mask);

@@ -12,7 +12,10 @@ namespace ib::test {
 namespace fs = std::filesystem;
 
 std::string repo_root() { return IB_REPO_ROOT; }
-std::string binary_dir() { return IB_BINARY_DIR; }
+std::string binary_dir() {
+  const char* env = std::getenv("INBETWEEN_BINARY_DIR");  // the build copied to another machine
+  return env != nullptr && *env != '\0' ? std::string(env) : std::string(IB_BINARY_DIR);
+}
 
 std::string fixture_dir() {
   const char* env = std::getenv("INBETWEEN_FIXTURE");

