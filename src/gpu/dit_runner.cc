@@ -303,12 +303,11 @@ Tensor DitRunner::forward(const Tensor& x, double t, const DitContext& ctx, cons
 
   // 7.3: time embedding, f32.
   ev.mark("time_embedding");
-  const Tensor sin_emb = sinusoidal_embedding(c.freq_dim, t).view({1, c.freq_dim}).to(Device::CUDA);
+  const Tensor sin_emb = sinusoidal_embedding_device(c.freq_dim, t);  // [1, freq_dim]
   const Tensor e = ops::linear(ops::silu(ops::linear(sin_emb, w.time0_w, w.time0_b)), w.time2_w, w.time2_b);  // [1, dim]
   const Tensor e0 = ops::linear(ops::silu(e), w.time_proj_w, w.time_proj_b).view({6, dim});                 // [6, dim]
 
-  RopeTables rope;
-  const Tensor rope_store = make_rope_tables({T, hp, wp}, D, rope);
+  const RopeTables& rope = rope_for(T, hp, wp);
 
   // Scratch of one forward, reused by every block (the allocator keeps it across forwards).
   Tensor a = Tensor::empty({L, dim}, DType::BF16, Device::CUDA);           // normed block input
@@ -461,6 +460,18 @@ Tensor DitRunner::forward(const Tensor& x, double t, const DitContext& ctx, cons
   ev.mark("end");
   ev.finish();
   return v;
+}
+
+const RopeTables& DitRunner::rope_for(int64_t frames, int64_t height, int64_t width) const {
+  std::lock_guard<std::mutex> lock(rope_mu_);
+  const std::array<int64_t, 3> key{frames, height, width};
+  auto it = rope_cache_.find(key);
+  if (it == rope_cache_.end()) {
+    Rope r;
+    r.store = make_rope_tables({frames, height, width}, cfg_.dim / cfg_.num_heads, r.tables);
+    it = rope_cache_.emplace(key, std::move(r)).first;
+  }
+  return it->second.tables;
 }
 
 double DitRunner::forward_flops(int64_t L) const {

@@ -10,8 +10,10 @@
 // of the real shapes, for benchmarks) into its own device formats.
 #pragma once
 
+#include <array>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -88,6 +90,14 @@ class DitRunner {
   int64_t text_dim_ = 0, clip_dim_ = 0, img_tokens_ = 0;
   bool has_img_ = false;
   AttentionBackend backend_ = AttentionBackend::Auto;
+  // RoPE tables per token grid, made once (a host-to-device copy would synchronise the forward).
+  struct Rope {
+    Tensor store;
+    RopeTables tables;
+  };
+  const RopeTables& rope_for(int64_t frames, int64_t height, int64_t width) const;
+  mutable std::mutex rope_mu_;
+  mutable std::map<std::array<int64_t, 3>, Rope> rope_cache_;
 };
 
 }  // namespace ib::gpu

@@ -2,6 +2,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -53,41 +54,103 @@ void row_smem(const void* kernel, int64_t cols, const char* what) {
   }
 }
 
+// V consecutive values per access: 4 (16-byte f32 and 8-byte bf16 accesses) when the widths and
+// pointers allow it, else 1.
+template <int V>
+__device__ __forceinline__ void load_f32(const float* p, float* v) {
+  if constexpr (V == 4) {
+    const float4 t = *reinterpret_cast<const float4*>(p);
+    v[0] = t.x, v[1] = t.y, v[2] = t.z, v[3] = t.w;
+  } else {
+    v[0] = *p;
+  }
+}
+template <int V>
+__device__ __forceinline__ void store_f32(float* p, const float* v) {
+  if constexpr (V == 4) {
+    *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+  } else {
+    *p = v[0];
+  }
+}
+template <int V>
+__device__ __forceinline__ void load_bf16(const __nv_bfloat16* p, float* v) {
+  if constexpr (V == 4) {
+    const uint2 t = *reinterpret_cast<const uint2*>(p);
+    const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&t.x));
+    const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&t.y));
+    v[0] = a.x, v[1] = a.y, v[2] = b.x, v[3] = b.y;
+  } else {
+    v[0] = bf(*p);
+  }
+}
+template <int V>
+__device__ __forceinline__ void store_bf16(__nv_bfloat16* p, const float* v) {
+  if constexpr (V == 4) {
+    const __nv_bfloat162 a = __floats2bfloat162_rn(v[0], v[1]), b = __floats2bfloat162_rn(v[2], v[3]);
+    uint2 t;
+    t.x = *reinterpret_cast<const uint32_t*>(&a);
+    t.y = *reinterpret_cast<const uint32_t*>(&b);
+    *reinterpret_cast<uint2*>(p) = t;
+  } else {
+    *p = __float2bfloat16_rn(v[0]);
+  }
+}
+
+template <int V>
 __global__ void residual_norm_kernel(ResidualNormArgs a) {
   extern __shared__ float row[];  // [cols]
   __shared__ float scratch[32];
   const int64_t r = blockIdx.x;
-  const int64_t C = a.cols;
+  const int C = static_cast<int>(a.cols), nv = C / V;
   float* x = a.x + r * C;
-  const auto* y = static_cast<const __nv_bfloat16*>(a.y);
+  const auto* y = a.y != nullptr ? static_cast<const __nv_bfloat16*>(a.y) + r * a.ldy : nullptr;
   float s = 0.0f;
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-    float v = x[c];
+  for (int i = threadIdx.x; i < nv; i += blockDim.x) {
+    float v[V];
+    load_f32<V>(x + i * V, v);
     if (y != nullptr) {
-      const float d = bf(y[r * a.ldy + c]);
-      v = v + (a.gate != nullptr ? d * a.gate[c] : d);
-      x[c] = v;
+      float d[V], g[V];
+      load_bf16<V>(y + i * V, d);
+      if (a.gate != nullptr) {
+        load_f32<V>(a.gate + i * V, g);
+      } else {
+#pragma unroll
+        for (int k = 0; k < V; ++k) g[k] = 1.0f;
+      }
+#pragma unroll
+      for (int k = 0; k < V; ++k) v[k] = v[k] + d[k] * g[k];
+      store_f32<V>(x + i * V, v);
     }
-    row[c] = v;
-    s += v;
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+      row[i * V + k] = v[k];
+      s += v[k];
+    }
   }
   const float mean = block_sum(s, scratch) / static_cast<float>(C);
   float q = 0.0f;
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+  for (int c = threadIdx.x; c < C; c += blockDim.x) {
     const float d = row[c] - mean;
     q += d * d;
   }
   const float var = block_sum(q, scratch) / static_cast<float>(C);
   const float rstd = 1.0f / sqrtf(var + a.eps);
   const bool affine = a.mode == ResidualNormArgs::Mode::Affine;
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-    float n = (row[c] - mean) * rstd;
-    if (a.round_norm) n = round_bf(n);
-    const float o = affine ? n * a.p0[c] + a.p1[c] : n * (1.0f + a.p0[c]) + a.p1[c];
+  for (int i = threadIdx.x; i < nv; i += blockDim.x) {
+    float p0[V], p1[V], o[V];
+    load_f32<V>(a.p0 + i * V, p0);
+    load_f32<V>(a.p1 + i * V, p1);
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+      float n = (row[i * V + k] - mean) * rstd;
+      if (a.round_norm) n = round_bf(n);
+      o[k] = affine ? n * p0[k] + p1[k] : n * (1.0f + p0[k]) + p1[k];
+    }
     if (a.out_bf16) {
-      static_cast<__nv_bfloat16*>(a.out)[r * C + c] = __float2bfloat16_rn(o);
+      store_bf16<V>(static_cast<__nv_bfloat16*>(a.out) + r * C + i * V, o);
     } else {
-      static_cast<float*>(a.out)[r * C + c] = o;
+      store_f32<V>(static_cast<float*>(a.out) + r * C + i * V, o);
     }
   }
 }
@@ -104,45 +167,54 @@ struct QkDev {
   int64_t gh, gw, pf, ph, pw;
 };
 
+constexpr int kMaxHalf = 256;  // head dims up to 512
+
+// One block per row. The row's pairs are read as bf16x2; the token's head_dim/2 rotation angles
+// are looked up once per block into shared memory (they are the same for every head).
 __global__ void qk_norm_kernel(QkDev a) {
   extern __shared__ float row[];
   __shared__ float scratch[32];
+  __shared__ double cs[kMaxHalf], sn[kMaxHalf];
   const int64_t r = blockIdx.x;
-  __nv_bfloat16* x = a.x + r * a.ld;
+  auto* x2 = reinterpret_cast<__nv_bfloat162*>(a.x + r * a.ld);
+  const int cols = static_cast<int>(a.cols), pairs = cols / 2, half = static_cast<int>(a.half);
   float s = 0.0f;
-  for (int64_t c = threadIdx.x; c < a.cols; c += blockDim.x) {
-    const float v = bf(x[c]);
-    row[c] = v;
-    s += v * v;
+  for (int p = threadIdx.x; p < pairs; p += blockDim.x) {
+    const float2 v = __bfloat1622float2(x2[p]);
+    row[2 * p] = v.x;
+    row[2 * p + 1] = v.y;
+    s += v.x * v.x + v.y * v.y;
   }
-  const float ms = block_sum(s, scratch) / static_cast<float>(a.cols);
+  if (a.rope) {
+    // This token's place in the grid: frame f, row ra, column cb.
+    const int64_t f = r / (a.gh * a.gw), ra = (r / a.gw) % a.gh, cb = r % a.gw;
+    const int pf = static_cast<int>(a.pf), ph = static_cast<int>(a.ph), pw = static_cast<int>(a.pw);
+    for (int j = threadIdx.x; j < half; j += blockDim.x) {
+      if (j < pf) {
+        cs[j] = a.cf[f * pf + j];
+        sn[j] = a.sf[f * pf + j];
+      } else if (j < pf + ph) {
+        cs[j] = a.ch[ra * ph + (j - pf)];
+        sn[j] = a.sh[ra * ph + (j - pf)];
+      } else {
+        cs[j] = a.cw[cb * pw + (j - pf - ph)];
+        sn[j] = a.sw[cb * pw + (j - pf - ph)];
+      }
+    }
+  }
+  const float ms = block_sum(s, scratch) / static_cast<float>(cols);  // its barriers publish cs/sn too
   const float rn = 1.0f / sqrtf(ms + a.eps);
-  // This token's place in the grid: frame f, row ra, column cb.
-  const int64_t f = r / (a.gh * a.gw), ra = (r / a.gw) % a.gh, cb = r % a.gw;
-  for (int64_t p = threadIdx.x; p < a.cols / 2; p += blockDim.x) {
-    const int64_t i = 2 * p;
-    const float v0 = round_bf(row[i] * rn) * a.gamma[i];
-    const float v1 = round_bf(row[i + 1] * rn) * a.gamma[i + 1];
+  for (int p = threadIdx.x; p < pairs; p += blockDim.x) {
+    const float v0 = round_bf(row[2 * p] * rn) * a.gamma[2 * p];
+    const float v1 = round_bf(row[2 * p + 1] * rn) * a.gamma[2 * p + 1];
     float o0 = v0, o1 = v1;
     if (a.rope) {
-      const int64_t j = p % a.half;
-      double c, sn;
-      if (j < a.pf) {
-        c = a.cf[f * a.pf + j];
-        sn = a.sf[f * a.pf + j];
-      } else if (j < a.pf + a.ph) {
-        c = a.ch[ra * a.ph + (j - a.pf)];
-        sn = a.sh[ra * a.ph + (j - a.pf)];
-      } else {
-        c = a.cw[cb * a.pw + (j - a.pf - a.ph)];
-        sn = a.sw[cb * a.pw + (j - a.pf - a.ph)];
-      }
+      const int j = p % half;
       const double re = v0, im = v1;
-      o0 = static_cast<float>(re * c - im * sn);
-      o1 = static_cast<float>(re * sn + im * c);
+      o0 = static_cast<float>(re * cs[j] - im * sn[j]);
+      o1 = static_cast<float>(re * sn[j] + im * cs[j]);
     }
-    x[i] = __float2bfloat16_rn(o0);
-    x[i + 1] = __float2bfloat16_rn(o1);
+    x2[p] = __floats2bfloat162_rn(o0, o1);
   }
 }
 
@@ -199,6 +271,16 @@ __global__ void unpatchify_kernel(const float* out, int64_t C, int64_t T, int64_
     const int64_t a = yy / 2, p = yy % 2, b = xx / 2, q = xx % 2;
     const int64_t s = (f * hp + a) * wp + b;
     v[i] = out[s * 4 * C + (2 * p + q) * C + c];
+  }
+}
+
+// [cos(t f_0) .. cos(t f_{n-1}), sin(t f_0) .. sin(t f_{n-1})], f_i = 10000^(-i/n), in double.
+__global__ void sinusoid_kernel(float* out, int64_t half, double t) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < half;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const double phi = t * pow(10000.0, -(static_cast<double>(i) / static_cast<double>(half)));
+    out[i] = static_cast<float>(cos(phi));
+    out[half + i] = static_cast<float>(sin(phi));
   }
 }
 
@@ -269,16 +351,31 @@ void residual_norm(const ResidualNormArgs& a, cudaStream_t stream) {
            "residual_norm: missing x, out or norm parameters");
   if (a.rows == 0) return;
   IB_CHECK(a.rows <= 0x7fffffff, "residual_norm: {} rows are too many", a.rows);
-  row_smem(reinterpret_cast<const void*>(residual_norm_kernel), a.cols, "residual_norm");
-  residual_norm_kernel<<<static_cast<unsigned>(a.rows), kRowThreads, static_cast<size_t>(a.cols) * sizeof(float),
-                         stream>>>(a);
+  const auto aligned = [](const void* p, size_t n) { return reinterpret_cast<uintptr_t>(p) % n == 0; };
+  const bool vec = a.cols % 4 == 0 && (a.y == nullptr || a.ldy % 4 == 0) && aligned(a.x, 16) &&
+                   (a.y == nullptr || aligned(a.y, 8)) && (a.gate == nullptr || aligned(a.gate, 16)) &&
+                   aligned(a.p0, 16) && aligned(a.p1, 16) && aligned(a.out, 16);
+  const void* kernel = vec ? reinterpret_cast<const void*>(residual_norm_kernel<4>)
+                           : reinterpret_cast<const void*>(residual_norm_kernel<1>);
+  row_smem(kernel, a.cols, "residual_norm");
+  const size_t smem = static_cast<size_t>(a.cols) * sizeof(float);
+  // About four accesses per thread, in whole warps.
+  const int64_t accesses = vec ? a.cols / 4 : a.cols;
+  const int threads = static_cast<int>(std::min<int64_t>(1024, std::max<int64_t>(64, (accesses / 4 + 31) / 32 * 32)));
+  if (vec) {
+    residual_norm_kernel<4><<<static_cast<unsigned>(a.rows), threads, smem, stream>>>(a);
+  } else {
+    residual_norm_kernel<1><<<static_cast<unsigned>(a.rows), threads, smem, stream>>>(a);
+  }
   check_launch("residual_norm");
 }
 
 void qk_norm(const QkNormArgs& a, cudaStream_t stream) {
   IB_CHECK(a.x != nullptr && a.gamma != nullptr, "qk_norm: missing x or gamma");
-  IB_CHECK(a.heads > 0 && a.cols % a.heads == 0 && (a.cols / a.heads) % 2 == 0,
-           "qk_norm: {} columns do not split into {} heads of an even size", a.cols, a.heads);
+  IB_CHECK(a.heads > 0 && a.cols % a.heads == 0 && (a.cols / a.heads) % 2 == 0 && a.cols / a.heads <= 2 * kMaxHalf,
+           "qk_norm: {} columns do not split into {} heads of an even size up to {}", a.cols, a.heads, 2 * kMaxHalf);
+  IB_CHECK(a.ld % 2 == 0 && reinterpret_cast<uintptr_t>(a.x) % 4 == 0,
+           "qk_norm: rows must start on bf16 pairs (row stride {})", a.ld);
   if (a.rows == 0) return;
   IB_CHECK(a.rows <= 0x7fffffff, "qk_norm: {} rows are too many", a.rows);
   QkDev d{};
@@ -371,6 +468,14 @@ void unpatchify(const float* out, int64_t C, int64_t T, int64_t hp, int64_t wp, 
   if (n == 0) return;
   unpatchify_kernel<<<grid_for(n), 256, 0, stream>>>(out, C, T, hp, wp, v, n);
   check_launch("unpatchify");
+}
+
+Tensor sinusoidal_embedding_device(int64_t dim, double t, cudaStream_t stream) {
+  IB_CHECK(dim > 0 && dim % 2 == 0, "sinusoidal_embedding: dim {} must be even", dim);
+  Tensor e = Tensor::empty({1, dim}, DType::F32, Device::CUDA);
+  sinusoid_kernel<<<grid_for(dim / 2), 256, 0, stream>>>(e.data<float>(), dim / 2, t);
+  check_launch("sinusoid");
+  return e;
 }
 
 void fill_uniform(const Tensor& t, uint64_t seed, float bound, cudaStream_t stream) {

@@ -77,6 +77,10 @@ void patchify(const float* x, int64_t cx, const float* y, int64_t cy, int64_t T,
 void unpatchify(const float* out, int64_t C, int64_t T, int64_t hp, int64_t wp, float* v,
                 cudaStream_t stream = nullptr);
 
+// The DiT's sinusoidal timestep embedding (models/dit.h sinusoidal_embedding) computed on the
+// device in double, f32 [1, dim]: no host copy inside a forward.
+Tensor sinusoidal_embedding_device(int64_t dim, double t, cudaStream_t stream = nullptr);
+
 // Fills a bf16 or f32 device tensor with uniform values in [-bound, bound] from a counter-based
 // hash of (seed, index) (synthetic models for benchmarks; not a statistical generator).
 void fill_uniform(const Tensor& t, uint64_t seed, float bound, cudaStream_t stream = nullptr);

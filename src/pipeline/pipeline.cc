@@ -46,13 +46,13 @@ Tensor scheduler_step(Scheduler& sched, const Tensor& v, const Tensor& x) { retu
 
 namespace {
 
-// Concatenates [Ca, ...] and [Cb, ...] along dim 0.
+// Concatenates [Ca, ...] and [Cb, ...] along dim 0, on b's device.
 Tensor concat0(const Tensor& a, const Tensor& b) {
   Shape s = a.shape();
   s[0] += b.size(0);
-  Tensor out = Tensor::empty(s, DType::F32);
-  std::memcpy(out.raw(), a.raw(), a.nbytes());
-  std::memcpy(static_cast<char*>(out.raw()) + a.nbytes(), b.raw(), b.nbytes());
+  Tensor out = Tensor::empty(s, DType::F32, b.device());
+  copy_bytes(out.slice(0, a.size(0)), a);
+  copy_bytes(out.slice(a.size(0), s[0]), b);
   return out;
 }
 }  // namespace
@@ -94,6 +94,14 @@ struct Pipeline::Impl {
     if (dump) dump(name, t.device() == Device::CPU ? t : t.to(Device::CPU));
   }
   bool use_runner() const { return device == Device::CUDA && opts.precision == "bf16"; }
+
+  // The VAE runs on the pipeline's device: with --precision bf16 its convolutions take bf16 on the
+  // tensor cores (upstream's autocast option), with f32 they stay exact.
+  void load_vae() {
+    if (vae) return;
+    vae = WanVAE::load(*open_tensor_store(folder.vae_path), folder.vae);
+    if (device == Device::CUDA) vae->to(Device::CUDA, opts.precision == "bf16" ? DType::BF16 : DType::F32);
+  }
 
   // Trimmed T5 output [Lt, dim] for a prompt.
   Tensor encode_text(const std::string& prompt) {
@@ -239,7 +247,7 @@ GeneratedVideo Pipeline::generate(const GenerateOptions& o, const ProgressFn& pr
     end_stage("clip");
 
     report("vae-encode", 0, 1, -1);
-    if (!im.vae) im.vae = WanVAE::load(*open_tensor_store(f.vae_path), f.vae);
+    im.load_vae();
     const Tensor first_r = ops::resize_bicubic(first, size.height, size.width);
     const Tensor last_r = uses_last ? ops::resize_bicubic(last, size.height, size.width) : Tensor();
     const Tensor cond_video = conditioning_video(first_r, last_r, o.frames);
@@ -301,8 +309,9 @@ GeneratedVideo Pipeline::generate(const GenerateOptions& o, const ProgressFn& pr
   end_stage("denoise");
 
   report("vae-decode", 0, 1, -1);
-  if (!im.vae) im.vae = WanVAE::load(*open_tensor_store(f.vae_path), f.vae);
-  const Tensor video = im.vae->decode(x.to(Device::CPU));
+  im.load_vae();
+  // On the GPU the latent goes straight from the last step into the decoder.
+  const Tensor video = im.vae->decode(im.device == Device::CUDA ? x.to(Device::CUDA) : x).to(Device::CPU);
   im.emit("video", video);
   end_stage("vae-decode");
   report("vae-decode", 1, 1, 0);

@@ -12,6 +12,7 @@
 #include "core/dtype.h"
 #include "gpu/gemm.h"
 #include "gpu/kernels.h"
+#include "models/dit.h"
 #include "ops/activation.h"
 #include "ops/elementwise.h"
 #include "ops/linear.h"
@@ -58,7 +59,8 @@ TEST(GpuEngineKernels, ResidualNormMatchesCpuComposition) {
   };
   const Case cases[] = {{7, 128, true, true, true, false, true},   {3, 320, true, false, true, false, true},
                         {5, 5120, true, true, false, false, true},  {9, 96, false, false, true, true, true},
-                        {4, 1000, true, true, true, false, false}, {1, 13824, true, true, true, false, true}};
+                        {4, 1000, true, true, true, false, false}, {1, 13824, true, true, true, false, true},
+                        {3, 1002, true, true, true, false, true},   {2, 70, false, false, false, false, false}};
   uint32_t seed = 100;
   for (const Case& c : cases) {
     const Tensor x = random_tensor({c.rows, c.cols}, ++seed, 3.0f, 0.7f);
@@ -200,6 +202,16 @@ TEST(GpuEngineKernels, StackedLinearEqualsItsParts) {
   for (int64_t r = 0; r < 17; ++r) {
     EXPECT_EQ(0, std::memcmp(yab.data<float>() + r * 80, ya.data<float>() + r * 32, 32 * 4)) << r;
     EXPECT_EQ(0, std::memcmp(yab.data<float>() + r * 80 + 32, yb.data<float>() + r * 48, 48 * 4)) << r;
+  }
+}
+
+// Double-precision cos/sin on the device against the host's: equal after rounding to f32, but for
+// a last-bit difference where the two libraries' doubles straddle a rounding boundary.
+TEST(GpuEngineKernels, SinusoidalEmbeddingMatchesHost) {
+  for (const double t : {0.0, 1.0, 12.0, 937.0, 999.0}) {
+    const Tensor ref = sinusoidal_embedding(256, t).view({1, 256});
+    const Tensor got = host(gpu::sinusoidal_embedding_device(256, t));
+    EXPECT_TENSOR_CLOSE_ABS(got, ref, 2e-7) << t;
   }
 }
 
