@@ -78,7 +78,10 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--size", a->size, "Video size WIDTHxHEIGHT")->capture_default_str();
   cmd->add_option("--frames", a->o.frames, "Frame count, 4n+1")->capture_default_str();
   cmd->add_option("--repeats", a->o.repeats, "Timed runs per stage after one warm-up")->capture_default_str();
-  cmd->add_option("--stages", a->stages, "Comma-separated subset of: dit, attention, gemm (default: all)");
+  cmd->add_option("--stages", a->stages, "Comma-separated subset of: t5, clip, vae, attention, gemm, dit (default: all)");
+  cmd->add_option("--vae-precision", a->o.vae_precision, "The VAE's convolutions: bf16 or f32")
+      ->check(CLI::IsMember({"bf16", "f32"}))
+      ->capture_default_str();
   cmd->add_option("--attention", a->o.attention, "Attention back-end of the DiT: auto, flash or cudnn")
       ->check(CLI::IsMember({"auto", "flash", "cudnn"}))
       ->capture_default_str();

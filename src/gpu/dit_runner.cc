@@ -68,9 +68,39 @@ Tensor ones(int64_t n) { return Tensor::full({n}, 1.0f).to(Device::CUDA); }
 
 }  // namespace
 
+namespace {
+// Device bytes the engine's formats take for the model's weights (bf16 matrices; the f32 vectors,
+// time MLP and head counted at 4 bytes) plus a margin for one 720p forward's activations.
+size_t estimate_bytes(const WanDiTWeights& m) {
+  size_t n = 0;
+  auto add = [&](const Tensor& t, size_t per) {
+    if (t.defined()) n += static_cast<size_t>(t.numel()) * per;
+  };
+  for (const Tensor* t : {&m.patch_w, &m.text0_w, &m.text2_w, &m.img1_w, &m.img3_w}) add(*t, 2);
+  for (const Tensor* t : {&m.time0_w, &m.time2_w, &m.time_proj_w, &m.head_w, &m.emb_pos}) add(*t, 4);
+  for (const WanBlockWeights& b : m.blocks)
+    for (const Tensor* t : {&b.self_attn.q_w, &b.self_attn.k_w, &b.self_attn.v_w, &b.self_attn.o_w, &b.cross_attn.q_w,
+                            &b.cross_attn.k_w, &b.cross_attn.v_w, &b.cross_attn.o_w, &b.cross_attn.k_img_w,
+                            &b.cross_attn.v_img_w, &b.ffn0_w, &b.ffn2_w})
+      add(*t, 2);
+  return n;
+}
+}  // namespace
+
 std::unique_ptr<DitRunner> DitRunner::create(const WanDiT& model) {
-  auto r = std::make_unique<DitRunner>();
   const WanDiTWeights& m = model.weights();
+  {
+    // Refuse a model that cannot fit before copying half of it.
+    const size_t need = estimate_bytes(m);
+    const cuda::MemoryStats st = cuda::memory_stats();
+    const double gib = 1024.0 * 1024.0 * 1024.0;
+    IB_CHECK(need <= st.device_free + (st.reserved - st.in_use),
+             "the DiT does not fit the GPU: its weights take {:.1f} GiB in bf16, and {:.1f} GiB of the GPU's {:.1f} GiB "
+             "are free",
+             static_cast<double>(need) / gib, static_cast<double>(st.device_free) / gib,
+             static_cast<double>(st.device_total) / gib);
+  }
+  auto r = std::make_unique<DitRunner>();
   r->cfg_ = model.config();
   r->text_dim_ = model.text_dim();
   r->clip_dim_ = model.clip_dim();

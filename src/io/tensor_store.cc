@@ -1,5 +1,6 @@
 #include "io/tensor_store.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "io/pth.h"
@@ -51,5 +52,36 @@ std::shared_ptr<TensorStore> open_tensor_store(const std::string& path) {
   if (ends_with(path, ".pth") || ends_with(path, ".pt") || ends_with(path, ".bin")) return PthFile::open(path);
   fail("'{}': unknown checkpoint format (expected .safetensors, .safetensors.index.json or .pth)", path);
 }
+
+MemoryTensorStore::MemoryTensorStore(std::vector<std::pair<std::string, Tensor>> tensors, std::string label)
+    : tensors_(std::move(tensors)), label_(std::move(label)) {
+  std::sort(tensors_.begin(), tensors_.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+}
+
+bool MemoryTensorStore::contains(const std::string& name) const {
+  const auto it = std::lower_bound(tensors_.begin(), tensors_.end(), name,
+                                   [](const auto& e, const std::string& n) { return e.first < n; });
+  return it != tensors_.end() && it->first == name;
+}
+
+std::vector<std::string> MemoryTensorStore::names() const {
+  std::vector<std::string> v;
+  for (const auto& e : tensors_) v.push_back(e.first);
+  return v;
+}
+
+TensorInfo MemoryTensorStore::info(const std::string& name) const {
+  const Tensor t = get(name);
+  return {t.dtype(), t.shape()};
+}
+
+Tensor MemoryTensorStore::get(const std::string& name) const {
+  const auto it = std::lower_bound(tensors_.begin(), tensors_.end(), name,
+                                   [](const auto& e, const std::string& n) { return e.first < n; });
+  IB_CHECK(it != tensors_.end() && it->first == name, "tensor '{}' not found in {}", name, label_);
+  return it->second;
+}
+
+std::string MemoryTensorStore::source(const std::string&) const { return label_; }
 
 }  // namespace ib

@@ -41,6 +41,21 @@ Tensor optional_tensor(const TensorStore& store, const std::string& name,
                        const std::optional<Shape>& shape = std::nullopt,
                        std::optional<DType> dtype = std::nullopt);
 
+// Tensors held in memory under their names (synthetic models for benchmarks and tests).
+class MemoryTensorStore : public TensorStore {
+ public:
+  explicit MemoryTensorStore(std::vector<std::pair<std::string, Tensor>> tensors, std::string label = "memory");
+  bool contains(const std::string& name) const override;
+  std::vector<std::string> names() const override;
+  TensorInfo info(const std::string& name) const override;
+  Tensor get(const std::string& name) const override;
+  std::string source(const std::string& name) const override;
+
+ private:
+  std::vector<std::pair<std::string, Tensor>> tensors_;  // sorted by name
+  std::string label_;
+};
+
 // Opens a checkpoint by extension: .safetensors, .safetensors.index.json (sharded) or .pth.
 std::shared_ptr<TensorStore> open_tensor_store(const std::string& path);
 

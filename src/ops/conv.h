@@ -29,6 +29,14 @@ struct Conv3dArgs {
 Tensor conv3d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), const Conv3dArgs& args = {},
               const Tensor& residual = Tensor());
 
+// The VAE's RMS_norm → SiLU → CausalConv3d in one op: conv3d(rms_norm_channels(cat_frames({prefix,
+// x}), gamma, true), w, b, args, residual). prefix (optional, [Cin, Tp, H, W]) holds the frames
+// cached from the previous chunk, before the norm (the norm acts per position, so normalising
+// them again gives exactly the values upstream caches). On CUDA the normalised input is never
+// stored: the norm runs while the input is packed for cuDNN; without cuDNN the op composes.
+Tensor norm_silu_conv3d(const Tensor& prefix, const Tensor& x, const Tensor& gamma, const Tensor& w,
+                        const Tensor& b = Tensor(), const Conv3dArgs& args = {}, const Tensor& residual = Tensor());
+
 // x: f32 [Cin, H, W]; w: f32 [Cout, Cin, kh, kw]. Temporal fields of args are ignored.
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), const Conv3dArgs& args = {},
               const Tensor& residual = Tensor());
@@ -45,6 +53,9 @@ void conv3d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv3dArgs&
 enum class ConvBackend { Auto, Cudnn, Gemm };
 void set_conv_backend(ConvBackend backend);
 bool conv_backend_available(ConvBackend backend);
+// The fused norm_silu_conv3d into y; false when this case has no fused path (the op then composes).
+bool norm_silu_conv3d(const Tensor& prefix, const Tensor& x, const Tensor& gamma, const Tensor& w, const Tensor& b,
+                      const Conv3dArgs& args, const Tensor& residual, const Tensor& y);
 }
 
 }  // namespace ib::ops

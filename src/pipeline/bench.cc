@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <optional>
 
 #include "core/check.h"
 #include "core/cuda_memory.h"
@@ -17,6 +18,10 @@
 #include <cuda_runtime.h>
 
 #include "gpu/dit_runner.h"
+#include "models/clip.h"
+#include "models/t5.h"
+#include "models/vae.h"
+#include "pipeline/synth_model.h"
 #endif
 
 namespace ib {
@@ -81,28 +86,88 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
   auto log = [&](const std::string& s) {
     if (log_fn) log_fn(s);
   };
-  IB_CHECK(cuda::device_count() > 0, "inbetween bench: no CUDA device is available on this machine");
   IB_CHECK(o.width >= 16 && o.height >= 16 && o.width % 16 == 0 && o.height % 16 == 0 && o.width <= 4096 &&
                o.height <= 4096,
            "bench: size {}x{} must be multiples of 16 between 16 and 4096", o.width, o.height);
   IB_CHECK(o.repeats >= 1 && o.repeats <= 100, "bench: --repeats must be in 1..100, got {}", o.repeats);
   const gpu::AttentionBackend backend = parse_backend(o.attention);
   for (const std::string& s : o.stages)
-    IB_CHECK(s == "dit" || s == "attention" || s == "gemm", "bench: unknown stage '{}' (expected dit, attention, gemm)",
-             s);
+    IB_CHECK(s == "dit" || s == "attention" || s == "gemm" || s == "t5" || s == "clip" || s == "vae",
+             "bench: unknown stage '{}' (expected t5, clip, vae, dit, attention, gemm)", s);
+  IB_CHECK(o.vae_precision == "bf16" || o.vae_precision == "f32", "bench: VAE precision '{}' is not bf16 or f32",
+           o.vae_precision);
   const int64_t lat_t = latent_frames(o.frames), lat_h = o.height / 8, lat_w = o.width / 8;
+  IB_CHECK(cuda::device_count() > 0, "inbetween bench: no CUDA device is available on this machine");
 
   BenchReport r;
   cudaDeviceProp prop{};
   if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess) r.device = prop.name;
+
+  auto add_row = [&](const std::string& stage, std::pair<double, double> t, double flops, const std::string& note) {
+    BenchRow row;
+    row.stage = stage;
+    row.seconds = t.first;
+    row.min_seconds = t.second;
+    row.tflops = flops > 0 ? flops / t.first / 1e12 : 0;
+    row.peak_gib = gib(cuda::memory_stats().peak_in_use);
+    row.note = note;
+    r.rows.push_back(row);
+    log(fmt::format("{:<26} {:9.4f} s  {:7.1f} TFLOP/s  peak {:.1f} GiB  {}", stage, row.seconds, row.tflops,
+                    row.peak_gib, note));
+  };
+  // The encoders and the VAE, each alone on the GPU (the pipeline holds one of them at a time next
+  // to the DiT), with the release's sizes and random weights made on the CPU, or a folder's weights.
+  std::optional<ModelFolder> folder;
+  if (!o.model_dir.empty()) folder = ModelFolder::open(o.model_dir);
+  if (wanted(o, "t5")) {
+    const T5Config tc = folder ? folder->t5 : T5Config{};
+    const auto t0 = Clock::now();
+    T5Encoder t5 = folder ? T5Encoder::load(*open_tensor_store(folder->t5_path), tc)
+                          : T5Encoder::load(MemoryTensorStore(make_weights(t5_weight_shapes(tc), DType::BF16, 1)), tc);
+    t5.to(Device::CUDA, DType::BF16);
+    cuda::synchronize("loading T5");
+    log(fmt::format("T5 made and moved in {:.1f} s", std::chrono::duration<double>(Clock::now() - t0).count()));
+    const int64_t len = folder ? folder->dit.text_len : DitConfig{}.text_len;
+    std::vector<int32_t> ids(static_cast<size_t>(len)), mask(static_cast<size_t>(len), 1);
+    for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>(3 + (i * 7919) % 20000);
+    cuda::reset_peak_memory();
+    add_row("t5_encode", time_it(o.repeats, [&] { (void)t5.encode(ids, mask); }), 0,
+            fmt::format("{} tokens, bf16 weights", len));
+  }
+  if (wanted(o, "clip")) {
+    const ClipConfig cc = folder ? folder->clip : ClipConfig{};
+    ClipVision clip = folder ? ClipVision::load(*open_tensor_store(folder->clip_path), cc)
+                             : ClipVision::load(MemoryTensorStore(make_weights(clip_weight_shapes(cc), DType::F16, 2)), cc);
+    clip.to(Device::CUDA, DType::F32);
+    const Tensor pixels = random_device({2, 3, cc.image_size, cc.image_size}, DType::F32, 21, 1.0f);
+    cuda::reset_peak_memory();
+    add_row("clip_encode", time_it(o.repeats, [&] { (void)clip.encode(pixels); }), 0, "2 images, f32");
+  }
+  if (wanted(o, "vae")) {
+    const VaeConfig vc = folder ? folder->vae : VaeConfig{};
+    WanVAE vae = folder ? WanVAE::load(*open_tensor_store(folder->vae_path), vc)
+                        : WanVAE::load(MemoryTensorStore(make_weights(vae_weight_shapes(vc), DType::F32, 3)), vc);
+    vae.to(Device::CUDA, o.vae_precision == "bf16" ? DType::BF16 : DType::F32);
+    const Tensor video = random_device({3, o.frames, o.height, o.width}, DType::F32, 22, 1.0f);
+    cuda::reset_peak_memory();
+    add_row("vae_encode", time_it(o.repeats, [&] { (void)vae.encode(video); }), 0,
+            fmt::format("{} frames, {} convolutions", o.frames, o.vae_precision));
+    const Tensor latent = random_device({vc.z_dim, lat_t, lat_h, lat_w}, DType::F32, 23, 1.0f);
+    cuda::reset_peak_memory();
+    add_row("vae_decode", time_it(o.repeats, [&] { (void)vae.decode(latent); }), 0,
+            fmt::format("{} latent frames -> {} frames, {} convolutions", lat_t, o.frames, o.vae_precision));
+  }
+  cuda::empty_cache();  // the encoders' memory goes back before the DiT arrives
+  const bool need_dit = wanted(o, "dit") || wanted(o, "attention") || wanted(o, "gemm");
+  if (!need_dit) return r;
 
   // The model: a folder's weights, or random ones of the release's shapes made on the GPU.
   DitConfig cfg;
   int64_t text_dim = 4096, clip_dim = 1280, img_tokens = 514;
   std::unique_ptr<gpu::DitRunner> runner;
   const auto t_load = Clock::now();
-  if (!o.model_dir.empty()) {
-    const ModelFolder f = ModelFolder::open(o.model_dir);
+  if (folder) {
+    const ModelFolder& f = *folder;
     const WanDiT host = WanDiT::load(*open_tensor_store(f.dit_path), f.dit);
     runner = gpu::DitRunner::create(host);
     cfg = f.dit;
@@ -128,19 +193,6 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
                           o.height, o.frames, lat_t, lat_h / 2, lat_w / 2, L, cfg.dim, cfg.num_layers, cfg.num_heads);
   log(fmt::format("{} on {}; weights {:.1f} GiB, made in {:.1f} s", r.setting, r.device, r.weights_gib,
                   std::chrono::duration<double>(Clock::now() - t_load).count()));
-
-  auto add_row = [&](const std::string& stage, std::pair<double, double> t, double flops, const std::string& note) {
-    BenchRow row;
-    row.stage = stage;
-    row.seconds = t.first;
-    row.min_seconds = t.second;
-    row.tflops = flops > 0 ? flops / t.first / 1e12 : 0;
-    row.peak_gib = gib(cuda::memory_stats().peak_in_use);
-    row.note = note;
-    r.rows.push_back(row);
-    log(fmt::format("{:<26} {:9.4f} s  {:7.1f} TFLOP/s  peak {:.1f} GiB  {}", stage, row.seconds, row.tflops,
-                    row.peak_gib, note));
-  };
 
   if (wanted(o, "attention")) {
     // Self-attention alone at this token count, 40 x 128 (the DiT's heads).

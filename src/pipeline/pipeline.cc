@@ -126,8 +126,7 @@ Pipeline::Pipeline(const PipelineOptions& options) : impl_(std::make_unique<Impl
            options.precision);
   if (options.device == "cuda") {
     IB_CHECK(cuda_available(), "--device cuda: no CUDA device is available in this build or on this machine");
-    // For now the DiT (the denoising loop, nearly all of the work) runs on the GPU; the text and
-    // image encoders and the VAE stay on the CPU until their CUDA kernels land.
+    // Every stage runs on the GPU (src/gpu/ for the DiT with --precision bf16).
     impl_->device = Device::CUDA;
   }
   impl_->folder = ModelFolder::open(options.model_dir);
@@ -140,7 +139,7 @@ std::string Pipeline::describe() const {
   return fmt::format("Wan2.1 {} DiT dim {} x {} layers ({} heads), text_len {}, device {}", d.model_type, d.dim,
                      d.num_layers, d.num_heads, d.text_len,
                      impl_->device == Device::CUDA
-                         ? fmt::format("cuda (DiT in {}{}; text, image and VAE on the CPU)", impl_->opts.precision,
+                         ? fmt::format("cuda (DiT in {}{}; T5, CLIP and VAE on the GPU too)", impl_->opts.precision,
                                        impl_->opts.precision == "bf16" ? ", GPU engine" : "")
                          : std::string("cpu"));
 }

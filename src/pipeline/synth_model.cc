@@ -287,11 +287,15 @@ Tensor random_weight(const std::string& name, const Shape& shape, DType dtype, u
   return t.to(dtype);
 }
 
+}  // namespace
+
 std::vector<std::pair<std::string, Tensor>> make_weights(const Specs& specs, DType dtype, uint64_t seed) {
   std::vector<std::pair<std::string, Tensor>> out;
   for (const auto& [name, shape] : specs) out.emplace_back(name, random_weight(name, shape, dtype, seed));
   return out;
 }
+
+namespace {
 
 // A small unigram SentencePiece model trained on a built-in corpus: enough to tokenize prompts
 // (real checkpoints ship the 256k-piece umT5 model).

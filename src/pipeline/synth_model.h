@@ -45,4 +45,9 @@ std::vector<std::pair<std::string, Shape>> t5_weight_shapes(const T5Config& c);
 std::vector<std::pair<std::string, Shape>> clip_weight_shapes(const ClipConfig& c);
 std::vector<std::pair<std::string, Shape>> vae_weight_shapes(const VaeConfig& c);
 
+// Random weights for such a list, in `dtype`, the synthetic model's init (uniform with variance
+// 1/fan_in, norms one, biases zero); made in parallel on the CPU.
+std::vector<std::pair<std::string, Tensor>> make_weights(const std::vector<std::pair<std::string, Shape>>& specs,
+                                                         DType dtype, uint64_t seed);
+
 }  // namespace ib

@@ -3,9 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
+#include "common/expect_error.h"
 #include "common/fixture.h"
-#include "expect_error.h"
 #include "io/model_config.h"
 #include "pth_builder.h"
 
@@ -29,6 +31,53 @@ std::string linked_copy(const std::vector<std::string>& skip = {}) {
   return dir;
 }
 
+nlohmann::json read_json(const std::string& path) {
+  std::ifstream f(path);
+  EXPECT_TRUE(f.good()) << path;
+  return nlohmann::json::parse(f);
+}
+
+// The official Wan2.1-FLF2V-14B values the release hard-codes in Python (what applies without
+// inbetween.json), written out here rather than taken from the library's defaults.
+const nlohmann::json kOfficial = nlohmann::json::parse(R"({
+  "t5": {"vocab": 256384, "dim": 4096, "dim_attn": 4096, "dim_ffn": 10240, "num_heads": 64, "num_layers": 24,
+         "num_buckets": 32, "max_distance": 128},
+  "clip": {"image_size": 224, "patch_size": 14, "dim": 1280, "mlp_ratio": 4, "num_heads": 16, "num_layers": 32},
+  "vae": {"dim": 96, "z_dim": 16, "dim_mult": [1, 2, 4, 4], "num_res_blocks": 2,
+          "temporal_downsample": [false, true, true]}})");
+
+// `section` of inbetween.json (or the official value where the file or the key is absent).
+template <typename T>
+T expected(const nlohmann::json& ib, const std::string& section, const std::string& key) {
+  if (ib.contains(section) && ib[section].contains(key)) return ib[section][key].get<T>();
+  return kOfficial.at(section).at(key).get<T>();
+}
+
+// Every hyper-parameter of `m` against config.json and `ib` (inbetween.json's content, or {}).
+void expect_folder_matches(const ModelFolder& m, const nlohmann::json& config, const nlohmann::json& ib) {
+  EXPECT_EQ(m.dit.model_type, config.at("model_type").get<std::string>());
+  for (const auto& [key, field] : std::vector<std::pair<const char*, int64_t>>{
+           {"text_len", m.dit.text_len}, {"in_dim", m.dit.in_dim}, {"dim", m.dit.dim}, {"ffn_dim", m.dit.ffn_dim},
+           {"freq_dim", m.dit.freq_dim}, {"out_dim", m.dit.out_dim}, {"num_heads", m.dit.num_heads},
+           {"num_layers", m.dit.num_layers}})
+    EXPECT_EQ(field, config.at(key).get<int64_t>()) << "config.json " << key;
+  EXPECT_FLOAT_EQ(m.dit.eps, config.at("eps").get<float>());
+  for (const auto& [key, field] : std::vector<std::pair<const char*, int64_t>>{
+           {"vocab", m.t5.vocab}, {"dim", m.t5.dim}, {"dim_attn", m.t5.dim_attn}, {"dim_ffn", m.t5.dim_ffn},
+           {"num_heads", m.t5.num_heads}, {"num_layers", m.t5.num_layers}, {"num_buckets", m.t5.num_buckets},
+           {"max_distance", m.t5.max_distance}})
+    EXPECT_EQ(field, expected<int64_t>(ib, "t5", key)) << "t5." << key;
+  for (const auto& [key, field] : std::vector<std::pair<const char*, int64_t>>{
+           {"image_size", m.clip.image_size}, {"patch_size", m.clip.patch_size}, {"dim", m.clip.dim},
+           {"mlp_ratio", m.clip.mlp_ratio}, {"num_heads", m.clip.num_heads}, {"num_layers", m.clip.num_layers}})
+    EXPECT_EQ(field, expected<int64_t>(ib, "clip", key)) << "clip." << key;
+  EXPECT_EQ(m.vae.dim, expected<int64_t>(ib, "vae", "dim"));
+  EXPECT_EQ(m.vae.z_dim, expected<int64_t>(ib, "vae", "z_dim"));
+  EXPECT_EQ(m.vae.dim_mult, expected<std::vector<int64_t>>(ib, "vae", "dim_mult"));
+  EXPECT_EQ(m.vae.num_res_blocks, expected<int64_t>(ib, "vae", "num_res_blocks"));
+  EXPECT_EQ(m.vae.temporal_downsample, expected<std::vector<bool>>(ib, "vae", "temporal_downsample"));
+}
+
 TEST(ModelFolder, Fixture) {
   const ModelFolder m = ModelFolder::open(test::model_dir());
   EXPECT_EQ(m.dit_path, test::model_dir() + "/diffusion_pytorch_model.safetensors.index.json");
@@ -36,52 +85,31 @@ TEST(ModelFolder, Fixture) {
   EXPECT_EQ(m.clip_path, test::model_dir() + "/models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth");
   EXPECT_EQ(m.vae_path, test::model_dir() + "/Wan2.1_VAE.pth");
   EXPECT_EQ(m.tokenizer_path, test::model_dir() + "/google/umt5-xxl/spiece.model");
-  EXPECT_EQ(m.dit.model_type, "flf2v");
-  EXPECT_EQ(m.dit.text_len, 16);
-  EXPECT_EQ(m.dit.in_dim, 36);
-  EXPECT_EQ(m.dit.dim, 128);
-  EXPECT_EQ(m.dit.ffn_dim, 256);
-  EXPECT_EQ(m.dit.freq_dim, 256);
-  EXPECT_EQ(m.dit.out_dim, 16);
-  EXPECT_EQ(m.dit.num_heads, 4);
-  EXPECT_EQ(m.dit.num_layers, 2);
-  EXPECT_FLOAT_EQ(m.dit.eps, 1e-6f);
-  EXPECT_EQ(m.t5.vocab, 1200);
-  EXPECT_EQ(m.t5.dim, 64);
-  EXPECT_EQ(m.t5.dim_attn, 64);
-  EXPECT_EQ(m.t5.dim_ffn, 128);
-  EXPECT_EQ(m.t5.num_heads, 4);
-  EXPECT_EQ(m.t5.num_layers, 2);
-  EXPECT_EQ(m.t5.num_buckets, 32);
-  EXPECT_EQ(m.t5.max_distance, 128);  // not in the file: official value
-  EXPECT_EQ(m.clip.image_size, 28);
-  EXPECT_EQ(m.clip.patch_size, 14);
-  EXPECT_EQ(m.clip.dim, 64);
-  EXPECT_EQ(m.clip.mlp_ratio, 4);
-  EXPECT_EQ(m.clip.num_heads, 4);
-  EXPECT_EQ(m.clip.num_layers, 3);
-  EXPECT_EQ(m.vae.dim, 8);
-  EXPECT_EQ(m.vae.z_dim, 16);
-  EXPECT_EQ(m.vae.dim_mult, (std::vector<int64_t>{1, 2, 4, 4}));
-  EXPECT_EQ(m.vae.num_res_blocks, 2);
-  EXPECT_EQ(m.vae.temporal_downsample, (std::vector<bool>{false, true, true}));
+  const std::string ib = test::model_dir() + "/inbetween.json";
+  ASSERT_TRUE(fs::exists(ib)) << "a reference case's model folder has inbetween.json";
+  expect_folder_matches(m, read_json(test::model_dir() + "/config.json"), read_json(ib));
 }
 
 TEST(ModelFolder, OfficialDefaultsWithoutInbetweenJson) {
   const std::string dir = linked_copy({"inbetween.json"});
   const ModelFolder m = ModelFolder::open(dir);
-  EXPECT_EQ(m.t5.dim, 4096);
-  EXPECT_EQ(m.t5.vocab, 256384);
-  EXPECT_EQ(m.clip.dim, 1280);
-  EXPECT_EQ(m.clip.num_layers, 32);
-  EXPECT_EQ(m.vae.dim, 96);
-  EXPECT_EQ(m.dit.dim, 128);  // config.json still applies
+  // T5, CLIP and VAE take the official values; config.json still applies to the DiT.
+  expect_folder_matches(m, read_json(dir + "/config.json"), nlohmann::json::object());
+}
+
+// The first shard the index names (a single-file DiT is one .safetensors with every tensor; the
+// first shard is such a file, with a part of them).
+std::string first_shard() {
+  const auto index = read_json(test::model_dir() + "/diffusion_pytorch_model.safetensors.index.json");
+  std::string first;
+  for (const auto& [name, file] : index.at("weight_map").items())
+    if (first.empty() || file.get<std::string>() < first) first = file.get<std::string>();
+  return first;
 }
 
 TEST(ModelFolder, SingleDitFile) {
   const std::string dir = linked_copy({"diffusion_pytorch_model.safetensors.index.json"});
-  fs::create_symlink(fs::path(test::model_dir()) / "diffusion_pytorch_model-00001-of-00002.safetensors",
-                     fs::path(dir) / "diffusion_pytorch_model.safetensors");
+  fs::create_symlink(fs::path(test::model_dir()) / first_shard(), fs::path(dir) / "diffusion_pytorch_model.safetensors");
   EXPECT_EQ(ModelFolder::open(dir).dit_path, dir + "/diffusion_pytorch_model.safetensors");
 }
 

@@ -5,10 +5,10 @@
 #include <filesystem>
 #include <random>
 
+#include "common/expect_error.h"
 #include "common/fixture.h"
 #include "io/pth.h"
 #include "io/zip.h"
-#include "expect_error.h"
 #include "pth_builder.h"
 
 namespace ib {

@@ -14,6 +14,7 @@
 #include "io/pth.h"
 #include "io/pth_writer.h"
 #include "io/zip.h"
+#include "pth_python.h"
 
 namespace ib {
 namespace {
@@ -63,79 +64,10 @@ void expect_round_trip(const std::string& path, const Named& tensors) {
   }
 }
 
-std::string run_capture(const std::string& cmd, int* status) {
-  std::string out;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr) {
-    *status = -1;
-    return out;
-  }
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  *status = ::pclose(p);
-  return out;
-}
-
-bool have_python() {
-  int status = 0;
-  run_capture("python3 -c 'import zipfile, pickle, pickletools' >/dev/null 2>&1", &status);
-  return status == 0;
-}
-
-// Reads the archive as torch.load would, with stand-ins for torch's globals.
-constexpr const char* kCheckScript = R"PY(
-import collections, io, json, pickle, pickletools, sys, zipfile
-z = zipfile.ZipFile(sys.argv[1])
-assert z.testzip() is None, 'bad CRC'
-names = z.namelist()
-top = names[0].split('/')[0]
-assert all(n.startswith(top + '/') for n in names), names
-assert all(i.compress_type == zipfile.ZIP_STORED for i in z.infolist())
-pkl = z.read(top + '/data.pkl')
-pickletools.dis(pkl, out=io.StringIO())
-class U(pickle.Unpickler):
-    def find_class(self, mod, name):
-        if (mod, name) == ('collections', 'OrderedDict'): return collections.OrderedDict
-        if (mod, name) == ('torch._utils', '_rebuild_tensor_v2'): return lambda *a: a
-        if mod == 'torch' and name.endswith('Storage'): return 'torch.' + name
-        raise pickle.UnpicklingError(mod + '.' + name)
-    def persistent_load(self, pid):
-        assert type(pid) is tuple
-        return list(pid)
-sd = U(io.BytesIO(pkl)).load()
-assert type(sd) is collections.OrderedDict
-tensors = []
-for k, args in sd.items():
-    st, off, size, stride, rg, hooks = args
-    assert type(size) is tuple and type(stride) is tuple
-    assert type(hooks) is collections.OrderedDict and not hooks
-    data = z.read(top + '/data/' + st[2])
-    tensors.append({'key': k, 'storage': st, 'offset': off, 'size': list(size), 'stride': list(stride),
-                    'requires_grad': rg, 'data': data.hex()})
-print(json.dumps({'top': top, 'names': names, 'version': z.read(top + '/version').decode(),
-                  'byteorder': z.read(top + '/byteorder').decode(), 'tensors': tensors}))
-)PY";
-
-std::string hex(const Tensor& t) {
-  static const char* digits = "0123456789abcdef";
-  std::string s;
-  const auto* p = static_cast<const unsigned char*>(t.nbytes() ? t.raw() : nullptr);
-  for (size_t i = 0; i < t.nbytes(); ++i) {
-    s += digits[p[i] >> 4];
-    s += digits[p[i] & 15];
-  }
-  return s;
-}
-
+// Python's reading of the archive (python3 is a test dependency: a failure, not a skip, without it).
 void expect_python_reads(const std::string& path, const std::string& top, const Named& tensors) {
-  if (!have_python()) GTEST_SKIP() << "python3 not available";
-  const std::string script = test::temp_dir() + "/check_pth.py";
-  std::ofstream(script) << kCheckScript;
-  int status = 0;
-  const std::string out = run_capture("python3 '" + script + "' '" + path + "'", &status);
-  ASSERT_EQ(status, 0) << out;
-  const auto j = nlohmann::json::parse(out);
+  const auto j = test::python_read_pth(path);
+  ASSERT_FALSE(j.empty()) << path;
   EXPECT_EQ(j["top"], top);
   EXPECT_EQ(j["version"], "3\n");
   EXPECT_EQ(j["byteorder"], "little");
@@ -158,7 +90,7 @@ void expect_python_reads(const std::string& path, const std::string& top, const 
     }
     EXPECT_EQ(r["stride"], nlohmann::json(stride));
     EXPECT_EQ(r["requires_grad"], false);
-    EXPECT_EQ(r["data"], hex(t));
+    EXPECT_EQ(r["data"], test::hex(t));
   }
 }
 

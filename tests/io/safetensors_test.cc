@@ -4,8 +4,8 @@
 
 #include <cstring>
 
+#include "common/expect_error.h"
 #include "common/fixture.h"
-#include "expect_error.h"
 #include "io/safetensors.h"
 #include "pth_builder.h"
 

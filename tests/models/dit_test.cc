@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <map>
 
+#include "common/expect_error.h"
 #include "common/fixture.h"
 #include "io/model_config.h"
 #include "io/safetensors.h"
@@ -90,7 +91,7 @@ TEST(WanDiT, MatchesOracle) {
 
 TEST(WanDiT, WrongShapeOnDiskNamesTheTensor) {
   const auto store = open_tensor_store(dit_index());
-  const std::string bad = "blocks.1.cross_attn.k_img.weight";
+  const std::string bad = fmt::format("blocks.{}.cross_attn.k_img.weight", fixture_config().num_layers - 1);
   const std::string dir = test::temp_dir();
   // Rewrite the shard that holds `bad` with that tensor one row short; copy the rest as it is.
   const fs::path bad_shard = fs::path(store->source(bad)).filename();
@@ -122,53 +123,69 @@ TEST(WanDiT, WrongShapeOnDiskNamesTheTensor) {
 TEST(WanDiT, ConfigMustAgreeWithWeights) {
   const auto store = open_tensor_store(dit_index());
   const DitConfig good = fixture_config();
-  auto expect_error = [&](DitConfig c, const std::string& needle) {
-    try {
-      WanDiT::load(*store, c);
-      ADD_FAILURE() << "no error, expected one mentioning " << needle;
-    } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-    }
+  const int64_t L = good.num_layers;
+  auto expect_load_error = [&](const DitConfig& c, const std::vector<std::string>& parts) {
+    test::expect_error([&] { WanDiT::load(*store, c); }, parts);
   };
   DitConfig c = good;
-  c.num_layers = 1;
-  expect_error(c, "blocks.1.modulation");
+  if (L > 1) {
+    c.num_layers = L - 1;  // the checkpoint holds one block more
+    expect_load_error(c, {fmt::format("num_layers = {}", L - 1), fmt::format("blocks.{}.modulation", L - 1)});
+  }
   c = good;
-  c.num_layers = 3;
-  expect_error(c, "blocks.2.modulation");
+  c.num_layers = L + 1;  // one block is missing
+  expect_load_error(c, {fmt::format("blocks.{}.modulation", L), "missing"});
   c = good;
   c.model_type = "t2v";
-  expect_error(c, "t2v");
+  expect_load_error(c, {"model_type 't2v'", "image-conditioning tensors"});
   c = good;
   c.model_type = "i2v";
-  expect_error(c, "emb_pos");
+  expect_load_error(c, {"model_type 'i2v'", "emb_pos"});
   c = good;
   c.model_type = "vace";
-  expect_error(c, "vace");
+  expect_load_error(c, {"model_type 'vace' is not supported"});
   c = good;
-  c.ffn_dim = 128;
-  expect_error(c, "blocks.0.ffn.0.weight");
+  c.ffn_dim = good.ffn_dim + 2;
+  expect_load_error(c, {"blocks.0.ffn.0.weight", fmt::format("expected shape [{}, {}]", c.ffn_dim, good.dim)});
   c = good;
-  c.in_dim = 32;
-  expect_error(c, "patch_embedding.weight");
+  c.in_dim = good.in_dim - 4;
+  expect_load_error(c, {"patch_embedding.weight", fmt::format("expected shape [{}, {}, 1, 2, 2]", good.dim, c.in_dim)});
   c = good;
-  c.out_dim = 8;
-  expect_error(c, "head.head.weight");
+  c.out_dim = good.out_dim / 2;
+  expect_load_error(c, {"head.head.weight", fmt::format("expected shape [{}, {}]", c.out_dim * 4, good.dim)});
   c = good;
-  c.in_dim = 16;
-  expect_error(c, "in_dim");  // the flf2v variant needs y channels
+  c.in_dim = good.out_dim;
+  expect_load_error(c, {"needs in_dim", "> out_dim"});  // the flf2v variant needs y channels
+  c = good;
+  c.dim = good.dim + 2 * good.num_heads;  // still splits into heads of an even size
+  expect_load_error(c, {"patch_embedding.weight", fmt::format("expected shape [{}, ", c.dim)});
 }
 
 TEST(WanDiT, ChecksInputs) {
   const auto store = open_tensor_store(dit_index());
   const WanDiT dit = WanDiT::load(*store, fixture_config());
+  const DitConfig& c = dit.config();
   const Inputs in = fixture_inputs();
-  EXPECT_THROW(dit.forward(in.x, in.t, in.context, in.clip_fea, Tensor()), Error);
-  EXPECT_THROW(dit.forward(in.x, in.t, in.context, Tensor(), in.y), Error);
-  EXPECT_THROW(dit.forward(in.x, in.t, in.context, in.clip_fea.select(0), in.y), Error);  // 5 rows, emb_pos has 10
-  EXPECT_THROW(dit.forward(in.x, in.t, Tensor::zeros({17, 64}), in.clip_fea, in.y), Error);  // > text_len
-  EXPECT_THROW(dit.forward(in.x, in.t, Tensor::zeros({4, 32}), in.clip_fea, in.y), Error);
-  EXPECT_THROW(dit.forward(in.y, in.t, in.context, in.clip_fea, in.y), Error);
+  using test::expect_error;
+  expect_error([&] { dit.forward(in.x, in.t, in.context, in.clip_fea, Tensor()); }, {"needs the conditioning y"});
+  expect_error([&] { dit.forward(in.x, in.t, in.context, Tensor(), in.y); }, {"needs the conditioning y and CLIP"});
+  // One image's rows where emb_pos holds both images' tokens.
+  expect_error([&] { dit.forward(in.x, in.t, in.context, in.clip_fea.select(0), in.y); },
+               {fmt::format("{} CLIP feature rows", dit.image_tokens() / 2),
+                fmt::format("emb_pos has {}", dit.image_tokens())});
+  expect_error([&] { dit.forward(in.x, in.t, in.context, Tensor::zeros({2, 3, dit.clip_dim() + 1}), in.y); },
+               {"CLIP features must be", fmt::format("{}", dit.clip_dim() + 1)});
+  const std::string ctx_msg = fmt::format("context must be [Lt <= {}, {}]", c.text_len, dit.text_dim());
+  expect_error([&] { dit.forward(in.x, in.t, Tensor::zeros({c.text_len + 1, dit.text_dim()}), in.clip_fea, in.y); },
+               {ctx_msg, fmt::format("[{}, {}]", c.text_len + 1, dit.text_dim())});  // longer than text_len
+  expect_error([&] { dit.forward(in.x, in.t, Tensor::zeros({4, dit.text_dim() / 2}), in.clip_fea, in.y); },
+               {ctx_msg, fmt::format("[4, {}]", dit.text_dim() / 2)});
+  expect_error([&] { dit.forward(in.y, in.t, in.context, in.clip_fea, in.y); },
+               {fmt::format("latent must be [{}, T, h, w]", c.out_dim)});
+  Tensor short_y = in.y.slice(0, in.y.size(0) - 1);  // one conditioning channel short
+  expect_error([&] { dit.forward(in.x, in.t, in.context, in.clip_fea, short_y); }, {"conditioning must be"});
+  expect_error([&] { dit.forward(Tensor::zeros({c.out_dim, 1, 3, 4}), in.t, in.context, in.clip_fea, in.y); },
+               {"even, non-zero height and width"});
 }
 
 TEST(WanDiT, TextPaddingIsExactZeros) {
@@ -195,7 +212,7 @@ TEST(WanDiT, I2VEqualsFlf2vWithZeroEmbPos) {
   const Tensor a = WanDiT::load(flf, fixture_config()).forward(in.x, in.t, in.context, in.clip_fea, in.y);
   const WanDiT di = WanDiT::load(i2v, ci);
   EXPECT_EQ(di.image_tokens(), 0);
-  const Tensor b = di.forward(in.x, in.t, in.context, in.clip_fea.view({-1, 64}), in.y);
+  const Tensor b = di.forward(in.x, in.t, in.context, in.clip_fea.view({-1, in.clip_fea.size(-1)}), in.y);
   EXPECT_TENSOR_CLOSE_ABS(b, a, 0.0);
   EXPECT_NO_THROW(di.forward(in.x, in.t, in.context, in.clip_fea.select(0), in.y));  // i2v: any row count
 }

@@ -8,6 +8,9 @@
 //  * im2col + cuBLAS GEMM: tiles of output positions, y[Cout, tile] += w[Cout, K] · col[K, tile]
 //    (K = Cin·kt·kh·kw). Used without cuDNN, and for shapes cuDNN offers no algorithm for.
 //  * 1×1×1 without stride or padding: the input already is the [Cin, P] matrix, one GEMM.
+// norm_silu_conv3d (the VAE's RMS_norm → SiLU → CausalConv3d with cached frames) takes the cuDNN
+// path with a packing kernel that also concatenates the cached frames and applies the norm and SiLU,
+// so the normalised input never exists in f32; elsewhere it reports false and the op composes.
 // Precision follows the weight: f32 weights give exact f32 (FMA kernels and SGEMM, never TF32);
 // bf16 weights round the input to bf16 and multiply on the tensor cores with f32 accumulation
 // (cuDNN then rounds its output to bf16 too, as a bf16-autocast conv does).
@@ -17,6 +20,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <map>
 #include <mutex>
 
@@ -54,20 +58,44 @@ __device__ __forceinline__ float to_f32(__nv_bfloat16 v) { return __bfloat162flo
 // Layout kernels of the cuDNN path. Both are 32×32 tile transposes through shared memory, so the
 // channel-first side and the channels-last side are each read or written in whole rows.
 
-// x [Cin, T, H, W] f32 -> xp [Tp, Hp, Wp, Cin_p] with the paddings (and the extra channels) zero.
-// Grid: (Wp tiles, Cin_p tiles, padded rows tp·Hp + hp, strided); block 32×8.
+// The conv's input frames: frames 0 .. t_prefix-1 come from `prefix` [Cin, t_prefix, H, W] (the
+// cached frames), the rest from x [Cin, T - t_prefix, H, W]. With gamma, the packing applies
+// RMS_norm (over the channels, ·√C·γ) and SiLU.
+struct InputSource {
+  const float* x = nullptr;
+  const float* prefix = nullptr;
+  int64_t t_prefix = 0;
+  const float* gamma = nullptr;
+  float scale = 1.0f;  // √Cin
+};
+
+// Row (c = 0, t, h) of the input frames (add c·channel_stride + w); t in [0, T).
+__device__ __forceinline__ const float* source_row(const InputSource& s, const ConvGeom& g, int64_t t, int64_t h,
+                                                   int64_t* channel_stride) {
+  if (t < s.t_prefix) {
+    *channel_stride = s.t_prefix * g.H * g.W;
+    return s.prefix + (t * g.H + h) * g.W;
+  }
+  *channel_stride = (g.T - s.t_prefix) * g.H * g.W;
+  return s.x + ((t - s.t_prefix) * g.H + h) * g.W;
+}
+
+// input [Cin, T, H, W] f32 -> xp [Tp, Hp, Wp, Cin_p] with the paddings (and the extra channels)
+// zero. Grid: (Wp tiles, Cin_p tiles, padded rows tp·Hp + hp, strided); block 32×8.
 template <typename T>
-__global__ void pack_input(const float* __restrict__ x, T* __restrict__ xp, ConvGeom g) {
+__global__ void pack_input(InputSource s, T* __restrict__ xp, ConvGeom g) {
   __shared__ float tile[32][33];
   const int64_t wp0 = static_cast<int64_t>(blockIdx.x) * 32, c0 = static_cast<int64_t>(blockIdx.y) * 32;
   for (int64_t row = blockIdx.z; row < g.Tp * g.Hp; row += gridDim.z) {
     const int64_t tp = row / g.Hp, hp = row % g.Hp;
     const int64_t t = tp - g.pad_front, h = hp - g.pad_top;
     const bool row_in = t >= 0 && t < g.T && h >= 0 && h < g.H;
+    int64_t cs = 0;
+    const float* src = row_in ? source_row(s, g, t, h, &cs) : nullptr;
     for (int i = threadIdx.y; i < 32; i += blockDim.y) {
       const int64_t c = c0 + i, w = wp0 + threadIdx.x - g.pad_left;
       float v = 0.0f;
-      if (row_in && c < g.Cin && w >= 0 && w < g.W) v = x[((c * g.T + t) * g.H + h) * g.W + w];
+      if (row_in && c < g.Cin && w >= 0 && w < g.W) v = src[c * cs + w];
       tile[i][threadIdx.x] = v;
     }
     __syncthreads();
@@ -76,6 +104,64 @@ __global__ void pack_input(const float* __restrict__ x, T* __restrict__ xp, Conv
       if (wp < g.Wp && c < g.Cin_p) xp[((tp * g.Hp + hp) * g.Wp + wp) * g.Cin_p + c] = from_f32<T>(tile[threadIdx.x][i]);
     }
     __syncthreads();
+  }
+}
+
+// The same packing with RMS_norm + SiLU: a block owns 32 positions of one padded row and all Cin
+// channels (kept in shared memory, [Cin][33] so that both passes are free of bank conflicts), reads
+// them once in rows of 32 consecutive floats, normalises each position and writes its Cin_p values
+// contiguously. Padding positions stay zero, as upstream pads after the norm. Grid: (padded rows,
+// Wp tiles); block 32×8; dynamic shared memory norm_pack_smem(Cin).
+constexpr int64_t kNormPackMaxChannels = 1024;
+size_t norm_pack_smem(int64_t cin) { return static_cast<size_t>(cin * 33 + 8 * 32 + 32) * sizeof(float); }
+
+template <typename T>
+__global__ void pack_input_norm(InputSource s, T* __restrict__ xp, ConvGeom g) {
+  extern __shared__ float smem[];
+  float* cache = smem;                      // [Cin][33]
+  float* partial = smem + g.Cin * 33;       // [8][32]
+  float* denom = partial + 8 * 32;          // [32]
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int64_t row = blockIdx.x, wp0 = static_cast<int64_t>(blockIdx.y) * 32;
+  const int64_t tp = row / g.Hp, hp = row % g.Hp;
+  const int64_t t = tp - g.pad_front, h = hp - g.pad_top;
+  const int64_t npos = min(static_cast<int64_t>(32), g.Wp - wp0);
+  T* out = xp + (row * g.Wp + wp0) * g.Cin_p;  // npos · Cin_p contiguous values
+  if (t < 0 || t >= g.T || h < 0 || h >= g.H) {
+    for (int64_t i = ty * 32 + tx; i < npos * g.Cin_p; i += 32 * 8) out[i] = from_f32<T>(0.0f);
+    return;
+  }
+  int64_t cs = 0;
+  const float* src = source_row(s, g, t, h, &cs);
+  const int64_t w = wp0 + tx - g.pad_left;
+  const bool in = w >= 0 && w < g.W;
+  float ss = 0.0f;
+  for (int64_t c = ty; c < g.Cin; c += 8) {
+    const float v = in ? src[c * cs + w] : 0.0f;
+    cache[c * 33 + tx] = v;
+    ss += v * v;
+  }
+  partial[ty * 32 + tx] = ss;
+  __syncthreads();
+  if (ty == 0) {
+    float total = 0.0f;
+#pragma unroll
+    for (int r = 0; r < 8; ++r) total += partial[r * 32 + tx];
+    denom[tx] = fmaxf(sqrtf(total), 1e-12f);  // F.normalize: x / max(‖x‖, eps), then · √C · γ
+  }
+  __syncthreads();
+  for (int64_t i = ty; i < npos; i += 8) {
+    const int64_t wi = wp0 + i - g.pad_left;
+    const bool col_in = wi >= 0 && wi < g.W;
+    const float d = denom[i];
+    for (int64_t c = tx; c < g.Cin_p; c += 32) {
+      float o = 0.0f;
+      if (col_in && c < g.Cin) {
+        o = cache[c * 33 + i] / d * s.scale * s.gamma[c];
+        o = o / (1.0f + expf(-o));
+      }
+      out[i * g.Cin_p + c] = from_f32<T>(o);
+    }
   }
 }
 
@@ -195,7 +281,7 @@ void conv_gemm(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& 
     check_launch("f32_to_bf16");
     return gemm_accumulate(xb.raw(), P, w, true, P, K, yp, P);
   }
-  constexpr int64_t kColBudget = int64_t{32} << 20;  // elements of the col buffer
+  constexpr int64_t kColBudget = int64_t{128} << 20;  // elements of the col buffer
   const int64_t tile = std::clamp<int64_t>(kColBudget / K, 1, P);
   const Tensor col = Tensor::empty({K, tile}, bf16 ? DType::BF16 : DType::F32, Device::CUDA);
   for (int64_t p0 = 0; p0 < P; p0 += tile) {
@@ -291,6 +377,13 @@ PlanKey plan_key(const ConvGeom& g, bool bf16) {
   return {bf16, g.Cin_p, g.Cout_p, g.kt, g.kh, g.kw, g.st, g.sh, g.sw, g.Tp, g.Hp, g.Wp};
 }
 
+// The cached plan of a shape: 1 usable, 0 refused (the GEMM path takes it), -1 not searched yet.
+int known_plan(const ConvGeom& g, bool bf16) {
+  std::lock_guard<std::mutex> lock(g_plans_mutex);
+  const auto it = g_plans.find(plan_key(g, bf16));
+  return it == g_plans.end() ? -1 : it->second.ok ? 1 : 0;
+}
+
 Plan plan_for(const ConvGeom& g, bool bf16, Descriptors& d, const void* xp, const void* wp, void* yp) {
   const PlanKey key = plan_key(g, bf16);
   {
@@ -343,15 +436,27 @@ Plan plan_for(const ConvGeom& g, bool bf16, Descriptors& d, const void* xp, cons
 }
 
 template <typename T>
-bool conv_cudnn_typed(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& residual, const Tensor& y,
+bool conv_cudnn_typed(const InputSource& src, const Tensor& w, const Tensor& b, const Tensor& residual, const Tensor& y,
                       const ConvGeom& g, bool bf16) {
+  if (known_plan(g, bf16) == 0) return false;
   const DType dt = bf16 ? DType::BF16 : DType::F32;
   const Tensor xp = Tensor::empty({g.Tp, g.Hp, g.Wp, g.Cin_p}, dt, Device::CUDA);
   const dim3 block(32, 8);
-  const dim3 grid_in(static_cast<unsigned>((g.Wp + 31) / 32), static_cast<unsigned>((g.Cin_p + 31) / 32),
-                     static_cast<unsigned>(std::min<int64_t>(g.Tp * g.Hp, 65535)));
-  pack_input<T><<<grid_in, block>>>(dev_f32(x, "conv3d"), static_cast<T*>(xp.raw()), g);
-  check_launch("pack_input");
+  if (src.gamma != nullptr) {
+    static const cudaError_t attr = cudaFuncSetAttribute(pack_input_norm<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                         static_cast<int>(norm_pack_smem(kNormPackMaxChannels)));
+    check_cuda(attr, "cudaFuncSetAttribute (pack_input_norm)");
+    IB_CHECK(g.Tp * g.Hp <= 0x7fffffff && (g.Wp + 31) / 32 <= 65535, "conv3d on CUDA: input {}x{}x{} is too large",
+             g.Tp, g.Hp, g.Wp);
+    const dim3 grid_in(static_cast<unsigned>(g.Tp * g.Hp), static_cast<unsigned>((g.Wp + 31) / 32));
+    pack_input_norm<T><<<grid_in, block, norm_pack_smem(g.Cin)>>>(src, static_cast<T*>(xp.raw()), g);
+    check_launch("pack_input_norm");
+  } else {
+    const dim3 grid_in(static_cast<unsigned>((g.Wp + 31) / 32), static_cast<unsigned>((g.Cin_p + 31) / 32),
+                       static_cast<unsigned>(std::min<int64_t>(g.Tp * g.Hp, 65535)));
+    pack_input<T><<<grid_in, block>>>(src, static_cast<T*>(xp.raw()), g);
+    check_launch("pack_input");
+  }
   const Tensor wp = Tensor::empty({g.Cout_p, g.kt, g.kh, g.kw, g.Cin_p}, dt, Device::CUDA);
   if (w.dtype() == DType::BF16) {
     pack_weight<<<blocks_for(wp.numel()), 256>>>(static_cast<const __nv_bfloat16*>(w.raw()), static_cast<T*>(wp.raw()), g);
@@ -388,10 +493,10 @@ bool conv_cudnn_typed(const Tensor& x, const Tensor& w, const Tensor& b, const T
   return true;
 }
 
-bool conv_cudnn(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& residual, const Tensor& y,
+bool conv_cudnn(const InputSource& src, const Tensor& w, const Tensor& b, const Tensor& residual, const Tensor& y,
                 const ConvGeom& g) {
-  if (w.dtype() == DType::BF16) return conv_cudnn_typed<__nv_bfloat16>(x, w, b, residual, y, g, true);
-  return conv_cudnn_typed<float>(x, w, b, residual, y, g, false);
+  if (w.dtype() == DType::BF16) return conv_cudnn_typed<__nv_bfloat16>(src, w, b, residual, y, g, true);
+  return conv_cudnn_typed<float>(src, w, b, residual, y, g, false);
 }
 
 #endif  // IB_CUDA_HAVE_CUDNN
@@ -412,12 +517,14 @@ bool conv_backend_available(ConvBackend backend) {
 #endif
 }
 
-void conv3d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv3dArgs& a, const Tensor& residual,
-            const Tensor& y) {
+namespace {
+
+// The geometry of a conv of an input [Cin, T, H, W] with w into y.
+ConvGeom geometry(int64_t Cin, int64_t T, int64_t H, int64_t W, const Tensor& w, const Conv3dArgs& a, const Tensor& y) {
   IB_CHECK(w.device() == Device::CUDA && (w.dtype() == DType::F32 || w.dtype() == DType::BF16),
            "conv3d on CUDA: weight {} must be an f32 or bf16 device tensor", w.str());
   ConvGeom g{};
-  g.Cin = x.size(0), g.T = x.size(1), g.H = x.size(2), g.W = x.size(3);
+  g.Cin = Cin, g.T = T, g.H = H, g.W = W;
   g.Cout = y.size(0), g.To = y.size(1), g.Ho = y.size(2), g.Wo = y.size(3);
   g.kt = w.size(2), g.kh = w.size(3), g.kw = w.size(4);
   g.st = a.stride_t, g.sh = a.stride_h, g.sw = a.stride_w;
@@ -428,17 +535,46 @@ void conv3d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv3dArgs&
   g.Wp = (g.Wo - 1) * g.sw + g.kw;
   g.Cin_p = (g.Cin + 7) / 8 * 8;
   g.Cout_p = (g.Cout + 7) / 8 * 8;
+  return g;
+}
+
+}  // namespace
+
+void conv3d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv3dArgs& a, const Tensor& residual,
+            const Tensor& y) {
+  const ConvGeom g = geometry(x.size(0), x.size(1), x.size(2), x.size(3), w, a, y);
   if (y.numel() == 0) return;
   const bool pointwise = g.kt == 1 && g.kh == 1 && g.kw == 1 && g.st == 1 && g.sh == 1 && g.sw == 1 &&
                          a.pad_front == 0 && a.pad_top == 0 && a.pad_bottom == 0 && a.pad_left == 0 &&
                          a.pad_right == 0;
   if (pointwise || g.Cin == 0) return conv_gemm(x, w, b, residual, y, g, true);
 #ifdef IB_CUDA_HAVE_CUDNN
-  if (g_backend != ConvBackend::Gemm && conv_cudnn(x, w, b, residual, y, g)) return;
+  InputSource src;
+  src.x = dev_f32(x, "conv3d");
+  if (g_backend != ConvBackend::Gemm && conv_cudnn(src, w, b, residual, y, g)) return;
   IB_CHECK(g_backend != ConvBackend::Cudnn, "conv3d on CUDA: cuDNN has no algorithm for {} with weight {}", x.str(),
            w.str());
 #endif
   conv_gemm(x, w, b, residual, y, g, false);
+}
+
+bool norm_silu_conv3d(const Tensor& prefix, const Tensor& x, const Tensor& gamma, const Tensor& w, const Tensor& b,
+                      const Conv3dArgs& a, const Tensor& residual, const Tensor& y) {
+#ifdef IB_CUDA_HAVE_CUDNN
+  const int64_t t_prefix = prefix.defined() ? prefix.size(1) : 0;
+  const ConvGeom g = geometry(x.size(0), t_prefix + x.size(1), x.size(2), x.size(3), w, a, y);
+  if (g_backend == ConvBackend::Gemm || g.Cin == 0 || g.Cin > kNormPackMaxChannels || y.numel() == 0) return false;
+  InputSource src;
+  src.x = dev_f32(x, "norm_silu_conv3d");
+  src.prefix = t_prefix > 0 ? dev_f32(prefix, "norm_silu_conv3d") : nullptr;
+  src.t_prefix = t_prefix;
+  src.gamma = dev_f32(gamma, "norm_silu_conv3d");
+  src.scale = std::sqrt(static_cast<float>(g.Cin));
+  return conv_cudnn(src, w, b, residual, y, g);
+#else
+  (void)prefix, (void)x, (void)gamma, (void)w, (void)b, (void)a, (void)residual, (void)y;
+  return false;
+#endif
 }
 
 }  // namespace ib::ops::cuda
