@@ -78,7 +78,11 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--size", a->size, "Video size WIDTHxHEIGHT")->capture_default_str();
   cmd->add_option("--frames", a->o.frames, "Frame count, 4n+1")->capture_default_str();
   cmd->add_option("--repeats", a->o.repeats, "Timed runs per stage after one warm-up")->capture_default_str();
-  cmd->add_option("--stages", a->stages, "Comma-separated subset of: t5, clip, vae, attention, gemm, dit (default: all)");
+  cmd->add_option("--stages", a->stages,
+                  "Comma-separated subset of: t5, clip, vae, attention, gemm, dit, generate (default: all but generate)");
+  cmd->add_option("--steps", a->o.steps, "The generate stage's denoising steps")->capture_default_str();
+  cmd->add_option("--guidance", a->o.guidance, "The generate stage's guidance scale (1: one forward per step)")
+      ->capture_default_str();
   cmd->add_option("--vae-precision", a->o.vae_precision, "The VAE's convolutions: bf16 or f32")
       ->check(CLI::IsMember({"bf16", "f32"}))
       ->capture_default_str();

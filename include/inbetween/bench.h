@@ -15,7 +15,9 @@ struct BenchOptions {
   std::string preset = "flf2v-14b";  // the release's sizes (dim 5120, 40 layers, 40 heads)
   int64_t width = 832, height = 480, frames = 81;
   int repeats = 3;  // timed runs per stage after one warm-up
-  std::vector<std::string> stages;  // empty: all of t5, clip, vae, attention, gemm, dit
+  std::vector<std::string> stages;  // empty: t5, clip, vae, attention, gemm, dit (not generate)
+  int steps = 50;          // the generate stage: denoising steps
+  double guidance = 5.0;   // the generate stage: 1 runs one forward per step
   std::string attention = "auto";   // auto, flash or cudnn
   std::string vae_precision = "bf16";  // the VAE's convolutions: bf16 or f32
   bool profile = true;              // a per-kernel profile of one forward

@@ -42,8 +42,10 @@ constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 
 double gib(size_t b) { return static_cast<double>(b) / kGiB; }
 
-bool wanted(const BenchOptions& o, const std::string& stage) {
-  if (o.stages.empty()) return true;
+// The stages asked for; with none named, every stage in the default set (generate is not: at 50
+// steps it takes minutes).
+bool wanted(const BenchOptions& o, const std::string& stage, bool in_default_set = true) {
+  if (o.stages.empty()) return in_default_set;
   for (const std::string& s : o.stages)
     if (s == stage) return true;
   return false;
@@ -92,8 +94,10 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
   IB_CHECK(o.repeats >= 1 && o.repeats <= 100, "bench: --repeats must be in 1..100, got {}", o.repeats);
   const gpu::AttentionBackend backend = parse_backend(o.attention);
   for (const std::string& s : o.stages)
-    IB_CHECK(s == "dit" || s == "attention" || s == "gemm" || s == "t5" || s == "clip" || s == "vae",
-             "bench: unknown stage '{}' (expected t5, clip, vae, dit, attention, gemm)", s);
+    IB_CHECK(s == "dit" || s == "attention" || s == "gemm" || s == "t5" || s == "clip" || s == "vae" || s == "generate",
+             "bench: unknown stage '{}' (expected t5, clip, vae, attention, gemm, dit, generate)", s);
+  IB_CHECK(o.steps >= 1 && o.steps <= 1000, "bench: --steps must be in 1..1000, got {}", o.steps);
+  IB_CHECK(std::isfinite(o.guidance) && o.guidance >= 0, "bench: --guidance must be >= 0, got {}", o.guidance);
   IB_CHECK(o.vae_precision == "bf16" || o.vae_precision == "f32", "bench: VAE precision '{}' is not bf16 or f32",
            o.vae_precision);
   const int64_t lat_t = latent_frames(o.frames), lat_h = o.height / 8, lat_w = o.width / 8;
@@ -115,50 +119,63 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
     log(fmt::format("{:<26} {:9.4f} s  {:7.1f} TFLOP/s  peak {:.1f} GiB  {}", stage, row.seconds, row.tflops,
                     row.peak_gib, note));
   };
-  // The encoders and the VAE, each alone on the GPU (the pipeline holds one of them at a time next
-  // to the DiT), with the release's sizes and random weights made on the CPU, or a folder's weights.
+  // The encoders and the VAE with the release's sizes and random weights made on the CPU, or a
+  // folder's weights. Each stage's peak is its own; the generate stage keeps them all loaded.
   std::optional<ModelFolder> folder;
   if (!o.model_dir.empty()) folder = ModelFolder::open(o.model_dir);
-  if (wanted(o, "t5")) {
-    const T5Config tc = folder ? folder->t5 : T5Config{};
+  const bool gen = wanted(o, "generate", false);
+  std::optional<T5Encoder> t5;
+  std::optional<ClipVision> clip;
+  std::optional<WanVAE> vae;
+  const T5Config tc = folder ? folder->t5 : T5Config{};
+  const ClipConfig cc = folder ? folder->clip : ClipConfig{};
+  const VaeConfig vc = folder ? folder->vae : VaeConfig{};
+  const int64_t text_len = folder ? folder->dit.text_len : DitConfig{}.text_len;
+  std::vector<int32_t> ids(static_cast<size_t>(text_len)), mask(static_cast<size_t>(text_len), 1);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>(3 + (i * 7919) % 20000);
+  if (wanted(o, "t5") || gen) {
     const auto t0 = Clock::now();
-    T5Encoder t5 = folder ? T5Encoder::load(*open_tensor_store(folder->t5_path), tc)
-                          : T5Encoder::load(MemoryTensorStore(make_weights(t5_weight_shapes(tc), DType::BF16, 1)), tc);
-    t5.to(Device::CUDA, DType::BF16);
+    t5 = folder ? T5Encoder::load(*open_tensor_store(folder->t5_path), tc)
+                : T5Encoder::load(MemoryTensorStore(make_weights(t5_weight_shapes(tc), DType::BF16, 1)), tc);
+    t5->to(Device::CUDA, DType::BF16);
     cuda::synchronize("loading T5");
     log(fmt::format("T5 made and moved in {:.1f} s", std::chrono::duration<double>(Clock::now() - t0).count()));
-    const int64_t len = folder ? folder->dit.text_len : DitConfig{}.text_len;
-    std::vector<int32_t> ids(static_cast<size_t>(len)), mask(static_cast<size_t>(len), 1);
-    for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>(3 + (i * 7919) % 20000);
     cuda::reset_peak_memory();
-    add_row("t5_encode", time_it(o.repeats, [&] { (void)t5.encode(ids, mask); }), 0,
-            fmt::format("{} tokens, bf16 weights", len));
+    if (wanted(o, "t5"))
+      add_row("t5_encode", time_it(o.repeats, [&] { (void)t5->encode(ids, mask); }), 0,
+              fmt::format("{} tokens, bf16 weights", text_len));
   }
-  if (wanted(o, "clip")) {
-    const ClipConfig cc = folder ? folder->clip : ClipConfig{};
-    ClipVision clip = folder ? ClipVision::load(*open_tensor_store(folder->clip_path), cc)
-                             : ClipVision::load(MemoryTensorStore(make_weights(clip_weight_shapes(cc), DType::F16, 2)), cc);
-    clip.to(Device::CUDA, DType::F32);
+  if (wanted(o, "clip") || gen) {
+    clip = folder ? ClipVision::load(*open_tensor_store(folder->clip_path), cc)
+                  : ClipVision::load(MemoryTensorStore(make_weights(clip_weight_shapes(cc), DType::F16, 2)), cc);
+    clip->to(Device::CUDA, DType::F32);
     const Tensor pixels = random_device({2, 3, cc.image_size, cc.image_size}, DType::F32, 21, 1.0f);
     cuda::reset_peak_memory();
-    add_row("clip_encode", time_it(o.repeats, [&] { (void)clip.encode(pixels); }), 0, "2 images, f32");
+    if (wanted(o, "clip"))
+      add_row("clip_encode", time_it(o.repeats, [&] { (void)clip->encode(pixels); }), 0, "2 images, f32");
   }
-  if (wanted(o, "vae")) {
-    const VaeConfig vc = folder ? folder->vae : VaeConfig{};
-    WanVAE vae = folder ? WanVAE::load(*open_tensor_store(folder->vae_path), vc)
-                        : WanVAE::load(MemoryTensorStore(make_weights(vae_weight_shapes(vc), DType::F32, 3)), vc);
-    vae.to(Device::CUDA, o.vae_precision == "bf16" ? DType::BF16 : DType::F32);
-    const Tensor video = random_device({3, o.frames, o.height, o.width}, DType::F32, 22, 1.0f);
-    cuda::reset_peak_memory();
-    add_row("vae_encode", time_it(o.repeats, [&] { (void)vae.encode(video); }), 0,
-            fmt::format("{} frames, {} convolutions", o.frames, o.vae_precision));
-    const Tensor latent = random_device({vc.z_dim, lat_t, lat_h, lat_w}, DType::F32, 23, 1.0f);
-    cuda::reset_peak_memory();
-    add_row("vae_decode", time_it(o.repeats, [&] { (void)vae.decode(latent); }), 0,
-            fmt::format("{} latent frames -> {} frames, {} convolutions", lat_t, o.frames, o.vae_precision));
+  if (wanted(o, "vae") || gen) {
+    vae = folder ? WanVAE::load(*open_tensor_store(folder->vae_path), vc)
+                 : WanVAE::load(MemoryTensorStore(make_weights(vae_weight_shapes(vc), DType::F32, 3)), vc);
+    vae->to(Device::CUDA, o.vae_precision == "bf16" ? DType::BF16 : DType::F32);
+    if (wanted(o, "vae")) {
+      const Tensor video = random_device({3, o.frames, o.height, o.width}, DType::F32, 22, 1.0f);
+      cuda::reset_peak_memory();
+      add_row("vae_encode", time_it(o.repeats, [&] { (void)vae->encode(video); }), 0,
+              fmt::format("{} frames, {} convolutions", o.frames, o.vae_precision));
+      const Tensor latent = random_device({vc.z_dim, lat_t, lat_h, lat_w}, DType::F32, 23, 1.0f);
+      cuda::reset_peak_memory();
+      add_row("vae_decode", time_it(o.repeats, [&] { (void)vae->decode(latent); }), 0,
+              fmt::format("{} latent frames -> {} frames, {} convolutions", lat_t, o.frames, o.vae_precision));
+    }
   }
-  cuda::empty_cache();  // the encoders' memory goes back before the DiT arrives
-  const bool need_dit = wanted(o, "dit") || wanted(o, "attention") || wanted(o, "gemm");
+  if (!gen) {
+    t5.reset();
+    clip.reset();
+    vae.reset();
+    cuda::empty_cache();  // the encoders' memory goes back before the DiT arrives
+  }
+  const bool need_dit = wanted(o, "dit") || wanted(o, "attention") || wanted(o, "gemm") || gen;
   if (!need_dit) return r;
 
   // The model: a folder's weights, or random ones of the release's shapes made on the GPU.
@@ -294,6 +311,60 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
         if (row.stage == "self_attention") row.tflops = runner->self_attention_flops(L) / row.seconds / 1e12;
       }
     }
+  }
+  if (gen) {
+    // The whole generation's compute, as `generate --device cuda` runs it, back to back on the
+    // device: T5 (both prompts, or one with guidance 1), CLIP on two images, VAE encode of the
+    // conditioning video, the context projections, `steps` denoising steps, VAE decode. Loading,
+    // image decoding and file writing are left out.
+    const bool img = cfg.model_type != "t2v";
+    const Tensor cond_video = random_device({3, o.frames, o.height, o.width}, DType::F32, 31, 1.0f);
+    const Tensor pixels = random_device({2, 3, cc.image_size, cc.image_size}, DType::F32, 32, 1.0f);
+    const Tensor noise = random_device({cfg.out_dim, lat_t, lat_h, lat_w}, DType::F32, 33, 1.7f);
+    const bool cfg_on = o.guidance != 1.0;
+    std::vector<double> stage_s;
+    auto run_once = [&] {
+      stage_s.clear();
+      auto lap = [&, t = Clock::now()]() mutable {
+        cuda::synchronize("bench generate");
+        const auto now = Clock::now();
+        stage_s.push_back(std::chrono::duration<double>(now - t).count());
+        t = now;
+      };
+      const Tensor ctx = t5->encode(ids, mask).slice(0, text_len / 4);
+      const Tensor ctx_null = cfg_on ? t5->encode(ids, mask).slice(0, text_len / 2) : Tensor();
+      lap();
+      const Tensor feats = img ? clip->encode(pixels) : Tensor();
+      lap();
+      Tensor y;
+      if (img) {
+        const Tensor lat = vae->encode(cond_video);
+        y = Tensor::empty({cfg.in_dim - cfg.out_dim, lat_t, lat_h, lat_w}, DType::F32, Device::CUDA);
+        copy_bytes(y.slice(0, y.size(0) - lat.size(0)), frame_mask(o.frames, lat_h, lat_w, true));
+        copy_bytes(y.slice(y.size(0) - lat.size(0), y.size(0)), lat);
+      }
+      lap();
+      const Tensor clip_ctx = img ? feats.view({-1, feats.size(2)}) : Tensor();
+      const gpu::DitContext cc_ctx = runner->prepare(ctx, clip_ctx);
+      const gpu::DitContext cu_ctx = cfg_on ? runner->prepare(ctx_null, clip_ctx) : gpu::DitContext{};
+      auto sched = Scheduler::create(Solver::UniPC, o.steps, 16.0);
+      Tensor x = noise.clone();
+      for (int i = 0; i < o.steps; ++i) {
+        const double t = static_cast<double>(sched->timesteps()[static_cast<size_t>(i)]);
+        const Tensor vc = runner->forward(x, t, cc_ctx, y);
+        const Tensor v = cfg_on ? guided_velocity(vc, runner->forward(x, t, cu_ctx, y), static_cast<float>(o.guidance)) : vc;
+        x = scheduler_step(*sched, v, x);
+      }
+      lap();
+      (void)vae->decode(x);
+      lap();
+    };
+    cuda::reset_peak_memory();
+    const auto t = time_it(1, run_once);
+    add_row("generate", t, 0,
+            fmt::format("{} steps, guidance {}: text {:.2f} s, clip {:.2f} s, vae-encode {:.2f} s, denoise {:.2f} s, "
+                        "vae-decode {:.2f} s",
+                        o.steps, o.guidance, stage_s[0], stage_s[1], stage_s[2], stage_s[3], stage_s[4]));
   }
   return r;
 }
