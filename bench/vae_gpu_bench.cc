@@ -2,8 +2,10 @@
 // residual blocks, temporal_downsample [false,true,true]) with random weights made in memory (the
 // synthetic model's init: uniform with variance 1/fan_in, norms one, biases zero) and moved to the
 // GPU: encode of 81 frames at 480x832, decode of 21 latent frames to 81 frames at 480x832 and at
-// 720x1280, with f32 and bf16 conv weights. Each case runs once untimed (cuDNN picks its algorithms
-// there), then once timed; the peak is the allocator's (tensors only, weights and input included).
+// 720x1280, with f32 and bf16 conv weights. A bf16 case runs once untimed (cuDNN picks its
+// algorithms there), then once timed; an f32 case runs once (its convolutions run at 10-30 TFLOP/s,
+// so its seconds dwarf the first-call costs). The peak is the allocator's (tensors only, weights
+// and input included).
 // The "convs" case times conv3d alone at the decoder's per-chunk shapes (TFLOP/s), the VAE's cost.
 //   bench_vae_gpu [case ...]   cases: convs-bf16 convs-f32 {encode480,decode480,decode720}-{bf16,f32}
 // INBETWEEN_LOG=debug also prints the algorithm cuDNN chose for every new conv shape.
@@ -170,10 +172,14 @@ void bench_vae(const ib::WanVAE& vae, const VaeCase& c, DType dtype) {
   }
   auto run = [&] { return c.encode ? vae.encode(input) : vae.decode(input); };
   auto t0 = std::chrono::steady_clock::now();
-  Tensor out = run();
-  sync();
-  const double warm = seconds_since(t0);
-  out = Tensor();
+  Tensor out;
+  double warm = 0;
+  if (dtype == DType::BF16) {
+    out = run();
+    sync();
+    warm = seconds_since(t0);
+    out = Tensor();
+  }
   ib::cuda::reset_peak_memory();
   const ib::cuda::MemoryStats before = ib::cuda::memory_stats();
   t0 = std::chrono::steady_clock::now();

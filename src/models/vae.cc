@@ -123,8 +123,12 @@ class FeatCache {
 Tensor last_frames(const Tensor& x, int64_t n) { return ops::slice_frames(x, x.size(1) - n, x.size(1)); }
 
 // A 3×3×3 CausalConv3d site: convolve [old ; x] with 2 - len(old) leading zero frames, then keep the
-// last two frames of the input history. `residual` (optional) is added to the output.
-Tensor causal_conv(const Conv& c, const Tensor& x, Slot& slot, const Tensor& residual = Tensor()) {
+// last two frames of the input history. `residual` (optional) is added to the output. With `norm`
+// (a gamma), the conv's input is RMS_norm → SiLU of x, done by the conv op itself: the slot then
+// holds frames from before the norm, which the op normalises again along with x. The norm acts per
+// position, so the conv sees exactly the values upstream caches (after its norm).
+Tensor causal_conv(const Conv& c, const Tensor& x, Slot& slot, const Tensor& norm = Tensor(),
+                   const Tensor& residual = Tensor()) {
   const int64_t n = x.size(1);
   Tensor keep;
   if (n >= 2) {
@@ -135,13 +139,13 @@ Tensor causal_conv(const Conv& c, const Tensor& x, Slot& slot, const Tensor& res
     keep = x;
   }
   ops::Conv3dArgs a = ops::Conv3dArgs::spatial_pad(1);
+  const Tensor old = slot.kind == Slot::Kind::Frames ? slot.frames : Tensor();
+  a.pad_front = 2 - (old.defined() ? old.size(1) : 0);
   Tensor y;
-  if (slot.kind == Slot::Kind::Frames) {
-    a.pad_front = 2 - slot.frames.size(1);
-    y = ops::conv3d(ops::cat_frames({slot.frames, x}), c.weight, c.bias, a, residual);
+  if (norm.defined()) {
+    y = ops::norm_silu_conv3d(old, x, norm, c.weight, c.bias, a, residual);
   } else {
-    a.pad_front = 2;
-    y = ops::conv3d(x, c.weight, c.bias, a, residual);
+    y = ops::conv3d(old.defined() ? ops::cat_frames({old, x}) : x, c.weight, c.bias, a, residual);
   }
   slot.kind = Slot::Kind::Frames;
   slot.frames = keep;
@@ -149,11 +153,9 @@ Tensor causal_conv(const Conv& c, const Tensor& x, Slot& slot, const Tensor& res
 }
 
 Tensor residual_block(const ResidualBlock& b, const Tensor& x, FeatCache& cache) {
-  Tensor h = ops::rms_norm_channels(x, b.norm1, /*silu=*/true);
-  h = causal_conv(b.conv1, h, cache.take());  // [out, n, H, W]
-  h = ops::rms_norm_channels(h, b.norm2, /*silu=*/true);
+  const Tensor h = causal_conv(b.conv1, x, cache.take(), b.norm1);  // [out, n, H, W]
   const Tensor shortcut = b.shortcut.weight.defined() ? ops::conv3d(x, b.shortcut.weight, b.shortcut.bias) : x;
-  return causal_conv(b.conv2, h, cache.take(), shortcut);  // R(x) + S(x)
+  return causal_conv(b.conv2, h, cache.take(), b.norm2, shortcut);  // R(x) + S(x)
 }
 
 // Per-frame single-head attention over the h·w pixels; x + proj(softmax(q·kᵀ/√C)·v).
@@ -239,7 +241,7 @@ Tensor run_layer(const Layer& layer, const Tensor& x, FeatCache& cache) {
 }
 
 Tensor run_head(const Tensor& norm, const Conv& conv, const Tensor& x, FeatCache& cache) {
-  return causal_conv(conv, ops::rms_norm_channels(x, norm, /*silu=*/true), cache.take());
+  return causal_conv(conv, x, cache.take(), norm);
 }
 
 // One chunk through Encoder3d: [3, n, H, W] -> [2·z_dim, n', H/8, W/8].

@@ -1,32 +1,68 @@
 #include "ops/conv.h"
 
 #include "ops/dispatch.h"
+#include "ops/vae_layout.h"
+#include "ops/vae_norm.h"
 
 namespace ib::ops {
 
-Tensor conv3d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv3dArgs& a, const Tensor& residual) {
-  IB_CHECK(x.dtype() == DType::F32 && x.dim() == 4, "conv3d: input must be f32 [Cin, T, H, W], got {}", x.str());
+namespace {
+
+// Checks a conv of an input of shape xs (f32 [Cin, T, H, W], checked by the caller) and returns
+// the output shape.
+Shape conv_output_shape(const char* op, const Shape& xs, const Tensor& w, const Tensor& b, const Conv3dArgs& a,
+                        const Tensor& residual) {
   IB_CHECK((w.dtype() == DType::F32 || (w.dtype() == DType::BF16 && w.device() == Device::CUDA)) && w.dim() == 5,
-           "conv3d: weight must be f32 (or bf16 on CUDA) [Cout, Cin, kt, kh, kw], got {} on {}", w.str(),
+           "{}: weight must be f32 (or bf16 on CUDA) [Cout, Cin, kt, kh, kw], got {} on {}", op, w.str(),
            device_name(w.device()));
-  IB_CHECK(w.size(1) == x.size(0), "conv3d: input {} does not match weight {}", x.str(), w.str());
+  IB_CHECK(w.size(1) == xs[0], "{}: input {} does not match weight {}", op, shape_str(xs), w.str());
   IB_CHECK(!b.defined() || (b.dtype() == DType::F32 && b.numel() == w.size(0)),
-           "conv3d: bias {} does not match weight {}", b.str(), w.str());
-  IB_CHECK(a.stride_t >= 1 && a.stride_h >= 1 && a.stride_w >= 1, "conv3d: strides must be positive");
+           "{}: bias {} does not match weight {}", op, b.str(), w.str());
+  IB_CHECK(a.stride_t >= 1 && a.stride_h >= 1 && a.stride_w >= 1, "{}: strides must be positive", op);
   IB_CHECK(a.pad_top >= 0 && a.pad_bottom >= 0 && a.pad_left >= 0 && a.pad_right >= 0 && a.pad_front >= 0,
-           "conv3d: paddings must be non-negative");
-  const int64_t Tp = a.pad_front + x.size(1), Hp = a.pad_top + x.size(2) + a.pad_bottom,
-                Wp = a.pad_left + x.size(3) + a.pad_right;
+           "{}: paddings must be non-negative", op);
+  const int64_t Tp = a.pad_front + xs[1], Hp = a.pad_top + xs[2] + a.pad_bottom, Wp = a.pad_left + xs[3] + a.pad_right;
   IB_CHECK(Tp >= w.size(2) && Hp >= w.size(3) && Wp >= w.size(4),
-           "conv3d: padded input {}x{}x{} is smaller than the kernel of {}", Tp, Hp, Wp, w.str());
+           "{}: padded input {}x{}x{} is smaller than the kernel of {}", op, Tp, Hp, Wp, w.str());
   const Shape out{w.size(0), (Tp - w.size(2)) / a.stride_t + 1, (Hp - w.size(3)) / a.stride_h + 1,
                   (Wp - w.size(4)) / a.stride_w + 1};
   IB_CHECK(!residual.defined() || (residual.dtype() == DType::F32 && residual.shape() == out),
-           "conv3d: residual {} does not match the output {}", residual.str(), shape_str(out));
+           "{}: residual {} does not match the output {}", op, residual.str(), shape_str(out));
+  return out;
+}
+
+}  // namespace
+
+Tensor conv3d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv3dArgs& a, const Tensor& residual) {
+  IB_CHECK(x.dtype() == DType::F32 && x.dim() == 4, "conv3d: input must be f32 [Cin, T, H, W], got {}", x.str());
+  const Shape out = conv_output_shape("conv3d", x.shape(), w, b, a, residual);
   const Device d = same_device("conv3d", {&x, &w, &b, &residual});
   Tensor y = Tensor::empty(out, DType::F32, d);
   IB_DISPATCH(d, conv3d, x, w, b, a, residual, y);
   return y;
+}
+
+Tensor norm_silu_conv3d(const Tensor& prefix, const Tensor& x, const Tensor& gamma, const Tensor& w, const Tensor& b,
+                        const Conv3dArgs& a, const Tensor& residual) {
+  IB_CHECK(x.dtype() == DType::F32 && x.dim() == 4, "norm_silu_conv3d: input must be f32 [Cin, T, H, W], got {}",
+           x.str());
+  IB_CHECK(!prefix.defined() || (prefix.dtype() == DType::F32 && prefix.dim() == 4 && prefix.size(0) == x.size(0) &&
+                                 prefix.size(2) == x.size(2) && prefix.size(3) == x.size(3)),
+           "norm_silu_conv3d: cached frames {} do not match the input {}", prefix.str(), x.str());
+  IB_CHECK(gamma.dtype() == DType::F32 && gamma.numel() == x.size(0),
+           "norm_silu_conv3d: gamma {} does not have the {} channels of {}", gamma.str(), x.size(0), x.str());
+  Shape xs = x.shape();
+  if (prefix.defined()) xs[1] += prefix.size(1);
+  const Shape out = conv_output_shape("norm_silu_conv3d", xs, w, b, a, residual);
+  const Device d = same_device("norm_silu_conv3d", {&prefix, &x, &gamma, &w, &b, &residual});
+#ifdef INBETWEEN_HAVE_CUDA
+  if (d == Device::CUDA) {
+    Tensor y = Tensor::empty(out, DType::F32, d);
+    if (cuda::norm_silu_conv3d(prefix, x, gamma, w, b, a, residual, y)) return y;
+  }
+#endif
+  const Tensor in = prefix.defined() ? cat_frames({prefix, x}) : x;
+  return conv3d(rms_norm_channels(in, gamma, /*silu=*/true), w, b, a, residual);
 }
 
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv3dArgs& args, const Tensor& residual) {

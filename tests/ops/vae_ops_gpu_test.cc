@@ -3,7 +3,8 @@
 // strides, causal and one-sided paddings and channel counts (odd ones too), on every CUDA backend
 // (cuDNN where built, im2col + GEMM), in f32 (bound 1e-5 relative) and with bf16 weights (against
 // the CPU conv of the same bf16-rounded operands, bound 2e-2). The fused RMS_norm + SiLU is checked
-// against the composition of the two CPU ops.
+// against the composition of the two CPU ops, and the fused norm + SiLU + causal conv against the
+// composition of cat_frames, the norm and conv3d.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -137,6 +138,45 @@ TEST(VaeOpsGpu, Conv3dBf16) {
       const Tensor ref = ops::conv3d(bf16_rounded(in.x), wb.to(DType::F32), in.b, c.args, in.r);
       const Tensor got = cpu(ops::conv3d(gpu(in.x), gpu(wb), gpu(in.b), c.args, gpu(in.r)));
       EXPECT_TENSOR_CLOSE(got, ref, kBf16) << c.name << " [" << backend_name(backend) << "]";
+    }
+  }
+}
+
+// RMS_norm → SiLU → CausalConv3d with cached (un-normalised) frames, fused on CUDA, against the CPU
+// composition (cat_frames, rms_norm_channels, conv3d). With bf16 weights the reference rounds the
+// normalised input and the weight to bf16, as the device does.
+TEST(VaeOpsGpu, NormSiluConv3dMatchesComposition) {
+  struct Case { const char* name; int64_t cin, cout, t_prefix, T, H, W, pad_front; bool residual; };
+  const Case cases[] = {
+      {"first chunk, no cached frames", 5, 7, 0, 1, 9, 11, 2, true},
+      {"2 cached frames, 4 new", 96, 96, 2, 4, 8, 10, 0, true},
+      {"1 cached frame, 1 new", 32, 48, 1, 1, 7, 13, 1, false},
+      {"384 channels", 384, 384, 2, 1, 6, 10, 0, true},
+      {"head 96->3", 96, 3, 2, 4, 8, 8, 0, false},
+      {"1100 channels (composed)", 1100, 8, 0, 2, 4, 5, 2, false},
+  };
+  BackendGuard guard;
+  for (ops::cuda::ConvBackend backend : conv_backends()) {
+    ops::cuda::set_conv_backend(backend);
+    uint32_t seed = 2000;
+    for (const Case& c : cases) {
+      const Tensor x = random_tensor({c.cin, c.T, c.H, c.W}, ++seed, 1.5f, 0.2f);
+      const Tensor prefix = c.t_prefix > 0 ? random_tensor({c.cin, c.t_prefix, c.H, c.W}, ++seed) : Tensor();
+      const Tensor g = random_tensor({c.cin, 1, 1, 1}, ++seed);
+      const Tensor w = random_tensor({c.cout, c.cin, 3, 3, 3}, ++seed, 1.0f / std::sqrt(27.0f * static_cast<float>(c.cin)));
+      const Tensor b = random_tensor({c.cout}, ++seed);
+      ops::Conv3dArgs a = causal(c.pad_front);
+      const Tensor in = prefix.defined() ? ops::cat_frames({prefix, x}) : x;
+      const Tensor normed = ops::rms_norm_channels(in, g, true);
+      const Tensor r = c.residual ? random_tensor(ops::conv3d(normed, w, Tensor(), a).shape(), ++seed) : Tensor();
+      const Tensor ref = ops::conv3d(normed, w, b, a, r);
+      EXPECT_TENSOR_CLOSE(ops::norm_silu_conv3d(prefix, x, g, w, b, a, r), ref, 0.0) << c.name << ": CPU composes";
+      const Tensor got = cpu(ops::norm_silu_conv3d(gpu(prefix), gpu(x), gpu(g), gpu(w), gpu(b), a, gpu(r)));
+      EXPECT_TENSOR_CLOSE(got, ref, kF32) << c.name << " [" << backend_name(backend) << "]";
+      const Tensor wb = w.to(DType::BF16);
+      const Tensor ref16 = ops::conv3d(bf16_rounded(normed), wb.to(DType::F32), b, a, r);
+      const Tensor got16 = cpu(ops::norm_silu_conv3d(gpu(prefix), gpu(x), gpu(g), gpu(wb), gpu(b), a, gpu(r)));
+      EXPECT_TENSOR_CLOSE(got16, ref16, kBf16) << c.name << " bf16 [" << backend_name(backend) << "]";
     }
   }
 }
