@@ -2,6 +2,8 @@
 // (Auto), else our flash kernel; Flash and Cudnn force one of them.
 #include "gpu/attention.h"
 
+#include <cmath>
+
 #include "core/check.h"
 
 namespace ib::gpu {
@@ -30,6 +32,23 @@ void attention(const AttentionProblem& p, AttentionBackend backend) {
       return;
   }
   fail("attention: unknown back-end {}", static_cast<int>(backend));
+}
+
+AttentionProblem fused_self_attention(const void* qkv, void* out, int64_t tokens, int64_t heads, int64_t head_dim) {
+  const int64_t dim = heads * head_dim;
+  const auto* base = static_cast<const char*>(qkv);
+  AttentionProblem p;
+  p.q = base;
+  p.k = base + dim * 2;  // bf16
+  p.v = base + 2 * dim * 2;
+  p.out = out;
+  p.heads = heads;
+  p.head_dim = head_dim;
+  p.lq = p.lk = tokens;
+  p.q_row_stride = p.k_row_stride = p.v_row_stride = 3 * dim;
+  p.o_row_stride = dim;
+  p.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim)));
+  return p;
 }
 
 }  // namespace ib::gpu

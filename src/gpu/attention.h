@@ -28,6 +28,10 @@ struct AttentionProblem {
   cudaStream_t stream = nullptr;
 };
 
+// Self-attention over a fused [L, 3*heads*head_dim] buffer of q | k | v (the DiT's qkv product),
+// output [L, heads*head_dim], scale 1/sqrt(head_dim).
+AttentionProblem fused_self_attention(const void* qkv, void* out, int64_t tokens, int64_t heads, int64_t head_dim);
+
 enum class AttentionBackend { Auto, Flash, Cudnn };
 
 // Our flash kernel (flash_attention.cu). Supported head dims: flash_attention_supports().

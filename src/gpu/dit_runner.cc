@@ -350,17 +350,7 @@ Tensor DitRunner::forward(const Tensor& x, double t, const DitContext& ctx, cons
   auto bp = [](const Tensor& buf) { return static_cast<char*>(buf.raw()); };
   const size_t el = 2;  // bf16 bytes
 
-  AttentionProblem self{};
-  self.q = qkv.raw();
-  self.k = bp(qkv) + dim * el;
-  self.v = bp(qkv) + 2 * dim * el;
-  self.out = att.raw();
-  self.heads = H;
-  self.head_dim = D;
-  self.lq = self.lk = L;
-  self.q_row_stride = self.k_row_stride = self.v_row_stride = 3 * dim;
-  self.o_row_stride = dim;
-  self.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
+  const AttentionProblem self = fused_self_attention(qkv.raw(), att.raw(), L, H, D);
   AttentionProblem cross = self;
   cross.q = proj.raw();  // the cross-attention's q lives in `proj` until o overwrites it
   cross.q_row_stride = dim;

@@ -125,18 +125,18 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
   if (!o.model_dir.empty()) folder = ModelFolder::open(o.model_dir);
   const bool gen = wanted(o, "generate", false);
   std::optional<T5Encoder> t5;
-  std::optional<ClipVision> clip;
-  std::optional<WanVAE> vae;
-  const T5Config tc = folder ? folder->t5 : T5Config{};
-  const ClipConfig cc = folder ? folder->clip : ClipConfig{};
-  const VaeConfig vc = folder ? folder->vae : VaeConfig{};
+  std::optional<ClipVision> clip_model;
+  std::optional<WanVAE> vae_model;
+  const T5Config t5_cfg = folder ? folder->t5 : T5Config{};
+  const ClipConfig clip_cfg = folder ? folder->clip : ClipConfig{};
+  const VaeConfig vae_cfg = folder ? folder->vae : VaeConfig{};
   const int64_t text_len = folder ? folder->dit.text_len : DitConfig{}.text_len;
   std::vector<int32_t> ids(static_cast<size_t>(text_len)), mask(static_cast<size_t>(text_len), 1);
   for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>(3 + (i * 7919) % 20000);
   if (wanted(o, "t5") || gen) {
     const auto t0 = Clock::now();
-    t5 = folder ? T5Encoder::load(*open_tensor_store(folder->t5_path), tc)
-                : T5Encoder::load(MemoryTensorStore(make_weights(t5_weight_shapes(tc), DType::BF16, 1)), tc);
+    t5 = folder ? T5Encoder::load(*open_tensor_store(folder->t5_path), t5_cfg)
+                : T5Encoder::load(MemoryTensorStore(make_weights(t5_weight_shapes(t5_cfg), DType::BF16, 1)), t5_cfg);
     t5->to(Device::CUDA, DType::BF16);
     cuda::synchronize("loading T5");
     log(fmt::format("T5 made and moved in {:.1f} s", std::chrono::duration<double>(Clock::now() - t0).count()));
@@ -146,33 +146,33 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
               fmt::format("{} tokens, bf16 weights", text_len));
   }
   if (wanted(o, "clip") || gen) {
-    clip = folder ? ClipVision::load(*open_tensor_store(folder->clip_path), cc)
-                  : ClipVision::load(MemoryTensorStore(make_weights(clip_weight_shapes(cc), DType::F16, 2)), cc);
-    clip->to(Device::CUDA, DType::F32);
-    const Tensor pixels = random_device({2, 3, cc.image_size, cc.image_size}, DType::F32, 21, 1.0f);
+    clip_model = folder ? ClipVision::load(*open_tensor_store(folder->clip_path), clip_cfg)
+                  : ClipVision::load(MemoryTensorStore(make_weights(clip_weight_shapes(clip_cfg), DType::F16, 2)), clip_cfg);
+    clip_model->to(Device::CUDA, DType::F32);
+    const Tensor pixels = random_device({2, 3, clip_cfg.image_size, clip_cfg.image_size}, DType::F32, 21, 1.0f);
     cuda::reset_peak_memory();
     if (wanted(o, "clip"))
-      add_row("clip_encode", time_it(o.repeats, [&] { (void)clip->encode(pixels); }), 0, "2 images, f32");
+      add_row("clip_encode", time_it(o.repeats, [&] { (void)clip_model->encode(pixels); }), 0, "2 images, f32");
   }
   if (wanted(o, "vae") || gen) {
-    vae = folder ? WanVAE::load(*open_tensor_store(folder->vae_path), vc)
-                 : WanVAE::load(MemoryTensorStore(make_weights(vae_weight_shapes(vc), DType::F32, 3)), vc);
-    vae->to(Device::CUDA, o.vae_precision == "bf16" ? DType::BF16 : DType::F32);
+    vae_model = folder ? WanVAE::load(*open_tensor_store(folder->vae_path), vae_cfg)
+                 : WanVAE::load(MemoryTensorStore(make_weights(vae_weight_shapes(vae_cfg), DType::F32, 3)), vae_cfg);
+    vae_model->to(Device::CUDA, o.vae_precision == "bf16" ? DType::BF16 : DType::F32);
     if (wanted(o, "vae")) {
       const Tensor video = random_device({3, o.frames, o.height, o.width}, DType::F32, 22, 1.0f);
       cuda::reset_peak_memory();
-      add_row("vae_encode", time_it(o.repeats, [&] { (void)vae->encode(video); }), 0,
+      add_row("vae_encode", time_it(o.repeats, [&] { (void)vae_model->encode(video); }), 0,
               fmt::format("{} frames, {} convolutions", o.frames, o.vae_precision));
-      const Tensor latent = random_device({vc.z_dim, lat_t, lat_h, lat_w}, DType::F32, 23, 1.0f);
+      const Tensor latent = random_device({vae_cfg.z_dim, lat_t, lat_h, lat_w}, DType::F32, 23, 1.0f);
       cuda::reset_peak_memory();
-      add_row("vae_decode", time_it(o.repeats, [&] { (void)vae->decode(latent); }), 0,
+      add_row("vae_decode", time_it(o.repeats, [&] { (void)vae_model->decode(latent); }), 0,
               fmt::format("{} latent frames -> {} frames, {} convolutions", lat_t, o.frames, o.vae_precision));
     }
   }
   if (!gen) {
     t5.reset();
-    clip.reset();
-    vae.reset();
+    clip_model.reset();
+    vae_model.reset();
     cuda::empty_cache();  // the encoders' memory goes back before the DiT arrives
   }
   const bool need_dit = wanted(o, "dit") || wanted(o, "attention") || wanted(o, "gemm") || gen;
@@ -217,17 +217,7 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
     cuda::reset_peak_memory();
     const Tensor qkv = random_device({L, 3 * dim}, DType::BF16, 11, 1.0f);
     Tensor out = Tensor::empty({L, dim}, DType::BF16, Device::CUDA);
-    gpu::AttentionProblem p;
-    p.q = qkv.raw();
-    p.k = static_cast<const char*>(qkv.raw()) + dim * 2;
-    p.v = static_cast<const char*>(qkv.raw()) + 2 * dim * 2;
-    p.out = out.raw();
-    p.heads = H;
-    p.head_dim = D;
-    p.lq = p.lk = L;
-    p.q_row_stride = p.k_row_stride = p.v_row_stride = 3 * dim;
-    p.o_row_stride = dim;
-    p.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
+    const gpu::AttentionProblem p = gpu::fused_self_attention(qkv.raw(), out.raw(), L, H, D);
     const double flops = 4.0 * static_cast<double>(L) * static_cast<double>(L) * static_cast<double>(dim);
     for (const auto& [name, b] : {std::pair{"flash", gpu::AttentionBackend::Flash},
                                   std::pair{"cudnn", gpu::AttentionBackend::Cudnn}}) {
@@ -319,7 +309,7 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
     // image decoding and file writing are left out.
     const bool img = cfg.model_type != "t2v";
     const Tensor cond_video = random_device({3, o.frames, o.height, o.width}, DType::F32, 31, 1.0f);
-    const Tensor pixels = random_device({2, 3, cc.image_size, cc.image_size}, DType::F32, 32, 1.0f);
+    const Tensor pixels = random_device({2, 3, clip_cfg.image_size, clip_cfg.image_size}, DType::F32, 32, 1.0f);
     const Tensor noise = random_device({cfg.out_dim, lat_t, lat_h, lat_w}, DType::F32, 33, 1.7f);
     const bool cfg_on = o.guidance != 1.0;
     std::vector<double> stage_s;
@@ -334,11 +324,11 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
       const Tensor ctx = t5->encode(ids, mask).slice(0, text_len / 4);
       const Tensor ctx_null = cfg_on ? t5->encode(ids, mask).slice(0, text_len / 2) : Tensor();
       lap();
-      const Tensor feats = img ? clip->encode(pixels) : Tensor();
+      const Tensor feats = img ? clip_model->encode(pixels) : Tensor();
       lap();
       Tensor y;
       if (img) {
-        const Tensor lat = vae->encode(cond_video);
+        const Tensor lat = vae_model->encode(cond_video);
         y = Tensor::empty({cfg.in_dim - cfg.out_dim, lat_t, lat_h, lat_w}, DType::F32, Device::CUDA);
         copy_bytes(y.slice(0, y.size(0) - lat.size(0)), frame_mask(o.frames, lat_h, lat_w, true));
         copy_bytes(y.slice(y.size(0) - lat.size(0), y.size(0)), lat);
@@ -356,7 +346,7 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
         x = scheduler_step(*sched, v, x);
       }
       lap();
-      (void)vae->decode(x);
+      (void)vae_model->decode(x);
       lap();
     };
     run_once(1);  // warm-up: cuDNN and cuBLASLt pick their algorithms for every shape once
