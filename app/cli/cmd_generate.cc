@@ -9,6 +9,7 @@
 #include "inbetween/error.h"
 #include "inbetween/pipeline.h"
 #include "io/video_writer.h"
+#include "models/lora.h"
 #include "progress_bar.h"
 
 namespace ib::cli {
@@ -19,6 +20,8 @@ struct GenerateArgs {
   PipelineOptions pipeline;
   GenerateOptions gen;
   std::string size;
+  std::vector<std::string> loras;  // FILE[:SCALE]
+  bool steps_given = false;
   std::string output;
   int fps = 16;
   bool quiet = false;
@@ -44,6 +47,18 @@ void check_output(const std::string& out) {
   const fs::path parent = p.has_parent_path() ? p.parent_path() : fs::path(".");
   IB_CHECK(fs::is_directory(parent) || (folder && fs::is_directory(parent.parent_path().empty() ? "." : parent.parent_path())),
            "--output '{}': folder '{}' does not exist", out, parent.string());
+}
+
+// --lora FILE[:SCALE] into the options; --timesteps fixes the step count (an explicit --steps must agree).
+void apply_distill_options(GenerateArgs& a) {
+  for (const std::string& text : a.loras) {
+    const LoraSpec s = parse_lora_spec(text);
+    a.gen.loras.push_back({s.path, s.scale});
+  }
+  if (a.gen.timesteps.empty()) return;
+  const int n = static_cast<int>(a.gen.timesteps.size());
+  IB_CHECK(!a.steps_given || a.gen.steps == n, "--steps {} but --timesteps lists {} timesteps", a.gen.steps, n);
+  a.gen.steps = n;
 }
 
 void run(const GenerateArgs& a) {
@@ -93,18 +108,29 @@ void register_generate(CLI::App& app) {
                    ->capture_default_str();
   auto* size = cmd->add_option("--size", a->size, "Explicit size WIDTHxHEIGHT (multiples of 16)");
   area->excludes(size);
-  cmd->add_option("--steps", a->gen.steps, "Denoising steps")->capture_default_str();
+  auto* steps = cmd->add_option("--steps", a->gen.steps, "Denoising steps")->capture_default_str();
   cmd->add_option("--shift", a->gen.shift, "Noise schedule shift")->capture_default_str();
-  cmd->add_option("--guidance", a->gen.guidance, "Classifier-free guidance scale")->capture_default_str();
-  cmd->add_option("--solver", a->gen.solver, "unipc or dpm++")->capture_default_str();
+  cmd->add_option("--guidance", a->gen.guidance,
+                  "Classifier-free guidance scale (1: no unconditional pass, one DiT forward a step)")
+      ->capture_default_str();
+  cmd->add_option("--solver", a->gen.solver, "unipc, dpm++ or euler (flow-matching Euler, for distilled models)")
+      ->capture_default_str();
+  cmd->add_option("--timesteps", a->gen.timesteps,
+                  "With --solver euler: explicit training timesteps, e.g. 1000,750,500,250 (shifted by --shift)")
+      ->delimiter(',');
+  cmd->add_option("--lora", a->loras,
+                  "LoRA safetensors file merged into the DiT at load, FILE or FILE:SCALE (repeatable; kohya, "
+                  "PEFT/diffusers, diff patches)");
   cmd->add_option("--seed", a->gen.seed, "Random seed (negative: random)")->capture_default_str();
   cmd->add_option("--init-noise", a->gen.init_noise, "safetensors file whose tensor `noise` [16,T,h,w] replaces the draw");
   cmd->add_option("--fps", a->fps, "Frame rate of the MP4")->capture_default_str();
   cmd->add_option("-o,--output", a->output, "Output: .mp4, .safetensors (tensor `video`), or a folder for PNG frames")
       ->required();
   cmd->add_flag("-q,--quiet", a->quiet, "No progress or timings on stderr");
-  cmd->callback([a] {
+  cmd->callback([a, steps] {
     if (!a->size.empty()) parse_size(a->size, a->gen);
+    a->steps_given = steps->count() > 0;
+    apply_distill_options(*a);
     run(*a);
   });
 }

@@ -11,9 +11,12 @@
 #include <cstdlib>
 #include <functional>
 #include <mutex>
+#include <filesystem>
 #include <thread>
+#include <vector>
 
 #include "app_commands.h"
+#include "core/check.h"
 #include "core/log.h"
 #include "http_api.h"
 #include "inbetween/error.h"
@@ -39,6 +42,7 @@ struct ServeArgs {
   std::string on_shutdown = "cancel";
   std::string web_dir = IB_WEB_DIR;
   int http_threads = 32;
+  std::string lora_dir;
 };
 
 // SIGINT/SIGTERM handlers only write the signal's number into a pipe (async-signal-safe); a
@@ -127,11 +131,18 @@ void run(const ServeArgs& a) {
   if (a.host != "127.0.0.1" && a.host != "localhost" && a.host != "::1" && a.api_key.empty())
     spdlog::warn("listening on {} without --api-key: anyone who can reach it can run jobs", a.host);
 
+  std::string lora_dir;
+  if (!a.lora_dir.empty()) {
+    IB_CHECK(std::filesystem::is_directory(a.lora_dir), "--lora-dir '{}' is not a folder", a.lora_dir);
+    lora_dir = std::filesystem::canonical(a.lora_dir).string();
+  }
   Pipeline pipeline(a.pipeline);
   spdlog::info("model: {}", pipeline.describe());
   server::JobStore store(a.data_dir);
   server::JobQueue queue(pipeline, store, a.max_queue);
-  queue.restore(store.load_all());
+  std::vector<server::Job> saved = store.load_all();
+  for (server::Job& job : saved) job.params.lora_dir = lora_dir;  // the folder of this run, never job.json's
+  queue.restore(std::move(saved));
 
   server::ApiConfig config;
   config.api_key = a.api_key;
@@ -139,6 +150,7 @@ void run(const ServeArgs& a) {
   config.model_dir = a.pipeline.model_dir;
   config.device = a.pipeline.device;
   config.threads = a.pipeline.threads;
+  config.lora_dir = lora_dir;
   server::HttpApi api(config, pipeline, store, queue);
 
   httplib::Server http;
@@ -205,6 +217,8 @@ void register_serve(CLI::App& app) {
       ->check(CLI::IsMember({"cancel", "finish"}))
       ->capture_default_str();
   cmd->add_option("--web-dir", a->web_dir, "Folder of the web page")->capture_default_str();
+  cmd->add_option("--lora-dir", a->lora_dir,
+                  "Folder of LoRA .safetensors files that jobs may name in their `loras` field (by file name only)");
   cmd->add_option("--http-threads", a->http_threads, "HTTP worker threads (each open event stream holds one)")
       ->check(CLI::Range(4, 1024))
       ->capture_default_str();

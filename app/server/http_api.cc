@@ -1,5 +1,6 @@
 #include "http_api.h"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -50,6 +51,19 @@ std::string job_id(const httplib::Request& req, httplib::Response& res) {
     return "";
   }
   return id;
+}
+
+// The .safetensors files a job's `loras` may name (sorted; empty without --lora-dir).
+json lora_names(const std::string& dir) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  if (!dir.empty())
+    for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+      const std::string n = e.path().filename().string();
+      if (e.is_regular_file(ec) && n.front() != '.' && e.path().extension() == ".safetensors") names.push_back(n);
+    }
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
 int64_t proc_status_kib(const char* key) {
@@ -178,6 +192,13 @@ void HttpApi::install(httplib::Server& server) {
   server.Get(R"(/v1/jobs/([^/]+)/video)", [this](const Request& req, Response& res) { job_video(req, res); });
   server.Get(R"(/v1/jobs/([^/]+)/frames/(first|last))",
              [this](const Request& req, Response& res) { job_frame(req, res); });
+  // Anything else under /v1/jobs/ has a malformed id: httplib decodes %2F before routing, so an id
+  // holding a slash reaches none of the routes above.
+  const auto bad_id = [](const Request&, Response& res) {
+    reply_error(res, 400, "invalid job id or path (ids are 32 lowercase hex digits)", "id");
+  };
+  server.Get(R"(/v1/jobs/.+)", bad_id);
+  server.Delete(R"(/v1/jobs/.+)", bad_id);
 }
 
 void HttpApi::model_info(const httplib::Request&, httplib::Response& res) {
@@ -187,6 +208,7 @@ void HttpApi::model_info(const httplib::Request&, httplib::Response& res) {
          {"model_dir", config_.model_dir},
          {"device", config_.device},
          {"threads", config_.threads},
+         {"loras", lora_names(config_.lora_dir)},
          {"cuda_devices", cuda_available() ? 1 : 0},
          {"memory", {{"rss_bytes", proc_status_kib("VmRSS") * 1024}, {"peak_rss_bytes", proc_status_kib("VmHWM") * 1024}}},
          {"queue",
@@ -224,6 +246,16 @@ void HttpApi::post_job(const httplib::Request& req, httplib::Response& res) {
   } catch (const RequestError& e) {
     return reply_error(res, e.status(), e.what(), e.field());
   }
+  // LoRAs are names of files directly inside --lora-dir (parse_job_request refused anything with
+  // a path in it); nothing a client sends is opened elsewhere.
+  if (!r.params.loras.empty()) {
+    if (config_.lora_dir.empty())
+      return reply_error(res, 400, "loras: this server takes no LoRAs (it was started without --lora-dir)", "loras");
+    for (const LoraFile& l : r.params.loras)
+      if (!std::filesystem::is_regular_file(std::filesystem::path(config_.lora_dir) / l.path))
+        return reply_error(res, 400, "loras: '" + l.path + "' is not in the server's LoRA folder", "loras");
+    r.params.lora_dir = config_.lora_dir;
+  }
 
   const std::string id = store_.create_job_dir();
   const std::string dir = store_.job_dir(id);
@@ -240,7 +272,8 @@ void HttpApi::post_job(const httplib::Request& req, httplib::Response& res) {
     } catch (const Error& e) {
       // The message names our file paths; strip them so only the client's terms remain.
       std::string message = e.what();
-      for (size_t pos; (pos = message.find(dir + "/")) != std::string::npos;) message.erase(pos, dir.size() + 1);
+      for (const std::string& d : {dir, config_.lora_dir})
+        for (size_t pos; !d.empty() && (pos = message.find(d + "/")) != std::string::npos;) message.erase(pos, d.size() + 1);
       store_.remove_job(id);
       return reply_error(res, 400, message, field_for_pipeline_error(message));
     }

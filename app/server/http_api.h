@@ -20,6 +20,8 @@ struct ApiConfig {
   std::string web_dir;  // index.html, app.js, style.css
   std::string model_dir, device;
   int threads = 0;
+  std::string lora_dir;  // --lora-dir: the only place a job's `loras` are looked up; empty: none
+
   Limits limits;
   int heartbeat_s = 15;  // SSE comment interval
 };

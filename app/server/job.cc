@@ -41,7 +41,11 @@ json params_json(const JobParams& p) {
             {"frames", p.frames},     {"steps", p.steps},
             {"shift", p.shift},       {"guidance", p.guidance},
             {"solver", p.solver},     {"seed", p.seed},
-            {"fps", p.fps}};
+            {"fps", p.fps},
+            {"timesteps", p.timesteps}};
+  json loras = json::array();
+  for (const LoraFile& l : p.loras) loras.push_back({{"name", l.path}, {"scale", l.scale}});
+  j["loras"] = loras;
   if (p.width > 0) {
     j["size"] = std::to_string(p.width) + "x" + std::to_string(p.height);
   } else {
@@ -116,6 +120,10 @@ Job job_from_disk_json(const json& j) {
     q.solver = p.at("solver").get<std::string>();
     q.seed = p.at("seed").get<int64_t>();
     q.fps = p.at("fps").get<int>();
+    // Absent from job.json files written before LoRAs and timesteps existed.
+    if (p.contains("timesteps")) q.timesteps = p.at("timesteps").get<std::vector<int64_t>>();
+    if (p.contains("loras"))
+      for (const json& l : p.at("loras")) q.loras.push_back({l.at("name").get<std::string>(), l.at("scale").get<double>()});
     q.first_file = p.at("first_file").get<std::string>();
     q.last_file = p.at("last_file").get<std::string>();
     const json& r = j.at("result");
@@ -143,6 +151,9 @@ GenerateOptions generate_options(const JobParams& p, const std::string& dir) {
   o.shift = p.shift;
   o.guidance = p.guidance;
   o.solver = p.solver;
+  o.timesteps = p.timesteps;
+  if (!p.loras.empty() && p.lora_dir.empty()) throw Error("the job names LoRAs but the server has no --lora-dir");
+  for (const LoraFile& l : p.loras) o.loras.push_back({(std::filesystem::path(p.lora_dir) / l.path).string(), l.scale});
   o.seed = p.seed;
   return o;
 }

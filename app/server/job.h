@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "inbetween/pipeline.h"
 
@@ -28,6 +29,10 @@ struct JobParams {
   double shift = 16.0;
   double guidance = 5.0;
   std::string solver = "unipc";
+  std::vector<int64_t> timesteps;  // euler: explicit training timesteps (steps = their count)
+  // LoRAs by file name inside the server's --lora-dir (path = the bare name; never a client path).
+  std::vector<LoraFile> loras;
+  std::string lora_dir;  // the server's --lora-dir, set by the server (not part of job.json)
   int64_t seed = -1;  // < 0: random
   int fps = 16;
   std::string first_file, last_file;  // file names inside the job folder ("first.png", ...)

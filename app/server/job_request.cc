@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cmath>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <set>
 
 #include "io/image.h"
@@ -76,12 +77,41 @@ std::string check_image(const std::string& field, const std::string& data, const
   return ext;
 }
 
+// "NAME[:SCALE],NAME[:SCALE]...": LoRA file names inside the server's folder (checked against the
+// folder by the HTTP handler); anything that could leave the folder is refused here.
+std::vector<LoraFile> parse_loras(const std::string& text) {
+  constexpr size_t kMaxLoras = 8;
+  std::vector<LoraFile> out;
+  size_t begin = 0;
+  while (begin <= text.size()) {
+    size_t end = text.find(',', begin);
+    if (end == std::string::npos) end = text.size();
+    std::string item = text.substr(begin, end - begin);
+    while (!item.empty() && item.front() == ' ') item.erase(0, 1);
+    while (!item.empty() && item.back() == ' ') item.pop_back();
+    begin = end + 1;
+    if (item.empty()) bad("loras", "loras: empty entry (write NAME or NAME:SCALE, separated by commas)");
+    LoraFile l;
+    const size_t colon = item.rfind(':');
+    l.path = item.substr(0, colon);
+    if (colon != std::string::npos) l.scale = parse_number("loras", item.substr(colon + 1), -100, 100);
+    const std::string& n = l.path;
+    if (n.empty() || n.size() > 255 || n.front() == '.' || n.find_first_of(std::string("/\\\0:", 4)) != std::string::npos)
+      bad("loras", "loras: '" + n + "' is not a file name of the server's LoRA folder (no paths)");
+    if (n.size() < 12 || n.compare(n.size() - 12, 12, ".safetensors") != 0)
+      bad("loras", "loras: '" + n + "' is not a .safetensors file");
+    out.push_back(l);
+  }
+  if (out.size() > kMaxLoras) bad("loras", fmt::format("loras: {} files, at most {} allowed", out.size(), kMaxLoras));
+  return out;
+}
+
 }  // namespace
 
 const std::vector<std::string>& job_fields() {
-  static const std::vector<std::string> fields = {"first", "last",  "prompt", "negative_prompt", "frames", "max_area",
-                                                  "size",  "steps", "shift",  "guidance",        "solver", "seed",
-                                                  "fps"};
+  static const std::vector<std::string> fields = {"first",  "last",     "prompt",    "negative_prompt", "frames",
+                                                  "max_area", "size",   "steps",     "shift",           "guidance",
+                                                  "solver", "timesteps", "loras",    "seed",            "fps"};
   return fields;
 }
 
@@ -94,8 +124,7 @@ JobRequest parse_job_request(const httplib::Request& req, const Limits& limits) 
   std::set<std::string> seen;
   for (const auto& [name, part] : req.files) {
     if (std::find(fields.begin(), fields.end(), name) == fields.end())
-      bad(name, "unknown field '" + name + "'; accepted: first, last, prompt, negative_prompt, frames, max_area, "
-                "size, steps, shift, guidance, solver, seed, fps");
+      bad(name, fmt::format("unknown field '{}'; accepted: {}", name, fmt::join(fields, ", ")));
     if (!seen.insert(name).second) bad(name, "field '" + name + "' given more than once");
   }
   auto has = [&](const char* name) { return req.files.count(name) > 0; };
@@ -135,8 +164,25 @@ JobRequest parse_job_request(const httplib::Request& req, const Limits& limits) 
   if (has("guidance")) p.guidance = parse_number("guidance", text("guidance"), 0, 50);
   if (has("solver")) {
     p.solver = text("solver");
-    if (p.solver != "unipc" && p.solver != "dpm++") bad("solver", "solver: '" + p.solver + "' is not unipc or dpm++");
+    if (p.solver != "unipc" && p.solver != "dpm++" && p.solver != "euler")
+      bad("solver", "solver: '" + p.solver + "' is not unipc, dpm++ or euler");
   }
+  if (has("timesteps")) {
+    // "1000,750,500,250"; the order and the solver are Pipeline::validate's to check.
+    const std::string s = text("timesteps");
+    for (size_t b = 0; b <= s.size();) {
+      size_t e = s.find(',', b);
+      if (e == std::string::npos) e = s.size();
+      p.timesteps.push_back(parse_int("timesteps", s.substr(b, e - b), 1, 1000));
+      b = e + 1;
+    }
+    const int n = static_cast<int>(p.timesteps.size());
+    if (n > limits.max_steps) bad("timesteps", fmt::format("timesteps: {} entries, at most {} allowed", n, limits.max_steps));
+    if (has("steps") && p.steps != n)
+      bad("timesteps", fmt::format("timesteps: {} entries but steps is {}", n, p.steps));
+    p.steps = n;
+  }
+  if (has("loras")) p.loras = parse_loras(text("loras"));
   if (has("seed")) {
     const std::string s = text("seed");
     p.seed = (s.empty() || s == "random") ? -1 : parse_int("seed", s, -1, INT64_MAX);
@@ -155,6 +201,7 @@ std::string field_for_pipeline_error(const std::string& message) {
   std::transform(m.begin(), m.end(), m.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   // The image paths are ours (".../first.png"), so "first"/"last" point at the uploads.
   static const std::pair<const char*, const char*> keys[] = {
+      {"lora", "loras"},               {"timestep", "timesteps"},
       {"first.", "first"},             {"last.", "last"},    {"negative", "negative_prompt"},
       {"prompt", "prompt"},            {"frame", "frames"},   {"max_area", "max_area"},
       {"max-area", "max_area"},        {"area", "max_area"}, {"size", "size"},      {"width", "size"},

@@ -10,6 +10,14 @@
 
 namespace ib {
 
+// A LoRA (or weight-patch) safetensors file merged into the DiT's weights at load, in f32:
+// W' = W + scale·(alpha/rank)·up·down. Formats: kohya, PEFT/diffusers, diff/diff_b patches.
+struct LoraFile {
+  std::string path;
+  double scale = 1.0;
+  bool operator==(const LoraFile&) const = default;
+};
+
 struct GenerateOptions {
   std::string prompt;
   std::string negative_prompt;  // empty: the model's default negative prompt (as upstream)
@@ -21,8 +29,14 @@ struct GenerateOptions {
                                   // image's aspect ratio (t2v: 16:9 landscape, upstream's default)
   int steps = 50;
   double shift = 16.0;
-  double guidance = 5.0;
-  std::string solver = "unipc";  // "unipc" or "dpm++"
+  double guidance = 5.0;  // 1: no unconditional pass at all (one DiT forward per step, no negative prompt)
+  std::string solver = "unipc";  // "unipc", "dpm++" or "euler" (flow-matching Euler)
+  // Explicit training timesteps for the euler solver, strictly decreasing in [1, 1000] (distilled
+  // models: 1000, 750, 500, 250); the shift applies to them as to every schedule. When given, their
+  // count is the number of steps and `steps` is not used.
+  std::vector<int64_t> timesteps;
+  // Merged into the DiT in this order when it loads; a generation with other LoRAs reloads it.
+  std::vector<LoraFile> loras;
   int64_t seed = -1;             // < 0: a random seed (reported in the result)
   std::string init_noise;        // safetensors file with tensor `noise` f32 [16, T', h, w]; replaces the draw
   // A last image of another size than the first: "cover" scales it to cover the first image's size

@@ -216,6 +216,73 @@ WanDiT WanDiT::load(const TensorStore& s, const DitConfig& cfg) {
   return m;
 }
 
+std::vector<WanDiT::NamedWeight> WanDiT::named_weights() {
+  WanDiTWeights& w = w_;
+  const int64_t dim = cfg_.dim, ffn = cfg_.ffn_dim;
+  std::vector<NamedWeight> out;
+  auto add = [&](std::string name, Shape shape, Tensor& t) {
+    if (t.defined()) out.push_back({std::move(name), std::move(shape), &t});
+  };
+  add("patch_embedding.weight", {dim, cfg_.in_dim, 1, 2, 2}, w.patch_w);
+  add("patch_embedding.bias", {dim}, w.patch_b);
+  add("text_embedding.0.weight", {dim, text_dim_}, w.text0_w);
+  add("text_embedding.0.bias", {dim}, w.text0_b);
+  add("text_embedding.2.weight", {dim, dim}, w.text2_w);
+  add("text_embedding.2.bias", {dim}, w.text2_b);
+  add("time_embedding.0.weight", {dim, cfg_.freq_dim}, w.time0_w);
+  add("time_embedding.0.bias", {dim}, w.time0_b);
+  add("time_embedding.2.weight", {dim, dim}, w.time2_w);
+  add("time_embedding.2.bias", {dim}, w.time2_b);
+  add("time_projection.1.weight", {6 * dim, dim}, w.time_proj_w);
+  add("time_projection.1.bias", {6 * dim}, w.time_proj_b);
+  for (size_t i = 0; i < w.blocks.size(); ++i) {
+    WanBlockWeights& b = w.blocks[i];
+    const std::string p = fmt::format("blocks.{}.", i);
+    add(p + "modulation", {1, 6, dim}, b.modulation);
+    auto attn = [&](const std::string& a, auto& aw) {
+      add(a + "q.weight", {dim, dim}, aw.q_w);
+      add(a + "q.bias", {dim}, aw.q_b);
+      add(a + "k.weight", {dim, dim}, aw.k_w);
+      add(a + "k.bias", {dim}, aw.k_b);
+      add(a + "v.weight", {dim, dim}, aw.v_w);
+      add(a + "v.bias", {dim}, aw.v_b);
+      add(a + "o.weight", {dim, dim}, aw.o_w);
+      add(a + "o.bias", {dim}, aw.o_b);
+      add(a + "norm_q.weight", {dim}, aw.norm_q);
+      add(a + "norm_k.weight", {dim}, aw.norm_k);
+    };
+    attn(p + "self_attn.", b.self_attn);
+    add(p + "norm3.weight", {dim}, b.norm3_w);
+    add(p + "norm3.bias", {dim}, b.norm3_b);
+    WanCrossAttentionWeights& ca = b.cross_attn;
+    const std::string c = p + "cross_attn.";
+    attn(c, ca);
+    add(c + "k_img.weight", {dim, dim}, ca.k_img_w);
+    add(c + "k_img.bias", {dim}, ca.k_img_b);
+    add(c + "v_img.weight", {dim, dim}, ca.v_img_w);
+    add(c + "v_img.bias", {dim}, ca.v_img_b);
+    add(c + "norm_k_img.weight", {dim}, ca.norm_k_img);
+    add(p + "ffn.0.weight", {ffn, dim}, b.ffn0_w);
+    add(p + "ffn.0.bias", {ffn}, b.ffn0_b);
+    add(p + "ffn.2.weight", {dim, ffn}, b.ffn2_w);
+    add(p + "ffn.2.bias", {dim}, b.ffn2_b);
+  }
+  add("head.modulation", {1, 2, dim}, w.head_modulation);
+  add("head.head.weight", {cfg_.out_dim * 4, dim}, w.head_w);
+  add("head.head.bias", {cfg_.out_dim * 4}, w.head_b);
+  const int64_t cd = clip_dim_;
+  add("img_emb.proj.0.weight", {cd}, w.img_ln0_w);
+  add("img_emb.proj.0.bias", {cd}, w.img_ln0_b);
+  add("img_emb.proj.1.weight", {cd, cd}, w.img1_w);
+  add("img_emb.proj.1.bias", {cd}, w.img1_b);
+  add("img_emb.proj.3.weight", {dim, cd}, w.img3_w);
+  add("img_emb.proj.3.bias", {dim}, w.img3_b);
+  add("img_emb.proj.4.weight", {dim}, w.img_ln4_w);
+  add("img_emb.proj.4.bias", {dim}, w.img_ln4_b);
+  add("img_emb.emb_pos", {1, img_tokens_, cd}, w.emb_pos);
+  return out;
+}
+
 void WanDiT::to(Device device, DType linear_dtype) {
   IB_CHECK(linear_dtype == DType::F32 || linear_dtype == DType::BF16, "WanDiT::to: linear weights as {} are not supported",
            dtype_name(linear_dtype));

@@ -73,6 +73,18 @@ class WanDiT {
 
   const DitConfig& config() const { return cfg_; }
   const WanDiTWeights& weights() const { return w_; }
+
+  // Every loaded weight under its checkpoint name and checkpoint shape, with a pointer to the held
+  // tensor (which may be a view of another shape: patch_embedding.weight is held as
+  // [dim, in_dim*4], the modulations as [6, dim] / [2, dim], emb_pos as [tokens, clip_dim]). For
+  // merging LoRAs after load (models/lora.h): replace a tensor with a new one of the held shape;
+  // never write into it, it may be the read-only memory map.
+  struct NamedWeight {
+    std::string name;
+    Shape shape;
+    Tensor* tensor;
+  };
+  std::vector<NamedWeight> named_weights();
   int64_t text_dim() const { return text_dim_; }
   int64_t clip_dim() const { return clip_dim_; }
   // Image context rows the model expects (flf2v: emb_pos rows; i2v: any, 0 here; t2v: 0).

@@ -67,4 +67,14 @@ Tensor cfg_combine(const Tensor& vc, const Tensor& vu, float g) {
   return out;
 }
 
+Tensor flow_euler_step(const Tensor& v, const Tensor& x, float dt) {
+  IB_CHECK(x.defined() && x.dtype() == DType::F32, "flow_euler_step: x must be an f32 tensor, got {}",
+           x.defined() ? x.str() : "undefined");
+  check_operand("flow_euler_step", "v", v, x, true);
+  const Device d = same_device("flow_euler_step", {&v, &x});
+  Tensor out = Tensor::empty(x.shape(), DType::F32, d);
+  IB_DISPATCH(d, flow_euler_step, v, x, dt, out);
+  return out;
+}
+
 }  // namespace ib::ops

@@ -1,6 +1,6 @@
 // The elementwise arithmetic of the flow-matching samplers (pipeline/scheduler.cc, spec §8.4, §9):
-// the data prediction, the UniPC predictor/corrector and DPM-Solver++ updates, and the guidance
-// combination. The scalar coefficients are formed by the caller (in f32, on the host); each op here
+// the data prediction, the UniPC predictor/corrector and DPM-Solver++ updates, the flow-matching
+// Euler step, and the guidance combination. The scalar coefficients are formed by the caller (in f32, on the host); each op here
 // evaluates its tensor expression elementwise with one f32 rounding per operation, in the order
 // written below (no fused multiply-add on either backend), so the CPU and CUDA results are the
 // same bits.
@@ -44,17 +44,23 @@ Tensor flow_data_prediction(const Tensor& v, const Tensor& x, float sigma);
 // Classifier-free guidance v = vu + g·(vc − vu) (vc, vu: f32, one shape and device).
 Tensor cfg_combine(const Tensor& vc, const Tensor& vu, float g);
 
+// Flow-matching Euler step x' = x + dt·v (the product first, then the sum; x, v: f32, one shape and
+// device), with dt = σ_next − σ formed by the caller in f32.
+Tensor flow_euler_step(const Tensor& v, const Tensor& x, float dt);
+
 namespace cpu {
 void sampler_update(const SamplerArgs& args, const Tensor& x, const Tensor& m0, const Tensor& m1, const Tensor& mt,
                     const Tensor& out);
 void flow_data_prediction(const Tensor& v, const Tensor& x, float sigma, const Tensor& out);
 void cfg_combine(const Tensor& vc, const Tensor& vu, float g, const Tensor& out);
+void flow_euler_step(const Tensor& v, const Tensor& x, float dt, const Tensor& out);
 }  // namespace cpu
 namespace cuda {
 void sampler_update(const SamplerArgs& args, const Tensor& x, const Tensor& m0, const Tensor& m1, const Tensor& mt,
                     const Tensor& out);
 void flow_data_prediction(const Tensor& v, const Tensor& x, float sigma, const Tensor& out);
 void cfg_combine(const Tensor& vc, const Tensor& vu, float g, const Tensor& out);
+void flow_euler_step(const Tensor& v, const Tensor& x, float dt, const Tensor& out);
 }  // namespace cuda
 
 }  // namespace ib::ops

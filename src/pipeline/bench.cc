@@ -26,9 +26,31 @@
 
 namespace ib {
 
+namespace {
+// Checks the options before anything else, in every build.
+void validate(const BenchOptions& o) {
+  IB_CHECK(o.width >= 16 && o.height >= 16 && o.width % 16 == 0 && o.height % 16 == 0 && o.width <= 4096 &&
+               o.height <= 4096,
+           "bench: size {}x{} must be multiples of 16 between 16 and 4096", o.width, o.height);
+  IB_CHECK(o.frames >= 1 && (o.frames - 1) % 4 == 0 && o.frames <= 1025, "bench: --frames {} must be 4n+1 (at most 1025)",
+           o.frames);
+  IB_CHECK(o.repeats >= 1 && o.repeats <= 100, "bench: --repeats must be in 1..100, got {}", o.repeats);
+  for (const std::string& s : o.stages)
+    IB_CHECK(s == "dit" || s == "attention" || s == "gemm" || s == "t5" || s == "clip" || s == "vae" || s == "generate",
+             "bench: unknown stage '{}' (expected t5, clip, vae, attention, gemm, dit, generate)", s);
+  IB_CHECK(o.steps >= 1 && o.steps <= 1000, "bench: --steps must be in 1..1000, got {}", o.steps);
+  IB_CHECK(std::isfinite(o.guidance) && o.guidance >= 0, "bench: --guidance must be >= 0, got {}", o.guidance);
+  IB_CHECK(o.vae_precision == "bf16" || o.vae_precision == "f32", "bench: VAE precision '{}' is not bf16 or f32",
+           o.vae_precision);
+  IB_CHECK(o.attention == "auto" || o.attention == "flash" || o.attention == "cudnn",
+           "bench: --attention '{}': expected auto, flash or cudnn", o.attention);
+}
+}  // namespace
+
 #ifndef INBETWEEN_HAVE_CUDA
 
-BenchReport run_bench(const BenchOptions&, const std::function<void(const std::string&)>&) {
+BenchReport run_bench(const BenchOptions& o, const std::function<void(const std::string&)>&) {
+  validate(o);
   fail("inbetween bench times the GPU engine, and this build has no CUDA support (nvcc was not found when it was "
        "built)");
 }
@@ -88,18 +110,8 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
   auto log = [&](const std::string& s) {
     if (log_fn) log_fn(s);
   };
-  IB_CHECK(o.width >= 16 && o.height >= 16 && o.width % 16 == 0 && o.height % 16 == 0 && o.width <= 4096 &&
-               o.height <= 4096,
-           "bench: size {}x{} must be multiples of 16 between 16 and 4096", o.width, o.height);
-  IB_CHECK(o.repeats >= 1 && o.repeats <= 100, "bench: --repeats must be in 1..100, got {}", o.repeats);
+  validate(o);
   const gpu::AttentionBackend backend = parse_backend(o.attention);
-  for (const std::string& s : o.stages)
-    IB_CHECK(s == "dit" || s == "attention" || s == "gemm" || s == "t5" || s == "clip" || s == "vae" || s == "generate",
-             "bench: unknown stage '{}' (expected t5, clip, vae, attention, gemm, dit, generate)", s);
-  IB_CHECK(o.steps >= 1 && o.steps <= 1000, "bench: --steps must be in 1..1000, got {}", o.steps);
-  IB_CHECK(std::isfinite(o.guidance) && o.guidance >= 0, "bench: --guidance must be >= 0, got {}", o.guidance);
-  IB_CHECK(o.vae_precision == "bf16" || o.vae_precision == "f32", "bench: VAE precision '{}' is not bf16 or f32",
-           o.vae_precision);
   const int64_t lat_t = latent_frames(o.frames), lat_h = o.height / 8, lat_w = o.width / 8;
   IB_CHECK(cuda::device_count() > 0, "inbetween bench: no CUDA device is available on this machine");
 

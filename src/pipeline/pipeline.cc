@@ -14,6 +14,7 @@
 #include "io/safetensors.h"
 #include "models/clip.h"
 #include "models/dit.h"
+#include "models/lora.h"
 #include "models/t5.h"
 #include "models/vae.h"
 #include "ops/elementwise.h"
@@ -35,6 +36,12 @@ namespace ib {
 namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+std::vector<LoraSpec> lora_specs(const std::vector<LoraFile>& loras) {
+  std::vector<LoraSpec> specs;
+  for (const LoraFile& l : loras) specs.push_back({l.path, l.scale});
+  return specs;
+}
 
 }  // namespace
 
@@ -89,6 +96,9 @@ struct Pipeline::Impl {
   std::unique_ptr<gpu::DitRunner> runner;
 #endif
   IntermediateFn dump;
+  std::vector<LoraFile> merged_loras;  // the LoRAs in the loaded DiT (dit or runner)
+  int64_t dit_forwards = 0;            // DiT forwards of the last generate() (test hook)
+  bool always_unconditional = false;   // test hook: run the unconditional pass at guidance 1 too
 
   void emit(const std::string& name, const Tensor& t) const {
     if (dump) dump(name, t.device() == Device::CPU ? t : t.to(Device::CPU));
@@ -146,10 +156,11 @@ std::string Pipeline::describe() const {
 
 void Pipeline::validate(const GenerateOptions& o) const {
   latent_frames(o.frames);
-  IB_CHECK(o.steps >= 1 && o.steps <= 1000, "steps must be in 1..1000, got {}", o.steps);
+  if (o.timesteps.empty()) IB_CHECK(o.steps >= 1 && o.steps <= 1000, "steps must be in 1..1000, got {}", o.steps);
   IB_CHECK(std::isfinite(o.shift) && o.shift > 0, "shift must be positive, got {}", o.shift);
   IB_CHECK(std::isfinite(o.guidance) && o.guidance >= 0, "guidance must be >= 0, got {}", o.guidance);
-  parse_solver(o.solver);
+  const Solver solver = parse_solver(o.solver);
+  if (!o.timesteps.empty()) Scheduler::create(solver, o.timesteps, o.shift);  // checks the list
   IB_CHECK(o.frames <= 1025, "frame count {} is too large (at most 1025)", o.frames);
   if (o.width != 0 || o.height != 0) {
     IB_CHECK(o.width >= 16 && o.height >= 16 && o.width % 16 == 0 && o.height % 16 == 0 && o.width <= 4096 &&
@@ -169,6 +180,8 @@ void Pipeline::validate(const GenerateOptions& o) const {
     for (const std::string* p : {&o.first_image, &o.last_image})
       if (!p->empty()) IB_CHECK(std::filesystem::is_regular_file(*p), "image not found: '{}'", *p);
   if (!o.init_noise.empty()) IB_CHECK(std::filesystem::is_regular_file(o.init_noise), "noise file not found: '{}'", o.init_noise);
+  // LoRAs: keys and shapes against the checkpoint's headers (no weights are read).
+  if (!o.loras.empty()) check_loras(*open_tensor_store(impl_->folder.dit_path), lora_specs(o.loras));
 }
 
 GeneratedVideo Pipeline::generate(const GenerateOptions& o, const ProgressFn& progress) {
@@ -213,16 +226,19 @@ GeneratedVideo Pipeline::generate(const GenerateOptions& o, const ProgressFn& pr
   }
   im.emit("noise", noise);
 
+  // Guidance 1 is v_c alone: no negative prompt, no unconditional forward (distilled models).
+  const bool unconditional = o.guidance != 1.0 || im.always_unconditional;
   report("text", 0, 2, -1);
   const Tensor context = im.encode_text(o.prompt);
   report("text", 1, 2, -1);
-  const Tensor context_null =
-      im.encode_text(o.negative_prompt.empty() ? text::default_negative_prompt(type) : o.negative_prompt);
+  Tensor context_null;
+  if (unconditional)
+    context_null = im.encode_text(o.negative_prompt.empty() ? text::default_negative_prompt(type) : o.negative_prompt);
   // On the GPU, T5 (11 GB at full size) leaves the device once both prompts are encoded; the next
   // generation maps it again.
   if (im.device == Device::CUDA) im.t5.reset();
   im.emit("context", context);
-  im.emit("context_null", context_null);
+  if (unconditional) im.emit("context_null", context_null);
   end_stage("text");
 
   Tensor clip_context, y;
@@ -258,22 +274,38 @@ GeneratedVideo Pipeline::generate(const GenerateOptions& o, const ProgressFn& pr
   }
 
   report("load", 0, 1, -1);
+  // LoRAs are merged into the weights at load (f32, before the GPU's bf16): other LoRAs than the
+  // loaded DiT's mean loading it again.
+  if (o.loras != im.merged_loras) {
+    im.dit.reset();
+#ifdef INBETWEEN_HAVE_CUDA
+    im.runner.reset();
+#endif
+    im.merged_loras.clear();
+  }
 #ifdef INBETWEEN_HAVE_CUDA
   if (im.use_runner() && !im.runner) {
     // The release's weights, memory-mapped, converted to the engine's bf16 formats on the GPU.
-    const WanDiT host = WanDiT::load(*open_tensor_store(f.dit_path), f.dit);
+    WanDiT host = WanDiT::load(*open_tensor_store(f.dit_path), f.dit);
+    apply_loras(host, lora_specs(o.loras));
     im.runner = gpu::DitRunner::create(host);
+    im.merged_loras = o.loras;
   }
 #endif
   if (!im.use_runner() && !im.dit) {
-    im.dit = WanDiT::load(*open_tensor_store(f.dit_path), f.dit);
-    if (im.device == Device::CUDA) im.dit->to(Device::CUDA, DType::F32);
+    WanDiT dit = WanDiT::load(*open_tensor_store(f.dit_path), f.dit);
+    apply_loras(dit, lora_specs(o.loras));
+    if (im.device == Device::CUDA) dit.to(Device::CUDA, DType::F32);
+    im.dit = std::move(dit);
+    im.merged_loras = o.loras;
   }
   end_stage("load-dit");
 
-  auto sched = Scheduler::create(parse_solver(o.solver), o.steps, o.shift);
+  const Solver solver = parse_solver(o.solver);
+  auto sched = o.timesteps.empty() ? Scheduler::create(solver, o.steps, o.shift)
+                                   : Scheduler::create(solver, o.timesteps, o.shift);
   const auto loop_start = Clock::now();
-  const int n = o.steps;
+  const int n = sched->num_steps();
   report("denoise", 0, n, -1);
   // The GPU engine keeps the latent, the conditioning and the projected text/image keys and values
   // on the device from the first step to the last.
@@ -284,22 +316,30 @@ GeneratedVideo Pipeline::generate(const GenerateOptions& o, const ProgressFn& pr
   Tensor y_dev;
   if (im.use_runner()) {
     ctx_c = im.runner->prepare(context, clip_context);
-    ctx_u = im.runner->prepare(context_null, clip_context);
+    if (unconditional) ctx_u = im.runner->prepare(context_null, clip_context);
     if (y.defined()) y_dev = y.to(Device::CUDA);
     velocities = [&](double t) {
-      return std::pair{im.runner->forward(x, t, ctx_c, y_dev), im.runner->forward(x, t, ctx_u, y_dev)};
+      ++im.dit_forwards;
+      Tensor vc = im.runner->forward(x, t, ctx_c, y_dev);
+      if (!unconditional) return std::pair{vc, Tensor()};
+      ++im.dit_forwards;
+      return std::pair{vc, im.runner->forward(x, t, ctx_u, y_dev)};
     };
   }
 #endif
   if (!velocities)
     velocities = [&](double t) {
-      return std::pair{im.dit->forward(x, t, context, clip_context, y),
-                       im.dit->forward(x, t, context_null, clip_context, y)};
+      ++im.dit_forwards;
+      Tensor vc = im.dit->forward(x, t, context, clip_context, y);
+      if (!unconditional) return std::pair{vc, Tensor()};
+      ++im.dit_forwards;
+      return std::pair{vc, im.dit->forward(x, t, context_null, clip_context, y)};
     };
+  im.dit_forwards = 0;
   for (int i = 0; i < n; ++i) {
     const double t = static_cast<double>(sched->timesteps()[static_cast<size_t>(i)]);
     const auto [vc, vu] = velocities(t);
-    const Tensor v = guided_velocity(vc, vu, static_cast<float>(o.guidance));
+    const Tensor v = vu.defined() ? guided_velocity(vc, vu, static_cast<float>(o.guidance)) : vc;
     x = scheduler_step(*sched, v, x);
     im.emit(fmt::format("latent_{}", i + 1), x);
     const double per_step = seconds_since(loop_start) / (i + 1);
@@ -323,5 +363,7 @@ GeneratedVideo Pipeline::generate(const GenerateOptions& o, const ProgressFn& pr
 }
 
 void set_intermediate_callback(Pipeline& pipeline, IntermediateFn fn) { pipeline.impl().dump = std::move(fn); }
+int64_t dit_forwards(Pipeline& pipeline) { return pipeline.impl().dit_forwards; }
+void set_always_unconditional(Pipeline& pipeline, bool on) { pipeline.impl().always_unconditional = on; }
 
 }  // namespace ib

@@ -1,5 +1,5 @@
 // Upstream Wan2.1's FlowUniPCMultistepScheduler and FlowDPMSolverMultistepScheduler (spec §9),
-// restricted to the configuration generate.py uses. Scalar factors (0-dim f32 tensors upstream)
+// restricted to the configuration generate.py uses, and a flow-matching Euler sampler. Scalar factors (0-dim f32 tensors upstream)
 // are formed here first, in f32 on the host; the tensor expressions run as ops::sampler_update /
 // ops::flow_data_prediction on the tensors' device, elementwise with one f32 rounding per upstream
 // tensor op, in upstream's order.
@@ -22,10 +22,18 @@ namespace ib {
 Solver parse_solver(std::string_view name) {
   if (name == "unipc") return Solver::UniPC;
   if (name == "dpm++") return Solver::DpmPP;
-  fail("unknown sample solver '{}' (valid: unipc, dpm++)", name);
+  if (name == "euler") return Solver::Euler;
+  fail("unknown sample solver '{}' (valid: unipc, dpm++, euler)", name);
 }
 
-const char* solver_name(Solver s) { return s == Solver::UniPC ? "unipc" : "dpm++"; }
+const char* solver_name(Solver s) {
+  switch (s) {
+    case Solver::UniPC: return "unipc";
+    case Solver::DpmPP: return "dpm++";
+    case Solver::Euler: return "euler";
+  }
+  return "?";
+}
 
 Tensor Scheduler::step(const Tensor& model_output, const Tensor& sample) {
   IB_CHECK(step_index_ < num_steps(), "scheduler step: all {} steps have been taken", num_steps());
@@ -254,7 +262,55 @@ class DpmSolverPP final : public Scheduler {
   int lower_order_nums_ = 0;
 };
 
+// ---------------------------------------------------------------------------------------------
+// Flow-matching Euler (diffusers' FlowMatchEulerDiscreteScheduler.step, lightx2v's step-distill
+// sampler): x_{k+1} = x_k + (σ_{k+1} − σ_k)·v with the f32 solver sigmas, the last one 0; dt is
+// one f32 subtraction, then x + dt·v as two f32 operations (upstream's 0-dim tensor math).
+//
+// Convention: the sigmas are shifted exactly as FlowUniPC/FlowDPM shift theirs,
+// σ' = s·σ/(1 + (s−1)·σ) in double from σ = t/N, and the DiT sees the integer trunc(N·σ'),
+// as it does under those solvers (spec §9, §11 quirk 3). lightx2v feeds the untruncated float
+// N·σ' (937.5 for t = 750 at shift 5, where we pass 937); diffusers' Euler with an explicit list
+// feeds the unshifted t. Both differ from this by less than one training timestep or by the shift.
+class FlowEuler final : public Scheduler {
+ public:
+  FlowEuler(std::vector<int64_t> t, std::vector<float> s) : Scheduler(Solver::Euler, std::move(t), std::move(s)) {}
+
+ protected:
+  Tensor step_at(int k, const Tensor& v, const Tensor& sample) override {
+    const float dt = sigmas()[static_cast<size_t>(k) + 1] - sigmas()[static_cast<size_t>(k)];
+    return ops::flow_euler_step(v, sample, dt);
+  }
+};
+
+void check_shift(double shift, int num_train_timesteps) {
+  IB_CHECK(std::isfinite(shift) && shift > 0.0, "scheduler: shift must be a finite number > 0, got {}", shift);
+  IB_CHECK(num_train_timesteps >= 2, "scheduler: num_train_timesteps must be >= 2, got {}", num_train_timesteps);
+}
+
 }  // namespace
+
+std::unique_ptr<Scheduler> Scheduler::create(Solver s, const std::vector<int64_t>& timesteps, double shift,
+                                             int num_train_timesteps) {
+  IB_CHECK(s == Solver::Euler,
+           "--timesteps works with the euler solver only; {} builds its own schedule from --steps and --shift "
+           "(use --solver euler, or drop --timesteps)",
+           solver_name(s));
+  check_shift(shift, num_train_timesteps);
+  IB_CHECK(!timesteps.empty(), "scheduler: the timestep list is empty");
+  std::vector<double> base;
+  for (size_t i = 0; i < timesteps.size(); ++i) {
+    const int64_t t = timesteps[i];
+    IB_CHECK(t >= 1 && t <= num_train_timesteps, "--timesteps: {} is outside [1, {}]", t, num_train_timesteps);
+    IB_CHECK(i == 0 || t < timesteps[i - 1], "--timesteps must be strictly decreasing; {} follows {}", t,
+             timesteps[i - 1]);
+    base.push_back(static_cast<double>(t) / static_cast<double>(num_train_timesteps));
+  }
+  std::vector<int64_t> ts;
+  std::vector<float> sigmas;
+  shifted_schedule(base, shift, num_train_timesteps, ts, sigmas);
+  return std::make_unique<FlowEuler>(std::move(ts), std::move(sigmas));
+}
 
 std::unique_ptr<Scheduler> Scheduler::create(Solver s, int steps, double shift, int num_train_timesteps) {
   IB_CHECK(steps >= 1, "scheduler: steps must be >= 1, got {}", steps);
@@ -274,8 +330,10 @@ std::unique_ptr<Scheduler> Scheduler::create(Solver s, int steps, double shift, 
     return std::make_unique<UniPC>(std::move(timesteps), std::move(sigmas));
   }
   // DPM++: generate.py passes get_sampling_sigmas = linspace(1, 0, S + 1)[:S] shifted, to a
-  // scheduler built with shift 1 (a no-op), so σ'_0 = 1 and the first timestep is N.
+  // scheduler built with shift 1 (a no-op), so σ'_0 = 1 and the first timestep is N. Euler uses
+  // the same grid.
   shifted_schedule(linspace_drop_last(1.0, 0.0, steps + 1), shift, num_train_timesteps, timesteps, sigmas);
+  if (s == Solver::Euler) return std::make_unique<FlowEuler>(std::move(timesteps), std::move(sigmas));
   return std::make_unique<DpmSolverPP>(std::move(timesteps), std::move(sigmas));
 }
 

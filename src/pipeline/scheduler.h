@@ -1,5 +1,6 @@
 // Flow-matching samplers of upstream Wan2.1 (spec §9): UniPC (bh2, order 2, predict-x0, the
-// default) and DPM-Solver++ (2M, midpoint). Schedules are built in double with numpy linspace
+// default) and DPM-Solver++ (2M, midpoint); and the flow-matching Euler sampler that step- and
+// guidance-distilled models (lightx2v's LoRAs) are run with, optionally on an explicit timestep list. Schedules are built in double with numpy linspace
 // semantics; each step forms its scalar factors on the host in f32 from the f32 sigmas and runs the
 // elementwise update (ops/sampler.h) on the tensors' device, CPU or CUDA, in upstream's order of
 // operations, so results match the reference to f32 rounding (both backends give the same bits).
@@ -15,16 +16,23 @@
 
 namespace ib {
 
-enum class Solver { UniPC, DpmPP };
+enum class Solver { UniPC, DpmPP, Euler };
 
-// "unipc" or "dpm++"; anything else throws ib::Error naming the valid values.
+// "unipc", "dpm++" or "euler"; anything else throws ib::Error naming the valid values.
 Solver parse_solver(std::string_view name);
 const char* solver_name(Solver s);  // the name parse_solver accepts
 
 class Scheduler {
  public:
   // steps >= 1, shift > 0 (finite), num_train_timesteps >= 2; otherwise ib::Error.
+  // Euler's grid is DPM++'s: σ_k = 1 − k/steps, shifted (steps 4 gives timesteps 1000, 750, 500, 250
+  // before the shift).
   static std::unique_ptr<Scheduler> create(Solver s, int steps, double shift, int num_train_timesteps = 1000);
+  // An explicit list of training timesteps (`--timesteps 1000,750,500,250`), strictly decreasing in
+  // [1, num_train_timesteps]: σ_k = t_k / N, shifted as everywhere, then run like create()'s grid.
+  // Only the Euler solver takes one; unipc and dpm++ are refused (they build their own schedules).
+  static std::unique_ptr<Scheduler> create(Solver s, const std::vector<int64_t>& timesteps, double shift,
+                                           int num_train_timesteps = 1000);
   virtual ~Scheduler() = default;
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;

@@ -89,7 +89,7 @@ void print_runtime_once() {
 }
 
 TEST(CudnnAttention, MatchesCpuReference) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  ASSERT_TRUE(cuda_available()) << "a gpu-labelled test on a machine without a CUDA device";
   print_runtime_once();
   for (const Case& c : kCases) {
     SCOPED_TRACE(name_of(c));
@@ -174,7 +174,7 @@ TEST(CudnnAttention, MatchesCpuReference) {
 // A plan is built on the handle of the first thread that meets its signature and shared: another
 // thread (with its own handle) must get the same bits.
 TEST(CudnnAttention, PlanSharedAcrossThreads) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  ASSERT_TRUE(cuda_available()) << "a gpu-labelled test on a machine without a CUDA device";
   print_runtime_once();
   const int64_t L = 190, H = 3, D = 128, hd = H * D;
   const Tensor qkv = to_device(random_bf16(static_cast<size_t>(L * 3 * hd), 3, 1.0f));
@@ -211,7 +211,7 @@ TEST(CudnnAttention, PlanSharedAcrossThreads) {
 // The release's self-attention (40 heads of 128, q/k/v slices of one fused [L, 3*5120] buffer) at
 // 32,760 tokens (81 frames of 832x480 latents). FLOPs = 4 * L^2 * 128 * 40.
 TEST(CudnnAttention, DISABLED_TimeSelfAttention40x128) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  ASSERT_TRUE(cuda_available()) << "a gpu-labelled test on a machine without a CUDA device";
   print_runtime_once();
   const int64_t L = 32760, H = 40, D = 128, hd = H * D;
   // Random bf16 in about [-2, 2) from a fast generator (the values do not matter for timing).

@@ -109,7 +109,8 @@ std::string first_shard() {
 
 TEST(ModelFolder, SingleDitFile) {
   const std::string dir = linked_copy({"diffusion_pytorch_model.safetensors.index.json"});
-  fs::create_symlink(fs::path(test::model_dir()) / first_shard(), fs::path(dir) / "diffusion_pytorch_model.safetensors");
+  fs::create_symlink(fs::path(test::model_dir()) / first_shard(),
+                     fs::path(dir) / "diffusion_pytorch_model.safetensors");
   EXPECT_EQ(ModelFolder::open(dir).dit_path, dir + "/diffusion_pytorch_model.safetensors");
 }
 

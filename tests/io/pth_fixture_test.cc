@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "common/expect_error.h"
 #include "common/fixture.h"
 #include "io/model_config.h"
 #include "io/pth.h"
@@ -65,7 +66,10 @@ size_t expect_same_as_python(const PthFile& f, const std::string& path) {
     EXPECT_EQ(got.shape(), shape);
     const size_t es = dtype_size(dt), offset = t.at("offset").get<size_t>();
     const std::string& storage = t.at("data").get_ref<const std::string&>();
-    ASSERT_LE(2 * (offset + static_cast<size_t>(got.numel())) * es, storage.size());
+    if (2 * (offset + static_cast<size_t>(got.numel())) * es > storage.size()) {
+      ADD_FAILURE() << "the storage is smaller than the tensor";
+      continue;
+    }
     EXPECT_TRUE(test::hex(got) == storage.substr(2 * offset * es, 2 * static_cast<size_t>(got.numel()) * es))
         << "bytes differ from Python's";
   }
@@ -150,7 +154,7 @@ TEST(PthFixture, OpenTensorStoreDispatchesPth) {
   auto s = open_tensor_store(model_file("Wan2.1_VAE.pth"));
   EXPECT_TRUE(s->contains("encoder.conv1.weight"));
   EXPECT_FALSE(s->contains("nope"));
-  EXPECT_THROW(s->get("nope"), Error);
+  test::expect_error([&] { s->get("nope"); }, {"'nope'"});
 }
 
 TEST(SafetensorsFixture, ShardedDit) {

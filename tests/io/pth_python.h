@@ -35,9 +35,10 @@ inline bool have_python() {
   return status == 0;
 }
 
-// Reads the archive as torch.load would. Prints {top, names, version, byteorder, tensors: [{key,
-// storage: [tag, class, key, location, numel], offset, size, stride, requires_grad, data}]} with
-// `data` the hex of the tensor's whole storage, in the pickle's order.
+// Reads the archive as torch.load would. Prints {top, names, dict_type (of the state dict: dict or
+// OrderedDict), version, byteorder, tensors: [{key, storage: [tag, class, key, location, numel],
+// offset, size, stride, requires_grad, data}]} with `data` the hex of the tensor's whole storage,
+// in the pickle's order.
 constexpr const char* kReadPthScript = R"PY(
 import collections, io, json, pickle, pickletools, sys, zipfile
 z = zipfile.ZipFile(sys.argv[1])
@@ -58,7 +59,7 @@ class U(pickle.Unpickler):
         assert type(pid) is tuple
         return list(pid)
 sd = U(io.BytesIO(pkl)).load()
-assert type(sd) is collections.OrderedDict
+assert isinstance(sd, dict)
 tensors = []
 for k, args in sd.items():
     st, off, size, stride, rg, hooks = args
@@ -67,7 +68,7 @@ for k, args in sd.items():
     data = z.read(top + '/data/' + st[2])
     tensors.append({'key': k, 'storage': st, 'offset': off, 'size': list(size), 'stride': list(stride),
                     'requires_grad': rg, 'data': data.hex()})
-print(json.dumps({'top': top, 'names': names, 'version': z.read(top + '/version').decode(),
+print(json.dumps({'top': top, 'names': names, 'dict_type': type(sd).__name__, 'version': z.read(top + '/version').decode(),
                   'byteorder': z.read(top + '/byteorder').decode(), 'tensors': tensors}))
 )PY";
 

@@ -69,6 +69,7 @@ void expect_python_reads(const std::string& path, const std::string& top, const 
   const auto j = test::python_read_pth(path);
   ASSERT_FALSE(j.empty()) << path;
   EXPECT_EQ(j["top"], top);
+  EXPECT_EQ(j["dict_type"], "OrderedDict");  // as torch's state_dict()
   EXPECT_EQ(j["version"], "3\n");
   EXPECT_EQ(j["byteorder"], "little");
   ASSERT_EQ(j["tensors"].size(), tensors.size());

@@ -1,5 +1,6 @@
-// Video output: the byte mapping of spec section 10, MP4 checked with ffprobe/ffmpeg (skipped when
-// the command-line tools are missing), PNG frames read back with libpng, dispatch and errors.
+// Video output: the byte mapping of spec section 10, MP4 checked with ffprobe/ffmpeg (test
+// dependencies that scripts/setup.sh installs: without them the test fails, it does not skip), PNG
+// frames read back with libpng, dispatch and errors.
 #include <gtest/gtest.h>
 #include <png.h>
 
@@ -91,7 +92,8 @@ TEST(VideoToRgb8, LaysOutFramesRowsAndChannels) {
 }
 
 TEST(WriteMp4, ProbesAsH264Yuv420pAndDecodesClose) {
-  if (!have_tool("ffprobe") || !have_tool("ffmpeg")) GTEST_SKIP() << "ffprobe/ffmpeg not installed";
+  ASSERT_TRUE(have_tool("ffprobe") && have_tool("ffmpeg"))
+      << "ffprobe/ffmpeg are needed to check the MP4 (Debian package ffmpeg; scripts/setup.sh installs it)";
   const std::string dir = test::temp_dir();
   const std::string path = dir + "/clip.mp4";
   const Tensor v = gradient_video(9, 48, 64);

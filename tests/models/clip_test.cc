@@ -2,6 +2,7 @@
 // normalisation, and the ViT features; plus configuration/weight mismatches.
 #include <gtest/gtest.h>
 
+#include "common/expect_error.h"
 #include "common/fixture.h"
 #include "io/image.h"
 #include "io/model_config.h"
@@ -17,7 +18,7 @@ ClipConfig clip_config() { return ModelFolder::open(test::model_dir()).clip; }
 
 TEST(ClipFixture, LoadImageMatchesFrames) {
   const auto fx = test::open_fixture("clip.safetensors");
-  const Tensor frames = fx->get("frames");  // [2, 3, 180, 320]
+  const Tensor frames = fx->get("frames");  // [2, 3, H, W]
   EXPECT_TENSOR_CLOSE_ABS(load_image(test::fixture_path("first.png")), frames.select(0), 0.0);
   EXPECT_TENSOR_CLOSE_ABS(load_image(test::fixture_path("last.png")), frames.select(1), 0.0);
 }
@@ -47,7 +48,8 @@ TEST(ClipFixture, PreprocessAndEncodeMatch) {
   const auto store = open_tensor_store(clip_path());
   const ClipVision clip = ClipVision::load(*store, clip_config());
   EXPECT_EQ(clip.num_tokens(), features.size(1));
-  for (int64_t i = 0; i < 2; ++i) EXPECT_TENSOR_CLOSE(clip.preprocess(frames.select(i)), pixels.select(i), test::kComponentRel);
+  for (int64_t i = 0; i < frames.size(0); ++i)
+    EXPECT_TENSOR_CLOSE(clip.preprocess(frames.select(i)), pixels.select(i), test::kComponentRel);
   const Tensor out = clip.encode(pixels);
   EXPECT_TENSOR_CLOSE(out, features, test::kComponentRel);
   // One image at a time gives the same rows.
@@ -88,8 +90,14 @@ TEST(ClipFixture, ConfigMustAgreeWithWeights) {
 
   const auto store = open_tensor_store(clip_path());
   const ClipVision clip = ClipVision::load(*store, base);
-  EXPECT_THROW(clip.encode(Tensor::zeros({1, 3, base.image_size + 1, base.image_size})), Error);
-  EXPECT_THROW(clip.preprocess(Tensor::zeros({4, 8, 8})), Error);
+  const int64_t S = base.image_size;
+  const std::string pixels_msg = fmt::format("expected f32 pixels [N, 3, {}, {}]", S, S);
+  test::expect_error([&] { clip.encode(Tensor::zeros({1, 3, S + 1, S})); },
+                     {pixels_msg, fmt::format("[1, 3, {}, {}]", S + 1, S)});
+  test::expect_error([&] { clip.encode(Tensor::zeros({3, S, S})); }, {pixels_msg});
+  test::expect_error([&] { clip.encode(Tensor::zeros({1, 4, S, S})); }, {pixels_msg});
+  test::expect_error([&] { clip.preprocess(Tensor::zeros({4, 8, 8})); },
+                     {"expected an image [3, H, W] or [N, 3, H, W]", "[4, 8, 8]"});
 }
 
 }  // namespace

@@ -232,7 +232,7 @@ TEST(WanDiT, T2VEqualsFlf2vWithoutImageTerms) {
   }
   for (const auto& n : store->names())
     if (n.starts_with("img_emb.")) t2v.t.erase(n);
-  Tensor& pw = flf.t.at("patch_embedding.weight");  // [dim, 36, 1, 2, 2]
+  Tensor& pw = flf.t.at("patch_embedding.weight");  // [dim, in_dim, 1, 2, 2]
   const int64_t dim = pw.size(0), cin = pw.size(1), cout = cf.out_dim;
   Tensor pw16 = Tensor::empty({dim, cout, 1, 2, 2}, DType::F32);
   for (int64_t o = 0; o < dim; ++o)

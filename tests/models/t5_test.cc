@@ -5,6 +5,7 @@
 #include <map>
 #include <random>
 
+#include "common/expect_error.h"
 #include "common/fixture.h"
 #include "io/model_config.h"
 #include "models/t5.h"
@@ -146,7 +147,9 @@ TEST(T5, LoadChecksConfigAgainstWeights) {
   EXPECT_NE(load_error(missing, c).find("blocks.1.ffn.fc2.weight"), std::string::npos);
   MemoryStore wrong = s;
   wrong.tensors["blocks.1.attn.o.weight"] = Tensor::zeros({16, 23});
-  EXPECT_NE(load_error(wrong, c).find("blocks.1.attn.o.weight"), std::string::npos);
+  const std::string wrong_msg = load_error(wrong, c);
+  for (const char* part : {"blocks.1.attn.o.weight", "expected shape [16, 24]", "found [16, 23]"})
+    EXPECT_NE(wrong_msg.find(part), std::string::npos) << "message: " << wrong_msg << "\nlacks: " << part;
   MemoryStore extra = s;
   extra.tensors["blocks.0.attn.rel_bias"] = Tensor::zeros({2});
   EXPECT_NE(load_error(extra, c).find("blocks.0.attn.rel_bias"), std::string::npos);
@@ -157,9 +160,10 @@ TEST(T5, EncodeChecksInputs) {
   const MemoryStore s = random_store(c);
   const T5Encoder enc = T5Encoder::load(s, c);
   EXPECT_EQ(enc.encode({1, 2, 3}, {1, 1, 0}).shape(), (Shape{3, 16}));
-  EXPECT_THROW(enc.encode({1, 2, 3}, {1, 1}), Error);
-  EXPECT_THROW(enc.encode({1, 50}, {1, 1}), Error);
-  EXPECT_THROW(enc.encode({}, {}), Error);
+  test::expect_error([&] { enc.encode({1, 2, 3}, {1, 1}); }, {"3 ids but 2 mask entries"});
+  test::expect_error([&] { enc.encode({1, 50}, {1, 1}); }, {"token id 50 at position 1", "vocabulary of 50"});
+  test::expect_error([&] { enc.encode({-1}, {1}); }, {"token id -1 at position 0"});
+  test::expect_error([&] { enc.encode({}, {}); }, {"no tokens"});
 }
 
 TEST(T5Fixture, MatchesPrompt) {
@@ -173,8 +177,8 @@ TEST(T5Fixture, MatchesPrompt) {
 TEST(T5Fixture, MatchesShortPromptsWithPadding) {
   const auto f = test::open_fixture("t5_short.safetensors");
   const Tensor ids = f->get("ids"), mask = f->get("mask"), hidden = f->get("hidden");
-  ASSERT_EQ(ids.size(0), 2);
-  for (int64_t b = 0; b < 2; ++b) {
+  ASSERT_GE(ids.size(0), 1);
+  for (int64_t b = 0; b < ids.size(0); ++b) {
     SCOPED_TRACE("row " + std::to_string(b));
     const Tensor out = encoder().encode(row(ids, b), row(mask, b));
     EXPECT_TENSOR_CLOSE(out, hidden.select(b), test::kComponentRel);
@@ -184,7 +188,7 @@ TEST(T5Fixture, MatchesShortPromptsWithPadding) {
 TEST(T5Fixture, ValidRowsIndependentOfPaddingLength) {
   const auto f = test::open_fixture("t5_short.safetensors");
   const Tensor ids = f->get("ids"), mask = f->get("mask"), hidden = f->get("hidden");
-  for (int64_t b = 0; b < 2; ++b) {
+  for (int64_t b = 0; b < ids.size(0); ++b) {
     SCOPED_TRACE("row " + std::to_string(b));
     const std::vector<int32_t> id = row(ids, b), m = row(mask, b);
     int64_t valid = 0;

@@ -8,6 +8,7 @@
 #include <map>
 #include <set>
 
+#include "common/expect_error.h"
 #include "common/fixture.h"
 #include "io/model_config.h"
 #include "models/vae.h"
@@ -48,43 +49,55 @@ TEST(WanVAE, EncodeMatchesFixture) {
   const auto f = test::open_fixture("vae.safetensors");
   const Tensor video = f->get("video").to(DType::F32);
   const WanVAE& vae = model();
-  const Tensor latent = timed("encode [3,9,48,80]", [&] { return vae.encode(video); });
+  const Tensor latent = timed(("encode " + video.str()).c_str(), [&] { return vae.encode(video); });
   EXPECT_TENSOR_CLOSE(latent, f->get("latent"), test::kComponentRel);
 }
 
 TEST(WanVAE, DecodeMatchesFixture) {
   const auto f = test::open_fixture("vae.safetensors");
   const WanVAE& vae = model();
-  const Tensor decoded = timed("decode [16,3,6,10]", [&] { return vae.decode(f->get("latent").to(DType::F32)); });
+  const Tensor latent = f->get("latent").to(DType::F32);
+  const Tensor decoded = timed(("decode " + latent.str()).c_str(), [&] { return vae.decode(latent); });
   EXPECT_TENSOR_CLOSE(decoded, f->get("decoded"), test::kComponentRel);
   const Tensor rnd = f->get("random_latent").to(DType::F32);
   const Tensor rnd_decoded = timed("decode random_latent", [&] { return vae.decode(rnd); });
   EXPECT_TENSOR_CLOSE(rnd_decoded, f->get("random_decoded"), test::kComponentRel);
 }
 
-// The message of the ib::Error that fn throws ("" when it does not throw).
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
+using test::error_message;
+using test::expect_error;
+
+// The video-to-latent factors the case's config implies: 2 per temporal downsample, 2 per level
+// transition in space.
+int64_t temporal_factor() {
+  int64_t tf = 1;
+  for (bool t : vae_config().temporal_downsample) tf *= t ? 2 : 1;
+  return tf;
 }
+int64_t spatial_factor() { return int64_t{1} << (vae_config().dim_mult.size() - 1); }
 
 TEST(WanVAE, RejectsBadVideoAndLatentShapes) {
   const WanVAE& vae = model();
-  EXPECT_NE(error_of([&] { vae.encode(Tensor::zeros({3, 8, 16, 16})); }).find("1 + 4"), std::string::npos);
-  EXPECT_NE(error_of([&] { vae.encode(Tensor::zeros({3, 6, 16, 16})); }).find("frame count"), std::string::npos);
-  EXPECT_NE(error_of([&] { vae.encode(Tensor::zeros({3, 5, 12, 16})); }).find("multiples of 8"), std::string::npos);
-  EXPECT_NE(error_of([&] { vae.encode(Tensor::zeros({3, 1, 16, 20})); }).find("multiples of 8"), std::string::npos);
-  EXPECT_THROW(vae.encode(Tensor::zeros({4, 1, 16, 16})), Error);
-  EXPECT_THROW(vae.decode(Tensor::zeros({15, 1, 2, 2})), Error);
-  EXPECT_THROW(vae.decode(Tensor::zeros({16, 2, 2})), Error);
+  const int64_t tf = temporal_factor(), sf = spatial_factor(), z = vae_config().z_dim;
+  EXPECT_EQ(vae.temporal_factor(), tf);
+  EXPECT_EQ(vae.spatial_factor(), sf);
+  ASSERT_GE(tf, 2) << "the case's VAE has no temporal downsampling";
+  const std::string frames_msg = fmt::format("frame count must be 1 + {}", tf);
+  expect_error([&] { vae.encode(Tensor::zeros({3, tf, 2 * sf, 2 * sf})); }, {frames_msg, fmt::format("got {}", tf)});
+  expect_error([&] { vae.encode(Tensor::zeros({3, tf + 2, 2 * sf, 2 * sf})); }, {frames_msg});
+  const std::string side_msg = fmt::format("multiples of {}", sf);
+  expect_error([&] { vae.encode(Tensor::zeros({3, 1 + tf, sf + sf / 2, 2 * sf})); },
+               {side_msg, fmt::format("got {}x{}", sf + sf / 2, 2 * sf)});  // H x W
+  expect_error([&] { vae.encode(Tensor::zeros({3, 1, 2 * sf, 2 * sf + 4})); }, {side_msg});
+  expect_error([&] { vae.encode(Tensor::zeros({4, 1, 2 * sf, 2 * sf})); }, {"expected an f32 video [3, F, H, W]"});
+  expect_error([&] { vae.encode(Tensor::zeros({3, 1, 2 * sf, 2 * sf}, DType::F16)); }, {"expected an f32 video"});
+  const std::string latent_msg = fmt::format("expected an f32 latent [{}, T, h, w]", z);
+  expect_error([&] { vae.decode(Tensor::zeros({z - 1, 1, 2, 2})); }, {latent_msg});
+  expect_error([&] { vae.decode(Tensor::zeros({z, 2, 2})); }, {latent_msg});
+  expect_error([&] { vae.decode(Tensor::zeros({z, 0, 2, 2})); }, {"empty latent"});
   // Smallest valid inputs.
-  EXPECT_EQ(vae.encode(Tensor::zeros({3, 1, 8, 8})).shape(), (Shape{16, 1, 1, 1}));
-  EXPECT_EQ(vae.decode(Tensor::zeros({16, 2, 1, 1})).shape(), (Shape{3, 5, 8, 8}));
+  EXPECT_EQ(vae.encode(Tensor::zeros({3, 1, sf, sf})).shape(), (Shape{z, 1, 1, 1}));
+  EXPECT_EQ(vae.decode(Tensor::zeros({z, 2, 1, 1})).shape(), (Shape{3, 1 + tf, sf, sf}));
 }
 
 // A view of another store with some names hidden, replaced or added.
@@ -117,38 +130,58 @@ class EditedStore : public TensorStore {
   const TensorStore& base_;
 };
 
+std::string shape_text(const Shape& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
+
 TEST(WanVAE, LoadChecksWeightsAndConfig) {
   const VaeConfig cfg = vae_config();
-  {
+  const std::vector<std::string> names = weights().names();
+  // A missing tensor is named, wherever it sits (every 7th of the checkpoint, and the last one).
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (i % 7 != 0 && i + 1 != names.size()) continue;
     EditedStore s(weights());
-    s.hidden.insert("decoder.upsamples.4.shortcut.weight");
-    EXPECT_NE(error_of([&] { WanVAE::load(s, cfg); }).find("decoder.upsamples.4.shortcut.weight"), std::string::npos);
+    s.hidden.insert(names[i]);
+    expect_error([&] { WanVAE::load(s, cfg); }, {names[i], "missing"});
   }
-  {
+  {  // A misshapen conv weight: the message names it, the shape the config implies and the one found.
+    std::string conv;
+    for (const auto& n : names)
+      if (n.starts_with("encoder.downsamples.") && n.ends_with(".residual.2.weight")) conv = n;
+    ASSERT_FALSE(conv.empty());
+    const Shape want = weights().info(conv).shape;  // [cout, cin, 3, 3, 3]
+    Shape flat = want;
+    flat.back() = 1;
     EditedStore s(weights());
-    s.extra["encoder.downsamples.3.residual.2.weight"] = Tensor::zeros({16, 8, 3, 3, 1});
-    const std::string e = error_of([&] { WanVAE::load(s, cfg); });
-    EXPECT_NE(e.find("encoder.downsamples.3.residual.2.weight"), std::string::npos) << e;
-    EXPECT_NE(e.find("[16, 8, 3, 3, 3]"), std::string::npos) << e;
+    s.extra[conv] = Tensor::zeros(flat);
+    expect_error([&] { WanVAE::load(s, cfg); }, {conv, shape_text(want), shape_text(flat)});
   }
-  {
+  {  // A tensor past the last decoder block is one the config does not explain.
+    int64_t blocks = 0;
+    for (const auto& n : names)
+      if (n.starts_with("decoder.upsamples."))
+        blocks = std::max<int64_t>(blocks, std::stoll(n.substr(std::string("decoder.upsamples.").size())) + 1);
+    const std::string extra = fmt::format("decoder.upsamples.{}.residual.0.gamma", blocks);
     EditedStore s(weights());
-    s.extra["decoder.upsamples.15.residual.0.gamma"] = Tensor::zeros({8, 1, 1, 1});
-    EXPECT_NE(error_of([&] { WanVAE::load(s, cfg); }).find("decoder.upsamples.15.residual.0.gamma"),
-              std::string::npos);
+    s.extra[extra] = Tensor::zeros({cfg.dim, 1, 1, 1});
+    expect_error([&] { WanVAE::load(s, cfg); }, {extra, "does not explain"});
   }
   VaeConfig bad = cfg;
-  bad.z_dim = 8;
-  EXPECT_NE(error_of([&] { WanVAE::load(weights(), bad); }).find("z_dim 8"), std::string::npos);
+  bad.z_dim = cfg.z_dim / 2;
+  expect_error([&] { WanVAE::load(weights(), bad); }, {fmt::format("z_dim {}", bad.z_dim)});
   bad = cfg;
-  bad.num_res_blocks = 1;  // the checkpoint has 2: a shape or an unexplained-tensor error
-  EXPECT_THROW(WanVAE::load(weights(), bad), Error);
+  bad.num_res_blocks = cfg.num_res_blocks + 1;  // a block the checkpoint lacks, or a misshapen one
+  EXPECT_NE(error_message([&] { WanVAE::load(weights(), bad); }).find("encoder.downsamples."), std::string::npos);
+  if (cfg.num_res_blocks > 0) {
+    bad.num_res_blocks = cfg.num_res_blocks - 1;
+    EXPECT_NE(error_message([&] { WanVAE::load(weights(), bad); }).find("encoder.downsamples."), std::string::npos);
+  }
   bad = cfg;
-  bad.dim = 16;
-  EXPECT_NE(error_of([&] { WanVAE::load(weights(), bad); }).find("encoder.conv1.weight"), std::string::npos);
+  bad.dim = cfg.dim * 2;
+  expect_error([&] { WanVAE::load(weights(), bad); },
+               {"encoder.conv1.weight", shape_text({bad.dim, 3, 3, 3, 3}), shape_text({cfg.dim, 3, 3, 3, 3})});
   bad = cfg;
-  bad.temporal_downsample = {true, true};
-  EXPECT_NE(error_of([&] { WanVAE::load(weights(), bad); }).find("temporal_downsample"), std::string::npos);
+  bad.temporal_downsample.push_back(true);
+  expect_error([&] { WanVAE::load(weights(), bad); },
+               {fmt::format("temporal_downsample has {} entries", bad.temporal_downsample.size())});
 }
 
 }  // namespace

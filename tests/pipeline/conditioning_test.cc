@@ -1,5 +1,10 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "common/expect_error.h"
 #include "common/fixture.h"
 #include "pipeline/conditioning.h"
 
@@ -18,8 +23,9 @@ TEST(TargetSize, MatchesUpstreamExamples) {
     EXPECT_EQ(s.width, c.w) << c.w0 << "x" << c.h0 << " @" << c.area;
     EXPECT_EQ(s.height, c.h) << c.w0 << "x" << c.h0 << " @" << c.area;
   }
-  EXPECT_THROW(target_size(1, 10000, 4096), Error);
-  EXPECT_THROW(target_size(0, 10, 4096), Error);
+  test::expect_error([] { target_size(1, 10000, 4096); }, {"10000x1", "empty video"});
+  test::expect_error([] { target_size(0, 10, 4096); }, {"image size 10x0 is empty"});
+  test::expect_error([] { target_size(180, 320, 100); }, {"max area 100 is too small"});
 }
 
 TEST(FrameMask, FirstAndLastLatentFramesForAnyFrameCount) {
@@ -35,8 +41,8 @@ TEST(FrameMask, FirstAndLastLatentFramesForAnyFrameCount) {
         EXPECT_EQ(m.item_f32(((c * t + tau) * 2 + 1) * 3 + 2), want) << frames << " c" << c << " t" << tau;
       }
   }
-  EXPECT_THROW(frame_mask(8, 2, 2), Error);
-  EXPECT_THROW(frame_mask(0, 2, 2), Error);
+  test::expect_error([] { frame_mask(8, 2, 2); }, {"frame count 8", "4n+1"});
+  test::expect_error([] { frame_mask(0, 2, 2); }, {"frame count 0", "4n+1"});
 }
 
 TEST(FitLastFrame, SameSizeUnchangedOtherSizeCoversAndCrops) {
@@ -61,7 +67,8 @@ TEST(ConditioningVideo, FirstZerosLast) {
       const float want = f == 0 ? 0.5f : (f == 4 ? -0.5f : 0.0f);
       EXPECT_EQ(v.item_f32(((c * 5 + f) * 2 + 1) * 2 + 1), want);
     }
-  EXPECT_THROW(conditioning_video(a, Tensor::full({3, 2, 3}, 0.f), 5), Error);
+  test::expect_error([&] { conditioning_video(a, Tensor::full({3, 2, 3}, 0.f), 5); },
+                     {"of one size", "[3, 2, 3]"});
   // i2v: no last frame, frame F-1 stays zero.
   const Tensor only_first = conditioning_video(a, Tensor(), 5);
   for (int64_t c = 0; c < 3; ++c)
@@ -85,6 +92,89 @@ Tensor numbered(int64_t h, int64_t w) {
     for (int64_t y = 0; y < h; ++y)
       for (int64_t x = 0; x < w; ++x) t.data<float>()[(c * h + y) * w + x] = static_cast<float>(1000 * c + 100 * y + x + 1);
   return t;
+}
+
+// A [3, h, w] image that holds its own coordinates: channel 0 = x, channel 1 = y, channel 2 = 7.
+Tensor coordinates(int64_t h, int64_t w) {
+  Tensor t = Tensor::empty({3, h, w}, DType::F32);
+  float* p = t.data<float>();
+  for (int64_t y = 0; y < h; ++y)
+    for (int64_t x = 0; x < w; ++x) {
+      p[y * w + x] = static_cast<float>(x);
+      p[(h + y) * w + x] = static_cast<float>(y);
+      p[(2 * h + y) * w + x] = 7.0f;
+    }
+  return t;
+}
+
+// Checks that out [3, H, W] shows the source point (ys(Y), xs(X)) of a coordinates() image of
+// h x w at every pixel whose bicubic taps lie inside the source (PyTorch's A = -0.75 cubic is not
+// exact on a ramp: about 0.04 px off between pixels). Returns the pixels checked.
+template <typename Ys, typename Xs>
+int64_t expect_shows(const Tensor& out, int64_t h, int64_t w, Ys ys, Xs xs, double tol) {
+  const int64_t H = out.size(1), W = out.size(2);
+  const float* p = out.data<float>();
+  int64_t checked = 0, wrong = 0;
+  double max_err = 0;
+  std::string first_wrong;
+  for (int64_t Y = 0; Y < H; ++Y)
+    for (int64_t X = 0; X < W; ++X) {
+      const double y = ys(Y), x = xs(X);
+      if (y < 1 || y > static_cast<double>(h) - 3 || x < 1 || x > static_cast<double>(w) - 3) continue;
+      const double ex = std::fabs(p[Y * W + X] - x), ey = std::fabs(p[(H + Y) * W + X] - y);
+      max_err = std::max({max_err, ex, ey});
+      if (ex > tol || ey > tol || std::fabs(p[(2 * H + Y) * W + X] - 7.0f) > 1e-4f) {
+        if (wrong++ == 0)
+          first_wrong = fmt::format("output ({}, {}) shows source ({}, {}), expected ({:.3f}, {:.3f})", Y, X,
+                                    p[(H + Y) * W + X], p[Y * W + X], y, x);
+      }
+      ++checked;
+    }
+  std::printf("[measured] %lld pixels checked, max coordinate error %.3g px\n", static_cast<long long>(checked),
+              max_err);
+  EXPECT_EQ(wrong, 0) << wrong << " pixels off by more than " << tol << " px; first: " << first_wrong;
+  return checked;
+}
+
+// The cover fit against crop offsets and scales worked out by hand (spec 4.3, intended behaviour:
+// r = max(W0/W1, H0/H1), scale to round(W1 r) x round(H1 r), centre crop with Python's round).
+TEST(FitLastFrame, CoverScalesAndCentreCropsByHand) {
+  {  // 41x28 (WxH) into 48x24: r = 48/41, scaled to 48 x round(32.78) = 33 rows; crop top
+     // round((33 - 24) / 2) = round(4.5) = 4 (half to even), left 0.
+    const Tensor out = fit_last_frame(coordinates(28, 41), 24, 48);
+    ASSERT_EQ(out.shape(), (Shape{3, 24, 48}));
+    const int64_t n = expect_shows(
+        out, 28, 41, [](int64_t Y) { return (static_cast<double>(Y) + 4 + 0.5) * 28.0 / 33.0 - 0.5; },
+        [](int64_t X) { return (static_cast<double>(X) + 0.5) * 41.0 / 48.0 - 0.5; }, 0.06);
+    EXPECT_GT(n, 24 * 48 / 2);
+  }
+  {  // 90x30 into 48x24: r = max(48/90, 24/30) = 0.8, scaled to 72x24; crop left 12, top 0.
+    const Tensor out = fit_last_frame(coordinates(30, 90), 24, 48);
+    ASSERT_EQ(out.shape(), (Shape{3, 24, 48}));
+    const int64_t n = expect_shows(
+        out, 30, 90, [](int64_t Y) { return (static_cast<double>(Y) + 0.5) * 30.0 / 24.0 - 0.5; },
+        [](int64_t X) { return (static_cast<double>(X) + 12 + 0.5) * 90.0 / 72.0 - 0.5; }, 0.06);
+    EXPECT_GT(n, 24 * 48 / 2);
+  }
+  {  // 61x20 into 40x20: r = 1, no scaling; crop left round(10.5) = 10: exactly columns 10..49.
+    const Tensor src = coordinates(20, 61);
+    const Tensor out = fit_last_frame(src, 20, 40);
+    ASSERT_EQ(out.shape(), (Shape{3, 20, 40}));
+    for (int64_t c = 0; c < 3; ++c)
+      for (int64_t y = 0; y < 20; ++y)
+        for (int64_t x = 0; x < 40; ++x)
+          ASSERT_EQ(out.data<float>()[(c * 20 + y) * 40 + x], src.data<float>()[(c * 20 + y) * 61 + x + 10])
+              << c << " " << y << " " << x;
+  }
+  {  // 16x36 (portrait) into 32x18 (landscape): r = max(32/16, 18/36) = 2, scaled to 32x72; crop top
+     // round((72 - 18) / 2) = 27.
+    const Tensor out = fit_last_frame(coordinates(36, 16), 18, 32);
+    ASSERT_EQ(out.shape(), (Shape{3, 18, 32}));
+    const int64_t n = expect_shows(
+        out, 36, 16, [](int64_t Y) { return (static_cast<double>(Y) + 27 + 0.5) * 36.0 / 72.0 - 0.5; },
+        [](int64_t X) { return (static_cast<double>(X) + 0.5) * 16.0 / 32.0 - 0.5; }, 0.06);
+    EXPECT_GT(n, 18 * 32 / 2);
+  }
 }
 
 TEST(FitLastFrameUpstream, CropsWithSwappedSidesAndPadsWithZeros) {

@@ -3,13 +3,17 @@
 // job API (multipart submission of the fixture images, waiting for a final state).
 #pragma once
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -149,6 +153,37 @@ inline std::vector<std::pair<std::string, std::string>> tiny_fields(int steps = 
 // A job that runs for many seconds (and is cancelled or killed by the tests that use it).
 inline std::vector<std::pair<std::string, std::string>> slow_fields() {
   return {{"frames", "17"}, {"max_area", "16384"}, {"steps", "200"}};
+}
+
+// The status of a response, or -1 when none came (connection refused, reset or timed out), so that
+// EXPECT_EQ(status(r), 400) fails cleanly instead of dereferencing an empty result.
+inline int status(const httplib::Result& r) { return r ? r->status : -1; }
+
+// Sends `request` as it is (no client-side normalisation of the path) and returns the whole answer,
+// "" when the connection fails.
+inline std::string raw_http(int port, const std::string& request) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return "";
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string out;
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0 &&
+      ::send(fd, request.data(), request.size(), 0) == static_cast<ssize_t>(request.size())) {
+    char buf[4096];
+    for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+// The status code of a raw HTTP answer ("HTTP/1.1 404 Not Found" -> 404), -1 when there is none.
+inline int raw_status(const std::string& answer) {
+  if (answer.rfind("HTTP/1.", 0) != 0 || answer.size() < 12) return -1;
+  return std::atoi(answer.c_str() + 9);
 }
 
 inline nlohmann::json parse(const httplib::Result& r) {

@@ -93,4 +93,13 @@ void cfg_combine(const Tensor& vc, const Tensor& vu, float g, const Tensor& out)
   });
 }
 
+void flow_euler_step(const Tensor& v, const Tensor& x, float dt, const Tensor& out) {
+  const float* vp = v.data<float>();
+  const float* xp = x.data<float>();
+  float* op = out.data<float>();
+  parallel_for(x.numel(), kGrain, [&](int64_t s, int64_t e) {
+    for (int64_t i = s; i < e; ++i) op[i] = xp[i] + dt * vp[i];
+  });
+}
+
 }  // namespace ib::ops::cpu

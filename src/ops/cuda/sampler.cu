@@ -64,6 +64,12 @@ __global__ void cfg_kernel(const float* vc, const float* vu, float g, float* v, 
   }
 }
 
+__global__ void euler_kernel(const float* v, const float* x, float dt, float* out, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    out[i] = __fadd_rn(x[i], __fmul_rn(dt, v[i]));
+}
+
 const float* optional(const Tensor& t, const char* op) { return t.defined() ? dev_f32(t, op) : nullptr; }
 
 }  // namespace
@@ -100,6 +106,14 @@ void cfg_combine(const Tensor& vc, const Tensor& vu, float g, const Tensor& out)
   if (n == 0) return;
   const char* op = "cfg_combine";
   cfg_kernel<<<blocks_for(n), 256>>>(dev_f32(vc, op), dev_f32(vu, op), g, dev_f32(out, op), n);
+  check_launch(op);
+}
+
+void flow_euler_step(const Tensor& v, const Tensor& x, float dt, const Tensor& out) {
+  const int64_t n = x.numel();
+  if (n == 0) return;
+  const char* op = "flow_euler_step";
+  euler_kernel<<<blocks_for(n), 256>>>(dev_f32(v, op), dev_f32(x, op), dt, dev_f32(out, op), n);
   check_launch(op);
 }
 
