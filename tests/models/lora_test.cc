@@ -72,6 +72,7 @@ std::vector<std::string> linear_modules(const TensorStore& s, int64_t layers) {
   return m;
 }
 
+#ifndef IB_LORA_GPU_TESTS  // the CPU cases (test_models_lora); the GPU case is below
 TEST(Lora, MergedWeightsEqualTheFormulaForEveryFormat) {
   const Model model;
   const std::vector<std::string> modules = linear_modules(*model.store, model.folder.dit.num_layers);
@@ -325,7 +326,7 @@ TEST(Lora, BadFilesAreRefusedWithTheProblem) {
   }
 }
 
-#ifdef IB_LORA_GPU_TESTS  // built into test_models_lora_gpu (label gpu) only: it needs a GPU
+#else  // test_models_lora_gpu (label gpu): the case that needs a GPU
 TEST(Lora, MergesBeforeTheDeviceMove) {
   const Model model;
   ASSERT_TRUE(cuda_available()) << "a gpu-labelled test on a machine without a CUDA device";
