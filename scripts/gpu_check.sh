@@ -20,7 +20,7 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,memory.total --format=csv,n
 
 # 1. The GPU tests.
 for t in test_*_gpu; do
-  timeout 150 "./$t" > "$OUT/one.log" 2>&1
+  timeout 100 "./$t" > "$OUT/one.log" 2>&1
   rc=$?
   { echo "=== $t rc=$rc"; cat "$OUT/one.log"; } >> "$OUT/tests.log"
   echo "$t: rc=$rc, $(grep -c '^\[       OK' "$OUT/one.log") passed, $(grep -c '^\[  FAILED  \] [A-Za-z]' "$OUT/one.log") failed" >> "$summary"
@@ -29,10 +29,10 @@ rm -f "$OUT/one.log"
 grep -h '\[measured\].*\(PSNR\|engine DiT\)' "$OUT/tests.log" >> "$summary"
 
 # 2. The benchmarks (the 720p and generate runs only while time is left).
-timeout 150 ./inbetween bench --size 832x480 --frames 81 --repeats 2 > "$OUT/bench480.txt" 2> "$OUT/bench.log"
+timeout 140 ./inbetween bench --size 832x480 --frames 81 --repeats 2 > "$OUT/bench480.txt" 2> "$OUT/bench.log"
 echo "bench 480p rc=$? at $(elapsed) s" >> "$summary"
-if [ "$(elapsed)" -lt 300 ]; then
-  timeout 130 ./inbetween bench --size 1280x720 --frames 81 --repeats 1 --stages attention,vae,dit > "$OUT/bench720.txt" 2>> "$OUT/bench.log"
+if [ "$(elapsed)" -lt 250 ]; then
+  timeout 150 ./inbetween bench --size 1280x720 --frames 81 --repeats 1 --stages vae,dit > "$OUT/bench720.txt" 2>> "$OUT/bench.log"
   echo "bench 720p rc=$? at $(elapsed) s" >> "$summary"
 fi
 
@@ -58,7 +58,7 @@ fi
 
 # 4. The whole generation's compute at 480p, 4 steps (while time is left).
 if [ "$(elapsed)" -lt 390 ]; then
-  timeout 100 ./inbetween bench --size 832x480 --frames 81 --stages generate --steps 4 > "$OUT/bench_generate.txt" 2>> "$OUT/bench.log"
+  timeout $((470 - $(elapsed))) ./inbetween bench --size 832x480 --frames 81 --stages generate --steps 4 > "$OUT/bench_generate.txt" 2>> "$OUT/bench.log"
   echo "bench generate rc=$? at $(elapsed) s" >> "$summary"
 fi
 cat "$summary"

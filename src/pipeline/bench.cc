@@ -156,6 +156,7 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
     if (wanted(o, "t5"))
       add_row("t5_encode", time_it(o.repeats, [&] { (void)t5->encode(ids, mask); }), 0,
               fmt::format("{} tokens, bf16 weights", text_len));
+    if (!gen) t5.reset();  // each stage's peak is its own
   }
   if (wanted(o, "clip") || gen) {
     clip_model = folder ? ClipVision::load(*open_tensor_store(folder->clip_path), clip_cfg)
@@ -165,6 +166,7 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
     cuda::reset_peak_memory();
     if (wanted(o, "clip"))
       add_row("clip_encode", time_it(o.repeats, [&] { (void)clip_model->encode(pixels); }), 0, "2 images, f32");
+    if (!gen) clip_model.reset();
   }
   if (wanted(o, "vae") || gen) {
     vae_model = folder ? WanVAE::load(*open_tensor_store(folder->vae_path), vae_cfg)
