@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "common/command.h"
 #include "common/fixture.h"
 #include "e2e/e2e_settings.h"
 #include "inbetween/pipeline.h"
@@ -15,7 +16,6 @@
 #include "io/safetensors.h"
 #include "models/dit.h"
 
-#include <sys/wait.h>
 
 namespace ib {
 namespace {
@@ -82,18 +82,12 @@ TEST(GpuPipeline, CliGenerateOnCudaWithinPsnrBound) {
   auto q = [](const std::string& s) { return "'" + s + "'"; };
   std::string cmd = fmt::format(
       "{}/inbetween generate --device cuda --model {} --first {} --last {} --prompt {} --frames {} --max-area {} "
-      "--steps {} --shift {} --guidance {} --solver {} --init-noise {} --output {} --quiet 2>&1",
+      "--steps {} --shift {} --guidance {} --solver {} --init-noise {} --output {} --quiet",
       test::binary_dir(), q(test::model_dir()), q(o.first_image), q(o.last_image), q(o.prompt), o.frames, o.max_area,
       o.steps, o.shift, o.guidance, o.solver, q(o.init_noise), q(out));
   if (!o.negative_prompt.empty()) cmd += " --negative-prompt " + q(o.negative_prompt);
-  FILE* p = ::popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  std::string log;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) log.append(buf, n);
-  const int st = ::pclose(p);
-  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << cmd << "\n" << log;
+  const test::CommandResult r = test::run_command(cmd);
+  ASSERT_EQ(r.status, 0) << cmd << "\n" << r.output;
   const Tensor ref = test::open_fixture("e2e.safetensors")->get("video");
   const Tensor got = SafetensorsFile::open(out)->get("video").clone();
   ASSERT_EQ(got.shape(), ref.shape());

@@ -1,33 +1,17 @@
 // On a machine without a GPU (CI), --device cuda and `inbetween bench` stop at once with a message
 // that names the problem and a non-zero exit, whether or not the build has CUDA.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <cstdio>
 #include <string>
 
+#include "common/command.h"
 #include "common/fixture.h"
 #include "core/cuda_memory.h"
 
 namespace ib {
 namespace {
 
-struct Result {
-  int status = -1;
-  std::string output;
-};
-
-Result run(const std::string& cmd) {
-  Result r;
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  const int st = ::pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
+using test::run_command;
 
 class WithoutGpu : public ::testing::Test {
  protected:
@@ -39,7 +23,7 @@ class WithoutGpu : public ::testing::Test {
 
 TEST_F(WithoutGpu, GenerateOnCudaSaysSo) {
   const std::string dir = test::fixture_dir();
-  const Result r = run(cli() + " generate --device cuda --model '" + test::model_dir() + "' --first '" + dir +
+  const test::CommandResult r = run_command(cli() + " generate --device cuda --model '" + test::model_dir() + "' --first '" + dir +
                        "/first.png' --last '" + dir + "/last.png' --frames 5 --max-area 4096 --steps 1 --output '" +
                        test::temp_dir() + "/v.safetensors' --quiet");
   EXPECT_NE(r.status, 0) << r.output;
@@ -47,7 +31,7 @@ TEST_F(WithoutGpu, GenerateOnCudaSaysSo) {
 }
 
 TEST_F(WithoutGpu, BenchSaysSo) {
-  const Result r = run(cli() + " bench --size 832x480 --frames 81");
+  const test::CommandResult r = run_command(cli() + " bench --size 832x480 --frames 81");
   EXPECT_NE(r.status, 0) << r.output;
   const bool named = r.output.find("no CUDA device") != std::string::npos ||
                      r.output.find("no CUDA support") != std::string::npos;
@@ -55,10 +39,10 @@ TEST_F(WithoutGpu, BenchSaysSo) {
 }
 
 TEST_F(WithoutGpu, BenchRejectsBadArgumentsFirst) {
-  const Result r = run(cli() + " bench --size 830x480");
+  const test::CommandResult r = run_command(cli() + " bench --size 830x480");
   EXPECT_NE(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("multiples of 16"), std::string::npos) << r.output;
-  const Result s = run(cli() + " bench --frames 80");
+  const test::CommandResult s = run_command(cli() + " bench --frames 80");
   EXPECT_NE(s.status, 0) << s.output;
   EXPECT_NE(s.output.find("4n+1"), std::string::npos) << s.output;
 }
