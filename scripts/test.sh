@@ -16,4 +16,13 @@ else
 fi
 bash scripts/build.sh
 # --no-tests=error: a label that selects no test (e.g. --gpu on a build without CUDA) fails.
-cd build && ctest --output-on-failure --no-tests=error -j2 "${labels[@]}"
+(cd build && ctest --output-on-failure --no-tests=error -j2 "${labels[@]}")
+# Fuzzing: every libFuzzer target (fuzz/) for a short fixed time, failing on a finding. Needs clang
+# with libFuzzer, which scripts/setup.sh installs; ~2-3 minutes with the fuzz build.
+if [ "${1:-}" != "--gpu" ]; then
+  if bash scripts/fuzz.sh --check; then
+    bash scripts/fuzz.sh 20
+  else
+    echo "fuzz: SKIPPED, clang++ cannot link -fsanitize=fuzzer here (apt: clang libclang-rt-14-dev)"
+  fi
+fi

@@ -4,10 +4,29 @@
 // Loaders still check every value against the weight shapes.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
 namespace ib {
+
+// Upper bounds on the sizes config.json and inbetween.json may give, checked when the folder is
+// opened, before anything is allocated from them (loaders then check each size against the
+// weights). Each is far above the official release (its values after //), and small enough that a
+// hostile file cannot ask for terabytes.
+namespace config_limits {
+constexpr int64_t kTextLen = 4096;       // 512; the T5 attention holds text_len^2 per head
+constexpr int64_t kWidth = 65536;        // any dim: DiT 5120/13824/36/16/256, T5 4096/10240, CLIP 1280, VAE 96x4
+constexpr int64_t kHeads = 1024;         // DiT 40, T5 64, CLIP 16
+constexpr int64_t kLayers = 1024;        // DiT 40, T5 24, CLIP 32
+constexpr int64_t kVocab = 1 << 20;      // 256384
+constexpr int64_t kBuckets = 4096;       // 32 (T5 relative position buckets)
+constexpr int64_t kDistance = 1 << 20;   // 128 (T5 max_distance)
+constexpr int64_t kImageSize = 8192;     // CLIP 224 (the image decoders' own limit)
+constexpr int64_t kRatio = 64;           // CLIP mlp_ratio 4, VAE dim_mult entries 1..4
+constexpr int64_t kResBlocks = 64;       // VAE 2
+}  // namespace config_limits
 
 struct T5Config {
   int64_t vocab = 256384;
@@ -51,6 +70,14 @@ struct DitConfig {
   int64_t num_layers = 40;
   float eps = 1e-6f;
 };
+
+// Parse config.json (every DiT key required) and inbetween.json (overrides of the `t5`, `clip` and
+// `vae` values) from their text, as ModelFolder::open does: JSON within kConfigJsonLimits
+// (io/model_folder.h), every size within config_limits.
+// `label` names the file in errors.
+DitConfig parse_dit_config(const unsigned char* data, size_t size, const std::string& label);
+void parse_inbetween_config(const unsigned char* data, size_t size, const std::string& label, T5Config& t5,
+                            ClipConfig& clip, VaeConfig& vae);
 
 // The files of a model folder and the parsed hyper-parameters.
 struct ModelFolder {

@@ -4,13 +4,18 @@
 // The unpickler is a flat stack machine over an arena of values linked by raw pointers: no
 // recursion, no reference cycles, nothing is ever called. Only the globals a state dict names are
 // accepted, and "calling" one (REDUCE) builds a tensor record or an empty dict, nothing more.
+// Memory and time stay linear in the pickle's size: strings are views into the pickle, a memo
+// entry or a GET shares the value instead of copying it, and the names, keys, values and tensors
+// a pickle may create are bounded (the limits below, each named in its error).
 #include "io/pth.h"
 
 #include <cstring>
 #include <deque>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 
+#include "io/model_folder.h"
 #include "io/zip.h"
 
 namespace ib {
@@ -18,9 +23,19 @@ namespace ib {
 namespace {
 
 constexpr int64_t kMaxElements = int64_t{1} << 50;
-constexpr size_t kMaxStack = size_t{1} << 20;   // stack entries, and open MARKs
-constexpr size_t kMaxValues = size_t{1} << 21;  // a real state dict needs ~30 per tensor
+constexpr size_t kMaxStack = size_t{1} << 20;    // stack entries, and open MARKs
+constexpr size_t kMaxValues = size_t{1} << 20;   // and memo entries; a real state dict needs ~30 per tensor
+constexpr size_t kMaxTensors = size_t{1} << 17;  // the release's largest .pth (CLIP) has ~900
 constexpr size_t kMaxDims = 16;
+constexpr size_t kMaxStorageKey = 64;   // torch.save writes decimal indices: "0", "1", ...
+constexpr size_t kMaxName = 1024;       // tensor names; the release's longest is ~60 bytes
+constexpr size_t kMaxGlobalName = 64;   // longer than every allowed "module.name"
+
+// A string for an error message: long ones are cut, so a message never copies a hostile string.
+std::string shown(std::string_view s) {
+  if (s.size() <= 80) return std::string(s);
+  return fmt::format("{}... ({} bytes)", s.substr(0, 80), s.size());
+}
 
 const char* opcode_name(unsigned char op) {
   switch (op) {
@@ -138,14 +153,13 @@ const char* kind_name(Kind k) {
   return "?";
 }
 
+// Kept small (64 bytes): a hostile pickle may create kMaxValues of them.
 struct Value {
   Kind kind = Kind::None;
-  int64_t i = 0;                                 // Bool, Int
-  std::string s;                                 // Str; Global: "module.name"
-  std::vector<Value*> items;                     // Tuple
-  std::vector<std::pair<Value*, Value*>> dict;   // Dict, in insertion order
-  const AllowedGlobal* global = nullptr;         // Global
-  PthTensorRecord rec;                           // Storage (key, dtype, storage_numel), Tensor
+  int64_t i = 0;                          // Bool, Int; Storage: its numel; Tensor: index in Unpickler::tensors_
+  std::string_view s;                     // Str: bytes of the pickle; Global: its name; Storage: its key
+  const AllowedGlobal* global = nullptr;  // Global; Storage: its class (the dtype)
+  std::vector<Value*> items;              // Tuple: the items; Dict: key, value, key, value, ... in order
 };
 
 class Unpickler {
@@ -158,12 +172,19 @@ class Unpickler {
     IB_CHECK(root->kind == Kind::Dict, "'{}': the pickle's root is a {}, not a state dict", label_,
              kind_name(root->kind));
     std::map<std::string, PthTensorRecord> out;
-    for (const auto& [k, v] : root->dict) {
+    for (size_t n = 0; n < root->items.size(); n += 2) {
+      const Value* k = root->items[n];
+      const Value* v = root->items[n + 1];
       IB_CHECK(k->kind == Kind::Str, "'{}': state dict key is a {}, not a string", label_, kind_name(k->kind));
-      IB_CHECK(v->kind == Kind::Tensor, "'{}': state dict entry '{}' is a {}, not a tensor", label_, k->s,
+      IB_CHECK(k->s.size() <= kMaxName,
+               "'{}': state dict key '{}' is longer than the limit of {} bytes for a tensor name", label_,
+               shown(k->s), kMaxName);
+      IB_CHECK(v->kind == Kind::Tensor, "'{}': state dict entry '{}' is a {}, not a tensor", label_, shown(k->s),
                kind_name(v->kind));
-      check_extent(k->s, v->rec);
-      out[k->s] = v->rec;
+      const PthTensorRecord& r = tensors_[static_cast<size_t>(v->i)];
+      check_extent(k->s, r);
+      IB_CHECK(out.emplace(std::string(k->s), r).second, "'{}': state dict key '{}' appears twice", label_,
+               shown(k->s));
     }
     return out;
   }
@@ -187,12 +208,12 @@ class Unpickler {
     for (size_t k = n; k-- > 0;) v = (v << 8) | p[k];
     return v;
   }
-  std::string take_line() {
+  std::string_view take_line() {
     const size_t limit = std::min<size_t>(size_ - pos_, 256);
     const void* nl = std::memchr(data_ + pos_, '\n', limit);
     IB_CHECK(nl != nullptr, "'{}': unterminated or overlong GLOBAL name at offset {}", label_, op_pos_);
     const size_t n = static_cast<size_t>(static_cast<const unsigned char*>(nl) - (data_ + pos_));
-    std::string s(reinterpret_cast<const char*>(data_ + pos_), n);
+    const std::string_view s(reinterpret_cast<const char*>(data_ + pos_), n);
     pos_ += n + 1;
     return s;
   }
@@ -234,12 +255,25 @@ class Unpickler {
   Value* make_str(size_t n) {
     Value* v = make(Kind::Str);
     const unsigned char* p = take(n);
-    v->s.assign(reinterpret_cast<const char*>(p), n);
+    v->s = std::string_view(reinterpret_cast<const char*>(p), n);
     return v;
   }
   Value* make_int(int64_t i) {
     Value* v = make(Kind::Int);
     v->i = i;
+    return v;
+  }
+  // None, booleans, the empty tuple and ints 0..255 are immutable here, so one value of each is
+  // shared (as Python shares them): a run of such one-byte opcodes then costs only stack slots.
+  Value* shared(Kind k, int64_t i = 0) {
+    Value*& v = k == Kind::None    ? none_
+                : k == Kind::Bool  ? bools_[i != 0]
+                : k == Kind::Tuple ? empty_tuple_
+                                   : small_ints_[static_cast<size_t>(i)];
+    if (v == nullptr) {
+      v = make(k);
+      v->i = i;
+    }
     return v;
   }
   Value* make_tuple(std::vector<Value*> items) {
@@ -261,24 +295,27 @@ class Unpickler {
   void set_item(Value* dict, Value* key, Value* val) {
     IB_CHECK(dict->kind == Kind::Dict, "'{}': SETITEM(S) at offset {} on a {}, not a dict", label_, op_pos_,
              kind_name(dict->kind));
-    dict->dict.emplace_back(key, val);
+    dict->items.push_back(key);
+    dict->items.push_back(val);
   }
-  Value* global(const std::string& module, const std::string& name) {
-    const std::string full = module + "." + name;
-    for (const auto& g : kAllowedGlobals) {
-      if (full == g.name) {
-        Value* v = make(Kind::Global);
-        v->s = full;
-        v->global = &g;
-        return v;
+  Value* global(std::string_view module, std::string_view name) {
+    if (module.size() + name.size() < kMaxGlobalName) {
+      const std::string full = fmt::format("{}.{}", module, name);
+      for (const auto& g : kAllowedGlobals) {
+        if (full == g.name) {
+          Value* v = make(Kind::Global);
+          v->s = g.name;
+          v->global = &g;
+          return v;
+        }
       }
     }
-    fail("'{}': refusing global '{}' at offset {}: a state dict may only name torch tensor/storage rebuilding "
-         "and collections.OrderedDict", label_, full, op_pos_);
+    fail("'{}': refusing global '{}.{}' at offset {}: a state dict may only name torch tensor/storage rebuilding "
+         "and collections.OrderedDict", label_, shown(module), shown(name), op_pos_);
   }
 
   // The last element's index must lie inside the storage; sizes must not overflow.
-  void check_extent(const std::string& name, const PthTensorRecord& r) const {
+  void check_extent(std::string_view name, const PthTensorRecord& r) const {
     int64_t numel = 1, last = 0;
     bool ok = r.storage_offset >= 0 && r.storage_offset <= kMaxElements;
     for (size_t d = 0; ok && d < r.shape.size(); ++d) {
@@ -322,18 +359,21 @@ class Unpickler {
     IB_CHECK(cls->kind == Kind::Global && cls->global->callable == Callable::StorageClass,
              "'{}': persistent id at offset {} names a {} instead of a torch storage class", label_, op_pos_,
              cls->kind == Kind::Global ? cls->s : kind_name(cls->kind));
-    IB_CHECK(pid->items[2]->kind == Kind::Str && !pid->items[2]->s.empty(),
-             "'{}': persistent id at offset {} has no storage key", label_, op_pos_);
+    const std::string_view key = pid->items[2]->s;
+    IB_CHECK(pid->items[2]->kind == Kind::Str && !key.empty(), "'{}': persistent id at offset {} has no storage key",
+             label_, op_pos_);
+    IB_CHECK(key.size() <= kMaxStorageKey,
+             "'{}': storage key '{}' at offset {} is longer than the limit of {} bytes for a storage key", label_,
+             shown(key), op_pos_, kMaxStorageKey);
     const int64_t numel = as_int(pid->items[4], "storage numel");
-    IB_CHECK(numel >= 0 && numel <= kMaxElements, "'{}': storage '{}' declares {} elements", label_,
-             pid->items[2]->s, numel);
+    IB_CHECK(numel >= 0 && numel <= kMaxElements, "'{}': storage '{}' declares {} elements", label_, key, numel);
     Value* v = make(Kind::Storage);
-    v->rec.storage_key = pid->items[2]->s;
-    v->rec.dtype = cls->global->dtype;
-    v->rec.storage_numel = numel;
-    auto [it, inserted] = storages_.emplace(v->rec.storage_key, std::make_pair(v->rec.dtype, numel));
-    IB_CHECK(inserted || (it->second.first == v->rec.dtype && it->second.second == numel),
-             "'{}': storage '{}' is declared twice with different types or sizes", label_, v->rec.storage_key);
+    v->s = key;
+    v->i = numel;
+    v->global = cls->global;
+    auto [it, inserted] = storages_.emplace(key, std::make_pair(cls->global->dtype, numel));
+    IB_CHECK(inserted || (it->second.first == cls->global->dtype && it->second.second == numel),
+             "'{}': storage '{}' is declared twice with different types or sizes", label_, key);
     return v;
   }
 
@@ -345,16 +385,21 @@ class Unpickler {
     const Value* st = args->items[0];
     IB_CHECK(st->kind == Kind::Storage, "'{}': _rebuild_tensor_v2 at offset {} got a {} instead of a storage", label_,
              op_pos_, kind_name(st->kind));
+    IB_CHECK(tensors_.size() < kMaxTensors, "'{}': the pickle builds more than {} tensors, the limit for a state dict",
+             label_, kMaxTensors);
     Value* t = make(Kind::Tensor);
-    PthTensorRecord& r = t->rec;
-    r = st->rec;
+    t->i = static_cast<int64_t>(tensors_.size());
+    PthTensorRecord& r = tensors_.emplace_back();
+    r.storage_key = std::string(st->s);
+    r.dtype = st->global->dtype;
+    r.storage_numel = st->i;
     r.storage_offset = as_int(args->items[1], "storage_offset");
     r.shape = as_int_tuple(args->items[2], "size");
     r.stride = as_int_tuple(args->items[3], "stride");
     IB_CHECK(r.stride.size() == r.shape.size(), "'{}': tensor at offset {} has size {} but stride {}", label_, op_pos_,
              shape_str(r.shape), shape_str(r.stride));
     const Kind hooks = args->items[5]->kind;
-    IB_CHECK((hooks == Kind::Dict && args->items[5]->dict.empty()) || hooks == Kind::None,
+    IB_CHECK((hooks == Kind::Dict && args->items[5]->items.empty()) || hooks == Kind::None,
              "'{}': tensor at offset {} has backward hooks", label_, op_pos_);
     return t;
   }
@@ -399,15 +444,10 @@ class Unpickler {
           IB_CHECK(marks_.size() < kMaxStack, "'{}': too many nested MARKs at offset {}", label_, op_pos_);
           marks_.push_back(stack_.size());
           break;
-        case 'N': push(make(Kind::None)); break;
-        case 0x88: case 0x89: {
-          Value* v = make(Kind::Bool);
-          v->i = op_ == 0x88;
-          push(v);
-          break;
-        }
+        case 'N': push(shared(Kind::None)); break;
+        case 0x88: case 0x89: push(shared(Kind::Bool, op_ == 0x88)); break;
         case 'J': push(make_int(static_cast<int32_t>(static_cast<uint32_t>(take_le(4))))); break;
-        case 'K': push(make_int(static_cast<int64_t>(take_le(1)))); break;
+        case 'K': push(shared(Kind::Int, static_cast<int64_t>(take_le(1)))); break;
         case 'M': push(make_int(static_cast<int64_t>(take_le(2)))); break;
         case 0x8a: {  // LONG1: n-byte little-endian two's complement
           const size_t n = static_cast<size_t>(take_le(1));
@@ -425,7 +465,7 @@ class Unpickler {
           push(make_str(static_cast<size_t>(n)));
           break;
         }
-        case ')': push(make_tuple({})); break;
+        case ')': push(shared(Kind::Tuple)); break;
         case 't': push(make_tuple(pop_mark())); break;
         case 0x85: case 0x86: case 0x87: {
           std::vector<Value*> items(static_cast<size_t>(op_ - 0x84));
@@ -456,8 +496,8 @@ class Unpickler {
           break;
         }
         case 'c': {
-          const std::string module = take_line();
-          const std::string name = take_line();
+          const std::string_view module = take_line();
+          const std::string_view name = take_line();
           push(global(module, name));
           break;
         }
@@ -504,7 +544,12 @@ class Unpickler {
   std::vector<Value*> stack_;
   std::vector<size_t> marks_;
   std::unordered_map<uint64_t, Value*> memo_;
-  std::map<std::string, std::pair<DType, int64_t>> storages_;
+  std::map<std::string_view, std::pair<DType, int64_t>> storages_;  // keys point into the pickle
+  std::deque<PthTensorRecord> tensors_;
+  Value* none_ = nullptr;
+  Value* bools_[2] = {nullptr, nullptr};
+  Value* empty_tuple_ = nullptr;
+  Value* small_ints_[256] = {};
 };
 
 bool ends_with(const std::string& s, const std::string& suffix) {
@@ -520,6 +565,7 @@ std::map<std::string, PthTensorRecord> parse_state_dict_pickle(const unsigned ch
 
 std::shared_ptr<PthFile> PthFile::open(const std::string& path) {
   auto f = std::shared_ptr<PthFile>(new PthFile());
+  require_regular_file(path, ".pth file");
   f->file_ = MappedFile::open(path);
   const unsigned char* base = f->file_->data();
   const std::vector<ZipEntry> entries = parse_zip_directory(base, f->file_->size(), path);

@@ -7,12 +7,11 @@
 #include <nlohmann/json.hpp>
 
 #include "io/atomic_file.h"
+#include "io/model_folder.h"
 
 namespace ib {
 
 namespace {
-
-constexpr size_t kMaxHeader = 100u << 20;  // the format's own limit is 100 MB
 
 uint64_t read_u64_le(const unsigned char* p) {
   uint64_t v = 0;
@@ -25,18 +24,17 @@ uint64_t read_u64_le(const unsigned char* p) {
 SafetensorsHeader parse_safetensors_header(const unsigned char* data, size_t size, const std::string& path) {
   IB_CHECK(size >= 8, "'{}' is not a safetensors file: {} bytes, too short for the header length", path, size);
   const uint64_t n = read_u64_le(data);
-  IB_CHECK(n >= 2 && n <= kMaxHeader, "'{}': safetensors header length {} is invalid", path, n);
+  // The format allows 100 MB, which parsed as JSON costs gigabytes; real headers are < 1 MB.
+  IB_CHECK(n >= 2, "'{}': safetensors header length {} is invalid", path, n);
+  IB_CHECK(n <= kSafetensorsHeaderLimits.max_bytes,
+           "'{}': safetensors header length {} is more than the limit of {} bytes for a safetensors header", path, n,
+           kSafetensorsHeaderLimits.max_bytes);
   IB_CHECK(n <= size - 8, "'{}' is truncated: header of {} bytes but the file has {}", path, n, size);
   SafetensorsHeader h;
   h.data_offset = 8 + static_cast<size_t>(n);
   const size_t data_size = size - h.data_offset;
 
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(data + 8, data + 8 + n);
-  } catch (const nlohmann::json::exception& e) {
-    fail("'{}': safetensors header is not valid JSON: {}", path, e.what());
-  }
+  const nlohmann::json j = parse_json_limited(data + 8, static_cast<size_t>(n), path, kSafetensorsHeaderLimits);
   IB_CHECK(j.is_object(), "'{}': safetensors header is not a JSON object", path);
 
   std::vector<std::pair<size_t, size_t>> ranges;
@@ -93,6 +91,7 @@ SafetensorsHeader parse_safetensors_header(const unsigned char* data, size_t siz
 
 std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
   auto f = std::shared_ptr<SafetensorsFile>(new SafetensorsFile());
+  require_regular_file(path, "safetensors file");
   f->file_ = MappedFile::open(path);
   f->header_ = parse_safetensors_header(f->file_->data(), f->file_->size(), path);
   return f;
@@ -130,19 +129,16 @@ Tensor SafetensorsFile::get(const std::string& name) const {
 std::string SafetensorsFile::source(const std::string&) const { return file_->path(); }
 
 std::shared_ptr<ShardedSafetensors> ShardedSafetensors::open(const std::string& index_path) {
+  require_regular_file(index_path, "shard index");
   auto mf = MappedFile::open(index_path);
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(mf->data(), mf->data() + mf->size());
-  } catch (const nlohmann::json::exception& e) {
-    fail("'{}' is not valid JSON: {}", index_path, e.what());
-  }
+  const nlohmann::json j = parse_json_limited(mf->data(), mf->size(), index_path, kIndexJsonLimits);
   IB_CHECK(j.is_object() && j.contains("weight_map") && j["weight_map"].is_object(),
            "'{}' has no weight_map object", index_path);
   auto s = std::shared_ptr<ShardedSafetensors>(new ShardedSafetensors());
   s->index_path_ = index_path;
   const std::filesystem::path dir = std::filesystem::path(index_path).parent_path();
-  for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
+  const nlohmann::json& weight_map = j["weight_map"];
+  for (auto it = weight_map.begin(); it != weight_map.end(); ++it) {
     IB_CHECK(it.value().is_string(), "'{}': weight_map entry '{}' is not a file name", index_path, it.key());
     const std::string file = it.value().get<std::string>();
     IB_CHECK(file.find('/') == std::string::npos && file.find("..") == std::string::npos && !file.empty(),
