@@ -3,17 +3,26 @@
 'use strict';
 
 const $ = (id) => document.getElementById(id);
-// The pipeline's stages in the order they run, with the share of the bar each one fills.
+// The pipeline's stages in the order they run (the names of its timings), with the share of the
+// bar each one fills. `image` and `load` are the names of older servers' jobs.
 const STAGES = {
-  image: ['Encoding the images', 0, 0.04],
-  text: ['Encoding the prompt', 0.04, 0.08],
-  'vae-encode': ['Encoding the frames', 0.08, 0.14],
-  load: ['Loading the diffusion model', 0.14, 0.18],
-  denoise: ['Denoising', 0.18, 0.9],
-  'vae-decode': ['Decoding the video', 0.9, 0.98],
-  write: ['Writing the MP4', 0.98, 1.0],
+  images: ['Reading the images', 0, 0.01],
+  image: ['Reading the images', 0, 0.01],
+  text: ['Encoding the prompt', 0.01, 0.04],
+  clip: ['Encoding the images (CLIP)', 0.04, 0.06],
+  'vae-encode': ['Encoding the frames (VAE)', 0.06, 0.14],
+  'load-dit': ['Loading the diffusion model', 0.14, 0.16],
+  load: ['Loading the diffusion model', 0.14, 0.16],
+  denoise: ['Denoising', 0.16, 0.84],
+  'vae-decode': ['Decoding the video (VAE)', 0.84, 0.99],
+  write: ['Writing the MP4', 0.99, 1.0],
 };
 const FINAL = new Set(['done', 'failed', 'cancelled']);
+// The presets of the form; a CPU-only server starts on the quick preview.
+const PRESETS = {
+  preview: { resolution: '99840', frames: 17, steps: 10 },
+  full: { resolution: '921600', frames: 81, steps: 50 },
+};
 
 const state = {
   apiKey: localStorage.getItem('inbetween.apiKey') || '',
@@ -22,7 +31,12 @@ const state = {
   current: null,      // id of the job shown on the right
   shown: 0,           // its progress bar's fill (only grows: stages may report out of order)
   source: null,       // its EventSource
+  job: null,          // its last known state, and when it arrived (for the ticking clock)
+  jobAt: 0,
+  cancelling: false,  // Cancel was pressed for it
   listTimer: null,
+  estimateTimer: null,
+  device: '',
 };
 
 // ---- API -------------------------------------------------------------------------------------
@@ -62,6 +76,13 @@ function duration(s) {
   return `${Math.floor(m / 60)} h ${m % 60} min`;
 }
 
+// "5.1 s" for 81 frames at 16 fps.
+function clipLength(frames, fps) {
+  if (!(frames > 0) || !(fps > 0)) return '';
+  const s = frames / fps;
+  return s < 60 ? `${s.toFixed(1)} s` : duration(s);
+}
+
 function ago(unix) {
   const s = Date.now() / 1000 - unix;
   if (s < 60) return 'just now';
@@ -88,10 +109,32 @@ function stageText(job) {
       const name = st ? st[0] : (job.stage || 'Starting');
       return job.total > 1 ? `${name} · step ${job.step}/${job.total}` : name;
     }
-    case 'done': return `Finished in ${duration(job.elapsed_s)}`;
+    case 'done': return `Finished: ${waitedRan(job)}`;
     case 'failed': return 'Failed';
     default: return 'Cancelled';
   }
+}
+
+// "waited 3 min 2 s, ran 34 s": the queue wait apart from the run time.
+function waitedRan(job) {
+  const parts = [];
+  if (job.started && job.created) parts.push(`waited ${duration(Math.max(0, job.started - job.created)) || '0 s'}`);
+  if (job.started && job.finished) parts.push(`ran ${duration(Math.max(0, job.finished - job.started)) || '0 s'}`);
+  return parts.join(', ');
+}
+
+// The right-hand side of the progress line: elapsed time and time left, ticking between events.
+function timeText(job) {
+  const since = (Date.now() - state.jobAt) / 1000;
+  if (job.state === 'queued') {
+    const waited = job.created ? Math.max(0, Date.now() / 1000 - job.created) : 0;
+    return waited >= 1 ? `waiting ${duration(waited)}` : '';
+  }
+  if (job.state !== 'running') return '';
+  const parts = [`${duration((job.elapsed_s || 0) + since) || '0 s'} elapsed`];
+  if (job.remaining_s != null) parts.push(`about ${duration(Math.max(1, job.remaining_s - since))} left`);
+  else if (job.stage_remaining_s != null) parts.push(`about ${duration(Math.max(1, job.stage_remaining_s - since))} left in this stage`);
+  return parts.join(' · ');
 }
 
 // ---- Drop zones ------------------------------------------------------------------------------
@@ -113,6 +156,7 @@ function setupDrop(which) {
       state.dims[which] = { w: img.naturalWidth, h: img.naturalHeight };
       zone.querySelector('.drop-meta').textContent = `${img.naturalWidth}×${img.naturalHeight} · ${(file.size / 1024).toFixed(0)} KiB`;
       checkAspect();
+      scheduleEstimate();
     };
     img.src = URL.createObjectURL(file);
     img.hidden = false;
@@ -173,6 +217,84 @@ function onResolutionChange() {
   $('size-field').hidden = v !== 'size';
 }
 
+function applyPreset(name) {
+  const p = PRESETS[name];
+  $('preset').value = PRESETS[name] ? name : 'custom';
+  if (!p) return;
+  $('resolution').value = p.resolution;
+  $('frames').value = String(p.frames);
+  $('steps').value = String(p.steps);
+  onResolutionChange();
+  updateHints();
+}
+
+// The preset that the fields match now ("custom" when none).
+function matchPreset() {
+  for (const [name, p] of Object.entries(PRESETS)) {
+    if ($('resolution').value === p.resolution && Number($('frames').value) === p.frames &&
+        Number($('steps').value) === p.steps) return name;
+  }
+  return 'custom';
+}
+
+function updateHints() {
+  const frames = Number($('frames').value), fps = Number($('fps').value);
+  const len = clipLength(frames, fps);
+  $('clip-length').textContent = len ? `${frames} frames = ${len} at ${fps} fps` : '';
+  scheduleEstimate();
+}
+
+// ---- Estimate --------------------------------------------------------------------------------
+
+// The query of GET /v1/estimate for the form's settings (or a preset's), null when incomplete.
+function estimateQuery(preset) {
+  const q = new URLSearchParams();
+  const d = state.dims.first;
+  if (d) q.set('image', `${d.w}x${d.h}`);
+  const res = preset ? preset.resolution : $('resolution').value;
+  if (res === 'size') {
+    if (!/^\d+[xX]\d+$/.test($('size').value.trim())) return null;
+    q.set('size', $('size').value.trim());
+  } else {
+    const area = res === 'area' ? $('max_area').value.trim() : res;
+    if (!area) return null;
+    q.set('max_area', area);
+  }
+  q.set('frames', String(preset ? preset.frames : $('frames').value));
+  q.set('steps', String(preset ? preset.steps : $('steps').value));
+  q.set('guidance', $('guidance').value || '5');
+  return q;
+}
+
+function scheduleEstimate() {
+  clearTimeout(state.estimateTimer);
+  state.estimateTimer = setTimeout(updateEstimate, 250);
+}
+
+// "About 4 min on this server (cpu)", and a warning with the quick preview's time when long.
+async function updateEstimate() {
+  const box = $('estimate');
+  const q = estimateQuery(null);
+  if (!q || !state.device) { box.hidden = true; return; }
+  try {
+    const e = await api(`/v1/estimate?${q}`);
+    const long = e.seconds > 600;
+    let text = `Estimated time on this server (${e.device}): about ${duration(Math.max(1, e.seconds))} for ` +
+      `${e.width}×${e.height}, ${q.get('frames')} frames, ${q.get('steps')} steps` + (e.measured ? '' : ' (a rough guess until a job has run)');
+    if (long && $('preset').value !== 'preview') {
+      const p = await api(`/v1/estimate?${estimateQuery(PRESETS.preview)}`);
+      text += `. That is long: the Quick preview preset takes about ${duration(Math.max(1, p.seconds))}.`;
+    } else if (long) {
+      text += '. That is long on this device.';
+    }
+    box.textContent = text;
+    box.classList.toggle('warning', long);
+    box.hidden = false;
+  } catch (_) {
+    box.hidden = true;
+  }
+}
+
 async function submitJob(e) {
   e.preventDefault();
   clearFormError();
@@ -213,6 +335,9 @@ function showJob(id) {
   if (state.source) { state.source.close(); state.source = null; }
   state.current = id;
   state.shown = 0;
+  state.cancelling = false;
+  $('cancel').disabled = false;
+  $('cancel').textContent = 'Cancel';
   if (location.hash !== `#job=${id}`) history.replaceState(null, '', `#job=${id}`);
   $('result-empty').hidden = true;
   $('video-box').hidden = true;
@@ -228,6 +353,7 @@ function showJob(id) {
     if (FINAL.has(job.state)) {
       source.close();
       refreshList();
+      scheduleEstimate();  // the server now knows its speeds better
     }
   };
   source.addEventListener('shutdown', () => {
@@ -242,22 +368,33 @@ function showJob(id) {
 }
 
 function renderJob(job) {
+  state.job = job;
+  state.jobAt = Date.now();
+  const running = job.state === 'queued' || job.state === 'running';
+  const cancelling = running && (state.cancelling || job.cancel_requested);
   const badge = $('job-state');
   badge.hidden = false;
-  badge.textContent = job.state;
-  badge.className = `badge ${job.state}`;
-  const running = job.state === 'queued' || job.state === 'running';
+  badge.textContent = cancelling ? 'cancelling…' : job.state;
+  badge.className = `badge ${cancelling ? 'cancelling' : job.state}`;
   $('progress-box').hidden = !running;
   if (running) {
     const p = Math.max(progressOf(job), state.shown);
     state.shown = p;
     $('progress-fill').style.width = `${(p * 100).toFixed(1)}%`;
     $('progress').setAttribute('aria-valuenow', String(Math.round(p * 100)));
-    $('progress-stage').textContent = stageText(job);
-    $('progress-eta').textContent = job.remaining_s != null && job.remaining_s >= 0 ? `about ${duration(job.remaining_s)} left` : '';
+    $('progress-stage').textContent = cancelling ? `Cancelling… (${stageText(job)})` : stageText(job);
+    $('progress-eta').textContent = timeText(job);
+    $('progress-time').textContent = job.state === 'running' && job.started && job.created && job.started - job.created >= 1
+      ? `waited ${duration(job.started - job.created)} in the queue` : '';
+    if (cancelling) {
+      $('cancel').disabled = true;
+      $('cancel').textContent = 'Cancelling…';
+    }
   }
   if (job.state === 'failed' || job.state === 'cancelled') {
-    $('job-error').textContent = job.state === 'failed' ? `The job failed: ${job.error}` : 'The job was cancelled.';
+    const times = waitedRan(job);
+    $('job-error').textContent = (job.state === 'failed' ? `The job failed: ${job.error}` : 'The job was cancelled.') +
+      (times ? ` (${times})` : '');
     $('job-error').hidden = false;
   }
   if (job.state === 'done' && $('video-box').hidden) {
@@ -266,7 +403,8 @@ function renderJob(job) {
     $('download').href = withKey(url + '?download=1');
     $('download').setAttribute('download', `inbetween-${job.id.slice(0, 8)}.mp4`);
     const r = job.result || {};
-    $('video-meta').textContent = `${r.width}×${r.height} · ${r.frames} frames · ${job.params.fps} fps · seed ${r.seed} · ${stageText(job)}`;
+    $('video-meta').textContent = `${r.width}×${r.height} · ${r.frames} frames (${clipLength(r.frames, job.params.fps)} at ` +
+      `${job.params.fps} fps) · seed ${r.seed} · ${waitedRan(job)}`;
     $('video-box').hidden = false;
     $('video').play().catch(() => {});
   }
@@ -274,12 +412,26 @@ function renderJob(job) {
 
 async function cancelCurrent() {
   if (!state.current) return;
+  // Shown at once; the job stops at its next step or VAE chunk and its event says so.
+  state.cancelling = true;
+  if (state.job) renderJob(state.job);
   try {
-    await api(`/v1/jobs/${state.current}`, { method: 'DELETE' });
+    const job = await api(`/v1/jobs/${state.current}`, { method: 'DELETE' });
+    if (job && job.id === state.current) renderJob(job);
   } catch (err) {
+    state.cancelling = false;
+    $('cancel').disabled = false;
+    $('cancel').textContent = 'Cancel';
     $('job-error').textContent = err.message;
     $('job-error').hidden = false;
   }
+}
+
+// Between events the clock still moves: elapsed up, time left down.
+function tick() {
+  const job = state.job;
+  if (job && job.id === state.current && (job.state === 'queued' || job.state === 'running'))
+    $('progress-eta').textContent = timeText(job);
 }
 
 // ---- Recent jobs -----------------------------------------------------------------------------
@@ -313,7 +465,8 @@ async function refreshList() {
       title.textContent = job.params.prompt || '(no prompt)';
       const meta = document.createElement('div');
       meta.className = 'meta';
-      meta.textContent = `${ago(job.created)} · ${job.params.frames} frames · ${job.params.steps} steps` +
+      meta.textContent = `${ago(job.created)} · ${job.params.frames} frames (${clipLength(job.params.frames, job.params.fps)})` +
+        ` · ${job.params.steps} steps` +
         (job.state === 'running' ? ` · ${Math.round(progressOf(job) * 100)}%` : '');
       text.append(title, meta);
       const badge = document.createElement('span');
@@ -337,6 +490,11 @@ async function loadModel() {
   try {
     const m = await api('/v1/model');
     $('model-info').textContent = m.model.includes(m.device) ? m.model : `${m.model} · ${m.device}`;
+    // A CPU takes hours for the full settings: start from the quick preview there.
+    const first = !state.device;
+    state.device = m.device;
+    if (first && m.device === 'cpu' && $('preset').value === 'full') applyPreset('preview');
+    scheduleEstimate();
   } catch (err) {
     $('model-info').textContent = err.status === 401 ? 'API key needed' : 'server unreachable';
   }
@@ -348,6 +506,13 @@ function init() {
   setupDrop('first');
   setupDrop('last');
   $('resolution').addEventListener('change', onResolutionChange);
+  $('preset').addEventListener('change', () => applyPreset($('preset').value));
+  for (const id of ['resolution', 'frames', 'steps', 'fps', 'max_area', 'size', 'guidance']) {
+    $(id).addEventListener('input', () => { $('preset').value = matchPreset(); updateHints(); });
+    $(id).addEventListener('change', () => { $('preset').value = matchPreset(); updateHints(); });
+  }
+  updateHints();
+  setInterval(tick, 1000);
   $('job-form').addEventListener('submit', submitJob);
   $('cancel').addEventListener('click', cancelCurrent);
   $('apikey-form').addEventListener('submit', (e) => {

@@ -1,6 +1,35 @@
 #include "app_commands.h"
 
+#include <charconv>
+#include <cmath>
+
 namespace ib::cli {
+
+CLI::Validator integer_check(const std::string& flag, const std::string& expected) {
+  return CLI::Validator(
+      [flag, expected](std::string& text) -> std::string {
+        int64_t v = 0;
+        const char* end = text.data() + text.size();
+        const auto [ptr, ec] = std::from_chars(text.data(), end, v);
+        if (text.empty() || ec != std::errc() || ptr != end)
+          return "'" + text + "' is not " + expected;
+        return "";
+      },
+      "INT");
+}
+
+CLI::Validator number_check(const std::string& flag, const std::string& expected) {
+  return CLI::Validator(
+      [flag, expected](std::string& text) -> std::string {
+        double v = 0;
+        const char* end = text.data() + text.size();
+        const auto [ptr, ec] = std::from_chars(text.data(), end, v);
+        if (text.empty() || ec != std::errc() || ptr != end || !std::isfinite(v))
+          return "'" + text + "' is not " + expected;
+        return "";
+      },
+      "NUMBER");
+}
 
 void register_commands(CLI::App& app) {
   register_generate(app);
@@ -13,7 +42,9 @@ void register_commands(CLI::App& app) {
 void add_pipeline_options(CLI::App* cmd, PipelineOptions& p) {
   cmd->add_option("--model", p.model_dir, "Model folder (Wan2.1 release layout)")->required();
   cmd->add_option("--device", p.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
-  cmd->add_option("--threads", p.threads, "CPU threads (0: all cores)")->capture_default_str();
+  cmd->add_option("--threads", p.threads, "CPU threads (0: all cores)")
+      ->check(integer_check("--threads", "a whole number (0: all cores)"))
+      ->capture_default_str();
   cmd->add_option("--precision", p.precision, "With --device cuda: the DiT's linear layers in bf16 or f32")
       ->check(CLI::IsMember({"bf16", "f32"}))
       ->capture_default_str();

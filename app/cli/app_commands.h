@@ -12,6 +12,11 @@ void add_pipeline_options(CLI::App* cmd, PipelineOptions& p);
 
 void register_commands(CLI::App& app);
 
+// Validators that run on an option's text before CLI11 converts it, so `--seed abc` gets our own
+// message ("--seed 'abc' is not a whole number; expected ...") instead of a conversion error.
+CLI::Validator integer_check(const std::string& flag, const std::string& expected);
+CLI::Validator number_check(const std::string& flag, const std::string& expected);
+
 // One subcommand's registration; each cmd_*.cc defines one.
 void register_encode_prompt(CLI::App& app);
 void register_generate(CLI::App& app);

@@ -1,4 +1,5 @@
-// `inbetween synth-model`: writes a random-weight model folder in the release layout.
+// `inbetween synth-model`: writes a model folder in the release layout: random weights, or the
+// hand-built demo model (--preset demo).
 #include <cstdio>
 
 #include "app_commands.h"
@@ -13,8 +14,12 @@ void register_synth_model(CLI::App& app) {
     bool overwrite = false, quiet = false;
   };
   auto a = std::make_shared<Args>();
-  auto* cmd = app.add_subcommand("synth-model", "Write a random-weight model folder (release layout) for demos and benchmarks");
-  cmd->add_option("--preset", a->preset, fmt::format("One of: {}", fmt::join(synth_preset_names(), ", ")))
+  auto* cmd = app.add_subcommand("synth-model",
+                                 "Write a model folder in the release layout: the hand-built demo model, or random "
+                                 "weights for tests and benchmarks");
+  cmd->add_option("--preset", a->preset,
+                  fmt::format("One of: {} (demo: hand-built, its videos go from the first keyframe to the last)",
+                              fmt::join(synth_preset_names(), ", ")))
       ->capture_default_str();
   cmd->add_option("--out", a->out, "Folder to create")->required();
   cmd->add_option("--seed", a->seed, "Seed of the random weights")->capture_default_str();

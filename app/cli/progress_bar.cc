@@ -34,7 +34,11 @@ void ProgressBar::update(const Progress& p) {
                         std::string(static_cast<size_t>(kWidth - filled), '.'));
   }
   line += fmt::format("  {} elapsed", format_duration(p.elapsed_s));
-  if (p.remaining_s >= 0) line += fmt::format(", {} left", format_duration(p.remaining_s));
+  if (p.remaining_s >= 0) {
+    line += fmt::format(", {} left", format_duration(p.remaining_s));
+  } else if (p.stage_remaining_s >= 0) {
+    line += fmt::format(", {} left in this stage", format_duration(p.stage_remaining_s));
+  }
   if (tty_) {
     if (new_stage && open_line_) std::fputc('\n', stderr);
     std::fprintf(stderr, "\r%-78s", line.c_str());

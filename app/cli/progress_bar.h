@@ -1,4 +1,5 @@
-// A progress display on stderr for long jobs: stage, step i/N, bar, elapsed and time left.
+// A progress display on stderr for long jobs: stage, step i/N, bar, elapsed and time left (for
+// the job once the denoising has started, before that for the running stage).
 // On a terminal it redraws one line; otherwise it prints a line per step.
 #pragma once
 

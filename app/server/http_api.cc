@@ -159,8 +159,15 @@ void HttpApi::install(httplib::Server& server) {
     spdlog::error("{} {}: {}", req.method, req.path, what);
     reply_error(res, 500, "internal error: " + what);
   });
+  // One line per request; the reads a page repeats while it watches (job state, the list, the
+  // model, health checks) at debug level, so the info log shows what changed things.
   server.set_logger([](const Request& req, const Response& res) {
-    spdlog::info("http {} {} {} {}", req.remote_addr, req.method, req.path, res.status);
+    const bool poll = req.method == "GET" && res.status < 400 &&
+                      (req.path == "/v1/jobs" || req.path == "/v1/model" || req.path == "/healthz" ||
+                       req.path == "/v1/estimate" ||
+                       (req.path.rfind("/v1/jobs/", 0) == 0 && req.path.find('/', 9) == std::string::npos));
+    spdlog::log(poll ? spdlog::level::debug : spdlog::level::info, "http {} {} {} {}", req.remote_addr, req.method,
+                req.path, res.status);
   });
 
   auto page = [this](const std::string* body, const char* mime) {
@@ -184,6 +191,7 @@ void HttpApi::install(httplib::Server& server) {
     reply(res, 200, {{"status", queue_.closed() ? "stopping" : "ok"}});
   });
   server.Get("/v1/model", [this](const Request& req, Response& res) { model_info(req, res); });
+  server.Get("/v1/estimate", [this](const Request& req, Response& res) { estimate(req, res); });
   server.Post("/v1/jobs", [this](const Request& req, Response& res) { post_job(req, res); });
   server.Get("/v1/jobs", [this](const Request& req, Response& res) { list_jobs(req, res); });
   server.Get(R"(/v1/jobs/([^/]+))", [this](const Request& req, Response& res) { get_job(req, res); });
@@ -228,6 +236,60 @@ void HttpApi::model_info(const httplib::Request&, httplib::Response& res) {
            {"max_area", config_.limits.max_area},
            {"max_fps", config_.limits.max_fps}}},
          {"fields", job_fields()}});
+}
+
+// GET /v1/estimate?image=WxH&frames=&steps=&guidance=&max_area=|size=: how long a job with these
+// settings would run (the page shows it before submitting). `image` is the first image's size,
+// which max_area's video size follows.
+void HttpApi::estimate(const httplib::Request& req, httplib::Response& res) {
+  GenerateOptions o;
+  int64_t image_w = 1280, image_h = 720;
+  auto number = [&](const char* name, double lo, double hi, double& out) {
+    if (!req.has_param(name)) return true;
+    const std::string text = req.get_param_value(name);
+    char* end = nullptr;
+    const double v = std::strtod(text.c_str(), &end);
+    if (text.empty() || *end != '\0' || !(v >= lo && v <= hi)) {
+      reply_error(res, 400, fmt::format("{}: '{}' is not a number in [{}, {}]", name, text, lo, hi), name);
+      return false;
+    }
+    out = v;
+    return true;
+  };
+  auto dims = [&](const char* name, int64_t& w, int64_t& h) {
+    if (!req.has_param(name)) return true;
+    const std::string text = req.get_param_value(name);
+    long long a = 0, b = 0;
+    char x = 0, extra = 0;
+    if (std::sscanf(text.c_str(), "%lld%c%lld%c", &a, &x, &b, &extra) != 3 || (x != 'x' && x != 'X') || a < 1 ||
+        b < 1 || a > 65535 || b > 65535) {
+      reply_error(res, 400, fmt::format("{}: '{}' is not WIDTHxHEIGHT", name, text), name);
+      return false;
+    }
+    w = a;
+    h = b;
+    return true;
+  };
+  double frames = 81, steps = 50, guidance = 5, area = o.max_area;
+  const Limits& l = config_.limits;
+  if (!dims("image", image_w, image_h) || !dims("size", o.width, o.height) ||
+      !number("frames", 1, static_cast<double>(l.max_frames), frames) || !number("steps", 1, l.max_steps, steps) ||
+      !number("guidance", 0, 50, guidance) || !number("max_area", 256, static_cast<double>(l.max_area), area))
+    return;
+  o.frames = static_cast<int64_t>(frames);
+  o.steps = static_cast<int>(steps);
+  o.guidance = guidance;
+  o.max_area = area;
+  try {
+    const TimeEstimate e = pipeline_.estimate(o, image_w, image_h);
+    json stages = json::object();
+    for (const StageTime& t : e.stages) stages[t.stage] = t.seconds;
+    reply(res, 200,
+          {{"seconds", e.seconds}, {"width", e.width}, {"height", e.height}, {"measured", e.measured},
+           {"device", config_.device}, {"stages", stages}});
+  } catch (const Error& e) {
+    reply_error(res, 400, e.what(), field_for_pipeline_error(e.what()));
+  }
 }
 
 void HttpApi::post_job(const httplib::Request& req, httplib::Response& res) {

@@ -41,6 +41,7 @@ class HttpApi {
   void job_frame(const httplib::Request& req, httplib::Response& res);
   void delete_job(const httplib::Request& req, httplib::Response& res);
   void model_info(const httplib::Request& req, httplib::Response& res);
+  void estimate(const httplib::Request& req, httplib::Response& res);
   bool authorized(const httplib::Request& req) const;
   void load_web_files();
   nlohmann::json job_json(const Job& job) const;  // job_to_json + queue position

@@ -64,6 +64,8 @@ json job_to_json(const Job& job) {
             {"total", job.total},
             {"elapsed_s", job.elapsed_s},
             {"remaining_s", job.remaining_s < 0 ? json(nullptr) : json(job.remaining_s)},
+            {"stage_remaining_s", job.stage_remaining_s < 0 ? json(nullptr) : json(job.stage_remaining_s)},
+            {"cancel_requested", job.cancel_requested},
             {"error", job.error.empty() ? json(nullptr) : json(job.error)},
             {"created", job.created},
             {"started", job.started > 0 ? json(job.started) : json(nullptr)},

@@ -45,7 +45,9 @@ struct Job {
   std::string stage;  // the pipeline's stage while running; "write" while the MP4 is written
   int step = 0, total = 0;
   double elapsed_s = 0;
-  double remaining_s = -1;  // < 0: unknown
+  double remaining_s = -1;        // the whole job; < 0: unknown
+  double stage_remaining_s = -1;  // the running stage; < 0: unknown
+  bool cancel_requested = false;  // running: DELETE asked it to stop (at its next step or VAE chunk)
   std::string error;        // failed: what went wrong
   double created = 0, started = 0, finished = 0;  // Unix seconds, 0: not yet
   int64_t seed_used = -1;

@@ -105,6 +105,10 @@ JobQueue::CancelResult JobQueue::cancel(const std::string& id) {
     if (is_final(job.state)) return CancelResult::AlreadyFinal;
     if (job.state == JobState::Running) {
       cancel_running_ = true;
+      if (!job.cancel_requested) {
+        job.cancel_requested = true;
+        update(job);  // pages watching the job show "cancelling" at once
+      }
       return CancelResult::Cancelling;
     }
     queue_.erase(std::remove(queue_.begin(), queue_.end(), id), queue_.end());
@@ -130,7 +134,12 @@ void JobQueue::shutdown(bool finish_running) {
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
-    if (!finish_running && !running_.empty()) cancel_running_ = true;
+    if (!finish_running && !running_.empty()) {
+      cancel_running_ = true;
+      Job& job = jobs_.at(running_);
+      job.cancel_requested = true;
+      update(job);
+    }
   }
   work_.notify_all();
   if (worker_.joinable()) worker_.join();
@@ -143,7 +152,11 @@ void JobQueue::shutdown(bool finish_running) {
 
 void JobQueue::cancel_running() {
   std::lock_guard lock(mu_);
-  if (!running_.empty()) cancel_running_ = true;
+  if (running_.empty()) return;
+  cancel_running_ = true;
+  Job& job = jobs_.at(running_);
+  job.cancel_requested = true;
+  update(job);
 }
 
 bool JobQueue::closed() const {
@@ -206,7 +219,7 @@ void JobQueue::run_job(const std::string& id) {
     Job& job = jobs_.at(id);
     job.state = JobState::Running;
     job.started = unix_now();
-    job.stage = "load";
+    job.stage = "images";
     update(job);
     snapshot = job;
   }
@@ -224,6 +237,7 @@ void JobQueue::run_job(const std::string& id) {
     job.total = p.total;
     job.elapsed_s = p.elapsed_s;
     job.remaining_s = p.remaining_s;
+    job.stage_remaining_s = p.stage_remaining_s;
     // Waiters wake for every step, and at most once a second for finer-grained calls.
     const auto now = std::chrono::steady_clock::now();
     if (moved || now - last_bump >= std::chrono::seconds(1)) {
@@ -268,6 +282,7 @@ void JobQueue::run_job(const std::string& id) {
   snapshot.finished = unix_now();
   snapshot.elapsed_s = snapshot.finished - snapshot.started;
   snapshot.remaining_s = final_state == JobState::Done ? 0 : -1;
+  snapshot.stage_remaining_s = -1;
   if (final_state == JobState::Done) {
     snapshot.step = snapshot.total = 1;
     snapshot.seed_used = video.seed;

@@ -144,7 +144,11 @@ JobRequest parse_job_request(const httplib::Request& req, const Limits& limits) 
   }
   if (has("frames")) {
     p.frames = parse_int("frames", text("frames"), 1, limits.max_frames);
-    if (p.frames % 4 != 1) bad("frames", fmt::format("frames: {} is not of the form 4n+1 (e.g. 5, 9, 81)", p.frames));
+    if (p.frames % 4 != 1) {
+      const int64_t below = p.frames - (p.frames - 1) % 4;
+      bad("frames", fmt::format("frames: {} is not of the form 4n+1; the nearest are {} and {}", p.frames, below,
+                                below + 4));
+    }
   }
   if (has("max_area") && has("size")) bad("size", "size: give either size or max_area, not both");
   if (has("max_area")) p.max_area = parse_number("max_area", text("max_area"), 256, static_cast<double>(limits.max_area));

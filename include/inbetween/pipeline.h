@@ -46,13 +46,16 @@ struct GenerateOptions {
 };
 
 struct Progress {
-  std::string stage;  // "load", "text", "image", "vae-encode", "denoise", "vae-decode"
-  int step = 0;       // within the stage (denoise: steps done)
+  // In order: "images", "text", "clip", "vae-encode", "load-dit", "denoise", "vae-decode" (the
+  // names of GeneratedVideo::timings; i2v/t2v skip what they do not use).
+  std::string stage;
+  int step = 0;  // within the stage: prompts encoded, VAE chunks (latent frames) done, steps done
   int total = 0;
-  double elapsed_s = 0;    // since generate() started
-  double remaining_s = -1; // estimate for the whole job, < 0 when unknown
+  double elapsed_s = 0;          // since generate() started
+  double remaining_s = -1;       // estimate for the whole job (from the first denoising step on), < 0 when unknown
+  double stage_remaining_s = -1; // estimate for the running stage (VAE chunks, denoising steps), < 0 when unknown
 };
-// Called often; may throw ib::Cancelled to stop the job at the next step.
+// Called at every step and VAE chunk; may throw ib::Cancelled to stop the job there.
 using ProgressFn = std::function<void(const Progress&)>;
 
 struct StageTime {
@@ -65,6 +68,16 @@ struct GeneratedVideo {
   std::vector<float> data;  // [3, frames, height, width] in [-1, 1]
   int64_t seed = 0;          // the seed used (or -1 with --init-noise)
   std::vector<StageTime> timings;
+};
+
+// How long a generation will take on this pipeline's device: the work of each stage counted from
+// the model's sizes and the settings, over the speeds this pipeline measured in its own earlier
+// generations, or before the first one, over a quick product timed on the device (rougher).
+struct TimeEstimate {
+  int64_t width = 0, height = 0;  // the video's size for these options
+  double seconds = 0;             // the whole generation (without loading the weights)
+  std::vector<StageTime> stages;  // text, clip, vae-encode, denoise, vae-decode
+  bool measured = false;          // the denoising's and the decode's speeds come from an earlier generation
 };
 
 struct PipelineOptions {
@@ -83,10 +96,21 @@ class Pipeline {
   Pipeline(const Pipeline&) = delete;
   Pipeline& operator=(const Pipeline&) = delete;
 
-  // Validates options up front (sizes, frames, steps, files) and throws ib::Error naming the
-  // problem before any heavy work starts.
+  // Validates everything that can be known before computing and throws ib::Error naming the option
+  // or file at fault: the options' ranges, the images (they must decode), the video size, an
+  // --init-noise file's tensor, the LoRAs against the DiT, and check_files(). generate() calls it
+  // first, so a generation that would fail later fails here, before any stage runs.
   void validate(const GenerateOptions& options) const;
+  // The model folder's weight files: every file opens, every DiT shard's header is valid, and the
+  // tensor lists and shapes are what config.json and inbetween.json imply (headers only; the
+  // first call checks, later ones return at once).
+  void check_files() const;
   GeneratedVideo generate(const GenerateOptions& options, const ProgressFn& progress = {});
+
+  // The expected run time of generate(options). image_width/height: the first image's size when
+  // options.width/height are 0 (then the size follows max_area); 0 reads options.first_image.
+  // Throws ib::Error on options validate() would refuse.
+  TimeEstimate estimate(const GenerateOptions& options, int64_t image_width = 0, int64_t image_height = 0) const;
 
   // A one-line description of the loaded model (type, sizes, device).
   std::string describe() const;

@@ -27,8 +27,9 @@ struct SafetensorsHeader {
 };
 
 // Parses and validates the header of a safetensors image of `size` bytes: lengths, JSON, dtypes,
-// shapes, offsets inside the data block, sizes matching dtype x shape, no overlaps. `path` only
-// labels errors. Never reads past `size`.
+// shapes, offsets inside the data block, sizes matching dtype x shape, no overlaps. Headers larger
+// or more deeply nested than kSafetensorsHeaderLimits (io/model_folder.h) are refused before they
+// are parsed further. `path` only labels errors. Never reads past `size`.
 SafetensorsHeader parse_safetensors_header(const unsigned char* data, size_t size, const std::string& path);
 
 class SafetensorsFile : public TensorStore {

@@ -2,8 +2,10 @@
 #include "io/video_writer.h"
 
 #include <png.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cctype>
 #include <csetjmp>
 #include <cstdio>
@@ -127,20 +129,20 @@ std::vector<uint8_t> video_to_rgb8(const Tensor& video) {
 #ifdef INBETWEEN_HAVE_LIBAV
 void write_mp4(const std::string& path, const Tensor& video, int fps) {
   VideoDims d;
-  const Tensor v = checked_video(video, fmt::format("write_mp4 '{}'", path), &d);
+  const Tensor v = checked_video(video, fmt::format("MP4 '{}'", path), &d);
   IB_CHECK(d.height % 2 == 0 && d.width % 2 == 0,
-           "write_mp4 '{}': width and height must be even for yuv420p, got {}x{}", path, d.width, d.height);
-  IB_CHECK(fps >= 1 && fps <= 1000, "write_mp4 '{}': fps must be in [1, 1000], got {}", path, fps);
+           "MP4 '{}': width and height must be even for yuv420p, got {}x{}", path, d.width, d.height);
+  IB_CHECK(fps >= 1 && fps <= 1000, "MP4 '{}': fps must be in [1, 1000], got {}", path, fps);
   const int W = static_cast<int>(d.width), H = static_cast<int>(d.height);
   quiet_libav_once();
 
   const AVCodec* codec = avcodec_find_encoder_by_name("libx264");
-  IB_CHECK(codec != nullptr, "write_mp4 '{}': this FFmpeg has no libx264 encoder", path);
+  IB_CHECK(codec != nullptr, "MP4 '{}': this FFmpeg has no libx264 encoder", path);
 
   AtomicFile file(path);  // declared first: removes the temporary file last, after libav closed it
   const std::string& temp = file.temp_path();
   auto check = [&](int r, const char* step) {
-    IB_CHECK(r >= 0, "write_mp4 '{}': {} failed: {}", path, step, av_error(r));
+    IB_CHECK(r >= 0, "MP4 '{}': {} failed: {}", path, step, av_error(r));
   };
 
   AVFormatContext* oc_raw = nullptr;
@@ -148,7 +150,7 @@ void write_mp4(const std::string& path, const Tensor& video, int fps) {
   std::unique_ptr<AVFormatContext, FormatContextFree> oc(oc_raw);
 
   std::unique_ptr<AVCodecContext, CodecContextFree> enc(avcodec_alloc_context3(codec));
-  IB_CHECK(enc != nullptr, "write_mp4 '{}': out of memory", path);
+  IB_CHECK(enc != nullptr, "MP4 '{}': out of memory", path);
   enc->width = W;
   enc->height = H;
   enc->pix_fmt = AV_PIX_FMT_YUV420P;
@@ -162,7 +164,7 @@ void write_mp4(const std::string& path, const Tensor& video, int fps) {
   }
 
   AVStream* st = avformat_new_stream(oc.get(), nullptr);
-  IB_CHECK(st != nullptr, "write_mp4 '{}': out of memory", path);
+  IB_CHECK(st != nullptr, "MP4 '{}': out of memory", path);
   st->time_base = enc->time_base;
   st->avg_frame_rate = enc->framerate;
   check(avcodec_parameters_from_context(st->codecpar, enc.get()), "setting the stream parameters");
@@ -177,11 +179,11 @@ void write_mp4(const std::string& path, const Tensor& video, int fps) {
   // swscale with the ffmpeg command line's default flags; BT.601 limited range is its default.
   std::unique_ptr<SwsContext, SwsFree> sws(sws_getContext(W, H, AV_PIX_FMT_RGB24, W, H, AV_PIX_FMT_YUV420P,
                                                           SWS_BICUBIC, nullptr, nullptr, nullptr));
-  IB_CHECK(sws != nullptr, "write_mp4 '{}': cannot set up RGB -> YUV conversion", path);
+  IB_CHECK(sws != nullptr, "MP4 '{}': cannot set up RGB -> YUV conversion", path);
 
   std::unique_ptr<AVFrame, FrameFree> frame(av_frame_alloc());
   std::unique_ptr<AVPacket, PacketFree> pkt(av_packet_alloc());
-  IB_CHECK(frame != nullptr && pkt != nullptr, "write_mp4 '{}': out of memory", path);
+  IB_CHECK(frame != nullptr && pkt != nullptr, "MP4 '{}': out of memory", path);
   frame->format = AV_PIX_FMT_YUV420P;
   frame->width = W;
   frame->height = H;
@@ -279,8 +281,8 @@ bool encode_png(const uint8_t* rgb, png_uint_32 width, png_uint_32 height, PngSt
 
 void write_png_frames(const std::string& dir, const Tensor& video) {
   VideoDims d;
-  const Tensor v = checked_video(video, fmt::format("write_png_frames '{}'", dir), &d);
-  IB_CHECK(!dir.empty(), "write_png_frames: empty folder name");
+  const Tensor v = checked_video(video, fmt::format("PNG frames '{}'", dir), &d);
+  IB_CHECK(!dir.empty(), "the PNG frames' folder name is empty");
   fs::path folder(dir);
   if (!folder.has_filename() && folder.has_parent_path() && folder.parent_path() != folder)
     folder = folder.parent_path();  // "out/" -> "out"
@@ -288,16 +290,17 @@ void write_png_frames(const std::string& dir, const Tensor& video) {
   std::error_code ec;
   std::vector<fs::path> created;  // deepest last
   if (fs::exists(folder, ec)) {
-    IB_CHECK(fs::is_directory(folder, ec), "write_png_frames: '{}' exists and is not a folder", dir);
+    IB_CHECK(fs::is_directory(folder, ec), "'{}' exists and is not a folder (PNG frames need a new or empty folder)",
+             dir);
     IB_CHECK(fs::is_empty(folder, ec) && !ec,
-             "write_png_frames: folder '{}' is not empty; PNG frames go to a new or empty folder", dir);
+             "folder '{}' is not empty; PNG frames go to a new or empty folder", dir);
   } else {
     for (fs::path p = folder; !p.empty() && !fs::exists(p, ec); p = p.parent_path()) {
       created.insert(created.begin(), p);
       if (p == p.parent_path()) break;
     }
     fs::create_directories(folder, ec);
-    IB_CHECK(!ec, "write_png_frames: cannot create folder '{}': {}", dir, ec.message());
+    IB_CHECK(!ec, "cannot create folder '{}': {}", dir, ec.message());
   }
 
   std::vector<fs::path> written;
@@ -312,7 +315,7 @@ void write_png_frames(const std::string& dir, const Tensor& video) {
       state.out = &png;
       const fs::path file = folder / fmt::format("frame_{:05d}.png", f);
       IB_CHECK(encode_png(rgb.data(), static_cast<png_uint_32>(d.width), static_cast<png_uint_32>(d.height), &state),
-               "write_png_frames: encoding '{}' failed: {}", file.string(),
+               "encoding PNG frame '{}' failed: {}", file.string(),
                state.message[0] ? state.message : "libpng could not start");
       AtomicFile out(file.string());
       out.write(png.data(), png.size());
@@ -329,7 +332,7 @@ void write_png_frames(const std::string& dir, const Tensor& video) {
 // ---- dispatch ----
 
 void write_video(const std::string& path, const Tensor& video, int fps) {
-  IB_CHECK(!path.empty(), "write_video: empty output path");
+  IB_CHECK(!path.empty(), "the output path is empty");
   std::string ext = fs::path(path).extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   std::error_code ec;
@@ -339,16 +342,76 @@ void write_video(const std::string& path, const Tensor& video, int fps) {
     write_mp4(path, video, fps);
   } else if (ext == ".safetensors") {
     VideoDims d;
-    const Tensor v = checked_video(video, fmt::format("write_video '{}'", path), &d);
+    const Tensor v = checked_video(video, fmt::format("'{}'", path), &d);
     save_safetensors(path, {{"video", v}});
   } else if (ext.empty()) {
     write_png_frames(path, video);
   } else {
-    fail("write_video: cannot write '{}': use a .mp4 file (H.264), a .safetensors file (the raw [3, F, H, W] "
+    fail("cannot write '{}': use a .mp4 file (H.264), a .safetensors file (the raw [3, F, H, W] "
          "tensor), or a folder for PNG frames (a path ending in '/', an existing folder, or a name without "
          "extension)",
          path);
   }
+}
+
+namespace {
+
+// Creates and removes a file in `folder`, so a read-only folder, a full disk or missing permissions
+// show up before the work that would end in writing there.
+void probe_writable(const fs::path& folder, const std::string& path) {
+  const fs::path probe = folder / fmt::format(".inbetween-write-test-{}", static_cast<long>(::getpid()));
+  std::FILE* f = std::fopen(probe.c_str(), "wb");
+  IB_CHECK(f != nullptr, "cannot write '{}': creating a file in '{}' fails ({})", path,
+           folder.empty() ? "." : folder.string(), std::strerror(errno));
+  const bool ok = std::fputc('x', f) != EOF;
+  const bool closed = std::fclose(f) == 0;
+  std::error_code ec;
+  fs::remove(probe, ec);
+  IB_CHECK(ok && closed, "cannot write '{}': writing a file in '{}' fails ({})", path,
+           folder.empty() ? "." : folder.string(), std::strerror(errno));
+}
+
+}  // namespace
+
+void check_video_output(const std::string& path) {
+  IB_CHECK(!path.empty(), "the output path is empty");
+  std::string ext = fs::path(path).extension().string();
+  for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  std::error_code ec;
+  const bool folder = path.back() == '/' || fs::is_directory(path, ec) || ext.empty();
+  if (folder) {
+    fs::path dir(path);
+    if (!dir.has_filename() && dir.has_parent_path() && dir.parent_path() != dir) dir = dir.parent_path();
+    if (fs::exists(dir, ec)) {
+      IB_CHECK(fs::is_directory(dir, ec), "'{}' exists and is not a folder (PNG frames need a new or empty folder)",
+               path);
+      IB_CHECK(fs::is_empty(dir, ec) && !ec, "folder '{}' is not empty; PNG frames go to a new or empty folder", path);
+      probe_writable(dir, path);
+    } else {
+      fs::path p = dir;
+      while (!p.empty() && p != p.parent_path() && !fs::exists(p, ec)) p = p.parent_path();
+      if (p.empty()) p = ".";
+      IB_CHECK(fs::is_directory(p, ec), "cannot create folder '{}': '{}' is not a folder", path, p.string());
+      probe_writable(p, path);
+    }
+    return;
+  }
+  IB_CHECK(ext == ".mp4" || ext == ".safetensors",
+           "cannot write '{}': use a .mp4 file (H.264), a .safetensors file (the raw [3, F, H, W] tensor), or a "
+           "folder for PNG frames (a path ending in '/', an existing folder, or a name without extension)",
+           path);
+#ifndef INBETWEEN_HAVE_LIBAV
+  IB_CHECK(ext != ".mp4",
+           "cannot write '{}': this build of inbetween has no MP4 writer (configured with -DINBETWEEN_MP4=OFF); "
+           "write a .safetensors file or a folder of PNG frames instead",
+           path);
+#endif
+  const fs::path p(path);
+  const fs::path parent = p.has_parent_path() ? p.parent_path() : fs::path(".");
+  IB_CHECK(fs::is_directory(parent, ec), "cannot write '{}': folder '{}' does not exist", path, parent.string());
+  if (fs::exists(p, ec))
+    IB_CHECK(fs::is_regular_file(p, ec), "cannot write '{}': it exists and is not a regular file", path);
+  probe_writable(parent, path);
 }
 
 }  // namespace ib

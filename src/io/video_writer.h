@@ -34,4 +34,11 @@ void write_png_frames(const std::string& dir, const Tensor& video);
 // Anything else throws ib::Error listing these forms. Extensions are matched case-insensitively.
 void write_video(const std::string& path, const Tensor& video, int fps);
 
+// Checks before anything is computed that write_video(path, ...) can write there: the form is one
+// of the above (and this build has an MP4 writer for .mp4), the folder exists (PNG frames: its
+// nearest existing ancestor) and takes a new file (one is created beside the output and removed
+// again), a PNG folder is new or empty, and an existing output file is a regular file. Messages
+// name the path only (front ends add their option's name).
+void check_video_output(const std::string& path);
+
 }  // namespace ib

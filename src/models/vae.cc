@@ -408,7 +408,7 @@ void WanVAE::to(Device device, DType conv_dtype) {
   conv_dtype_ = conv_dtype;
 }
 
-Tensor WanVAE::encode(const Tensor& video) const {
+Tensor WanVAE::encode(const Tensor& video, const VaeChunkFn& on_chunk) const {
   IB_CHECK(video.dtype() == DType::F32 && video.dim() == 4 && video.size(0) == 3,
            "vae encode: expected an f32 video [3, F, H, W], got {}", video.str());
   const int64_t F = video.size(1), H = video.size(2), W = video.size(3);
@@ -421,10 +421,12 @@ Tensor WanVAE::encode(const Tensor& video) const {
   const Tensor input = video.to(device_);
   FeatCache cache;
   std::vector<Tensor> chunks;
+  const int64_t n_chunks = 1 + (F - 1) / tf;
   for (int64_t t0 = 0; t0 < F; t0 = t0 == 0 ? 1 : t0 + tf) {
     cache.start_chunk();
     const int64_t t1 = t0 == 0 ? 1 : t0 + tf;
     chunks.push_back(encoder_chunk(encoder_, ops::slice_frames(input, t0, t1), cache));
+    if (on_chunk) on_chunk(static_cast<int64_t>(chunks.size()), n_chunks);
   }
   const Tensor out = ops::cat_frames(chunks);  // [2·z_dim, T', h, w]
 
@@ -434,7 +436,7 @@ Tensor WanVAE::encode(const Tensor& video) const {
   return ops::latent_normalize(mu, mean_, inv_std_);
 }
 
-Tensor WanVAE::decode(const Tensor& latent) const {
+Tensor WanVAE::decode(const Tensor& latent, const VaeChunkFn& on_chunk) const {
   IB_CHECK(latent.dtype() == DType::F32 && latent.dim() == 4 && latent.size(0) == cfg_.z_dim,
            "vae decode: expected an f32 latent [{}, T, h, w], got {}", cfg_.z_dim, latent.str());
   const int64_t T = latent.size(1), h = latent.size(2), w = latent.size(3);
@@ -454,6 +456,7 @@ Tensor WanVAE::decode(const Tensor& latent) const {
              "vae decode: chunk {} produced {} (internal error)", t, frames.str());
     for (int64_t c = 0; c < 3; ++c) copy_bytes(video.select(c).slice(f, f + n), frames.select(c));
     f += n;
+    if (on_chunk) on_chunk(t + 1, T);
   }
   IB_CHECK(f == video.size(1), "vae decode: produced {} frames, expected {} (internal error)", f, video.size(1));
   ops::clamp_(video, -1.0f, 1.0f);

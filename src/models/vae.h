@@ -4,6 +4,7 @@
 // bounded by one chunk; only the input and the output grow with the frame count.
 #pragma once
 
+#include <functional>
 #include <variant>
 #include <vector>
 
@@ -66,6 +67,11 @@ struct Decoder3d {
 
 }  // namespace vae
 
+// Called after each chunk of an encode or decode with the chunks done and the chunks in all; it
+// may throw (ib::Cancelled) to stop between chunks. On CUDA a chunk's kernels may still be running
+// when it is called (nothing here synchronises), so it paces progress, not the device.
+using VaeChunkFn = std::function<void(int64_t done, int64_t total)>;
+
 class WanVAE {
  public:
   // Builds the layer list from cfg exactly as upstream's constructors do and checks every weight's
@@ -83,11 +89,11 @@ class WanVAE {
 
   // video: f32 [3, F, H, W] in [-1, 1] with F = 1 + 4k and H, W multiples of 8. Returns the
   // normalised latent mean [z_dim, 1 + (F-1)/4, H/8, W/8] on the model's device (an input on
-  // another device is copied over first).
-  Tensor encode(const Tensor& video) const;
+  // another device is copied over first). Chunks: 1 + (F-1)/4.
+  Tensor encode(const Tensor& video, const VaeChunkFn& on_chunk = {}) const;
   // latent: normalised f32 [z_dim, T, h, w]. Returns [3, 1 + 4(T-1), 8h, 8w] clamped to [-1, 1],
-  // on the model's device.
-  Tensor decode(const Tensor& latent) const;
+  // on the model's device. Chunks: T.
+  Tensor decode(const Tensor& latent, const VaeChunkFn& on_chunk = {}) const;
 
   const VaeConfig& config() const { return cfg_; }
   int64_t temporal_factor() const { return temporal_factor_; }  // 4 for the release

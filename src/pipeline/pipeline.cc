@@ -3,6 +3,8 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <map>
+#include <mutex>
 #include <optional>
 #include <random>
 
@@ -18,10 +20,13 @@
 #include "models/t5.h"
 #include "models/vae.h"
 #include "ops/elementwise.h"
+#include "ops/linear.h"
 #include "ops/resize.h"
 #include "ops/sampler.h"
 #include "pipeline/conditioning.h"
+#include "pipeline/estimate.h"
 #include "pipeline/generate_internal.h"
+#include "pipeline/model_check.h"
 #include "pipeline/scheduler.h"
 #include "text/prompt.h"
 #include "text/tokenizer.h"
@@ -99,6 +104,13 @@ struct Pipeline::Impl {
   std::vector<LoraFile> merged_loras;  // the LoRAs in the loaded DiT (dit or runner)
   int64_t dit_forwards = 0;            // DiT forwards of the last generate() (test hook)
   bool always_unconditional = false;   // test hook: run the unconditional pass at guidance 1 too
+  std::mutex check_mu;                 // check_files() runs once (the server validates on its HTTP threads)
+  bool files_checked = false;
+  // Speeds for estimate(), FLOP/s: a product timed on the device (once), and each stage's as its
+  // last generation measured it (0: not yet).
+  std::mutex speed_mu;
+  double product_speed = 0;
+  std::map<std::string, double> stage_speed;
 
   void emit(const std::string& name, const Tensor& t) const {
     if (dump) dump(name, t.device() == Device::CPU ? t : t.to(Device::CPU));
@@ -154,34 +166,177 @@ std::string Pipeline::describe() const {
                          : std::string("cpu"));
 }
 
+void Pipeline::check_files() const {
+  std::lock_guard lock(impl_->check_mu);
+  if (impl_->files_checked) return;
+  check_model_files(impl_->folder);
+  impl_->files_checked = true;
+}
+
+namespace {
+
+// "frames: 80 is not of the form 4n+1; the nearest are 77 and 81".
+void check_frames(int64_t frames) {
+  if (frames >= 1 && (frames - 1) % 4 == 0) return;
+  const int64_t below = frames < 1 ? 1 : frames - (frames - 1) % 4;
+  const int64_t above = frames < 1 ? 5 : below + 4;
+  if (frames < 1) fail("frames: {} is not a frame count (use 4n+1: 1, 5, 9, ..., 81)", frames);
+  fail("frames: {} is not of the form 4n+1; the nearest are {} and {}", frames, below, above);
+}
+
+}  // namespace
+
 void Pipeline::validate(const GenerateOptions& o) const {
-  latent_frames(o.frames);
-  if (o.timesteps.empty()) IB_CHECK(o.steps >= 1 && o.steps <= 1000, "steps must be in 1..1000, got {}", o.steps);
-  IB_CHECK(std::isfinite(o.shift) && o.shift > 0, "shift must be positive, got {}", o.shift);
-  IB_CHECK(std::isfinite(o.guidance) && o.guidance >= 0, "guidance must be >= 0, got {}", o.guidance);
+  // The options, cheapest first.
+  check_frames(o.frames);
+  IB_CHECK(o.frames <= 1025, "frames: {} is too many (at most 1025)", o.frames);
+  if (o.timesteps.empty()) IB_CHECK(o.steps >= 1 && o.steps <= 1000, "steps: {} is not in 1..1000", o.steps);
+  IB_CHECK(std::isfinite(o.shift) && o.shift > 0, "shift: {} is not positive", o.shift);
+  IB_CHECK(std::isfinite(o.guidance) && o.guidance >= 0, "guidance: {} is negative", o.guidance);
   const Solver solver = parse_solver(o.solver);
   if (!o.timesteps.empty()) Scheduler::create(solver, o.timesteps, o.shift);  // checks the list
-  IB_CHECK(o.frames <= 1025, "frame count {} is too large (at most 1025)", o.frames);
   if (o.width != 0 || o.height != 0) {
     IB_CHECK(o.width >= 16 && o.height >= 16 && o.width % 16 == 0 && o.height % 16 == 0 && o.width <= 4096 &&
                  o.height <= 4096,
-             "size {}x{} must be multiples of 16 between 16 and 4096", o.width, o.height);
+             "size: {}x{} must be multiples of 16 between 16 and 4096", o.width, o.height);
   } else {
     IB_CHECK(std::isfinite(o.max_area) && o.max_area >= 256 && o.max_area <= 4096.0 * 4096.0,
-             "max area {} must be between 256 and 16777216 pixels", o.max_area);
+             "max area: {} must be between 256 and 16777216 pixels", o.max_area);
   }
   IB_CHECK(o.last_frame_fit == "cover" || o.last_frame_fit == "upstream",
            "last frame fit '{}' is not cover or upstream", o.last_frame_fit);
   // flf2v needs both images, i2v the first, t2v none (given ones are ignored).
-  const std::string& type = impl_->folder.dit.model_type;
+  const ModelFolder& f = impl_->folder;
+  const std::string& type = f.dit.model_type;
   if (type == "flf2v") IB_CHECK(!o.first_image.empty() && !o.last_image.empty(), "both a first and a last image are needed");
   if (type == "i2v") IB_CHECK(!o.first_image.empty(), "a first image is needed (this is an i2v model)");
-  if (type != "t2v")
-    for (const std::string* p : {&o.first_image, &o.last_image})
-      if (!p->empty()) IB_CHECK(std::filesystem::is_regular_file(*p), "image not found: '{}'", *p);
-  if (!o.init_noise.empty()) IB_CHECK(std::filesystem::is_regular_file(o.init_noise), "noise file not found: '{}'", o.init_noise);
+  // The images decode (generate() decodes them again: it keeps nothing from here).
+  int64_t h0 = 720, w0 = 1280;
+  if (type != "t2v") {
+    for (const auto& [path, which] : {std::pair{&o.first_image, "first"}, std::pair{&o.last_image, "last"}}) {
+      if (path->empty()) continue;
+      IB_CHECK(std::filesystem::is_regular_file(*path), "{} image '{}' not found", which, *path);
+      RgbImage img;
+      try {
+        img = read_image(*path);
+      } catch (const Error& e) {
+        fail("{} image '{}' cannot be read: {}", which, *path, e.what());
+      }
+      if (std::string(which) == "first") {
+        h0 = img.height;
+        w0 = img.width;
+      }
+    }
+  }
+  // The video's size, and with it the latent's: an --init-noise file must hold that shape.
+  const VideoSize size = (o.width > 0) ? VideoSize{o.height, o.width} : target_size(h0, w0, o.max_area);
+  if (!o.init_noise.empty()) {
+    IB_CHECK(std::filesystem::is_regular_file(o.init_noise), "noise file not found: '{}'", o.init_noise);
+    const Shape want{f.dit.out_dim, latent_frames(o.frames), size.height / 8, size.width / 8};
+    std::shared_ptr<TensorStore> noise;
+    try {
+      noise = open_tensor_store(o.init_noise);
+    } catch (const Error& e) {
+      fail("noise file '{}' cannot be read: {}", o.init_noise, e.what());
+    }
+    IB_CHECK(noise->contains("noise"), "noise file '{}': tensor 'noise' is missing", o.init_noise);
+    const TensorInfo info = noise->info("noise");
+    IB_CHECK(info.shape == want,
+             "noise file '{}': tensor 'noise' has the wrong shape: expected shape {} for this video ({}x{}, {} "
+             "frames), found {}",
+             o.init_noise, shape_str(want), size.width, size.height, o.frames, shape_str(info.shape));
+    IB_CHECK(info.dtype == DType::F32 || info.dtype == DType::F16 || info.dtype == DType::BF16,
+             "noise file '{}': tensor 'noise' is {}, expected a float tensor", o.init_noise, dtype_name(info.dtype));
+  }
+  // The model's files: headers and tensor lists (once per pipeline).
+  check_files();
   // LoRAs: keys and shapes against the checkpoint's headers (no weights are read).
-  if (!o.loras.empty()) check_loras(*open_tensor_store(impl_->folder.dit_path), lora_specs(o.loras));
+  if (!o.loras.empty()) check_loras(*open_tensor_store(f.dit_path), lora_specs(o.loras));
+}
+
+namespace {
+
+// The settings' video size and work (validate() has accepted the options).
+WorkCount work_of(const ModelFolder& f, const GenerateOptions& o, const VideoSize& size) {
+  const int steps = o.timesteps.empty() ? o.steps : static_cast<int>(o.timesteps.size());
+  return count_work(f, o.frames, size.height, size.width, steps, o.guidance != 1.0 ? 2 : 1);
+}
+
+// The stages' work by their timing names.
+std::vector<std::pair<std::string, double>> stage_work(const WorkCount& w) {
+  return {{"text", w.text},
+          {"clip", w.clip},
+          {"vae-encode", w.vae_encode},
+          {"denoise", w.denoise},
+          {"vae-decode", w.vae_decode}};
+}
+
+}  // namespace
+
+TimeEstimate Pipeline::estimate(const GenerateOptions& o, int64_t image_width, int64_t image_height) const {
+  Impl& im = *impl_;
+  check_frames(o.frames);
+  if (o.width != 0 || o.height != 0)
+    IB_CHECK(o.width >= 16 && o.height >= 16 && o.width % 16 == 0 && o.height % 16 == 0 && o.width <= 4096 &&
+                 o.height <= 4096,
+             "size: {}x{} must be multiples of 16 between 16 and 4096", o.width, o.height);
+  VideoSize size{o.height, o.width};
+  if (o.width <= 0) {
+    if (image_width <= 0 || image_height <= 0) {
+      if (im.folder.dit.model_type == "t2v") {
+        image_width = 1280;
+        image_height = 720;
+      } else {
+        const RgbImage img = read_image(o.first_image);
+        image_width = img.width;
+        image_height = img.height;
+      }
+    }
+    size = target_size(image_height, image_width, o.max_area);
+  }
+  const WorkCount w = work_of(im.folder, o, size);
+  std::lock_guard lock(im.speed_mu);
+  if (im.product_speed <= 0) {
+    // A [512, 1024] x [1024, 1024] product, best of three, on the pipeline's device.
+    const Tensor x = Tensor::full({512, 1024}, 0.5f).to(im.device);
+    const Tensor wt = Tensor::full({1024, 1024}, 0.001f).to(im.device);
+    double best = 1e9;
+    for (int i = 0; i < 3; ++i) {
+      const auto t0 = Clock::now();
+      const Tensor y = ops::linear(x, wt);
+      (void)y.to(Device::CPU).item_f32(0);  // waits for the device
+      best = std::min(best, seconds_since(t0));
+    }
+    im.product_speed = 2.0 * 512 * 1024 * 1024 / std::max(best, 1e-6);
+  }
+  // Before a stage has been measured: the share of that product's speed each kind of work reaches
+  // (measured on a two-core CPU with the tiny and demo models: convolutions 0.07, attention 0.08;
+  // products of real sizes run closer to the test product; the GPU engine's bf16 products ~4x its f32).
+  const std::map<std::string, double> share = {
+      {"text", 0.3}, {"clip", 0.3}, {"vae-encode", 0.1}, {"denoise", 0.5}, {"vae-decode", 0.1}};
+  constexpr double kAttentionShare = 0.08;
+  TimeEstimate e;
+  e.width = size.width;
+  e.height = size.height;
+  // Measured: the denoising and the decode (the stages that matter; the others may be too quick
+  // to time on a small model) ran before.
+  e.measured = im.stage_speed.count("denoise") && im.stage_speed.count("vae-decode");
+  for (const auto& [stage, flops] : stage_work(w)) {
+    if (flops <= 0) continue;
+    auto it = im.stage_speed.find(stage);
+    double speed = 0;
+    if (it != im.stage_speed.end()) {
+      speed = it->second;
+      e.stages.push_back({stage, flops / speed});
+    } else {
+      const double gpu = stage == "denoise" && im.use_runner() ? 4.0 : 1.0;
+      speed = im.product_speed * share.at(stage) * gpu;
+      const double attention = stage == "denoise" ? w.denoise_attention : 0.0;
+      e.stages.push_back({stage, (flops - attention) / speed + attention / (im.product_speed * kAttentionShare * gpu)});
+    }
+    e.seconds += e.stages.back().seconds;
+  }
+  return e;
 }
 
 GeneratedVideo Pipeline::generate(const GenerateOptions& o, const ProgressFn& progress) {
@@ -191,19 +346,34 @@ GeneratedVideo Pipeline::generate(const GenerateOptions& o, const ProgressFn& pr
   const auto t0 = Clock::now();
   GeneratedVideo result;
   auto stage_start = Clock::now();
-  auto report = [&](const std::string& stage, int step, int total, double remaining) {
-    if (progress) progress(Progress{stage, step, total, seconds_since(t0), remaining});
+  // Progress: the stage names are the timings' names. `remaining` is for the whole job (known from
+  // the first denoising step on), `stage_remaining` for the running stage.
+  auto report = [&](const std::string& stage, int step, int total, double remaining, double stage_remaining = -1) {
+    if (progress) progress(Progress{stage, step, total, seconds_since(t0), remaining, stage_remaining});
   };
   auto end_stage = [&](const std::string& stage) {
     result.timings.push_back({stage, seconds_since(stage_start)});
     stage_start = Clock::now();
+  };
+  // A chunked VAE stage: a report after every chunk, with the time left at the rate so far (the
+  // callback may throw ib::Cancelled, which stops the VAE between chunks). The first chunk is one
+  // frame, every other one four: the rate is per frame.
+  auto chunk_progress = [&](const std::string& stage, double after) {
+    const auto start = Clock::now();
+    return [&report, stage, after, start](int64_t done, int64_t total) {
+      const auto frames = [](int64_t chunks) {
+        return chunks <= 0 ? 0.0 : 1.0 + 4.0 * static_cast<double>(chunks - 1);
+      };
+      const double left = seconds_since(start) / frames(done) * (frames(total) - frames(done));
+      report(stage, static_cast<int>(done), static_cast<int>(total), after >= 0 ? left + after : -1, left);
+    };
   };
 
   // Images first: cheap, and bad files fail before the heavy work. i2v conditions on the first
   // image alone, t2v on none.
   const std::string& type = f.dit.model_type;
   const bool uses_image = type != "t2v", uses_last = type == "flf2v";
-  report("image", 0, 1, -1);
+  report("images", 0, 1, -1);
   Tensor first, last;
   if (uses_image) first = load_image(o.first_image);
   const int64_t h0 = uses_image ? first.size(1) : 720, w0 = uses_image ? first.size(2) : 1280;
@@ -225,15 +395,19 @@ GeneratedVideo Pipeline::generate(const GenerateOptions& o, const ProgressFn& pr
     noise = seeded_noise(latent_shape, seed);
   }
   im.emit("noise", noise);
+  end_stage("images");
 
   // Guidance 1 is v_c alone: no negative prompt, no unconditional forward (distilled models).
   const bool unconditional = o.guidance != 1.0 || im.always_unconditional;
-  report("text", 0, 2, -1);
+  const int text_passes = unconditional ? 2 : 1;
+  report("text", 0, text_passes, -1);
   const Tensor context = im.encode_text(o.prompt);
-  report("text", 1, 2, -1);
+  report("text", 1, text_passes, -1);
   Tensor context_null;
-  if (unconditional)
+  if (unconditional) {
     context_null = im.encode_text(o.negative_prompt.empty() ? text::default_negative_prompt(type) : o.negative_prompt);
+    report("text", 2, text_passes, -1);
+  }
   // On the GPU, T5 (11 GB at full size) leaves the device once both prompts are encoded; the next
   // generation maps it again.
   if (im.device == Device::CUDA) im.t5.reset();
@@ -243,7 +417,7 @@ GeneratedVideo Pipeline::generate(const GenerateOptions& o, const ProgressFn& pr
 
   Tensor clip_context, y;
   if (uses_image) {
-    report("image", 0, 1, -1);
+    report("clip", 0, 1, -1);
     if (!im.clip) {
       im.clip = ClipVision::load(*open_tensor_store(f.clip_path), f.clip);
       if (im.device == Device::CUDA) im.clip->to(Device::CUDA, DType::F32);
@@ -261,19 +435,22 @@ GeneratedVideo Pipeline::generate(const GenerateOptions& o, const ProgressFn& pr
     im.emit("clip_context", feats);
     end_stage("clip");
 
-    report("vae-encode", 0, 1, -1);
+    report("vae-encode", 0, static_cast<int>(lat_t), -1);
     im.load_vae();
     const Tensor first_r = ops::resize_bicubic(first, size.height, size.width);
     const Tensor last_r = uses_last ? ops::resize_bicubic(last, size.height, size.width) : Tensor();
     const Tensor cond_video = conditioning_video(first_r, last_r, o.frames);
     im.emit("cond_video", cond_video);
-    const Tensor cond_latent = im.vae->encode(cond_video);
+    const Tensor cond_latent = im.vae->encode(cond_video, chunk_progress("vae-encode", -1));
     y = concat0(frame_mask(o.frames, lat_h, lat_w, uses_last), cond_latent);
     im.emit("y", y);
     end_stage("vae-encode");
   }
+  // The decode takes about twice the encode of the same video (the Wan-VAE's decoder is the
+  // heavier half); without an encode (t2v), half a denoising step is the guess.
+  const double encode_s = result.timings.back().stage == "vae-encode" ? result.timings.back().seconds : -1;
 
-  report("load", 0, 1, -1);
+  report("load-dit", 0, 1, -1);
   // LoRAs are merged into the weights at load (f32, before the GPU's bf16): other LoRAs than the
   // loaded DiT's mean loading it again.
   if (o.loras != im.merged_loras) {
@@ -307,6 +484,7 @@ GeneratedVideo Pipeline::generate(const GenerateOptions& o, const ProgressFn& pr
   const auto loop_start = Clock::now();
   const int n = sched->num_steps();
   report("denoise", 0, n, -1);
+  const auto decode_guess = [&](double per_step) { return encode_s >= 0 ? 2.0 * encode_s : 0.5 * per_step; };
   // The GPU engine keeps the latent, the conditioning and the projected text/image keys and values
   // on the device from the first step to the last.
   Tensor x = im.use_runner() ? noise.to(Device::CUDA) : noise;
@@ -354,17 +532,28 @@ GeneratedVideo Pipeline::generate(const GenerateOptions& o, const ProgressFn& pr
     x = scheduler_step(*sched, v, x);
     im.emit(fmt::format("latent_{}", i + 1), x);
     const double per_step = seconds_since(loop_start) / (i + 1);
-    report("denoise", i + 1, n, per_step * (n - i - 1) + per_step * 0.5);
+    const double left = per_step * (n - i - 1);
+    report("denoise", i + 1, n, left + decode_guess(per_step), left);
   }
   end_stage("denoise");
 
-  report("vae-decode", 0, 1, -1);
+  const double decode_s = decode_guess(result.timings.back().seconds / std::max(n, 1));
+  report("vae-decode", 0, static_cast<int>(lat_t), decode_s, decode_s);
   im.load_vae();
   // On the GPU the latent goes straight from the last step into the decoder.
-  const Tensor video = im.vae->decode(im.device == Device::CUDA ? x.to(Device::CUDA) : x).to(Device::CPU);
+  const Tensor latent = im.device == Device::CUDA ? x.to(Device::CUDA) : x;
+  const Tensor video = im.vae->decode(latent, chunk_progress("vae-decode", 0)).to(Device::CPU);
   im.emit("video", video);
   end_stage("vae-decode");
-  report("vae-decode", 1, 1, 0);
+
+  // The speeds this generation reached, for later estimates (stages long enough to time).
+  {
+    const WorkCount work = work_of(f, o, size);
+    std::lock_guard lock(im.speed_mu);
+    for (const auto& [stage, flops] : stage_work(work))
+      for (const StageTime& t : result.timings)
+        if (t.stage == stage && flops > 0 && t.seconds > 0.05) im.stage_speed[stage] = flops / t.seconds;
+  }
 
   result.frames = video.size(1);
   result.height = video.size(2);

@@ -6,19 +6,28 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "core/parallel.h"
 #include "io/pth_writer.h"
 #include "io/safetensors.h"
+#include "pipeline/demo_model.h"
 #include "text/prompt.h"
+
+// sentencepiece's own log threshold (exported by libsentencepiece, not declared in its public
+// headers): the trainer logs its command line at INFO before it reads --minloglevel.
+namespace sentencepiece::logging {
+int GetMinLogLevel();
+void SetMinLogLevel(int v);
+}  // namespace sentencepiece::logging
 
 namespace ib {
 
 namespace fs = std::filesystem;
 using Specs = std::vector<std::pair<std::string, Shape>>;
 
-std::vector<std::string> synth_preset_names() { return {"tiny", "flf2v-14b", "flf2v-14b-bf16"}; }
+std::vector<std::string> synth_preset_names() { return {"demo", "tiny", "flf2v-14b", "flf2v-14b-bf16"}; }
 
 SynthPreset synth_preset(const std::string& name) {
   SynthPreset p;
@@ -33,6 +42,15 @@ SynthPreset synth_preset(const std::string& name) {
     p.t5 = T5Config{1200, 64, 64, 128, 4, 2, 32, 128, 1e-6f};
     p.clip = ClipConfig{28, 14, 64, 4, 4, 3, 1e-5f};
     p.vae.dim = 8;
+    return p;
+  }
+  if (name == "demo") {
+    // Hand-built VAE and DiT (pipeline/demo_model.h) with the tiny preset's T5 and CLIP.
+    p = synth_preset("tiny");
+    p.name = name;
+    p.dit = demo_dit_config();
+    p.vae = demo_vae_config();
+    p.hand_built = true;
     return p;
   }
   if (name == "flf2v-14b" || name == "flf2v-14b-bf16") {
@@ -131,17 +149,19 @@ Specs vae_weight_shapes(const VaeConfig& c) {
   // Encoder (upstream Encoder3d).
   s.push_back({"encoder.conv1.weight", {dims[0], 3, 3, 3, 3}});
   s.push_back({"encoder.conv1.bias", {dims[0]}});
+  // The channel count carries over from level to level, as in WanVAE::load (the same whenever
+  // num_res_blocks >= 1).
   int idx = 0;
+  int64_t in = dims[0];
   for (size_t i = 0; i < levels; ++i) {
-    int64_t in = dims[i];
     const int64_t out = dims[i + 1];
     for (int64_t r = 0; r < c.num_res_blocks; ++r) {
       residual_specs(s, fmt::format("encoder.downsamples.{}", idx++), in, out);
       in = out;
     }
-    if (i + 1 != levels) resample_specs(s, fmt::format("encoder.downsamples.{}", idx++), out, false, c.temporal_downsample[i]);
+    if (i + 1 != levels) resample_specs(s, fmt::format("encoder.downsamples.{}", idx++), in, false, c.temporal_downsample[i]);
   }
-  const int64_t top = dims.back();
+  const int64_t top = in;
   residual_specs(s, "encoder.middle.0", top, top);
   attention_specs(s, "encoder.middle.1", top);
   residual_specs(s, "encoder.middle.2", top, top);
@@ -162,12 +182,12 @@ Specs vae_weight_shapes(const VaeConfig& c) {
   residual_specs(s, "decoder.middle.2", ddims[0], ddims[0]);
   idx = 0;
   for (size_t i = 0; i < levels; ++i) {
-    int64_t in = ddims[i];
+    int64_t d_in = ddims[i];
     const int64_t out = ddims[i + 1];
-    if (i >= 1 && i <= 3) in /= 2;  // upstream: the resample before halved the channels
+    if (i >= 1) d_in /= 2;  // the resample before halved the channels (upstream: `if i in (1, 2, 3)`)
     for (int64_t r = 0; r < c.num_res_blocks + 1; ++r) {
-      residual_specs(s, fmt::format("decoder.upsamples.{}", idx++), in, out);
-      in = out;
+      residual_specs(s, fmt::format("decoder.upsamples.{}", idx++), d_in, out);
+      d_in = out;
     }
     if (i + 1 != levels) {
       const bool temporal = c.temporal_downsample[levels - 2 - i];
@@ -323,7 +343,10 @@ void write_tokenizer(const fs::path& dir, int64_t vocab_limit) {
       "--input={} --model_prefix={} --vocab_size={} --model_type=unigram --character_coverage=1.0 "
       "--pad_id=0 --eos_id=1 --unk_id=2 --bos_id=-1 --hard_vocab_limit=false --minloglevel=2",
       corpus.string(), (dir / "spiece").string(), vocab);
+  const int level = sentencepiece::logging::GetMinLogLevel();
+  sentencepiece::logging::SetMinLogLevel(1);  // no INFO lines
   const auto status = sentencepiece::SentencePieceTrainer::Train(args);
+  sentencepiece::logging::SetMinLogLevel(level);
   IB_CHECK(status.ok(), "training the synthetic tokenizer failed: {}", status.ToString());
   fs::remove(corpus);
   fs::remove(dir / "spiece.vocab");
@@ -375,13 +398,18 @@ void write_synth_model(const SynthPreset& preset, const SynthOptions& o) {
     save_pth((tmp / "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth").string(),
              make_weights(clip_weight_shapes(preset.clip), DType::F16, o.seed));
     note("models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth");
-    save_pth((tmp / "Wan2.1_VAE.pth").string(), make_weights(vae_weight_shapes(preset.vae), DType::F32, o.seed));
+    save_pth((tmp / "Wan2.1_VAE.pth").string(), preset.hand_built ? demo_vae_weights(preset.vae)
+                                                                   : make_weights(vae_weight_shapes(preset.vae), DType::F32, o.seed));
     note("Wan2.1_VAE.pth");
 
     // DiT: shards of at most ~4 GiB with an index, tensors generated shard by shard.
     const int64_t grid = preset.clip.image_size / preset.clip.patch_size;
     const Specs specs = dit_weight_shapes(dc, preset.t5.dim, preset.clip.dim, 2 * (grid * grid + 1));
     const DType dt = preset.dit_dtype == "bf16" ? DType::BF16 : DType::F32;
+    std::map<std::string, Tensor> hand_built;
+    if (preset.hand_built)
+      for (auto& [name, t] : demo_dit_weights(dc, preset.t5.dim, preset.clip.dim, 2 * (grid * grid + 1)))
+        hand_built[name] = t.to(dt);
     constexpr int64_t kShardBytes = int64_t{4} << 30;
     std::vector<std::vector<size_t>> shards(1);
     int64_t bytes = 0;
@@ -404,7 +432,8 @@ void write_synth_model(const SynthPreset& preset, const SynthOptions& o) {
       const std::string file = fmt::format("diffusion_pytorch_model-{:05d}-of-{:05d}.safetensors", s + 1, shards.size());
       std::vector<std::pair<std::string, Tensor>> tensors;
       for (size_t i : shards[s]) {
-        tensors.emplace_back(specs[i].first, random_weight(specs[i].first, specs[i].second, dt, o.seed));
+        tensors.emplace_back(specs[i].first, preset.hand_built ? hand_built.at(specs[i].first)
+                                                               : random_weight(specs[i].first, specs[i].second, dt, o.seed));
         weight_map[specs[i].first] = file;
         total += static_cast<int64_t>(tensors.back().second.nbytes());
       }

@@ -1,13 +1,14 @@
-// Writes a random-weight model folder in the official release layout (config.json, sharded DiT
+// Writes a synthetic model folder in the official release layout (config.json, sharded DiT
 // safetensors with an index, the T5 / CLIP / VAE .pth files, a SentencePiece tokenizer and
 // inbetween.json), for demos, tests and benchmarks. Weights are uniform with the variance of
-// PyTorch's default init scale (1/fan_in); norms are one, biases zero.
+// PyTorch's default init scale (1/fan_in); norms are one, biases zero. The `demo` preset's VAE and
+// DiT are hand-built instead (pipeline/demo_model.h): its videos go from the first keyframe to the
+// last.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
-
-#include <functional>
 
 #include "core/tensor.h"
 #include "io/model_config.h"
@@ -21,6 +22,7 @@ struct SynthPreset {
   ClipConfig clip;
   VaeConfig vae;
   std::string dit_dtype = "f32";  // "f32" or "bf16"
+  bool hand_built = false;        // the demo preset: VAE and DiT from pipeline/demo_model.h
 };
 
 std::vector<std::string> synth_preset_names();

@@ -209,6 +209,81 @@ TEST(ServerApi, CancelQueuedAndRunning) {
   EXPECT_EQ(wait_final(c, submit(c, tiny_fields(2))).at("state"), "done");
 }
 
+// A cancel while the VAE encodes a long video: the job object says cancel_requested at once (the
+// page shows "cancelling"), and the job stops at the VAE's next chunk, long before the stage ends.
+TEST(ServerApi, CancelDuringTheVaeEncodeIsShownAtOnceAndTakesEffectAtTheNextChunk) {
+  ServerProcess server(temp_dir());
+  auto c = server.client();
+  // 257 frames at 320x176: 65 VAE chunks of about half a second each on two cores.
+  const std::string id = submit(c, {{"frames", "257"}, {"max_area", "57600"}, {"steps", "1"}, {"guidance", "1"}});
+  json j;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  do {
+    j = get_job(c, id);
+    if (j.at("stage") == "vae-encode" && j.at("step").get<int>() >= 2) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  } while (std::chrono::steady_clock::now() < deadline && !final_state(j.at("state")));
+  ASSERT_EQ(j.at("stage"), "vae-encode") << j.dump();
+  EXPECT_EQ(j.at("total"), 65);
+  EXPECT_TRUE(j.at("stage_remaining_s").is_number()) << j.dump();  // time left in the stage, per chunk
+  EXPECT_TRUE(j.at("remaining_s").is_null()) << j.dump();          // the job's is unknown before denoising
+  EXPECT_EQ(j.at("cancel_requested"), false);
+
+  const auto t0 = std::chrono::steady_clock::now();
+  auto d = c.Delete(("/v1/jobs/" + id).c_str());
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->status, 202);
+  const json after = get_job(c, id);
+  EXPECT_TRUE(after.at("state") == "cancelled" || after.at("cancel_requested") == true) << after.dump();
+  const json done = wait_final(c, id, 60);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("[measured] job cancelled %.2f s after DELETE during vae-encode (chunk %d of %d)\n", secs,
+              done.at("step").get<int>(), done.at("total").get<int>());
+  EXPECT_EQ(done.at("state"), "cancelled");
+  EXPECT_EQ(done.at("stage"), "vae-encode");
+  EXPECT_LT(done.at("step").get<int>(), 20);
+  EXPECT_LT(secs, 5.0);
+  EXPECT_EQ(server.stop(SIGTERM), 0);
+}
+
+// GET /v1/estimate: the run time of given settings on this server, before submitting; after a job
+// has run, from its measured speeds.
+TEST(ServerApi, EstimateBeforeSubmitting) {
+  ServerProcess server(temp_dir());
+  auto c = server.client();
+  auto r = c.Get("/v1/estimate?image=320x180&max_area=57600&frames=17&steps=4&guidance=5");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  json e = parse(r);
+  EXPECT_EQ(e.at("width"), 320);
+  EXPECT_EQ(e.at("height"), 176);
+  EXPECT_GT(e.at("seconds").get<double>(), 0.0);
+  EXPECT_EQ(e.at("measured"), false);
+  EXPECT_TRUE(e.at("stages").contains("denoise"));
+  // More work, more time.
+  auto bigger = c.Get("/v1/estimate?image=320x180&max_area=57600&frames=81&steps=40&guidance=5");
+  ASSERT_TRUE(bigger);
+  EXPECT_GT(parse(bigger).at("seconds").get<double>(), 5 * e.at("seconds").get<double>());
+  for (const char* bad : {"/v1/estimate?frames=80", "/v1/estimate?size=100x50", "/v1/estimate?steps=x",
+                          "/v1/estimate?image=wide"}) {
+    auto b = c.Get(bad);
+    EXPECT_EQ(status(b), 400) << bad << ": " << (b ? b->body : "");
+  }
+  // After a job with these settings the estimate uses its measured speeds.
+  const std::string id = submit(c, {{"max_area", "57600"}, {"frames", "17"}, {"steps", "4"}});
+  const json done = wait_final(c, id);
+  ASSERT_EQ(done.at("state"), "done");
+  auto again = c.Get("/v1/estimate?image=320x180&max_area=57600&frames=17&steps=4&guidance=5");
+  ASSERT_TRUE(again);
+  e = parse(again);
+  EXPECT_EQ(e.at("measured"), true);
+  const double ran = done.at("finished").get<double>() - done.at("started").get<double>();
+  std::printf("[measured] estimate %.2f s, the job ran %.2f s\n", e.at("seconds").get<double>(), ran);
+  EXPECT_GT(e.at("seconds").get<double>(), 0.3 * ran);
+  EXPECT_LT(e.at("seconds").get<double>(), 3.0 * ran);
+  EXPECT_EQ(server.stop(SIGTERM), 0);
+}
+
 struct BadCase {
   std::string field, value, expect_field;
 };
@@ -420,7 +495,7 @@ TEST(ServerApi, ShutdownFinishCompletesTheRunningJob) {
   {
     ServerProcess server(data, {"--on-shutdown", "finish"});
     auto c = server.client();
-    id = submit(c, tiny_fields(12));
+    id = submit(c, tiny_fields(150));  // ~0.5 s of denoising: long enough for the poll to see it
     ASSERT_EQ(wait_denoising(c, id).at("state"), "running");
     EXPECT_EQ(server.stop(SIGINT), 0);
   }

@@ -1,8 +1,10 @@
 // Browser test of the page served by `inbetween serve`: Debian's Chromium, headless, driven by
 // playwright-core. Uploads the fixture's two keyframes, sets tiny settings, presses Generate,
 // follows the progress and waits until the video element has loaded the finished MP4; then saves a
-// screenshot. Exits 0 on success, 1 on failure, 77 (skipped) when node_modules/playwright-core or
-// /usr/bin/chromium is missing, unless INBETWEEN_REQUIRE_BROWSER=1.
+// screenshot. Then a long job: the time display (elapsed, time left) while its VAE encodes, and
+// Cancel, which must show "cancelling…" at once and end in the cancelled state. Exits 0 on
+// success, 1 on failure, 77 (skipped) when node_modules/playwright-core or /usr/bin/chromium is
+// missing, unless INBETWEEN_REQUIRE_BROWSER=1.
 //
 //   node tests/server/browser_test.mjs --inbetween build/inbetween [--screenshot out.png]
 //        [--model DIR] [--max-area 4096] [--frames 9] [--steps 4]
@@ -109,12 +111,33 @@ try {
   await page.goto(url);
   await page.waitForFunction(() => document.querySelector('#model-info').textContent.includes('cpu'));
   check(await page.isDisabled('#generate'), 'Generate is disabled until both frames are chosen');
+  check(await page.inputValue('#preset') === 'preview', 'a CPU-only server starts on the quick preview preset');
+  check(await page.inputValue('#frames') === '17' && await page.inputValue('#steps') === '10',
+    'the preview preset sets 17 frames and 10 steps');
+  check((await page.textContent('#clip-length')) === '17 frames = 1.1 s at 16 fps', 'the clip length is shown next to the frames');
+  const hints = await page.evaluate(() => [...document.querySelectorAll('.grid .hint')].map((e) => e.textContent).join(' | '));
+  check(/prompt/.test(hints) && /Noise schedule/.test(hints), 'guidance and shift have a one-line explanation');
+  // Every resolution label fits its menu (text width against the select's inner width).
+  await page.click('#advanced summary');
+  const cut = await page.evaluate(() => {
+    const sel = document.querySelector('#resolution');
+    const cs = getComputedStyle(sel);
+    const ctx = document.createElement('canvas').getContext('2d');
+    ctx.font = `${cs.fontWeight} ${cs.fontSize} ${cs.fontFamily}`;
+    const room = sel.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight) - 20;  // 20: the arrow
+    return [...sel.options].filter((o) => ctx.measureText(o.text).width > room).map((o) => o.text);
+  });
+  check(cut.length === 0, `the resolution labels are not cut off${cut.length ? ': ' + cut.join(', ') : ''}`);
+  await page.click('#advanced summary');
 
   await page.setInputFiles('#first', path.join(fixture, 'first.png'));
   await page.setInputFiles('#last', path.join(fixture, 'last.png'));
   await page.waitForFunction(() => document.querySelectorAll('.drop-meta').length === 2 &&
     [...document.querySelectorAll('.drop-meta')].every((e) => e.textContent.includes('×')));
   check(await page.isVisible('#drop-first img'), 'the start frame preview is shown');
+  await page.waitForFunction(() => /^Estimated time on this server \(cpu\): about .* for \d+×\d+, 17 frames, 10 steps/.test(
+    document.querySelector('#estimate').textContent) && !document.querySelector('#estimate').hidden);
+  check(true, `the run time is estimated before submitting (${await page.textContent('#estimate')})`);
   check(await page.isHidden('#aspect-warning'), 'no aspect warning for frames of one shape');
   await page.fill('#prompt', 'The camera drifts slowly from the first frame to the last');
   await page.click('#advanced summary');
@@ -144,6 +167,9 @@ try {
     'the page loads nothing from elsewhere');
   const dims = await page.evaluate(() => [document.querySelector('#video').videoWidth, document.querySelector('#video').videoHeight]);
   console.log(`video ${dims[0]}x${dims[1]}`);
+  const meta = await page.textContent('#video-meta');
+  check(/\d+ frames \([\d.]+ s at 16 fps\)/.test(meta) && /waited .*, ran /.test(meta),
+    `the video's line gives the clip length and the queue wait apart from the run time (${meta})`);
 
   // The recent jobs list shows the job as done, with its thumbnails loaded.
   await page.waitForFunction((jobId) => {
@@ -164,6 +190,42 @@ try {
     await page.screenshot({ path: screenshot, fullPage: true });
     console.log(`screenshot: ${screenshot}`);
   }
+
+  // A long job (257 frames: the VAE encodes 65 chunks): the clock while it runs, then Cancel.
+  await page.evaluate(() => { document.querySelector('#advanced').open = true; });
+  await page.selectOption('#resolution', 'area');
+  await page.fill('#max_area', '57600');
+  await page.fill('#frames', '257');
+  await page.fill('#steps', '2');
+  check(await page.inputValue('#preset') === 'custom', 'changed settings switch the preset to custom');
+  await page.click('#generate');
+  await page.waitForFunction((first) => /^#job=[0-9a-f]{32}$/.test(location.hash) && location.hash.slice(5) !== first, id);
+  await page.waitForFunction(() => /elapsed · about .* left/.test(document.querySelector('#progress-eta').textContent) &&
+    /Encoding the frames/.test(document.querySelector('#progress-stage').textContent), null, { timeout: 120000, polling: 100 });
+  const eta1 = await page.textContent('#progress-eta');
+  await page.waitForTimeout(2100);
+  const eta2 = await page.textContent('#progress-eta');
+  const secs = (t) => { const m = /^(?:(\d+) min )?(\d+) s elapsed/.exec(t); return m ? Number(m[1] || 0) * 60 + Number(m[2]) : NaN; };
+  check(secs(eta2) >= secs(eta1) + 1, `the elapsed time moves while the VAE encodes ('${eta1}' then '${eta2}')`);
+  check(/left in this stage/.test(eta2), `the time left is shown during the VAE encode ('${eta2}')`);
+  // Cancel: the page says so before the server has answered.
+  await page.route('**/v1/jobs/*', async (route) => {
+    if (route.request().method() === 'DELETE') await new Promise((r) => setTimeout(r, 1500));  // a slow answer
+    await route.continue();
+  });
+  const tc = Date.now();
+  await page.click('#cancel');
+  await page.waitForFunction(() => document.querySelector('#job-state').textContent === 'cancelling…' &&
+    document.querySelector('#cancel').disabled && document.querySelector('#cancel').textContent === 'Cancelling…' &&
+    /^Cancelling…/.test(document.querySelector('#progress-stage').textContent), null, { timeout: 1000, polling: 20 });
+  check(Date.now() - tc < 1000, `"cancelling…" is shown at once (${Date.now() - tc} ms, the DELETE answer takes 1.5 s)`);
+  await page.waitForFunction(() => document.querySelector('#job-state').textContent === 'cancelled', null, { timeout: 30000 });
+  const cancelText = await page.textContent('#job-error');
+  check(/The job was cancelled\. \(waited .*, ran .*\)/.test(cancelText),
+    `the cancelled job says so, with its queue wait and run time (${cancelText}, ${((Date.now() - tc) / 1000).toFixed(2)} s after Cancel)`);
+  check(await page.isHidden('#progress-box'), 'the progress box is gone after the cancel');
+  await page.unroute('**/v1/jobs/*');
+
   check(problems.length === 0, `no page errors${problems.length ? ': ' + problems.join('; ') : ''}`);
 } catch (e) {
   failed = true;

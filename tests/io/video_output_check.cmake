@@ -1,0 +1,1 @@
+ib_add_test(test_io_video_output_check SOURCES ${CMAKE_CURRENT_LIST_DIR}/video_output_check_test.cc)
