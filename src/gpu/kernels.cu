@@ -220,64 +220,6 @@ __global__ void qk_norm_kernel(QkDev a) {
   }
 }
 
-// The same with one warp per row and 16-byte accesses (rows of a multiple of 8 values, 16-byte
-// aligned): the row is read twice (the second time from L1/L2) instead of being staged in shared
-// memory, and no barrier is needed.
-__global__ void qk_norm_warp_kernel(QkDev a, int64_t rows) {
-  const int lane = threadIdx.x % 32;
-  const int64_t r = static_cast<int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
-  if (r >= rows) return;
-  auto* xv = reinterpret_cast<uint4*>(a.x + r * a.ld);
-  const int cols = static_cast<int>(a.cols), nvec = cols / 8, half = static_cast<int>(a.half);
-  float s = 0.0f;
-  for (int i = lane; i < nvec; i += 32) {
-    const uint4 u = xv[i];
-    const uint32_t w[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      const float2 v = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&w[k]));
-      s += v.x * v.x + v.y * v.y;
-    }
-  }
-  for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-  const float rn = 1.0f / sqrtf(s / static_cast<float>(cols) + a.eps);
-  const int64_t rt = r % a.tokens;
-  const int64_t f = rt / (a.gh * a.gw), ra = (rt / a.gw) % a.gh, cb = rt % a.gw;
-  const int pf = static_cast<int>(a.pf), ph = static_cast<int>(a.ph), pw = static_cast<int>(a.pw);
-  for (int i = lane; i < nvec; i += 32) {
-    const uint4 u = xv[i];
-    uint32_t w[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      const int p = i * 4 + k;  // pair index in the row
-      const float2 v = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&w[k]));
-      const float v0 = round_bf(v.x * rn) * a.gamma[2 * p];
-      const float v1 = round_bf(v.y * rn) * a.gamma[2 * p + 1];
-      float o0 = v0, o1 = v1;
-      if (a.rope) {
-        const int j = p % half;
-        double c, sn;
-        if (j < pf) {
-          c = a.cf[f * pf + j];
-          sn = a.sf[f * pf + j];
-        } else if (j < pf + ph) {
-          c = a.ch[ra * ph + (j - pf)];
-          sn = a.sh[ra * ph + (j - pf)];
-        } else {
-          c = a.cw[cb * pw + (j - pf - ph)];
-          sn = a.sw[cb * pw + (j - pf - ph)];
-        }
-        const double re = v0, im = v1;
-        o0 = static_cast<float>(re * c - im * sn);
-        o1 = static_cast<float>(re * sn + im * c);
-      }
-      const __nv_bfloat162 out = __floats2bfloat162_rn(o0, o1);
-      w[k] = *reinterpret_cast<const uint32_t*>(&out);
-    }
-    xv[i] = make_uint4(w[0], w[1], w[2], w[3]);
-  }
-}
-
 template <typename From>
 __global__ void to_bf16_kernel(const From* src, __nv_bfloat16* dst, int64_t n) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
@@ -468,13 +410,6 @@ void qk_norm(const QkNormArgs& a, cudaStream_t stream) {
     d.sw = t.sin + nf + nh;
   } else {
     d.gh = d.gw = 1;
-  }
-  if (a.cols % 8 == 0 && a.ld % 8 == 0 && reinterpret_cast<uintptr_t>(a.x) % 16 == 0) {
-    constexpr int kRowsPerBlock = 8;  // one warp a row
-    const int64_t blocks = (a.rows + kRowsPerBlock - 1) / kRowsPerBlock;
-    qk_norm_warp_kernel<<<static_cast<unsigned>(blocks), kRowsPerBlock * 32, 0, stream>>>(d, a.rows);
-    check_launch("qk_norm");
-    return;
   }
   row_smem(reinterpret_cast<const void*>(qk_norm_kernel), a.cols, "qk_norm");
   qk_norm_kernel<<<static_cast<unsigned>(a.rows), kRowThreads, static_cast<size_t>(a.cols) * sizeof(float), stream>>>(
