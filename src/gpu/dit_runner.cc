@@ -303,18 +303,6 @@ DitContext DitRunner::prepare(const Tensor& context, const Tensor& clip_fea) con
 
 Tensor DitRunner::forward(const Tensor& x, double t, const DitContext& ctx, const Tensor& y,
                           DitProfile* profile) const {
-  return forward_batch(x, t, {&ctx}, y, profile).at(0);
-}
-
-size_t DitRunner::activation_bytes(int64_t L, int64_t batch) const {
-  const auto dim = static_cast<size_t>(cfg_.dim), ffn = static_cast<size_t>(cfg_.ffn_dim);
-  // Per row: the f32 stream and head input, a, qkv, att, att2, proj in bf16, the FFN hidden.
-  const size_t per_row = dim * (4 + 4) + dim * 2 * (1 + 3 + 1 + 1 + 1) + ffn * 2;
-  return per_row * static_cast<size_t>(L) * static_cast<size_t>(batch);
-}
-
-std::vector<Tensor> DitRunner::forward_batch(const Tensor& x, double t, const std::vector<const DitContext*>& ctxs,
-                                             const Tensor& y, DitProfile* profile) const {
   const DitConfig& c = cfg_;
   const DitWeightsGpu& w = w_;
   IB_CHECK(x.defined() && x.device() == Device::CUDA && x.dtype() == DType::F32 && x.dim() == 4 &&
@@ -330,19 +318,9 @@ std::vector<Tensor> DitRunner::forward_batch(const Tensor& x, double t, const st
                  y.shape() == (Shape{c.in_dim - c.out_dim, T, h, wd}),
              "DiT forward: conditioning must be f32 {} on the device, got {}", shape_str({c.in_dim - c.out_dim, T, h, wd}),
              y.defined() ? y.str() : "undefined");
+    IB_CHECK(ctx.kv_img.size() == w.blocks.size(), "DiT forward: the context was prepared without image features");
   }
-  IB_CHECK(!ctxs.empty(), "DiT forward: no context");
-  for (const DitContext* ctx : ctxs) {
-    IB_CHECK(ctx != nullptr && ctx->kv_txt.size() == w.blocks.size(),
-             "DiT forward: the context was prepared for another model");
-    IB_CHECK(!has_img_ || ctx->kv_img.size() == w.blocks.size(),
-             "DiT forward: the context was prepared without image features");
-  }
-  // B videos that share the latent, the timestep and the conditioning and differ in their text
-  // context (the two guidance branches): their L-row blocks are stacked into R = B*L rows, so each
-  // product, norm and self-attention runs once for all of them.
-  const auto B = static_cast<int64_t>(ctxs.size());
-  const int64_t R = B * L;
+  IB_CHECK(ctx.kv_txt.size() == w.blocks.size(), "DiT forward: the context was prepared for another model");
   Events ev(profile);
 
   // 7.2: patch embedding (bf16 product) -> the residual stream, f32 from here on.
@@ -350,11 +328,7 @@ std::vector<Tensor> DitRunner::forward_batch(const Tensor& x, double t, const st
   Tensor tokens = Tensor::empty({L, c.in_dim * 4}, DType::BF16, Device::CUDA);
   patchify(x.data<float>(), c.out_dim, has_img_ ? y.data<float>() : nullptr, c.in_dim - c.out_dim, T, h, wd,
            tokens.raw());
-  Tensor xs = Tensor::empty({R, dim}, DType::F32, Device::CUDA);  // [B*L, dim] f32
-  {
-    const Tensor x0 = to_f32_device(linear(tokens, w.patch, Epilogue::Bias));  // [L, dim]
-    for (int64_t b = 0; b < B; ++b) copy_bytes(xs.slice(b * L, (b + 1) * L), x0);
-  }
+  Tensor xs = to_f32_device(linear(tokens, w.patch, Epilogue::Bias));  // [L, dim] f32
   tokens = Tensor();
 
   // 7.3: time embedding, f32.
@@ -366,21 +340,18 @@ std::vector<Tensor> DitRunner::forward_batch(const Tensor& x, double t, const st
   const RopeTables& rope = rope_for(T, hp, wp);
 
   // Scratch of one forward, reused by every block (the allocator keeps it across forwards).
-  Tensor a = Tensor::empty({R, dim}, DType::BF16, Device::CUDA);           // normed block input
-  Tensor qkv = Tensor::empty({R, 3 * dim}, DType::BF16, Device::CUDA);     // [q | k | v]
-  Tensor att = Tensor::empty({R, dim}, DType::BF16, Device::CUDA);         // attention output
-  Tensor att2 = has_img_ ? Tensor::empty({R, dim}, DType::BF16, Device::CUDA) : Tensor();
-  Tensor proj = Tensor::empty({R, dim}, DType::BF16, Device::CUDA);        // o / FFN-down output
-  Tensor hid = Tensor::empty({R, c.ffn_dim}, DType::BF16, Device::CUDA);   // FFN hidden
-  Tensor head_in = Tensor::empty({R, dim}, DType::F32, Device::CUDA);
+  Tensor a = Tensor::empty({L, dim}, DType::BF16, Device::CUDA);           // normed block input
+  Tensor qkv = Tensor::empty({L, 3 * dim}, DType::BF16, Device::CUDA);     // [q | k | v]
+  Tensor att = Tensor::empty({L, dim}, DType::BF16, Device::CUDA);         // attention output
+  Tensor att2 = has_img_ ? Tensor::empty({L, dim}, DType::BF16, Device::CUDA) : Tensor();
+  Tensor proj = Tensor::empty({L, dim}, DType::BF16, Device::CUDA);        // o / FFN-down output
+  Tensor hid = Tensor::empty({L, c.ffn_dim}, DType::BF16, Device::CUDA);   // FFN hidden
+  Tensor head_in = Tensor::empty({L, dim}, DType::F32, Device::CUDA);
   auto bp = [](const Tensor& buf) { return static_cast<char*>(buf.raw()); };
   const size_t el = 2;  // bf16 bytes
 
-  AttentionProblem self = fused_self_attention(qkv.raw(), att.raw(), L, H, D);
-  self.batch = B;  // each video attends to its own L tokens
-  self.q_batch_stride = self.k_batch_stride = self.v_batch_stride = L * 3 * dim;
-  self.o_batch_stride = L * dim;
-  AttentionProblem cross = fused_self_attention(qkv.raw(), att.raw(), L, H, D);
+  const AttentionProblem self = fused_self_attention(qkv.raw(), att.raw(), L, H, D);
+  AttentionProblem cross = self;
   cross.q = proj.raw();  // the cross-attention's q lives in `proj` until o overwrites it
   cross.q_row_stride = dim;
   cross.k_row_stride = cross.v_row_stride = 2 * dim;
@@ -388,7 +359,7 @@ std::vector<Tensor> DitRunner::forward_batch(const Tensor& x, double t, const st
   auto norm_args = [&](const Tensor& m_rows, int64_t shift_row, int64_t scale_row) {
     ResidualNormArgs r;
     r.x = xs.data<float>();
-    r.rows = R;
+    r.rows = L;
     r.cols = dim;
     r.mode = ResidualNormArgs::Mode::Modulate;
     r.p0 = m_rows.data<float>() + scale_row * dim;
@@ -415,11 +386,10 @@ std::vector<Tensor> DitRunner::forward_batch(const Tensor& x, double t, const st
     const Tensor& m = mods[i];
     // Self-attention.
     ev.mark("qkv_gemm");
-    linear(a.raw(), R, dim, g.qkv, Epilogue::Bias, qkv.raw(), 3 * dim);
+    linear(a.raw(), L, dim, g.qkv, Epilogue::Bias, qkv.raw(), 3 * dim);
     ev.mark("qk_norm_rope");
     QkNormArgs qa;
-    qa.rows = R;
-    qa.tokens = L;
+    qa.rows = L;
     qa.cols = dim;
     qa.ld = 3 * dim;
     qa.eps = c.eps;
@@ -434,7 +404,7 @@ std::vector<Tensor> DitRunner::forward_batch(const Tensor& x, double t, const st
     ev.mark("self_attention");
     attention(self, backend_);
     ev.mark("o_gemm");
-    linear(att.raw(), R, dim, g.o, Epilogue::Bias, proj.raw(), dim);
+    linear(att.raw(), L, dim, g.o, Epilogue::Bias, proj.raw(), dim);
     ev.mark("residual_norm");
     {  // x += o * gate1; a = norm3(x)
       ResidualNormArgs r = norm_args(m, 0, 0);
@@ -448,11 +418,11 @@ std::vector<Tensor> DitRunner::forward_batch(const Tensor& x, double t, const st
     }
     // Cross-attention: q from the normed stream, k/v from the prepared context.
     ev.mark("cross_q_gemm");
-    linear(a.raw(), R, dim, g.cq, Epilogue::Bias, proj.raw(), dim);
+    linear(a.raw(), L, dim, g.cq, Epilogue::Bias, proj.raw(), dim);
     ev.mark("qk_norm_rope");
     QkNormArgs cqa;
     cqa.x = proj.raw();
-    cqa.rows = R;
+    cqa.rows = L;
     cqa.cols = dim;
     cqa.ld = dim;
     cqa.gamma = g.cnorm_q.data<float>();
@@ -460,27 +430,22 @@ std::vector<Tensor> DitRunner::forward_batch(const Tensor& x, double t, const st
     cqa.heads = H;
     qk_norm(cqa);
     ev.mark("cross_attention");
-    for (int64_t b = 0; b < B; ++b) {  // each video with its own context
-      const DitContext& ctx = *ctxs[static_cast<size_t>(b)];
-      AttentionProblem ct = cross;
-      ct.q = bp(proj) + b * L * dim * el;
-      ct.out = bp(att) + b * L * dim * el;
-      ct.k = ctx.kv_txt[i].raw();
-      ct.v = bp(ctx.kv_txt[i]) + dim * el;
-      ct.lk = ctx.text_rows;
-      attention(ct, backend_);
-      if (has_img_) {
-        AttentionProblem ci = ct;
-        ci.k = ctx.kv_img[i].raw();
-        ci.v = bp(ctx.kv_img[i]) + dim * el;
-        ci.lk = ctx.image_rows;
-        ci.out = bp(att2) + b * L * dim * el;
-        attention(ci, backend_);
-      }
+    AttentionProblem ct = cross;
+    ct.k = ctx.kv_txt[i].raw();
+    ct.v = bp(ctx.kv_txt[i]) + dim * el;
+    ct.lk = ctx.text_rows;
+    attention(ct, backend_);
+    if (has_img_) {
+      AttentionProblem ci = cross;
+      ci.k = ctx.kv_img[i].raw();
+      ci.v = bp(ctx.kv_img[i]) + dim * el;
+      ci.lk = ctx.image_rows;
+      ci.out = att2.raw();
+      attention(ci, backend_);
+      add_bf16(att.raw(), att2.raw(), att.raw(), L * dim);  // o_txt + o_img in f32, then bf16
     }
-    if (has_img_) add_bf16(att.raw(), att2.raw(), att.raw(), R * dim);  // o_txt + o_img in f32, then bf16
     ev.mark("o_gemm");
-    linear(att.raw(), R, dim, g.co, Epilogue::Bias, proj.raw(), dim);
+    linear(att.raw(), L, dim, g.co, Epilogue::Bias, proj.raw(), dim);
     ev.mark("residual_norm");
     {  // x += cross; a = LN(x) * (1 + scale2) + shift2
       ResidualNormArgs r = norm_args(m, 3, 4);
@@ -490,9 +455,9 @@ std::vector<Tensor> DitRunner::forward_batch(const Tensor& x, double t, const st
     }
     // FFN.
     ev.mark("ffn_up_gelu_gemm");
-    linear(a.raw(), R, dim, g.ffn0, Epilogue::BiasGelu, hid.raw(), c.ffn_dim);
+    linear(a.raw(), L, dim, g.ffn0, Epilogue::BiasGelu, hid.raw(), c.ffn_dim);
     ev.mark("ffn_down_gemm");
-    linear(hid.raw(), R, c.ffn_dim, g.ffn2, Epilogue::Bias, proj.raw(), dim);
+    linear(hid.raw(), L, c.ffn_dim, g.ffn2, Epilogue::Bias, proj.raw(), dim);
     ev.mark("residual_norm");
     // x += ffn * gate2, then the next block's norm1-modulation (or the head's, in f32).
     const bool last = i + 1 == w.blocks.size();
@@ -509,16 +474,12 @@ std::vector<Tensor> DitRunner::forward_batch(const Tensor& x, double t, const st
 
   // 7.8: head in f32, then unpatchify.
   ev.mark("head");
-  const Tensor out = ops::linear(head_in, w.head_w, w.head_b);  // [B*L, out_dim*4]
-  std::vector<Tensor> vs;
-  for (int64_t b = 0; b < B; ++b) {
-    Tensor v = Tensor::empty({c.out_dim, T, h, wd}, DType::F32, Device::CUDA);
-    unpatchify(out.data<float>() + b * L * c.out_dim * 4, c.out_dim, T, hp, wp, v.data<float>());
-    vs.push_back(std::move(v));
-  }
+  const Tensor out = ops::linear(head_in, w.head_w, w.head_b);  // [L, out_dim*4]
+  Tensor v = Tensor::empty({c.out_dim, T, h, wd}, DType::F32, Device::CUDA);
+  unpatchify(out.data<float>(), c.out_dim, T, hp, wp, v.data<float>());
   ev.mark("end");
   ev.finish();
-  return vs;
+  return v;
 }
 
 const RopeTables& DitRunner::rope_for(int64_t frames, int64_t height, int64_t width) const {

@@ -75,12 +75,6 @@ class DitRunner {
   // x: f32 device [out_dim, T, h, w]; y: f32 device [in_dim - out_dim, T, h, w] (undefined for
   // t2v). Returns the f32 device velocity [out_dim, T, h, w]. Queued on the default stream.
   Tensor forward(const Tensor& x, double t, const DitContext& ctx, const Tensor& y, DitProfile* profile = nullptr) const;
-  // The same latent through several contexts in one forward (the two guidance branches: every
-  // product, norm and self-attention runs once over the stacked rows). One velocity per context.
-  std::vector<Tensor> forward_batch(const Tensor& x, double t, const std::vector<const DitContext*>& ctxs,
-                                    const Tensor& y, DitProfile* profile = nullptr) const;
-  // Device bytes of one forward's activations at L tokens for `batch` contexts.
-  size_t activation_bytes(int64_t tokens, int64_t batch) const;
 
   const DitConfig& config() const { return cfg_; }
   const DitWeightsGpu& weights() const { return w_; }

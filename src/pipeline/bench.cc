@@ -290,17 +290,14 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
             fmt::format("{:.3f} PFLOP", flops / 1e15));
     cuda::reset_peak_memory();
     add_row("dit_forward_uncond", time_it(o.repeats, [&] { (void)runner->forward(x, 999.0, cu, y); }), flops, "");
-    cuda::reset_peak_memory();
-    add_row("dit_forward_pair", time_it(o.repeats, [&] { (void)runner->forward_batch(x, 999.0, {&cc, &cu}, y); }),
-            2 * flops, "both guidance branches in one batched forward");
     auto sched = Scheduler::create(Solver::UniPC, 1000, 16.0);
     cuda::reset_peak_memory();
     add_row("denoise_step", time_it(o.repeats, [&] {
-              const std::vector<Tensor> v2 = runner->forward_batch(x, 999.0, {&cc, &cu}, y);
-              const Tensor v = guided_velocity(v2[0], v2[1], 5.0f);
+              const Tensor vc = runner->forward(x, 999.0, cc, y), vu = runner->forward(x, 999.0, cu, y);
+              const Tensor v = guided_velocity(vc, vu, 5.0f);
               (void)scheduler_step(*sched, v, x);
             }),
-            2 * flops, "the batched pair, guidance and the UniPC update");
+            2 * flops, "two forwards, guidance and the UniPC update");
     if (o.profile) {
       gpu::DitProfile prof;
       (void)runner->forward(x, 999.0, cc, y, &prof);
@@ -358,13 +355,8 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
       Tensor x = noise.clone();
       for (int i = 0; i < steps; ++i) {
         const double t = static_cast<double>(sched->timesteps()[static_cast<size_t>(i)]);
-        Tensor v;
-        if (cfg_on) {
-          const std::vector<Tensor> v2 = runner->forward_batch(x, t, {&cc_ctx, &cu_ctx}, y);
-          v = guided_velocity(v2[0], v2[1], static_cast<float>(o.guidance));
-        } else {
-          v = runner->forward(x, t, cc_ctx, y);
-        }
+        const Tensor vc = runner->forward(x, t, cc_ctx, y);
+        const Tensor v = cfg_on ? guided_velocity(vc, runner->forward(x, t, cu_ctx, y), static_cast<float>(o.guidance)) : vc;
         x = scheduler_step(*sched, v, x);
       }
       lap();

@@ -496,18 +496,7 @@ GeneratedVideo Pipeline::generate(const GenerateOptions& o, const ProgressFn& pr
     ctx_c = im.runner->prepare(context, clip_context);
     if (unconditional) ctx_u = im.runner->prepare(context_null, clip_context);
     if (y.defined()) y_dev = y.to(Device::CUDA);
-    // Both guidance branches in one batched forward when the GPU has room for twice the
-    // activations (with a quarter to spare), else one after the other.
-    const int64_t tokens = latent_shape[1] * (latent_shape[2] / 2) * (latent_shape[3] / 2);
-    const cuda::MemoryStats ms = cuda::memory_stats();
-    const bool batched = unconditional && static_cast<double>(im.runner->activation_bytes(tokens, 2)) * 1.25 <=
-                                              static_cast<double>(ms.device_free + (ms.reserved - ms.in_use));
-    velocities = [&, batched](double t) {
-      if (batched) {
-        im.dit_forwards += 2;
-        std::vector<Tensor> v = im.runner->forward_batch(x, t, {&ctx_c, &ctx_u}, y_dev);
-        return std::pair{v[0], v[1]};
-      }
+    velocities = [&](double t) {
       ++im.dit_forwards;
       Tensor vc = im.runner->forward(x, t, ctx_c, y_dev);
       if (!unconditional) return std::pair{vc, Tensor()};
