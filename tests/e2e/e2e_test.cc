@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/expect_error.h"
+#include "common/command.h"
 #include "common/fixture.h"
 #include "e2e/e2e_settings.h"
 #include "inbetween/error.h"
@@ -27,22 +28,8 @@ namespace fs = std::filesystem;
 using test::e2e_settings;
 using test::fixture_options;
 
-struct CommandResult {
-  int status = -1;
-  std::string output;
-};
-
-CommandResult run_command(const std::string& cmd) {
-  CommandResult r;
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  const int st = ::pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
+using test::CommandResult;
+using test::run_command;
 
 std::string cli() { return test::binary_dir() + "/inbetween"; }
 
@@ -188,8 +175,8 @@ TEST(EndToEnd, OtherFrameCountsAndMismatchedLastFrame) {
     // resize from I to O samples the input at (d + 0.5) I / O - 0.5.
     const double r = std::max(static_cast<double>(W0) / static_cast<double>(w1),
                               static_cast<double>(H0) / static_cast<double>(h1));
-    const double sw = std::max<double>(W0, std::nearbyint(static_cast<double>(w1) * r));
-    const double sh = std::max<double>(H0, std::nearbyint(static_cast<double>(h1) * r));
+    const double sw = std::max(static_cast<double>(W0), std::nearbyint(static_cast<double>(w1) * r));
+    const double sh = std::max(static_cast<double>(H0), std::nearbyint(static_cast<double>(h1) * r));
     const double left = std::nearbyint((sw - static_cast<double>(W0)) / 2.0);
     const double top = std::nearbyint((sh - static_cast<double>(H0)) / 2.0);
     std::printf("[settings] last %lldx%lld -> first %lldx%lld: scaled to %.0fx%.0f, crop left %.0f top %.0f, "
@@ -197,7 +184,7 @@ TEST(EndToEnd, OtherFrameCountsAndMismatchedLastFrame) {
                 static_cast<long long>(W0), static_cast<long long>(H0), sw, sh, left, top,
                 static_cast<long long>(width), static_cast<long long>(height));
     // Source coordinate of a fitted pixel k, and of an output pixel d (through the second resize).
-    auto D = [](int64_t v) { return static_cast<double>(v); };
+    auto D = [](int64_t n) { return static_cast<double>(n); };
     auto src_x = [&](double k) { return (k + left + 0.5) * D(w1) / sw - 0.5; };
     auto src_y = [&](double k) { return (k + top + 0.5) * D(h1) / sh - 0.5; };
     auto fit_x = [&](int64_t d) { return (D(d) + 0.5) * D(W0) / D(width) - 0.5; };
