@@ -65,44 +65,6 @@ Tensor normal_like(const Shape& shape, uint64_t seed) {  // mean 0, variance 1: 
   return t;
 }
 
-class MemoryStore : public ib::TensorStore {
- public:
-  std::map<std::string, Tensor> tensors;
-  bool contains(const std::string& n) const override { return tensors.count(n) > 0; }
-  std::vector<std::string> names() const override {
-    std::vector<std::string> v;
-    for (const auto& [n, t] : tensors) v.push_back(n);
-    return v;
-  }
-  ib::TensorInfo info(const std::string& n) const override { return {get(n).dtype(), get(n).shape()}; }
-  Tensor get(const std::string& n) const override {
-    const auto it = tensors.find(n);
-    IB_CHECK(it != tensors.end(), "no tensor {}", n);
-    return it->second;
-  }
-  std::string source(const std::string&) const override { return "<random weights>"; }
-};
-
-bool ends_with(const std::string& s, const std::string& e) {
-  return s.size() >= e.size() && s.compare(s.size() - e.size(), e.size(), e) == 0;
-}
-
-MemoryStore random_vae(const ib::VaeConfig& cfg) {
-  MemoryStore s;
-  uint64_t seed = 1;
-  for (const auto& [name, shape] : ib::vae_weight_shapes(cfg)) {
-    if (ends_with(name, ".gamma")) {
-      s.tensors[name] = Tensor::full(shape, 1.0f);
-    } else if (ends_with(name, ".bias")) {
-      s.tensors[name] = Tensor::zeros(shape);
-    } else {
-      const int64_t fan_in = ib::shape_numel(shape) / shape[0];
-      s.tensors[name] = uniform(shape, std::sqrt(3.0f / static_cast<float>(fan_in)), ++seed);
-    }
-  }
-  return s;
-}
-
 std::vector<std::string> g_table;  // the summary, printed last
 
 void row(const std::string& line) {
@@ -212,8 +174,8 @@ int main(int argc, char** argv) {
   try {
     const ib::VaeConfig cfg;  // the release's sizes
     const auto t0 = std::chrono::steady_clock::now();
-    const MemoryStore store = random_vae(cfg);
-    std::printf("random weights: %zu tensors in %.1f s\n", store.tensors.size(), seconds_since(t0));
+    const ib::MemoryTensorStore store(ib::make_weights(ib::vae_weight_shapes(cfg), DType::F32, 1), "<random weights>");
+    std::printf("random weights: %zu tensors in %.1f s\n", store.names().size(), seconds_since(t0));
     std::map<DType, ib::WanVAE> models;
     for (const std::string& name : cases) {
       const auto dash = name.rfind('-');

@@ -10,8 +10,7 @@ mkdir -p "$OUT"
 T0=$(date +%s)
 elapsed() { echo $(( $(date +%s) - T0 )); }
 tar -xJf .device-pack/pack.tar.xz
-[ -f .device-pack/libav.tar.xz ] && tar -xJf .device-pack/libav.tar.xz
-export LD_LIBRARY_PATH="$PWD/.device-libs:$PWD/.device-libav:${LD_LIBRARY_PATH:-}"
+export LD_LIBRARY_PATH="$PWD/.device-libs:${LD_LIBRARY_PATH:-}"
 export INBETWEEN_FIXTURE="$PWD/.device-build/fixture" INBETWEEN_BINARY_DIR="$PWD/.device-build"
 cd .device-build
 summary="$OUT/summary.txt"
@@ -36,7 +35,7 @@ if [ "$(elapsed)" -lt 250 ]; then
   echo "bench 720p rc=$? at $(elapsed) s" >> "$summary"
 fi
 
-# 3. A job through the server on the GPU (needs the MP4 writer: a pack with the FFmpeg libraries).
+# 3. A job through the server on the GPU (needs the MP4 writer: a pack made with MP4=1).
 if ! ldd ./inbetween | grep -q "not found" && ./inbetween --help > /dev/null 2>&1; then
   ./inbetween serve --model fixture/model --device cuda --port 18080 --data-dir /tmp/ibjobs > "$OUT/serve.log" 2>&1 &
   srv=$!

@@ -2,6 +2,9 @@
 
 #include <charconv>
 #include <cmath>
+#include <regex>
+
+#include "core/check.h"
 
 namespace ib::cli {
 
@@ -37,6 +40,13 @@ void register_commands(CLI::App& app) {
   register_synth_model(app);
   register_encode_prompt(app);
   register_bench(app);
+}
+
+SizeOption parse_size_option(const std::string& s) {
+  static const std::regex re(R"((\d{1,5})[x\*](\d{1,5}))");
+  std::smatch m;
+  IB_CHECK(std::regex_match(s, m, re), "--size '{}' must be WIDTHxHEIGHT, e.g. 832x480", s);
+  return {std::stoll(m[1]), std::stoll(m[2])};
 }
 
 void add_pipeline_options(CLI::App* cmd, PipelineOptions& p) {

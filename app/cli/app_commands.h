@@ -12,6 +12,12 @@ void add_pipeline_options(CLI::App* cmd, PipelineOptions& p);
 
 void register_commands(CLI::App& app);
 
+// --size WIDTHxHEIGHT (or WIDTH*HEIGHT) as {width, height}; ranges are the library's to check.
+struct SizeOption {
+  int64_t width = 0, height = 0;
+};
+SizeOption parse_size_option(const std::string& s);
+
 // Validators that run on an option's text before CLI11 converts it, so `--seed abc` gets our own
 // message ("--seed 'abc' is not a whole number; expected ...") instead of a conversion error.
 CLI::Validator integer_check(const std::string& flag, const std::string& expected);

@@ -1,7 +1,6 @@
 // `inbetween bench`: times the GPU engine (include/inbetween/bench.h) and prints a table, or JSON.
 #include <cstdio>
 #include <nlohmann/json.hpp>
-#include <regex>
 
 #include "app_commands.h"
 #include "core/check.h"
@@ -20,13 +19,9 @@ struct BenchArgs {
 };
 
 void run(BenchArgs& a) {
-  static const std::regex re(R"((\d{1,5})[x\*](\d{1,5}))");
-  std::smatch m;
-  IB_CHECK(std::regex_match(a.size, m, re), "--size '{}' must be WIDTHxHEIGHT, e.g. 832x480", a.size);
-  a.o.width = std::stoll(m[1]);
-  a.o.height = std::stoll(m[2]);
-  IB_CHECK(a.o.frames >= 1 && (a.o.frames - 1) % 4 == 0 && a.o.frames <= 1025, "--frames {} must be 4n+1 (at most 1025)",
-           a.o.frames);
+  const SizeOption sz = parse_size_option(a.size);  // the rest is checked by run_bench
+  a.o.width = sz.width;
+  a.o.height = sz.height;
   if (!a.stages.empty()) {
     size_t p = 0;
     while (p <= a.stages.size()) {

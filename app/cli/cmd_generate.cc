@@ -6,7 +6,6 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
-#include <regex>
 
 #include "app_commands.h"
 #include "core/tensor.h"
@@ -31,14 +30,6 @@ struct GenerateArgs {
   int fps = 16;
   bool quiet = false;
 };
-
-void parse_size(const std::string& s, GenerateOptions& g) {
-  static const std::regex re(R"((\d{1,5})[x\*](\d{1,5}))");
-  std::smatch m;
-  IB_CHECK(std::regex_match(s, m, re), "--size '{}' must be WIDTHxHEIGHT, e.g. 832x480", s);
-  g.width = std::stoll(m[1]);
-  g.height = std::stoll(m[2]);
-}
 
 // The options' ranges, named as on the command line (Pipeline::validate checks them again).
 void check_options(const GenerateArgs& a) {
@@ -229,7 +220,11 @@ void register_generate(CLI::App& app) {
       ->required();
   cmd->add_flag("-q,--quiet", a->quiet, "No progress or timings on stderr");
   cmd->callback([a, steps] {
-    if (!a->size.empty()) parse_size(a->size, a->gen);
+    if (!a->size.empty()) {
+      const SizeOption sz = parse_size_option(a->size);
+      a->gen.width = sz.width;
+      a->gen.height = sz.height;
+    }
     a->steps_given = steps->count() > 0;
     apply_distill_options(*a);
     run(*a);

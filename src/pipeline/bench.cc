@@ -10,6 +10,7 @@
 #include "core/check.h"
 #include "core/cuda_memory.h"
 #include "io/model_config.h"
+#include "ops/sampler.h"
 #include "pipeline/conditioning.h"
 #include "pipeline/generate_internal.h"
 #include "pipeline/scheduler.h"
@@ -294,8 +295,7 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
     cuda::reset_peak_memory();
     add_row("denoise_step", time_it(o.repeats, [&] {
               const Tensor vc = runner->forward(x, 999.0, cc, y), vu = runner->forward(x, 999.0, cu, y);
-              const Tensor v = guided_velocity(vc, vu, 5.0f);
-              (void)scheduler_step(*sched, v, x);
+              (void)sched->step(ops::cfg_combine(vc, vu, 5.0f), x);
             }),
             2 * flops, "two forwards, guidance and the UniPC update");
     if (o.profile) {
@@ -356,8 +356,8 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
       for (int i = 0; i < steps; ++i) {
         const double t = static_cast<double>(sched->timesteps()[static_cast<size_t>(i)]);
         const Tensor vc = runner->forward(x, t, cc_ctx, y);
-        const Tensor v = cfg_on ? guided_velocity(vc, runner->forward(x, t, cu_ctx, y), static_cast<float>(o.guidance)) : vc;
-        x = scheduler_step(*sched, v, x);
+        const Tensor v = cfg_on ? ops::cfg_combine(vc, runner->forward(x, t, cu_ctx, y), static_cast<float>(o.guidance)) : vc;
+        x = sched->step(v, x);
       }
       lap();
       (void)vae_model->decode(x);

@@ -22,9 +22,4 @@ void set_always_unconditional(Pipeline& pipeline, bool on);
 // machine and thread count (it does not reproduce PyTorch's CUDA generator; use --init-noise).
 Tensor seeded_noise(const Shape& shape, uint64_t seed);
 
-class Scheduler;
-// The guidance combination v = v_u + g (v_c - v_u) and one sampler step, each on its inputs' device.
-Tensor guided_velocity(const Tensor& vc, const Tensor& vu, float g);
-Tensor scheduler_step(Scheduler& sched, const Tensor& v, const Tensor& x);
-
 }  // namespace ib

@@ -50,12 +50,6 @@ std::vector<LoraSpec> lora_specs(const std::vector<LoraFile>& loras) {
 
 }  // namespace
 
-// v = v_u + g (v_c - v_u), f32, on the velocities' device.
-Tensor guided_velocity(const Tensor& vc, const Tensor& vu, float g) { return ops::cfg_combine(vc, vu, g); }
-
-// One sampler step on the latent's device (the scheduler keeps its history there).
-Tensor scheduler_step(Scheduler& sched, const Tensor& v, const Tensor& x) { return sched.step(v, x); }
-
 namespace {
 
 // Concatenates [Ca, ...] and [Cb, ...] along dim 0, on b's device.
@@ -517,8 +511,9 @@ GeneratedVideo Pipeline::generate(const GenerateOptions& o, const ProgressFn& pr
   for (int i = 0; i < n; ++i) {
     const double t = static_cast<double>(sched->timesteps()[static_cast<size_t>(i)]);
     const auto [vc, vu] = velocities(t);
-    const Tensor v = vu.defined() ? guided_velocity(vc, vu, static_cast<float>(o.guidance)) : vc;
-    x = scheduler_step(*sched, v, x);
+    // v = v_u + g (v_c - v_u) and the sampler step, on the latent's device.
+    const Tensor v = vu.defined() ? ops::cfg_combine(vc, vu, static_cast<float>(o.guidance)) : vc;
+    x = sched->step(v, x);
     im.emit(fmt::format("latent_{}", i + 1), x);
     const double per_step = seconds_since(loop_start) / (i + 1);
     const double left = per_step * (n - i - 1);

@@ -41,7 +41,7 @@ TEST(MemoryTensorStore, SyntheticT5OfTheFixtureSizesEncodes) {
   const T5Encoder t5 = T5Encoder::load(MemoryTensorStore(w), f.t5);
   const int64_t n = 7;
   std::vector<int32_t> ids(static_cast<size_t>(n)), mask(static_cast<size_t>(n), 1);
-  for (int64_t i = 0; i < n; ++i) ids[static_cast<size_t>(i)] = static_cast<int32_t>(2 + i);
+  for (int64_t i = 0; i < n; ++i) ids[static_cast<size_t>(i)] = static_cast<int32_t>((2 + i) % f.t5.vocab);
   const Tensor h = t5.encode(ids, mask);
   ASSERT_EQ(h.shape(), (Shape{n, f.t5.dim}));
   double sum = 0;

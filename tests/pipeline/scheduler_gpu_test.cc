@@ -7,12 +7,11 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <filesystem>
-#include <regex>
 #include <string>
 #include <vector>
 
 #include "common/fixture.h"
+#include "pipeline/sched_cases.h"
 #include "ops/sampler.h"
 #include "pipeline/scheduler.h"
 
@@ -30,28 +29,10 @@ int64_t bit_differences(const Tensor& a, const Tensor& b) {
   return n;
 }
 
-struct SchedCase {
-  std::string file;
-  Solver solver = Solver::UniPC;
-  int steps = 0;
-  double shift = 0;
-};
-
-std::vector<SchedCase> find_cases() {
-  static const std::regex pattern(R"(sched_(.+)_([0-9]+)_([0-9.]+)\.safetensors)");
-  std::vector<SchedCase> cases;
-  for (const auto& entry : std::filesystem::directory_iterator(test::fixture_dir())) {
-    const std::string name = entry.path().filename().string();
-    std::smatch m;
-    if (!std::regex_match(name, m, pattern)) continue;
-    cases.push_back({name, parse_solver(m[1].str()), std::stoi(m[2].str()), std::stod(m[3].str())});
-  }
-  std::sort(cases.begin(), cases.end(), [](const SchedCase& a, const SchedCase& b) { return a.file < b.file; });
-  return cases;
-}
+using test::SchedCase;
 
 TEST(SchedulerGpu, ReplaysEveryTrajectory) {
-  const std::vector<SchedCase> cases = find_cases();
+  const std::vector<SchedCase> cases = test::find_sched_cases();
   ASSERT_FALSE(cases.empty()) << "no sched_*.safetensors in " << test::fixture_dir();
   for (const SchedCase& c : cases) {
     SCOPED_TRACE(c.file);

@@ -8,10 +8,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <filesystem>
 #include <fstream>
 #include <random>
-#include <regex>
 #include <string>
 #include <vector>
 
@@ -19,6 +17,7 @@
 
 #include "common/expect_error.h"
 #include "common/fixture.h"
+#include "pipeline/sched_cases.h"
 #include "pipeline/scheduler.h"
 
 namespace ib {
@@ -37,36 +36,10 @@ int64_t ulp_distance(float a, float b) {
 }
 
 
-struct SchedCase {
-  std::string file;  // sched_<key>.safetensors
-  std::string key;   // <solver>_<steps>_<shift>, the schedules.json key
-  Solver solver = Solver::UniPC;
-  int steps = 0;
-  double shift = 0;
-};
-
-std::vector<SchedCase> find_cases() {
-  namespace fs = std::filesystem;
-  static const std::regex pattern(R"(sched_(.+)_([0-9]+)_([0-9.]+)\.safetensors)");
-  std::vector<SchedCase> cases;
-  for (const auto& entry : fs::directory_iterator(test::fixture_dir())) {
-    const std::string name = entry.path().filename().string();
-    std::smatch m;
-    if (!std::regex_match(name, m, pattern)) continue;
-    SchedCase c;
-    c.file = name;
-    c.key = name.substr(6, name.size() - 6 - std::string(".safetensors").size());
-    c.solver = parse_solver(m[1].str());
-    c.steps = std::stoi(m[2].str());
-    c.shift = std::stod(m[3].str());
-    cases.push_back(c);
-  }
-  std::sort(cases.begin(), cases.end(), [](const SchedCase& a, const SchedCase& b) { return a.file < b.file; });
-  return cases;
-}
+using test::SchedCase;
 
 TEST(SchedulerFixture, ReplaysEveryTrajectory) {
-  const std::vector<SchedCase> cases = find_cases();
+  const std::vector<SchedCase> cases = test::find_sched_cases();
   ASSERT_FALSE(cases.empty()) << "no sched_*.safetensors in " << test::fixture_dir();
   for (const SchedCase& c : cases) {
     SCOPED_TRACE(c.file);
@@ -114,7 +87,7 @@ TEST(SchedulerFixture, SchedulesJsonAgrees) {
   std::ifstream in(test::fixture_path("schedules.json"));
   ASSERT_TRUE(in) << "cannot open schedules.json";
   const nlohmann::json j = nlohmann::json::parse(in);
-  const std::vector<SchedCase> cases = find_cases();
+  const std::vector<SchedCase> cases = test::find_sched_cases();
   ASSERT_FALSE(cases.empty());
   for (const SchedCase& c : cases) {
     SCOPED_TRACE(c.key);
