@@ -55,8 +55,10 @@ void add_pipeline_options(CLI::App* cmd, PipelineOptions& p) {
   cmd->add_option("--threads", p.threads, "CPU threads (0: all cores)")
       ->check(integer_check("--threads", "a whole number (0: all cores)"))
       ->capture_default_str();
-  cmd->add_option("--precision", p.precision, "With --device cuda: the DiT's linear layers in bf16 or f32")
-      ->check(CLI::IsMember({"bf16", "f32"}))
+  cmd->add_option("--precision", p.precision,
+                  "With --device cuda: the DiT's linear layers in bf16, fp8 (e4m3 weights and products; GPUs of "
+                  "compute capability 8.9+) or f32 (exact)")
+      ->check(CLI::IsMember({"bf16", "fp8", "f32"}))
       ->capture_default_str();
 }
 

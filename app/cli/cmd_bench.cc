@@ -81,6 +81,9 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--vae-precision", a->o.vae_precision, "The VAE's convolutions: bf16 or f32")
       ->check(CLI::IsMember({"bf16", "f32"}))
       ->capture_default_str();
+  cmd->add_option("--precision", a->o.precision, "The DiT's block linear layers: bf16 or fp8 (e4m3, compute capability 8.9+)")
+      ->check(CLI::IsMember({"bf16", "fp8"}))
+      ->capture_default_str();
   cmd->add_option("--attention", a->o.attention, "Attention back-end of the DiT: auto, flash or cudnn")
       ->check(CLI::IsMember({"auto", "flash", "cudnn"}))
       ->capture_default_str();

@@ -20,6 +20,7 @@ struct BenchOptions {
   double guidance = 5.0;   // the generate stage: 1 runs one forward per step
   std::string attention = "auto";   // auto, flash or cudnn
   std::string vae_precision = "bf16";  // the VAE's convolutions: bf16 or f32
+  std::string precision = "bf16";      // the DiT's block linear layers: bf16 or fp8
   bool profile = true;              // a per-kernel profile of one forward
 };
 

@@ -85,7 +85,9 @@ struct PipelineOptions {
   std::string device = "cpu";  // "cpu" or "cuda"
   int threads = 0;             // CPU threads, 0: all cores
   // With device "cuda": the DiT's linear layers in "bf16" (tensor cores, f32 accumulation, half the
-  // memory; upstream's autocast precision) or "f32" (exact, for comparisons).
+  // memory; upstream's autocast precision), "fp8" (e4m3 weights with per-channel scales and
+  // per-token activation scales, a quarter of f32's memory; GPUs of compute capability 8.9+; T5
+  // and the VAE as with bf16) or "f32" (exact, for comparisons).
   std::string precision = "bf16";
 };
 

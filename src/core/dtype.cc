@@ -118,6 +118,25 @@ float f8e4m3_to_f32(uint8_t v) {
   return sign * std::ldexp(1.0f + static_cast<float>(man) / 8.0f, exp - 7);
 }
 
+uint8_t f32_to_f8e4m3(float f) {
+  if (std::isnan(f)) return 0x7f;
+  const uint8_t sign = std::signbit(f) ? 0x80 : 0x00;
+  const float a = std::fabs(f);
+  // Below 2^-6 the quantum is 2^-9 (subnormals); above it 2^(e-3) for a in [2^e, 2^(e+1)).
+  int e = 0;
+  (void)std::frexp(a, &e);  // a = m * 2^e, m in [0.5, 1)
+  const int q_exp = a < 0x1p-6f ? -9 : (e - 1) - 3;
+  const float q = std::nearbyint(std::ldexp(a, -q_exp));  // exact scaling, then round half to even
+  const float r = std::ldexp(q, q_exp);
+  if (r >= 448.0f) return static_cast<uint8_t>(sign | 0x7e);  // saturate (0x7f is NaN)
+  if (r < 0x1p-6f) return static_cast<uint8_t>(sign | static_cast<uint8_t>(q));  // subnormal: q in 0..8
+  int re = 0;
+  const float m = std::frexp(r, &re);  // r = m * 2^re, m in [0.5, 1)
+  const int exp_field = (re - 1) + 7;
+  const int man = static_cast<int>(std::ldexp(m, 4)) - 8;  // 3 mantissa bits
+  return static_cast<uint8_t>(sign | (exp_field << 3) | man);
+}
+
 float f8e5m2_to_f32(uint8_t v) { return f16_to_f32(static_cast<uint16_t>(v << 8)); }
 
 void convert_to_f32(const void* src, DType t, float* dst, size_t n) {
@@ -174,6 +193,11 @@ void convert_from_f32(const float* src, DType t, void* dst, size_t n) {
     case DType::F16: {
       auto* d = static_cast<uint16_t*>(dst);
       for (size_t i = 0; i < n; ++i) d[i] = f32_to_f16(src[i]);
+      return;
+    }
+    case DType::F8E4M3: {
+      auto* d = static_cast<uint8_t*>(dst);
+      for (size_t i = 0; i < n; ++i) d[i] = f32_to_f8e4m3(src[i]);
       return;
     }
     case DType::F64: {

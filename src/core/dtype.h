@@ -38,6 +38,9 @@ inline float round_bf16(float f) { return bf16_to_f32(f32_to_bf16(f)); }
 float f16_to_f32(uint16_t h);
 uint16_t f32_to_f16(float f);
 float f8e4m3_to_f32(uint8_t v);
+// e4m3fn (no infinities, largest finite 448), round to nearest even, saturating to +-448 as
+// cuda_fp8.h's __NV_SATFINITE conversion does; NaN stays NaN.
+uint8_t f32_to_f8e4m3(float f);
 float f8e5m2_to_f32(uint8_t v);
 
 // Converts n elements of any float type to f32.

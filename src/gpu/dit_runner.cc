@@ -8,6 +8,7 @@
 
 #include "core/check.h"
 #include "core/cuda_memory.h"
+#include "gpu/fp8.h"
 #include "ops/activation.h"
 #include "ops/elementwise.h"
 #include "ops/linear.h"
@@ -69,9 +70,10 @@ Tensor ones(int64_t n) { return Tensor::full({n}, 1.0f).to(Device::CUDA); }
 }  // namespace
 
 namespace {
-// Device bytes the engine's formats take for the model's weights (bf16 matrices; the f32 vectors,
-// time MLP and head counted at 4 bytes) plus a margin for one 720p forward's activations.
-size_t estimate_bytes(const WanDiTWeights& m) {
+// Device bytes the engine's formats take for the model's weights (the blocks' matrices in the
+// chosen format, the embeddings' in bf16; the time MLP and head counted at 4 bytes).
+size_t estimate_bytes(const WanDiTWeights& m, LinearWeight::Format format) {
+  const size_t block_el = format == LinearWeight::Format::FP8 ? 1 : 2;
   size_t n = 0;
   auto add = [&](const Tensor& t, size_t per) {
     if (t.defined()) n += static_cast<size_t>(t.numel()) * per;
@@ -82,25 +84,55 @@ size_t estimate_bytes(const WanDiTWeights& m) {
     for (const Tensor* t : {&b.self_attn.q_w, &b.self_attn.k_w, &b.self_attn.v_w, &b.self_attn.o_w, &b.cross_attn.q_w,
                             &b.cross_attn.k_w, &b.cross_attn.v_w, &b.cross_attn.o_w, &b.cross_attn.k_img_w,
                             &b.cross_attn.v_img_w, &b.ffn0_w, &b.ffn2_w})
-      add(*t, 2);
+      add(*t, block_el);
+  return n;
+}
+
+size_t tensor_bytes(std::initializer_list<const Tensor*> ts) {
+  size_t n = 0;
+  for (const Tensor* t : ts) n += bytes_of(*t);
   return n;
 }
 }  // namespace
 
-std::unique_ptr<DitRunner> DitRunner::create(const WanDiT& model) {
+void DitRunner::finish_weights() {
+  DitWeightsGpu& w = w_;
+  if (format_ == Format::FP8) {
+    require_fp8("--precision fp8");
+    for (DitBlockGpu& g : w.blocks)
+      for (LinearWeight* l : {&g.qkv, &g.o, &g.cq, &g.ckv, &g.ckv_img, &g.co, &g.ffn0, &g.ffn2})
+        if (l->w.defined() && l->format == Format::BF16) *l = LinearWeight::fp8(*l);
+  }
+  size_t n = w.patch.bytes() +
+             tensor_bytes({&w.text0_w, &w.text0_b, &w.text2_w, &w.text2_b, &w.time0_w, &w.time0_b, &w.time2_w,
+                           &w.time2_b, &w.time_proj_w, &w.time_proj_b, &w.head_modulation, &w.head_w, &w.head_b,
+                           &w.img_ln0_w, &w.img_ln0_b, &w.img1_w, &w.img1_b, &w.img3_w, &w.img3_b, &w.img_ln4_w,
+                           &w.img_ln4_b, &w.emb_pos});
+  for (const DitBlockGpu& g : w.blocks) {
+    for (const LinearWeight* l : {&g.qkv, &g.o, &g.cq, &g.ckv, &g.ckv_img, &g.co, &g.ffn0, &g.ffn2})
+      if (l->w.defined()) n += l->bytes();
+    n += tensor_bytes({&g.modulation, &g.norm_q, &g.norm_k, &g.norm3_w, &g.norm3_b, &g.cnorm_q, &g.cnorm_k,
+                       &g.cnorm_k_img});
+  }
+  w.bytes = n;
+}
+
+std::unique_ptr<DitRunner> DitRunner::create(const WanDiT& model, Format format) {
   const WanDiTWeights& m = model.weights();
+  if (format == Format::FP8) require_fp8("--precision fp8");
   {
     // Refuse a model that cannot fit before copying half of it.
-    const size_t need = estimate_bytes(m);
+    const size_t need = estimate_bytes(m, format);
     const cuda::MemoryStats st = cuda::memory_stats();
     const double gib = 1024.0 * 1024.0 * 1024.0;
     IB_CHECK(need <= st.device_free + (st.reserved - st.in_use),
-             "the DiT does not fit the GPU: its weights take {:.1f} GiB in bf16, and {:.1f} GiB of the GPU's {:.1f} GiB "
+             "the DiT does not fit the GPU: its weights take {:.1f} GiB in {}, and {:.1f} GiB of the GPU's {:.1f} GiB "
              "are free",
-             static_cast<double>(need) / gib, static_cast<double>(st.device_free) / gib,
+             static_cast<double>(need) / gib, format == Format::FP8 ? "fp8" : "bf16", static_cast<double>(st.device_free) / gib,
              static_cast<double>(st.device_total) / gib);
   }
   auto r = std::make_unique<DitRunner>();
+  r->format_ = format;
   r->cfg_ = model.config();
   r->text_dim_ = model.text_dim();
   r->clip_dim_ = model.clip_dim();
@@ -153,27 +185,14 @@ std::unique_ptr<DitRunner> DitRunner::create(const WanDiT& model) {
     g.ffn2 = LinearWeight::bf16(b.ffn2_w, b.ffn2_b);
     w.blocks.push_back(std::move(g));
   }
-  // Device bytes, for the memory report.
-  size_t n = w.patch.bytes();
-  for (const Tensor* t : {&w.text0_w, &w.text0_b, &w.text2_w, &w.text2_b, &w.time0_w, &w.time0_b, &w.time2_w,
-                          &w.time2_b, &w.time_proj_w, &w.time_proj_b, &w.head_modulation, &w.head_w, &w.head_b,
-                          &w.img_ln0_w, &w.img_ln0_b, &w.img1_w, &w.img1_b, &w.img3_w, &w.img3_b, &w.img_ln4_w,
-                          &w.img_ln4_b, &w.emb_pos})
-    n += bytes_of(*t);
-  for (const DitBlockGpu& g : w.blocks) {
-    for (const LinearWeight* l : {&g.qkv, &g.o, &g.cq, &g.ckv, &g.ckv_img, &g.co, &g.ffn0, &g.ffn2})
-      if (l->w.defined()) n += l->bytes();
-    for (const Tensor* t : {&g.modulation, &g.norm_q, &g.norm_k, &g.norm3_w, &g.norm3_b, &g.cnorm_q, &g.cnorm_k,
-                            &g.cnorm_k_img})
-      n += bytes_of(*t);
-  }
-  w.bytes = n;
+  r->finish_weights();
   return r;
 }
 
 std::unique_ptr<DitRunner> DitRunner::synthetic(const DitConfig& cfg, int64_t text_dim, int64_t clip_dim,
-                                                int64_t image_tokens, uint64_t seed) {
+                                                int64_t image_tokens, uint64_t seed, Format format) {
   auto r = std::make_unique<DitRunner>();
+  r->format_ = format;
   r->cfg_ = cfg;
   r->text_dim_ = text_dim;
   r->has_img_ = cfg.model_type != "t2v";
@@ -238,11 +257,13 @@ std::unique_ptr<DitRunner> DitRunner::synthetic(const DitConfig& cfg, int64_t te
     g.cnorm_k = ones(dim);
     g.ffn0 = lin(ffn, dim);
     g.ffn2 = lin(dim, ffn);
+    if (format == Format::FP8)  // one block at a time, so the bf16 model is never whole
+      for (LinearWeight* l : {&g.qkv, &g.o, &g.cq, &g.ckv, &g.ckv_img, &g.co, &g.ffn0, &g.ffn2})
+        if (l->w.defined()) *l = LinearWeight::fp8(*l);
     w.blocks.push_back(std::move(g));
   }
+  r->finish_weights();  // (the blocks are already fp8: only counts)
   cuda::synchronize("making the synthetic DiT");
-  const double per_block = static_cast<double>((3 + 1 + 1 + 2 + (r->has_img_ ? 2 : 0) + 1) * dim * dim + 2 * ffn * dim);
-  w.bytes = static_cast<size_t>(2.0 * per_block * static_cast<double>(cfg.num_layers));
   return r;
 }
 
@@ -303,6 +324,18 @@ DitContext DitRunner::prepare(const Tensor& context, const Tensor& clip_fea) con
 
 Tensor DitRunner::forward(const Tensor& x, double t, const DitContext& ctx, const Tensor& y,
                           DitProfile* profile) const {
+  return forward_batch(x, t, {&ctx}, y, profile).at(0);
+}
+
+size_t DitRunner::activation_bytes(int64_t L, int64_t batch) const {
+  const auto dim = static_cast<size_t>(cfg_.dim), ffn = static_cast<size_t>(cfg_.ffn_dim);
+  // Per row: the f32 stream and head input, a, qkv, att, att2, proj in bf16, the FFN hidden.
+  const size_t per_row = dim * (4 + 4) + dim * 2 * (1 + 3 + 1 + 1 + 1) + ffn * 2;
+  return per_row * static_cast<size_t>(L) * static_cast<size_t>(batch);
+}
+
+std::vector<Tensor> DitRunner::forward_batch(const Tensor& x, double t, const std::vector<const DitContext*>& ctxs,
+                                             const Tensor& y, DitProfile* profile) const {
   const DitConfig& c = cfg_;
   const DitWeightsGpu& w = w_;
   IB_CHECK(x.defined() && x.device() == Device::CUDA && x.dtype() == DType::F32 && x.dim() == 4 &&
@@ -318,9 +351,19 @@ Tensor DitRunner::forward(const Tensor& x, double t, const DitContext& ctx, cons
                  y.shape() == (Shape{c.in_dim - c.out_dim, T, h, wd}),
              "DiT forward: conditioning must be f32 {} on the device, got {}", shape_str({c.in_dim - c.out_dim, T, h, wd}),
              y.defined() ? y.str() : "undefined");
-    IB_CHECK(ctx.kv_img.size() == w.blocks.size(), "DiT forward: the context was prepared without image features");
   }
-  IB_CHECK(ctx.kv_txt.size() == w.blocks.size(), "DiT forward: the context was prepared for another model");
+  IB_CHECK(!ctxs.empty(), "DiT forward: no context");
+  for (const DitContext* ctx : ctxs) {
+    IB_CHECK(ctx != nullptr && ctx->kv_txt.size() == w.blocks.size(),
+             "DiT forward: the context was prepared for another model");
+    IB_CHECK(!has_img_ || ctx->kv_img.size() == w.blocks.size(),
+             "DiT forward: the context was prepared without image features");
+  }
+  // B videos that share the latent, the timestep and the conditioning and differ in their text
+  // context (the two guidance branches): their L-row blocks are stacked into R = B*L rows, so each
+  // product, norm and self-attention runs once for all of them.
+  const auto B = static_cast<int64_t>(ctxs.size());
+  const int64_t R = B * L;
   Events ev(profile);
 
   // 7.2: patch embedding (bf16 product) -> the residual stream, f32 from here on.
@@ -328,7 +371,11 @@ Tensor DitRunner::forward(const Tensor& x, double t, const DitContext& ctx, cons
   Tensor tokens = Tensor::empty({L, c.in_dim * 4}, DType::BF16, Device::CUDA);
   patchify(x.data<float>(), c.out_dim, has_img_ ? y.data<float>() : nullptr, c.in_dim - c.out_dim, T, h, wd,
            tokens.raw());
-  Tensor xs = to_f32_device(linear(tokens, w.patch, Epilogue::Bias));  // [L, dim] f32
+  Tensor xs = Tensor::empty({R, dim}, DType::F32, Device::CUDA);  // [B*L, dim] f32
+  {
+    const Tensor x0 = to_f32_device(linear(tokens, w.patch, Epilogue::Bias));  // [L, dim]
+    for (int64_t b = 0; b < B; ++b) copy_bytes(xs.slice(b * L, (b + 1) * L), x0);
+  }
   tokens = Tensor();
 
   // 7.3: time embedding, f32.
@@ -340,18 +387,21 @@ Tensor DitRunner::forward(const Tensor& x, double t, const DitContext& ctx, cons
   const RopeTables& rope = rope_for(T, hp, wp);
 
   // Scratch of one forward, reused by every block (the allocator keeps it across forwards).
-  Tensor a = Tensor::empty({L, dim}, DType::BF16, Device::CUDA);           // normed block input
-  Tensor qkv = Tensor::empty({L, 3 * dim}, DType::BF16, Device::CUDA);     // [q | k | v]
-  Tensor att = Tensor::empty({L, dim}, DType::BF16, Device::CUDA);         // attention output
-  Tensor att2 = has_img_ ? Tensor::empty({L, dim}, DType::BF16, Device::CUDA) : Tensor();
-  Tensor proj = Tensor::empty({L, dim}, DType::BF16, Device::CUDA);        // o / FFN-down output
-  Tensor hid = Tensor::empty({L, c.ffn_dim}, DType::BF16, Device::CUDA);   // FFN hidden
-  Tensor head_in = Tensor::empty({L, dim}, DType::F32, Device::CUDA);
+  Tensor a = Tensor::empty({R, dim}, DType::BF16, Device::CUDA);           // normed block input
+  Tensor qkv = Tensor::empty({R, 3 * dim}, DType::BF16, Device::CUDA);     // [q | k | v]
+  Tensor att = Tensor::empty({R, dim}, DType::BF16, Device::CUDA);         // attention output
+  Tensor att2 = has_img_ ? Tensor::empty({R, dim}, DType::BF16, Device::CUDA) : Tensor();
+  Tensor proj = Tensor::empty({R, dim}, DType::BF16, Device::CUDA);        // o / FFN-down output
+  Tensor hid = Tensor::empty({R, c.ffn_dim}, DType::BF16, Device::CUDA);   // FFN hidden
+  Tensor head_in = Tensor::empty({R, dim}, DType::F32, Device::CUDA);
   auto bp = [](const Tensor& buf) { return static_cast<char*>(buf.raw()); };
   const size_t el = 2;  // bf16 bytes
 
-  const AttentionProblem self = fused_self_attention(qkv.raw(), att.raw(), L, H, D);
-  AttentionProblem cross = self;
+  AttentionProblem self = fused_self_attention(qkv.raw(), att.raw(), L, H, D);
+  self.batch = B;  // each video attends to its own L tokens
+  self.q_batch_stride = self.k_batch_stride = self.v_batch_stride = L * 3 * dim;
+  self.o_batch_stride = L * dim;
+  AttentionProblem cross = fused_self_attention(qkv.raw(), att.raw(), L, H, D);
   cross.q = proj.raw();  // the cross-attention's q lives in `proj` until o overwrites it
   cross.q_row_stride = dim;
   cross.k_row_stride = cross.v_row_stride = 2 * dim;
@@ -359,7 +409,7 @@ Tensor DitRunner::forward(const Tensor& x, double t, const DitContext& ctx, cons
   auto norm_args = [&](const Tensor& m_rows, int64_t shift_row, int64_t scale_row) {
     ResidualNormArgs r;
     r.x = xs.data<float>();
-    r.rows = L;
+    r.rows = R;
     r.cols = dim;
     r.mode = ResidualNormArgs::Mode::Modulate;
     r.p0 = m_rows.data<float>() + scale_row * dim;
@@ -386,10 +436,11 @@ Tensor DitRunner::forward(const Tensor& x, double t, const DitContext& ctx, cons
     const Tensor& m = mods[i];
     // Self-attention.
     ev.mark("qkv_gemm");
-    linear(a.raw(), L, dim, g.qkv, Epilogue::Bias, qkv.raw(), 3 * dim);
+    linear(a.raw(), R, dim, g.qkv, Epilogue::Bias, qkv.raw(), 3 * dim);
     ev.mark("qk_norm_rope");
     QkNormArgs qa;
-    qa.rows = L;
+    qa.rows = R;
+    qa.tokens = L;
     qa.cols = dim;
     qa.ld = 3 * dim;
     qa.eps = c.eps;
@@ -404,7 +455,7 @@ Tensor DitRunner::forward(const Tensor& x, double t, const DitContext& ctx, cons
     ev.mark("self_attention");
     attention(self, backend_);
     ev.mark("o_gemm");
-    linear(att.raw(), L, dim, g.o, Epilogue::Bias, proj.raw(), dim);
+    linear(att.raw(), R, dim, g.o, Epilogue::Bias, proj.raw(), dim);
     ev.mark("residual_norm");
     {  // x += o * gate1; a = norm3(x)
       ResidualNormArgs r = norm_args(m, 0, 0);
@@ -418,11 +469,11 @@ Tensor DitRunner::forward(const Tensor& x, double t, const DitContext& ctx, cons
     }
     // Cross-attention: q from the normed stream, k/v from the prepared context.
     ev.mark("cross_q_gemm");
-    linear(a.raw(), L, dim, g.cq, Epilogue::Bias, proj.raw(), dim);
+    linear(a.raw(), R, dim, g.cq, Epilogue::Bias, proj.raw(), dim);
     ev.mark("qk_norm_rope");
     QkNormArgs cqa;
     cqa.x = proj.raw();
-    cqa.rows = L;
+    cqa.rows = R;
     cqa.cols = dim;
     cqa.ld = dim;
     cqa.gamma = g.cnorm_q.data<float>();
@@ -430,22 +481,27 @@ Tensor DitRunner::forward(const Tensor& x, double t, const DitContext& ctx, cons
     cqa.heads = H;
     qk_norm(cqa);
     ev.mark("cross_attention");
-    AttentionProblem ct = cross;
-    ct.k = ctx.kv_txt[i].raw();
-    ct.v = bp(ctx.kv_txt[i]) + dim * el;
-    ct.lk = ctx.text_rows;
-    attention(ct, backend_);
-    if (has_img_) {
-      AttentionProblem ci = cross;
-      ci.k = ctx.kv_img[i].raw();
-      ci.v = bp(ctx.kv_img[i]) + dim * el;
-      ci.lk = ctx.image_rows;
-      ci.out = att2.raw();
-      attention(ci, backend_);
-      add_bf16(att.raw(), att2.raw(), att.raw(), L * dim);  // o_txt + o_img in f32, then bf16
+    for (int64_t b = 0; b < B; ++b) {  // each video with its own context
+      const DitContext& ctx = *ctxs[static_cast<size_t>(b)];
+      AttentionProblem ct = cross;
+      ct.q = bp(proj) + b * L * dim * el;
+      ct.out = bp(att) + b * L * dim * el;
+      ct.k = ctx.kv_txt[i].raw();
+      ct.v = bp(ctx.kv_txt[i]) + dim * el;
+      ct.lk = ctx.text_rows;
+      attention(ct, backend_);
+      if (has_img_) {
+        AttentionProblem ci = ct;
+        ci.k = ctx.kv_img[i].raw();
+        ci.v = bp(ctx.kv_img[i]) + dim * el;
+        ci.lk = ctx.image_rows;
+        ci.out = bp(att2) + b * L * dim * el;
+        attention(ci, backend_);
+      }
     }
+    if (has_img_) add_bf16(att.raw(), att2.raw(), att.raw(), R * dim);  // o_txt + o_img in f32, then bf16
     ev.mark("o_gemm");
-    linear(att.raw(), L, dim, g.co, Epilogue::Bias, proj.raw(), dim);
+    linear(att.raw(), R, dim, g.co, Epilogue::Bias, proj.raw(), dim);
     ev.mark("residual_norm");
     {  // x += cross; a = LN(x) * (1 + scale2) + shift2
       ResidualNormArgs r = norm_args(m, 3, 4);
@@ -455,9 +511,9 @@ Tensor DitRunner::forward(const Tensor& x, double t, const DitContext& ctx, cons
     }
     // FFN.
     ev.mark("ffn_up_gelu_gemm");
-    linear(a.raw(), L, dim, g.ffn0, Epilogue::BiasGelu, hid.raw(), c.ffn_dim);
+    linear(a.raw(), R, dim, g.ffn0, Epilogue::BiasGelu, hid.raw(), c.ffn_dim);
     ev.mark("ffn_down_gemm");
-    linear(hid.raw(), L, c.ffn_dim, g.ffn2, Epilogue::Bias, proj.raw(), dim);
+    linear(hid.raw(), R, c.ffn_dim, g.ffn2, Epilogue::Bias, proj.raw(), dim);
     ev.mark("residual_norm");
     // x += ffn * gate2, then the next block's norm1-modulation (or the head's, in f32).
     const bool last = i + 1 == w.blocks.size();
@@ -474,12 +530,16 @@ Tensor DitRunner::forward(const Tensor& x, double t, const DitContext& ctx, cons
 
   // 7.8: head in f32, then unpatchify.
   ev.mark("head");
-  const Tensor out = ops::linear(head_in, w.head_w, w.head_b);  // [L, out_dim*4]
-  Tensor v = Tensor::empty({c.out_dim, T, h, wd}, DType::F32, Device::CUDA);
-  unpatchify(out.data<float>(), c.out_dim, T, hp, wp, v.data<float>());
+  const Tensor out = ops::linear(head_in, w.head_w, w.head_b);  // [B*L, out_dim*4]
+  std::vector<Tensor> vs;
+  for (int64_t b = 0; b < B; ++b) {
+    Tensor v = Tensor::empty({c.out_dim, T, h, wd}, DType::F32, Device::CUDA);
+    unpatchify(out.data<float>() + b * L * c.out_dim * 4, c.out_dim, T, hp, wp, v.data<float>());
+    vs.push_back(std::move(v));
+  }
   ev.mark("end");
   ev.finish();
-  return v;
+  return vs;
 }
 
 const RopeTables& DitRunner::rope_for(int64_t frames, int64_t height, int64_t width) const {

@@ -62,11 +62,14 @@ struct DitProfile {
 
 class DitRunner {
  public:
-  // The model's weights (host or device, any float dtype) converted into the engine's formats.
-  static std::unique_ptr<DitRunner> create(const WanDiT& model);
+  using Format = LinearWeight::Format;
+  // The model's weights (host or device, any float dtype) converted into the engine's formats:
+  // every block's linear layers in `format` (FP8: quantised per output channel from their bf16
+  // rounding), the rest as spec 7.9 says.
+  static std::unique_ptr<DitRunner> create(const WanDiT& model, Format format = Format::BF16);
   // Random weights of the given shapes, made on the device (benchmarks; no file, no host copy).
   static std::unique_ptr<DitRunner> synthetic(const DitConfig& cfg, int64_t text_dim, int64_t clip_dim,
-                                              int64_t image_tokens, uint64_t seed = 1);
+                                              int64_t image_tokens, uint64_t seed = 1, Format format = Format::BF16);
 
   // context: [Lt <= text_len, text_dim] (zero-padded to text_len inside, as upstream); clip_fea:
   // [img_tokens, clip_dim] or [n, tok, clip_dim], undefined for t2v. Host or device tensors.
@@ -75,9 +78,16 @@ class DitRunner {
   // x: f32 device [out_dim, T, h, w]; y: f32 device [in_dim - out_dim, T, h, w] (undefined for
   // t2v). Returns the f32 device velocity [out_dim, T, h, w]. Queued on the default stream.
   Tensor forward(const Tensor& x, double t, const DitContext& ctx, const Tensor& y, DitProfile* profile = nullptr) const;
+  // The same latent through several contexts in one forward (the two guidance branches: every
+  // product, norm and self-attention runs once over the stacked rows). One velocity per context.
+  std::vector<Tensor> forward_batch(const Tensor& x, double t, const std::vector<const DitContext*>& ctxs,
+                                    const Tensor& y, DitProfile* profile = nullptr) const;
+  // Device bytes of one forward's activations at L tokens for `batch` contexts.
+  size_t activation_bytes(int64_t tokens, int64_t batch) const;
 
   const DitConfig& config() const { return cfg_; }
   const DitWeightsGpu& weights() const { return w_; }
+  Format format() const { return format_; }
   bool has_image() const { return has_img_; }
   void set_attention_backend(AttentionBackend b) { backend_ = b; }
   // FLOPs of one forward at L tokens (linear layers and attention, multiply-add = 2).
@@ -90,6 +100,9 @@ class DitRunner {
   int64_t text_dim_ = 0, clip_dim_ = 0, img_tokens_ = 0;
   bool has_img_ = false;
   AttentionBackend backend_ = AttentionBackend::Auto;
+  Format format_ = Format::BF16;
+  // Each block's linear layers into format_, then w_.bytes counted.
+  void finish_weights();
   // RoPE tables per token grid, made once (a host-to-device copy would synchronise the forward).
   struct Rope {
     Tensor store;

@@ -7,11 +7,12 @@
 #include <cublasLt.h>
 #include <cuda_bf16.h>
 
+#include <compare>
 #include <map>
 #include <mutex>
-#include <tuple>
 
 #include "core/check.h"
+#include "gpu/fp8.h"
 #include "gpu/kernels.h"
 
 namespace ib::gpu {
@@ -28,35 +29,85 @@ struct Plan {
   cublasLtMatmulDesc_t op = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
   cublasLtMatmulAlgo_t algo{};
+  // The epilogue cuBLASLt runs; what it cannot (some fp8 algorithms) runs after as bias_act_bf16.
+  Epilogue in_product = Epilogue::None, after = Epilogue::None;
 };
+
+struct PlanKey {
+  int64_t M, N, K, ldx, ldy;
+  int ep, fp8;
+  auto operator<=>(const PlanKey&) const = default;
+};
+
+// The per-call pointers of a product: the bias, and the fp8 scale vectors (null for bf16).
+struct Ptrs {
+  const void* bias = nullptr;
+  const void* a_scale = nullptr;
+  const void* b_scale = nullptr;
+};
+
+void set_bias(const Plan& p, const void* bias) {
+  check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)),
+           "BIAS_POINTER");
+}
+
+void set_scales(const Plan& p, const Ptrs& ptrs) {
+  check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &ptrs.a_scale,
+                                          sizeof(ptrs.a_scale)),
+           "A_SCALE_POINTER");
+  check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &ptrs.b_scale,
+                                          sizeof(ptrs.b_scale)),
+           "B_SCALE_POINTER");
+}
+
+cublasLtEpilogue_t lt_epilogue(Epilogue ep) {
+  if (ep == Epilogue::Bias) return CUBLASLT_EPILOGUE_BIAS;
+  if (ep == Epilogue::BiasGelu) return CUBLASLT_EPILOGUE_GELU_BIAS;
+  return CUBLASLT_EPILOGUE_DEFAULT;
+}
 
 struct LtContext {
   cublasLtHandle_t handle = nullptr;
   Tensor workspace;
-  std::map<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int>, Plan> plans;
+  std::map<PlanKey, Plan> plans;
 
   LtContext() {
     check_lt(cublasLtCreate(&handle), "cublasLtCreate");
     workspace = Tensor::empty({static_cast<int64_t>(kWorkspace)}, DType::U8, Device::CUDA);
   }
 
-  // M rows of x (ld ldx), N = out, K = in, output ld ldy.
-  const Plan& plan(int64_t M, int64_t N, int64_t K, int64_t ldx, int64_t ldy, Epilogue ep) {
-    const auto key = std::make_tuple(M, N, K, ldx, ldy, static_cast<int>(ep));
-    auto it = plans.find(key);
-    if (it != plans.end()) return it->second;
-    Plan p;
+  // Descriptors and the heuristic's first algorithm for one epilogue, or false when it has none.
+  // The scale and bias pointers are set before the heuristic: with outer-vector scaling,
+  // cuBLASLt offers no algorithm while they are null (measured on the H200, cuBLASLt 13.1).
+  bool try_plan(Plan& p, int64_t M, int64_t N, int64_t K, int64_t ldx, int64_t ldy, Epilogue ep, const Ptrs& ptrs) {
+    const bool fp8 = ptrs.a_scale != nullptr;
     check_lt(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate");
     const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
     check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)), "TRANSA");
     check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)), "TRANSB");
-    cublasLtEpilogue_t e = CUBLASLT_EPILOGUE_DEFAULT;
-    if (ep == Epilogue::Bias) e = CUBLASLT_EPILOGUE_BIAS;
-    if (ep == Epilogue::BiasGelu) e = CUBLASLT_EPILOGUE_GELU_BIAS;
+    const cublasLtEpilogue_t e = lt_epilogue(ep);
     check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof(e)), "EPILOGUE");
-    check_lt(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_16BF, static_cast<uint64_t>(K), static_cast<uint64_t>(N), K),
+    const cudaDataType_t in_type = fp8 ? CUDA_R_8F_E4M3 : CUDA_R_16BF;
+    if (fp8) {
+      // A = the weight (its N rows scaled by w.scale), B = the quantised input (M rows, scaled per
+      // row): cuBLASLt's outer-vector scaling multiplies D[n, m] by a_scale[n] * b_scale[m].
+      const cublasLtMatmulMatrixScale_t mode = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
+      check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &mode, sizeof(mode)),
+               "A_SCALE_MODE");
+      check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode, sizeof(mode)),
+               "B_SCALE_MODE");
+      set_scales(p, ptrs);
+      if (ep != Epilogue::None) {
+        const cudaDataType_t bias_type = CUDA_R_16BF;
+        check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
+                                                sizeof(bias_type)),
+                 "BIAS_DATA_TYPE");
+      }
+    }
+    if (ep != Epilogue::None) set_bias(p, ptrs.bias);
+    check_lt(cublasLtMatrixLayoutCreate(&p.a, in_type, static_cast<uint64_t>(K), static_cast<uint64_t>(N), K),
              "layout A");
-    check_lt(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_16BF, static_cast<uint64_t>(K), static_cast<uint64_t>(M), ldx),
+    check_lt(cublasLtMatrixLayoutCreate(&p.b, in_type, static_cast<uint64_t>(K), static_cast<uint64_t>(M), ldx),
              "layout B");
     check_lt(cublasLtMatrixLayoutCreate(&p.d, CUDA_R_16BF, static_cast<uint64_t>(N), static_cast<uint64_t>(M), ldy),
              "layout D");
@@ -70,10 +121,33 @@ struct LtContext {
     // The bias pointer is not part of the heuristic; alignment of the operands is (16 bytes here).
     const cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(handle, p.op, p.a, p.b, p.d, p.d, pref, 1, &res, &found);
     cublasLtMatmulPreferenceDestroy(pref);
-    IB_CHECK(s == CUBLAS_STATUS_SUCCESS && found > 0,
-             "cuBLASLt has no algorithm for a bf16 product of {} x {} x {} (epilogue {}); status {}", M, N, K,
-             static_cast<int>(ep), static_cast<int>(s));
-    p.algo = res.algo;
+    if (s == CUBLAS_STATUS_SUCCESS && found > 0) {
+      p.algo = res.algo;
+      p.in_product = ep;
+      return true;
+    }
+    cublasLtMatrixLayoutDestroy(p.a);
+    cublasLtMatrixLayoutDestroy(p.b);
+    cublasLtMatrixLayoutDestroy(p.d);
+    cublasLtMatmulDescDestroy(p.op);
+    p = Plan{};
+    return false;
+  }
+
+  // M rows of x (ld ldx), N = out, K = in, output ld ldy.
+  const Plan& plan(int64_t M, int64_t N, int64_t K, int64_t ldx, int64_t ldy, Epilogue ep, const Ptrs& ptrs) {
+    const bool fp8 = ptrs.a_scale != nullptr;
+    const PlanKey key{M, N, K, ldx, ldy, static_cast<int>(ep), fp8 ? 1 : 0};
+    auto it = plans.find(key);
+    if (it != plans.end()) return it->second;
+    Plan p;
+    if (!try_plan(p, M, N, K, ldx, ldy, ep, ptrs)) {
+      // An fp8 algorithm without this epilogue: the bare product, then bias_act_bf16.
+      IB_CHECK(fp8 && ep != Epilogue::None && try_plan(p, M, N, K, ldx, ldy, Epilogue::None, ptrs),
+               "cuBLASLt has no algorithm for a {} product of {} x {} x {} (epilogue {})", fp8 ? "fp8" : "bf16", M, N,
+               K, static_cast<int>(ep));
+      p.after = ep;
+    }
     return plans.emplace(key, p).first->second;
   }
 };
@@ -85,23 +159,48 @@ LtContext& context() {
 
 void run(const void* x, int64_t M, int64_t ldx, const LinearWeight& w, Epilogue ep, void* y, int64_t ldy,
          cudaStream_t stream) {
-  IB_CHECK(w.format == LinearWeight::Format::BF16 && w.w.dtype() == DType::BF16 && w.w.device() == Device::CUDA,
-           "gpu::linear: the weight must be a bf16 device tensor, got {}", w.w.str());
+  const bool fp8 = w.format == LinearWeight::Format::FP8;
+  IB_CHECK(w.w.device() == Device::CUDA && w.w.dtype() == (fp8 ? DType::F8E4M3 : DType::BF16) &&
+               (!fp8 || (w.scale.defined() && w.scale.numel() == w.out_features())),
+           "gpu::linear: the weight must be a {} device tensor, got {}", fp8 ? "e4m3 (with scales)" : "bf16",
+           w.w.str());
   const int64_t N = w.out_features(), K = w.in_features();
   IB_CHECK(ep == Epilogue::None || w.bias.defined(), "gpu::linear: epilogue with a bias but the layer has none");
   IB_CHECK(ldx >= K && ldy >= N, "gpu::linear: row strides {} / {} below the widths {} / {}", ldx, ldy, K, N);
   if (M == 0) return;
   LtContext& c = context();
-  const Plan& p = c.plan(M, N, K, ldx, ldy, ep);
-  if (ep != Epilogue::None) {
-    const void* bias = w.bias.raw();
-    check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)),
-             "BIAS_POINTER");
+  // fp8: the input quantised per row into dense scratch (freed in stream order when this returns).
+  Tensor xq, xs;
+  const void* b_ptr = x;
+  int64_t ldb = ldx;
+  if (fp8) {
+    xq = Tensor::empty({M, K}, DType::F8E4M3, Device::CUDA);
+    xs = Tensor::empty({M}, DType::F32, Device::CUDA);
+    QuantizeRowsArgs qa;
+    qa.x = x;
+    qa.rows = M;
+    qa.cols = K;
+    qa.ld = ldx;
+    qa.q = xq.raw();
+    qa.scale = xs.data<float>();
+    quantize_rows_fp8(qa, stream);
+    b_ptr = xq.raw();
+    ldb = K;
   }
+  Ptrs ptrs;
+  ptrs.bias = w.bias.defined() ? w.bias.raw() : nullptr;
+  if (fp8) {
+    ptrs.a_scale = w.scale.raw();
+    ptrs.b_scale = xs.raw();
+  }
+  const Plan& p = c.plan(M, N, K, ldb, ldy, ep, ptrs);
+  if (p.in_product != Epilogue::None) set_bias(p, ptrs.bias);
+  if (fp8) set_scales(p, ptrs);
   const float one = 1.0f, zero = 0.0f;
-  check_lt(cublasLtMatmul(c.handle, p.op, &one, w.w.raw(), p.a, x, p.b, &zero, y, p.d, y, p.d, &p.algo,
+  check_lt(cublasLtMatmul(c.handle, p.op, &one, w.w.raw(), p.a, b_ptr, p.b, &zero, y, p.d, y, p.d, &p.algo,
                           c.workspace.raw(), kWorkspace, stream),
            "cublasLtMatmul");
+  if (p.after != Epilogue::None) bias_act_bf16(y, M, N, ldy, w.bias.raw(), p.after == Epilogue::BiasGelu, stream);
 }
 
 }  // namespace
@@ -123,6 +222,7 @@ LinearWeight LinearWeight::stack(const std::vector<const LinearWeight*>& parts) 
   int64_t N = 0;
   bool bias = true;
   for (const LinearWeight* p : parts) {
+    IB_CHECK(p->format == Format::BF16, "LinearWeight::stack: stack bf16 layers, then quantise");
     IB_CHECK(p->in_features() == K, "LinearWeight::stack: input widths {} and {} differ", K, p->in_features());
     N += p->out_features();
     bias = bias && p->bias.defined();
@@ -138,6 +238,25 @@ LinearWeight LinearWeight::stack(const std::vector<const LinearWeight*>& parts) 
     row += n;
   }
   return l;
+}
+
+LinearWeight LinearWeight::fp8(const LinearWeight& l) {
+  IB_CHECK(l.format == Format::BF16 && l.w.defined(), "LinearWeight::fp8: expected a bf16 layer");
+  if (!fp8_capable(l.in_features())) return l;
+  require_fp8("fp8 weights");
+  LinearWeight q;
+  q.format = Format::FP8;
+  q.w = Tensor::empty({l.out_features(), l.in_features()}, DType::F8E4M3, Device::CUDA);
+  q.scale = Tensor::empty({l.out_features()}, DType::F32, Device::CUDA);
+  q.bias = l.bias;
+  QuantizeRowsArgs a;
+  a.x = l.w.raw();
+  a.rows = l.out_features();
+  a.cols = a.ld = l.in_features();
+  a.q = q.w.raw();
+  a.scale = q.scale.data<float>();
+  quantize_rows_fp8(a);
+  return q;
 }
 
 void linear(const void* x, int64_t M, int64_t ldx, const LinearWeight& w, Epilogue ep, void* y, int64_t ldy,

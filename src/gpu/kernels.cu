@@ -165,6 +165,7 @@ struct QkDev {
   // Axis tables (cos and sin of pos * theta_j), [positions, pairs] each.
   const double *cf, *sf, *ch, *sh, *cw, *sw;
   int64_t gh, gw, pf, ph, pw;
+  int64_t tokens;  // rows of one video
 };
 
 constexpr int kMaxHalf = 256;  // head dims up to 512
@@ -187,7 +188,8 @@ __global__ void qk_norm_kernel(QkDev a) {
   }
   if (a.rope) {
     // This token's place in the grid: frame f, row ra, column cb.
-    const int64_t f = r / (a.gh * a.gw), ra = (r / a.gw) % a.gh, cb = r % a.gw;
+    const int64_t rt = r % a.tokens;
+    const int64_t f = rt / (a.gh * a.gw), ra = (rt / a.gw) % a.gh, cb = rt % a.gw;
     const int pf = static_cast<int>(a.pf), ph = static_cast<int>(a.ph), pw = static_cast<int>(a.pw);
     for (int j = threadIdx.x; j < half; j += blockDim.x) {
       if (j < pf) {
@@ -386,10 +388,13 @@ void qk_norm(const QkNormArgs& a, cudaStream_t stream) {
   d.eps = a.eps;
   d.half = a.cols / a.heads / 2;
   d.rope = a.rope != nullptr;
+  d.tokens = a.tokens > 0 ? a.tokens : a.rows;
+  IB_CHECK(a.rows % d.tokens == 0, "qk_norm: {} rows are not whole videos of {} tokens", a.rows, d.tokens);
   if (d.rope) {
     const RopeTables& t = *a.rope;
-    IB_CHECK(t.grid.frames * t.grid.height * t.grid.width == a.rows,
-             "qk_norm: RoPE grid {}x{}x{} does not match {} tokens", t.grid.frames, t.grid.height, t.grid.width, a.rows);
+    IB_CHECK(t.grid.frames * t.grid.height * t.grid.width == d.tokens,
+             "qk_norm: RoPE grid {}x{}x{} does not match {} tokens", t.grid.frames, t.grid.height, t.grid.width,
+             d.tokens);
     IB_CHECK(t.split.frames + t.split.height + t.split.width == d.half, "qk_norm: RoPE tables for another head dim");
     d.pf = t.split.frames;
     d.ph = t.split.height;

@@ -59,6 +59,7 @@ struct QkNormArgs {
   float eps = 1e-6f;
   int64_t heads = 1;
   const RopeTables* rope = nullptr;  // null: no RoPE (cross-attention)
+  int64_t tokens = 0;  // rows of one video (RoPE's grid); several videos may be stacked; 0: all rows
 };
 void qk_norm(const QkNormArgs& a, cudaStream_t stream = nullptr);
 

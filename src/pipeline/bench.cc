@@ -19,6 +19,7 @@
 #include <cuda_runtime.h>
 
 #include "gpu/dit_runner.h"
+#include "gpu/fp8.h"
 #include "models/clip.h"
 #include "models/t5.h"
 #include "models/vae.h"
@@ -43,6 +44,8 @@ void validate(const BenchOptions& o) {
   IB_CHECK(std::isfinite(o.guidance) && o.guidance >= 0, "bench: --guidance must be >= 0, got {}", o.guidance);
   IB_CHECK(o.vae_precision == "bf16" || o.vae_precision == "f32", "bench: VAE precision '{}' is not bf16 or f32",
            o.vae_precision);
+  IB_CHECK(o.precision == "bf16" || o.precision == "fp8", "bench: --precision '{}': expected bf16 or fp8",
+           o.precision);
   IB_CHECK(o.attention == "auto" || o.attention == "flash" || o.attention == "cudnn",
            "bench: --attention '{}': expected auto, flash or cudnn", o.attention);
 }
@@ -197,11 +200,13 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
   DitConfig cfg;
   int64_t text_dim = 4096, clip_dim = 1280, img_tokens = 514;
   std::unique_ptr<gpu::DitRunner> runner;
+  const gpu::DitRunner::Format format =
+      o.precision == "fp8" ? gpu::DitRunner::Format::FP8 : gpu::DitRunner::Format::BF16;
   const auto t_load = Clock::now();
   if (folder) {
     const ModelFolder& f = *folder;
     const WanDiT host = WanDiT::load(*open_tensor_store(f.dit_path), f.dit);
-    runner = gpu::DitRunner::create(host);
+    runner = gpu::DitRunner::create(host, format);
     cfg = f.dit;
     text_dim = host.text_dim();
     clip_dim = host.clip_dim();
@@ -209,20 +214,22 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
   } else {
     IB_CHECK(o.preset == "flf2v-14b", "bench: unknown preset '{}' (expected flf2v-14b)", o.preset);
     const cuda::MemoryStats m = cuda::memory_stats();
-    const double need = 2.0 * 16.4e9 / kGiB + 4.0;  // bf16 weights + activations at 480p
+    const double bytes_per_weight = format == gpu::DitRunner::Format::FP8 ? 1.0 : 2.0;
+    const double need = bytes_per_weight * 16.4e9 / kGiB + 4.0;  // weights + activations at 480p
     IB_CHECK(gib(m.device_free) >= need,
-             "bench: the synthetic 14B model needs about {:.1f} GiB of GPU memory (bf16 weights plus activations); "
+             "bench: the synthetic 14B model needs about {:.1f} GiB of GPU memory ({} weights plus activations); "
              "{:.1f} GiB are free of {:.1f} GiB",
-             need, gib(m.device_free), gib(m.device_total));
-    runner = gpu::DitRunner::synthetic(cfg, text_dim, clip_dim, img_tokens);
+             need, o.precision, gib(m.device_free), gib(m.device_total));
+    runner = gpu::DitRunner::synthetic(cfg, text_dim, clip_dim, img_tokens, 1, format);
   }
   runner->set_attention_backend(backend);
   cuda::synchronize("loading the DiT");
   const int64_t L = lat_t * (lat_h / 2) * (lat_w / 2);
   r.tokens = L;
   r.weights_gib = gib(runner->weights().bytes);
-  r.setting = fmt::format("{}x{}, {} frames -> {}x{}x{} = {} tokens; DiT dim {} x {} layers, {} heads", o.width,
-                          o.height, o.frames, lat_t, lat_h / 2, lat_w / 2, L, cfg.dim, cfg.num_layers, cfg.num_heads);
+  r.setting = fmt::format("{}x{}, {} frames -> {}x{}x{} = {} tokens; DiT dim {} x {} layers, {} heads, {} weights",
+                          o.width, o.height, o.frames, lat_t, lat_h / 2, lat_w / 2, L, cfg.dim, cfg.num_layers,
+                          cfg.num_heads, o.precision);
   log(fmt::format("{} on {}; weights {:.1f} GiB, made in {:.1f} s", r.setting, r.device, r.weights_gib,
                   std::chrono::duration<double>(Clock::now() - t_load).count()));
 
@@ -253,13 +260,25 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
     const Tensor x = random_device({L, std::max(dim, ffn)}, DType::BF16, 12, 1.0f);
     Tensor y = Tensor::empty({L, std::max(3 * dim, ffn)}, DType::BF16, Device::CUDA);
     struct G {
-      const char* name;
+      std::string name;
       const gpu::LinearWeight* w;
       gpu::Epilogue ep;
     };
-    for (const G& s : {G{"gemm_qkv", &g.qkv, gpu::Epilogue::Bias}, G{"gemm_o", &g.o, gpu::Epilogue::Bias},
-                       G{"gemm_ffn_up_gelu", &g.ffn0, gpu::Epilogue::BiasGelu},
-                       G{"gemm_ffn_down", &g.ffn2, gpu::Epilogue::Bias}}) {
+    std::vector<G> gs = {G{"gemm_qkv", &g.qkv, gpu::Epilogue::Bias}, G{"gemm_o", &g.o, gpu::Epilogue::Bias},
+                         G{"gemm_ffn_up_gelu", &g.ffn0, gpu::Epilogue::BiasGelu},
+                         G{"gemm_ffn_down", &g.ffn2, gpu::Epilogue::Bias}};
+    // With bf16 weights, the same layers quantised to fp8 too (when the GPU has fp8 products).
+    std::vector<gpu::LinearWeight> fp8_twins;
+    if (format == gpu::DitRunner::Format::BF16 && gpu::fp8_supported()) {
+      fp8_twins.reserve(gs.size());
+      const size_t n = gs.size();
+      for (size_t i = 0; i < n; ++i) {
+        fp8_twins.push_back(gpu::LinearWeight::fp8(*gs[i].w));
+        gs.push_back(G{gs[i].name + "_fp8", &fp8_twins.back(), gs[i].ep});
+      }
+    }
+    for (const G& s : gs) {
+      const char* fmt_name = s.w->format == gpu::LinearWeight::Format::FP8 ? "fp8" : "bf16";
       const double flops = 2.0 * static_cast<double>(L) * static_cast<double>(s.w->in_features()) *
                            static_cast<double>(s.w->out_features());
       const auto with = time_it(o.repeats * 3, [&] {
@@ -267,9 +286,11 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
       });
       const auto bare = time_it(o.repeats * 3, [&] { gpu::matmul_bare(x.raw(), L, *s.w, y.raw()); });
       add_row(s.name, with, flops,
-              fmt::format("{} x {} -> {}; bare product {:.1f} TFLOP/s, epilogue version at {:.0f}%", L,
+              fmt::format("{} {} x {} -> {}; bare product {:.1f} TFLOP/s, epilogue version at {:.0f}%{}", fmt_name, L,
                           s.w->in_features(), s.w->out_features(), flops / bare.first / 1e12,
-                          100.0 * bare.first / with.first));
+                          100.0 * bare.first / with.first,
+                          s.w->format == gpu::LinearWeight::Format::FP8 ? " (both include the per-token quantisation)"
+                                                                         : ""));
     }
   }
 
@@ -294,10 +315,10 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
     auto sched = Scheduler::create(Solver::UniPC, 1000, 16.0);
     cuda::reset_peak_memory();
     add_row("denoise_step", time_it(o.repeats, [&] {
-              const Tensor vc = runner->forward(x, 999.0, cc, y), vu = runner->forward(x, 999.0, cu, y);
-              (void)sched->step(ops::cfg_combine(vc, vu, 5.0f), x);
+              const std::vector<Tensor> v2 = runner->forward_batch(x, 999.0, {&cc, &cu}, y);
+              (void)sched->step(ops::cfg_combine(v2[0], v2[1], 5.0f), x);
             }),
-            2 * flops, "two forwards, guidance and the UniPC update");
+            2 * flops, "both guidance branches in one batched forward, guidance and the UniPC update");
     if (o.profile) {
       gpu::DitProfile prof;
       (void)runner->forward(x, 999.0, cc, y, &prof);
@@ -355,8 +376,13 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
       Tensor x = noise.clone();
       for (int i = 0; i < steps; ++i) {
         const double t = static_cast<double>(sched->timesteps()[static_cast<size_t>(i)]);
-        const Tensor vc = runner->forward(x, t, cc_ctx, y);
-        const Tensor v = cfg_on ? ops::cfg_combine(vc, runner->forward(x, t, cu_ctx, y), static_cast<float>(o.guidance)) : vc;
+        Tensor v;
+        if (cfg_on) {
+          const std::vector<Tensor> v2 = runner->forward_batch(x, t, {&cc_ctx, &cu_ctx}, y);
+          v = ops::cfg_combine(v2[0], v2[1], static_cast<float>(o.guidance));
+        } else {
+          v = runner->forward(x, t, cc_ctx, y);
+        }
         x = sched->step(v, x);
       }
       lap();

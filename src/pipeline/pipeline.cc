@@ -90,8 +90,8 @@ struct Pipeline::Impl {
   std::optional<WanVAE> vae;
   std::optional<WanDiT> dit;
 #ifdef INBETWEEN_HAVE_CUDA
-  // --device cuda --precision bf16: the GPU engine's DiT (src/gpu/); the f32 precision keeps the
-  // reference WanDiT on the device instead.
+  // --device cuda --precision bf16 or fp8: the GPU engine's DiT (src/gpu/); the f32 precision
+  // keeps the reference WanDiT on the device instead.
   std::unique_ptr<gpu::DitRunner> runner;
 #endif
   IntermediateFn dump;
@@ -109,14 +109,16 @@ struct Pipeline::Impl {
   void emit(const std::string& name, const Tensor& t) const {
     if (dump) dump(name, t.device() == Device::CPU ? t : t.to(Device::CPU));
   }
-  bool use_runner() const { return device == Device::CUDA && opts.precision == "bf16"; }
+  bool use_runner() const { return device == Device::CUDA && opts.precision != "f32"; }
+  // T5 and the VAE: bf16 with the GPU engine (bf16 or fp8 DiT), exact f32 otherwise.
+  DType gpu_dtype() const { return opts.precision == "f32" ? DType::F32 : DType::BF16; }
 
   // The VAE runs on the pipeline's device: with --precision bf16 its convolutions take bf16 on the
   // tensor cores (upstream's autocast option), with f32 they stay exact.
   void load_vae() {
     if (vae) return;
     vae = WanVAE::load(*open_tensor_store(folder.vae_path), folder.vae);
-    if (device == Device::CUDA) vae->to(Device::CUDA, opts.precision == "bf16" ? DType::BF16 : DType::F32);
+    if (device == Device::CUDA) vae->to(Device::CUDA, gpu_dtype());
   }
 
   // Trimmed T5 output [Lt, dim] for a prompt.
@@ -125,7 +127,7 @@ struct Pipeline::Impl {
     if (!t5) {
       t5 = T5Encoder::load(*open_tensor_store(folder.t5_path), folder.t5);
       // Upstream runs T5 in bf16; --precision f32 keeps every GPU component exact.
-      if (device == Device::CUDA) t5->to(Device::CUDA, opts.precision == "bf16" ? DType::BF16 : DType::F32);
+      if (device == Device::CUDA) t5->to(Device::CUDA, gpu_dtype());
     }
     const text::Tokens tok = tokenizer->encode(text::clean_prompt(prompt), folder.dit.text_len);
     const Tensor hidden = t5->encode(tok.ids, tok.mask);
@@ -138,11 +140,13 @@ Pipeline::Pipeline(const PipelineOptions& options) : impl_(std::make_unique<Impl
   if (options.threads > 0) set_num_threads(options.threads);
   IB_CHECK(options.device == "cpu" || options.device == "cuda", "unknown device '{}' (expected cpu or cuda)",
            options.device);
-  IB_CHECK(options.precision == "bf16" || options.precision == "f32", "unknown precision '{}' (expected bf16 or f32)",
-           options.precision);
+  IB_CHECK(options.precision == "bf16" || options.precision == "fp8" || options.precision == "f32",
+           "unknown precision '{}' (expected bf16, fp8 or f32)", options.precision);
+  IB_CHECK(options.precision != "fp8" || options.device == "cuda",
+           "--precision fp8 runs on the GPU engine only: add --device cuda (the CPU computes in f32)");
   if (options.device == "cuda") {
     IB_CHECK(cuda_available(), "--device cuda: no CUDA device is available in this build or on this machine");
-    // Every stage runs on the GPU (src/gpu/ for the DiT with --precision bf16).
+    // Every stage runs on the GPU (src/gpu/ for the DiT with --precision bf16 or fp8).
     impl_->device = Device::CUDA;
   }
   impl_->folder = ModelFolder::open(options.model_dir);
@@ -156,7 +160,7 @@ std::string Pipeline::describe() const {
                      d.num_layers, d.num_heads, d.text_len,
                      impl_->device == Device::CUDA
                          ? fmt::format("cuda (DiT in {}{}; T5, CLIP and VAE on the GPU too)", impl_->opts.precision,
-                                       impl_->opts.precision == "bf16" ? ", GPU engine" : "")
+                                       impl_->opts.precision != "f32" ? ", GPU engine" : "")
                          : std::string("cpu"));
 }
 
@@ -456,10 +460,11 @@ GeneratedVideo Pipeline::generate(const GenerateOptions& o, const ProgressFn& pr
   }
 #ifdef INBETWEEN_HAVE_CUDA
   if (im.use_runner() && !im.runner) {
-    // The release's weights, memory-mapped, converted to the engine's bf16 formats on the GPU.
+    // The release's weights, memory-mapped, converted to the engine's bf16 or fp8 formats on the GPU.
     WanDiT host = WanDiT::load(*open_tensor_store(f.dit_path), f.dit);
     apply_loras(host, lora_specs(o.loras));
-    im.runner = gpu::DitRunner::create(host);
+    im.runner = gpu::DitRunner::create(host, im.opts.precision == "fp8" ? gpu::DitRunner::Format::FP8
+                                                                         : gpu::DitRunner::Format::BF16);
     im.merged_loras = o.loras;
   }
 #endif
@@ -490,7 +495,18 @@ GeneratedVideo Pipeline::generate(const GenerateOptions& o, const ProgressFn& pr
     ctx_c = im.runner->prepare(context, clip_context);
     if (unconditional) ctx_u = im.runner->prepare(context_null, clip_context);
     if (y.defined()) y_dev = y.to(Device::CUDA);
-    velocities = [&](double t) {
+    // Both guidance branches in one batched forward when the GPU has room for twice the
+    // activations (with a quarter to spare), else one after the other.
+    const int64_t tokens = latent_shape[1] * (latent_shape[2] / 2) * (latent_shape[3] / 2);
+    const cuda::MemoryStats ms = cuda::memory_stats();
+    const bool batched = unconditional && static_cast<double>(im.runner->activation_bytes(tokens, 2)) * 1.25 <=
+                                              static_cast<double>(ms.device_free + (ms.reserved - ms.in_use));
+    velocities = [&, batched](double t) {
+      if (batched) {
+        im.dit_forwards += 2;
+        std::vector<Tensor> v = im.runner->forward_batch(x, t, {&ctx_c, &ctx_u}, y_dev);
+        return std::pair{v[0], v[1]};
+      }
       ++im.dit_forwards;
       Tensor vc = im.runner->forward(x, t, ctx_c, y_dev);
       if (!unconditional) return std::pair{vc, Tensor()};

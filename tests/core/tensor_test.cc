@@ -29,6 +29,28 @@ TEST(DType, F16RoundTripsAndRounds) {
   EXPECT_EQ(f16_to_f32(0x0001), 5.960464477539063e-08f);  // smallest subnormal
 }
 
+// e4m3fn: 4 exponent bits (bias 7), 3 mantissa bits, no infinities, 0x7f/0xff NaN, max 448.
+TEST(DType, F8E4M3RoundTripsRoundsAndSaturates) {
+  for (int c = 0; c < 256; ++c) {
+    if ((c & 0x7f) == 0x7f) continue;  // NaN
+    const float v = f8e4m3_to_f32(static_cast<uint8_t>(c));
+    EXPECT_EQ(f32_to_f8e4m3(v), c) << c << " = " << v;
+  }
+  EXPECT_EQ(f8e4m3_to_f32(0x7e), 448.0f);
+  EXPECT_EQ(f8e4m3_to_f32(0x38), 1.0f);  // exponent 7, mantissa 0
+  EXPECT_EQ(f32_to_f8e4m3(1.0625f), 0x38);   // halfway between 1 and 1.125: to the even 1
+  EXPECT_EQ(f32_to_f8e4m3(1.1875f), 0x3a);   // halfway between 1.125 and 1.25: to the even 1.25
+  EXPECT_EQ(f32_to_f8e4m3(1.07f), 0x39);     // above halfway: up to 1.125
+  EXPECT_EQ(f32_to_f8e4m3(15.5f), 0x58);     // halfway between 15 and 16: up to the even 16 (2^4)
+  EXPECT_EQ(f32_to_f8e4m3(1000.0f), 0x7e);   // saturates to 448
+  EXPECT_EQ(f32_to_f8e4m3(-1e30f), 0xfe);
+  EXPECT_EQ(f32_to_f8e4m3(464.0f), 0x7e);    // past the largest finite value
+  EXPECT_EQ(f32_to_f8e4m3(std::ldexp(1.0f, -10)), 0x00);      // half the smallest subnormal: to even 0
+  EXPECT_EQ(f32_to_f8e4m3(3.0f * std::ldexp(1.0f, -10)), 0x02);  // 1.5 subnormal quanta: to even 2
+  EXPECT_EQ(f32_to_f8e4m3(-std::ldexp(1.0f, -6)), 0x88);     // smallest normal
+  EXPECT_EQ(f32_to_f8e4m3(NAN) & 0x7f, 0x7f);
+}
+
 TEST(Tensor, ViewSliceSelectShareStorage) {
   Tensor t = Tensor::from_vector<float>({0, 1, 2, 3, 4, 5}, {3, 2});
   Tensor v = t.view({2, -1});

@@ -11,6 +11,7 @@
 #include "common/command.h"
 #include "common/fixture.h"
 #include "e2e/e2e_settings.h"
+#include "gpu/fp8.h"
 #include "inbetween/pipeline.h"
 #include "io/model_config.h"
 #include "io/safetensors.h"
@@ -73,6 +74,20 @@ TEST(GpuPipeline, Bf16GenerationWithinPsnrBound) {
   std::printf("[measured] bf16 video vs reference: PSNR %.1f dB, max abs err %.3g\n", p, max_err);
   EXPECT_GE(p, 35.0);
   EXPECT_GT(max_err, 0.0);  // really the bf16 path: not bit-identical to the f32 reference
+}
+
+// fp8 weights and products (e4m3, per-channel and per-token scales): the fp8 issue's quality bar
+// is PSNR >= 28 dB against the reference video. Skipped (and said so) on GPUs without fp8.
+TEST(GpuPipeline, Fp8GenerationWithinPsnrBound) {
+  if (!gpu::fp8_supported()) GTEST_SKIP() << "this GPU has no fp8 tensor cores (compute capability < 8.9)";
+  const GenerateOptions o = test::fixture_options();
+  Pipeline pipeline(PipelineOptions{test::model_dir(), "cuda", 0, "fp8"});
+  EXPECT_NE(pipeline.describe().find("cuda (DiT in fp8, GPU engine"), std::string::npos);
+  const Tensor ref = test::open_fixture("e2e.safetensors")->get("video");
+  double max_err = 0;
+  const double p = psnr(video_tensor(pipeline.generate(o), ref.shape()), ref, &max_err);
+  std::printf("[measured] fp8 video vs reference: PSNR %.1f dB, max abs err %.3g\n", p, max_err);
+  EXPECT_GE(p, 28.0);
 }
 
 // The same through the command line, as a user runs it.

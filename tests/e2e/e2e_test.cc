@@ -298,11 +298,12 @@ TEST(EndToEnd, BadInitNoiseFailsClearly) {
 // --device and --precision take only their listed values, on the command line and in the library.
 TEST(EndToEnd, BadDeviceAndPrecisionFailClearly) {
   const GenerateOptions o = fixture_options();
-  const std::string out = test::temp_dir() + "/x.mp4";
+  const std::string out = test::temp_dir() + "/x.safetensors";  // a format every build writes
   struct Case { std::string extra; std::vector<std::string> expect; };
   const Case cases[] = {{"--device gpu", {"--device", "gpu", "cpu", "cuda"}},
                         {"--device CPU", {"--device", "CPU"}},
                         {"--precision fp16", {"--precision", "fp16", "bf16", "f32"}},
+                        {"--precision fp8", {"--precision fp8", "--device cuda"}},
                         {"--precision", {"--precision"}}};
   for (const Case& c : cases) {
     const CommandResult r = run_command(generate_command(o, out, c.extra));
@@ -314,7 +315,9 @@ TEST(EndToEnd, BadDeviceAndPrecisionFailClearly) {
                      {"unknown device 'gpu'", "cpu or cuda"});
   PipelineOptions po{test::model_dir(), "cpu", 0};
   po.precision = "fp16";
-  test::expect_error([&] { Pipeline p(po); }, {"unknown precision 'fp16'", "bf16 or f32"});
+  test::expect_error([&] { Pipeline p(po); }, {"unknown precision 'fp16'", "bf16, fp8 or f32"});
+  po.precision = "fp8";  // fp8 is the GPU engine's; the CPU path is the f32 reference
+  test::expect_error([&] { Pipeline p(po); }, {"--precision fp8", "--device cuda"});
 }
 
 }  // namespace

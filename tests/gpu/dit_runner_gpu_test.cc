@@ -6,9 +6,11 @@
 #include "common/fixture.h"
 #include "core/cuda_memory.h"
 #include "gpu/dit_runner.h"
+#include "gpu/fp8.h"
 #include "io/model_config.h"
 #include "io/safetensors.h"
 #include "models/dit.h"
+#include "ops/elementwise.h"
 
 namespace ib {
 namespace {
@@ -18,10 +20,10 @@ struct Loaded {
   std::shared_ptr<SafetensorsFile> f;
 };
 
-Loaded load() {
+Loaded load(gpu::DitRunner::Format format = gpu::DitRunner::Format::BF16) {
   const ModelFolder folder = ModelFolder::open(test::model_dir());
   const WanDiT dit = WanDiT::load(*open_tensor_store(folder.dit_path), folder.dit);
-  return {gpu::DitRunner::create(dit), test::open_fixture("dit.safetensors")};
+  return {gpu::DitRunner::create(dit, format), test::open_fixture("dit.safetensors")};
 }
 
 Tensor forward(const Loaded& l, const char* t_name, gpu::AttentionBackend backend) {
@@ -44,6 +46,35 @@ TEST(GpuEngineDit, MatchesOracleInBf16) {
     std::printf("[measured] GPU engine DiT %s: max abs err %.3g (max|ref| %.3g)\n", out_name, c.max_abs_err,
                 c.max_abs_ref);
     EXPECT_GT(c.max_abs_err, 0.0);  // really bf16, not the f32 path
+  }
+}
+
+// fp8 (e4m3) weights and products: e4m3 keeps 4 significant bits where bf16 keeps 8, so its unit
+// roundoff is 16x bf16's and the bound is the bf16 one scaled by 16. The whole video's PSNR (the
+// fp8 issue's quality bar) is checked in tests/e2e/e2e_gpu_test.cc.
+TEST(GpuEngineDit, MatchesOracleInFp8) {
+  if (!gpu::fp8_supported()) GTEST_SKIP() << "this GPU has no fp8 tensor cores (compute capability < 8.9)";
+  const Loaded l = load(gpu::DitRunner::Format::FP8);
+  const Loaded b = load(gpu::DitRunner::Format::BF16);
+  int fp8_layers = 0;
+  for (const gpu::DitBlockGpu& g : l.runner->weights().blocks)
+    for (const gpu::LinearWeight* w : {&g.qkv, &g.o, &g.ffn0, &g.ffn2})
+      fp8_layers += w->format == gpu::LinearWeight::Format::FP8 ? 1 : 0;
+  const int64_t dim = l.runner->config().dim, ffn = l.runner->config().ffn_dim;
+  if (gpu::LinearWeight::fp8_capable(dim) && gpu::LinearWeight::fp8_capable(ffn)) {
+    EXPECT_EQ(fp8_layers, 4 * static_cast<int>(l.runner->weights().blocks.size()));
+  }
+  ASSERT_GT(fp8_layers, 0) << "no linear layer of this model has an input width fp8 products take";
+  EXPECT_LT(l.runner->weights().bytes, b.runner->weights().bytes);
+  for (const auto& [t_name, out_name] : {std::pair{"t", "out"}, std::pair{"t2", "out2"}}) {
+    const Tensor out = forward(l, t_name, gpu::AttentionBackend::Auto);
+    const Tensor out_bf16 = forward(b, t_name, gpu::AttentionBackend::Auto);
+    EXPECT_TENSOR_CLOSE(out, l.f->get(out_name), 16 * 2e-2) << out_name;
+    const test::Closeness c = test::compare(out, l.f->get(out_name), 16 * 2e-2);
+    const test::Closeness cb = test::compare(out_bf16, l.f->get(out_name), 2e-2);
+    std::printf("[measured] GPU engine DiT fp8 %s: max abs err %.3g (bf16: %.3g; max|ref| %.3g)\n", out_name,
+                c.max_abs_err, cb.max_abs_err, c.max_abs_ref);
+    EXPECT_GT(c.max_abs_err, cb.max_abs_err);  // really fp8, not the bf16 path
   }
 }
 
@@ -76,6 +107,31 @@ TEST(GpuEngineDit, WarmForwardAllocatesNothingAndKeepsInputs) {
   // Same inputs, same kernels: the same numbers (x and the prepared context were not modified).
   EXPECT_TENSOR_CLOSE_ABS(second, first, 0.0);
   EXPECT_TENSOR_CLOSE_ABS(x.to(Device::CPU), l.f->get("x"), 0.0);
+}
+
+// The two guidance branches stacked into one forward give each branch's own forward: the same
+// kernels over more rows (the products may pick other algorithms for the taller matrices, so the
+// comparison allows bf16 rounding differences, not bits).
+TEST(GpuEngineDit, BatchedBranchesEqualSingleForwards) {
+  const Loaded l = load();
+  const Tensor clip = l.f->contains("clip_fea") ? l.f->get("clip_fea") : Tensor();
+  const Tensor y = l.f->contains("y") ? l.f->get("y").to(Device::CUDA) : Tensor();
+  const Tensor ctx = l.f->get("context");
+  // A second context far from the first (negated, scaled and shifted), so that mixing the two
+  // branches up would show far above the bound below.
+  const Tensor ctx2 = ops::affine(ctx, -3.0f, 0.5f);
+  const gpu::DitContext c1 = l.runner->prepare(ctx, clip), c2 = l.runner->prepare(ctx2, clip);
+  const Tensor x = l.f->get("x").to(Device::CUDA);
+  const double t = static_cast<double>(l.f->get("t").data<int64_t>()[0]);
+  const std::vector<Tensor> both = l.runner->forward_batch(x, t, {&c1, &c2}, y);
+  ASSERT_EQ(both.size(), 2u);
+  const Tensor s1 = l.runner->forward(x, t, c1, y).to(Device::CPU), s2 = l.runner->forward(x, t, c2, y).to(Device::CPU);
+  EXPECT_TENSOR_CLOSE(both[0].to(Device::CPU), s1, 1e-2);
+  EXPECT_TENSOR_CLOSE(both[1].to(Device::CPU), s2, 1e-2);
+  EXPECT_TENSOR_CLOSE(both[0].to(Device::CPU), l.f->get("out"), 2e-2);  // still the oracle's numbers
+  // The branches really differ, by far more than the bound above allows.
+  const test::Closeness d = test::compare(s1, s2, 1e-2);
+  EXPECT_GT(d.max_abs_err, 2 * d.bound) << "the two contexts give nearly the same velocity: the check is blind";
 }
 
 TEST(GpuEngineDit, RejectsHostLatentAndWrongConditioning) {

@@ -10,6 +10,7 @@
 #include "common/fixture.h"
 #include "core/cuda_memory.h"
 #include "core/dtype.h"
+#include "gpu/fp8.h"
 #include "gpu/gemm.h"
 #include "gpu/kernels.h"
 #include "models/dit.h"
@@ -17,6 +18,7 @@
 #include "ops/elementwise.h"
 #include "ops/linear.h"
 #include "ops/norm.h"
+#include "ops/quantize.h"
 #include "ops/rope.h"
 
 namespace ib {
@@ -111,17 +113,25 @@ TEST(GpuEngineKernels, QkNormRopeMatchesCpuComposition) {
   struct Case {
     int64_t frames, height, width, heads, head_dim, ld_extra;
     bool rope;
+    int64_t videos = 1;  // stacked videos of one grid each (the batched guidance branches)
   };
-  const Case cases[] = {{3, 2, 5, 4, 32, 0, true},  {2, 3, 4, 2, 128, 256, true}, {1, 1, 7, 3, 16, 16, true},
-                        {2, 4, 3, 40, 128, 0, true}, {5, 1, 1, 4, 64, 64, false}};
+  const Case cases[] = {{3, 2, 5, 4, 32, 0, true},   {2, 3, 4, 2, 128, 256, true}, {1, 1, 7, 3, 16, 16, true},
+                        {2, 4, 3, 40, 128, 0, true},  {5, 1, 1, 4, 64, 64, false},  {2, 3, 5, 4, 32, 96, true, 2},
+                        {1, 2, 3, 2, 64, 0, true, 3}};
   uint32_t seed = 300;
   for (const Case& c : cases) {
-    const int64_t L = c.frames * c.height * c.width, C = c.heads * c.head_dim, ld = C + c.ld_extra;
+    const int64_t N = c.frames * c.height * c.width, L = N * c.videos, C = c.heads * c.head_dim, ld = C + c.ld_extra;
     const Tensor x = bf16_round(random_tensor({L, C}, ++seed, 2.0f));
     const Tensor gamma = random_tensor({C}, ++seed, 0.3f, 1.0f);
     const float eps = 1e-6f;
     Tensor ref = ops::mul(bf16_round(ops::rms_norm(x, Tensor(), eps)), gamma);
-    if (c.rope) ref = ops::rope_3d(ref, c.heads, {c.frames, c.height, c.width});
+    if (c.rope) {  // each stacked video on its own grid
+      Tensor r = Tensor::empty({L, C}, DType::F32);
+      for (int64_t v = 0; v < c.videos; ++v)
+        copy_bytes(r.slice(v * N, (v + 1) * N),
+                   ops::rope_3d(ref.slice(v * N, (v + 1) * N).clone(), c.heads, {c.frames, c.height, c.width}));
+      ref = r;
+    }
     ref = bf16_round(ref);
 
     // The rows live in a wider buffer (as q and k do in the fused qkv output); the rest is left alone.
@@ -142,6 +152,7 @@ TEST(GpuEngineKernels, QkNormRopeMatchesCpuComposition) {
     a.eps = eps;
     a.heads = c.heads;
     a.rope = c.rope ? &tables : nullptr;
+    a.tokens = N;
     gpu::qk_norm(a);
     const Tensor got_wide = host(xd);
     Tensor got = Tensor::empty({L, C}, DType::F32);
@@ -190,6 +201,105 @@ TEST(GpuEngineKernels, LinearEpiloguesMatchCpuOps) {
     EXPECT_LE(worst_ratio(got, ref, 2.0, 2e-3 * (1 + max_abs(ref))), 1.0)
         << fmt::format("{} x {} x {} epilogue {}", c.M, c.K, c.N, static_cast<int>(c.ep));
   }
+}
+
+// Row-wise e4m3 quantisation: the same bytes and scales as the CPU reference (ops/quantize.h),
+// vector and scalar paths, strided rows, a zero row, values that saturate nothing by construction.
+TEST(GpuEngineKernels, QuantizeRowsFp8MatchesCpuBitForBit) {
+  struct Case {
+    int64_t rows, cols, ld_extra;
+  };
+  const Case cases[] = {{5, 64, 0}, {3, 5120, 8}, {2, 13824, 0}, {7, 70, 3}, {1, 8, 0}, {4, 1000, 24}};
+  uint32_t seed = 900;
+  for (const Case& c : cases) {
+    Tensor x = random_tensor({c.rows, c.cols}, ++seed, 2.0f);
+    for (int64_t k = 0; k < c.cols; k += 7) x.data<float>()[k] *= 300.0f;  // a wide range within a row
+    if (c.rows > 2) std::memset(x.data<float>() + c.cols, 0, static_cast<size_t>(c.cols) * 4);  // row 1: zeros
+    x = bf16_round(x);  // the kernel reads bf16: the reference quantises the same values
+    const ops::QuantizedRows ref = ops::quantize_rows_e4m3(x);
+    const int64_t ld = c.cols + c.ld_extra;
+    Tensor xw = Tensor::zeros({c.rows, ld}, DType::F32);
+    for (int64_t r = 0; r < c.rows; ++r)
+      std::memcpy(xw.data<float>() + r * ld, x.data<float>() + r * c.cols, static_cast<size_t>(c.cols) * 4);
+    const Tensor xd = xw.to(DType::BF16).to(Device::CUDA);
+    Tensor q = Tensor::empty({c.rows, c.cols}, DType::F8E4M3, Device::CUDA), sc = Tensor::empty({c.rows}, DType::F32, Device::CUDA);
+    cuda_poison(q);
+    cuda_poison(sc);
+    gpu::QuantizeRowsArgs a;
+    a.x = xd.raw();
+    a.rows = c.rows;
+    a.cols = c.cols;
+    a.ld = ld;
+    a.q = q.raw();
+    a.scale = sc.data<float>();
+    gpu::quantize_rows_fp8(a);
+    const Tensor qh = q.to(Device::CPU), sh = sc.to(Device::CPU);
+    EXPECT_EQ(0, std::memcmp(qh.raw(), ref.q.raw(), static_cast<size_t>(c.rows * c.cols)))
+        << fmt::format("{} x {} (ld {})", c.rows, c.cols, ld);
+    EXPECT_EQ(0, std::memcmp(sh.raw(), ref.scale.raw(), static_cast<size_t>(c.rows) * 4));
+    // The reference itself round-trips within e4m3's half unit (2^-4 relative) of each row's amax.
+    const Tensor back = ops::dequantize_rows(ref);
+    for (int64_t r = 0; r < c.rows; ++r) {
+      float amax = 0;
+      for (int64_t k = 0; k < c.cols; ++k) amax = std::max(amax, std::fabs(x.data<float>()[r * c.cols + k]));
+      for (int64_t k = 0; k < c.cols; ++k) {
+        const float v = x.data<float>()[r * c.cols + k], b = back.data<float>()[r * c.cols + k];
+        ASSERT_LE(std::fabs(b - v), std::ldexp(std::fabs(v), -4) + amax * std::ldexp(1.0f, -9 - 8) + 1e-30f)
+            << r << "," << k;
+      }
+    }
+  }
+}
+
+// fp8 products: y = epilogue(dequant(q_x) . dequant(q_w)^T + b), the reference composed from the
+// CPU quantisation and CPU linear in f32; the GPU accumulates in f32 in another order and scales
+// after, so the bound is the bf16 test's (the output's rounding dominates).
+TEST(GpuEngineKernels, Fp8LinearMatchesCpuComposition) {
+  if (!gpu::fp8_supported()) GTEST_SKIP() << "this GPU has no fp8 tensor cores (compute capability < 8.9)";
+  struct Case {
+    int64_t M, K, N, ldx_extra, ldy_extra;
+    gpu::Epilogue ep;
+  };
+  const Case cases[] = {{33, 64, 96, 0, 0, gpu::Epilogue::Bias},    {300, 512, 1536, 0, 0, gpu::Epilogue::BiasGelu},
+                        {7, 128, 128, 64, 128, gpu::Epilogue::Bias}, {129, 256, 48, 0, 8, gpu::Epilogue::None},
+                        {1, 4096, 5120, 0, 0, gpu::Epilogue::BiasGelu}, {64, 13824, 256, 0, 0, gpu::Epilogue::Bias}};
+  uint32_t seed = 950;
+  for (const Case& c : cases) {
+    const Tensor x = bf16_round(random_tensor({c.M, c.K}, ++seed));
+    const Tensor w = bf16_round(random_tensor({c.N, c.K}, ++seed, 1.0f / std::sqrt(static_cast<float>(c.K))));
+    const Tensor b = bf16_round(random_tensor({c.N}, ++seed, 0.5f));
+    const Tensor xq = ops::dequantize_rows(ops::quantize_rows_e4m3(x));
+    const Tensor wq = ops::dequantize_rows(ops::quantize_rows_e4m3(w));
+    Tensor ref = ops::linear(xq, wq, c.ep == gpu::Epilogue::None ? Tensor() : b);
+    if (c.ep == gpu::Epilogue::BiasGelu) ref = ops::gelu_tanh(ref);
+    ref = bf16_round(ref);
+
+    const gpu::LinearWeight lw = gpu::LinearWeight::fp8(gpu::LinearWeight::bf16(w, b));
+    ASSERT_EQ(lw.format, gpu::LinearWeight::Format::FP8);
+    ASSERT_EQ(lw.w.dtype(), DType::F8E4M3);
+    const int64_t ldx = c.K + c.ldx_extra, ldy = c.N + c.ldy_extra;
+    Tensor xw = Tensor::zeros({c.M, ldx}, DType::F32);
+    for (int64_t r = 0; r < c.M; ++r)
+      std::memcpy(xw.data<float>() + r * ldx, x.data<float>() + r * c.K, static_cast<size_t>(c.K) * 4);
+    const Tensor xd = xw.to(DType::BF16).to(Device::CUDA);
+    Tensor yd = Tensor::empty({c.M, ldy}, DType::BF16, Device::CUDA);
+    cuda_poison(yd);
+    gpu::linear(xd.raw(), c.M, ldx, lw, c.ep, yd.raw(), ldy);
+    const Tensor yw = host(yd);
+    Tensor got = Tensor::empty({c.M, c.N}, DType::F32);
+    for (int64_t r = 0; r < c.M; ++r)
+      std::memcpy(got.data<float>() + r * c.N, yw.data<float>() + r * ldy, static_cast<size_t>(c.N) * 4);
+    EXPECT_LE(worst_ratio(got, ref, 2.0, 2e-3 * (1 + max_abs(ref))), 1.0)
+        << fmt::format("fp8 {} x {} x {} epilogue {}", c.M, c.K, c.N, static_cast<int>(c.ep));
+    // And the quantisation is really there: the unquantised product differs by far more.
+    Tensor exact = ops::linear(x, w, c.ep == gpu::Epilogue::None ? Tensor() : b);
+    if (c.ep == gpu::Epilogue::BiasGelu) exact = ops::gelu_tanh(exact);
+    EXPECT_GT(worst_ratio(got, bf16_round(exact), 2.0, 2e-3 * (1 + max_abs(ref))), 1.0)
+        << "the fp8 product equals the bf16 one: not quantised";
+  }
+  // A layer whose input width fp8 products cannot take stays bf16.
+  const gpu::LinearWeight odd = gpu::LinearWeight::fp8(gpu::LinearWeight::bf16(random_tensor({8, 40}, 990), Tensor()));
+  EXPECT_EQ(odd.format, gpu::LinearWeight::Format::BF16);
 }
 
 TEST(GpuEngineKernels, StackedLinearEqualsItsParts) {
