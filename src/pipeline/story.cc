@@ -224,7 +224,7 @@ void validate_story(const Pipeline& pipeline, const StoryOptions& s) {
     try {
       pipeline.validate(segment_options(s, k, std::max<int64_t>(s.generate.seed, 0)));
     } catch (const Error& e) {
-      fail("segment {} (keyframes {} and {}): {}", k + 1, k + 1, (k + 1) % n + 1, e.what());
+      fail("segment {} of {}: {}", k + 1, segments, e.what());
     }
   }
 }
