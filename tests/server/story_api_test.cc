@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <set>
 
+#include "common/command.h"
 #include "io/image.h"
 #include "server_process.h"
 
@@ -42,17 +43,6 @@ std::vector<std::pair<std::string, std::string>> story_fields() {
           {"max_area", "4096"}, {"steps", "2"}, {"seed", "42"}};
 }
 
-std::string run_capture(const std::string& cmd) {
-  std::string out;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  ::pclose(p);
-  return out;
-}
-
 TEST(StoryApi, ThreeKeyframesMakeOneVideo) {
   const std::string data = temp_dir();
   std::string id;
@@ -86,8 +76,8 @@ TEST(StoryApi, ThreeKeyframesMakeOneVideo) {
       ASSERT_EQ(status(v), 200);
       std::ofstream(mp4, std::ios::binary) << v->body;
     }
-    const json probe = json::parse(run_capture("ffprobe -v error -select_streams v:0 -count_frames -show_entries "
-                                               "stream=nb_read_frames -of json '" + mp4 + "'"));
+    const json probe = json::parse(run_command("ffprobe -v error -select_streams v:0 -count_frames -show_entries "
+                                               "stream=nb_read_frames -of json '" + mp4 + "'").output);
     EXPECT_EQ(probe.at("streams").at(0).at("nb_read_frames"), "17");
     // The first and last keyframes are the job's frames.
     EXPECT_EQ(c.Get(("/v1/jobs/" + id + "/frames/last").c_str())->body, mirrored_png());
