@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""Draws the two demo keyframes in assets/ (a sun setting over the sea), using only the standard
-library. The PNGs are committed; run this again only to change them."""
+"""Draws the demo keyframes in assets/, using only the standard library: first.png and last.png (a
+sun setting over the sea) for `inbetween generate`, and assets/story/ (a day over the sea: dawn,
+noon, sunset, night) for `inbetween story --keyframes-dir assets/story`. The PNGs are committed;
+run this again only to change them."""
 import math
 import os
 import struct
@@ -9,7 +11,7 @@ import zlib
 W, H = 640, 360
 
 
-def scene(sun_y, sky_top, sky_bottom):
+def scene(sun_y, sky_top, sky_bottom, sun_x=W * 0.5, stars=False):
     rows = []
     horizon = int(H * 0.62)
     for y in range(H):
@@ -22,9 +24,12 @@ def scene(sun_y, sky_top, sky_bottom):
                 t = (y - horizon) / (H - horizon)
                 c = [20 + 30 * (1 - t), 50 + 40 * (1 - t), 90 + 50 * (1 - t)]
                 # the sun's reflection
-                if abs(x - W * 0.5) < 40 * (1 - t) + 8 and (y // 3) % 2 == 0:
+                if 0 < sun_y < horizon and abs(x - sun_x) < 40 * (1 - t) + 8 and (y // 3) % 2 == 0:
                     c = [min(255, v + 90) for v in c]
-            d = math.hypot(x - W * 0.5, y - sun_y)
+            # a fixed scatter of stars in a night sky
+            if stars and y < horizon and ((x * 73856093) ^ (y * 19349663)) % 1009 == 0:
+                c = [235, 235, 250]
+            d = math.hypot(x - sun_x, y - sun_y)
             if d < 38 and y < horizon:
                 c = [255, 220, 120]
             elif d < 70 and y < horizon:
@@ -48,3 +53,10 @@ def write_png(path, rows):
 here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "assets")
 write_png(os.path.join(here, "first.png"), scene(90, (70, 130, 210), (190, 210, 235)))
 write_png(os.path.join(here, "last.png"), scene(215, (40, 30, 90), (240, 120, 60)))
+
+story = os.path.join(here, "story")
+os.makedirs(story, exist_ok=True)
+write_png(os.path.join(story, "1-dawn.png"), scene(200, (60, 50, 120), (250, 170, 120), sun_x=W * 0.2))
+write_png(os.path.join(story, "2-noon.png"), scene(70, (40, 110, 220), (170, 205, 240)))
+write_png(os.path.join(story, "3-sunset.png"), scene(205, (40, 30, 90), (240, 120, 60), sun_x=W * 0.8))
+write_png(os.path.join(story, "4-night.png"), scene(-200, (5, 8, 30), (25, 35, 80), stars=True))

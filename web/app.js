@@ -1,5 +1,6 @@
-// The page's logic: drop zones with previews, the job form, progress from the job's event stream
-// (EventSource), the video player, and the list of recent jobs. Talks only to this server's /v1 API.
+// The page's logic: drop zones with previews, the job form (two frames, or a story: a strip of
+// keyframes with a prompt per gap), progress from the job's event stream (EventSource), the video
+// player, and the list of recent jobs. Talks only to this server's /v1 API.
 'use strict';
 
 const $ = (id) => document.getElementById(id);
@@ -37,7 +38,12 @@ const state = {
   listTimer: null,
   estimateTimer: null,
   device: '',
+  story: false,       // the form makes a story (POST /v1/stories) instead of a two-frame job
+  keys: [],           // the story's keyframes in order: { file, url, w, h }
+  gapPrompts: [],     // the prompt of each gap (segment), by position
+  dragFrom: -1,       // the keyframe being dragged
 };
+const MAX_KEYFRAMES = 16;
 
 // ---- API -------------------------------------------------------------------------------------
 
@@ -97,7 +103,9 @@ function progressOf(job) {
   const st = STAGES[job.stage];
   if (!st) return 0;
   const within = job.total > 0 ? Math.min(job.step / job.total, 1) : 0;
-  return st[1] + (st[2] - st[1]) * within;
+  const p = st[1] + (st[2] - st[1]) * within;
+  // A story: each segment fills its share of the bar.
+  return job.segments > 0 ? (Math.max(job.segment - 1, 0) + p) / job.segments : p;
 }
 
 function stageText(job) {
@@ -107,7 +115,8 @@ function stageText(job) {
     case 'running': {
       const st = STAGES[job.stage];
       const name = st ? st[0] : (job.stage || 'Starting');
-      return job.total > 1 ? `${name} · step ${job.step}/${job.total}` : name;
+      const seg = job.segments > 0 ? `Segment ${job.segment}/${job.segments} · ` : '';
+      return seg + (job.total > 1 ? `${name} · step ${job.step}/${job.total}` : name);
     }
     case 'done': return `Finished: ${waitedRan(job)}`;
     case 'failed': return 'Failed';
@@ -189,7 +198,8 @@ function checkAspect() {
 }
 
 function updateGenerate() {
-  $('generate').disabled = !(state.files.first && state.files.last);
+  $('generate').disabled = state.story ? !(state.keys.length >= 2 && state.keys.length <= MAX_KEYFRAMES)
+    : !(state.files.first && state.files.last);
 }
 
 // ---- Form ------------------------------------------------------------------------------------
@@ -249,8 +259,8 @@ function updateHints() {
 // The query of GET /v1/estimate for the form's settings (or a preset's), null when incomplete.
 function estimateQuery(preset) {
   const q = new URLSearchParams();
-  const d = state.dims.first;
-  if (d) q.set('image', `${d.w}x${d.h}`);
+  const d = state.story ? state.keys[0] : state.dims.first;
+  if (d && d.w) q.set('image', `${d.w}x${d.h}`);
   const res = preset ? preset.resolution : $('resolution').value;
   if (res === 'size') {
     if (!/^\d+[xX]\d+$/.test($('size').value.trim())) return null;
@@ -278,12 +288,15 @@ async function updateEstimate() {
   if (!q || !state.device) { box.hidden = true; return; }
   try {
     const e = await api(`/v1/estimate?${q}`);
+    const n = state.story ? Math.max(storySegments(), 1) : 1;  // a story runs one generation a segment
+    e.seconds *= n;
     const long = e.seconds > 600;
     let text = `Estimated time on this server (${e.device}): about ${duration(Math.max(1, e.seconds))} for ` +
-      `${e.width}×${e.height}, ${q.get('frames')} frames, ${q.get('steps')} steps` + (e.measured ? '' : ' (a rough guess until a job has run)');
+      `${e.width}×${e.height}, ${q.get('frames')} frames` + (n > 1 ? ` × ${n} segments` : '') +
+      `, ${q.get('steps')} steps` + (e.measured ? '' : ' (a rough guess until a job has run)');
     if (long && $('preset').value !== 'preview') {
       const p = await api(`/v1/estimate?${estimateQuery(PRESETS.preview)}`);
-      text += `. That is long: the Quick preview preset takes about ${duration(Math.max(1, p.seconds))}.`;
+      text += `. That is long: the Quick preview preset takes about ${duration(Math.max(1, p.seconds * n))}.`;
     } else if (long) {
       text += '. That is long on this device.';
     }
@@ -299,9 +312,13 @@ async function submitJob(e) {
   e.preventDefault();
   clearFormError();
   const form = new FormData();
-  form.append('first', state.files.first);
-  form.append('last', state.files.last);
   const prompt = $('prompt').value.trim();
+  if (state.story) {
+    appendStory(form, prompt);
+  } else {
+    form.append('first', state.files.first);
+    form.append('last', state.files.last);
+  }
   if (prompt) form.append('prompt', prompt);
   const neg = $('negative_prompt').value.trim();
   if (neg) form.append('negative_prompt', neg);
@@ -317,7 +334,7 @@ async function submitJob(e) {
   button.disabled = true;
   button.textContent = 'Uploading…';
   try {
-    const job = await api('/v1/jobs', { method: 'POST', body: form });
+    const job = await api(state.story ? '/v1/stories' : '/v1/jobs', { method: 'POST', body: form });
     showJob(job.id);
     refreshList();
   } catch (err) {
@@ -403,8 +420,9 @@ function renderJob(job) {
     $('download').href = withKey(url + '?download=1');
     $('download').setAttribute('download', `inbetween-${job.id.slice(0, 8)}.mp4`);
     const r = job.result || {};
+    const story = job.params.story ? ` · a story of ${job.params.story.keyframes} keyframes` : '';
     $('video-meta').textContent = `${r.width}×${r.height} · ${r.frames} frames (${clipLength(r.frames, job.params.fps)} at ` +
-      `${job.params.fps} fps) · seed ${r.seed} · ${waitedRan(job)}`;
+      `${job.params.fps} fps)${story} · seed ${r.seed} · ${waitedRan(job)}`;
     $('video-box').hidden = false;
     $('video').play().catch(() => {});
   }
@@ -462,7 +480,9 @@ async function refreshList() {
       text.className = 'job-text';
       const title = document.createElement('div');
       title.className = 'job-prompt';
-      title.textContent = job.params.prompt || '(no prompt)';
+      const prompts = job.params.story && job.params.story.prompts.length ? job.params.story.prompts.join(' → ') : '';
+      title.textContent = (job.params.story ? `Story of ${job.params.story.keyframes}: ` : '') +
+        (prompts || job.params.prompt || '(no prompt)');
       const meta = document.createElement('div');
       meta.className = 'meta';
       meta.textContent = `${ago(job.created)} · ${job.params.frames} frames (${clipLength(job.params.frames, job.params.fps)})` +
@@ -500,11 +520,157 @@ async function loadModel() {
   }
 }
 
+// ---- Stories: the keyframe strip ---------------------------------------------------------------
+
+function storySegments() {
+  const n = state.keys.length;
+  return n < 2 ? 0 : ($('loop').checked ? n : n - 1);
+}
+
+function setMode(story) {
+  state.story = story;
+  $('mode-pair').classList.toggle('selected', !story);
+  $('mode-story').classList.toggle('selected', story);
+  $('mode-pair').setAttribute('aria-pressed', String(!story));
+  $('mode-story').setAttribute('aria-pressed', String(story));
+  $('pair-frames').hidden = story;
+  $('story-box').hidden = !story;
+  $('aspect-warning').hidden = true;
+  if (!story) checkAspect();
+  clearFormError();
+  updateGenerate();
+  scheduleEstimate();
+}
+
+function addKeyframes(files) {
+  for (const file of files) {
+    if (!/^image\/(png|jpeg|webp)$/.test(file.type)) {
+      showFormError(`${file.name}: use a PNG, JPEG or WebP image`, 'keyframes');
+      continue;
+    }
+    if (state.keys.length >= MAX_KEYFRAMES) {
+      showFormError(`A story takes at most ${MAX_KEYFRAMES} keyframes`, 'keyframes');
+      break;
+    }
+    const key = { file, url: URL.createObjectURL(file), w: 0, h: 0 };
+    state.keys.push(key);
+    const img = new Image();
+    img.onload = () => { key.w = img.naturalWidth; key.h = img.naturalHeight; renderStrip(); scheduleEstimate(); };
+    img.src = key.url;
+  }
+  renderStrip();
+}
+
+function moveKeyframe(from, to) {
+  if (from === to || from < 0 || to < 0) return;
+  const [key] = state.keys.splice(from, 1);
+  state.keys.splice(to, 0, key);
+  renderStrip();
+  scheduleEstimate();
+}
+
+// The strip: keyframe, gap (its prompt), keyframe, ...; with loop one more gap back to the first.
+function renderStrip() {
+  const strip = $('strip');
+  strip.replaceChildren();
+  const n = state.keys.length, segments = storySegments();
+  state.gapPrompts.length = Math.max(state.gapPrompts.length, segments);
+  state.keys.forEach((key, i) => {
+    const li = document.createElement('li');
+    li.className = 'key';
+    li.draggable = true;
+    li.dataset.index = String(i);
+    li.title = `${key.file.name}${key.w ? ` · ${key.w}×${key.h}` : ''} (drag to reorder)`;
+    const img = document.createElement('img');
+    img.alt = `keyframe ${i + 1}`;
+    img.src = key.url;
+    const num = document.createElement('span');
+    num.className = 'num';
+    num.textContent = String(i + 1);
+    const remove = document.createElement('button');
+    remove.type = 'button';
+    remove.className = 'remove';
+    remove.textContent = '×';
+    remove.setAttribute('aria-label', `remove keyframe ${i + 1}`);
+    remove.addEventListener('click', () => {
+      URL.revokeObjectURL(key.url);
+      state.keys.splice(i, 1);
+      renderStrip();
+      scheduleEstimate();
+    });
+    li.addEventListener('dragstart', (e) => { state.dragFrom = i; li.classList.add('dragging'); e.dataTransfer.effectAllowed = 'move'; });
+    li.addEventListener('dragend', () => li.classList.remove('dragging'));
+    li.addEventListener('dragover', (e) => { if (state.dragFrom >= 0) { e.preventDefault(); li.classList.add('over'); } });
+    li.addEventListener('dragleave', () => li.classList.remove('over'));
+    li.addEventListener('drop', (e) => {
+      e.preventDefault();
+      e.stopPropagation();
+      const from = state.dragFrom;
+      state.dragFrom = -1;
+      moveKeyframe(from, i);
+    });
+    li.append(img, num, remove);
+    strip.append(li);
+    if (i < segments) strip.append(gapItem(i, i + 1, (i + 1) % n + 1));
+  });
+  const frames = Number($('frames').value), fps = Number($('fps').value);
+  const total = segments > 0 && frames >= 5 ? segments * (frames - 1) + 1 : 0;
+  $('story-meta').textContent = n === 0 ? '' : n < 2 ? 'Add at least one more keyframe.'
+    : `${n} keyframes, ${segments} segment${segments > 1 ? 's' : ''} of ${frames} frames: ` +
+      `${total} frames (${clipLength(total, fps)}). Segment k uses seed S+k.`;
+  updateGenerate();
+}
+
+function gapItem(k, from, to) {
+  const li = document.createElement('li');
+  li.className = 'gap';
+  const label = document.createElement('label');
+  label.textContent = `${from} → ${to}`;
+  const input = document.createElement('input');
+  input.type = 'text';
+  input.className = 'gap-prompt';
+  input.maxLength = 2000;
+  input.placeholder = 'prompt (optional)';
+  input.value = state.gapPrompts[k] || '';
+  input.setAttribute('aria-label', `prompt from keyframe ${from} to ${to}`);
+  input.addEventListener('input', () => { state.gapPrompts[k] = input.value; });
+  label.append(input);
+  li.append(label);
+  return li;
+}
+
+// The story's keyframes in order, and a prompt per segment when any gap has one (the others take
+// the prompt above).
+function appendStory(form, prompt) {
+  for (const key of state.keys) form.append('keyframes', key.file, key.file.name);
+  const segments = storySegments();
+  const gaps = state.gapPrompts.slice(0, segments).map((p) => (p || '').trim());
+  if (gaps.some((p) => p)) for (const p of gaps) form.append('prompts', p || prompt);
+  if ($('loop').checked) form.append('loop', 'true');
+}
+
+function setupStory() {
+  $('mode-pair').addEventListener('click', () => setMode(false));
+  $('mode-story').addEventListener('click', () => setMode(true));
+  const input = $('keyframe-input'), zone = $('add-key');
+  input.addEventListener('change', () => { addKeyframes([...input.files]); input.value = ''; });
+  zone.addEventListener('dragover', (e) => { e.preventDefault(); zone.classList.add('over'); });
+  zone.addEventListener('dragleave', () => zone.classList.remove('over'));
+  zone.addEventListener('drop', (e) => {
+    e.preventDefault();
+    zone.classList.remove('over');
+    if (e.dataTransfer.files.length) addKeyframes([...e.dataTransfer.files]);
+  });
+  $('loop').addEventListener('change', () => { renderStrip(); scheduleEstimate(); });
+  for (const id of ['frames', 'fps']) $(id).addEventListener('input', renderStrip);
+}
+
 // ---- Start -----------------------------------------------------------------------------------
 
 function init() {
   setupDrop('first');
   setupDrop('last');
+  setupStory();
   $('resolution').addEventListener('change', onResolutionChange);
   $('preset').addEventListener('change', () => applyPreset($('preset').value));
   for (const id of ['resolution', 'frames', 'steps', 'fps', 'max_area', 'size', 'guidance']) {

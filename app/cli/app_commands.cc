@@ -36,6 +36,7 @@ CLI::Validator number_check(const std::string& flag, const std::string& expected
 
 void register_commands(CLI::App& app) {
   register_generate(app);
+  register_story(app);
   register_serve(app);
   register_synth_model(app);
   register_encode_prompt(app);

@@ -26,6 +26,7 @@ CLI::Validator number_check(const std::string& flag, const std::string& expected
 // One subcommand's registration; each cmd_*.cc defines one.
 void register_encode_prompt(CLI::App& app);
 void register_generate(CLI::App& app);
+void register_story(CLI::App& app);
 void register_synth_model(CLI::App& app);
 void register_serve(CLI::App& app);
 void register_bench(CLI::App& app);

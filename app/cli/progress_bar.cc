@@ -22,11 +22,14 @@ ProgressBar::~ProgressBar() { finish(); }
 
 void ProgressBar::update(const Progress& p) {
   if (quiet_) return;
-  if (p.stage == last_stage_ && p.step == last_step_) return;
-  const bool new_stage = p.stage != last_stage_;
+  if (p.stage == last_stage_ && p.step == last_step_ && p.segment == last_segment_) return;
+  const bool new_stage = p.stage != last_stage_ || p.segment != last_segment_;
   last_stage_ = p.stage;
   last_step_ = p.step;
-  std::string line = fmt::format("{:<10}", p.stage);
+  last_segment_ = p.segment;
+  // A story's segment first: "segment 2/4 denoise ...".
+  std::string line = p.segments > 0 ? fmt::format("segment {}/{} ", p.segment, p.segments) : std::string();
+  line += fmt::format("{:<10}", p.stage);
   if (p.total > 1) {
     constexpr int kWidth = 24;
     const int filled = p.total > 0 ? p.step * kWidth / p.total : 0;
@@ -41,7 +44,7 @@ void ProgressBar::update(const Progress& p) {
   }
   if (tty_) {
     if (new_stage && open_line_) std::fputc('\n', stderr);
-    std::fprintf(stderr, "\r%-78s", line.c_str());
+    std::fprintf(stderr, "\r%-92s", line.c_str());
     open_line_ = true;
   } else {
     std::fprintf(stderr, "%s\n", line.c_str());

@@ -1,5 +1,5 @@
-// A progress display on stderr for long jobs: stage, step i/N, bar, elapsed and time left (for
-// the job once the denoising has started, before that for the running stage).
+// A progress display on stderr for long jobs: a story's segment k/N, stage, step i/N, bar, elapsed
+// and time left (for the job once the denoising has started, before that for the running stage).
 // On a terminal it redraws one line; otherwise it prints a line per step.
 #pragma once
 
@@ -23,6 +23,7 @@ class ProgressBar {
   bool open_line_ = false;
   std::string last_stage_;
   int last_step_ = -1;
+  int last_segment_ = -1;
 };
 
 std::string format_duration(double seconds);  // "1m02s", "12.3s", "0.45s"

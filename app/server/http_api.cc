@@ -9,6 +9,8 @@
 #include "core/log.h"
 #include "core/tensor.h"
 #include "inbetween/error.h"
+#include "inbetween/story.h"
+#include "story_request.h"
 
 namespace ib::server {
 
@@ -193,6 +195,7 @@ void HttpApi::install(httplib::Server& server) {
   server.Get("/v1/model", [this](const Request& req, Response& res) { model_info(req, res); });
   server.Get("/v1/estimate", [this](const Request& req, Response& res) { estimate(req, res); });
   server.Post("/v1/jobs", [this](const Request& req, Response& res) { post_job(req, res); });
+  server.Post("/v1/stories", [this](const Request& req, Response& res) { post_story(req, res); });
   server.Get("/v1/jobs", [this](const Request& req, Response& res) { list_jobs(req, res); });
   server.Get(R"(/v1/jobs/([^/]+))", [this](const Request& req, Response& res) { get_job(req, res); });
   server.Delete(R"(/v1/jobs/([^/]+))", [this](const Request& req, Response& res) { delete_job(req, res); });
@@ -234,8 +237,10 @@ void HttpApi::model_info(const httplib::Request&, httplib::Response& res) {
            {"max_frames", config_.limits.max_frames},
            {"max_steps", config_.limits.max_steps},
            {"max_area", config_.limits.max_area},
-           {"max_fps", config_.limits.max_fps}}},
-         {"fields", job_fields()}});
+           {"max_fps", config_.limits.max_fps},
+           {"max_keyframes", config_.limits.max_keyframes}}},
+         {"fields", job_fields()},
+         {"story_fields", story_fields()}});
 }
 
 // GET /v1/estimate?image=WxH&frames=&steps=&guidance=&max_area=|size=: how long a job with these
@@ -292,47 +297,77 @@ void HttpApi::estimate(const httplib::Request& req, httplib::Response& res) {
   }
 }
 
-void HttpApi::post_job(const httplib::Request& req, httplib::Response& res) {
-  // Cheap refusals first, before any image is decoded.
+bool HttpApi::accepting(httplib::Response& res) {
   switch (queue_.can_submit()) {
     case JobQueue::SubmitResult::Full:
       res.set_header("Retry-After", "10");
-      return reply_error(res, 429, "the queue is full; try again later");
+      reply_error(res, 429, "the queue is full; try again later");
+      return false;
     case JobQueue::SubmitResult::Stopping:
-      return reply_error(res, 503, "the server is shutting down");
+      reply_error(res, 503, "the server is shutting down");
+      return false;
     case JobQueue::SubmitResult::Accepted: break;
   }
+  return true;
+}
+
+void HttpApi::post_job(const httplib::Request& req, httplib::Response& res) {
+  if (!accepting(res)) return;
   JobRequest r;
   try {
     r = parse_job_request(req, config_.limits);
   } catch (const RequestError& e) {
     return reply_error(res, e.status(), e.what(), e.field());
   }
-  // LoRAs are names of files directly inside --lora-dir (parse_job_request refused anything with
-  // a path in it); nothing a client sends is opened elsewhere.
-  if (!r.params.loras.empty()) {
+  const std::string summary = fmt::format("{}x{} and {}x{} images, {} frames, {} steps", r.first_width, r.first_height,
+                                          r.last_width, r.last_height, r.params.frames, r.params.steps);
+  enqueue(r.params, {{r.params.first_file, &r.first}, {r.params.last_file, &r.last}},
+          [this](const JobParams& p, const std::string& dir) { pipeline_.validate(generate_options(p, dir)); },
+          summary, res);
+}
+
+// POST /v1/stories: 2..16 keyframes in order, a prompt per segment; then as a job (story_request.cc).
+void HttpApi::post_story(const httplib::Request& req, httplib::Response& res) {
+  if (!accepting(res)) return;
+  StoryRequest r;
+  try {
+    r = parse_story_request(req, config_.limits);
+  } catch (const RequestError& e) {
+    return reply_error(res, e.status(), e.what(), e.field());
+  }
+  std::vector<std::pair<std::string, const std::string*>> files;
+  for (size_t i = 0; i < r.images.size(); ++i) files.emplace_back(r.params.keyframe_files[i], &r.images[i]);
+  const std::string summary = fmt::format("a story of {} keyframes{}, {} frames a segment, {} steps", r.images.size(),
+                                          r.params.loop ? " looped" : "", r.params.frames, r.params.steps);
+  enqueue(r.params, files,
+          [this](const JobParams& p, const std::string& dir) { validate_story(pipeline_, story_options(p, dir)); },
+          summary, res);
+}
+
+void HttpApi::enqueue(JobParams params, const std::vector<std::pair<std::string, const std::string*>>& files,
+                      const std::function<void(const JobParams&, const std::string& dir)>& check,
+                      const std::string& summary, httplib::Response& res) {
+  if (!params.loras.empty()) {
     if (config_.lora_dir.empty())
       return reply_error(res, 400, "loras: this server takes no LoRAs (it was started without --lora-dir)", "loras");
-    for (const LoraFile& l : r.params.loras)
+    for (const LoraFile& l : params.loras)
       if (!std::filesystem::is_regular_file(std::filesystem::path(config_.lora_dir) / l.path))
         return reply_error(res, 400, "loras: '" + l.path + "' is not in the server's LoRA folder", "loras");
-    r.params.lora_dir = config_.lora_dir;
+    params.lora_dir = config_.lora_dir;
   }
 
   const std::string id = store_.create_job_dir();
   const std::string dir = store_.job_dir(id);
   try {
-    store_.write_file(id, r.params.first_file, r.first);
-    store_.write_file(id, r.params.last_file, r.last);
+    for (const auto& [name, data] : files) store_.write_file(id, name, *data);
     Job job;
     job.id = id;
-    job.params = r.params;
+    job.params = params;
     job.created = unix_now();
     try {
       std::lock_guard lock(validate_mu_);
-      pipeline_.validate(generate_options(job.params, dir));
+      check(job.params, dir);
     } catch (const Error& e) {
-      // The message names our file paths; strip them so only the client's terms remain.
       std::string message = e.what();
       for (const std::string& d : {dir, config_.lora_dir})
         for (size_t pos; !d.empty() && (pos = message.find(d + "/")) != std::string::npos;) message.erase(pos, d.size() + 1);
@@ -353,8 +388,7 @@ void HttpApi::post_job(const httplib::Request& req, httplib::Response& res) {
     store_.remove_job(id);
     throw;
   }
-  spdlog::info("job {}: queued ({}x{} and {}x{} images, {} frames, {} steps)", id, r.first_width, r.first_height,
-               r.last_width, r.last_height, r.params.frames, r.params.steps);
+  spdlog::info("job {}: queued ({})", id, summary);
   res.set_header("Location", "/v1/jobs/" + id);
   reply(res, 202,
         {{"id", id},

@@ -5,6 +5,7 @@
 
 #include <httplib.h>
 
+#include <functional>
 #include <mutex>
 #include <string>
 
@@ -34,6 +35,15 @@ class HttpApi {
 
  private:
   void post_job(const httplib::Request& req, httplib::Response& res);
+  void post_story(const httplib::Request& req, httplib::Response& res);
+  // Whether the queue takes a submission now (else a 429 or 503 is written to res).
+  bool accepting(httplib::Response& res);
+  // The tail of POST /v1/jobs and /v1/stories: the LoRAs, the job folder with the uploads
+  // (file name, bytes), the pipeline's checks (`check`, which throws ib::Error), the queue, the
+  // 202 answer. `summary` goes to the log.
+  void enqueue(JobParams params, const std::vector<std::pair<std::string, const std::string*>>& files,
+               const std::function<void(const JobParams&, const std::string& dir)>& check, const std::string& summary,
+               httplib::Response& res);
   void get_job(const httplib::Request& req, httplib::Response& res);
   void list_jobs(const httplib::Request& req, httplib::Response& res);
   void job_events(const httplib::Request& req, httplib::Response& res);

@@ -46,6 +46,7 @@ json params_json(const JobParams& p) {
   json loras = json::array();
   for (const LoraFile& l : p.loras) loras.push_back({{"name", l.path}, {"scale", l.scale}});
   j["loras"] = loras;
+  if (!p.keyframe_files.empty()) j["story"] = {{"keyframes", p.keyframe_files.size()}, {"prompts", p.prompts}, {"loop", p.loop}};
   if (p.width > 0) {
     j["size"] = std::to_string(p.width) + "x" + std::to_string(p.height);
   } else {
@@ -62,6 +63,8 @@ json job_to_json(const Job& job) {
             {"stage", job.stage},
             {"step", job.step},
             {"total", job.total},
+            {"segment", job.segment},
+            {"segments", job.segments},
             {"elapsed_s", job.elapsed_s},
             {"remaining_s", job.remaining_s < 0 ? json(nullptr) : json(job.remaining_s)},
             {"stage_remaining_s", job.stage_remaining_s < 0 ? json(nullptr) : json(job.stage_remaining_s)},
@@ -85,6 +88,7 @@ json job_to_disk_json(const Job& job) {
   json j = job_to_json(job);
   j["params"]["first_file"] = job.params.first_file;
   j["params"]["last_file"] = job.params.last_file;
+  if (!job.params.keyframe_files.empty()) j["params"]["keyframe_files"] = job.params.keyframe_files;
   j["params"]["width"] = job.params.width;
   j["params"]["height"] = job.params.height;
   j["params"]["max_area"] = job.params.max_area;
@@ -102,6 +106,7 @@ Job job_from_disk_json(const json& j) {
     job.stage = j.at("stage").get<std::string>();
     job.step = j.at("step").get<int>();
     job.total = j.at("total").get<int>();
+    if (j.contains("segments")) job.segments = j.at("segments").get<int>();
     job.elapsed_s = j.at("elapsed_s").get<double>();
     job.remaining_s = -1;
     if (!j.at("error").is_null()) job.error = j.at("error").get<std::string>();
@@ -128,6 +133,11 @@ Job job_from_disk_json(const json& j) {
       for (const json& l : p.at("loras")) q.loras.push_back({l.at("name").get<std::string>(), l.at("scale").get<double>()});
     q.first_file = p.at("first_file").get<std::string>();
     q.last_file = p.at("last_file").get<std::string>();
+    if (p.contains("keyframe_files")) {  // a story
+      q.keyframe_files = p.at("keyframe_files").get<std::vector<std::string>>();
+      q.prompts = p.at("story").at("prompts").get<std::vector<std::string>>();
+      q.loop = p.at("story").at("loop").get<bool>();
+    }
     const json& r = j.at("result");
     job.seed_used = r.at("seed").get<int64_t>();
     job.out_frames = r.at("frames").get<int64_t>();

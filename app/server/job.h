@@ -36,6 +36,12 @@ struct JobParams {
   int64_t seed = -1;  // < 0: random
   int fps = 16;
   std::string first_file, last_file;  // file names inside the job folder ("first.png", ...)
+  // A story (POST /v1/stories; empty keyframe_files: a plain job): the keyframes' file names inside
+  // the job folder, in order (first_file and last_file name the first and the last of them), one
+  // prompt per segment (empty: `prompt` serves all) and whether the last keyframe leads back to the first.
+  std::vector<std::string> keyframe_files;
+  std::vector<std::string> prompts;
+  bool loop = false;
 };
 
 struct Job {
@@ -44,6 +50,7 @@ struct Job {
   JobState state = JobState::Queued;
   std::string stage;  // the pipeline's stage while running; "write" while the MP4 is written
   int step = 0, total = 0;
+  int segment = 0, segments = 0;  // a story's running segment (1-based) of how many; 0 for jobs
   double elapsed_s = 0;
   double remaining_s = -1;        // the whole job; < 0: unknown
   double stage_remaining_s = -1;  // the running stage; < 0: unknown

@@ -6,6 +6,7 @@
 #include "core/tensor.h"
 #include "inbetween/error.h"
 #include "io/video_writer.h"
+#include "story_request.h"
 
 namespace ib::server {
 
@@ -231,7 +232,9 @@ void JobQueue::run_job(const std::string& id) {
     std::lock_guard lock(mu_);
     if (cancel_running_) throw Cancelled();
     Job& job = jobs_.at(id);
-    const bool moved = p.stage != job.stage || p.step != job.step || p.total != job.total;
+    const bool moved = p.stage != job.stage || p.step != job.step || p.total != job.total || p.segment != job.segment;
+    job.segment = p.segment;
+    job.segments = p.segments;
     job.stage = p.stage;
     job.step = p.step;
     job.total = p.total;
@@ -250,7 +253,9 @@ void JobQueue::run_job(const std::string& id) {
   std::string error;
   GeneratedVideo video;
   try {
-    video = pipeline_.generate(generate_options(snapshot.params, store_.job_dir(id)), progress);
+    video = snapshot.params.keyframe_files.empty()
+                ? pipeline_.generate(generate_options(snapshot.params, store_.job_dir(id)), progress)
+                : run_story(pipeline_, snapshot.params, store_.job_dir(id), progress);
     {
       std::lock_guard lock(mu_);
       Job& job = jobs_.at(id);

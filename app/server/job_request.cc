@@ -50,6 +50,8 @@ size_t utf8_length(const std::string& field, const std::string& s) {
   return n;
 }
 
+}  // namespace
+
 void check_text(const std::string& field, const std::string& s, const Limits& limits) {
   if (s.find('\0') != std::string::npos) bad(field, field + ": contains a NUL character");
   const size_t n = utf8_length(field, s);
@@ -76,6 +78,8 @@ std::string check_image(const std::string& field, const std::string& data, const
     bad(field, fmt::format("{}: {}x{} is larger than {} pixels a side", field, width, height, limits.max_image_side));
   return ext;
 }
+
+namespace {
 
 // "NAME[:SCALE],NAME[:SCALE]...": LoRA file names inside the server's folder (checked against the
 // folder by the HTTP handler); anything that could leave the folder is refused here.
@@ -115,25 +119,39 @@ const std::vector<std::string>& job_fields() {
   return fields;
 }
 
-JobRequest parse_job_request(const httplib::Request& req, const Limits& limits) {
+void check_field_names(const httplib::Request& req, const std::vector<std::string>& accepted,
+                       const std::set<std::string>& repeatable) {
   if (!req.is_multipart_form_data()) bad("", "expected a multipart/form-data body");
   for (const auto& [name, value] : req.params) {
     if (name != "api_key") bad(name, "unknown query parameter '" + name + "'");
   }
-  const auto& fields = job_fields();
   std::set<std::string> seen;
   for (const auto& [name, part] : req.files) {
-    if (std::find(fields.begin(), fields.end(), name) == fields.end())
-      bad(name, fmt::format("unknown field '{}'; accepted: {}", name, fmt::join(fields, ", ")));
-    if (!seen.insert(name).second) bad(name, "field '" + name + "' given more than once");
+    if (std::find(accepted.begin(), accepted.end(), name) == accepted.end())
+      bad(name, fmt::format("unknown field '{}'; accepted: {}", name, fmt::join(accepted, ", ")));
+    if (!seen.insert(name).second && !repeatable.count(name)) bad(name, "field '" + name + "' given more than once");
   }
+}
+
+JobRequest parse_job_request(const httplib::Request& req, const Limits& limits) {
+  check_field_names(req, job_fields(), {});
   auto has = [&](const char* name) { return req.files.count(name) > 0; };
   auto text = [&](const char* name) { return req.files.find(name)->second.content; };
 
   JobRequest r;
-  JobParams& p = r.params;
   if (!has("first")) bad("first", "first: missing (the start image)");
   if (!has("last")) bad("last", "last: missing (the end image)");
+  parse_generation_fields(req, limits, r.params);
+  r.first = text("first");
+  r.last = text("last");
+  r.params.first_file = "first." + check_image("first", r.first, limits, r.first_width, r.first_height);
+  r.params.last_file = "last." + check_image("last", r.last, limits, r.last_width, r.last_height);
+  return r;
+}
+
+void parse_generation_fields(const httplib::Request& req, const Limits& limits, JobParams& p) {
+  auto has = [&](const char* name) { return req.files.count(name) > 0; };
+  auto text = [&](const char* name) { return req.files.find(name)->second.content; };
   if (has("prompt")) {
     p.prompt = text("prompt");
     check_text("prompt", p.prompt, limits);
@@ -192,12 +210,6 @@ JobRequest parse_job_request(const httplib::Request& req, const Limits& limits) 
     p.seed = (s.empty() || s == "random") ? -1 : parse_int("seed", s, -1, INT64_MAX);
   }
   if (has("fps")) p.fps = static_cast<int>(parse_int("fps", text("fps"), 1, limits.max_fps));
-
-  r.first = text("first");
-  r.last = text("last");
-  p.first_file = "first." + check_image("first", r.first, limits, r.first_width, r.first_height);
-  p.last_file = "last." + check_image("last", r.last, limits, r.last_width, r.last_height);
-  return r;
 }
 
 std::string field_for_pipeline_error(const std::string& message) {

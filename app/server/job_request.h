@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <set>
 #include <stdexcept>
 #include <string>
 
@@ -24,6 +25,7 @@ struct Limits {
   int64_t max_area = 2048 * 2048;  // also caps --size
   int64_t max_side = 2048;         // one side of --size
   int max_fps = 120;
+  int max_keyframes = 16;  // POST /v1/stories
 };
 
 // A client error: HTTP status (400 unless said otherwise), the field at fault (may be empty) and
@@ -48,6 +50,17 @@ struct JobRequest {
 
 // Parses and checks a multipart POST /v1/jobs. Throws RequestError.
 JobRequest parse_job_request(const httplib::Request& req, const Limits& limits);
+
+// The fields a job and a story share (all but the images), parsed and checked into p.
+void parse_generation_fields(const httplib::Request& req, const Limits& limits, JobParams& p);
+// A multipart body whose fields are all `accepted`, each once unless `repeatable`. Throws RequestError.
+void check_field_names(const httplib::Request& req, const std::vector<std::string>& accepted,
+                       const std::set<std::string>& repeatable);
+// A text field: valid UTF-8 without NUL, at most max_prompt_chars code points.
+void check_text(const std::string& field, const std::string& s, const Limits& limits);
+// An uploaded image: size, format, decodability and sides. Returns its extension ("png", ...).
+std::string check_image(const std::string& field, const std::string& data, const Limits& limits, int64_t& width,
+                        int64_t& height);
 
 // Guesses which request field a Pipeline::validate() message is about ("" when unclear).
 std::string field_for_pipeline_error(const std::string& message);

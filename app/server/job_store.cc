@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -36,6 +37,11 @@ bool allowed_image_name(const std::string& name) {
   for (const char* base : {"first.", "last."})
     for (const char* ext : {"png", "jpg", "webp"})
       if (name == std::string(base) + ext) return true;
+  // A story's keyframes: keyframe-NN.ext.
+  for (const char* ext : {"png", "jpg", "webp"})
+    if (name.size() == 12 + std::strlen(ext) && name.rfind("keyframe-", 0) == 0 && std::isdigit(static_cast<unsigned char>(name[9])) &&
+        std::isdigit(static_cast<unsigned char>(name[10])) && name.compare(11, std::string::npos, std::string(".") + ext) == 0)
+      return true;
   return false;
 }
 
@@ -112,7 +118,8 @@ std::vector<Job> JobStore::load_all() const {
     try {
       Job job = job_from_disk_json(nlohmann::json::parse(ss.str()));
       if (job.id != name) throw Error("id does not match its folder");
-      if (!allowed_image_name(job.params.first_file) || !allowed_image_name(job.params.last_file))
+      if (!allowed_image_name(job.params.first_file) || !allowed_image_name(job.params.last_file) ||
+          !std::all_of(job.params.keyframe_files.begin(), job.params.keyframe_files.end(), allowed_image_name))
         throw Error("unexpected image file names");
       jobs.push_back(std::move(job));
     } catch (const std::exception& e) {

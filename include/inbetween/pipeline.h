@@ -54,6 +54,9 @@ struct Progress {
   double elapsed_s = 0;          // since generate() started
   double remaining_s = -1;       // estimate for the whole job (from the first denoising step on), < 0 when unknown
   double stage_remaining_s = -1; // estimate for the running stage (VAE chunks, denoising steps), < 0 when unknown
+  // A story (inbetween/story.h): the running segment, 1-based, of `segments`; elapsed_s and
+  // remaining_s are then the whole story's. 0 outside stories.
+  int segment = 0, segments = 0;
 };
 // Called at every step and VAE chunk; may throw ib::Cancelled to stop the job there.
 using ProgressFn = std::function<void(const Progress&)>;
@@ -119,6 +122,7 @@ class Pipeline {
 
   struct Impl;
   Impl& impl() { return *impl_; }  // for the library's internal hooks
+  const Impl& impl() const { return *impl_; }
 
  private:
   std::unique_ptr<Impl> impl_;

@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "core/tensor.h"
 #include "inbetween/pipeline.h"
@@ -17,6 +18,34 @@ int64_t dit_forwards(Pipeline& pipeline);
 // Keeps the unconditional pass (and the negative prompt) at guidance 1 too, so tests can compare
 // the skip with v_u + 1·(v_c − v_u).
 void set_always_unconditional(Pipeline& pipeline, bool on);
+
+// Keyframes already decoded and fitted (a story brings every keyframe to its first one's size):
+// first and last [3, H, W] f32 in [-1, 1]; height x width is the image size the video's size follows.
+struct PreparedImages {
+  Tensor first, last;
+  int64_t height = 0, width = 0;
+};
+// generate() on images given in memory (nullptr: read o.first_image and o.last_image, as generate()
+// does); o's options must have passed Pipeline::validate().
+GeneratedVideo generate_from(Pipeline& pipeline, const GenerateOptions& o, const PreparedImages* given,
+                             const ProgressFn& progress);
+// An image brought to height x width by a --last-frame-fit rule, "cover" or "upstream".
+Tensor fit_keyframe(const Tensor& image, int64_t height, int64_t width, const std::string& rule);
+
+// While on, the pipeline keeps each distinct prompt's T5 encoding and reuses it (a story encodes
+// every prompt once); turning it on or off empties it.
+void set_text_cache(Pipeline& pipeline, bool on);
+// Encodes every prompt (and negative prompt) these generations will use into the cache, each
+// distinct one once; tick(done, total) after each.
+void encode_prompts(Pipeline& pipeline, const std::vector<GenerateOptions>& generations,
+                    const std::function<void(int done, int total)>& tick);
+// T5 forwards this pipeline has run (test hook).
+int64_t text_encodings(Pipeline& pipeline);
+// config.json's model_type: "flf2v", "i2v" or "t2v".
+std::string model_type(const Pipeline& pipeline);
+// What besides the options decides a generation's numbers: the model folder (canonical path), the
+// device and the precision (a story's parts are keyed by it).
+std::string pipeline_identity(const Pipeline& pipeline);
 
 // Standard normal noise of `shape` from `seed`: mt19937_64 with Box-Muller, identical on every
 // machine and thread count (it does not reproduce PyTorch's CUDA generator; use --init-noise).

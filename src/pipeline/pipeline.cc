@@ -1,5 +1,6 @@
 // The FLF2V generation: text and image conditioning, the denoising loop with classifier-free
 // guidance, and the VAE decode (spec section 2). Components load on first use and stay loaded.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -63,6 +64,10 @@ Tensor concat0(const Tensor& a, const Tensor& b) {
 }
 }  // namespace
 
+Tensor fit_keyframe(const Tensor& image, int64_t height, int64_t width, const std::string& rule) {
+  return rule == "upstream" ? fit_last_frame_upstream(image, height, width) : fit_last_frame(image, height, width);
+}
+
 Tensor seeded_noise(const Shape& shape, uint64_t seed) {
   std::mt19937_64 rng(seed);
   Tensor t = Tensor::empty(shape, DType::F32);
@@ -121,8 +126,29 @@ struct Pipeline::Impl {
     if (device == Device::CUDA) vae->to(Device::CUDA, gpu_dtype());
   }
 
-  // Trimmed T5 output [Lt, dim] for a prompt.
+  // While a story runs, each distinct prompt's encoding is kept here (set_text_cache).
+  bool cache_text = false;
+  std::map<std::string, Tensor> text_cache;
+  int64_t text_encodes = 0;  // T5 forwards run (test hook)
+
+  // The negative prompt a generation with these options encodes.
+  std::string negative_prompt(const GenerateOptions& o) const {
+    return o.negative_prompt.empty() ? text::default_negative_prompt(folder.dit.model_type) : o.negative_prompt;
+  }
+
+  // Trimmed T5 output [Lt, dim] for a prompt (from the cache when it holds it).
   Tensor encode_text(const std::string& prompt) {
+    if (cache_text) {
+      auto it = text_cache.find(prompt);
+      if (it != text_cache.end()) return it->second;
+    }
+    Tensor encoded = run_t5(prompt);
+    if (cache_text) text_cache[prompt] = encoded;
+    return encoded;
+  }
+
+  Tensor run_t5(const std::string& prompt) {
+    ++text_encodes;
     if (!tokenizer) tokenizer = text::Tokenizer::load(folder.tokenizer_path);
     if (!t5) {
       t5 = T5Encoder::load(*open_tensor_store(folder.t5_path), folder.t5);
@@ -339,7 +365,12 @@ TimeEstimate Pipeline::estimate(const GenerateOptions& o, int64_t image_width, i
 
 GeneratedVideo Pipeline::generate(const GenerateOptions& o, const ProgressFn& progress) {
   validate(o);
-  Impl& im = *impl_;
+  return generate_from(*this, o, nullptr, progress);
+}
+
+GeneratedVideo generate_from(Pipeline& pipeline, const GenerateOptions& o, const PreparedImages* given,
+                             const ProgressFn& progress) {
+  Pipeline::Impl& im = pipeline.impl();
   const ModelFolder& f = im.folder;
   const auto t0 = Clock::now();
   GeneratedVideo result;
@@ -373,11 +404,20 @@ GeneratedVideo Pipeline::generate(const GenerateOptions& o, const ProgressFn& pr
   const bool uses_image = type != "t2v", uses_last = type == "flf2v";
   report("images", 0, 1, -1);
   Tensor first, last;
-  if (uses_image) first = load_image(o.first_image);
-  const int64_t h0 = uses_image ? first.size(1) : 720, w0 = uses_image ? first.size(2) : 1280;
-  if (uses_last) {
-    last = load_image(o.last_image);
-    last = o.last_frame_fit == "upstream" ? fit_last_frame_upstream(last, h0, w0) : fit_last_frame(last, h0, w0);
+  int64_t h0 = 720, w0 = 1280;
+  if (given != nullptr) {
+    IB_CHECK(uses_last && given->first.defined() && given->last.defined(), "prepared images need an flf2v model");
+    first = given->first;
+    last = given->last;
+    h0 = given->height;
+    w0 = given->width;
+  } else {
+    if (uses_image) {
+      first = load_image(o.first_image);
+      h0 = first.size(1);
+      w0 = first.size(2);
+    }
+    if (uses_last) last = fit_keyframe(load_image(o.last_image), h0, w0, o.last_frame_fit);
   }
   const VideoSize size = (o.width > 0) ? VideoSize{o.height, o.width} : target_size(h0, w0, o.max_area);
   const int64_t lat_t = latent_frames(o.frames), lat_h = size.height / 8, lat_w = size.width / 8;
@@ -403,7 +443,7 @@ GeneratedVideo Pipeline::generate(const GenerateOptions& o, const ProgressFn& pr
   report("text", 1, text_passes, -1);
   Tensor context_null;
   if (unconditional) {
-    context_null = im.encode_text(o.negative_prompt.empty() ? text::default_negative_prompt(type) : o.negative_prompt);
+    context_null = im.encode_text(im.negative_prompt(o));
     report("text", 2, text_passes, -1);
   }
   // On the GPU, T5 (11 GB at full size) leaves the device once both prompts are encoded; the next
@@ -560,6 +600,47 @@ GeneratedVideo Pipeline::generate(const GenerateOptions& o, const ProgressFn& pr
   result.width = video.size(3);
   result.data.assign(video.data<float>(), video.data<float>() + video.numel());
   return result;
+}
+
+void set_text_cache(Pipeline& pipeline, bool on) {
+  Pipeline::Impl& im = pipeline.impl();
+  im.cache_text = on;
+  im.text_cache.clear();
+}
+
+void encode_prompts(Pipeline& pipeline, const std::vector<GenerateOptions>& generations,
+                    const std::function<void(int done, int total)>& tick) {
+  Pipeline::Impl& im = pipeline.impl();
+  IB_CHECK(im.cache_text, "encode_prompts: the text cache is off");
+  std::vector<std::string> prompts;
+  auto add = [&](const std::string& p) {
+    if (std::find(prompts.begin(), prompts.end(), p) == prompts.end()) prompts.push_back(p);
+  };
+  for (const GenerateOptions& o : generations) {
+    add(o.prompt);
+    if (o.guidance != 1.0 || im.always_unconditional) add(im.negative_prompt(o));
+  }
+  const int total = static_cast<int>(prompts.size());
+  if (tick) tick(0, total);
+  for (int i = 0; i < total; ++i) {
+    im.encode_text(prompts[static_cast<size_t>(i)]);
+    if (tick) tick(i + 1, total);
+  }
+  // As in generate(): on the GPU, T5 leaves the device once the prompts are encoded.
+  if (im.device == Device::CUDA) im.t5.reset();
+}
+
+int64_t text_encodings(Pipeline& pipeline) { return pipeline.impl().text_encodes; }
+
+std::string model_type(const Pipeline& pipeline) {
+  return pipeline.impl().folder.dit.model_type;
+}
+
+std::string pipeline_identity(const Pipeline& pipeline) {
+  const PipelineOptions& p = pipeline.impl().opts;
+  std::error_code ec;
+  const std::filesystem::path dir = std::filesystem::weakly_canonical(p.model_dir, ec);
+  return fmt::format("model {}\ndevice {}\nprecision {}", ec ? p.model_dir : dir.string(), p.device, p.precision);
 }
 
 void set_intermediate_callback(Pipeline& pipeline, IntermediateFn fn) { pipeline.impl().dump = std::move(fn); }

@@ -8,40 +8,15 @@
 //
 //   node tests/server/browser_test.mjs --inbetween build/inbetween [--screenshot out.png]
 //        [--model DIR] [--max-area 4096] [--frames 9] [--steps 4]
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import {
+  check, fixtureDir, launch, loadChromium, option, repo, startServer, stopServer,
+} from './browser_common.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const repo = path.resolve(here, '..', '..');
-
-function option(name, fallback) {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
-}
-
-function skip(reason) {
-  if (process.env.INBETWEEN_REQUIRE_BROWSER === '1') {
-    console.error(`browser test cannot run: ${reason}`);
-    process.exit(1);
-  }
-  console.log(`SKIPPED: ${reason} (run scripts/setup_web.sh)`);
-  process.exit(77);
-}
-
-const chromiumPath = '/usr/bin/chromium';
-if (!fs.existsSync(chromiumPath)) skip(`${chromiumPath} not found`);
-let chromium;
-try {
-  ({ chromium } = await import('playwright-core'));
-} catch (e) {
-  skip(`playwright-core not installed (${e.message.split('\n')[0]})`);
-}
-
-let fixture = process.env.INBETWEEN_FIXTURE || '../shared/fixtures/tiny-flf2v';
-if (!path.isAbsolute(fixture)) fixture = path.resolve(repo, fixture);
+const chromium = await loadChromium();
+const fixture = fixtureDir();
 const inbetween = option('inbetween', path.join(repo, 'build', 'inbetween'));
 const model = option('model', path.join(fixture, 'model'));
 const screenshot = option('screenshot', '');
@@ -51,41 +26,8 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'inbetween-browser-'));
 const cleanup = [];
 let failed = false;
 
-function startServer() {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(inbetween, ['serve', '--model', model, '--host', '127.0.0.1', '--port', '0',
-      '--data-dir', path.join(tmp, 'data'), '--threads', '2'], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    const timer = setTimeout(() => reject(new Error('server did not start within 120 s')), 120000);
-    proc.on('error', reject);
-    proc.on('exit', (code) => reject(new Error(`server exited early (${code})`)));
-    proc.stdout.on('data', (d) => {
-      out += d;
-      const m = /listening on (http:\/\/[^\s]+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        proc.removeAllListeners('exit');
-        resolve({ proc, url: m[1] });
-      }
-    });
-  });
-}
-
-function stopServer(proc) {
-  return new Promise((resolve) => {
-    if (proc.exitCode !== null) return resolve(proc.exitCode);
-    proc.on('exit', (code, signal) => resolve(signal ? `signal ${signal}` : code));
-    proc.kill('SIGTERM');
-  });
-}
-
-function check(cond, message) {
-  if (!cond) throw new Error(`check failed: ${message}`);
-  console.log(`ok: ${message}`);
-}
-
 try {
-  const { proc, url } = await startServer();
+  const { proc, url } = await startServer(inbetween, model, path.join(tmp, 'data'));
   cleanup.push(async () => {
     const code = await stopServer(proc);
     if (code !== 0) throw new Error(`server exit status ${code} after SIGTERM`);
@@ -93,13 +35,7 @@ try {
   });
   console.log(`server at ${url}`);
 
-  const context = await chromium.launchPersistentContext(path.join(tmp, 'profile'), {
-    executablePath: chromiumPath,
-    headless: true,
-    viewport: { width: 1280, height: 940 },
-    args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
-  });
+  const context = await launch(chromium, path.join(tmp, 'profile'));
   cleanup.unshift(() => context.close());
   const page = context.pages()[0] || await context.newPage();
   const problems = [];
