@@ -61,6 +61,13 @@ void add_pipeline_options(CLI::App* cmd, PipelineOptions& p) {
                   "compute capability 8.9+) or f32 (exact)")
       ->check(CLI::IsMember({"bf16", "fp8", "f32"}))
       ->capture_default_str();
+  cmd->add_option("--vram-budget", p.vram_budget_gib,
+                  "With --device cuda: the most GPU memory to use, GiB (0: all). DiT blocks that do not fit are "
+                  "streamed from host memory; a budget too small is refused with the minimum")
+      ->capture_default_str();
+  cmd->add_option("--t5-device", p.t5_device, "With --device cuda: where T5 runs: auto (the GPU if it fits), cpu, cuda")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
+      ->capture_default_str();
 }
 
 }  // namespace ib::cli

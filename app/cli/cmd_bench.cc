@@ -84,6 +84,9 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--precision", a->o.precision, "The DiT's block linear layers: bf16 or fp8 (e4m3, compute capability 8.9+)")
       ->check(CLI::IsMember({"bf16", "fp8"}))
       ->capture_default_str();
+  cmd->add_option("--vram-budget", a->o.vram_budget_gib,
+                  "GPU memory budget in GiB: DiT blocks that do not fit are streamed from host memory (0: none)")
+      ->capture_default_str();
   cmd->add_option("--attention", a->o.attention, "Attention back-end of the DiT: auto, flash or cudnn")
       ->check(CLI::IsMember({"auto", "flash", "cudnn"}))
       ->capture_default_str();

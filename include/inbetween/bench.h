@@ -21,6 +21,7 @@ struct BenchOptions {
   std::string attention = "auto";   // auto, flash or cudnn
   std::string vae_precision = "bf16";  // the VAE's convolutions: bf16 or f32
   std::string precision = "bf16";      // the DiT's block linear layers: bf16 or fp8
+  double vram_budget_gib = 0;          // GPU memory budget (streams DiT blocks that do not fit); 0: none
   bool profile = true;              // a per-kernel profile of one forward
 };
 

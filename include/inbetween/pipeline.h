@@ -92,6 +92,14 @@ struct PipelineOptions {
   // per-token activation scales, a quarter of f32's memory; GPUs of compute capability 8.9+; T5
   // and the VAE as with bf16) or "f32" (exact, for comparisons).
   std::string precision = "bf16";
+  // With device "cuda": the most GPU memory the engine may hold, GiB (0: the whole GPU). DiT
+  // blocks that do not fit stay in page-locked host memory and are copied to the GPU one block
+  // ahead while the previous one computes; a budget too small for a generation is refused before
+  // it starts, naming the minimum.
+  double vram_budget_gib = 0;
+  // Where T5 runs with device "cuda": "auto" (the GPU when it fits the budget, else the CPU),
+  // "cpu" or "cuda".
+  std::string t5_device = "auto";
 };
 
 class Pipeline {

@@ -25,11 +25,24 @@ struct MemoryStats {
   size_t device_free = 0;    // cudaMemGetInfo, at the time of the call
   size_t device_total = 0;
   long long cuda_mallocs = 0;  // cudaMalloc calls so far (a warm loop should add none)
+  size_t budget = 0;           // set_memory_budget(), 0: none
 };
 MemoryStats memory_stats();
 void reset_peak_memory();
 // Returns the cached free blocks to the driver.
 void empty_cache();
+
+// The most device memory the engine may reserve (live tensors plus its cache); 0: the whole GPU.
+// A request that would pass it first returns the cache to the driver, then fails with a message
+// naming the budget (--vram-budget), what is in use and what was asked for.
+void set_memory_budget(size_t bytes);
+// Bytes the engine could still allocate now: the budget (or the device) minus what live tensors
+// hold, the cache counted as free.
+size_t available_bytes();
+
+// Page-locked host memory (weights streamed to the GPU are copied from it without staging).
+void* malloc_pinned(size_t bytes);
+void free_pinned(void* p);
 // Waits for all queued device work and reports a pending asynchronous error, naming `what`.
 void synchronize(const char* what);
 

@@ -14,6 +14,10 @@ MemoryStats memory_stats() { return {}; }
 void reset_peak_memory() {}
 void empty_cache() {}
 void synchronize(const char*) {}
+void set_memory_budget(size_t) {}
+size_t available_bytes() { return 0; }
+void* malloc_pinned(size_t) { fail("this build of inbetween has no CUDA support"); }
+void free_pinned(void*) {}
 
 }  // namespace ib::cuda
 #endif

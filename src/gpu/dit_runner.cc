@@ -4,6 +4,7 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/check.h"
@@ -70,21 +71,27 @@ Tensor ones(int64_t n) { return Tensor::full({n}, 1.0f).to(Device::CUDA); }
 }  // namespace
 
 namespace {
-// Device bytes the engine's formats take for the model's weights (the blocks' matrices in the
-// chosen format, the embeddings' in bf16; the time MLP and head counted at 4 bytes).
+// Device bytes of the weights outside the blocks' linear layers (bf16 embeddings; the time MLP
+// and head at 4 bytes).
+size_t estimate_bytes_fixed(const WanDiTWeights& m) {
+  size_t n = 0;
+  for (const Tensor* t : {&m.patch_w, &m.text0_w, &m.text2_w, &m.img1_w, &m.img3_w})
+    if (t->defined()) n += static_cast<size_t>(t->numel()) * 2;
+  for (const Tensor* t : {&m.time0_w, &m.time2_w, &m.time_proj_w, &m.head_w, &m.emb_pos})
+    if (t->defined()) n += static_cast<size_t>(t->numel()) * 4;
+  return n;
+}
+
+// Device bytes the engine's formats take for the model's weights: the above plus the blocks'
+// matrices in the chosen format.
 size_t estimate_bytes(const WanDiTWeights& m, LinearWeight::Format format) {
   const size_t block_el = format == LinearWeight::Format::FP8 ? 1 : 2;
-  size_t n = 0;
-  auto add = [&](const Tensor& t, size_t per) {
-    if (t.defined()) n += static_cast<size_t>(t.numel()) * per;
-  };
-  for (const Tensor* t : {&m.patch_w, &m.text0_w, &m.text2_w, &m.img1_w, &m.img3_w}) add(*t, 2);
-  for (const Tensor* t : {&m.time0_w, &m.time2_w, &m.time_proj_w, &m.head_w, &m.emb_pos}) add(*t, 4);
+  size_t n = estimate_bytes_fixed(m);
   for (const WanBlockWeights& b : m.blocks)
     for (const Tensor* t : {&b.self_attn.q_w, &b.self_attn.k_w, &b.self_attn.v_w, &b.self_attn.o_w, &b.cross_attn.q_w,
                             &b.cross_attn.k_w, &b.cross_attn.v_w, &b.cross_attn.o_w, &b.cross_attn.k_img_w,
                             &b.cross_attn.v_img_w, &b.ffn0_w, &b.ffn2_w})
-      add(*t, block_el);
+      if (t->defined()) n += static_cast<size_t>(t->numel()) * block_el;
   return n;
 }
 
@@ -96,39 +103,143 @@ size_t tensor_bytes(std::initializer_list<const Tensor*> ts) {
 }  // namespace
 
 void DitRunner::finish_weights() {
-  DitWeightsGpu& w = w_;
   if (format_ == Format::FP8) {
     require_fp8("--precision fp8");
-    for (DitBlockGpu& g : w.blocks)
-      for (LinearWeight* l : {&g.qkv, &g.o, &g.cq, &g.ckv, &g.ckv_img, &g.co, &g.ffn0, &g.ffn2})
+    for (DitBlockGpu& g : w_.blocks)
+      for (LinearWeight* l : g.linears())
         if (l->w.defined() && l->format == Format::BF16) *l = LinearWeight::fp8(*l);
   }
+  count_bytes();
+}
+
+size_t DitRunner::fixed_bytes() const {
+  const DitWeightsGpu& w = w_;
   size_t n = w.patch.bytes() +
              tensor_bytes({&w.text0_w, &w.text0_b, &w.text2_w, &w.text2_b, &w.time0_w, &w.time0_b, &w.time2_w,
                            &w.time2_b, &w.time_proj_w, &w.time_proj_b, &w.head_modulation, &w.head_w, &w.head_b,
                            &w.img_ln0_w, &w.img_ln0_b, &w.img1_w, &w.img1_b, &w.img3_w, &w.img3_b, &w.img_ln4_w,
                            &w.img_ln4_b, &w.emb_pos});
-  for (const DitBlockGpu& g : w.blocks) {
-    for (const LinearWeight* l : {&g.qkv, &g.o, &g.cq, &g.ckv, &g.ckv_img, &g.co, &g.ffn0, &g.ffn2})
-      if (l->w.defined()) n += l->bytes();
+  for (const DitBlockGpu& g : w.blocks)
     n += tensor_bytes({&g.modulation, &g.norm_q, &g.norm_k, &g.norm3_w, &g.norm3_b, &g.cnorm_q, &g.cnorm_k,
                        &g.cnorm_k_img});
-  }
-  w.bytes = n;
+  return n;
 }
 
-std::unique_ptr<DitRunner> DitRunner::create(const WanDiT& model, Format format) {
+size_t DitRunner::block_linear_bytes() const {
+  if (stream_) return stream_->blob_bytes();
+  size_t n = 0;
+  for (const LinearWeight* l : w_.blocks.at(0).linears())
+    if (l->w.defined()) n += l->bytes();
+  return n;
+}
+
+void DitRunner::count_bytes() {
+  size_t n = fixed_bytes();
+  for (DitBlockGpu& g : w_.blocks)
+    for (const LinearWeight* l : g.linears())
+      if (l->w.defined()) n += l->bytes();
+  if (stream_) n += 2 * stream_->blob_bytes();
+  w_.bytes = n;
+}
+
+int64_t DitRunner::resident_blocks() const {
+  if (!stream_) return static_cast<int64_t>(w_.blocks.size());
+  return static_cast<int64_t>(std::count(blob_of_.begin(), blob_of_.end(), -1));
+}
+
+namespace {
+Tensor* part_of(LinearWeight& l, size_t part) { return part == 0 ? &l.w : part == 1 ? &l.scale : &l.bias; }
+
+std::vector<BlobEntry> blob_layout(DitBlockGpu& g, size_t& total) {
+  std::vector<BlobEntry> out;
+  total = 0;
+  const auto ls = g.linears();
+  for (size_t li = 0; li < ls.size(); ++li)
+    for (size_t part = 0; part < 3; ++part) {
+      const Tensor* t = part_of(*ls[li], part);
+      if (!t->defined()) continue;
+      out.push_back({li, part, total, t->shape(), t->dtype()});
+      total += (t->nbytes() + 255) / 256 * 256;
+    }
+  return out;
+}
+}  // namespace
+
+void DitRunner::stash_block(size_t b, size_t streamed_blocks) {
+  DitBlockGpu& g = w_.blocks.at(b);
+  size_t blob = 0;
+  const std::vector<BlobEntry> layout = blob_layout(g, blob);
+  if (!stream_) {
+    stream_ = std::make_unique<BlobStream>(blob, streamed_blocks);
+    blob_of_.assign(static_cast<size_t>(cfg_.num_layers), -1);
+    stream_layout_ = layout;
+  }
+  IB_CHECK(blob == stream_->blob_bytes() && layout.size() == stream_layout_.size(),
+           "DitRunner: block {} differs in layout from the first streamed block", b);
+  const auto k = static_cast<size_t>(std::count_if(blob_of_.begin(), blob_of_.end(), [](int64_t v) { return v >= 0; }));
+  IB_CHECK(k < stream_->blobs(), "DitRunner: more streamed blocks than planned ({})", stream_->blobs());
+  blob_of_.at(b) = static_cast<int64_t>(k);
+  const auto ls = g.linears();
+  for (const BlobEntry& e : stream_layout_) {
+    Tensor* t = part_of(*ls[e.linear], e.part);
+    IB_CHECK(t->defined() && t->shape() == e.shape && t->dtype() == e.dtype,
+             "DitRunner: block {} differs in layout from the first streamed block", b);
+    cuda::memcpy_any(stream_->host(k) + e.offset, false, t->raw(), true, t->nbytes());
+    *t = Tensor();  // its device memory goes back to the allocator
+  }
+}
+
+void DitRunner::finish_streaming() {
+  if (!stream_) return;
+  const auto ls0 = w_.blocks.back().linears();
+  for (size_t s = 0; s < 2; ++s) {
+    slot_linears_[s].assign(8, LinearWeight{});
+    for (size_t li = 0; li < 8; ++li) slot_linears_[s][li].format = ls0[li]->format;
+    const Tensor& slot = stream_->slot(static_cast<int>(s));
+    for (const BlobEntry& e : stream_layout_)
+      *part_of(slot_linears_[s][e.linear], e.part) =
+          Tensor::from_storage(slot.storage(), slot.byte_offset() + e.offset, e.shape, e.dtype);
+  }
+  cuda::empty_cache();
+}
+
+void DitRunner::place_blocks(int64_t resident) {
+  const auto n = static_cast<int64_t>(w_.blocks.size());
+  IB_CHECK(!stream_, "DitRunner::place_blocks: the blocks were placed already");
+  IB_CHECK(resident >= 0, "DitRunner::place_blocks: {} resident blocks", resident);
+  if (resident >= n) return;
+  for (int64_t b = resident; b < n; ++b) stash_block(static_cast<size_t>(b), static_cast<size_t>(n - resident));
+  finish_streaming();
+  count_bytes();
+}
+
+const DitBlockGpu& DitRunner::block_view(size_t i, int slot, DitBlockGpu& scratch) const {
+  if (!stream_ || blob_of_[i] < 0) return w_.blocks[i];
+  scratch = w_.blocks[i];
+  const auto ls = scratch.linears();
+  for (size_t li = 0; li < 8; ++li) *ls[li] = slot_linears_[static_cast<size_t>(slot)][li];
+  return scratch;
+}
+
+std::unique_ptr<DitRunner> DitRunner::create(const WanDiT& model, Format format, int64_t resident) {
   const WanDiTWeights& m = model.weights();
   if (format == Format::FP8) require_fp8("--precision fp8");
   {
     // Refuse a model that cannot fit before copying half of it.
-    const size_t need = estimate_bytes(m, format);
+    // (With streamed blocks, only the resident ones and two slots.)
+    const auto layers = static_cast<int64_t>(m.blocks.size());
+    const int64_t keep = resident < 0 ? layers : std::min(resident, layers);
+    const size_t full = estimate_bytes(m, format);
+    const size_t per_block = layers > 0 ? (full - estimate_bytes_fixed(m)) / static_cast<size_t>(layers) : 0;
+    const size_t need = full - static_cast<size_t>(layers - keep) * per_block + (keep < layers ? 2 * per_block : 0);
+    const size_t avail = cuda::available_bytes();
     const cuda::MemoryStats st = cuda::memory_stats();
     const double gib = 1024.0 * 1024.0 * 1024.0;
-    IB_CHECK(need <= st.device_free + (st.reserved - st.in_use),
-             "the DiT does not fit the GPU: its weights take {:.1f} GiB in {}, and {:.1f} GiB of the GPU's {:.1f} GiB "
-             "are free",
-             static_cast<double>(need) / gib, format == Format::FP8 ? "fp8" : "bf16", static_cast<double>(st.device_free) / gib,
+    IB_CHECK(need <= avail,
+             "the DiT does not fit the GPU: its weights take {:.1f} GiB in {} ({} of {} blocks on the device), and "
+             "{:.1f} GiB {} free (the GPU has {:.1f} GiB); try --vram-budget to stream blocks from host memory",
+             static_cast<double>(need) / gib, format == Format::FP8 ? "fp8" : "bf16", keep, layers,
+             static_cast<double>(avail) / gib, st.budget > 0 ? "of the --vram-budget are" : "are",
              static_cast<double>(st.device_total) / gib);
   }
   auto r = std::make_unique<DitRunner>();
@@ -183,14 +294,21 @@ std::unique_ptr<DitRunner> DitRunner::create(const WanDiT& model, Format format)
     g.cnorm_k = dev_f32(ca.norm_k);
     g.ffn0 = LinearWeight::bf16(b.ffn0_w, b.ffn0_b);
     g.ffn2 = LinearWeight::bf16(b.ffn2_w, b.ffn2_b);
+    if (format == Format::FP8)  // block by block, so the bf16 model is never whole on the device
+      for (LinearWeight* l : g.linears())
+        if (l->w.defined()) *l = LinearWeight::fp8(*l);
     w.blocks.push_back(std::move(g));
+    const auto layers = static_cast<int64_t>(m.blocks.size()), idx = static_cast<int64_t>(w.blocks.size()) - 1;
+    if (resident >= 0 && idx >= resident) r->stash_block(static_cast<size_t>(idx), static_cast<size_t>(layers - resident));
   }
+  r->finish_streaming();
   r->finish_weights();
   return r;
 }
 
 std::unique_ptr<DitRunner> DitRunner::synthetic(const DitConfig& cfg, int64_t text_dim, int64_t clip_dim,
-                                                int64_t image_tokens, uint64_t seed, Format format) {
+                                                int64_t image_tokens, uint64_t seed, Format format,
+                                                int64_t resident) {
   auto r = std::make_unique<DitRunner>();
   r->format_ = format;
   r->cfg_ = cfg;
@@ -258,10 +376,12 @@ std::unique_ptr<DitRunner> DitRunner::synthetic(const DitConfig& cfg, int64_t te
     g.ffn0 = lin(ffn, dim);
     g.ffn2 = lin(dim, ffn);
     if (format == Format::FP8)  // one block at a time, so the bf16 model is never whole
-      for (LinearWeight* l : {&g.qkv, &g.o, &g.cq, &g.ckv, &g.ckv_img, &g.co, &g.ffn0, &g.ffn2})
+      for (LinearWeight* l : g.linears())
         if (l->w.defined()) *l = LinearWeight::fp8(*l);
     w.blocks.push_back(std::move(g));
+    if (resident >= 0 && i >= resident) r->stash_block(static_cast<size_t>(i), static_cast<size_t>(cfg.num_layers - resident));
   }
+  r->finish_streaming();
   r->finish_weights();  // (the blocks are already fp8: only counts)
   cuda::synchronize("making the synthetic DiT");
   return r;
@@ -315,9 +435,19 @@ DitContext DitRunner::prepare(const Tensor& context, const Tensor& clip_fea) con
     qk_norm(a);
     return r;
   };
-  for (const DitBlockGpu& g : w.blocks) {
+  std::vector<size_t> order;  // the streamed blocks' blobs, in block order
+  for (int64_t k : blob_of_)
+    if (k >= 0) order.push_back(static_cast<size_t>(k));
+  if (stream_) stream_->begin(order);
+  size_t pass = 0;
+  for (size_t i = 0; i < w.blocks.size(); ++i) {
+    const bool streamed = stream_ && blob_of_[i] >= 0;
+    const int slot = streamed ? stream_->acquire(pass) : 0;
+    DitBlockGpu scratch;
+    const DitBlockGpu& g = block_view(i, slot, scratch);
     out.kv_txt.push_back(project(txt_bf, g.ckv, g.cnorm_k));
     if (img_bf.defined()) out.kv_img.push_back(project(img_bf, g.ckv_img, g.cnorm_k_img));
+    if (streamed) stream_->release(pass++);
   }
   return out;
 }
@@ -431,8 +561,16 @@ std::vector<Tensor> DitRunner::forward_batch(const Tensor& x, double t, const st
     r.round_norm = true;
     residual_norm(r);
   }
+  std::vector<size_t> order;  // the streamed blocks' blobs, in block order
+  for (int64_t k : blob_of_)
+    if (k >= 0) order.push_back(static_cast<size_t>(k));
+  if (stream_) stream_->begin(order);
+  size_t pass = 0;
   for (size_t i = 0; i < w.blocks.size(); ++i) {
-    const DitBlockGpu& g = w.blocks[i];
+    const bool streamed = stream_ && blob_of_[i] >= 0;
+    const int slot = streamed ? stream_->acquire(pass) : 0;
+    DitBlockGpu scratch;
+    const DitBlockGpu& g = block_view(i, slot, scratch);
     const Tensor& m = mods[i];
     // Self-attention.
     ev.mark("qkv_gemm");
@@ -526,6 +664,7 @@ std::vector<Tensor> DitRunner::forward_batch(const Tensor& x, double t, const st
       r.out_bf16 = false;
     }
     residual_norm(r);
+    if (streamed) stream_->release(pass++);
   }
 
   // 7.8: head in f32, then unpatchify.

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "gpu/attention.h"
+#include "gpu/block_stream.h"
 #include "gpu/gemm.h"
 #include "gpu/kernels.h"
 #include "io/model_config.h"
@@ -33,6 +34,10 @@ struct DitBlockGpu {
   LinearWeight cq, ckv, ckv_img, co; // cross-attention: q; k, v stacked; k_img, v_img stacked; o
   Tensor cnorm_q, cnorm_k, cnorm_k_img;  // f32 [dim]
   LinearWeight ffn0, ffn2;           // [ffn, dim] (+GELU), [dim, ffn]
+
+  // The linear layers (what a VRAM budget streams; the f32 vectors stay on the device).
+  std::array<LinearWeight*, 8> linears() { return {&qkv, &o, &cq, &ckv, &ckv_img, &co, &ffn0, &ffn2}; }
+  std::array<const LinearWeight*, 8> linears() const { return {&qkv, &o, &cq, &ckv, &ckv_img, &co, &ffn0, &ffn2}; }
 };
 
 // The rest runs once per step or per generation in f32 through the op layer (device tensors).
@@ -45,6 +50,14 @@ struct DitWeightsGpu {
   Tensor img_ln0_w, img_ln0_b, img1_w, img1_b, img3_w, img3_b, img_ln4_w, img_ln4_b, emb_pos;
   std::vector<DitBlockGpu> blocks;
   size_t bytes = 0;  // device bytes of all of the above
+};
+
+// Where each tensor of a block's linear layers sits in a streamed blob (256-byte aligned).
+struct BlobEntry {
+  size_t linear, part;  // index in DitBlockGpu::linears(); part 0: w, 1: scale, 2: bias
+  size_t offset;
+  Shape shape;
+  DType dtype;
 };
 
 // One CFG branch's conditioning, projected for every block (bf16 [Lk, 2*dim] each, k normalised).
@@ -66,10 +79,14 @@ class DitRunner {
   // The model's weights (host or device, any float dtype) converted into the engine's formats:
   // every block's linear layers in `format` (FP8: quantised per output channel from their bf16
   // rounding), the rest as spec 7.9 says.
-  static std::unique_ptr<DitRunner> create(const WanDiT& model, Format format = Format::BF16);
+  // resident: how many blocks (the first ones) keep their linear layers on the device; the others
+  // go to page-locked host memory as they are converted, so the device never holds them all
+  // (see place_blocks). Negative: all.
+  static std::unique_ptr<DitRunner> create(const WanDiT& model, Format format = Format::BF16, int64_t resident = -1);
   // Random weights of the given shapes, made on the device (benchmarks; no file, no host copy).
   static std::unique_ptr<DitRunner> synthetic(const DitConfig& cfg, int64_t text_dim, int64_t clip_dim,
-                                              int64_t image_tokens, uint64_t seed = 1, Format format = Format::BF16);
+                                              int64_t image_tokens, uint64_t seed = 1, Format format = Format::BF16,
+                                              int64_t resident = -1);
 
   // context: [Lt <= text_len, text_dim] (zero-padded to text_len inside, as upstream); clip_fea:
   // [img_tokens, clip_dim] or [n, tok, clip_dim], undefined for t2v. Host or device tensors.
@@ -84,6 +101,20 @@ class DitRunner {
                                     const Tensor& y, DitProfile* profile = nullptr) const;
   // Device bytes of one forward's activations at L tokens for `batch` contexts.
   size_t activation_bytes(int64_t tokens, int64_t batch) const;
+
+  // The VRAM budget: keeps the first `resident` blocks' linear layers on the device and streams
+  // the others' from page-locked host memory through two device slots, each block copied while
+  // the previous one computes (gpu/block_stream.h). Same kernels, same numbers. Call once, before
+  // the first prepare(); resident >= the layer count keeps everything on the device.
+  void place_blocks(int64_t resident);
+  int64_t resident_blocks() const;
+  // Device bytes of one block's linear layers (the size of one streaming slot).
+  size_t block_linear_bytes() const;
+  // Device bytes of the weights that stay on the device whatever the placement.
+  size_t fixed_bytes() const;
+  // Host (page-locked) bytes of the streamed blocks; device ms spent copying them in the last pass.
+  size_t streamed_host_bytes() const { return stream_ ? stream_->blob_bytes() * stream_->blobs() : 0; }
+  double last_copy_ms() const { return stream_ ? stream_->copy_ms() : 0.0; }
 
   const DitConfig& config() const { return cfg_; }
   const DitWeightsGpu& weights() const { return w_; }
@@ -103,6 +134,18 @@ class DitRunner {
   Format format_ = Format::BF16;
   // Each block's linear layers into format_, then w_.bytes counted.
   void finish_weights();
+  void count_bytes();
+  // Block i as the kernels see it: its own tensors, or for a streamed block its vectors and the
+  // linear layers in `slot` (call between acquire and release).
+  const DitBlockGpu& block_view(size_t i, int slot, DitBlockGpu& scratch) const;
+  // Block b's linear layers into page-locked host memory (the first call makes the stream for
+  // `streamed_blocks` blobs); finish_streaming() then makes the two slots' views.
+  void stash_block(size_t b, size_t streamed_blocks);
+  void finish_streaming();
+  std::unique_ptr<BlobStream> stream_;
+  std::vector<BlobEntry> stream_layout_;
+  std::vector<int64_t> blob_of_;  // per block: -1 on the device, else its blob in stream_
+  std::array<std::vector<LinearWeight>, 2> slot_linears_;  // views into the two slots
   // RoPE tables per token grid, made once (a host-to-device copy would synchronise the forward).
   struct Rope {
     Tensor store;

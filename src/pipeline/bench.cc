@@ -14,6 +14,7 @@
 #include "pipeline/conditioning.h"
 #include "pipeline/generate_internal.h"
 #include "pipeline/scheduler.h"
+#include "pipeline/vram_plan.h"
 
 #ifdef INBETWEEN_HAVE_CUDA
 #include <cuda_runtime.h>
@@ -46,6 +47,8 @@ void validate(const BenchOptions& o) {
            o.vae_precision);
   IB_CHECK(o.precision == "bf16" || o.precision == "fp8", "bench: --precision '{}': expected bf16 or fp8",
            o.precision);
+  IB_CHECK(std::isfinite(o.vram_budget_gib) && o.vram_budget_gib >= 0, "bench: --vram-budget {} must be >= 0",
+           o.vram_budget_gib);
   IB_CHECK(o.attention == "auto" || o.attention == "flash" || o.attention == "cudnn",
            "bench: --attention '{}': expected auto, flash or cudnn", o.attention);
 }
@@ -147,9 +150,24 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
   const ClipConfig clip_cfg = folder ? folder->clip : ClipConfig{};
   const VaeConfig vae_cfg = folder ? folder->vae : VaeConfig{};
   const int64_t text_len = folder ? folder->dit.text_len : DitConfig{}.text_len;
+  // The budget: a plan for this size (refused here when too small), then the allocator's limit.
+  std::optional<VramPlan> plan;
+  if (o.vram_budget_gib > 0) {
+    const DitConfig dc = folder ? folder->dit : DitConfig{};
+    const int64_t img_tok = dc.model_type == "flf2v" ? 514 : 257;
+    plan = plan_vram(dc, t5_cfg, clip_cfg.dim, img_tok, t5_cfg.dim, o.precision == "fp8" ? 1 : 2, o.width, o.height,
+                     o.frames, static_cast<size_t>(o.vram_budget_gib * kGiB), "auto");
+    cuda::set_memory_budget(static_cast<size_t>(o.vram_budget_gib * kGiB));
+    log(plan->describe());
+  }
   std::vector<int32_t> ids(static_cast<size_t>(text_len)), mask(static_cast<size_t>(text_len), 1);
   for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>(3 + (i * 7919) % 20000);
-  if (wanted(o, "t5") || gen) {
+  IB_CHECK(!(gen && plan && !plan->t5_on_gpu),
+           "bench: the generate stage under a --vram-budget that T5 does not fit is not supported (the pipeline runs "
+           "T5 on the CPU there); time the other stages, or raise the budget");
+  if (wanted(o, "t5") && plan && !plan->t5_on_gpu) {
+    log("t5: does not fit the budget; the pipeline runs it on the CPU (not timed here)");
+  } else if (wanted(o, "t5") || gen) {
     const auto t0 = Clock::now();
     t5 = folder ? T5Encoder::load(*open_tensor_store(folder->t5_path), t5_cfg)
                 : T5Encoder::load(MemoryTensorStore(make_weights(t5_weight_shapes(t5_cfg), DType::BF16, 1)), t5_cfg);
@@ -206,7 +224,7 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
   if (folder) {
     const ModelFolder& f = *folder;
     const WanDiT host = WanDiT::load(*open_tensor_store(f.dit_path), f.dit);
-    runner = gpu::DitRunner::create(host, format);
+    runner = gpu::DitRunner::create(host, format, plan ? plan->resident_blocks : -1);
     cfg = f.dit;
     text_dim = host.text_dim();
     clip_dim = host.clip_dim();
@@ -216,11 +234,12 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
     const cuda::MemoryStats m = cuda::memory_stats();
     const double bytes_per_weight = format == gpu::DitRunner::Format::FP8 ? 1.0 : 2.0;
     const double need = bytes_per_weight * 16.4e9 / kGiB + 4.0;  // weights + activations at 480p
-    IB_CHECK(gib(m.device_free) >= need,
+    IB_CHECK(plan || gib(m.device_free) >= need,
              "bench: the synthetic 14B model needs about {:.1f} GiB of GPU memory ({} weights plus activations); "
              "{:.1f} GiB are free of {:.1f} GiB",
              need, o.precision, gib(m.device_free), gib(m.device_total));
-    runner = gpu::DitRunner::synthetic(cfg, text_dim, clip_dim, img_tokens, 1, format);
+    runner = gpu::DitRunner::synthetic(cfg, text_dim, clip_dim, img_tokens, 1, format,
+                                       plan && plan->resident_blocks < plan->blocks ? plan->resident_blocks : -1);
   }
   runner->set_attention_backend(backend);
   cuda::synchronize("loading the DiT");
@@ -310,15 +329,35 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
     cuda::reset_peak_memory();
     add_row("dit_forward_cond", time_it(o.repeats, [&] { (void)runner->forward(x, 999.0, cc, y); }), flops,
             fmt::format("{:.3f} PFLOP", flops / 1e15));
+    if (runner->resident_blocks() < cfg.num_layers) {
+      const double copy_ms = runner->last_copy_ms();
+      const int64_t streamed = cfg.num_layers - runner->resident_blocks();
+      r.rows.back().note += fmt::format(
+          "; {} of {} blocks streamed from host memory: {:.0f} ms of copies per forward ({:.1f} GB/s) on a second "
+          "stream, overlapped with compute (compare with an unlimited run for what is not hidden)",
+          streamed, cfg.num_layers, copy_ms,
+          static_cast<double>(runner->block_linear_bytes()) * static_cast<double>(streamed) / (copy_ms * 1e-3) / 1e9);
+      log(r.rows.back().note);
+    }
     cuda::reset_peak_memory();
     add_row("dit_forward_uncond", time_it(o.repeats, [&] { (void)runner->forward(x, 999.0, cu, y); }), flops, "");
     auto sched = Scheduler::create(Solver::UniPC, 1000, 16.0);
     cuda::reset_peak_memory();
+    // Both branches in one batched forward when the memory (or the budget) allows, as the pipeline.
+    const bool batched = static_cast<double>(runner->activation_bytes(L, 2)) * 1.25 <=
+                         static_cast<double>(cuda::available_bytes());
     add_row("denoise_step", time_it(o.repeats, [&] {
-              const std::vector<Tensor> v2 = runner->forward_batch(x, 999.0, {&cc, &cu}, y);
-              (void)sched->step(ops::cfg_combine(v2[0], v2[1], 5.0f), x);
+              if (batched) {
+                const std::vector<Tensor> v2 = runner->forward_batch(x, 999.0, {&cc, &cu}, y);
+                (void)sched->step(ops::cfg_combine(v2[0], v2[1], 5.0f), x);
+              } else {
+                const Tensor vc = runner->forward(x, 999.0, cc, y), vu = runner->forward(x, 999.0, cu, y);
+                (void)sched->step(ops::cfg_combine(vc, vu, 5.0f), x);
+              }
             }),
-            2 * flops, "both guidance branches in one batched forward, guidance and the UniPC update");
+            2 * flops,
+            batched ? "both guidance branches in one batched forward, guidance and the UniPC update"
+                    : "two forwards (no room to batch them), guidance and the UniPC update");
     if (o.profile) {
       gpu::DitProfile prof;
       (void)runner->forward(x, 999.0, cc, y, &prof);
@@ -374,12 +413,17 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
       const gpu::DitContext cu_ctx = cfg_on ? runner->prepare(ctx_null, clip_ctx) : gpu::DitContext{};
       auto sched = Scheduler::create(Solver::UniPC, steps, 16.0);
       Tensor x = noise.clone();
+      const bool batch_gen = static_cast<double>(runner->activation_bytes(L, 2)) * 1.25 <=
+                             static_cast<double>(cuda::available_bytes());
       for (int i = 0; i < steps; ++i) {
         const double t = static_cast<double>(sched->timesteps()[static_cast<size_t>(i)]);
         Tensor v;
-        if (cfg_on) {
+        if (cfg_on && batch_gen) {
           const std::vector<Tensor> v2 = runner->forward_batch(x, t, {&cc_ctx, &cu_ctx}, y);
           v = ops::cfg_combine(v2[0], v2[1], static_cast<float>(o.guidance));
+        } else if (cfg_on) {
+          v = ops::cfg_combine(runner->forward(x, t, cc_ctx, y), runner->forward(x, t, cu_ctx, y),
+                               static_cast<float>(o.guidance));
         } else {
           v = runner->forward(x, t, cc_ctx, y);
         }

@@ -8,6 +8,7 @@
 
 #include "core/tensor.h"
 #include "inbetween/pipeline.h"
+#include "pipeline/vram_plan.h"
 
 namespace ib {
 
@@ -39,6 +40,10 @@ void set_text_cache(Pipeline& pipeline, bool on);
 // distinct one once; tick(done, total) after each.
 void encode_prompts(Pipeline& pipeline, const std::vector<GenerateOptions>& generations,
                     const std::function<void(int done, int total)>& tick);
+// The VRAM plan this pipeline makes for a video of this size (its budget applied; throws when the
+// budget is too small), and how many DiT blocks its GPU engine keeps on the device (-1: none loaded).
+VramPlan vram_plan_for(const Pipeline& pipeline, int64_t width, int64_t height, int64_t frames);
+int64_t dit_resident_blocks(const Pipeline& pipeline);
 // T5 forwards this pipeline has run (test hook).
 int64_t text_encodings(Pipeline& pipeline);
 // config.json's model_type: "flf2v", "i2v" or "t2v".

@@ -9,6 +9,7 @@
 #include <optional>
 #include <random>
 
+#include "core/cuda_memory.h"
 #include "core/log.h"
 #include "core/parallel.h"
 #include "inbetween/pipeline.h"
@@ -29,11 +30,11 @@
 #include "pipeline/generate_internal.h"
 #include "pipeline/model_check.h"
 #include "pipeline/scheduler.h"
+#include "pipeline/vram_plan.h"
 #include "text/prompt.h"
 #include "text/tokenizer.h"
 
 #ifdef INBETWEEN_HAVE_CUDA
-#include "core/cuda_memory.h"
 #include "gpu/dit_runner.h"
 #endif
 
@@ -115,6 +116,22 @@ struct Pipeline::Impl {
     if (dump) dump(name, t.device() == Device::CPU ? t : t.to(Device::CPU));
   }
   bool use_runner() const { return device == Device::CUDA && opts.precision != "f32"; }
+  // With --device cuda, T5 runs on the GPU unless --t5-device cpu, or "auto" and its bf16 weights
+  // and activations do not fit what the budget leaves (the CPU then encodes in f32).
+  bool t5_on_gpu() const {
+    if (device != Device::CUDA || opts.t5_device == "cpu") return false;
+    if (opts.t5_device == "cuda" || opts.vram_budget_gib == 0) return true;
+    const VramPlan p = plan_vram(folder.dit, folder.t5, folder.clip.dim, 0, folder.t5.dim, 2, 16, 16, 1, 0, "auto");
+    return p.t5_bytes <= cuda::available_bytes();
+  }
+  // The generation's VRAM plan (a budget too small is refused here, before any work).
+  VramPlan vram_plan(int64_t width, int64_t height, int64_t frames) const {
+    const int64_t tokens = (folder.clip.image_size / folder.clip.patch_size) * (folder.clip.image_size / folder.clip.patch_size) + 1;
+    const int64_t images = folder.dit.model_type == "flf2v" ? 2 : 1;
+    return plan_vram(folder.dit, folder.t5, folder.clip.dim, images * tokens, folder.t5.dim,
+                     opts.precision == "fp8" ? 1 : 2, width, height, frames,
+                     static_cast<size_t>(opts.vram_budget_gib * 1024.0 * 1024.0 * 1024.0), opts.t5_device);
+  }
   // T5 and the VAE: bf16 with the GPU engine (bf16 or fp8 DiT), exact f32 otherwise.
   DType gpu_dtype() const { return opts.precision == "f32" ? DType::F32 : DType::BF16; }
 
@@ -153,7 +170,7 @@ struct Pipeline::Impl {
     if (!t5) {
       t5 = T5Encoder::load(*open_tensor_store(folder.t5_path), folder.t5);
       // Upstream runs T5 in bf16; --precision f32 keeps every GPU component exact.
-      if (device == Device::CUDA) t5->to(Device::CUDA, gpu_dtype());
+      if (t5_on_gpu()) t5->to(Device::CUDA, gpu_dtype());
     }
     const text::Tokens tok = tokenizer->encode(text::clean_prompt(prompt), folder.dit.text_len);
     const Tensor hidden = t5->encode(tok.ids, tok.mask);
@@ -170,10 +187,16 @@ Pipeline::Pipeline(const PipelineOptions& options) : impl_(std::make_unique<Impl
            "unknown precision '{}' (expected bf16, fp8 or f32)", options.precision);
   IB_CHECK(options.precision != "fp8" || options.device == "cuda",
            "--precision fp8 runs on the GPU engine only: add --device cuda (the CPU computes in f32)");
+  IB_CHECK(std::isfinite(options.vram_budget_gib) && options.vram_budget_gib >= 0 && options.vram_budget_gib <= 1e6,
+           "--vram-budget {}: expected a size in GiB (0: no budget)", options.vram_budget_gib);
+  IB_CHECK(options.vram_budget_gib == 0 || options.device == "cuda", "--vram-budget needs --device cuda");
+  IB_CHECK(options.t5_device == "auto" || options.t5_device == "cpu" || options.t5_device == "cuda",
+           "--t5-device '{}': expected auto, cpu or cuda", options.t5_device);
   if (options.device == "cuda") {
     IB_CHECK(cuda_available(), "--device cuda: no CUDA device is available in this build or on this machine");
     // Every stage runs on the GPU (src/gpu/ for the DiT with --precision bf16 or fp8).
     impl_->device = Device::CUDA;
+    cuda::set_memory_budget(static_cast<size_t>(options.vram_budget_gib * 1024.0 * 1024.0 * 1024.0));
   }
   impl_->folder = ModelFolder::open(options.model_dir);
 }
@@ -421,6 +444,8 @@ GeneratedVideo generate_from(Pipeline& pipeline, const GenerateOptions& o, const
   }
   const VideoSize size = (o.width > 0) ? VideoSize{o.height, o.width} : target_size(h0, w0, o.max_area);
   const int64_t lat_t = latent_frames(o.frames), lat_h = size.height / 8, lat_w = size.width / 8;
+  std::optional<VramPlan> plan;
+  if (im.use_runner()) plan = im.vram_plan(size.width, size.height, o.frames);  // may refuse the budget
   const Shape latent_shape{f.dit.out_dim, lat_t, lat_h, lat_w};
   Tensor noise;
   if (!o.init_noise.empty()) {
@@ -469,6 +494,7 @@ GeneratedVideo generate_from(Pipeline& pipeline, const GenerateOptions& o, const
       std::memcpy(static_cast<char*>(pixels.raw()) + p0.nbytes(), p1.raw(), p1.nbytes());
     }
     const Tensor feats = im.clip->encode(pixels);  // [n_img, tokens, clip_dim]
+    if (im.opts.vram_budget_gib > 0) im.clip.reset();  // under a budget CLIP leaves the GPU once done
     clip_context = feats.view({-1, feats.size(2)});
     im.emit("clip_context", feats);
     end_stage("clip");
@@ -499,12 +525,17 @@ GeneratedVideo generate_from(Pipeline& pipeline, const GenerateOptions& o, const
     im.merged_loras.clear();
   }
 #ifdef INBETWEEN_HAVE_CUDA
+  if (im.runner && plan && im.runner->resident_blocks() > plan->resident_blocks) im.runner.reset();  // re-place
   if (im.use_runner() && !im.runner) {
     // The release's weights, memory-mapped, converted to the engine's bf16 or fp8 formats on the GPU.
     WanDiT host = WanDiT::load(*open_tensor_store(f.dit_path), f.dit);
     apply_loras(host, lora_specs(o.loras));
-    im.runner = gpu::DitRunner::create(host, im.opts.precision == "fp8" ? gpu::DitRunner::Format::FP8
-                                                                         : gpu::DitRunner::Format::BF16);
+    const int64_t resident = plan && plan->resident_blocks < plan->blocks ? plan->resident_blocks : -1;
+    if (resident >= 0) spdlog::info("{}", plan->describe());
+    im.runner = gpu::DitRunner::create(host,
+                                       im.opts.precision == "fp8" ? gpu::DitRunner::Format::FP8
+                                                                  : gpu::DitRunner::Format::BF16,
+                                       resident);
     im.merged_loras = o.loras;
   }
 #endif
@@ -538,9 +569,8 @@ GeneratedVideo generate_from(Pipeline& pipeline, const GenerateOptions& o, const
     // Both guidance branches in one batched forward when the GPU has room for twice the
     // activations (with a quarter to spare), else one after the other.
     const int64_t tokens = latent_shape[1] * (latent_shape[2] / 2) * (latent_shape[3] / 2);
-    const cuda::MemoryStats ms = cuda::memory_stats();
     const bool batched = unconditional && static_cast<double>(im.runner->activation_bytes(tokens, 2)) * 1.25 <=
-                                              static_cast<double>(ms.device_free + (ms.reserved - ms.in_use));
+                                              static_cast<double>(cuda::available_bytes());
     velocities = [&, batched](double t) {
       if (batched) {
         im.dit_forwards += 2;
@@ -631,6 +661,18 @@ void encode_prompts(Pipeline& pipeline, const std::vector<GenerateOptions>& gene
 }
 
 int64_t text_encodings(Pipeline& pipeline) { return pipeline.impl().text_encodes; }
+
+VramPlan vram_plan_for(const Pipeline& pipeline, int64_t width, int64_t height, int64_t frames) {
+  return pipeline.impl().vram_plan(width, height, frames);
+}
+
+int64_t dit_resident_blocks(const Pipeline& pipeline) {
+#ifdef INBETWEEN_HAVE_CUDA
+  if (pipeline.impl().runner) return pipeline.impl().runner->resident_blocks();
+#endif
+  (void)pipeline;
+  return -1;
+}
 
 std::string model_type(const Pipeline& pipeline) {
   return pipeline.impl().folder.dit.model_type;

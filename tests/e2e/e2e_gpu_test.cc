@@ -12,6 +12,9 @@
 #include "common/fixture.h"
 #include "e2e/e2e_settings.h"
 #include "gpu/fp8.h"
+#include "common/expect_error.h"
+#include "core/cuda_memory.h"
+#include "pipeline/generate_internal.h"
 #include "inbetween/pipeline.h"
 #include "io/model_config.h"
 #include "io/safetensors.h"
@@ -88,6 +91,48 @@ TEST(GpuPipeline, Fp8GenerationWithinPsnrBound) {
   const double p = psnr(video_tensor(pipeline.generate(o), ref.shape()), ref, &max_err);
   std::printf("[measured] fp8 video vs reference: PSNR %.1f dB, max abs err %.3g\n", p, max_err);
   EXPECT_GE(p, 28.0);
+}
+
+// --vram-budget: a budget too small is refused before any work, naming the minimum; the minimum
+// itself streams every DiT block from host memory and gives the unlimited run's video (bit for
+// bit, or within the bf16 bound where the unlimited run batched the two branches). Streaming
+// itself is checked bit for bit at every split in tests/gpu/dit_runner_gpu_test.cc.
+TEST(GpuPipeline, VramBudgetStreamsEveryBlockOrRefuses) {
+  const GenerateOptions o = test::fixture_options();
+  PipelineOptions po{test::model_dir(), "cuda", 0, "bf16"};
+  Tensor free_video;
+  int64_t w = 0, h = 0;
+  {
+    Pipeline free_run(po);
+    const GeneratedVideo v = free_run.generate(o);
+    w = v.width;
+    h = v.height;
+    free_video = video_tensor(v, {3, v.frames, v.height, v.width});
+    EXPECT_EQ(dit_resident_blocks(free_run), ModelFolder::open(test::model_dir()).dit.num_layers);
+  }
+  cuda::empty_cache();
+  cuda::reset_peak_memory();
+  const VramPlan plan = vram_plan_for(Pipeline(po), w, h, o.frames);
+  po.vram_budget_gib = static_cast<double>(plan.minimum_bytes) / (1024.0 * 1024.0 * 1024.0) + 1e-6;
+  {
+    Pipeline tight(po);
+    const GeneratedVideo v = tight.generate(o);
+    // At the minimum every block streams, unless the model has at most two blocks: the two slots
+    // then take as much as keeping them all, and the plan keeps them.
+    const int64_t layers = ModelFolder::open(test::model_dir()).dit.num_layers;
+    EXPECT_EQ(vram_plan_for(tight, w, h, o.frames).resident_blocks, layers <= 2 ? layers : 0);
+    EXPECT_EQ(dit_resident_blocks(tight), layers <= 2 ? layers : 0);
+    const Tensor got = video_tensor(v, free_video.shape());
+    double max_err = 0;
+    const double db = psnr(got, free_video, &max_err);
+    std::printf("[measured] every DiT block streamed (budget %.3f GiB) vs unlimited: max abs err %.3g, PSNR %.1f dB\n",
+                po.vram_budget_gib, max_err, db);
+    EXPECT_TENSOR_CLOSE(got, free_video, 2e-2);
+    EXPECT_LE(cuda::memory_stats().peak_reserved, plan.minimum_bytes + (1u << 20));
+  }
+  po.vram_budget_gib = 0.01;
+  test::expect_error([&] { Pipeline(po).generate(o); }, {"0.01 GiB is too small", "at least"});
+  cuda::set_memory_budget(0);  // the budget is the process's
 }
 
 // The same through the command line, as a user runs it.

@@ -304,6 +304,9 @@ TEST(EndToEnd, BadDeviceAndPrecisionFailClearly) {
                         {"--device CPU", {"--device", "CPU"}},
                         {"--precision fp16", {"--precision", "fp16", "bf16", "f32"}},
                         {"--precision fp8", {"--precision fp8", "--device cuda"}},
+                        {"--vram-budget 8", {"--vram-budget", "--device cuda"}},
+                        {"--vram-budget -1", {"--vram-budget", "GiB"}},
+                        {"--t5-device gpu", {"--t5-device", "gpu"}},
                         {"--precision", {"--precision"}}};
   for (const Case& c : cases) {
     const CommandResult r = run_command(generate_command(o, out, c.extra));

@@ -3,6 +3,7 @@
 // and a warm forward that allocates no device memory and leaves its inputs alone.
 #include <gtest/gtest.h>
 
+#include "common/expect_error.h"
 #include "common/fixture.h"
 #include "core/cuda_memory.h"
 #include "gpu/dit_runner.h"
@@ -20,10 +21,10 @@ struct Loaded {
   std::shared_ptr<SafetensorsFile> f;
 };
 
-Loaded load(gpu::DitRunner::Format format = gpu::DitRunner::Format::BF16) {
+Loaded load(gpu::DitRunner::Format format = gpu::DitRunner::Format::BF16, int64_t resident = -1) {
   const ModelFolder folder = ModelFolder::open(test::model_dir());
   const WanDiT dit = WanDiT::load(*open_tensor_store(folder.dit_path), folder.dit);
-  return {gpu::DitRunner::create(dit, format), test::open_fixture("dit.safetensors")};
+  return {gpu::DitRunner::create(dit, format, resident), test::open_fixture("dit.safetensors")};
 }
 
 Tensor forward(const Loaded& l, const char* t_name, gpu::AttentionBackend backend) {
@@ -132,6 +133,61 @@ TEST(GpuEngineDit, BatchedBranchesEqualSingleForwards) {
   // The branches really differ, by far more than the bound above allows.
   const test::Closeness d = test::compare(s1, s2, 1e-2);
   EXPECT_GT(d.max_abs_err, 2 * d.bound) << "the two contexts give nearly the same velocity: the check is blind";
+}
+
+// Blocks streamed from page-locked host memory through the two slots run the same kernels on the
+// same weights: the same bits as the resident model, for any split (none, some, all streamed),
+// over two forwards (the second pass reuses the slots) and for the prepared context.
+TEST(GpuEngineDit, StreamedBlocksGiveTheResidentBits) {
+  const Loaded all = load();
+  const int64_t n = all.runner->config().num_layers;
+  const Tensor clip = all.f->contains("clip_fea") ? all.f->get("clip_fea") : Tensor();
+  const Tensor y = all.f->contains("y") ? all.f->get("y").to(Device::CUDA) : Tensor();
+  const Tensor x = all.f->get("x").to(Device::CUDA);
+  const double t = static_cast<double>(all.f->get("t").data<int64_t>()[0]);
+  const gpu::DitContext c_all = all.runner->prepare(all.f->get("context"), clip);
+  const Tensor ref = all.runner->forward(x, t, c_all, y).to(Device::CPU);
+  for (const int64_t resident : {int64_t{0}, n / 2, n - 1}) {
+    {
+      const Loaded s = load(gpu::DitRunner::Format::BF16, resident);
+      EXPECT_EQ(s.runner->resident_blocks(), resident);
+      const size_t block = all.runner->block_linear_bytes();  // exact bytes of one block's layers
+      const size_t slot = s.runner->block_linear_bytes();     // the same, each tensor 256-byte aligned
+      EXPECT_GE(slot, block);
+      EXPECT_LT(slot, block + 24 * 256);
+      EXPECT_EQ(s.runner->streamed_host_bytes(), static_cast<size_t>(n - resident) * slot);
+      EXPECT_EQ(s.runner->weights().bytes,
+                all.runner->weights().bytes - static_cast<size_t>(n - resident) * block + 2 * slot);
+      const gpu::DitContext c = s.runner->prepare(s.f->get("context"), clip);
+      for (size_t b = 0; b < c.kv_txt.size(); ++b)
+        EXPECT_TENSOR_CLOSE_ABS(c.kv_txt[b].to(Device::CPU).to(DType::F32), c_all.kv_txt[b].to(Device::CPU).to(DType::F32),
+                                0.0)
+            << "block " << b;
+      for (int pass = 0; pass < 2; ++pass)
+        EXPECT_TENSOR_CLOSE_ABS(s.runner->forward(x, t, c, y).to(Device::CPU), ref, 0.0)
+            << resident << " resident, pass " << pass;
+      EXPECT_GT(s.runner->last_copy_ms(), 0.0);
+    }
+  }
+  // Placing the blocks of a resident runner afterwards: the same.
+  const Loaded later = load();
+  later.runner->place_blocks(1);
+  EXPECT_EQ(later.runner->resident_blocks(), 1);
+  const gpu::DitContext c = later.runner->prepare(later.f->get("context"), clip);
+  EXPECT_TENSOR_CLOSE_ABS(later.runner->forward(x, t, c, y).to(Device::CPU), ref, 0.0);
+}
+
+// The allocator's budget: a request past it fails, naming the budget, and nothing leaks.
+TEST(GpuEngineDit, MemoryBudgetRefusesPastIt) {
+  const size_t before = cuda::memory_stats().in_use;
+  cuda::set_memory_budget(before + (64u << 20));
+  test::expect_error([] { (void)Tensor::empty({256 << 20}, DType::U8, Device::CUDA); },
+                     {"GPU memory budget of", "--vram-budget", "256.0 MiB requested"});
+  const Tensor ok = Tensor::empty({16 << 20}, DType::U8, Device::CUDA);  // within it
+  EXPECT_EQ(cuda::memory_stats().budget, before + (64u << 20));
+  EXPECT_LE(cuda::available_bytes(), 64u << 20);
+  cuda::set_memory_budget(0);
+  EXPECT_EQ(cuda::memory_stats().budget, 0u);
 }
 
 TEST(GpuEngineDit, RejectsHostLatentAndWrongConditioning) {

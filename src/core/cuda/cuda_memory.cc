@@ -4,6 +4,7 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <unordered_map>
@@ -45,6 +46,13 @@ class CachingAllocator {
       in_use_ += got;
       update_peaks();
       return p;
+    }
+    if (budget_ > 0 && reserved_ + size > budget_) {
+      release_cached();
+      IB_CHECK(reserved_ + size <= budget_,
+               "GPU memory budget of {:.2f} GiB (--vram-budget) exceeded: {:.1f} MiB requested with {:.1f} MiB in "
+               "use by inbetween",
+               static_cast<double>(budget_) / (1024.0 * 1024.0 * 1024.0), mib(size), mib(in_use_));
     }
     void* p = nullptr;
     cudaError_t e = cudaMalloc(&p, size);
@@ -101,8 +109,25 @@ class CachingAllocator {
     s.peak_in_use = peak_in_use_;
     s.peak_reserved = peak_reserved_;
     s.cuda_mallocs = mallocs_;
+    s.budget = budget_;
     if (cudaMemGetInfo(&s.device_free, &s.device_total) != cudaSuccess) (void)cudaGetLastError();
     return s;
+  }
+
+  void set_budget(size_t bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    budget_ = bytes;
+    if (budget_ > 0 && reserved_ > budget_) release_cached();
+  }
+
+  size_t available() {
+    std::lock_guard<std::mutex> lock(mu_);
+    size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) (void)cudaGetLastError();
+    const size_t cached = reserved_ - in_use_;
+    size_t avail = free_b + cached;
+    if (budget_ > 0) avail = std::min(avail, budget_ > in_use_ ? budget_ - in_use_ : size_t{0});
+    return avail;
   }
 
   void reset_peak() {
@@ -120,7 +145,7 @@ class CachingAllocator {
   std::mutex mu_;
   std::multimap<size_t, void*> free_;
   std::unordered_map<void*, size_t> live_;
-  size_t in_use_ = 0, reserved_ = 0, peak_in_use_ = 0, peak_reserved_ = 0;
+  size_t in_use_ = 0, reserved_ = 0, peak_in_use_ = 0, peak_reserved_ = 0, budget_ = 0;
   long long mallocs_ = 0;
 };
 
@@ -164,6 +189,21 @@ void memcpy_any(void* dst, bool dst_on_device, const void* src, bool src_on_devi
 }
 
 MemoryStats memory_stats() { return allocator().stats(); }
+void set_memory_budget(size_t bytes) { allocator().set_budget(bytes); }
+size_t available_bytes() { return allocator().available(); }
+
+void* malloc_pinned(size_t bytes) {
+  void* p = nullptr;
+  const cudaError_t e = cudaMallocHost(&p, bytes == 0 ? 1 : bytes);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    fail("cannot page-lock {:.1f} MiB of host memory for streamed weights: {}", mib(bytes), cudaGetErrorString(e));
+  }
+  return p;
+}
+void free_pinned(void* p) {
+  if (p != nullptr) cudaFreeHost(p);
+}
 void reset_peak_memory() { allocator().reset_peak(); }
 void empty_cache() { allocator().empty(); }
 

@@ -1,0 +1,94 @@
+// plan_vram (see vram_plan.h). The activation and VAE figures are the GPU engine's buffers as
+// DitRunner allocates them and the VAE decode's measured peak per output pixel (BENCHMARKS.md:
+// 7.4 GiB at 832x480, 16.4 GiB at 1280x720, ~20 KB a pixel of one frame: the decode is chunked in
+// time, so its peak does not grow with the frame count).
+#include "pipeline/vram_plan.h"
+
+#include <algorithm>
+
+#include "core/check.h"
+
+namespace ib {
+
+namespace {
+constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+constexpr size_t kMargin = 512ull << 20;           // cuBLASLt/cuDNN workspaces, RoPE tables, rounding
+constexpr size_t kVaeDecodePerPixel = 20u * 1024;  // bytes of decode peak per pixel of one frame
+constexpr size_t kVaeWeights = 512ull << 20;
+double gib(size_t b) { return static_cast<double>(b) / kGiB; }
+}  // namespace
+
+std::string VramPlan::describe() const {
+  return fmt::format(
+      "VRAM plan: {} of {} DiT blocks on the GPU ({} streamed from host memory, {:.2f} GiB each); fixed weights "
+      "{:.2f} GiB, activations {:.2f} GiB, contexts {:.2f} GiB, VAE {:.2f} GiB; T5 on the {}",
+      resident_blocks, blocks, blocks - resident_blocks, gib(block_bytes), gib(fixed_bytes), gib(activation_bytes),
+      gib(context_bytes), gib(vae_bytes), t5_on_gpu ? "GPU" : "CPU");
+}
+
+VramPlan plan_vram(const DitConfig& c, const T5Config& t5, int64_t clip_dim, int64_t image_tokens, int64_t text_dim,
+                   int bytes_per_weight, int64_t width, int64_t height, int64_t frames, size_t budget,
+                   const std::string& t5_device) {
+  IB_CHECK(bytes_per_weight == 1 || bytes_per_weight == 2, "plan_vram: {} bytes per weight", bytes_per_weight);
+  IB_CHECK(t5_device == "auto" || t5_device == "cpu" || t5_device == "cuda",
+           "--t5-device '{}': expected auto, cpu or cuda", t5_device);
+  const auto d = static_cast<size_t>(c.dim), f = static_cast<size_t>(c.ffn_dim);
+  const bool img = c.model_type != "t2v";
+  VramPlan p;
+  p.blocks = c.num_layers;
+  // One block's linear layers: q/k/v, o, cross q, k/v, (image k/v), o, FFN up and down; fp8 adds
+  // an f32 scale per output row; the biases stay bf16.
+  const size_t rows = 3 * d + d + d + 2 * d + (img ? 2 * d : 0) + d + f + d;
+  const size_t weights = (10 * d * d - (img ? 0 : 2 * d * d) + 2 * d * f) * static_cast<size_t>(bytes_per_weight);
+  p.block_bytes = weights + rows * (2 + (bytes_per_weight == 1 ? 4 : 0));
+  const auto cd = static_cast<size_t>(clip_dim);
+  p.fixed_bytes = d * static_cast<size_t>(c.in_dim) * 4 * 2 + (d * static_cast<size_t>(text_dim) + d * d) * 2 +
+                  (d * static_cast<size_t>(c.freq_dim) + d * d + 6 * d * d) * 4 +
+                  static_cast<size_t>(c.out_dim) * 4 * d * 4 + (img ? (cd * cd + cd * d) * 2 : 0) +
+                  static_cast<size_t>(image_tokens) * cd * 4 + static_cast<size_t>(c.num_layers) * 13 * d * 4;
+  const int64_t lat_t = (frames - 1) / 4 + 1;
+  const auto L = static_cast<size_t>(lat_t * (height / 16) * (width / 16));
+  // DitRunner's buffers per row (f32 stream and head input, bf16 a, qkv, att, att2, proj, FFN
+  // hidden) plus the fp8 copy of the widest product input.
+  const size_t per_row = d * (4 + 4) + d * 2 * 7 + f * 2 + (bytes_per_weight == 1 ? f : 0);
+  p.activation_bytes = per_row * L + kMargin;
+  p.context_bytes = 2 * static_cast<size_t>(c.num_layers) *
+                    static_cast<size_t>(c.text_len + (img ? std::max<int64_t>(image_tokens, 257) : 0)) * 2 * d * 2;
+  p.vae_bytes = kVaeWeights + kVaeDecodePerPixel * static_cast<size_t>(width) * static_cast<size_t>(height);
+  // T5: bf16 weights (the embedding table included) and its activations at text_len.
+  const auto td = static_cast<size_t>(t5.dim);
+  p.t5_bytes = (static_cast<size_t>(t5.vocab) * td +
+                static_cast<size_t>(t5.num_layers) * (4 * td * static_cast<size_t>(t5.dim_attn) +
+                                                      3 * td * static_cast<size_t>(t5.dim_ffn))) *
+                   2 +
+               static_cast<size_t>(c.text_len) * static_cast<size_t>(t5.dim_ffn) * 4 * 8;
+
+  // The denoising holds the placed weights, the activations and the contexts; the decode holds the
+  // placed weights and the VAE (the activations are returned to the driver in between).
+  // The VAE's weights stay loaded through the denoising (CLIP leaves the GPU after encoding).
+  const size_t dit_min = p.fixed_bytes + 2 * p.block_bytes;
+  p.minimum_bytes = dit_min + std::max(p.activation_bytes + p.context_bytes + kVaeWeights, p.vae_bytes);
+  if (budget == 0) {
+    p.resident_blocks = p.blocks;
+    p.t5_on_gpu = t5_device != "cpu";
+    return p;
+  }
+  IB_CHECK(budget >= p.minimum_bytes,
+           "a GPU memory budget of {:.2f} GiB is too small for this generation ({}x{}, {} frames, {} weights): it needs "
+           "at least {:.2f} GiB (DiT fixed weights {:.2f}, two streaming slots {:.2f}, and the larger of activations "
+           "with contexts and VAE weights {:.2f} and the VAE decode {:.2f})",
+           gib(budget), width, height, frames, bytes_per_weight == 1 ? "fp8" : "bf16", gib(p.minimum_bytes),
+           gib(p.fixed_bytes), gib(2 * p.block_bytes), gib(p.activation_bytes + p.context_bytes + kVaeWeights),
+           gib(p.vae_bytes));
+  const size_t working = std::max(p.activation_bytes + p.context_bytes + kVaeWeights, p.vae_bytes);
+  const size_t room = budget - p.fixed_bytes - working;  // for the blocks' linear layers
+  if (room >= static_cast<size_t>(p.blocks) * p.block_bytes) {
+    p.resident_blocks = p.blocks;
+  } else {
+    p.resident_blocks = std::min<int64_t>(p.blocks, static_cast<int64_t>((room - 2 * p.block_bytes) / p.block_bytes));
+  }
+  p.t5_on_gpu = t5_device == "cuda" || (t5_device == "auto" && p.t5_bytes <= budget);
+  return p;
+}
+
+}  // namespace ib

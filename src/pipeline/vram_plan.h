@@ -1,0 +1,36 @@
+// The VRAM budget (--vram-budget): what the GPU engine must hold for one generation and how many
+// of the DiT's blocks stay on the device, the others streamed from page-locked host memory
+// (gpu/block_stream.h). Pure arithmetic on the model's shapes and the video size, so a budget that
+// cannot be met is refused before any work starts, naming the minimum.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "io/model_config.h"
+
+namespace ib {
+
+struct VramPlan {
+  int64_t blocks = 0;           // the DiT's blocks
+  int64_t resident_blocks = 0;  // kept on the device (the rest streamed through two slots)
+  bool t5_on_gpu = true;        // T5 runs on the GPU (else on the CPU, in f32)
+  // Device bytes, each estimated from the shapes:
+  size_t block_bytes = 0;       // one block's linear layers (one streaming slot)
+  size_t fixed_bytes = 0;       // embeddings, head, the blocks' vectors
+  size_t activation_bytes = 0;  // one forward's activations (one branch) and its workspaces
+  size_t context_bytes = 0;     // the cross-attention keys/values of both guidance branches
+  size_t vae_bytes = 0;         // the VAE's weights and its decode's peak (one temporal chunk)
+  size_t t5_bytes = 0;          // T5 in bf16 with its activations
+  size_t minimum_bytes = 0;     // the least budget that runs this generation (T5 on the CPU)
+  std::string describe() const;  // one line for the log
+};
+
+// bytes_per_weight: 2 (bf16) or 1 (fp8) for the blocks' linear layers. budget 0: no budget (every
+// block resident, T5 on the GPU). t5_device "auto", "cpu" or "cuda". Throws when the budget is
+// below the minimum, with both figures.
+VramPlan plan_vram(const DitConfig& dit, const T5Config& t5, int64_t clip_dim, int64_t image_tokens,
+                   int64_t text_dim, int bytes_per_weight, int64_t width, int64_t height, int64_t frames,
+                   size_t budget, const std::string& t5_device);
+
+}  // namespace ib

@@ -1,0 +1,89 @@
+// The VRAM plan (pipeline/vram_plan.h) at the release's shapes: each block's streamed bytes summed
+// here layer by layer from the spec's shapes, budgets that keep every block, some, or refuse.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "common/fixture.h"
+#include "core/check.h"
+#include "io/model_config.h"
+#include "pipeline/vram_plan.h"
+
+namespace ib {
+namespace {
+
+constexpr size_t kGiB = 1024ull * 1024 * 1024;
+
+VramPlan plan_14b(int bytes_per_weight, int64_t w, int64_t h, double budget_gib) {
+  return plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, bytes_per_weight, w, h, 81,
+                   static_cast<size_t>(budget_gib * static_cast<double>(kGiB)), "auto");
+}
+
+// One block's linear layers of the 14B FLF2V model, layer by layer (spec 7.5-7.7): q, k, v, o of
+// self-attention; q, k, v, k_img, v_img, o of cross-attention; FFN up and down. bf16 weights and
+// biases; fp8 weights with one f32 scale per output row.
+size_t block_bytes_by_hand(int bytes_per_weight) {
+  const size_t d = 5120, f = 13824;
+  struct L { size_t out, in; };
+  const L layers[] = {{d, d}, {d, d}, {d, d}, {d, d}, {d, d}, {d, d}, {d, d}, {d, d}, {d, d}, {d, d}, {f, d}, {d, f}};
+  size_t n = 0;
+  for (const L& l : layers)
+    n += l.out * l.in * static_cast<size_t>(bytes_per_weight) + l.out * 2 + (bytes_per_weight == 1 ? l.out * 4 : 0);
+  return n;
+}
+
+TEST(VramPlan, BlockBytesFollowTheLayers) {
+  EXPECT_EQ(plan_14b(2, 832, 480, 0).block_bytes, block_bytes_by_hand(2));
+  EXPECT_EQ(plan_14b(1, 832, 480, 0).block_bytes, block_bytes_by_hand(1));
+}
+
+TEST(VramPlan, NoBudgetKeepsEveryBlock) {
+  const VramPlan p = plan_14b(2, 1280, 720, 0);
+  EXPECT_EQ(p.resident_blocks, 40);
+  EXPECT_TRUE(p.t5_on_gpu);
+}
+
+TEST(VramPlan, BudgetsBetweenMinimumAndEverythingStreamSome) {
+  const VramPlan all = plan_14b(2, 832, 480, 141);
+  EXPECT_EQ(all.resident_blocks, 40);
+  const VramPlan p24 = plan_14b(2, 832, 480, 24);
+  EXPECT_GT(p24.resident_blocks, 0);
+  EXPECT_LT(p24.resident_blocks, 40);
+  // What stays on the device fits the budget with the larger of the two working sets.
+  const size_t vae_weights = 512ull << 20;  // the VAE stays loaded through the denoising
+  const size_t held = p24.fixed_bytes + static_cast<size_t>(p24.resident_blocks + 2) * p24.block_bytes +
+                      std::max(p24.activation_bytes + p24.context_bytes + vae_weights, p24.vae_bytes);
+  EXPECT_LE(held, 24 * kGiB);
+  // One more block would not.
+  EXPECT_GT(held + p24.block_bytes, 24 * kGiB);
+  // fp8 blocks are half the size: more of them stay.
+  EXPECT_GT(plan_14b(1, 832, 480, 24).resident_blocks, p24.resident_blocks);
+  // T5 (bf16, ~11 GiB) does not fit a 10 GiB budget: it runs on the CPU.
+  const VramPlan p10 = plan_14b(1, 832, 480, 10);
+  EXPECT_FALSE(p10.t5_on_gpu);
+  EXPECT_GE(p10.resident_blocks, 0);
+  EXPECT_TRUE(p24.t5_on_gpu);
+}
+
+TEST(VramPlan, TooSmallABudgetIsRefusedWithTheMinimum) {
+  const VramPlan any = plan_14b(2, 1280, 720, 0);
+  try {
+    (void)plan_14b(2, 1280, 720, 1.0);
+    FAIL() << "a 1 GiB budget was accepted";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("1.00 GiB is too small"), std::string::npos) << m;
+    EXPECT_NE(m.find(fmt::format("at least {:.2f} GiB", static_cast<double>(any.minimum_bytes) / kGiB)),
+              std::string::npos)
+        << m;
+  }
+  // The minimum itself is accepted, and streams every block.
+  const VramPlan at_min = plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, 2, 1280, 720, 81, any.minimum_bytes, "auto");
+  EXPECT_EQ(at_min.resident_blocks, 0);
+  EXPECT_THROW(plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, 2, 1280, 720, 81, any.minimum_bytes - 1, "auto"),
+               Error);
+  EXPECT_THROW(plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, 2, 1280, 720, 81, 0, "gpu"), Error);
+}
+
+}  // namespace
+}  // namespace ib
