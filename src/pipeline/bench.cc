@@ -24,6 +24,7 @@
 #include "models/clip.h"
 #include "models/t5.h"
 #include "models/vae.h"
+#include "models/vae_tiling.h"
 #include "pipeline/synth_model.h"
 #endif
 
@@ -201,8 +202,20 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
               fmt::format("{} frames, {} convolutions", o.frames, o.vae_precision));
       const Tensor latent = random_device({vae_cfg.z_dim, lat_t, lat_h, lat_w}, DType::F32, 23, 1.0f);
       cuda::reset_peak_memory();
-      add_row("vae_decode", time_it(o.repeats, [&] { (void)vae_model->decode(latent); }), 0,
-              fmt::format("{} latent frames -> {} frames, {} convolutions", lat_t, o.frames, o.vae_precision));
+      const VaeTiling tiling = plan ? VaeTiling{plan->vae_tile, plan->vae_overlap} : VaeTiling{};
+      add_row("vae_decode", time_it(o.repeats, [&] {
+                if (tiling.tile > 0) {
+                  (void)decode_tiled(*vae_model, latent, tiling);
+                } else {
+                  (void)vae_model->decode(latent);  // on the device, as before (no copy back)
+                }
+              }),
+              0,
+              fmt::format("{} latent frames -> {} frames, {} convolutions{}", lat_t, o.frames, o.vae_precision,
+                          tiling.tile > 0 ? fmt::format(", in tiles of {} latent pixels ({} shared; blended on the "
+                                                        "CPU, the video copied back to the host)",
+                                                        tiling.tile, tiling.overlap)
+                                          : ""));
     }
   }
   if (!gen) {
@@ -430,7 +443,7 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
         x = sched->step(v, x);
       }
       lap();
-      (void)vae_model->decode(x);
+      (void)decode_tiled(*vae_model, x, plan ? VaeTiling{plan->vae_tile, plan->vae_overlap} : VaeTiling{});
       lap();
     };
     run_once(1);  // warm-up: cuDNN and cuBLASLt pick their algorithms for every shape once

@@ -21,6 +21,7 @@
 #include "models/lora.h"
 #include "models/t5.h"
 #include "models/vae.h"
+#include "models/vae_tiling.h"
 #include "ops/elementwise.h"
 #include "ops/linear.h"
 #include "ops/resize.h"
@@ -612,7 +613,10 @@ GeneratedVideo generate_from(Pipeline& pipeline, const GenerateOptions& o, const
   im.load_vae();
   // On the GPU the latent goes straight from the last step into the decoder.
   const Tensor latent = im.device == Device::CUDA ? x.to(Device::CUDA) : x;
-  const Tensor video = im.vae->decode(latent, chunk_progress("vae-decode", 0)).to(Device::CPU);
+  // Under a budget that asks for it, in spatial tiles (the decode's peak follows a tile, not a frame).
+  const VaeTiling tiling = plan ? VaeTiling{plan->vae_tile, plan->vae_overlap} : VaeTiling{};
+  if (plan && im.device == Device::CUDA) cuda::empty_cache();  // the denoising's buffers go back first
+  const Tensor video = decode_tiled(*im.vae, latent, tiling, chunk_progress("vae-decode", 0));
   im.emit("video", video);
   end_stage("vae-decode");
 

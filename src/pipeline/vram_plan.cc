@@ -5,6 +5,7 @@
 #include "pipeline/vram_plan.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "core/check.h"
 
@@ -21,9 +22,11 @@ double gib(size_t b) { return static_cast<double>(b) / kGiB; }
 std::string VramPlan::describe() const {
   return fmt::format(
       "VRAM plan: {} of {} DiT blocks on the GPU ({} streamed from host memory, {:.2f} GiB each); fixed weights "
-      "{:.2f} GiB, activations {:.2f} GiB, contexts {:.2f} GiB, VAE {:.2f} GiB; T5 on the {}",
+      "{:.2f} GiB, activations {:.2f} GiB, contexts {:.2f} GiB, VAE {:.2f} GiB{}; T5 on the {}",
       resident_blocks, blocks, blocks - resident_blocks, gib(block_bytes), gib(fixed_bytes), gib(activation_bytes),
-      gib(context_bytes), gib(vae_bytes), t5_on_gpu ? "GPU" : "CPU");
+      gib(context_bytes), gib(vae_bytes),
+      vae_tile > 0 ? fmt::format(" (decoded in tiles of {} latent pixels, {} shared)", vae_tile, vae_overlap) : "",
+      t5_on_gpu ? "GPU" : "CPU");
 }
 
 VramPlan plan_vram(const DitConfig& c, const T5Config& t5, int64_t clip_dim, int64_t image_tokens, int64_t text_dim,
@@ -65,22 +68,43 @@ VramPlan plan_vram(const DitConfig& c, const T5Config& t5, int64_t clip_dim, int
 
   // The denoising holds the placed weights, the activations and the contexts; the decode holds the
   // placed weights and the VAE (the activations are returned to the driver in between).
-  // The VAE's weights stay loaded through the denoising (CLIP leaves the GPU after encoding).
+  // The decode in square tiles whose peak fits the denoising's working set (at least 16 latent
+  // pixels a side, a quarter of a tile shared), when whole frames take more than that.
+  const size_t denoise = p.activation_bytes + p.context_bytes + kVaeWeights;
+  const int64_t lat_h = height / 8, lat_w = width / 8;
+  const size_t vae_frames = p.vae_bytes;
+  int64_t tile = 0;
+  size_t vae_tiled = vae_frames;
+  if (vae_frames > denoise) {
+    const double px = static_cast<double>(denoise - kVaeWeights) / static_cast<double>(kVaeDecodePerPixel);
+    const int64_t side = std::max<int64_t>(16, static_cast<int64_t>(std::sqrt(px)) / 8);
+    if (side < lat_h || side < lat_w) {
+      tile = side;
+      vae_tiled = kVaeWeights + kVaeDecodePerPixel * static_cast<size_t>(std::min(side, lat_h) * 8) *
+                                    static_cast<size_t>(std::min(side, lat_w) * 8);
+    }
+  }
+  // The VAE's weights stay loaded through the denoising (CLIP leaves the GPU after encoding). The
+  // minimum allows tiles; a budget that holds everything with whole frames decodes whole frames.
   const size_t dit_min = p.fixed_bytes + 2 * p.block_bytes;
-  p.minimum_bytes = dit_min + std::max(p.activation_bytes + p.context_bytes + kVaeWeights, p.vae_bytes);
+  p.minimum_bytes = dit_min + std::max(denoise, vae_tiled);
   if (budget == 0) {
     p.resident_blocks = p.blocks;
     p.t5_on_gpu = t5_device != "cpu";
     return p;
   }
+  if (tile > 0 && budget < p.fixed_bytes + static_cast<size_t>(p.blocks) * p.block_bytes + vae_frames) {
+    p.vae_tile = tile;
+    p.vae_overlap = std::max<int64_t>(2, tile / 4);
+    p.vae_bytes = vae_tiled;
+  }
   IB_CHECK(budget >= p.minimum_bytes,
            "a GPU memory budget of {:.2f} GiB is too small for this generation ({}x{}, {} frames, {} weights): it needs "
            "at least {:.2f} GiB (DiT fixed weights {:.2f}, two streaming slots {:.2f}, and the larger of activations "
-           "with contexts and VAE weights {:.2f} and the VAE decode {:.2f})",
+           "with contexts and VAE weights {:.2f} and the VAE decode {:.2f}, in tiles where whole frames take more)",
            gib(budget), width, height, frames, bytes_per_weight == 1 ? "fp8" : "bf16", gib(p.minimum_bytes),
-           gib(p.fixed_bytes), gib(2 * p.block_bytes), gib(p.activation_bytes + p.context_bytes + kVaeWeights),
-           gib(p.vae_bytes));
-  const size_t working = std::max(p.activation_bytes + p.context_bytes + kVaeWeights, p.vae_bytes);
+           gib(p.fixed_bytes), gib(2 * p.block_bytes), gib(denoise), gib(vae_tiled));
+  const size_t working = std::max(denoise, p.vae_bytes);
   const size_t room = budget - p.fixed_bytes - working;  // for the blocks' linear layers
   if (room >= static_cast<size_t>(p.blocks) * p.block_bytes) {
     p.resident_blocks = p.blocks;

@@ -23,6 +23,9 @@ struct VramPlan {
   size_t vae_bytes = 0;         // the VAE's weights and its decode's peak (one temporal chunk)
   size_t t5_bytes = 0;          // T5 in bf16 with its activations
   size_t minimum_bytes = 0;     // the least budget that runs this generation (T5 on the CPU)
+  // The VAE decode in spatial tiles of this many latent pixels (0: whole frames) sharing
+  // vae_overlap: under a budget, tiles keep the decode's peak within the denoising's.
+  int64_t vae_tile = 0, vae_overlap = 0;
   std::string describe() const;  // one line for the log
 };
 

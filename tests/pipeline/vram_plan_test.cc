@@ -65,6 +65,22 @@ TEST(VramPlan, BudgetsBetweenMinimumAndEverythingStreamSome) {
   EXPECT_TRUE(p24.t5_on_gpu);
 }
 
+// Under a budget, a VAE decode larger than the denoising's working set runs in tiles whose peak
+// fits it: 720p bf16 then completes in 16 GiB (the whole-frame decode alone is ~18 GiB).
+TEST(VramPlan, TheDecodeIsTiledToFitTheDenoisingsWorkingSet) {
+  EXPECT_EQ(plan_14b(2, 1280, 720, 0).vae_tile, 0);
+  const VramPlan p16 = plan_14b(2, 1280, 720, 16);
+  EXPECT_GT(p16.vae_tile, 0);
+  EXPECT_LT(p16.vae_tile, 1280 / 8);
+  EXPECT_GE(p16.vae_overlap, 2);
+  EXPECT_LT(p16.vae_overlap, p16.vae_tile);
+  EXPECT_LE(p16.vae_bytes, p16.activation_bytes + p16.context_bytes + (512ull << 20));
+  EXPECT_GE(p16.resident_blocks, 0);
+  EXPECT_LE(p16.minimum_bytes, 16 * kGiB);
+  // A budget that fits everything decodes whole frames.
+  EXPECT_EQ(plan_14b(2, 1280, 720, 141).vae_tile, 0);
+}
+
 TEST(VramPlan, TooSmallABudgetIsRefusedWithTheMinimum) {
   const VramPlan any = plan_14b(2, 1280, 720, 0);
   try {

@@ -1,0 +1,99 @@
+// Tiled VAE decode (see vae_tiling.h).
+#include "models/vae_tiling.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/check.h"
+
+namespace ib {
+
+std::vector<int64_t> tile_starts(int64_t length, int64_t tile, int64_t overlap) {
+  IB_CHECK(length > 0 && tile > 0 && overlap >= 0 && overlap < tile, "tile_starts: length {} tile {} overlap {}",
+           length, tile, overlap);
+  if (tile >= length) return {0};
+  std::vector<int64_t> s;
+  for (int64_t p = 0; p + tile < length; p += tile - overlap) s.push_back(p);
+  s.push_back(length - tile);
+  return s;
+}
+
+namespace {
+// Weight of pixel i of a tile spanning [p0, p0 + n) in an axis of `length`: ramps up over `ramp`
+// pixels from a side that is not the image's edge, down towards the other.
+float axis_weight(int64_t i, int64_t p0, int64_t n, int64_t length, int64_t ramp) {
+  float w = 1.0f;
+  if (ramp > 0 && p0 > 0) w = std::min(w, (static_cast<float>(i) + 0.5f) / static_cast<float>(ramp));
+  if (ramp > 0 && p0 + n < length) w = std::min(w, (static_cast<float>(n - i) - 0.5f) / static_cast<float>(ramp));
+  return w;
+}
+
+// Columns [x0, x0 + w) and rows [y0, y0 + h) of a CPU [C, T, H, W] tensor.
+Tensor crop(const Tensor& t, int64_t y0, int64_t h, int64_t x0, int64_t w) {
+  const int64_t C = t.size(0), T = t.size(1), H = t.size(2), W = t.size(3);
+  Tensor out = Tensor::empty({C, T, h, w}, DType::F32);
+  const float* src = t.data<float>();
+  float* dst = out.data<float>();
+  for (int64_t p = 0; p < C * T; ++p)
+    for (int64_t y = 0; y < h; ++y)
+      std::memcpy(dst + (p * h + y) * w, src + (p * H + y0 + y) * W + x0, static_cast<size_t>(w) * sizeof(float));
+  return out;
+}
+}  // namespace
+
+Tensor blend_tiles(const std::vector<PlacedTile>& tiles, int64_t height, int64_t width, int64_t ramp) {
+  IB_CHECK(!tiles.empty(), "blend_tiles: no tiles");
+  const int64_t C = tiles[0].pixels.size(0), F = tiles[0].pixels.size(1);
+  Tensor out = Tensor::zeros({C, F, height, width}, DType::F32);
+  std::vector<float> wsum(static_cast<size_t>(height * width), 0.0f);
+  float* o = out.data<float>();
+  for (const PlacedTile& t : tiles) {
+    const int64_t th = t.pixels.size(2), tw = t.pixels.size(3);
+    IB_CHECK(t.pixels.size(0) == C && t.pixels.size(1) == F && t.y0 >= 0 && t.x0 >= 0 && t.y0 + th <= height &&
+                 t.x0 + tw <= width,
+             "blend_tiles: tile {} at ({}, {}) outside [{}, {}, {}, {}]", t.pixels.str(), t.y0, t.x0, C, F, height,
+             width);
+    std::vector<float> wy(static_cast<size_t>(th)), wx(static_cast<size_t>(tw));
+    for (int64_t y = 0; y < th; ++y) wy[static_cast<size_t>(y)] = axis_weight(y, t.y0, th, height, ramp);
+    for (int64_t x = 0; x < tw; ++x) wx[static_cast<size_t>(x)] = axis_weight(x, t.x0, tw, width, ramp);
+    const float* p = t.pixels.data<float>();
+    for (int64_t y = 0; y < th; ++y)
+      for (int64_t x = 0; x < tw; ++x) wsum[static_cast<size_t>((t.y0 + y) * width + t.x0 + x)] += wy[static_cast<size_t>(y)] * wx[static_cast<size_t>(x)];
+    for (int64_t cf = 0; cf < C * F; ++cf)
+      for (int64_t y = 0; y < th; ++y) {
+        float* row = o + (cf * height + t.y0 + y) * width + t.x0;
+        const float* src = p + (cf * th + y) * tw;
+        const float a = wy[static_cast<size_t>(y)];
+        for (int64_t x = 0; x < tw; ++x) row[x] += a * wx[static_cast<size_t>(x)] * src[x];
+      }
+  }
+  for (int64_t cf = 0; cf < C * F; ++cf)
+    for (int64_t i = 0; i < height * width; ++i) {
+      IB_CHECK(wsum[static_cast<size_t>(i)] > 0.0f, "blend_tiles: pixel {} covered by no tile", i);
+      o[cf * height * width + i] /= wsum[static_cast<size_t>(i)];
+    }
+  return out;
+}
+
+Tensor decode_tiled(const WanVAE& vae, const Tensor& latent, const VaeTiling& tiling, const VaeChunkFn& on_chunk) {
+  IB_CHECK(latent.dim() == 4, "decode_tiled: expected a latent [z, T, h, w], got {}", latent.str());
+  const int64_t T = latent.size(1), h = latent.size(2), w = latent.size(3);
+  if (tiling.tile <= 0 || (tiling.tile >= h && tiling.tile >= w)) return vae.decode(latent, on_chunk).to(Device::CPU);
+  const Tensor lat = latent.to(Device::CPU);
+  const std::vector<int64_t> ys = tile_starts(h, std::min(tiling.tile, h), std::min(tiling.overlap, std::min(tiling.tile, h) - 1));
+  const std::vector<int64_t> xs = tile_starts(w, std::min(tiling.tile, w), std::min(tiling.overlap, std::min(tiling.tile, w) - 1));
+  const int64_t th = std::min(tiling.tile, h), tw = std::min(tiling.tile, w), sf = vae.spatial_factor();
+  const auto n = static_cast<int64_t>(ys.size() * xs.size());
+  std::vector<PlacedTile> tiles;
+  int64_t k = 0;
+  for (int64_t y0 : ys)
+    for (int64_t x0 : xs) {
+      const VaeChunkFn tick = on_chunk ? VaeChunkFn([&, k](int64_t done, int64_t) { on_chunk(k * T + done, n * T); })
+                                       : VaeChunkFn();
+      tiles.push_back({vae.decode(crop(lat, y0, th, x0, tw), tick).to(Device::CPU), y0 * sf, x0 * sf});
+      ++k;
+    }
+  return blend_tiles(tiles, h * sf, w * sf, std::max<int64_t>(1, tiling.overlap * sf));
+}
+
+}  // namespace ib
