@@ -213,6 +213,23 @@ void DitRunner::place_blocks(int64_t resident) {
   count_bytes();
 }
 
+DitRunner::BlockPass::BlockPass(const DitRunner& r) : r_(r) {
+  if (!r_.stream_) return;
+  std::vector<size_t> order;  // the streamed blocks' blobs, in block order
+  for (int64_t k : r_.blob_of_)
+    if (k >= 0) order.push_back(static_cast<size_t>(k));
+  r_.stream_->begin(order);
+}
+
+const DitBlockGpu& DitRunner::BlockPass::enter(size_t i) {
+  if (!r_.stream_ || r_.blob_of_[i] < 0) return r_.w_.blocks[i];
+  return r_.block_view(i, r_.stream_->acquire(next_), scratch_);
+}
+
+void DitRunner::BlockPass::leave(size_t i) {
+  if (r_.stream_ && r_.blob_of_[i] >= 0) r_.stream_->release(next_++);
+}
+
 const DitBlockGpu& DitRunner::block_view(size_t i, int slot, DitBlockGpu& scratch) const {
   if (!stream_ || blob_of_[i] < 0) return w_.blocks[i];
   scratch = w_.blocks[i];
@@ -435,19 +452,12 @@ DitContext DitRunner::prepare(const Tensor& context, const Tensor& clip_fea) con
     qk_norm(a);
     return r;
   };
-  std::vector<size_t> order;  // the streamed blocks' blobs, in block order
-  for (int64_t k : blob_of_)
-    if (k >= 0) order.push_back(static_cast<size_t>(k));
-  if (stream_) stream_->begin(order);
-  size_t pass = 0;
+  BlockPass blocks(*this);
   for (size_t i = 0; i < w.blocks.size(); ++i) {
-    const bool streamed = stream_ && blob_of_[i] >= 0;
-    const int slot = streamed ? stream_->acquire(pass) : 0;
-    DitBlockGpu scratch;
-    const DitBlockGpu& g = block_view(i, slot, scratch);
+    const DitBlockGpu& g = blocks.enter(i);
     out.kv_txt.push_back(project(txt_bf, g.ckv, g.cnorm_k));
     if (img_bf.defined()) out.kv_img.push_back(project(img_bf, g.ckv_img, g.cnorm_k_img));
-    if (streamed) stream_->release(pass++);
+    blocks.leave(i);
   }
   return out;
 }
@@ -561,16 +571,9 @@ std::vector<Tensor> DitRunner::forward_batch(const Tensor& x, double t, const st
     r.round_norm = true;
     residual_norm(r);
   }
-  std::vector<size_t> order;  // the streamed blocks' blobs, in block order
-  for (int64_t k : blob_of_)
-    if (k >= 0) order.push_back(static_cast<size_t>(k));
-  if (stream_) stream_->begin(order);
-  size_t pass = 0;
+  BlockPass blocks(*this);
   for (size_t i = 0; i < w.blocks.size(); ++i) {
-    const bool streamed = stream_ && blob_of_[i] >= 0;
-    const int slot = streamed ? stream_->acquire(pass) : 0;
-    DitBlockGpu scratch;
-    const DitBlockGpu& g = block_view(i, slot, scratch);
+    const DitBlockGpu& g = blocks.enter(i);
     const Tensor& m = mods[i];
     // Self-attention.
     ev.mark("qkv_gemm");
@@ -664,7 +667,7 @@ std::vector<Tensor> DitRunner::forward_batch(const Tensor& x, double t, const st
       r.out_bf16 = false;
     }
     residual_norm(r);
-    if (streamed) stream_->release(pass++);
+    blocks.leave(i);
   }
 
   // 7.8: head in f32, then unpatchify.

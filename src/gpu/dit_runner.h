@@ -138,6 +138,19 @@ class DitRunner {
   // Block i as the kernels see it: its own tensors, or for a streamed block its vectors and the
   // linear layers in `slot` (call between acquire and release).
   const DitBlockGpu& block_view(size_t i, int slot, DitBlockGpu& scratch) const;
+  // One pass over the blocks in order (prepare's and each forward's): enter(i) gives block i,
+  // waiting for its copy when it is streamed; leave(i) once its kernels are queued.
+  class BlockPass {
+   public:
+    explicit BlockPass(const DitRunner& r);
+    const DitBlockGpu& enter(size_t i);
+    void leave(size_t i);
+
+   private:
+    const DitRunner& r_;
+    size_t next_ = 0;  // streamed blocks entered so far
+    DitBlockGpu scratch_;
+  };
   // Block b's linear layers into page-locked host memory (the first call makes the stream for
   // `streamed_blocks` blobs); finish_streaming() then makes the two slots' views.
   void stash_block(size_t b, size_t streamed_blocks);

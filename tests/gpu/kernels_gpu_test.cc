@@ -166,6 +166,24 @@ TEST(GpuEngineKernels, QkNormRopeMatchesCpuComposition) {
   }
 }
 
+// gpu::linear on x [M, K] laid out with row stride ldx, into rows of stride ldy (the gaps
+// poisoned): the [M, N] result read back as f32.
+Tensor linear_strided(const Tensor& x, const gpu::LinearWeight& lw, gpu::Epilogue ep, int64_t ldx, int64_t ldy) {
+  const int64_t M = x.size(0), K = x.size(1), N = lw.out_features();
+  Tensor xw = Tensor::zeros({M, ldx}, DType::F32);
+  for (int64_t r = 0; r < M; ++r)
+    std::memcpy(xw.data<float>() + r * ldx, x.data<float>() + r * K, static_cast<size_t>(K) * 4);
+  const Tensor xd = xw.to(DType::BF16).to(Device::CUDA);
+  Tensor yd = Tensor::empty({M, ldy}, DType::BF16, Device::CUDA);
+  cuda_poison(yd);
+  gpu::linear(xd.raw(), M, ldx, lw, ep, yd.raw(), ldy);
+  const Tensor yw = host(yd);
+  Tensor got = Tensor::empty({M, N}, DType::F32);
+  for (int64_t r = 0; r < M; ++r)
+    std::memcpy(got.data<float>() + r * N, yw.data<float>() + r * ldy, static_cast<size_t>(N) * 4);
+  return got;
+}
+
 // bf16 x bf16 -> bf16 with the bias (and GELU-tanh) in cuBLASLt's epilogue, strided rows.
 TEST(GpuEngineKernels, LinearEpiloguesMatchCpuOps) {
   struct Case {
@@ -185,18 +203,7 @@ TEST(GpuEngineKernels, LinearEpiloguesMatchCpuOps) {
     ref = bf16_round(ref);
 
     const gpu::LinearWeight lw = gpu::LinearWeight::bf16(w, b);
-    const int64_t ldx = c.K + c.ldx_extra, ldy = c.N + c.ldy_extra;
-    Tensor xw = Tensor::zeros({c.M, ldx}, DType::F32);
-    for (int64_t r = 0; r < c.M; ++r)
-      std::memcpy(xw.data<float>() + r * ldx, x.data<float>() + r * c.K, static_cast<size_t>(c.K) * 4);
-    const Tensor xd = xw.to(DType::BF16).to(Device::CUDA);
-    Tensor yd = Tensor::empty({c.M, ldy}, DType::BF16, Device::CUDA);
-    cuda_poison(yd);
-    gpu::linear(xd.raw(), c.M, ldx, lw, c.ep, yd.raw(), ldy);
-    const Tensor yw = host(yd);
-    Tensor got = Tensor::empty({c.M, c.N}, DType::F32);
-    for (int64_t r = 0; r < c.M; ++r)
-      std::memcpy(got.data<float>() + r * c.N, yw.data<float>() + r * ldy, static_cast<size_t>(c.N) * 4);
+    const Tensor got = linear_strided(x, lw, c.ep, c.K + c.ldx_extra, c.N + c.ldy_extra);
     // f32 accumulation in another order, then one rounding; GELU's tanh in another library.
     EXPECT_LE(worst_ratio(got, ref, 2.0, 2e-3 * (1 + max_abs(ref))), 1.0)
         << fmt::format("{} x {} x {} epilogue {}", c.M, c.K, c.N, static_cast<int>(c.ep));
@@ -277,18 +284,7 @@ TEST(GpuEngineKernels, Fp8LinearMatchesCpuComposition) {
     const gpu::LinearWeight lw = gpu::LinearWeight::fp8(gpu::LinearWeight::bf16(w, b));
     ASSERT_EQ(lw.format, gpu::LinearWeight::Format::FP8);
     ASSERT_EQ(lw.w.dtype(), DType::F8E4M3);
-    const int64_t ldx = c.K + c.ldx_extra, ldy = c.N + c.ldy_extra;
-    Tensor xw = Tensor::zeros({c.M, ldx}, DType::F32);
-    for (int64_t r = 0; r < c.M; ++r)
-      std::memcpy(xw.data<float>() + r * ldx, x.data<float>() + r * c.K, static_cast<size_t>(c.K) * 4);
-    const Tensor xd = xw.to(DType::BF16).to(Device::CUDA);
-    Tensor yd = Tensor::empty({c.M, ldy}, DType::BF16, Device::CUDA);
-    cuda_poison(yd);
-    gpu::linear(xd.raw(), c.M, ldx, lw, c.ep, yd.raw(), ldy);
-    const Tensor yw = host(yd);
-    Tensor got = Tensor::empty({c.M, c.N}, DType::F32);
-    for (int64_t r = 0; r < c.M; ++r)
-      std::memcpy(got.data<float>() + r * c.N, yw.data<float>() + r * ldy, static_cast<size_t>(c.N) * 4);
+    const Tensor got = linear_strided(x, lw, c.ep, c.K + c.ldx_extra, c.N + c.ldy_extra);
     EXPECT_LE(worst_ratio(got, ref, 2.0, 2e-3 * (1 + max_abs(ref))), 1.0)
         << fmt::format("fp8 {} x {} x {} epilogue {}", c.M, c.K, c.N, static_cast<int>(c.ep));
     // And the quantisation is really there: the unquantised product differs by far more.
