@@ -89,7 +89,11 @@ const char* image_mime(const std::string& file) {
 }  // namespace
 
 HttpApi::HttpApi(ApiConfig config, Pipeline& pipeline, JobStore& store, JobQueue& queue)
-    : config_(std::move(config)), pipeline_(pipeline), store_(store), queue_(queue) {
+    : config_(std::move(config)),
+      policy_(config_.listen_host, config_.allow_hosts, config_.cors_origins),
+      pipeline_(pipeline),
+      store_(store),
+      queue_(queue) {
   describe_ = pipeline_.describe();
   load_web_files();
 }
@@ -117,6 +121,50 @@ bool HttpApi::authorized(const httplib::Request& req) const {
   return same_secret(key, config_.api_key);
 }
 
+bool HttpApi::refuse_or_preflight(const httplib::Request& req, httplib::Response& res) const {
+  // DNS rebinding: a page of evil.example whose name now points at 127.0.0.1 sends its own name.
+  const std::string host = req.get_header_value("Host");
+  if (!policy_.host_allowed(host)) {
+    GuardedServer::close_after_answer();
+    reply_error(res, 421,
+                "Host '" + RequestPolicy::host_name(host).substr(0, 64) +
+                    "' is not a name of this server (start it with --allow-host NAME to answer to that name)");
+    return true;
+  }
+  const std::string origin = req.get_header_value("Origin");
+  const bool cors = policy_.cors_allowed(origin);
+  if (cors) {
+    res.set_header("Access-Control-Allow-Origin", origin);
+    res.set_header("Access-Control-Expose-Headers", "Location, Retry-After, Content-Range, Content-Disposition");
+  }
+  if (!config_.cors_origins.empty()) res.set_header("Vary", "Origin");
+  if (req.method == "OPTIONS") {
+    // A preflight (Origin + Access-Control-Request-Method) is granted to the listed origins only;
+    // no API key is asked for, as browsers send none with it.
+    const bool preflight = !origin.empty() && req.has_header("Access-Control-Request-Method");
+    if (preflight && !cors) {
+      reply_error(res, 403, "cross-origin requests from this origin are not allowed (see --cors-origin)");
+      return true;
+    }
+    res.status = 204;
+    res.set_header("Allow", "GET, HEAD, POST, DELETE, OPTIONS");
+    if (preflight) {
+      res.set_header("Access-Control-Allow-Methods", "GET, POST, DELETE");
+      res.set_header("Access-Control-Allow-Headers", "Authorization, X-API-Key, Content-Type, Range");
+      res.set_header("Access-Control-Max-Age", "600");
+    }
+    return true;
+  }
+  if (!policy_.origin_allowed(req.method, origin, host, req.get_header_value("Sec-Fetch-Site"))) {
+    GuardedServer::close_after_answer();
+    reply_error(res, 403,
+                "cross-origin " + req.method + " refused: the page of another site may not change this server's "
+                "state (allow its origin with --cors-origin)");
+    return true;
+  }
+  return false;
+}
+
 json HttpApi::job_json(const Job& job) const {
   json j = job_to_json(job);
   j["queue_position"] = job.state == JobState::Queued ? json(queue_.queue_position(job.id)) : json(nullptr);
@@ -129,6 +177,7 @@ void HttpApi::install(httplib::Server& server) {
   server.set_payload_max_length(config_.limits.max_body_bytes);
 
   server.set_pre_routing_handler([this](const Request& req, Response& res) {
+    if (refuse_or_preflight(req, res)) return httplib::Server::HandlerResponse::Handled;
     if (req.path.rfind("/v1/", 0) == 0 && !authorized(req)) {
       res.set_header("WWW-Authenticate", "Bearer");
       reply_error(res, 401, "missing or wrong API key (Authorization: Bearer KEY, X-API-Key: KEY or ?api_key=KEY)",
@@ -412,12 +461,22 @@ void HttpApi::job_events(const httplib::Request& req, httplib::Response& res) {
   const std::string id = job_id(req, res);
   if (id.empty()) return;
   if (!queue_.get(id)) return reply_error(res, 404, "no such job", "id");
+  // Each stream holds an HTTP thread while it is open; the other half stay for requests.
+  if (open_streams_.fetch_add(1) >= config_.max_event_streams) {
+    --open_streams_;
+    res.set_header("Retry-After", "5");
+    return reply_error(res, 503,
+                       fmt::format("{} event streams are open, the most this server keeps; poll GET /v1/jobs/{} instead",
+                                   config_.max_event_streams, id));
+  }
+  // Released with the response, however the stream ends.
+  const std::shared_ptr<void> slot(nullptr, [this](void*) { --open_streams_; });
   res.status = 200;
   res.set_header("Cache-Control", "no-store");
   res.set_header("X-Accel-Buffering", "no");
   auto seen = std::make_shared<uint64_t>(0);
   const auto heartbeat = std::chrono::milliseconds(config_.heartbeat_s * 1000);
-  res.set_chunked_content_provider("text/event-stream", [this, id, seen, heartbeat](size_t, httplib::DataSink& sink) {
+  res.set_chunked_content_provider("text/event-stream", [this, id, seen, heartbeat, slot](size_t, httplib::DataSink& sink) {
     if (*seen == 0 && !sink.write("retry: 3000\n\n", 13)) return false;
     const auto job = queue_.wait_change(id, *seen, heartbeat);
     if (!job) {

