@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "byte_ranges.h"
 #include "core/log.h"
 #include "core/tensor.h"
 #include "inbetween/error.h"
@@ -177,6 +178,10 @@ void HttpApi::install(httplib::Server& server) {
   server.set_payload_max_length(config_.limits.max_body_bytes);
 
   server.set_pre_routing_handler([this](const Request& req, Response& res) {
+    // httplib would apply the Range header to every answer after its handler, and gets several
+    // ranges wrong; the video handler reads the header itself (byte_ranges.h), the rest ignore it.
+    // (The Request is httplib's own non-const object, handed to handlers as const.)
+    const_cast<Request&>(req).ranges.clear();
     if (refuse_or_preflight(req, res)) return httplib::Server::HandlerResponse::Handled;
     if (req.path.rfind("/v1/", 0) == 0 && !authorized(req)) {
       res.set_header("WWW-Authenticate", "Bearer");
@@ -187,7 +192,8 @@ void HttpApi::install(httplib::Server& server) {
     return httplib::Server::HandlerResponse::Unhandled;
   });
   // Errors httplib answers by itself (404 route, 413 body too large, 416 range) get a JSON body.
-  server.set_error_handler(httplib::Server::HandlerWithResponse([](const Request&, Response& res) {
+  server.set_error_handler(httplib::Server::HandlerWithResponse([](const Request& req, Response& res) {
+    const_cast<Request&>(req).ranges.clear();  // a malformed Range (416 before routing): none applied
     if (!res.body.empty() || res.content_length_ > 0) return httplib::Server::HandlerResponse::Unhandled;
     std::string message = "error " + std::to_string(res.status);
     if (res.status == 404) message = "not found";
@@ -509,17 +515,12 @@ void HttpApi::job_video(const httplib::Request& req, httplib::Response& res) {
     return reply_error(res, 409, std::string("no video: the job is ") + state_name(job->state), "id");
   const std::string path = store_.video_path(id);
   std::error_code ec;
-  const auto size = static_cast<size_t>(fs::file_size(path, ec));
+  const uint64_t size = fs::file_size(path, ec);
   if (ec || size == 0) return reply_error(res, 410, "the video file is missing from the data dir");
-  // httplib serves the ranges itself; refuse the ones it would get wrong (past the end).
-  for (const auto& [first, last] : req.ranges) {
-    const bool ok = first >= 0 ? static_cast<size_t>(first) < size && (last < 0 || last >= first)
-                               : last > 0 && static_cast<size_t>(last) <= size;  // suffix "-N"
-    if (!ok) {
-      res.status = 416;
-      res.set_header("Content-Range", "bytes */" + std::to_string(size));
-      return reply_error(res, 416, "range not satisfiable (the video has " + std::to_string(size) + " bytes)");
-    }
+  const RangePlan plan = plan_ranges(req.get_header_value("Range"), size);
+  if (plan.kind == RangePlan::Kind::Unsatisfiable) {
+    res.set_header("Content-Range", "bytes */" + std::to_string(size));
+    return reply_error(res, 416, "range not satisfiable (the video has " + std::to_string(size) + " bytes)");
   }
   auto file = std::make_shared<std::ifstream>(path, std::ios::binary);
   if (!*file) return reply_error(res, 410, "the video file cannot be opened");
@@ -528,17 +529,48 @@ void HttpApi::job_video(const httplib::Request& req, httplib::Response& res) {
   const std::string name = "inbetween-" + id.substr(0, 8) + ".mp4";
   const bool download = req.has_param("download") && req.get_param_value("download") != "0";
   res.set_header("Content-Disposition", std::string(download ? "attachment" : "inline") + "; filename=\"" + name + "\"");
-  if (req.ranges.empty()) res.status = 200;  // else httplib sets 206 and Content-Range
-  res.set_content_provider(size, "video/mp4", [file](size_t offset, size_t length, httplib::DataSink& sink) {
+  // Writes at most `length` bytes of the file from `offset` (one read per call).
+  auto copy = [](std::ifstream& f, uint64_t offset, uint64_t length, httplib::DataSink& sink) {
     char buf[1 << 16];
-    file->clear();
-    file->seekg(static_cast<std::streamoff>(offset));
-    const auto n = static_cast<std::streamsize>(std::min(length, sizeof buf));
-    file->read(buf, n);
-    const std::streamsize got = file->gcount();
-    if (got <= 0) return false;
-    return sink.write(buf, static_cast<size_t>(got));
-  });
+    f.clear();
+    f.seekg(static_cast<std::streamoff>(offset));
+    f.read(buf, static_cast<std::streamsize>(std::min<uint64_t>(length, sizeof buf)));
+    const std::streamsize got = f.gcount();
+    return got > 0 && sink.write(buf, static_cast<size_t>(got));
+  };
+  if (plan.kind == RangePlan::Kind::Whole) {
+    res.status = 200;
+    res.set_content_provider(size, "video/mp4", [file, copy](size_t offset, size_t length, httplib::DataSink& sink) {
+      return copy(*file, offset, length, sink);
+    });
+    return;
+  }
+  res.status = 206;
+  if (plan.ranges.size() == 1) {
+    const ByteRange r = plan.ranges[0];
+    res.set_header("Content-Range", content_range(r, size));
+    res.set_content_provider(r.last - r.first + 1, "video/mp4",
+                             [file, copy, r](size_t offset, size_t length, httplib::DataSink& sink) {
+                               return copy(*file, r.first + offset, length, sink);
+                             });
+    return;
+  }
+  auto body = std::make_shared<MultipartRanges>(multipart_ranges(plan.ranges, size, "video/mp4"));
+  res.set_content_provider(body->length, "multipart/byteranges; boundary=" + body->boundary,
+                           [file, copy, body](size_t offset, size_t length, httplib::DataSink& sink) {
+                             // The piece holding `offset`, then as much of it as fits.
+                             uint64_t at = 0;
+                             for (const MultipartRanges::Piece& p : body->pieces) {
+                               if (offset >= at + p.length) {
+                                 at += p.length;
+                                 continue;
+                               }
+                               const uint64_t skip = offset - at, n = std::min<uint64_t>(p.length - skip, length);
+                               if (p.text.empty()) return copy(*file, p.offset + skip, n, sink);
+                               return sink.write(p.text.data() + skip, n);
+                             }
+                             return false;
+                           });
 }
 
 void HttpApi::job_frame(const httplib::Request& req, httplib::Response& res) {

@@ -208,5 +208,71 @@ TEST(ServerHardening, EventStreamsLeaveThreadsForRequests) {
   EXPECT_EQ(server.stop(SIGTERM), 0);
 }
 
+// Range: overlapping ranges are merged (1000 copies of "0-" were 1000 copies of the video), many
+// small ones give the whole file, a 416 carries one Content-Range, and multi-range parts carry
+// the real size. Other downloads ignore Range.
+TEST(ServerHardening, RangesAreMergedBoundedAndCorrect) {
+  ServerProcess server(temp_dir());
+  auto c = server.client();
+  const std::string id = submit(c, tiny_fields(2));
+  ASSERT_EQ(wait_final(c, id).at("state"), "done");
+  const std::string url = "/v1/jobs/" + id + "/video";
+  auto whole = c.Get(url.c_str());
+  ASSERT_EQ(status(whole), 200);
+  const std::string full = whole->body;
+  const size_t n = full.size();
+  ASSERT_GT(n, 2000u);
+  const std::string total = "/" + std::to_string(n);
+
+  std::string many = "bytes=0-";
+  for (int i = 0; i < 999; ++i) many += ",0-";
+  auto amp = c.Get(url.c_str(), {{"Range", many}});
+  ASSERT_EQ(status(amp), 206);
+  EXPECT_EQ(amp->body, full);  // once, not 1000 times
+  EXPECT_EQ(amp->get_header_value("Content-Range"), "bytes 0-" + std::to_string(n - 1) + total);
+
+  auto overlap = c.Get(url.c_str(), {{"Range", "bytes=100-199, 150-299, 120-130"}});
+  ASSERT_EQ(status(overlap), 206);
+  EXPECT_EQ(overlap->body, full.substr(100, 200));
+  EXPECT_EQ(overlap->get_header_value("Content-Range"), "bytes 100-299" + total);
+
+  // Two ranges apart: multipart/byteranges with the real total in each part.
+  auto two = c.Get(url.c_str(), {{"Range", "bytes=-10,0-4"}});
+  ASSERT_EQ(status(two), 206);
+  const std::string type = two->get_header_value("Content-Type");
+  ASSERT_EQ(type.rfind("multipart/byteranges; boundary=", 0), 0u) << type;
+  const std::string boundary = type.substr(type.find('=') + 1);
+  const std::string expect = "--" + boundary + "\r\nContent-Type: video/mp4\r\nContent-Range: bytes 0-4" + total +
+                             "\r\n\r\n" + full.substr(0, 5) + "\r\n--" + boundary +
+                             "\r\nContent-Type: video/mp4\r\nContent-Range: bytes " + std::to_string(n - 10) + "-" +
+                             std::to_string(n - 1) + total + "\r\n\r\n" + full.substr(n - 10) + "\r\n--" +
+                             boundary + "--\r\n";
+  EXPECT_EQ(two->body, expect);
+  EXPECT_EQ(two->get_header_value("Content-Length"), std::to_string(expect.size()));
+
+  // More than 16 separate ranges: the whole file.
+  std::string spread = "bytes=";
+  for (size_t i = 0; i < 20; ++i) spread += (i ? "," : "") + std::to_string(i * (n / 20)) + "-" + std::to_string(i * (n / 20));
+  auto scattered = c.Get(url.c_str(), {{"Range", spread}});
+  ASSERT_EQ(status(scattered), 200);
+  EXPECT_EQ(scattered->body, full);
+
+  // Unsatisfiable: 416 with exactly one Content-Range, "bytes */SIZE".
+  auto past = c.Get(url.c_str(), {{"Range", "bytes=" + std::to_string(n) + "-"}});
+  ASSERT_EQ(status(past), 416);
+  EXPECT_EQ(past->headers.count("Content-Range"), 1u);
+  EXPECT_EQ(past->get_header_value("Content-Range"), "bytes */" + std::to_string(n));
+  EXPECT_EQ(parse(past).at("error").get<std::string>().find("range not satisfiable"), 0u);
+
+  // The uploads and the page ignore Range.
+  auto frame = c.Get(("/v1/jobs/" + id + "/frames/first").c_str(), {{"Range", many}});
+  ASSERT_EQ(status(frame), 200);
+  EXPECT_EQ(frame->body, first_png());
+  auto page = c.Get("/", {{"Range", "bytes=0-9,20-29"}});
+  ASSERT_EQ(status(page), 200);
+  EXPECT_FALSE(page->has_header("Content-Range"));
+  EXPECT_EQ(server.stop(SIGTERM), 0);
+}
+
 }  // namespace
 }  // namespace ib::test
