@@ -45,6 +45,9 @@ struct ServeArgs {
   int max_event_streams = 0;  // 0: half of http_threads
   double request_timeout_s = 30;
   std::vector<std::string> allow_hosts, cors_origins;
+  size_t keep_jobs = 0;
+  double keep_days = 0;
+  uint64_t max_data_bytes = 0;
   std::string lora_dir;
 };
 
@@ -154,6 +157,7 @@ void run(const ServeArgs& a) {
   }
   server::JobStore store(a.data_dir);
   server::JobQueue queue(pipeline, store, a.max_queue);
+  queue.set_retention({a.keep_jobs, a.keep_days * 86400});
   std::vector<server::Job> saved = store.load_all();
   for (server::Job& job : saved) job.params.lora_dir = lora_dir;  // the folder of this run, never job.json's
   queue.restore(std::move(saved));
@@ -168,6 +172,7 @@ void run(const ServeArgs& a) {
   config.listen_host = a.host;
   config.allow_hosts = a.allow_hosts;
   config.cors_origins = a.cors_origins;
+  config.max_data_bytes = a.max_data_bytes;
   config.max_event_streams = a.max_event_streams > 0 ? a.max_event_streams : a.http_threads / 2;
   server::HttpApi api(config, pipeline, store, queue);
 
@@ -231,6 +236,19 @@ void register_serve(CLI::App& app) {
       ->envname("INBETWEEN_API_KEY");
   cmd->add_option("--on-shutdown", a->on_shutdown, "On SIGTERM/SIGINT: cancel or finish the running job")
       ->check(CLI::IsMember({"cancel", "finish"}))
+      ->capture_default_str();
+  cmd->add_option("--keep-jobs", a->keep_jobs,
+                  "Keep at most N finished jobs (done, failed, cancelled); older ones are deleted (0: all)")
+      ->check(CLI::Range(size_t{0}, size_t{1000000}))
+      ->capture_default_str();
+  cmd->add_option("--keep-days", a->keep_days,
+                  "Delete finished jobs this many days after they finished (fractions allowed; 0: never)")
+      ->check(CLI::Range(0.0, 36500.0))
+      ->capture_default_str();
+  cmd->add_option("--max-data-size", a->max_data_bytes,
+                  "Refuse new jobs (507) while the data folder's jobs take more than this (bytes, or 500MB, "
+                  "20GB...; 0: no limit)")
+      ->transform(CLI::AsSizeValue(false))
       ->capture_default_str();
   cmd->add_option("--web-dir", a->web_dir, "Folder of the web page")->capture_default_str();
   cmd->add_option("--lora-dir", a->lora_dir,

@@ -357,6 +357,16 @@ void HttpApi::post_job(const httplib::Request& req, httplib::Response& res) {
       return reply_error(res, 503, "the server is shutting down");
     case JobQueue::SubmitResult::Accepted: break;
   }
+  if (config_.max_data_bytes > 0) {
+    uint64_t upload = 0;
+    for (const auto& [name, part] : req.files) upload += part.content.size();
+    const uint64_t used = store_.usage();
+    if (used + upload > config_.max_data_bytes)
+      return reply_error(res, 507,
+                         fmt::format("the data folder is full: {:.1f} MiB of {:.1f} MiB (--max-data-size) in use; "
+                                     "delete finished jobs (DELETE /v1/jobs/ID) and try again",
+                                     static_cast<double>(used) / 1048576.0, static_cast<double>(config_.max_data_bytes) / 1048576.0));
+  }
   JobRequest r;
   try {
     r = parse_job_request(req, config_.limits);
@@ -448,10 +458,14 @@ void HttpApi::delete_job(const httplib::Request& req, httplib::Response& res) {
   if (id.empty()) return;
   switch (queue_.cancel(id)) {
     case JobQueue::CancelResult::NotFound: return reply_error(res, 404, "no such job", "id");
-    case JobQueue::CancelResult::AlreadyFinal: {
-      const auto job = queue_.get(id);
-      return reply_error(res, 409, std::string("job is already ") + state_name(job->state), "id");
-    }
+    case JobQueue::CancelResult::AlreadyFinal:
+      // Finished: deleted with its folder (a job that finished meanwhile counts as finished).
+      switch (queue_.remove(id)) {
+        case JobQueue::RemoveResult::Removed: return reply(res, 200, {{"id", id}, {"deleted", true}});
+        case JobQueue::RemoveResult::NotFound: return reply_error(res, 404, "no such job", "id");
+        case JobQueue::RemoveResult::NotFinal: return reply_error(res, 409, "the job changed meanwhile; try again", "id");
+      }
+      return;
     case JobQueue::CancelResult::Cancelling: {
       json j = job_json(*queue_.get(id));
       j["cancel_requested"] = true;

@@ -29,6 +29,7 @@ struct ApiConfig {
 
   Limits limits;
   int heartbeat_s = 15;  // SSE comment interval
+  uint64_t max_data_bytes = 0;  // --max-data-size: new jobs get 507 past it; 0: no limit
   int max_event_streams = 16;  // open SSE streams (each holds an HTTP thread); more get 503
 };
 

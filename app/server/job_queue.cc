@@ -36,6 +36,7 @@ void JobQueue::restore(std::vector<Job> jobs) {
   }
   spdlog::info("data dir: {} jobs ({} queued again, {} interrupted marked failed)", jobs_.size(), requeued,
                interrupted);
+  prune();
 }
 
 void JobQueue::start() { worker_ = std::thread([this] { worker_loop(); }); }
@@ -121,13 +122,60 @@ JobQueue::CancelResult JobQueue::cancel(const std::string& id) {
   return CancelResult::Cancelled;
 }
 
+JobQueue::RemoveResult JobQueue::remove(const std::string& id) {
+  {
+    std::lock_guard lock(mu_);
+    auto it = jobs_.find(id);
+    if (it == jobs_.end()) return RemoveResult::NotFound;
+    if (!is_final(it->second.state)) return RemoveResult::NotFinal;
+    jobs_.erase(it);
+  }
+  changed_.notify_all();  // its event streams end
+  store_.remove_job(id);
+  spdlog::info("job {}: deleted", id);
+  return RemoveResult::Removed;
+}
+
+void JobQueue::prune() {
+  if (retention_.keep_jobs == 0 && retention_.keep_seconds <= 0) return;
+  std::vector<std::string> gone;
+  {
+    std::lock_guard lock(mu_);
+    std::vector<const Job*> finished;
+    for (const auto& [id, job] : jobs_)
+      if (is_final(job.state)) finished.push_back(&job);
+    std::sort(finished.begin(), finished.end(), [](const Job* a, const Job* b) {
+      return a->finished != b->finished ? a->finished > b->finished : a->id > b->id;
+    });
+    const double oldest = unix_now() - retention_.keep_seconds;
+    for (size_t i = 0; i < finished.size(); ++i) {
+      const bool too_many = retention_.keep_jobs > 0 && i >= retention_.keep_jobs;
+      const bool too_old = retention_.keep_seconds > 0 && finished[i]->finished < oldest;
+      if (too_many || too_old) gone.push_back(finished[i]->id);
+    }
+    for (const std::string& id : gone) jobs_.erase(id);
+  }
+  if (gone.empty()) return;
+  changed_.notify_all();
+  for (const std::string& id : gone) store_.remove_job(id);
+  spdlog::info("retention (--keep-jobs {}, --keep-days {}): {} finished jobs deleted", retention_.keep_jobs,
+               retention_.keep_seconds / 86400, gone.size());
+}
+
 std::optional<Job> JobQueue::wait_change(const std::string& id, uint64_t seen_version,
                                          std::chrono::milliseconds timeout) const {
   std::unique_lock lock(mu_);
+  // Looked up again after the wait: a finished job may have been deleted meanwhile.
+  auto changed = [&] {
+    auto it = jobs_.find(id);
+    return closed_ || it == jobs_.end() || it->second.version > seen_version;
+  };
+  if (jobs_.find(id) == jobs_.end()) return std::nullopt;
+  changed_.wait_for(lock, timeout, changed);
   auto it = jobs_.find(id);
   if (it == jobs_.end()) return std::nullopt;
-  changed_.wait_for(lock, timeout, [&] { return closed_ || it->second.version > seen_version; });
-  return it->second;  // std::map iterators stay valid: jobs are never erased
+  Job job = it->second;
+  return job;
 }
 
 void JobQueue::shutdown(bool finish_running) {
@@ -197,7 +245,12 @@ void JobQueue::worker_loop() {
     std::string id;
     {
       std::unique_lock lock(mu_);
-      work_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      // Awake once a minute without work, for the retention rule's --keep-days.
+      while (!work_.wait_for(lock, std::chrono::seconds(60), [&] { return stopping_ || !queue_.empty(); })) {
+        lock.unlock();
+        prune();
+        lock.lock();
+      }
       if (stopping_) return;  // queued jobs stay queued on disk
       id = queue_.front();
       queue_.pop_front();
@@ -205,9 +258,12 @@ void JobQueue::worker_loop() {
       cancel_running_ = false;
     }
     run_job(id);
-    std::lock_guard lock(mu_);
-    running_.clear();
-    cancel_running_ = false;
+    {
+      std::lock_guard lock(mu_);
+      running_.clear();
+      cancel_running_ = false;
+    }
+    prune();
   }
 }
 
@@ -261,6 +317,7 @@ void JobQueue::run_job(const std::string& id) {
     }
     const Tensor t = Tensor::from_vector(video.data, {3, video.frames, video.height, video.width});
     write_mp4(store_.video_path(id), t, snapshot.params.fps);
+    store_.refresh(id);
   } catch (const Cancelled&) {
     final_state = JobState::Cancelled;
   } catch (const std::exception& e) {

@@ -49,6 +49,18 @@ class JobQueue {
   // Queued: cancelled at once. Running: the progress callback throws ib::Cancelled at the next step.
   CancelResult cancel(const std::string& id);
 
+  enum class RemoveResult { Removed, NotFinal, NotFound };
+  // Forgets a finished job and deletes its folder (DELETE on a done, failed or cancelled job).
+  RemoveResult remove(const std::string& id);
+
+  // Finished jobs kept: at most keep_jobs of them (0: no limit), none finished more than
+  // keep_seconds ago (0: no limit). Applied on start, after every job and once a minute.
+  struct Retention {
+    size_t keep_jobs = 0;
+    double keep_seconds = 0;
+  };
+  void set_retention(Retention r) { retention_ = r; }  // before restore()
+
   // Blocks until job `id` changes past `seen_version`, the queue closes, or `timeout` passes.
   // Returns the job as it is then (nullopt when unknown).
   std::optional<Job> wait_change(const std::string& id, uint64_t seen_version, std::chrono::milliseconds timeout) const;
@@ -70,10 +82,12 @@ class JobQueue {
   void run_job(const std::string& id);
   void update(Job& job);  // bumps the version and wakes waiters; call with mu_ held
   void persist(const Job& job);  // job.json; logs failures instead of throwing
+  void prune();  // applies retention_
 
   Pipeline& pipeline_;
   JobStore& store_;
   const size_t max_queue_;
+  Retention retention_;
 
   mutable std::mutex mu_;
   mutable std::condition_variable changed_;  // any job changed, or the queue closed

@@ -197,6 +197,9 @@ JobRequest parse_job_request(const httplib::Request& req, const Limits& limits) 
   r.last = text("last");
   p.first_file = "first." + check_image("first", r.first, limits, r.first_width, r.first_height);
   p.last_file = "last." + check_image("last", r.last, limits, r.last_width, r.last_height);
+  // Stored as far as the image goes: bytes after its end were not decoded and are not kept.
+  r.first.resize(image_length(r.first));
+  r.last.resize(image_length(r.last));
   return r;
 }
 

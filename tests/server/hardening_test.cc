@@ -274,5 +274,74 @@ TEST(ServerHardening, RangesAreMergedBoundedAndCorrect) {
   EXPECT_EQ(server.stop(SIGTERM), 0);
 }
 
+// Retention: --keep-jobs keeps the newest N finished jobs; --keep-days deletes older ones (here on
+// a restart, as the clock has moved past them).
+TEST(ServerHardening, RetentionDeletesOldFinishedJobs) {
+  const std::string data = temp_dir();
+  std::string first, second;
+  {
+    ServerProcess server(data, {"--keep-jobs", "1"});
+    auto c = server.client();
+    first = submit(c, tiny_fields(1, 5));
+    ASSERT_EQ(wait_final(c, first).at("state"), "done");
+    second = submit(c, tiny_fields(1, 5));
+    ASSERT_EQ(wait_final(c, second).at("state"), "done");
+    // The older one goes once the newer one has finished.
+    const auto deadline = Clock::now() + std::chrono::seconds(10);
+    while (status(c.Get(("/v1/jobs/" + first).c_str())) != 404 && Clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    EXPECT_EQ(status(c.Get(("/v1/jobs/" + first).c_str())), 404);
+    EXPECT_FALSE(fs::exists(data + "/jobs/" + first));
+    EXPECT_EQ(status(c.Get(("/v1/jobs/" + second + "/video").c_str())), 200);
+    EXPECT_EQ(server.stop(SIGTERM), 0);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  ServerProcess server(data, {"--keep-days", "0.00001"});  // 0.864 s
+  auto c = server.client();
+  EXPECT_EQ(status(c.Get(("/v1/jobs/" + second).c_str())), 404);
+  EXPECT_FALSE(fs::exists(data + "/jobs/" + second));
+  EXPECT_EQ(server.stop(SIGTERM), 0);
+}
+
+// Junk after an upload's image is not stored; a data folder over --max-data-size refuses new jobs
+// with 507 until finished jobs are deleted.
+TEST(ServerHardening, DiskUseIsBounded) {
+  const std::string data = temp_dir();
+  const size_t images = first_png().size() + last_png().size();
+  // Room for one job's uploads and video, not for a second one's uploads on top.
+  ServerProcess server(data, {"--max-data-size", std::to_string(images + images / 2)});
+  auto c = server.client();
+  const std::string junk(1 << 20, 'j');
+  httplib::MultipartFormDataItems form = {{"first", first_png() + junk, "first.png", "image/png"},
+                                          {"last", last_png(), "last.png", "image/png"}};
+  for (const auto& [k, v] : tiny_fields(1, 5)) form.push_back({k, v, "", ""});
+  // With the junk the upload is over the limit; without it, it fits.
+  auto over = c.Post("/v1/jobs", form);
+  ASSERT_EQ(status(over), 507);
+  EXPECT_NE(parse(over).at("error").get<std::string>().find("full"), std::string::npos);
+  form[0].content = first_png() + std::string(1000, 'j');
+  auto r = c.Post("/v1/jobs", form);
+  ASSERT_EQ(status(r), 202) << (r ? r->body : "");
+  const std::string id = parse(r).at("id");
+  ASSERT_EQ(wait_final(c, id).at("state"), "done");
+  EXPECT_EQ(fs::file_size(data + "/jobs/" + id + "/first.png"), first_png().size());
+  auto f = c.Get(("/v1/jobs/" + id + "/frames/first").c_str());
+  ASSERT_EQ(status(f), 200);
+  EXPECT_EQ(f->body, first_png());
+
+  // Full now: a clear 507, nothing stored.
+  auto full = c.Post("/v1/jobs", job_form(tiny_fields(1, 5)));
+  ASSERT_EQ(status(full), 507);
+  EXPECT_NE(parse(full).at("error").get<std::string>().find("--max-data-size"), std::string::npos);
+  EXPECT_EQ(parse(c.Get("/v1/jobs")).at("jobs").size(), 1u);
+  // Deleting the finished job makes room.
+  auto del = c.Delete(("/v1/jobs/" + id).c_str());
+  ASSERT_EQ(status(del), 200);
+  EXPECT_FALSE(fs::exists(data + "/jobs/" + id));
+  const std::string next = submit(c, tiny_fields(1, 5));
+  EXPECT_EQ(wait_final(c, next).at("state"), "done");
+  EXPECT_EQ(server.stop(SIGTERM), 0);
+}
+
 }  // namespace
 }  // namespace ib::test
