@@ -181,6 +181,15 @@ std::vector<Job> JobStore::load_all() const {
   for (const auto& entry : fs::directory_iterator(jobs_, ec)) {
     const std::string name = entry.path().filename().string();
     if (!entry.is_directory() || !valid_job_id(name)) continue;
+    // A write cut short (SIGKILL, power loss) leaves AtomicFile's temporary ".NAME.partial-XXXXXX".
+    for (const auto& f : fs::directory_iterator(entry.path(), ec)) {
+      const std::string fname = f.path().filename().string();
+      if (fname.front() == '.' && fname.find(".partial-") != std::string::npos) {
+        spdlog::warn("job {}: removing {} (a write that did not finish)", name, fname);
+        fs::remove(f.path(), ec);
+      }
+    }
+    ec.clear();
     const fs::path file = entry.path() / "job.json";
     std::ifstream in(file, std::ios::binary);
     if (!in) {

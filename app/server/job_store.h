@@ -36,7 +36,8 @@ class JobStore {
   void write_file(const std::string& id, const std::string& name, std::string_view data) const;
   void remove_job(const std::string& id) const;
 
-  // Every job whose job.json parses (and whose folder name is its id), oldest first.
+  // Every job whose job.json parses (and whose folder name is its id), oldest first. Removes what
+  // a crash left: folders without job.json and temporary files of unfinished writes.
   std::vector<Job> load_all() const;
 
   // Bytes of the job folders, as of the last write or removal here (refresh() after files that

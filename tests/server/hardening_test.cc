@@ -274,6 +274,12 @@ TEST(ServerHardening, RangesAreMergedBoundedAndCorrect) {
   EXPECT_EQ(server.stop(SIGTERM), 0);
 }
 
+size_t files_in(const std::string& dir) {
+  size_t n = 0;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) n += e.is_regular_file();
+  return n;
+}
+
 // Retention: --keep-jobs keeps the newest N finished jobs; --keep-days deletes older ones (here on
 // a restart, as the clock has moved past them).
 TEST(ServerHardening, RetentionDeletesOldFinishedJobs) {
@@ -340,6 +346,30 @@ TEST(ServerHardening, DiskUseIsBounded) {
   EXPECT_FALSE(fs::exists(data + "/jobs/" + id));
   const std::string next = submit(c, tiny_fields(1, 5));
   EXPECT_EQ(wait_final(c, next).at("state"), "done");
+  EXPECT_EQ(server.stop(SIGTERM), 0);
+}
+
+// SIGKILL while a file is written leaves AtomicFile's temporary file; the next start removes it.
+TEST(ServerHardening, RestartRemovesPartialFiles) {
+  const std::string data = temp_dir();
+  std::string id;
+  {
+    ServerProcess server(data);
+    auto c = server.client();
+    id = submit(c, tiny_fields(1, 5));
+    ASSERT_EQ(wait_final(c, id).at("state"), "done");
+    EXPECT_EQ(server.stop(SIGKILL), 128 + SIGKILL);
+  }
+  const std::string dir = data + "/jobs/" + id;
+  const size_t before = files_in(dir);
+  std::ofstream(dir + "/.video.mp4.partial-Ab12Cd") << std::string(4096, 'x');
+  std::ofstream(dir + "/.job.json.partial-x9Y8z7") << "{";
+  ServerProcess server(data);
+  auto c = server.client();
+  EXPECT_EQ(get_job(c, id).at("state"), "done");
+  EXPECT_FALSE(fs::exists(dir + "/.video.mp4.partial-Ab12Cd"));
+  EXPECT_FALSE(fs::exists(dir + "/.job.json.partial-x9Y8z7"));
+  EXPECT_EQ(files_in(dir), before);
   EXPECT_EQ(server.stop(SIGTERM), 0);
 }
 
