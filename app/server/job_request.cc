@@ -5,6 +5,8 @@
 #include <cmath>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <mutex>
+#include <semaphore>
 #include <set>
 
 #include "io/image.h"
@@ -13,6 +15,12 @@
 namespace ib::server {
 
 namespace {
+
+// Decodes on the HTTP threads are limited to limits.max_decodes at once (the first call's value).
+std::counting_semaphore<1024>& decode_slots(const Limits& limits) {
+  static std::counting_semaphore<1024> slots(std::clamp<std::ptrdiff_t>(limits.max_decodes, 1, 1024));
+  return slots;
+}
 
 [[noreturn]] void bad(const std::string& field, const std::string& message) { throw RequestError(field, message); }
 
@@ -66,6 +74,12 @@ std::string check_image(const std::string& field, const std::string& data, const
   const std::string ext = image_extension(data);
   if (ext.empty()) bad(field, field + ": not a PNG, JPEG or WebP image");
   try {
+    std::counting_semaphore<1024>& slots = decode_slots(limits);
+    slots.acquire();
+    struct Release {
+      std::counting_semaphore<1024>& s;
+      ~Release() { s.release(); }
+    } release{slots};
     const RgbImage img = decode_image(data.data(), data.size(), field);
     width = img.width;
     height = img.height;

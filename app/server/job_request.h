@@ -24,7 +24,12 @@ struct Limits {
   int64_t max_area = 2048 * 2048;  // also caps --size
   int64_t max_side = 2048;         // one side of --size
   int max_fps = 120;
+  int max_decodes = 2;  // uploads decoded at once (an 8192x8192 image takes about 400 MB while it decodes)
 };
+
+// A client's text as error messages show it: quoted, and cut after `max` bytes (with its size),
+// so an error never echoes a whole oversized field.
+std::string shown(std::string_view text, size_t max = 48);
 
 // A client error: HTTP status (400 unless said otherwise), the field at fault (may be empty) and
 // a message meant for people.

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "io/image.h"
 #include "server_process.h"
 
 namespace ib::test {
@@ -370,6 +371,43 @@ TEST(ServerHardening, RestartRemovesPartialFiles) {
   EXPECT_FALSE(fs::exists(dir + "/.video.mp4.partial-Ab12Cd"));
   EXPECT_FALSE(fs::exists(dir + "/.job.json.partial-x9Y8z7"));
   EXPECT_EQ(files_in(dir), before);
+  EXPECT_EQ(server.stop(SIGTERM), 0);
+}
+
+// Uploads decode on the HTTP threads, an 8192x8192 image into about 200 MB; at most two decode at
+// once, so four such uploads at a time do not take four times the memory.
+TEST(ServerHardening, ConcurrentDecodesAreBounded) {
+  ServerProcess server(temp_dir(), {"--http-threads", "8"});
+  auto c = server.client();
+  constexpr int64_t kSide = 8192;
+  std::string big;
+  {
+    const std::vector<uint8_t> rgb(static_cast<size_t>(kSide * kSide * 3), 0x80);
+    const std::vector<uint8_t> png = encode_png(rgb.data(), kSide, kSide);
+    big.assign(png.begin(), png.end());
+  }
+  // `last` fails to decode, so each request ends after decoding `first` (no job runs).
+  const std::string broken = std::string("\x89PNG\r\n\x1a\n", 8) + std::string(64, 'x');
+  const httplib::MultipartFormDataItems form = {{"first", big, "first.png", "image/png"},
+                                                {"last", broken, "last.png", "image/png"}};
+  auto memory = [&](const char* key) { return parse(c.Get("/v1/model")).at("memory").at(key).get<int64_t>(); };
+  const int64_t rss0 = memory("rss_bytes");
+  auto one = c.Post("/v1/jobs", form);
+  ASSERT_EQ(status(one), 400);
+  ASSERT_EQ(parse(one).at("field"), "last") << one->body;
+  const int64_t single = memory("peak_rss_bytes") - rss0;
+  ASSERT_GT(single, 150 << 20) << "one decode should take about 200 MB";
+
+  std::vector<int> codes(4, -1);
+  std::vector<std::thread> threads;
+  for (int& code : codes)
+    threads.emplace_back([&server, &form, &code] { code = status(server.client(120).Post("/v1/jobs", form)); });
+  for (std::thread& t : threads) t.join();
+  for (int code : codes) EXPECT_EQ(code, 400);
+  const int64_t four = memory("peak_rss_bytes") - rss0;
+  std::printf("[measured] peak memory over the idle server: one 8192x8192 decode %.0f MB, four at once %.0f MB\n",
+              static_cast<double>(single) / 1048576.0, static_cast<double>(four) / 1048576.0);
+  EXPECT_LT(four, single * 26 / 10);
   EXPECT_EQ(server.stop(SIGTERM), 0);
 }
 
