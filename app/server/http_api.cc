@@ -21,11 +21,21 @@ namespace {
 void reply(httplib::Response& res, int status, const json& body) {
   res.status = status;
   res.set_header("Cache-Control", "no-store");
-  res.set_content(body.dump(), "application/json");
+  res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
 }
 
+// Messages quote client text through shown(); the cut here is a backstop, so that no answer
+// echoes a whole oversized field.
 void reply_error(httplib::Response& res, int status, const std::string& message, const std::string& field = "") {
-  reply(res, status, {{"error", message}, {"field", field.empty() ? json(nullptr) : json(field)}});
+  constexpr size_t kMax = 2000;
+  std::string m = message;
+  if (m.size() > kMax) {
+    size_t cut = kMax;
+    while (cut > 0 && (static_cast<unsigned char>(m[cut]) & 0xc0) == 0x80) --cut;
+    m = m.substr(0, cut) + "... (cut)";
+  }
+  reply(res, status,
+        {{"error", m}, {"field", field.empty() ? json(nullptr) : json(field.substr(0, 64))}});
 }
 
 bool read_file(const std::string& path, std::string& out) {
@@ -305,7 +315,7 @@ void HttpApi::estimate(const httplib::Request& req, httplib::Response& res) {
     char* end = nullptr;
     const double v = std::strtod(text.c_str(), &end);
     if (text.empty() || *end != '\0' || !(v >= lo && v <= hi)) {
-      reply_error(res, 400, fmt::format("{}: '{}' is not a number in [{}, {}]", name, text, lo, hi), name);
+      reply_error(res, 400, fmt::format("{}: {} is not a number in [{}, {}]", name, shown(text), lo, hi), name);
       return false;
     }
     out = v;
@@ -318,7 +328,7 @@ void HttpApi::estimate(const httplib::Request& req, httplib::Response& res) {
     char x = 0, extra = 0;
     if (std::sscanf(text.c_str(), "%lld%c%lld%c", &a, &x, &b, &extra) != 3 || (x != 'x' && x != 'X') || a < 1 ||
         b < 1 || a > 65535 || b > 65535) {
-      reply_error(res, 400, fmt::format("{}: '{}' is not WIDTHxHEIGHT", name, text), name);
+      reply_error(res, 400, fmt::format("{}: {} is not WIDTHxHEIGHT", name, shown(text)), name);
       return false;
     }
     w = a;

@@ -14,6 +14,13 @@
 
 namespace ib::server {
 
+std::string shown(std::string_view text, size_t max) {
+  if (text.size() <= max) return fmt::format("'{}'", text);
+  size_t cut = max;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xc0) == 0x80) --cut;  // not inside a UTF-8 character
+  return fmt::format("'{}...' ({} bytes)", text.substr(0, cut), text.size());
+}
+
 namespace {
 
 // Decodes on the HTTP threads are limited to limits.max_decodes at once (the first call's value).
@@ -28,7 +35,7 @@ int64_t parse_int(const std::string& field, const std::string& text, int64_t lo,
   int64_t v = 0;
   const char* end = text.data() + text.size();
   const auto [ptr, ec] = std::from_chars(text.data(), end, v);
-  if (text.empty() || ec != std::errc() || ptr != end) bad(field, fmt::format("{}: '{}' is not an integer", field, text));
+  if (text.empty() || ec != std::errc() || ptr != end) bad(field, fmt::format("{}: {} is not an integer", field, shown(text)));
   if (v < lo || v > hi) bad(field, fmt::format("{}: {} is out of range [{}, {}]", field, v, lo, hi));
   return v;
 }
@@ -38,9 +45,9 @@ double parse_number(const std::string& field, const std::string& text, double lo
   const char* end = text.data() + text.size();
   const auto [ptr, ec] = std::from_chars(text.data(), end, v);
   if (text.empty() || ec != std::errc() || ptr != end || !std::isfinite(v))
-    bad(field, fmt::format("{}: '{}' is not a number", field, text));
+    bad(field, fmt::format("{}: {} is not a number", field, shown(text)));
   if (v > hi || v < lo || (lo_open && v == lo))
-    bad(field, fmt::format("{}: {} is out of range {}{}, {}]", field, text, lo_open ? "(" : "[", lo, hi));
+    bad(field, fmt::format("{}: {} is out of range {}{}, {}]", field, shown(text), lo_open ? "(" : "[", lo, hi));
   return v;
 }
 
@@ -111,9 +118,9 @@ std::vector<LoraFile> parse_loras(const std::string& text) {
     if (colon != std::string::npos) l.scale = parse_number("loras", item.substr(colon + 1), -100, 100);
     const std::string& n = l.path;
     if (n.empty() || n.size() > 255 || n.front() == '.' || n.find_first_of(std::string("/\\\0:", 4)) != std::string::npos)
-      bad("loras", "loras: '" + n + "' is not a file name of the server's LoRA folder (no paths)");
+      bad("loras", "loras: " + shown(n) + " is not a file name of the server's LoRA folder (no paths)");
     if (n.size() < 12 || n.compare(n.size() - 12, 12, ".safetensors") != 0)
-      bad("loras", "loras: '" + n + "' is not a .safetensors file");
+      bad("loras", "loras: " + shown(n) + " is not a .safetensors file");
     out.push_back(l);
   }
   if (out.size() > kMaxLoras) bad("loras", fmt::format("loras: {} files, at most {} allowed", out.size(), kMaxLoras));
@@ -132,14 +139,14 @@ const std::vector<std::string>& job_fields() {
 JobRequest parse_job_request(const httplib::Request& req, const Limits& limits) {
   if (!req.is_multipart_form_data()) bad("", "expected a multipart/form-data body");
   for (const auto& [name, value] : req.params) {
-    if (name != "api_key") bad(name, "unknown query parameter '" + name + "'");
+    if (name != "api_key") bad(name.substr(0, 64), "unknown query parameter " + shown(name));
   }
   const auto& fields = job_fields();
   std::set<std::string> seen;
   for (const auto& [name, part] : req.files) {
     if (std::find(fields.begin(), fields.end(), name) == fields.end())
-      bad(name, fmt::format("unknown field '{}'; accepted: {}", name, fmt::join(fields, ", ")));
-    if (!seen.insert(name).second) bad(name, "field '" + name + "' given more than once");
+      bad(name.substr(0, 64), fmt::format("unknown field {}; accepted: {}", shown(name), fmt::join(fields, ", ")));
+    if (!seen.insert(name).second) bad(name.substr(0, 64), "field " + shown(name) + " given more than once");
   }
   auto has = [&](const char* name) { return req.files.count(name) > 0; };
   auto text = [&](const char* name) { return req.files.find(name)->second.content; };
@@ -169,7 +176,7 @@ JobRequest parse_job_request(const httplib::Request& req, const Limits& limits) 
   if (has("size")) {
     const std::string s = text("size");
     const size_t x = s.find_first_of("xX");
-    if (x == std::string::npos) bad("size", "size: '" + s + "' is not WIDTHxHEIGHT");
+    if (x == std::string::npos) bad("size", "size: " + shown(s) + " is not WIDTHxHEIGHT");
     p.width = parse_int("size", s.substr(0, x), 16, limits.max_side);
     p.height = parse_int("size", s.substr(x + 1), 16, limits.max_side);
     if (p.width % 16 != 0 || p.height % 16 != 0)
@@ -183,7 +190,7 @@ JobRequest parse_job_request(const httplib::Request& req, const Limits& limits) 
   if (has("solver")) {
     p.solver = text("solver");
     if (p.solver != "unipc" && p.solver != "dpm++" && p.solver != "euler")
-      bad("solver", "solver: '" + p.solver + "' is not unipc, dpm++ or euler");
+      bad("solver", "solver: " + shown(p.solver) + " is not unipc, dpm++ or euler");
   }
   if (has("timesteps")) {
     // "1000,750,500,250"; the order and the solver are Pipeline::validate's to check.

@@ -374,6 +374,23 @@ TEST(ServerHardening, RestartRemovesPartialFiles) {
   EXPECT_EQ(server.stop(SIGTERM), 0);
 }
 
+// An error names the field and quotes a little of it, never all of it.
+TEST(ServerHardening, ErrorsDoNotEchoWholeFields) {
+  ServerProcess server(temp_dir());
+  auto c = server.client();
+  const std::string huge(10 << 20, '7');
+  for (const char* field : {"frames", "steps", "seed", "solver", "size", "shift", "loras"}) {
+    auto r = c.Post("/v1/jobs", job_form({{field, huge + "x"}}));
+    ASSERT_EQ(status(r), 400) << field;
+    EXPECT_LT(r->body.size(), 1000u) << field << ": " << r->body.substr(0, 300);
+    EXPECT_EQ(parse(r).at("field"), field) << r->body.substr(0, 300);
+  }
+  auto e = c.Get(("/v1/estimate?frames=" + std::string(4000, '9') + "x").c_str());
+  ASSERT_EQ(status(e), 400);
+  EXPECT_LT(e->body.size(), 1000u);
+  EXPECT_EQ(server.stop(SIGTERM), 0);
+}
+
 // Uploads decode on the HTTP threads, an 8192x8192 image into about 200 MB; at most two decode at
 // once, so four such uploads at a time do not take four times the memory.
 TEST(ServerHardening, ConcurrentDecodesAreBounded) {
