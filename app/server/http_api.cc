@@ -178,7 +178,7 @@ bool HttpApi::refuse_or_preflight(const httplib::Request& req, httplib::Response
 
 json HttpApi::job_json(const Job& job) const {
   json j = job_to_json(job);
-  j["queue_position"] = job.state == JobState::Queued ? json(queue_.queue_position(job.id)) : json(nullptr);
+  j["queue_position"] = job.state == JobState::Queued ? json(job.queue_position) : json(nullptr);
   return j;
 }
 
@@ -299,7 +299,11 @@ void HttpApi::model_info(const httplib::Request&, httplib::Response& res) {
            {"max_frames", config_.limits.max_frames},
            {"max_steps", config_.limits.max_steps},
            {"max_area", config_.limits.max_area},
-           {"max_fps", config_.limits.max_fps}}},
+           {"max_fps", config_.limits.max_fps},
+           {"max_decodes", config_.limits.max_decodes},
+           {"max_event_streams", config_.max_event_streams},
+           {"max_data_bytes", config_.max_data_bytes}}},
+         {"data_bytes", store_.usage()},
          {"fields", job_fields()}});
 }
 
@@ -396,6 +400,7 @@ void HttpApi::post_job(const httplib::Request& req, httplib::Response& res) {
 
   const std::string id = store_.create_job_dir();
   const std::string dir = store_.job_dir(id);
+  size_t position = 0;
   try {
     store_.write_file(id, r.params.first_file, r.first);
     store_.write_file(id, r.params.last_file, r.last);
@@ -414,7 +419,7 @@ void HttpApi::post_job(const httplib::Request& req, httplib::Response& res) {
       store_.remove_job(id);
       return reply_error(res, 400, message, field_for_pipeline_error(message));
     }
-    switch (queue_.submit(job)) {
+    switch (queue_.submit(job, &position)) {
       case JobQueue::SubmitResult::Accepted: break;
       case JobQueue::SubmitResult::Full:
         store_.remove_job(id);
@@ -431,10 +436,11 @@ void HttpApi::post_job(const httplib::Request& req, httplib::Response& res) {
   spdlog::info("job {}: queued ({}x{} and {}x{} images, {} frames, {} steps)", id, r.first_width, r.first_height,
                r.last_width, r.last_height, r.params.frames, r.params.steps);
   res.set_header("Location", "/v1/jobs/" + id);
+  // As accepted: the worker may have taken the job by now, which GET and the events then say.
   reply(res, 202,
         {{"id", id},
          {"state", "queued"},
-         {"queue_position", queue_.queue_position(id)},
+         {"queue_position", position},
          {"url", "/v1/jobs/" + id},
          {"events", "/v1/jobs/" + id + "/events"},
          {"video", "/v1/jobs/" + id + "/video"}});

@@ -48,7 +48,7 @@ JobQueue::SubmitResult JobQueue::can_submit() const {
   return SubmitResult::Accepted;
 }
 
-JobQueue::SubmitResult JobQueue::submit(Job job) {
+JobQueue::SubmitResult JobQueue::submit(Job job, size_t* position) {
   {
     std::lock_guard lock(mu_);
     if (stopping_) return SubmitResult::Stopping;
@@ -63,6 +63,7 @@ JobQueue::SubmitResult JobQueue::submit(Job job) {
     if (queue_.size() >= max_queue_) return SubmitResult::Full;
     const std::string id = job.id;
     queue_.push_back(id);
+    if (position != nullptr) *position = queue_.size();
     update(jobs_[id] = std::move(job));
   }
   work_.notify_one();
@@ -73,7 +74,16 @@ std::optional<Job> JobQueue::get(const std::string& id) const {
   std::lock_guard lock(mu_);
   auto it = jobs_.find(id);
   if (it == jobs_.end()) return std::nullopt;
-  return it->second;
+  Job job = it->second;
+  fill_position(job);
+  return job;
+}
+
+void JobQueue::fill_position(Job& job) const {
+  job.queue_position = 0;
+  if (job.state != JobState::Queued) return;
+  auto it = std::find(queue_.begin(), queue_.end(), job.id);
+  if (it != queue_.end()) job.queue_position = static_cast<size_t>(it - queue_.begin()) + 1;
 }
 
 std::vector<Job> JobQueue::list(size_t limit) const {
@@ -81,7 +91,10 @@ std::vector<Job> JobQueue::list(size_t limit) const {
   {
     std::lock_guard lock(mu_);
     out.reserve(jobs_.size());
-    for (const auto& [id, job] : jobs_) out.push_back(job);
+    for (const auto& [id, job] : jobs_) {
+      out.push_back(job);
+      fill_position(out.back());
+    }
   }
   std::sort(out.begin(), out.end(), [](const Job& a, const Job& b) {
     return a.created != b.created ? a.created > b.created : a.id > b.id;
@@ -175,6 +188,7 @@ std::optional<Job> JobQueue::wait_change(const std::string& id, uint64_t seen_ve
   auto it = jobs_.find(id);
   if (it == jobs_.end()) return std::nullopt;
   Job job = it->second;
+  fill_position(job);
   return job;
 }
 

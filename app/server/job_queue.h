@@ -37,9 +37,11 @@ class JobQueue {
   enum class SubmitResult { Accepted, Full, Stopping };
   // Whether a submission would be accepted now (a cheap early check before reading images).
   SubmitResult can_submit() const;
-  // Queues a job whose folder already holds its images; writes its job.json.
-  SubmitResult submit(Job job);
+  // Queues a job whose folder already holds its images; writes its job.json. `position`: its
+  // place in the queue when it was accepted (1-based).
+  SubmitResult submit(Job job, size_t* position = nullptr);
 
+  // Jobs as they are, with queue_position read under the same lock as the state.
   std::optional<Job> get(const std::string& id) const;
   std::vector<Job> list(size_t limit) const;  // newest first
   // 1-based place among the waiting jobs; 0 when not waiting.
@@ -83,6 +85,7 @@ class JobQueue {
   void update(Job& job);  // bumps the version and wakes waiters; call with mu_ held
   void persist(const Job& job);  // job.json; logs failures instead of throwing
   void prune();  // applies retention_
+  void fill_position(Job& job) const;  // call with mu_ held
 
   Pipeline& pipeline_;
   JobStore& store_;

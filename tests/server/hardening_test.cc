@@ -391,6 +391,27 @@ TEST(ServerHardening, ErrorsDoNotEchoWholeFields) {
   EXPECT_EQ(server.stop(SIGTERM), 0);
 }
 
+// The 202 answer says where the job stood when accepted: queued, at a place >= 1 (it said 0 when
+// the idle worker had taken the job before the answer was written).
+TEST(ServerHardening, AcceptedJobHasItsQueuePosition) {
+  ServerProcess server(temp_dir());
+  auto c = server.client();
+  for (int i = 0; i < 6; ++i) {
+    auto r = c.Post("/v1/jobs", job_form(tiny_fields(1, 1)));
+    ASSERT_EQ(status(r), 202);
+    const json j = parse(r);
+    EXPECT_EQ(j.at("state"), "queued");
+    EXPECT_GE(j.at("queue_position").get<int>(), 1) << j.dump();
+    // And a read never says queued without a place.
+    const json g = get_job(c, j.at("id"));
+    if (g.at("state") == "queued") {
+      EXPECT_GE(g.at("queue_position").get<int>(), 1) << g.dump();
+    }
+    EXPECT_EQ(wait_final(c, j.at("id")).at("state"), "done");
+  }
+  EXPECT_EQ(server.stop(SIGTERM), 0);
+}
+
 // Uploads decode on the HTTP threads, an 8192x8192 image into about 200 MB; at most two decode at
 // once, so four such uploads at a time do not take four times the memory.
 TEST(ServerHardening, ConcurrentDecodesAreBounded) {
