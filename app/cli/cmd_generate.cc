@@ -8,11 +8,10 @@
 #include <filesystem>
 
 #include "app_commands.h"
-#include "core/tensor.h"
 #include "inbetween/error.h"
 #include "inbetween/pipeline.h"
+#include "inbetween/video.h"
 #include "io/image.h"
-#include "io/video_writer.h"
 #include "models/lora.h"
 #include "progress_bar.h"
 
@@ -148,10 +147,8 @@ void run(const GenerateArgs& a) {
   const auto tw = std::chrono::steady_clock::now();
   bar.update(Progress{"write", 0, 1, std::chrono::duration<double>(tw - t0).count(), -1, -1});
   bar.finish();
-  Tensor video = Tensor::empty({3, v.frames, v.height, v.width}, DType::F32);
-  std::copy(v.data.begin(), v.data.end(), video.data<float>());
   try {
-    write_video(a.output, video, a.fps);
+    write_video(a.output, v, a.fps);
   } catch (const Error& e) {
     fail("--output: {}", e.what());
   }

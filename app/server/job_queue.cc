@@ -3,9 +3,8 @@
 #include <algorithm>
 
 #include "core/log.h"
-#include "core/tensor.h"
 #include "inbetween/error.h"
-#include "io/video_writer.h"
+#include "inbetween/video.h"
 
 namespace ib::server {
 
@@ -329,8 +328,7 @@ void JobQueue::run_job(const std::string& id) {
       job.total = 1;
       update(job);
     }
-    const Tensor t = Tensor::from_vector(video.data, {3, video.frames, video.height, video.width});
-    write_mp4(store_.video_path(id), t, snapshot.params.fps);
+    write_video(store_.video_path(id), video, snapshot.params.fps);  // video.mp4: H.264
     store_.refresh(id);
   } catch (const Cancelled&) {
     final_state = JobState::Cancelled;
