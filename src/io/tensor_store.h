@@ -6,11 +6,15 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/tensor.h"
 
 namespace ib {
+
+// A checkpoint's tensors by name and shape (each model declares its list beside its loader).
+using WeightShapes = std::vector<std::pair<std::string, Shape>>;
 
 struct TensorInfo {
   DType dtype = DType::F32;

@@ -194,4 +194,34 @@ Tensor ClipVision::encode(const Tensor& pixels) const {
   return h;  // [N, T, dim]
 }
 
+// ---- The weight list: what load() reads and synthetic models write --------------------------
+
+WeightShapes clip_weight_shapes(const ClipConfig& c) {
+  const int64_t grid = c.image_size / c.patch_size, d = c.dim, mlp = c.dim * c.mlp_ratio;
+  WeightShapes s{{"visual.patch_embedding.weight", {d, 3, c.patch_size, c.patch_size}},
+          {"visual.cls_embedding", {1, 1, d}},
+          {"visual.pos_embedding", {1, grid * grid + 1, d}},
+          {"visual.pre_norm.weight", {d}},
+          {"visual.pre_norm.bias", {d}}};
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    const std::string b = fmt::format("visual.transformer.{}.", i);
+    for (const char* n : {"norm1", "norm2"}) {
+      s.push_back({b + n + ".weight", {d}});
+      s.push_back({b + n + ".bias", {d}});
+    }
+    s.push_back({b + "attn.to_qkv.weight", {3 * d, d}});
+    s.push_back({b + "attn.to_qkv.bias", {3 * d}});
+    s.push_back({b + "attn.proj.weight", {d, d}});
+    s.push_back({b + "attn.proj.bias", {d}});
+    s.push_back({b + "mlp.0.weight", {mlp, d}});
+    s.push_back({b + "mlp.0.bias", {mlp}});
+    s.push_back({b + "mlp.2.weight", {d, mlp}});
+    s.push_back({b + "mlp.2.bias", {d}});
+  }
+  s.push_back({"visual.post_norm.weight", {d}});
+  s.push_back({"visual.post_norm.bias", {d}});
+  s.push_back({"visual.head", {d, 1024}});  // projection to the 1024-d joint space (unused)
+  return s;
+}
+
 }  // namespace ib

@@ -436,4 +436,57 @@ Tensor WanDiT::forward(const Tensor& x, double t, const Tensor& context, const T
   return unpatchify(out.to(Device::CPU), c.out_dim, T, hp, wp).to(x.device());
 }
 
+// ---- The weight list: what load() reads and synthetic models write --------------------------
+
+WeightShapes dit_weight_shapes(const DitConfig& c, int64_t text_dim, int64_t clip_dim, int64_t image_tokens) {
+  const int64_t d = c.dim;
+  WeightShapes s{{"patch_embedding.weight", {d, c.in_dim, 1, 2, 2}}, {"patch_embedding.bias", {d}},
+          {"text_embedding.0.weight", {d, text_dim}},        {"text_embedding.0.bias", {d}},
+          {"text_embedding.2.weight", {d, d}},               {"text_embedding.2.bias", {d}},
+          {"time_embedding.0.weight", {d, c.freq_dim}},      {"time_embedding.0.bias", {d}},
+          {"time_embedding.2.weight", {d, d}},               {"time_embedding.2.bias", {d}},
+          {"time_projection.1.weight", {6 * d, d}},          {"time_projection.1.bias", {6 * d}}};
+  const bool image = c.model_type != "t2v";
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    const std::string b = fmt::format("blocks.{}.", i);
+    s.push_back({b + "modulation", {1, 6, d}});
+    for (const char* a : {"self_attn", "cross_attn"}) {
+      for (const char* m : {"q", "k", "v", "o"}) {
+        s.push_back({b + a + "." + m + ".weight", {d, d}});
+        s.push_back({b + a + "." + m + ".bias", {d}});
+      }
+      s.push_back({b + a + ".norm_q.weight", {d}});
+      s.push_back({b + a + ".norm_k.weight", {d}});
+    }
+    if (image) {
+      for (const char* m : {"k_img", "v_img"}) {
+        s.push_back({b + "cross_attn." + m + ".weight", {d, d}});
+        s.push_back({b + "cross_attn." + m + ".bias", {d}});
+      }
+      s.push_back({b + "cross_attn.norm_k_img.weight", {d}});
+    }
+    s.push_back({b + "norm3.weight", {d}});
+    s.push_back({b + "norm3.bias", {d}});
+    s.push_back({b + "ffn.0.weight", {c.ffn_dim, d}});
+    s.push_back({b + "ffn.0.bias", {c.ffn_dim}});
+    s.push_back({b + "ffn.2.weight", {d, c.ffn_dim}});
+    s.push_back({b + "ffn.2.bias", {d}});
+  }
+  s.push_back({"head.modulation", {1, 2, d}});
+  s.push_back({"head.head.weight", {c.out_dim * 4, d}});
+  s.push_back({"head.head.bias", {c.out_dim * 4}});
+  if (image) {
+    s.push_back({"img_emb.proj.0.weight", {clip_dim}});
+    s.push_back({"img_emb.proj.0.bias", {clip_dim}});
+    s.push_back({"img_emb.proj.1.weight", {clip_dim, clip_dim}});
+    s.push_back({"img_emb.proj.1.bias", {clip_dim}});
+    s.push_back({"img_emb.proj.3.weight", {d, clip_dim}});
+    s.push_back({"img_emb.proj.3.bias", {d}});
+    s.push_back({"img_emb.proj.4.weight", {d}});
+    s.push_back({"img_emb.proj.4.bias", {d}});
+    if (c.model_type == "flf2v") s.push_back({"img_emb.emb_pos", {1, image_tokens, clip_dim}});
+  }
+  return s;
+}
+
 }  // namespace ib

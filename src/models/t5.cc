@@ -226,4 +226,23 @@ Tensor T5Encoder::encode(const std::vector<int32_t>& ids, const std::vector<int3
   return out;
 }
 
+// ---- The weight list: what load() reads and synthetic models write --------------------------
+
+WeightShapes t5_weight_shapes(const T5Config& c) {
+  WeightShapes s{{"token_embedding.weight", {c.vocab, c.dim}}};
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    const std::string b = fmt::format("blocks.{}.", l);
+    s.push_back({b + "norm1.weight", {c.dim}});
+    for (const char* m : {"q", "k", "v"}) s.push_back({b + "attn." + m + ".weight", {c.dim_attn, c.dim}});
+    s.push_back({b + "attn.o.weight", {c.dim, c.dim_attn}});
+    s.push_back({b + "norm2.weight", {c.dim}});
+    s.push_back({b + "ffn.gate.0.weight", {c.dim_ffn, c.dim}});
+    s.push_back({b + "ffn.fc1.weight", {c.dim_ffn, c.dim}});
+    s.push_back({b + "ffn.fc2.weight", {c.dim, c.dim_ffn}});
+    s.push_back({b + "pos_embedding.embedding.weight", {c.num_buckets, c.num_heads}});
+  }
+  s.push_back({"norm.weight", {c.dim}});
+  return s;
+}
+
 }  // namespace ib

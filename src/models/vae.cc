@@ -463,4 +463,101 @@ Tensor WanVAE::decode(const Tensor& latent, const VaeChunkFn& on_chunk) const {
   return video;
 }
 
+// ---- The weight list: what load() reads and synthetic models write --------------------------
+
+namespace {
+
+void residual_specs(WeightShapes& s, const std::string& p, int64_t cin, int64_t cout) {
+  s.push_back({p + ".residual.0.gamma", {cin, 1, 1, 1}});
+  s.push_back({p + ".residual.2.weight", {cout, cin, 3, 3, 3}});
+  s.push_back({p + ".residual.2.bias", {cout}});
+  s.push_back({p + ".residual.3.gamma", {cout, 1, 1, 1}});
+  s.push_back({p + ".residual.6.weight", {cout, cout, 3, 3, 3}});
+  s.push_back({p + ".residual.6.bias", {cout}});
+  if (cin != cout) {
+    s.push_back({p + ".shortcut.weight", {cout, cin, 1, 1, 1}});
+    s.push_back({p + ".shortcut.bias", {cout}});
+  }
+}
+
+void attention_specs(WeightShapes& s, const std::string& p, int64_t c) {
+  s.push_back({p + ".norm.gamma", {c, 1, 1}});
+  s.push_back({p + ".to_qkv.weight", {3 * c, c, 1, 1}});
+  s.push_back({p + ".to_qkv.bias", {3 * c}});
+  s.push_back({p + ".proj.weight", {c, c, 1, 1}});
+  s.push_back({p + ".proj.bias", {c}});
+}
+
+void resample_specs(WeightShapes& s, const std::string& p, int64_t c, bool up, bool temporal) {
+  const int64_t out = up ? c / 2 : c;
+  s.push_back({p + ".resample.1.weight", {out, c, 3, 3}});
+  s.push_back({p + ".resample.1.bias", {out}});
+  if (temporal) {
+    const int64_t tout = up ? 2 * c : c;
+    s.push_back({p + ".time_conv.weight", {tout, c, 3, 1, 1}});
+    s.push_back({p + ".time_conv.bias", {tout}});
+  }
+}
+
+}  // namespace
+
+WeightShapes vae_weight_shapes(const VaeConfig& c) {
+  WeightShapes s;
+  const size_t levels = c.dim_mult.size();
+  std::vector<int64_t> dims{c.dim};
+  for (int64_t u : c.dim_mult) dims.push_back(c.dim * u);
+  // Encoder (upstream Encoder3d).
+  s.push_back({"encoder.conv1.weight", {dims[0], 3, 3, 3, 3}});
+  s.push_back({"encoder.conv1.bias", {dims[0]}});
+  // The channel count carries over from level to level, as in WanVAE::load (the same whenever
+  // num_res_blocks >= 1).
+  int idx = 0;
+  int64_t in = dims[0];
+  for (size_t i = 0; i < levels; ++i) {
+    const int64_t out = dims[i + 1];
+    for (int64_t r = 0; r < c.num_res_blocks; ++r) {
+      residual_specs(s, fmt::format("encoder.downsamples.{}", idx++), in, out);
+      in = out;
+    }
+    if (i + 1 != levels) resample_specs(s, fmt::format("encoder.downsamples.{}", idx++), in, false, c.temporal_downsample[i]);
+  }
+  const int64_t top = in;
+  residual_specs(s, "encoder.middle.0", top, top);
+  attention_specs(s, "encoder.middle.1", top);
+  residual_specs(s, "encoder.middle.2", top, top);
+  s.push_back({"encoder.head.0.gamma", {top, 1, 1, 1}});
+  s.push_back({"encoder.head.2.weight", {2 * c.z_dim, top, 3, 3, 3}});
+  s.push_back({"encoder.head.2.bias", {2 * c.z_dim}});
+  s.push_back({"conv1.weight", {2 * c.z_dim, 2 * c.z_dim, 1, 1, 1}});
+  s.push_back({"conv1.bias", {2 * c.z_dim}});
+  s.push_back({"conv2.weight", {c.z_dim, c.z_dim, 1, 1, 1}});
+  s.push_back({"conv2.bias", {c.z_dim}});
+  // Decoder (upstream Decoder3d): dims reversed, starting from the deepest width.
+  std::vector<int64_t> ddims{c.dim * c.dim_mult.back()};
+  for (size_t i = levels; i-- > 0;) ddims.push_back(c.dim * c.dim_mult[i]);
+  s.push_back({"decoder.conv1.weight", {ddims[0], c.z_dim, 3, 3, 3}});
+  s.push_back({"decoder.conv1.bias", {ddims[0]}});
+  residual_specs(s, "decoder.middle.0", ddims[0], ddims[0]);
+  attention_specs(s, "decoder.middle.1", ddims[0]);
+  residual_specs(s, "decoder.middle.2", ddims[0], ddims[0]);
+  idx = 0;
+  for (size_t i = 0; i < levels; ++i) {
+    int64_t d_in = ddims[i];
+    const int64_t out = ddims[i + 1];
+    if (i >= 1) d_in /= 2;  // the resample before halved the channels (upstream: `if i in (1, 2, 3)`)
+    for (int64_t r = 0; r < c.num_res_blocks + 1; ++r) {
+      residual_specs(s, fmt::format("decoder.upsamples.{}", idx++), d_in, out);
+      d_in = out;
+    }
+    if (i + 1 != levels) {
+      const bool temporal = c.temporal_downsample[levels - 2 - i];
+      resample_specs(s, fmt::format("decoder.upsamples.{}", idx++), out, true, temporal);
+    }
+  }
+  s.push_back({"decoder.head.0.gamma", {ddims.back(), 1, 1, 1}});
+  s.push_back({"decoder.head.2.weight", {3, ddims.back(), 3, 3, 3}});
+  s.push_back({"decoder.head.2.bias", {3}});
+  return s;
+}
+
 }  // namespace ib

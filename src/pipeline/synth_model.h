@@ -12,6 +12,10 @@
 
 #include "core/tensor.h"
 #include "io/model_config.h"
+#include "models/clip.h"
+#include "models/dit.h"
+#include "models/t5.h"
+#include "models/vae.h"
 
 namespace ib {
 
@@ -40,12 +44,8 @@ struct SynthOptions {
 // or not at all: files go to a temporary folder beside it that is renamed at the end.
 void write_synth_model(const SynthPreset& preset, const SynthOptions& options);
 
-// The tensors (name, shape) each component needs, the names the loaders expect.
-std::vector<std::pair<std::string, Shape>> dit_weight_shapes(const DitConfig& c, int64_t text_dim, int64_t clip_dim,
-                                                             int64_t image_tokens);
-std::vector<std::pair<std::string, Shape>> t5_weight_shapes(const T5Config& c);
-std::vector<std::pair<std::string, Shape>> clip_weight_shapes(const ClipConfig& c);
-std::vector<std::pair<std::string, Shape>> vae_weight_shapes(const VaeConfig& c);
+// The weight lists (t5_weight_shapes, clip_weight_shapes, vae_weight_shapes, dit_weight_shapes)
+// are declared beside their loaders in src/models.
 
 // Random weights for such a list, in `dtype`, the synthetic model's init (uniform with variance
 // 1/fan_in, norms one, biases zero); made in parallel on the CPU.
