@@ -22,7 +22,7 @@
 #include "models/clip.h"
 #include "models/t5.h"
 #include "models/vae.h"
-#include "pipeline/synth_model.h"
+#include "models/random_weights.h"
 #endif
 
 namespace ib {

@@ -12,7 +12,7 @@
 #include "models/dit.h"
 #include "models/t5.h"
 #include "models/vae.h"
-#include "pipeline/synth_model.h"
+#include "synth/synth_model.h"
 
 namespace ib {
 namespace {

@@ -11,7 +11,7 @@
 #include "io/pth_writer.h"
 #include "io/safetensors.h"
 #include "pipeline/generate_internal.h"
-#include "pipeline/synth_model.h"
+#include "synth/synth_model.h"
 
 namespace ib {
 namespace {
