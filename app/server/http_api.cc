@@ -357,7 +357,7 @@ void HttpApi::estimate(const httplib::Request& req, httplib::Response& res) {
           {{"seconds", e.seconds}, {"width", e.width}, {"height", e.height}, {"measured", e.measured},
            {"device", config_.device}, {"stages", stages}});
   } catch (const Error& e) {
-    reply_error(res, 400, e.what(), field_for_pipeline_error(e.what()));
+    reply_error(res, 400, e.what(), field_for_pipeline_error(e));
   }
 }
 
@@ -417,7 +417,7 @@ void HttpApi::post_job(const httplib::Request& req, httplib::Response& res) {
       for (const std::string& d : {dir, config_.lora_dir})
         for (size_t pos; !d.empty() && (pos = message.find(d + "/")) != std::string::npos;) message.erase(pos, d.size() + 1);
       store_.remove_job(id);
-      return reply_error(res, 400, message, field_for_pipeline_error(message));
+      return reply_error(res, 400, message, field_for_pipeline_error(e));
     }
     switch (queue_.submit(job, &position)) {
       case JobQueue::SubmitResult::Accepted: break;

@@ -9,6 +9,7 @@
 #include <semaphore>
 #include <set>
 
+#include "inbetween/error.h"
 #include "io/image.h"
 #include "job_store.h"
 
@@ -224,20 +225,17 @@ JobRequest parse_job_request(const httplib::Request& req, const Limits& limits) 
   return r;
 }
 
-std::string field_for_pipeline_error(const std::string& message) {
-  std::string m = message;
-  std::transform(m.begin(), m.end(), m.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  // The image paths are ours (".../first.png"), so "first"/"last" point at the uploads.
-  static const std::pair<const char*, const char*> keys[] = {
-      {"lora", "loras"},               {"timestep", "timesteps"},
-      {"first.", "first"},             {"last.", "last"},    {"negative", "negative_prompt"},
-      {"prompt", "prompt"},            {"frame", "frames"},   {"max_area", "max_area"},
-      {"max-area", "max_area"},        {"area", "max_area"}, {"size", "size"},      {"width", "size"},
-      {"height", "size"},              {"step", "steps"},    {"shift", "shift"},    {"guidance", "guidance"},
-      {"solver", "solver"},            {"seed", "seed"},     {"first", "first"},    {"last", "last"}};
-  for (const auto& [key, field] : keys)
-    if (m.find(key) != std::string::npos) return field;
-  return "";
+std::string field_for_pipeline_error(const std::exception& e) {
+  const auto* option = dynamic_cast<const OptionError*>(&e);
+  if (option == nullptr) return "";
+  static const std::pair<const char*, const char*> renamed[] = {
+      {"first_image", "first"}, {"last_image", "last"}, {"width", "size"}, {"height", "size"}};
+  for (const auto& [from, to] : renamed)
+    if (option->field() == from) return to;
+  // The others are spelt alike in both (frames, steps, shift, guidance, solver, timesteps,
+  // max_area, loras); init_noise and last_frame_fit are not request fields.
+  const auto& fields = job_fields();
+  return std::find(fields.begin(), fields.end(), option->field()) != fields.end() ? option->field() : "";
 }
 
 }  // namespace ib::server

@@ -55,8 +55,10 @@ struct JobRequest {
 // Parses and checks a multipart POST /v1/jobs. Throws RequestError.
 JobRequest parse_job_request(const httplib::Request& req, const Limits& limits);
 
-// Guesses which request field a Pipeline::validate() message is about ("" when unclear).
-std::string field_for_pipeline_error(const std::string& message);
+// The request field of an error from Pipeline::validate() or estimate(): the option an
+// ib::OptionError names, as this API calls it ("first_image" -> "first", "width" -> "size");
+// "" for other errors.
+std::string field_for_pipeline_error(const std::exception& e);
 
 // The fields POST /v1/jobs accepts.
 const std::vector<std::string>& job_fields();
