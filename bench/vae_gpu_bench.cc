@@ -26,7 +26,7 @@
 #include "models/vae.h"
 #include "ops/conv.h"
 #include "ops/vae_norm.h"
-#include "pipeline/synth_model.h"
+#include "synth/synth_model.h"
 
 namespace {
 

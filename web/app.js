@@ -378,8 +378,18 @@ function showJob(id) {
     $('progress-stage').textContent = 'The server is shutting down; this job continues after its restart.';
   });
   source.onerror = () => {
-    // EventSource reconnects by itself; if it gave up, fall back to one status read.
-    if (source.readyState === EventSource.CLOSED) api(`/v1/jobs/${id}`).then(renderJob).catch(() => {});
+    // EventSource reconnects by itself; if it gave up (or the server had no stream to spare:
+    // 503), poll the job until it ends.
+    if (source.readyState !== EventSource.CLOSED) return;
+    const poll = () => {
+      if (state.current !== id || state.source !== source) return;
+      api(`/v1/jobs/${id}`).then((job) => {
+        renderJob(job);
+        if (FINAL.has(job.state)) refreshList();
+        else setTimeout(poll, 2000);
+      }).catch(() => setTimeout(poll, 5000));
+    };
+    poll();
   };
   document.querySelectorAll('.job-list li').forEach((li) => li.classList.toggle('selected', li.dataset.id === id));
 }

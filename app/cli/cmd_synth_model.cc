@@ -3,7 +3,7 @@
 #include <cstdio>
 
 #include "app_commands.h"
-#include "pipeline/synth_model.h"
+#include "synth/synth_model.h"
 
 namespace ib::cli {
 

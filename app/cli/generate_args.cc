@@ -8,10 +8,9 @@
 #include <filesystem>
 
 #include "app_commands.h"
-#include "core/tensor.h"
 #include "inbetween/error.h"
 #include "io/image.h"
-#include "io/video_writer.h"
+#include "inbetween/video.h"
 #include "models/lora.h"
 #include "progress_bar.h"
 
@@ -121,10 +120,8 @@ void finish_generation_options(GenerateArgs& a) {
 
 double write_output(const GenerateArgs& a, const GeneratedVideo& v) {
   const auto tw = std::chrono::steady_clock::now();
-  Tensor video = Tensor::empty({3, v.frames, v.height, v.width}, DType::F32);
-  std::copy(v.data.begin(), v.data.end(), video.data<float>());
   try {
-    write_video(a.output, video, a.fps);
+    write_video(a.output, v, a.fps);
   } catch (const Error& e) {
     fail("--output: {}", e.what());
   }

@@ -42,6 +42,12 @@ struct ServeArgs {
   std::string on_shutdown = "cancel";
   std::string web_dir = IB_WEB_DIR;
   int http_threads = 32;
+  int max_event_streams = 0;  // 0: half of http_threads
+  double request_timeout_s = 30;
+  std::vector<std::string> allow_hosts, cors_origins;
+  size_t keep_jobs = 0;
+  double keep_days = 0;
+  uint64_t max_data_bytes = 0;
   std::string lora_dir;
 };
 
@@ -151,6 +157,7 @@ void run(const ServeArgs& a) {
   }
   server::JobStore store(a.data_dir);
   server::JobQueue queue(pipeline, store, a.max_queue);
+  queue.set_retention({a.keep_jobs, a.keep_days * 86400});
   std::vector<server::Job> saved = store.load_all();
   for (server::Job& job : saved) job.params.lora_dir = lora_dir;  // the folder of this run, never job.json's
   queue.restore(std::move(saved));
@@ -162,14 +169,17 @@ void run(const ServeArgs& a) {
   config.device = a.pipeline.device;
   config.threads = a.pipeline.threads;
   config.lora_dir = lora_dir;
+  config.listen_host = a.host;
+  config.allow_hosts = a.allow_hosts;
+  config.cors_origins = a.cors_origins;
+  config.max_data_bytes = a.max_data_bytes;
+  config.max_event_streams = a.max_event_streams > 0 ? a.max_event_streams : a.http_threads / 2;
   server::HttpApi api(config, pipeline, store, queue);
 
-  httplib::Server http;
+  server::GuardedServer http(std::chrono::milliseconds(static_cast<int64_t>(a.request_timeout_s * 1000)),
+                             std::chrono::seconds(3), std::chrono::seconds(30));
   const int http_threads = a.http_threads;
   http.new_task_queue = [http_threads] { return new httplib::ThreadPool(static_cast<size_t>(http_threads)); };
-  http.set_keep_alive_timeout(3);
-  http.set_read_timeout(30);
-  http.set_write_timeout(30);
   api.install(http);
   int port = a.port;
   if (port == 0) {
@@ -227,12 +237,39 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--on-shutdown", a->on_shutdown, "On SIGTERM/SIGINT: cancel or finish the running job")
       ->check(CLI::IsMember({"cancel", "finish"}))
       ->capture_default_str();
+  cmd->add_option("--keep-jobs", a->keep_jobs,
+                  "Keep at most N finished jobs (done, failed, cancelled); older ones are deleted (0: all)")
+      ->check(CLI::Range(size_t{0}, size_t{1000000}))
+      ->capture_default_str();
+  cmd->add_option("--keep-days", a->keep_days,
+                  "Delete finished jobs this many days after they finished (fractions allowed; 0: never)")
+      ->check(CLI::Range(0.0, 36500.0))
+      ->capture_default_str();
+  cmd->add_option("--max-data-size", a->max_data_bytes,
+                  "Refuse new jobs (507) while the data folder's jobs take more than this (bytes, or 500MB, "
+                  "20GB...; 0: no limit)")
+      ->transform(CLI::AsSizeValue(false))
+      ->capture_default_str();
   cmd->add_option("--web-dir", a->web_dir, "Folder of the web page")->capture_default_str();
   cmd->add_option("--lora-dir", a->lora_dir,
                   "Folder of LoRA .safetensors files that jobs may name in their `loras` field (by file name only)");
   cmd->add_option("--http-threads", a->http_threads, "HTTP worker threads (each open event stream holds one)")
       ->check(CLI::Range(4, 1024))
       ->capture_default_str();
+  cmd->add_option("--max-event-streams", a->max_event_streams,
+                  "Event streams open at once; more get 503 (default: half of --http-threads, so the rest "
+                  "always answer requests)")
+      ->check(CLI::Range(1, 1024));
+  cmd->add_option("--request-timeout", a->request_timeout_s,
+                  "Seconds a request's head and body may take to arrive (slower clients get 408)")
+      ->check(CLI::Range(0.1, 3600.0))
+      ->capture_default_str();
+  cmd->add_option("--allow-host", a->allow_hosts,
+                  "A name the Host header may carry besides this machine's addresses, localhost and --host "
+                  "(repeatable; '*': any). Other Hosts get 421 (DNS rebinding)");
+  cmd->add_option("--cors-origin", a->cors_origins,
+                  "Origin (https://app.example) whose pages may call the API (repeatable; '*': any). "
+                  "Other sites' POST/DELETE get 403");
   cmd->callback([a] { run(*a); });
 }
 

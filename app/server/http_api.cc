@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "byte_ranges.h"
 #include "core/log.h"
 #include "core/tensor.h"
 #include "inbetween/error.h"
@@ -22,11 +23,21 @@ namespace {
 void reply(httplib::Response& res, int status, const json& body) {
   res.status = status;
   res.set_header("Cache-Control", "no-store");
-  res.set_content(body.dump(), "application/json");
+  res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
 }
 
+// Messages quote client text through shown(); the cut here is a backstop, so that no answer
+// echoes a whole oversized field.
 void reply_error(httplib::Response& res, int status, const std::string& message, const std::string& field = "") {
-  reply(res, status, {{"error", message}, {"field", field.empty() ? json(nullptr) : json(field)}});
+  constexpr size_t kMax = 2000;
+  std::string m = message;
+  if (m.size() > kMax) {
+    size_t cut = kMax;
+    while (cut > 0 && (static_cast<unsigned char>(m[cut]) & 0xc0) == 0x80) --cut;
+    m = m.substr(0, cut) + "... (cut)";
+  }
+  reply(res, status,
+        {{"error", m}, {"field", field.empty() ? json(nullptr) : json(field.substr(0, 64))}});
 }
 
 bool read_file(const std::string& path, std::string& out) {
@@ -91,7 +102,11 @@ const char* image_mime(const std::string& file) {
 }  // namespace
 
 HttpApi::HttpApi(ApiConfig config, Pipeline& pipeline, JobStore& store, JobQueue& queue)
-    : config_(std::move(config)), pipeline_(pipeline), store_(store), queue_(queue) {
+    : config_(std::move(config)),
+      policy_(config_.listen_host, config_.allow_hosts, config_.cors_origins),
+      pipeline_(pipeline),
+      store_(store),
+      queue_(queue) {
   describe_ = pipeline_.describe();
   load_web_files();
 }
@@ -119,9 +134,53 @@ bool HttpApi::authorized(const httplib::Request& req) const {
   return same_secret(key, config_.api_key);
 }
 
+bool HttpApi::refuse_or_preflight(const httplib::Request& req, httplib::Response& res) const {
+  // DNS rebinding: a page of evil.example whose name now points at 127.0.0.1 sends its own name.
+  const std::string host = req.get_header_value("Host");
+  if (!policy_.host_allowed(host)) {
+    GuardedServer::close_after_answer();
+    reply_error(res, 421,
+                "Host '" + RequestPolicy::host_name(host).substr(0, 64) +
+                    "' is not a name of this server (start it with --allow-host NAME to answer to that name)");
+    return true;
+  }
+  const std::string origin = req.get_header_value("Origin");
+  const bool cors = policy_.cors_allowed(origin);
+  if (cors) {
+    res.set_header("Access-Control-Allow-Origin", origin);
+    res.set_header("Access-Control-Expose-Headers", "Location, Retry-After, Content-Range, Content-Disposition");
+  }
+  if (!config_.cors_origins.empty()) res.set_header("Vary", "Origin");
+  if (req.method == "OPTIONS") {
+    // A preflight (Origin + Access-Control-Request-Method) is granted to the listed origins only;
+    // no API key is asked for, as browsers send none with it.
+    const bool preflight = !origin.empty() && req.has_header("Access-Control-Request-Method");
+    if (preflight && !cors) {
+      reply_error(res, 403, "cross-origin requests from this origin are not allowed (see --cors-origin)");
+      return true;
+    }
+    res.status = 204;
+    res.set_header("Allow", "GET, HEAD, POST, DELETE, OPTIONS");
+    if (preflight) {
+      res.set_header("Access-Control-Allow-Methods", "GET, POST, DELETE");
+      res.set_header("Access-Control-Allow-Headers", "Authorization, X-API-Key, Content-Type, Range");
+      res.set_header("Access-Control-Max-Age", "600");
+    }
+    return true;
+  }
+  if (!policy_.origin_allowed(req.method, origin, host, req.get_header_value("Sec-Fetch-Site"))) {
+    GuardedServer::close_after_answer();
+    reply_error(res, 403,
+                "cross-origin " + req.method + " refused: the page of another site may not change this server's "
+                "state (allow its origin with --cors-origin)");
+    return true;
+  }
+  return false;
+}
+
 json HttpApi::job_json(const Job& job) const {
   json j = job_to_json(job);
-  j["queue_position"] = job.state == JobState::Queued ? json(queue_.queue_position(job.id)) : json(nullptr);
+  j["queue_position"] = job.state == JobState::Queued ? json(job.queue_position) : json(nullptr);
   return j;
 }
 
@@ -131,6 +190,11 @@ void HttpApi::install(httplib::Server& server) {
   server.set_payload_max_length(config_.limits.max_body_bytes);
 
   server.set_pre_routing_handler([this](const Request& req, Response& res) {
+    // httplib would apply the Range header to every answer after its handler, and gets several
+    // ranges wrong; the video handler reads the header itself (byte_ranges.h), the rest ignore it.
+    // (The Request is httplib's own non-const object, handed to handlers as const.)
+    const_cast<Request&>(req).ranges.clear();
+    if (refuse_or_preflight(req, res)) return httplib::Server::HandlerResponse::Handled;
     if (req.path.rfind("/v1/", 0) == 0 && !authorized(req)) {
       res.set_header("WWW-Authenticate", "Bearer");
       reply_error(res, 401, "missing or wrong API key (Authorization: Bearer KEY, X-API-Key: KEY or ?api_key=KEY)",
@@ -140,7 +204,8 @@ void HttpApi::install(httplib::Server& server) {
     return httplib::Server::HandlerResponse::Unhandled;
   });
   // Errors httplib answers by itself (404 route, 413 body too large, 416 range) get a JSON body.
-  server.set_error_handler(httplib::Server::HandlerWithResponse([](const Request&, Response& res) {
+  server.set_error_handler(httplib::Server::HandlerWithResponse([](const Request& req, Response& res) {
+    const_cast<Request&>(req).ranges.clear();  // a malformed Range (416 before routing): none applied
     if (!res.body.empty() || res.content_length_ > 0) return httplib::Server::HandlerResponse::Unhandled;
     std::string message = "error " + std::to_string(res.status);
     if (res.status == 404) message = "not found";
@@ -238,7 +303,11 @@ void HttpApi::model_info(const httplib::Request&, httplib::Response& res) {
            {"max_steps", config_.limits.max_steps},
            {"max_area", config_.limits.max_area},
            {"max_fps", config_.limits.max_fps},
-           {"max_keyframes", config_.limits.max_keyframes}}},
+           {"max_keyframes", config_.limits.max_keyframes},
+           {"max_decodes", config_.limits.max_decodes},
+           {"max_event_streams", config_.max_event_streams},
+           {"max_data_bytes", config_.max_data_bytes}}},
+         {"data_bytes", store_.usage()},
          {"fields", job_fields()},
          {"story_fields", story_fields()}});
 }
@@ -255,7 +324,7 @@ void HttpApi::estimate(const httplib::Request& req, httplib::Response& res) {
     char* end = nullptr;
     const double v = std::strtod(text.c_str(), &end);
     if (text.empty() || *end != '\0' || !(v >= lo && v <= hi)) {
-      reply_error(res, 400, fmt::format("{}: '{}' is not a number in [{}, {}]", name, text, lo, hi), name);
+      reply_error(res, 400, fmt::format("{}: {} is not a number in [{}, {}]", name, shown(text), lo, hi), name);
       return false;
     }
     out = v;
@@ -268,7 +337,7 @@ void HttpApi::estimate(const httplib::Request& req, httplib::Response& res) {
     char x = 0, extra = 0;
     if (std::sscanf(text.c_str(), "%lld%c%lld%c", &a, &x, &b, &extra) != 3 || (x != 'x' && x != 'X') || a < 1 ||
         b < 1 || a > 65535 || b > 65535) {
-      reply_error(res, 400, fmt::format("{}: '{}' is not WIDTHxHEIGHT", name, text), name);
+      reply_error(res, 400, fmt::format("{}: {} is not WIDTHxHEIGHT", name, shown(text)), name);
       return false;
     }
     w = a;
@@ -293,11 +362,11 @@ void HttpApi::estimate(const httplib::Request& req, httplib::Response& res) {
           {{"seconds", e.seconds}, {"width", e.width}, {"height", e.height}, {"measured", e.measured},
            {"device", config_.device}, {"stages", stages}});
   } catch (const Error& e) {
-    reply_error(res, 400, e.what(), field_for_pipeline_error(e.what()));
+    reply_error(res, 400, e.what(), field_for_pipeline_error(e));
   }
 }
 
-bool HttpApi::accepting(httplib::Response& res) {
+bool HttpApi::accepting(const httplib::Request& req, httplib::Response& res) {
   switch (queue_.can_submit()) {
     case JobQueue::SubmitResult::Full:
       res.set_header("Retry-After", "10");
@@ -308,11 +377,23 @@ bool HttpApi::accepting(httplib::Response& res) {
       return false;
     case JobQueue::SubmitResult::Accepted: break;
   }
+  if (config_.max_data_bytes > 0) {
+    uint64_t upload = 0;
+    for (const auto& [name, part] : req.files) upload += part.content.size();
+    const uint64_t used = store_.usage();
+    if (used + upload > config_.max_data_bytes) {
+      reply_error(res, 507,
+                  fmt::format("the data folder is full: {:.1f} MiB of {:.1f} MiB (--max-data-size) in use; "
+                              "delete finished jobs (DELETE /v1/jobs/ID) and try again",
+                              static_cast<double>(used) / 1048576.0, static_cast<double>(config_.max_data_bytes) / 1048576.0));
+      return false;
+    }
+  }
   return true;
 }
 
 void HttpApi::post_job(const httplib::Request& req, httplib::Response& res) {
-  if (!accepting(res)) return;
+  if (!accepting(req, res)) return;
   JobRequest r;
   try {
     r = parse_job_request(req, config_.limits);
@@ -328,7 +409,7 @@ void HttpApi::post_job(const httplib::Request& req, httplib::Response& res) {
 
 // POST /v1/stories: 2..16 keyframes in order, a prompt per segment; then as a job (story_request.cc).
 void HttpApi::post_story(const httplib::Request& req, httplib::Response& res) {
-  if (!accepting(res)) return;
+  if (!accepting(req, res)) return;
   StoryRequest r;
   try {
     r = parse_story_request(req, config_.limits);
@@ -358,6 +439,7 @@ void HttpApi::enqueue(JobParams params, const std::vector<std::pair<std::string,
 
   const std::string id = store_.create_job_dir();
   const std::string dir = store_.job_dir(id);
+  size_t position = 0;
   try {
     for (const auto& [name, data] : files) store_.write_file(id, name, *data);
     Job job;
@@ -372,9 +454,9 @@ void HttpApi::enqueue(JobParams params, const std::vector<std::pair<std::string,
       for (const std::string& d : {dir, config_.lora_dir})
         for (size_t pos; !d.empty() && (pos = message.find(d + "/")) != std::string::npos;) message.erase(pos, d.size() + 1);
       store_.remove_job(id);
-      return reply_error(res, 400, message, field_for_pipeline_error(message));
+      return reply_error(res, 400, message, field_for_pipeline_error(e));
     }
-    switch (queue_.submit(job)) {
+    switch (queue_.submit(job, &position)) {
       case JobQueue::SubmitResult::Accepted: break;
       case JobQueue::SubmitResult::Full:
         store_.remove_job(id);
@@ -390,10 +472,11 @@ void HttpApi::enqueue(JobParams params, const std::vector<std::pair<std::string,
   }
   spdlog::info("job {}: queued ({})", id, summary);
   res.set_header("Location", "/v1/jobs/" + id);
+  // As accepted: the worker may have taken the job by now, which GET and the events then say.
   reply(res, 202,
         {{"id", id},
          {"state", "queued"},
-         {"queue_position", queue_.queue_position(id)},
+         {"queue_position", position},
          {"url", "/v1/jobs/" + id},
          {"events", "/v1/jobs/" + id + "/events"},
          {"video", "/v1/jobs/" + id + "/video"}});
@@ -427,10 +510,14 @@ void HttpApi::delete_job(const httplib::Request& req, httplib::Response& res) {
   if (id.empty()) return;
   switch (queue_.cancel(id)) {
     case JobQueue::CancelResult::NotFound: return reply_error(res, 404, "no such job", "id");
-    case JobQueue::CancelResult::AlreadyFinal: {
-      const auto job = queue_.get(id);
-      return reply_error(res, 409, std::string("job is already ") + state_name(job->state), "id");
-    }
+    case JobQueue::CancelResult::AlreadyFinal:
+      // Finished: deleted with its folder (a job that finished meanwhile counts as finished).
+      switch (queue_.remove(id)) {
+        case JobQueue::RemoveResult::Removed: return reply(res, 200, {{"id", id}, {"deleted", true}});
+        case JobQueue::RemoveResult::NotFound: return reply_error(res, 404, "no such job", "id");
+        case JobQueue::RemoveResult::NotFinal: return reply_error(res, 409, "the job changed meanwhile; try again", "id");
+      }
+      return;
     case JobQueue::CancelResult::Cancelling: {
       json j = job_json(*queue_.get(id));
       j["cancel_requested"] = true;
@@ -446,12 +533,22 @@ void HttpApi::job_events(const httplib::Request& req, httplib::Response& res) {
   const std::string id = job_id(req, res);
   if (id.empty()) return;
   if (!queue_.get(id)) return reply_error(res, 404, "no such job", "id");
+  // Each stream holds an HTTP thread while it is open; the other half stay for requests.
+  if (open_streams_.fetch_add(1) >= config_.max_event_streams) {
+    --open_streams_;
+    res.set_header("Retry-After", "5");
+    return reply_error(res, 503,
+                       fmt::format("{} event streams are open, the most this server keeps; poll GET /v1/jobs/{} instead",
+                                   config_.max_event_streams, id));
+  }
+  // Released with the response, however the stream ends.
+  const std::shared_ptr<void> slot(nullptr, [this](void*) { --open_streams_; });
   res.status = 200;
   res.set_header("Cache-Control", "no-store");
   res.set_header("X-Accel-Buffering", "no");
   auto seen = std::make_shared<uint64_t>(0);
   const auto heartbeat = std::chrono::milliseconds(config_.heartbeat_s * 1000);
-  res.set_chunked_content_provider("text/event-stream", [this, id, seen, heartbeat](size_t, httplib::DataSink& sink) {
+  res.set_chunked_content_provider("text/event-stream", [this, id, seen, heartbeat, slot](size_t, httplib::DataSink& sink) {
     if (*seen == 0 && !sink.write("retry: 3000\n\n", 13)) return false;
     const auto job = queue_.wait_change(id, *seen, heartbeat);
     if (!job) {
@@ -484,17 +581,12 @@ void HttpApi::job_video(const httplib::Request& req, httplib::Response& res) {
     return reply_error(res, 409, std::string("no video: the job is ") + state_name(job->state), "id");
   const std::string path = store_.video_path(id);
   std::error_code ec;
-  const auto size = static_cast<size_t>(fs::file_size(path, ec));
+  const uint64_t size = fs::file_size(path, ec);
   if (ec || size == 0) return reply_error(res, 410, "the video file is missing from the data dir");
-  // httplib serves the ranges itself; refuse the ones it would get wrong (past the end).
-  for (const auto& [first, last] : req.ranges) {
-    const bool ok = first >= 0 ? static_cast<size_t>(first) < size && (last < 0 || last >= first)
-                               : last > 0 && static_cast<size_t>(last) <= size;  // suffix "-N"
-    if (!ok) {
-      res.status = 416;
-      res.set_header("Content-Range", "bytes */" + std::to_string(size));
-      return reply_error(res, 416, "range not satisfiable (the video has " + std::to_string(size) + " bytes)");
-    }
+  const RangePlan plan = plan_ranges(req.get_header_value("Range"), size);
+  if (plan.kind == RangePlan::Kind::Unsatisfiable) {
+    res.set_header("Content-Range", "bytes */" + std::to_string(size));
+    return reply_error(res, 416, "range not satisfiable (the video has " + std::to_string(size) + " bytes)");
   }
   auto file = std::make_shared<std::ifstream>(path, std::ios::binary);
   if (!*file) return reply_error(res, 410, "the video file cannot be opened");
@@ -503,17 +595,48 @@ void HttpApi::job_video(const httplib::Request& req, httplib::Response& res) {
   const std::string name = "inbetween-" + id.substr(0, 8) + ".mp4";
   const bool download = req.has_param("download") && req.get_param_value("download") != "0";
   res.set_header("Content-Disposition", std::string(download ? "attachment" : "inline") + "; filename=\"" + name + "\"");
-  if (req.ranges.empty()) res.status = 200;  // else httplib sets 206 and Content-Range
-  res.set_content_provider(size, "video/mp4", [file](size_t offset, size_t length, httplib::DataSink& sink) {
+  // Writes at most `length` bytes of the file from `offset` (one read per call).
+  auto copy = [](std::ifstream& f, uint64_t offset, uint64_t length, httplib::DataSink& sink) {
     char buf[1 << 16];
-    file->clear();
-    file->seekg(static_cast<std::streamoff>(offset));
-    const auto n = static_cast<std::streamsize>(std::min(length, sizeof buf));
-    file->read(buf, n);
-    const std::streamsize got = file->gcount();
-    if (got <= 0) return false;
-    return sink.write(buf, static_cast<size_t>(got));
-  });
+    f.clear();
+    f.seekg(static_cast<std::streamoff>(offset));
+    f.read(buf, static_cast<std::streamsize>(std::min<uint64_t>(length, sizeof buf)));
+    const std::streamsize got = f.gcount();
+    return got > 0 && sink.write(buf, static_cast<size_t>(got));
+  };
+  if (plan.kind == RangePlan::Kind::Whole) {
+    res.status = 200;
+    res.set_content_provider(size, "video/mp4", [file, copy](size_t offset, size_t length, httplib::DataSink& sink) {
+      return copy(*file, offset, length, sink);
+    });
+    return;
+  }
+  res.status = 206;
+  if (plan.ranges.size() == 1) {
+    const ByteRange r = plan.ranges[0];
+    res.set_header("Content-Range", content_range(r, size));
+    res.set_content_provider(r.last - r.first + 1, "video/mp4",
+                             [file, copy, r](size_t offset, size_t length, httplib::DataSink& sink) {
+                               return copy(*file, r.first + offset, length, sink);
+                             });
+    return;
+  }
+  auto body = std::make_shared<MultipartRanges>(multipart_ranges(plan.ranges, size, "video/mp4"));
+  res.set_content_provider(body->length, "multipart/byteranges; boundary=" + body->boundary,
+                           [file, copy, body](size_t offset, size_t length, httplib::DataSink& sink) {
+                             // The piece holding `offset`, then as much of it as fits.
+                             uint64_t at = 0;
+                             for (const MultipartRanges::Piece& p : body->pieces) {
+                               if (offset >= at + p.length) {
+                                 at += p.length;
+                                 continue;
+                               }
+                               const uint64_t skip = offset - at, n = std::min<uint64_t>(p.length - skip, length);
+                               if (p.text.empty()) return copy(*file, p.offset + skip, n, sink);
+                               return sink.write(p.text.data() + skip, n);
+                             }
+                             return false;
+                           });
 }
 
 void HttpApi::job_frame(const httplib::Request& req, httplib::Response& res) {

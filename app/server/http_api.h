@@ -5,10 +5,12 @@
 
 #include <httplib.h>
 
+#include <atomic>
 #include <functional>
 #include <mutex>
 #include <string>
 
+#include "http_guard.h"
 #include "inbetween/pipeline.h"
 #include "job_queue.h"
 #include "job_request.h"
@@ -22,9 +24,14 @@ struct ApiConfig {
   std::string model_dir, device;
   int threads = 0;
   std::string lora_dir;  // --lora-dir: the only place a job's `loras` are looked up; empty: none
+  std::string listen_host;                // --host: its name is one the Host header may carry
+  std::vector<std::string> allow_hosts;   // --allow-host: more such names ('*': any)
+  std::vector<std::string> cors_origins;  // --cors-origin: other sites' pages that may call the API
 
   Limits limits;
   int heartbeat_s = 15;  // SSE comment interval
+  uint64_t max_data_bytes = 0;  // --max-data-size: new jobs get 507 past it; 0: no limit
+  int max_event_streams = 16;  // open SSE streams (each holds an HTTP thread); more get 503
 };
 
 class HttpApi {
@@ -36,8 +43,9 @@ class HttpApi {
  private:
   void post_job(const httplib::Request& req, httplib::Response& res);
   void post_story(const httplib::Request& req, httplib::Response& res);
-  // Whether the queue takes a submission now (else a 429 or 503 is written to res).
-  bool accepting(httplib::Response& res);
+  // Whether the queue (and the data folder's size cap) takes a submission now; else a 429, 503 or
+  // 507 is written to res.
+  bool accepting(const httplib::Request& req, httplib::Response& res);
   // The tail of POST /v1/jobs and /v1/stories: the LoRAs, the job folder with the uploads
   // (file name, bytes), the pipeline's checks (`check`, which throws ib::Error), the queue, the
   // 202 answer. `summary` goes to the log.
@@ -53,16 +61,20 @@ class HttpApi {
   void model_info(const httplib::Request& req, httplib::Response& res);
   void estimate(const httplib::Request& req, httplib::Response& res);
   bool authorized(const httplib::Request& req) const;
+  // Host, Origin and preflight checks before any route; true when `res` holds the answer.
+  bool refuse_or_preflight(const httplib::Request& req, httplib::Response& res) const;
   void load_web_files();
   nlohmann::json job_json(const Job& job) const;  // job_to_json + queue position
 
   ApiConfig config_;
+  RequestPolicy policy_;
   Pipeline& pipeline_;
   JobStore& store_;
   JobQueue& queue_;
   std::mutex validate_mu_;  // Pipeline::validate from several HTTP threads, one at a time
   std::string index_html_, app_js_, style_css_;
   std::string describe_;
+  std::atomic<int> open_streams_{0};
 };
 
 }  // namespace ib::server

@@ -60,6 +60,7 @@ struct Job {
   int64_t seed_used = -1;
   int64_t out_frames = 0, out_width = 0, out_height = 0;
   uint64_t version = 0;  // bumped on every change; not persisted
+  size_t queue_position = 0;  // queued: 1-based place among the waiting jobs, as read with the state; not persisted
 };
 
 // The GET /v1/jobs/{id} object (and each SSE event's data).

@@ -3,9 +3,8 @@
 #include <algorithm>
 
 #include "core/log.h"
-#include "core/tensor.h"
 #include "inbetween/error.h"
-#include "io/video_writer.h"
+#include "inbetween/video.h"
 #include "story_request.h"
 
 namespace ib::server {
@@ -37,6 +36,7 @@ void JobQueue::restore(std::vector<Job> jobs) {
   }
   spdlog::info("data dir: {} jobs ({} queued again, {} interrupted marked failed)", jobs_.size(), requeued,
                interrupted);
+  prune();
 }
 
 void JobQueue::start() { worker_ = std::thread([this] { worker_loop(); }); }
@@ -48,7 +48,7 @@ JobQueue::SubmitResult JobQueue::can_submit() const {
   return SubmitResult::Accepted;
 }
 
-JobQueue::SubmitResult JobQueue::submit(Job job) {
+JobQueue::SubmitResult JobQueue::submit(Job job, size_t* position) {
   {
     std::lock_guard lock(mu_);
     if (stopping_) return SubmitResult::Stopping;
@@ -63,6 +63,7 @@ JobQueue::SubmitResult JobQueue::submit(Job job) {
     if (queue_.size() >= max_queue_) return SubmitResult::Full;
     const std::string id = job.id;
     queue_.push_back(id);
+    if (position != nullptr) *position = queue_.size();
     update(jobs_[id] = std::move(job));
   }
   work_.notify_one();
@@ -73,7 +74,16 @@ std::optional<Job> JobQueue::get(const std::string& id) const {
   std::lock_guard lock(mu_);
   auto it = jobs_.find(id);
   if (it == jobs_.end()) return std::nullopt;
-  return it->second;
+  Job job = it->second;
+  fill_position(job);
+  return job;
+}
+
+void JobQueue::fill_position(Job& job) const {
+  job.queue_position = 0;
+  if (job.state != JobState::Queued) return;
+  auto it = std::find(queue_.begin(), queue_.end(), job.id);
+  if (it != queue_.end()) job.queue_position = static_cast<size_t>(it - queue_.begin()) + 1;
 }
 
 std::vector<Job> JobQueue::list(size_t limit) const {
@@ -81,7 +91,10 @@ std::vector<Job> JobQueue::list(size_t limit) const {
   {
     std::lock_guard lock(mu_);
     out.reserve(jobs_.size());
-    for (const auto& [id, job] : jobs_) out.push_back(job);
+    for (const auto& [id, job] : jobs_) {
+      out.push_back(job);
+      fill_position(out.back());
+    }
   }
   std::sort(out.begin(), out.end(), [](const Job& a, const Job& b) {
     return a.created != b.created ? a.created > b.created : a.id > b.id;
@@ -122,13 +135,61 @@ JobQueue::CancelResult JobQueue::cancel(const std::string& id) {
   return CancelResult::Cancelled;
 }
 
+JobQueue::RemoveResult JobQueue::remove(const std::string& id) {
+  {
+    std::lock_guard lock(mu_);
+    auto it = jobs_.find(id);
+    if (it == jobs_.end()) return RemoveResult::NotFound;
+    if (!is_final(it->second.state)) return RemoveResult::NotFinal;
+    jobs_.erase(it);
+  }
+  changed_.notify_all();  // its event streams end
+  store_.remove_job(id);
+  spdlog::info("job {}: deleted", id);
+  return RemoveResult::Removed;
+}
+
+void JobQueue::prune() {
+  if (retention_.keep_jobs == 0 && retention_.keep_seconds <= 0) return;
+  std::vector<std::string> gone;
+  {
+    std::lock_guard lock(mu_);
+    std::vector<const Job*> finished;
+    for (const auto& [id, job] : jobs_)
+      if (is_final(job.state)) finished.push_back(&job);
+    std::sort(finished.begin(), finished.end(), [](const Job* a, const Job* b) {
+      return a->finished != b->finished ? a->finished > b->finished : a->id > b->id;
+    });
+    const double oldest = unix_now() - retention_.keep_seconds;
+    for (size_t i = 0; i < finished.size(); ++i) {
+      const bool too_many = retention_.keep_jobs > 0 && i >= retention_.keep_jobs;
+      const bool too_old = retention_.keep_seconds > 0 && finished[i]->finished < oldest;
+      if (too_many || too_old) gone.push_back(finished[i]->id);
+    }
+    for (const std::string& id : gone) jobs_.erase(id);
+  }
+  if (gone.empty()) return;
+  changed_.notify_all();
+  for (const std::string& id : gone) store_.remove_job(id);
+  spdlog::info("retention (--keep-jobs {}, --keep-days {}): {} finished jobs deleted", retention_.keep_jobs,
+               retention_.keep_seconds / 86400, gone.size());
+}
+
 std::optional<Job> JobQueue::wait_change(const std::string& id, uint64_t seen_version,
                                          std::chrono::milliseconds timeout) const {
   std::unique_lock lock(mu_);
+  // Looked up again after the wait: a finished job may have been deleted meanwhile.
+  auto changed = [&] {
+    auto it = jobs_.find(id);
+    return closed_ || it == jobs_.end() || it->second.version > seen_version;
+  };
+  if (jobs_.find(id) == jobs_.end()) return std::nullopt;
+  changed_.wait_for(lock, timeout, changed);
   auto it = jobs_.find(id);
   if (it == jobs_.end()) return std::nullopt;
-  changed_.wait_for(lock, timeout, [&] { return closed_ || it->second.version > seen_version; });
-  return it->second;  // std::map iterators stay valid: jobs are never erased
+  Job job = it->second;
+  fill_position(job);
+  return job;
 }
 
 void JobQueue::shutdown(bool finish_running) {
@@ -198,7 +259,12 @@ void JobQueue::worker_loop() {
     std::string id;
     {
       std::unique_lock lock(mu_);
-      work_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      // Awake once a minute without work, for the retention rule's --keep-days.
+      while (!work_.wait_for(lock, std::chrono::seconds(60), [&] { return stopping_ || !queue_.empty(); })) {
+        lock.unlock();
+        prune();
+        lock.lock();
+      }
       if (stopping_) return;  // queued jobs stay queued on disk
       id = queue_.front();
       queue_.pop_front();
@@ -206,9 +272,12 @@ void JobQueue::worker_loop() {
       cancel_running_ = false;
     }
     run_job(id);
-    std::lock_guard lock(mu_);
-    running_.clear();
-    cancel_running_ = false;
+    {
+      std::lock_guard lock(mu_);
+      running_.clear();
+      cancel_running_ = false;
+    }
+    prune();
   }
 }
 
@@ -264,8 +333,8 @@ void JobQueue::run_job(const std::string& id) {
       job.total = 1;
       update(job);
     }
-    const Tensor t = Tensor::from_vector(video.data, {3, video.frames, video.height, video.width});
-    write_mp4(store_.video_path(id), t, snapshot.params.fps);
+    write_video(store_.video_path(id), video, snapshot.params.fps);  // video.mp4: H.264
+    store_.refresh(id);
   } catch (const Cancelled&) {
     final_state = JobState::Cancelled;
   } catch (const std::exception& e) {

@@ -37,9 +37,11 @@ class JobQueue {
   enum class SubmitResult { Accepted, Full, Stopping };
   // Whether a submission would be accepted now (a cheap early check before reading images).
   SubmitResult can_submit() const;
-  // Queues a job whose folder already holds its images; writes its job.json.
-  SubmitResult submit(Job job);
+  // Queues a job whose folder already holds its images; writes its job.json. `position`: its
+  // place in the queue when it was accepted (1-based).
+  SubmitResult submit(Job job, size_t* position = nullptr);
 
+  // Jobs as they are, with queue_position read under the same lock as the state.
   std::optional<Job> get(const std::string& id) const;
   std::vector<Job> list(size_t limit) const;  // newest first
   // 1-based place among the waiting jobs; 0 when not waiting.
@@ -48,6 +50,18 @@ class JobQueue {
   enum class CancelResult { Cancelled, Cancelling, AlreadyFinal, NotFound };
   // Queued: cancelled at once. Running: the progress callback throws ib::Cancelled at the next step.
   CancelResult cancel(const std::string& id);
+
+  enum class RemoveResult { Removed, NotFinal, NotFound };
+  // Forgets a finished job and deletes its folder (DELETE on a done, failed or cancelled job).
+  RemoveResult remove(const std::string& id);
+
+  // Finished jobs kept: at most keep_jobs of them (0: no limit), none finished more than
+  // keep_seconds ago (0: no limit). Applied on start, after every job and once a minute.
+  struct Retention {
+    size_t keep_jobs = 0;
+    double keep_seconds = 0;
+  };
+  void set_retention(Retention r) { retention_ = r; }  // before restore()
 
   // Blocks until job `id` changes past `seen_version`, the queue closes, or `timeout` passes.
   // Returns the job as it is then (nullopt when unknown).
@@ -70,10 +84,13 @@ class JobQueue {
   void run_job(const std::string& id);
   void update(Job& job);  // bumps the version and wakes waiters; call with mu_ held
   void persist(const Job& job);  // job.json; logs failures instead of throwing
+  void prune();  // applies retention_
+  void fill_position(Job& job) const;  // call with mu_ held
 
   Pipeline& pipeline_;
   JobStore& store_;
   const size_t max_queue_;
+  Retention retention_;
 
   mutable std::mutex mu_;
   mutable std::condition_variable changed_;  // any job changed, or the queue closed

@@ -5,14 +5,30 @@
 #include <cmath>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <mutex>
+#include <semaphore>
 #include <set>
 
+#include "inbetween/error.h"
 #include "io/image.h"
 #include "job_store.h"
 
 namespace ib::server {
 
+std::string shown(std::string_view text, size_t max) {
+  if (text.size() <= max) return fmt::format("'{}'", text);
+  size_t cut = max;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xc0) == 0x80) --cut;  // not inside a UTF-8 character
+  return fmt::format("'{}...' ({} bytes)", text.substr(0, cut), text.size());
+}
+
 namespace {
+
+// Decodes on the HTTP threads are limited to limits.max_decodes at once (the first call's value).
+std::counting_semaphore<1024>& decode_slots(const Limits& limits) {
+  static std::counting_semaphore<1024> slots(std::clamp<std::ptrdiff_t>(limits.max_decodes, 1, 1024));
+  return slots;
+}
 
 [[noreturn]] void bad(const std::string& field, const std::string& message) { throw RequestError(field, message); }
 
@@ -20,7 +36,7 @@ int64_t parse_int(const std::string& field, const std::string& text, int64_t lo,
   int64_t v = 0;
   const char* end = text.data() + text.size();
   const auto [ptr, ec] = std::from_chars(text.data(), end, v);
-  if (text.empty() || ec != std::errc() || ptr != end) bad(field, fmt::format("{}: '{}' is not an integer", field, text));
+  if (text.empty() || ec != std::errc() || ptr != end) bad(field, fmt::format("{}: {} is not an integer", field, shown(text)));
   if (v < lo || v > hi) bad(field, fmt::format("{}: {} is out of range [{}, {}]", field, v, lo, hi));
   return v;
 }
@@ -30,9 +46,9 @@ double parse_number(const std::string& field, const std::string& text, double lo
   const char* end = text.data() + text.size();
   const auto [ptr, ec] = std::from_chars(text.data(), end, v);
   if (text.empty() || ec != std::errc() || ptr != end || !std::isfinite(v))
-    bad(field, fmt::format("{}: '{}' is not a number", field, text));
+    bad(field, fmt::format("{}: {} is not a number", field, shown(text)));
   if (v > hi || v < lo || (lo_open && v == lo))
-    bad(field, fmt::format("{}: {} is out of range {}{}, {}]", field, text, lo_open ? "(" : "[", lo, hi));
+    bad(field, fmt::format("{}: {} is out of range {}{}, {}]", field, shown(text), lo_open ? "(" : "[", lo, hi));
   return v;
 }
 
@@ -68,6 +84,12 @@ std::string check_image(const std::string& field, const std::string& data, const
   const std::string ext = image_extension(data);
   if (ext.empty()) bad(field, field + ": not a PNG, JPEG or WebP image");
   try {
+    std::counting_semaphore<1024>& slots = decode_slots(limits);
+    slots.acquire();
+    struct Release {
+      std::counting_semaphore<1024>& s;
+      ~Release() { s.release(); }
+    } release{slots};
     const RgbImage img = decode_image(data.data(), data.size(), field);
     width = img.width;
     height = img.height;
@@ -101,9 +123,9 @@ std::vector<LoraFile> parse_loras(const std::string& text) {
     if (colon != std::string::npos) l.scale = parse_number("loras", item.substr(colon + 1), -100, 100);
     const std::string& n = l.path;
     if (n.empty() || n.size() > 255 || n.front() == '.' || n.find_first_of(std::string("/\\\0:", 4)) != std::string::npos)
-      bad("loras", "loras: '" + n + "' is not a file name of the server's LoRA folder (no paths)");
+      bad("loras", "loras: " + shown(n) + " is not a file name of the server's LoRA folder (no paths)");
     if (n.size() < 12 || n.compare(n.size() - 12, 12, ".safetensors") != 0)
-      bad("loras", "loras: '" + n + "' is not a .safetensors file");
+      bad("loras", "loras: " + shown(n) + " is not a .safetensors file");
     out.push_back(l);
   }
   if (out.size() > kMaxLoras) bad("loras", fmt::format("loras: {} files, at most {} allowed", out.size(), kMaxLoras));
@@ -123,13 +145,14 @@ void check_field_names(const httplib::Request& req, const std::vector<std::strin
                        const std::set<std::string>& repeatable) {
   if (!req.is_multipart_form_data()) bad("", "expected a multipart/form-data body");
   for (const auto& [name, value] : req.params) {
-    if (name != "api_key") bad(name, "unknown query parameter '" + name + "'");
+    if (name != "api_key") bad(name.substr(0, 64), "unknown query parameter " + shown(name));
   }
   std::set<std::string> seen;
   for (const auto& [name, part] : req.files) {
     if (std::find(accepted.begin(), accepted.end(), name) == accepted.end())
-      bad(name, fmt::format("unknown field '{}'; accepted: {}", name, fmt::join(accepted, ", ")));
-    if (!seen.insert(name).second && !repeatable.count(name)) bad(name, "field '" + name + "' given more than once");
+      bad(name.substr(0, 64), fmt::format("unknown field {}; accepted: {}", shown(name), fmt::join(accepted, ", ")));
+    if (!seen.insert(name).second && !repeatable.count(name))
+      bad(name.substr(0, 64), "field " + shown(name) + " given more than once");
   }
 }
 
@@ -146,6 +169,9 @@ JobRequest parse_job_request(const httplib::Request& req, const Limits& limits) 
   r.last = text("last");
   r.params.first_file = "first." + check_image("first", r.first, limits, r.first_width, r.first_height);
   r.params.last_file = "last." + check_image("last", r.last, limits, r.last_width, r.last_height);
+  // Stored as far as the image goes: bytes after its end were not decoded and are not kept.
+  r.first.resize(image_length(r.first));
+  r.last.resize(image_length(r.last));
   return r;
 }
 
@@ -173,7 +199,7 @@ void parse_generation_fields(const httplib::Request& req, const Limits& limits, 
   if (has("size")) {
     const std::string s = text("size");
     const size_t x = s.find_first_of("xX");
-    if (x == std::string::npos) bad("size", "size: '" + s + "' is not WIDTHxHEIGHT");
+    if (x == std::string::npos) bad("size", "size: " + shown(s) + " is not WIDTHxHEIGHT");
     p.width = parse_int("size", s.substr(0, x), 16, limits.max_side);
     p.height = parse_int("size", s.substr(x + 1), 16, limits.max_side);
     if (p.width % 16 != 0 || p.height % 16 != 0)
@@ -187,7 +213,7 @@ void parse_generation_fields(const httplib::Request& req, const Limits& limits, 
   if (has("solver")) {
     p.solver = text("solver");
     if (p.solver != "unipc" && p.solver != "dpm++" && p.solver != "euler")
-      bad("solver", "solver: '" + p.solver + "' is not unipc, dpm++ or euler");
+      bad("solver", "solver: " + shown(p.solver) + " is not unipc, dpm++ or euler");
   }
   if (has("timesteps")) {
     // "1000,750,500,250"; the order and the solver are Pipeline::validate's to check.
@@ -212,20 +238,17 @@ void parse_generation_fields(const httplib::Request& req, const Limits& limits, 
   if (has("fps")) p.fps = static_cast<int>(parse_int("fps", text("fps"), 1, limits.max_fps));
 }
 
-std::string field_for_pipeline_error(const std::string& message) {
-  std::string m = message;
-  std::transform(m.begin(), m.end(), m.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  // The image paths are ours (".../first.png"), so "first"/"last" point at the uploads.
-  static const std::pair<const char*, const char*> keys[] = {
-      {"lora", "loras"},               {"timestep", "timesteps"},
-      {"first.", "first"},             {"last.", "last"},    {"negative", "negative_prompt"},
-      {"prompt", "prompt"},            {"frame", "frames"},   {"max_area", "max_area"},
-      {"max-area", "max_area"},        {"area", "max_area"}, {"size", "size"},      {"width", "size"},
-      {"height", "size"},              {"step", "steps"},    {"shift", "shift"},    {"guidance", "guidance"},
-      {"solver", "solver"},            {"seed", "seed"},     {"first", "first"},    {"last", "last"}};
-  for (const auto& [key, field] : keys)
-    if (m.find(key) != std::string::npos) return field;
-  return "";
+std::string field_for_pipeline_error(const std::exception& e) {
+  const auto* option = dynamic_cast<const OptionError*>(&e);
+  if (option == nullptr) return "";
+  static const std::pair<const char*, const char*> renamed[] = {
+      {"first_image", "first"}, {"last_image", "last"}, {"width", "size"}, {"height", "size"}};
+  for (const auto& [from, to] : renamed)
+    if (option->field() == from) return to;
+  // The others are spelt alike in both (frames, steps, shift, guidance, solver, timesteps,
+  // max_area, loras); init_noise and last_frame_fit are not request fields.
+  const auto& fields = job_fields();
+  return std::find(fields.begin(), fields.end(), option->field()) != fields.end() ? option->field() : "";
 }
 
 }  // namespace ib::server

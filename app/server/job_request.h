@@ -10,6 +10,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 #include "job.h"
 
@@ -26,7 +27,12 @@ struct Limits {
   int64_t max_side = 2048;         // one side of --size
   int max_fps = 120;
   int max_keyframes = 16;  // POST /v1/stories
+  int max_decodes = 2;  // uploads decoded at once (an 8192x8192 image takes about 400 MB while it decodes)
 };
+
+// A client's text as error messages show it: quoted, and cut after `max` bytes (with its size),
+// so an error never echoes a whole oversized field.
+std::string shown(std::string_view text, size_t max = 48);
 
 // A client error: HTTP status (400 unless said otherwise), the field at fault (may be empty) and
 // a message meant for people.
@@ -62,8 +68,10 @@ void check_text(const std::string& field, const std::string& s, const Limits& li
 std::string check_image(const std::string& field, const std::string& data, const Limits& limits, int64_t& width,
                         int64_t& height);
 
-// Guesses which request field a Pipeline::validate() message is about ("" when unclear).
-std::string field_for_pipeline_error(const std::string& message);
+// The request field of an error from Pipeline::validate() or estimate(): the option an
+// ib::OptionError names, as this API calls it ("first_image" -> "first", "width" -> "size");
+// "" for other errors.
+std::string field_for_pipeline_error(const std::exception& e);
 
 // The fields POST /v1/jobs accepts.
 const std::vector<std::string>& job_fields();

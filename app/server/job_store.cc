@@ -33,6 +33,56 @@ std::string image_extension(std::string_view d) {
 
 namespace {
 
+uint32_t be32(std::string_view d, size_t i) {
+  return static_cast<uint32_t>(static_cast<uint8_t>(d[i])) << 24 | static_cast<uint32_t>(static_cast<uint8_t>(d[i + 1])) << 16 |
+         static_cast<uint32_t>(static_cast<uint8_t>(d[i + 2])) << 8 | static_cast<uint8_t>(d[i + 3]);
+}
+
+// PNG: chunks (length, type, data, CRC) up to and including IEND.
+size_t png_length(std::string_view d) {
+  for (size_t pos = 8; pos + 12 <= d.size();) {
+    const size_t next = pos + 12 + be32(d, pos);
+    if (next > d.size()) break;
+    if (d.substr(pos + 4, 4) == "IEND") return next;
+    pos = next;
+  }
+  return d.size();
+}
+
+// JPEG: marker segments; after each start of scan the entropy-coded data runs to the next marker
+// that is not a stuffed 0xFF00 or a restart marker; EOI ends the image.
+size_t jpeg_length(std::string_view d) {
+  auto byte = [&](size_t i) { return static_cast<uint8_t>(d[i]); };
+  for (size_t pos = 2; pos + 1 < d.size();) {
+    if (byte(pos) != 0xff) return d.size();
+    const uint8_t m = byte(pos + 1);
+    if (m == 0xff) {  // fill byte
+      ++pos;
+      continue;
+    }
+    if (m == 0xd9) return pos + 2;  // EOI
+    if (m == 0x01 || (m >= 0xd0 && m <= 0xd7)) {
+      pos += 2;
+      continue;
+    }
+    if (pos + 4 > d.size()) break;
+    pos += 2 + (static_cast<size_t>(byte(pos + 2)) << 8 | byte(pos + 3));
+    if (m == 0xda) {
+      while (pos + 1 < d.size() && !(byte(pos) == 0xff && byte(pos + 1) != 0 && (byte(pos + 1) < 0xd0 || byte(pos + 1) > 0xd7)))
+        ++pos;
+    }
+  }
+  return d.size();
+}
+
+// WebP: the RIFF container's size, padded to even.
+size_t webp_length(std::string_view d) {
+  const size_t size = static_cast<uint8_t>(d[4]) | static_cast<size_t>(static_cast<uint8_t>(d[5])) << 8 |
+                      static_cast<size_t>(static_cast<uint8_t>(d[6])) << 16 |
+                      static_cast<size_t>(static_cast<uint8_t>(d[7])) << 24;
+  return std::min(d.size(), 8 + size + (size & 1));
+}
+
 bool allowed_image_name(const std::string& name) {
   for (const char* base : {"first.", "last."})
     for (const char* ext : {"png", "jpg", "webp"})
@@ -46,6 +96,14 @@ bool allowed_image_name(const std::string& name) {
 }
 
 }  // namespace
+
+size_t image_length(std::string_view data) {
+  const std::string ext = image_extension(data);
+  if (ext == "png") return png_length(data);
+  if (ext == "jpg") return jpeg_length(data);
+  if (ext == "webp") return webp_length(data);
+  return data.size();
+}
 
 JobStore::JobStore(std::string root) : root_(std::move(root)), jobs_((fs::path(root_) / "jobs").string()) {
   std::error_code ec;
@@ -90,12 +148,36 @@ void JobStore::write_file(const std::string& id, const std::string& name, std::s
   AtomicFile f((fs::path(job_dir(id)) / name).string());
   f.write(data.data(), data.size());
   f.commit();
+  refresh(id);
 }
 
 void JobStore::remove_job(const std::string& id) const {
   std::error_code ec;
   fs::remove_all(job_dir(id), ec);
   if (ec) spdlog::warn("cannot remove job folder {}: {}", id, ec.message());
+  std::lock_guard lock(usage_mu_);
+  if (auto it = sizes_.find(id); it != sizes_.end()) {
+    usage_ -= it->second;
+    sizes_.erase(it);
+  }
+}
+
+void JobStore::refresh(const std::string& id) const {
+  uint64_t bytes = 0;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(job_dir(id), ec)) {
+    const uintmax_t n = e.is_regular_file(ec) ? e.file_size(ec) : 0;
+    if (!ec) bytes += n;
+  }
+  std::lock_guard lock(usage_mu_);
+  uint64_t& entry = sizes_[id];
+  usage_ = usage_ - entry + bytes;
+  entry = bytes;
+}
+
+uint64_t JobStore::usage() const {
+  std::lock_guard lock(usage_mu_);
+  return usage_;
 }
 
 std::vector<Job> JobStore::load_all() const {
@@ -105,6 +187,15 @@ std::vector<Job> JobStore::load_all() const {
   for (const auto& entry : fs::directory_iterator(jobs_, ec)) {
     const std::string name = entry.path().filename().string();
     if (!entry.is_directory() || !valid_job_id(name)) continue;
+    // A write cut short (SIGKILL, power loss) leaves AtomicFile's temporary ".NAME.partial-XXXXXX".
+    for (const auto& f : fs::directory_iterator(entry.path(), ec)) {
+      const std::string fname = f.path().filename().string();
+      if (fname.front() == '.' && fname.find(".partial-") != std::string::npos) {
+        spdlog::warn("job {}: removing {} (a write that did not finish)", name, fname);
+        fs::remove(f.path(), ec);
+      }
+    }
+    ec.clear();
     const fs::path file = entry.path() / "job.json";
     std::ifstream in(file, std::ios::binary);
     if (!in) {
@@ -122,6 +213,7 @@ std::vector<Job> JobStore::load_all() const {
           !std::all_of(job.params.keyframe_files.begin(), job.params.keyframe_files.end(), allowed_image_name))
         throw Error("unexpected image file names");
       jobs.push_back(std::move(job));
+      refresh(name);
     } catch (const std::exception& e) {
       spdlog::warn("job {}: unreadable job.json ({}), skipped", name, e.what());
     }

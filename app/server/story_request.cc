@@ -46,6 +46,8 @@ StoryRequest parse_story_request(const httplib::Request& req, const Limits& limi
     } catch (const RequestError& e) {
       throw RequestError("keyframes", e.what(), e.status());
     }
+    // Stored as far as the image goes (bytes after its end were not decoded and are not kept).
+    r.images[static_cast<size_t>(i)].resize(image_length(r.images[static_cast<size_t>(i)]));
     p.keyframe_files.push_back(fmt::format("keyframe-{:02d}.{}", i, ext));
   }
   p.first_file = p.keyframe_files.front();

@@ -39,6 +39,16 @@ Tensor require(const TensorStore& store, const std::string& name, const std::opt
   return t;
 }
 
+WeightIndex::WeightIndex(const WeightShapes& list, std::string label) : label_(std::move(label)) {
+  for (const auto& [name, shape] : list) shapes_.emplace(name, shape);
+}
+
+const Shape& WeightIndex::shape(const std::string& name) const {
+  auto it = shapes_.find(name);
+  IB_CHECK(it != shapes_.end(), "{}: the loader asks for '{}', which its weight list does not declare", label_, name);
+  return it->second;
+}
+
 Tensor optional_tensor(const TensorStore& store, const std::string& name, const std::optional<Shape>& shape,
                        std::optional<DType> dtype) {
   if (!store.contains(name)) return Tensor();

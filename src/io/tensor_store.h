@@ -5,12 +5,31 @@
 
 #include <memory>
 #include <optional>
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/tensor.h"
 
 namespace ib {
+
+// A checkpoint's tensors by name and shape (each model declares its list beside its loader).
+using WeightShapes = std::vector<std::pair<std::string, Shape>>;
+
+// A weight list as the loaders use it: the shape each tensor is declared with, so a loader names
+// a tensor and takes its shape from the one declaration. Asking for a name the list lacks is a
+// loader/list mismatch and throws ib::Error naming it and the list.
+class WeightIndex {
+ public:
+  WeightIndex(const WeightShapes& list, std::string label);
+  const Shape& shape(const std::string& name) const;
+  bool contains(const std::string& name) const { return shapes_.count(name) != 0; }
+
+ private:
+  std::map<std::string, Shape> shapes_;
+  std::string label_;
+};
 
 struct TensorInfo {
   DType dtype = DType::F32;

@@ -1,13 +1,11 @@
 // Video output through libavcodec/libavformat/libswscale (MP4) and libpng (frames).
 #include "io/video_writer.h"
 
-#include <png.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cctype>
-#include <csetjmp>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -25,6 +23,7 @@ extern "C" {
 
 #include "core/check.h"
 #include "io/atomic_file.h"
+#include "io/image.h"
 #include "io/safetensors.h"
 
 namespace ib {
@@ -226,59 +225,6 @@ void write_mp4(const std::string& path, const Tensor&, int) {
 
 // ---- PNG ----
 
-namespace {
-
-struct PngState {
-  std::vector<unsigned char>* out = nullptr;
-  char message[256] = {};
-};
-
-void png_on_error(png_structp png, png_const_charp msg) {
-  auto* s = static_cast<PngState*>(png_get_error_ptr(png));
-  std::snprintf(s->message, sizeof(s->message), "%s", msg);
-  png_longjmp(png, 1);
-}
-
-void png_on_warning(png_structp, png_const_charp) {}
-
-void png_on_write(png_structp png, png_bytep data, size_t n) {
-  auto* s = static_cast<PngState*>(png_get_error_ptr(png));
-  try {
-    s->out->insert(s->out->end(), data, data + n);
-  } catch (...) {
-    png_error(png, "out of memory");
-  }
-}
-
-void png_on_flush(png_structp) {}
-
-// Encodes one 8-bit RGB image; returns false with state->message set on failure. Kept free of
-// C++ objects with destructors between setjmp and the end, as longjmp requires.
-bool encode_png(const uint8_t* rgb, png_uint_32 width, png_uint_32 height, PngState* state) {
-  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, state, png_on_error, png_on_warning);
-  if (png == nullptr) return false;
-  png_infop info = png_create_info_struct(png);
-  if (info == nullptr) {
-    png_destroy_write_struct(&png, nullptr);
-    return false;
-  }
-  if (setjmp(png_jmpbuf(png))) {
-    png_destroy_write_struct(&png, &info);
-    return false;
-  }
-  png_set_write_fn(png, state, png_on_write, png_on_flush);
-  png_set_IHDR(png, info, width, height, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
-               PNG_FILTER_TYPE_DEFAULT);
-  png_write_info(png, info);
-  const size_t row_bytes = static_cast<size_t>(width) * 3;
-  for (png_uint_32 y = 0; y < height; ++y) png_write_row(png, rgb + y * row_bytes);
-  png_write_end(png, nullptr);
-  png_destroy_write_struct(&png, &info);
-  return true;
-}
-
-}  // namespace
-
 void write_png_frames(const std::string& dir, const Tensor& video) {
   VideoDims d;
   const Tensor v = checked_video(video, fmt::format("PNG frames '{}'", dir), &d);
@@ -307,16 +253,15 @@ void write_png_frames(const std::string& dir, const Tensor& video) {
   try {
     const auto frame_bytes = static_cast<size_t>(d.height * d.width * 3);
     std::vector<uint8_t> rgb(frame_bytes);
-    std::vector<unsigned char> png;
+    std::vector<uint8_t> png;
     for (int64_t f = 0; f < d.frames; ++f) {
       frame_rgb8(v, d, f, rgb.data());
-      png.clear();
-      PngState state;
-      state.out = &png;
       const fs::path file = folder / fmt::format("frame_{:05d}.png", f);
-      IB_CHECK(encode_png(rgb.data(), static_cast<png_uint_32>(d.width), static_cast<png_uint_32>(d.height), &state),
-               "encoding PNG frame '{}' failed: {}", file.string(),
-               state.message[0] ? state.message : "libpng could not start");
+      try {
+        png = encode_png(rgb.data(), d.width, d.height);  // the one PNG encoder (io/image.h)
+      } catch (const Error& e) {
+        fail("encoding PNG frame '{}' failed: {}", file.string(), e.what());
+      }
       AtomicFile out(file.string());
       out.write(png.data(), png.size());
       out.commit();

@@ -27,12 +27,13 @@ std::string config_str(const ClipConfig& c) {
                      c.patch_size, c.dim, c.mlp_ratio, c.num_heads, c.num_layers);
 }
 
-// Loads one tensor; a mismatch error also names the configuration it was checked against.
-Tensor need(const TensorStore& w, const ClipConfig& cfg, const std::string& name, const Shape& shape,
+// Loads one tensor with its shape from the weight list; a mismatch error also names the
+// configuration it was checked against.
+Tensor need(const TensorStore& w, const ClipConfig& cfg, const WeightIndex& list, const std::string& name,
             bool to_f32) {
   Tensor t;
   try {
-    t = require(w, name, shape, to_f32 ? std::optional<DType>(DType::F32) : std::nullopt);
+    t = require(w, name, list.shape(name), to_f32 ? std::optional<DType>(DType::F32) : std::nullopt);
   } catch (const Error& e) {
     fail("CLIP: {} (CLIP config: {})", e.what(), config_str(cfg));
   }
@@ -56,7 +57,8 @@ ClipVision ClipVision::load(const TensorStore& w, const ClipConfig& cfg) {
 
   ClipVision m;
   m.cfg_ = cfg;
-  const int64_t dim = cfg.dim, p = cfg.patch_size, mlp = cfg.dim * cfg.mlp_ratio;
+  const WeightIndex list(clip_weight_shapes(cfg), "CLIP weights");
+  const int64_t dim = cfg.dim, p = cfg.patch_size;
   m.grid_ = cfg.image_size / p;
   const int64_t tokens = m.num_tokens();
 
@@ -67,34 +69,34 @@ ClipVision ClipVision::load(const TensorStore& w, const ClipConfig& cfg) {
            cfg.num_layers, w.source(block_key(0)));
 
   // conv 3 -> dim, kernel = stride = patch, no bias; as a linear over (c, kh, kw)-ordered patches.
-  m.patch_weight_ = need(w, cfg, "visual.patch_embedding.weight", {dim, 3, p, p}, false).view({dim, 3 * p * p});
-  m.cls_embedding_ = need(w, cfg, "visual.cls_embedding", {1, 1, dim}, true).view({dim});
-  m.pos_embedding_ = need(w, cfg, "visual.pos_embedding", {1, tokens, dim}, true).view({tokens, dim});
-  m.pre_norm_weight_ = need(w, cfg, "visual.pre_norm.weight", {dim}, true);
-  m.pre_norm_bias_ = need(w, cfg, "visual.pre_norm.bias", {dim}, true);
+  m.patch_weight_ = need(w, cfg, list, "visual.patch_embedding.weight", false).view({dim, 3 * p * p});
+  m.cls_embedding_ = need(w, cfg, list, "visual.cls_embedding", true).view({dim});
+  m.pos_embedding_ = need(w, cfg, list, "visual.pos_embedding", true).view({tokens, dim});
+  m.pre_norm_weight_ = need(w, cfg, list, "visual.pre_norm.weight", true);
+  m.pre_norm_bias_ = need(w, cfg, list, "visual.pre_norm.bias", true);
 
   for (int64_t i = 0; i + 1 < cfg.num_layers; ++i) {
     const std::string pre = fmt::format("visual.transformer.{}.", i);
     Block b;
-    b.norm1_weight = need(w, cfg, pre + "norm1.weight", {dim}, true);
-    b.norm1_bias = need(w, cfg, pre + "norm1.bias", {dim}, true);
+    b.norm1_weight = need(w, cfg, list, pre + "norm1.weight", true);
+    b.norm1_bias = need(w, cfg, list, pre + "norm1.bias", true);
     // to_qkv output feature f: q for f < dim, k for dim <= f < 2 dim, v above.
-    const Tensor qkv_w = need(w, cfg, pre + "attn.to_qkv.weight", {3 * dim, dim}, false);
-    const Tensor qkv_b = need(w, cfg, pre + "attn.to_qkv.bias", {3 * dim}, true);
+    const Tensor qkv_w = need(w, cfg, list, pre + "attn.to_qkv.weight", false);
+    const Tensor qkv_b = need(w, cfg, list, pre + "attn.to_qkv.bias", true);
     b.q_weight = qkv_w.slice(0, dim);
     b.k_weight = qkv_w.slice(dim, 2 * dim);
     b.v_weight = qkv_w.slice(2 * dim, 3 * dim);
     b.q_bias = qkv_b.slice(0, dim);
     b.k_bias = qkv_b.slice(dim, 2 * dim);
     b.v_bias = qkv_b.slice(2 * dim, 3 * dim);
-    b.proj_weight = need(w, cfg, pre + "attn.proj.weight", {dim, dim}, false);
-    b.proj_bias = need(w, cfg, pre + "attn.proj.bias", {dim}, true);
-    b.norm2_weight = need(w, cfg, pre + "norm2.weight", {dim}, true);
-    b.norm2_bias = need(w, cfg, pre + "norm2.bias", {dim}, true);
-    b.fc1_weight = need(w, cfg, pre + "mlp.0.weight", {mlp, dim}, false);
-    b.fc1_bias = need(w, cfg, pre + "mlp.0.bias", {mlp}, true);
-    b.fc2_weight = need(w, cfg, pre + "mlp.2.weight", {dim, mlp}, false);
-    b.fc2_bias = need(w, cfg, pre + "mlp.2.bias", {dim}, true);
+    b.proj_weight = need(w, cfg, list, pre + "attn.proj.weight", false);
+    b.proj_bias = need(w, cfg, list, pre + "attn.proj.bias", true);
+    b.norm2_weight = need(w, cfg, list, pre + "norm2.weight", true);
+    b.norm2_bias = need(w, cfg, list, pre + "norm2.bias", true);
+    b.fc1_weight = need(w, cfg, list, pre + "mlp.0.weight", false);
+    b.fc1_bias = need(w, cfg, list, pre + "mlp.0.bias", true);
+    b.fc2_weight = need(w, cfg, list, pre + "mlp.2.weight", false);
+    b.fc2_bias = need(w, cfg, list, pre + "mlp.2.bias", true);
     m.blocks_.push_back(std::move(b));
   }
   return m;
@@ -192,6 +194,36 @@ Tensor ClipVision::encode(const Tensor& pixels) const {
   Tensor h = ops::layer_norm(x, pre_norm_weight_, pre_norm_bias_, cfg_.eps);  // pre_norm
   for (const Block& b : blocks_) h = block_forward(b, h);
   return h;  // [N, T, dim]
+}
+
+// ---- The weight list: what load() reads and synthetic models write --------------------------
+
+WeightShapes clip_weight_shapes(const ClipConfig& c) {
+  const int64_t grid = c.image_size / c.patch_size, d = c.dim, mlp = c.dim * c.mlp_ratio;
+  WeightShapes s{{"visual.patch_embedding.weight", {d, 3, c.patch_size, c.patch_size}},
+          {"visual.cls_embedding", {1, 1, d}},
+          {"visual.pos_embedding", {1, grid * grid + 1, d}},
+          {"visual.pre_norm.weight", {d}},
+          {"visual.pre_norm.bias", {d}}};
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    const std::string b = fmt::format("visual.transformer.{}.", i);
+    for (const char* n : {"norm1", "norm2"}) {
+      s.push_back({b + n + ".weight", {d}});
+      s.push_back({b + n + ".bias", {d}});
+    }
+    s.push_back({b + "attn.to_qkv.weight", {3 * d, d}});
+    s.push_back({b + "attn.to_qkv.bias", {3 * d}});
+    s.push_back({b + "attn.proj.weight", {d, d}});
+    s.push_back({b + "attn.proj.bias", {d}});
+    s.push_back({b + "mlp.0.weight", {mlp, d}});
+    s.push_back({b + "mlp.0.bias", {mlp}});
+    s.push_back({b + "mlp.2.weight", {d, mlp}});
+    s.push_back({b + "mlp.2.bias", {d}});
+  }
+  s.push_back({"visual.post_norm.weight", {d}});
+  s.push_back({"visual.post_norm.bias", {d}});
+  s.push_back({"visual.head", {d, 1024}});  // projection to the 1024-d joint space (unused)
+  return s;
 }
 
 }  // namespace ib

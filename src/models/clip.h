@@ -60,4 +60,9 @@ class ClipVision {
   std::vector<Block> blocks_;    // the num_layers - 1 blocks that run
 };
 
+// The tensors (name, shape) of the visual CLIP checkpoint: what ClipVision::load reads (all but
+// the last block, post_norm and the head, which upstream's encoder does not use) and what the
+// synthetic model writer writes; declared once here.
+WeightShapes clip_weight_shapes(const ClipConfig& c);
+
 }  // namespace ib

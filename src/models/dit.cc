@@ -19,16 +19,16 @@ namespace {
 constexpr float kImgEmbEps = 1e-5f;  // torch.nn.LayerNorm default in img_emb.proj
 
 // A weight of any float dtype the linear op takes, with its shape checked.
-Tensor weight(const TensorStore& s, const std::string& name, const Shape& shape) {
-  Tensor t = require(s, name, shape);
+Tensor weight(const TensorStore& s, const WeightIndex& list, const std::string& name) {
+  Tensor t = require(s, name, list.shape(name));
   IB_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::BF16 || t.dtype() == DType::F16,
            "tensor '{}' in {}: expected f32, bf16 or f16, found {}", name, s.source(name), dtype_name(t.dtype()));
   return t;
 }
 
 // A small parameter used in f32 arithmetic, converted to f32.
-Tensor weight_f32(const TensorStore& s, const std::string& name, const Shape& shape) {
-  Tensor t = weight(s, name, shape);
+Tensor weight_f32(const TensorStore& s, const WeightIndex& list, const std::string& name) {
+  Tensor t = weight(s, list, name);
   return t.to(DType::F32);
 }
 
@@ -140,75 +140,86 @@ WanDiT WanDiT::load(const TensorStore& s, const DitConfig& cfg) {
   IB_CHECK(!s.contains(extra), "DiT config says num_layers = {} but {} holds '{}'", cfg.num_layers,
            s.source(extra), extra);
 
+  // The widths the checkpoint brings (T5's, CLIP's) and its image token count, then the list of
+  // what it must hold.
+  auto size_of = [&](const std::string& name, size_t axis) -> int64_t {
+    if (!s.contains(name)) return 0;
+    const Shape shape = s.info(name).shape;
+    return axis < shape.size() ? shape[axis] : 0;
+  };
+  const WeightIndex list(dit_weight_shapes(cfg, size_of("text_embedding.0.weight", 1), size_of("img_emb.proj.0.weight", 0),
+                                           size_of("img_emb.emb_pos", 1)),
+                         "DiT weights");
+
   WanDiTWeights& w = m.w_;
-  w.patch_w = weight(s, "patch_embedding.weight", {dim, cfg.in_dim, 1, 2, 2}).view({dim, cfg.in_dim * 4});
-  w.patch_b = weight(s, "patch_embedding.bias", {dim});
-  w.text0_w = weight(s, "text_embedding.0.weight", {dim, -1});
+  w.patch_w = weight(s, list, "patch_embedding.weight").view({dim, cfg.in_dim * 4});
+  w.patch_b = weight(s, list, "patch_embedding.bias");
+  w.text0_w = weight(s, list, "text_embedding.0.weight");
   m.text_dim_ = w.text0_w.size(1);
-  w.text0_b = weight(s, "text_embedding.0.bias", {dim});
-  w.text2_w = weight(s, "text_embedding.2.weight", {dim, dim});
-  w.text2_b = weight(s, "text_embedding.2.bias", {dim});
-  w.time0_w = weight(s, "time_embedding.0.weight", {dim, cfg.freq_dim});
-  w.time0_b = weight(s, "time_embedding.0.bias", {dim});
-  w.time2_w = weight(s, "time_embedding.2.weight", {dim, dim});
-  w.time2_b = weight(s, "time_embedding.2.bias", {dim});
-  w.time_proj_w = weight(s, "time_projection.1.weight", {6 * dim, dim});
-  w.time_proj_b = weight(s, "time_projection.1.bias", {6 * dim});
+  w.text0_b = weight(s, list, "text_embedding.0.bias");
+  w.text2_w = weight(s, list, "text_embedding.2.weight");
+  w.text2_b = weight(s, list, "text_embedding.2.bias");
+  w.time0_w = weight(s, list, "time_embedding.0.weight");
+  w.time0_b = weight(s, list, "time_embedding.0.bias");
+  w.time2_w = weight(s, list, "time_embedding.2.weight");
+  w.time2_b = weight(s, list, "time_embedding.2.bias");
+  w.time_proj_w = weight(s, list, "time_projection.1.weight");
+  w.time_proj_b = weight(s, list, "time_projection.1.bias");
 
   for (int64_t i = 0; i < cfg.num_layers; ++i) {
     const std::string p = fmt::format("blocks.{}.", i);
     WanBlockWeights b;
-    b.modulation = weight_f32(s, p + "modulation", {1, 6, dim}).view({6, dim});
+    b.modulation = weight_f32(s, list, p + "modulation").view({6, dim});
     auto attn = [&](const std::string& a, auto& aw) {
-      aw.q_w = weight(s, p + a + ".q.weight", {dim, dim});
-      aw.q_b = weight(s, p + a + ".q.bias", {dim});
-      aw.k_w = weight(s, p + a + ".k.weight", {dim, dim});
-      aw.k_b = weight(s, p + a + ".k.bias", {dim});
-      aw.v_w = weight(s, p + a + ".v.weight", {dim, dim});
-      aw.v_b = weight(s, p + a + ".v.bias", {dim});
-      aw.o_w = weight(s, p + a + ".o.weight", {dim, dim});
-      aw.o_b = weight(s, p + a + ".o.bias", {dim});
-      aw.norm_q = weight(s, p + a + ".norm_q.weight", {dim});
-      aw.norm_k = weight(s, p + a + ".norm_k.weight", {dim});
+      aw.q_w = weight(s, list, p + a + ".q.weight");
+      aw.q_b = weight(s, list, p + a + ".q.bias");
+      aw.k_w = weight(s, list, p + a + ".k.weight");
+      aw.k_b = weight(s, list, p + a + ".k.bias");
+      aw.v_w = weight(s, list, p + a + ".v.weight");
+      aw.v_b = weight(s, list, p + a + ".v.bias");
+      aw.o_w = weight(s, list, p + a + ".o.weight");
+      aw.o_b = weight(s, list, p + a + ".o.bias");
+      aw.norm_q = weight(s, list, p + a + ".norm_q.weight");
+      aw.norm_k = weight(s, list, p + a + ".norm_k.weight");
     };
     attn("self_attn", b.self_attn);
-    b.norm3_w = weight(s, p + "norm3.weight", {dim});
-    b.norm3_b = weight(s, p + "norm3.bias", {dim});
+    b.norm3_w = weight(s, list, p + "norm3.weight");
+    b.norm3_b = weight(s, list, p + "norm3.bias");
     attn("cross_attn", b.cross_attn);
     if (m.has_img_) {
-      b.cross_attn.k_img_w = weight(s, p + "cross_attn.k_img.weight", {dim, dim});
-      b.cross_attn.k_img_b = weight(s, p + "cross_attn.k_img.bias", {dim});
-      b.cross_attn.v_img_w = weight(s, p + "cross_attn.v_img.weight", {dim, dim});
-      b.cross_attn.v_img_b = weight(s, p + "cross_attn.v_img.bias", {dim});
-      b.cross_attn.norm_k_img = weight(s, p + "cross_attn.norm_k_img.weight", {dim});
+      b.cross_attn.k_img_w = weight(s, list, p + "cross_attn.k_img.weight");
+      b.cross_attn.k_img_b = weight(s, list, p + "cross_attn.k_img.bias");
+      b.cross_attn.v_img_w = weight(s, list, p + "cross_attn.v_img.weight");
+      b.cross_attn.v_img_b = weight(s, list, p + "cross_attn.v_img.bias");
+      b.cross_attn.norm_k_img = weight(s, list, p + "cross_attn.norm_k_img.weight");
     } else {
       IB_CHECK(!s.contains(p + "cross_attn.k_img.weight"), "DiT config says model_type 't2v' but {} holds '{}'",
                s.source(p + "cross_attn.k_img.weight"), p + "cross_attn.k_img.weight");
     }
-    b.ffn0_w = weight(s, p + "ffn.0.weight", {ffn, dim});
-    b.ffn0_b = weight(s, p + "ffn.0.bias", {ffn});
-    b.ffn2_w = weight(s, p + "ffn.2.weight", {dim, ffn});
-    b.ffn2_b = weight(s, p + "ffn.2.bias", {dim});
+    b.ffn0_w = weight(s, list, p + "ffn.0.weight");
+    b.ffn0_b = weight(s, list, p + "ffn.0.bias");
+    b.ffn2_w = weight(s, list, p + "ffn.2.weight");
+    b.ffn2_b = weight(s, list, p + "ffn.2.bias");
     w.blocks.push_back(std::move(b));
   }
 
-  w.head_modulation = weight_f32(s, "head.modulation", {1, 2, dim}).view({2, dim});
-  w.head_w = weight(s, "head.head.weight", {cfg.out_dim * 4, dim});
-  w.head_b = weight(s, "head.head.bias", {cfg.out_dim * 4});
+  w.head_modulation = weight_f32(s, list, "head.modulation").view({2, dim});
+  w.head_w = weight(s, list, "head.head.weight");
+  w.head_b = weight(s, list, "head.head.bias");
 
   if (m.has_img_) {
-    w.img_ln0_w = weight(s, "img_emb.proj.0.weight", {-1});
+    w.img_ln0_w = weight(s, list, "img_emb.proj.0.weight");
     m.clip_dim_ = w.img_ln0_w.size(0);
     const int64_t cd = m.clip_dim_;
-    w.img_ln0_b = weight(s, "img_emb.proj.0.bias", {cd});
-    w.img1_w = weight(s, "img_emb.proj.1.weight", {cd, cd});
-    w.img1_b = weight(s, "img_emb.proj.1.bias", {cd});
-    w.img3_w = weight(s, "img_emb.proj.3.weight", {dim, cd});
-    w.img3_b = weight(s, "img_emb.proj.3.bias", {dim});
-    w.img_ln4_w = weight(s, "img_emb.proj.4.weight", {dim});
-    w.img_ln4_b = weight(s, "img_emb.proj.4.bias", {dim});
+    w.img_ln0_b = weight(s, list, "img_emb.proj.0.bias");
+    w.img1_w = weight(s, list, "img_emb.proj.1.weight");
+    w.img1_b = weight(s, list, "img_emb.proj.1.bias");
+    w.img3_w = weight(s, list, "img_emb.proj.3.weight");
+    w.img3_b = weight(s, list, "img_emb.proj.3.bias");
+    w.img_ln4_w = weight(s, list, "img_emb.proj.4.weight");
+    w.img_ln4_b = weight(s, list, "img_emb.proj.4.bias");
     if (type == "flf2v") {
-      w.emb_pos = weight_f32(s, "img_emb.emb_pos", {1, -1, cd});
+      w.emb_pos = weight_f32(s, list, "img_emb.emb_pos");
       m.img_tokens_ = w.emb_pos.size(1);
       w.emb_pos = w.emb_pos.view({m.img_tokens_, cd});
     }
@@ -218,68 +229,69 @@ WanDiT WanDiT::load(const TensorStore& s, const DitConfig& cfg) {
 
 std::vector<WanDiT::NamedWeight> WanDiT::named_weights() {
   WanDiTWeights& w = w_;
-  const int64_t dim = cfg_.dim, ffn = cfg_.ffn_dim;
+  // Shapes from the weight list the loader read (names of tensors this model does not hold,
+  // such as a t2v model's image branch, are skipped before any lookup).
+  const WeightIndex list(dit_weight_shapes(cfg_, text_dim_, clip_dim_, img_tokens_), "DiT weights");
   std::vector<NamedWeight> out;
-  auto add = [&](std::string name, Shape shape, Tensor& t) {
-    if (t.defined()) out.push_back({std::move(name), std::move(shape), &t});
+  auto add = [&](const std::string& name, Tensor& t) {
+    if (t.defined()) out.push_back({name, list.shape(name), &t});
   };
-  add("patch_embedding.weight", {dim, cfg_.in_dim, 1, 2, 2}, w.patch_w);
-  add("patch_embedding.bias", {dim}, w.patch_b);
-  add("text_embedding.0.weight", {dim, text_dim_}, w.text0_w);
-  add("text_embedding.0.bias", {dim}, w.text0_b);
-  add("text_embedding.2.weight", {dim, dim}, w.text2_w);
-  add("text_embedding.2.bias", {dim}, w.text2_b);
-  add("time_embedding.0.weight", {dim, cfg_.freq_dim}, w.time0_w);
-  add("time_embedding.0.bias", {dim}, w.time0_b);
-  add("time_embedding.2.weight", {dim, dim}, w.time2_w);
-  add("time_embedding.2.bias", {dim}, w.time2_b);
-  add("time_projection.1.weight", {6 * dim, dim}, w.time_proj_w);
-  add("time_projection.1.bias", {6 * dim}, w.time_proj_b);
+  add("patch_embedding.weight", w.patch_w);
+  add("patch_embedding.bias", w.patch_b);
+  add("text_embedding.0.weight", w.text0_w);
+  add("text_embedding.0.bias", w.text0_b);
+  add("text_embedding.2.weight", w.text2_w);
+  add("text_embedding.2.bias", w.text2_b);
+  add("time_embedding.0.weight", w.time0_w);
+  add("time_embedding.0.bias", w.time0_b);
+  add("time_embedding.2.weight", w.time2_w);
+  add("time_embedding.2.bias", w.time2_b);
+  add("time_projection.1.weight", w.time_proj_w);
+  add("time_projection.1.bias", w.time_proj_b);
   for (size_t i = 0; i < w.blocks.size(); ++i) {
     WanBlockWeights& b = w.blocks[i];
     const std::string p = fmt::format("blocks.{}.", i);
-    add(p + "modulation", {1, 6, dim}, b.modulation);
+    add(p + "modulation", b.modulation);
     auto attn = [&](const std::string& a, auto& aw) {
-      add(a + "q.weight", {dim, dim}, aw.q_w);
-      add(a + "q.bias", {dim}, aw.q_b);
-      add(a + "k.weight", {dim, dim}, aw.k_w);
-      add(a + "k.bias", {dim}, aw.k_b);
-      add(a + "v.weight", {dim, dim}, aw.v_w);
-      add(a + "v.bias", {dim}, aw.v_b);
-      add(a + "o.weight", {dim, dim}, aw.o_w);
-      add(a + "o.bias", {dim}, aw.o_b);
-      add(a + "norm_q.weight", {dim}, aw.norm_q);
-      add(a + "norm_k.weight", {dim}, aw.norm_k);
+      add(a + "q.weight", aw.q_w);
+      add(a + "q.bias", aw.q_b);
+      add(a + "k.weight", aw.k_w);
+      add(a + "k.bias", aw.k_b);
+      add(a + "v.weight", aw.v_w);
+      add(a + "v.bias", aw.v_b);
+      add(a + "o.weight", aw.o_w);
+      add(a + "o.bias", aw.o_b);
+      add(a + "norm_q.weight", aw.norm_q);
+      add(a + "norm_k.weight", aw.norm_k);
     };
     attn(p + "self_attn.", b.self_attn);
-    add(p + "norm3.weight", {dim}, b.norm3_w);
-    add(p + "norm3.bias", {dim}, b.norm3_b);
+    add(p + "norm3.weight", b.norm3_w);
+    add(p + "norm3.bias", b.norm3_b);
     WanCrossAttentionWeights& ca = b.cross_attn;
     const std::string c = p + "cross_attn.";
     attn(c, ca);
-    add(c + "k_img.weight", {dim, dim}, ca.k_img_w);
-    add(c + "k_img.bias", {dim}, ca.k_img_b);
-    add(c + "v_img.weight", {dim, dim}, ca.v_img_w);
-    add(c + "v_img.bias", {dim}, ca.v_img_b);
-    add(c + "norm_k_img.weight", {dim}, ca.norm_k_img);
-    add(p + "ffn.0.weight", {ffn, dim}, b.ffn0_w);
-    add(p + "ffn.0.bias", {ffn}, b.ffn0_b);
-    add(p + "ffn.2.weight", {dim, ffn}, b.ffn2_w);
-    add(p + "ffn.2.bias", {dim}, b.ffn2_b);
+    add(c + "k_img.weight", ca.k_img_w);
+    add(c + "k_img.bias", ca.k_img_b);
+    add(c + "v_img.weight", ca.v_img_w);
+    add(c + "v_img.bias", ca.v_img_b);
+    add(c + "norm_k_img.weight", ca.norm_k_img);
+    add(p + "ffn.0.weight", b.ffn0_w);
+    add(p + "ffn.0.bias", b.ffn0_b);
+    add(p + "ffn.2.weight", b.ffn2_w);
+    add(p + "ffn.2.bias", b.ffn2_b);
   }
-  add("head.modulation", {1, 2, dim}, w.head_modulation);
-  add("head.head.weight", {cfg_.out_dim * 4, dim}, w.head_w);
-  add("head.head.bias", {cfg_.out_dim * 4}, w.head_b);
-  const int64_t cd = clip_dim_;
-  add("img_emb.proj.0.weight", {cd}, w.img_ln0_w);
-  add("img_emb.proj.0.bias", {cd}, w.img_ln0_b);
-  add("img_emb.proj.1.weight", {cd, cd}, w.img1_w);
-  add("img_emb.proj.1.bias", {cd}, w.img1_b);
-  add("img_emb.proj.3.weight", {dim, cd}, w.img3_w);
-  add("img_emb.proj.3.bias", {dim}, w.img3_b);
-  add("img_emb.proj.4.weight", {dim}, w.img_ln4_w);
-  add("img_emb.proj.4.bias", {dim}, w.img_ln4_b);
-  add("img_emb.emb_pos", {1, img_tokens_, cd}, w.emb_pos);
+  add("head.modulation", w.head_modulation);
+  add("head.head.weight", w.head_w);
+  add("head.head.bias", w.head_b);
+  add("img_emb.proj.0.weight", w.img_ln0_w);
+  add("img_emb.proj.0.bias", w.img_ln0_b);
+  add("img_emb.proj.1.weight", w.img1_w);
+  add("img_emb.proj.1.bias", w.img1_b);
+  add("img_emb.proj.3.weight", w.img3_w);
+  add("img_emb.proj.3.bias", w.img3_b);
+  add("img_emb.proj.4.weight", w.img_ln4_w);
+  add("img_emb.proj.4.bias", w.img_ln4_b);
+  add("img_emb.emb_pos", w.emb_pos);
   return out;
 }
 
@@ -434,6 +446,59 @@ Tensor WanDiT::forward(const Tensor& x, double t, const Tensor& context, const T
   const Tensor out = ops::linear(modulate(xs, hm.select(0), hm.select(1), c.eps), w.head_w, w.head_b);  // [L, out*4]
   probe("head", out);
   return unpatchify(out.to(Device::CPU), c.out_dim, T, hp, wp).to(x.device());
+}
+
+// ---- The weight list: what load() reads and synthetic models write --------------------------
+
+WeightShapes dit_weight_shapes(const DitConfig& c, int64_t text_dim, int64_t clip_dim, int64_t image_tokens) {
+  const int64_t d = c.dim;
+  WeightShapes s{{"patch_embedding.weight", {d, c.in_dim, 1, 2, 2}}, {"patch_embedding.bias", {d}},
+          {"text_embedding.0.weight", {d, text_dim}},        {"text_embedding.0.bias", {d}},
+          {"text_embedding.2.weight", {d, d}},               {"text_embedding.2.bias", {d}},
+          {"time_embedding.0.weight", {d, c.freq_dim}},      {"time_embedding.0.bias", {d}},
+          {"time_embedding.2.weight", {d, d}},               {"time_embedding.2.bias", {d}},
+          {"time_projection.1.weight", {6 * d, d}},          {"time_projection.1.bias", {6 * d}}};
+  const bool image = c.model_type != "t2v";
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    const std::string b = fmt::format("blocks.{}.", i);
+    s.push_back({b + "modulation", {1, 6, d}});
+    for (const char* a : {"self_attn", "cross_attn"}) {
+      for (const char* m : {"q", "k", "v", "o"}) {
+        s.push_back({b + a + "." + m + ".weight", {d, d}});
+        s.push_back({b + a + "." + m + ".bias", {d}});
+      }
+      s.push_back({b + a + ".norm_q.weight", {d}});
+      s.push_back({b + a + ".norm_k.weight", {d}});
+    }
+    if (image) {
+      for (const char* m : {"k_img", "v_img"}) {
+        s.push_back({b + "cross_attn." + m + ".weight", {d, d}});
+        s.push_back({b + "cross_attn." + m + ".bias", {d}});
+      }
+      s.push_back({b + "cross_attn.norm_k_img.weight", {d}});
+    }
+    s.push_back({b + "norm3.weight", {d}});
+    s.push_back({b + "norm3.bias", {d}});
+    s.push_back({b + "ffn.0.weight", {c.ffn_dim, d}});
+    s.push_back({b + "ffn.0.bias", {c.ffn_dim}});
+    s.push_back({b + "ffn.2.weight", {d, c.ffn_dim}});
+    s.push_back({b + "ffn.2.bias", {d}});
+  }
+  s.push_back({"head.modulation", {1, 2, d}});
+  s.push_back({"head.head.weight", {c.out_dim * 4, d}});
+  s.push_back({"head.head.bias", {c.out_dim * 4}});
+  if (image) {
+    s.push_back({"img_emb.proj.0.weight", {clip_dim}});
+    s.push_back({"img_emb.proj.0.bias", {clip_dim}});
+    s.push_back({"img_emb.proj.1.weight", {clip_dim, clip_dim}});
+    s.push_back({"img_emb.proj.1.bias", {clip_dim}});
+    s.push_back({"img_emb.proj.3.weight", {d, clip_dim}});
+    s.push_back({"img_emb.proj.3.bias", {d}});
+    s.push_back({"img_emb.proj.4.weight", {d}});
+    s.push_back({"img_emb.proj.4.bias", {d}});
+    if (c.model_type == "flf2v") s.push_back({"img_emb.emb_pos", {1, image_tokens, clip_dim}});
+  }
+  return s;
 }
 
 }  // namespace ib

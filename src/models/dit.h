@@ -116,4 +116,9 @@ class WanDiT {
 // f_i = 10000^(-i/(n/2)), computed in double and rounded to f32. Returns f32 [dim].
 Tensor sinusoidal_embedding(int64_t dim, double t);
 
+// The tensors (name, shape) of a DiT checkpoint of c.model_type (text_dim: T5's width, clip_dim
+// and image_tokens: the CLIP features' width and count): exactly what WanDiT::load reads and what
+// the synthetic model writer writes; declared once here.
+WeightShapes dit_weight_shapes(const DitConfig& c, int64_t text_dim, int64_t clip_dim, int64_t image_tokens);
+
 }  // namespace ib

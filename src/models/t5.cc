@@ -93,34 +93,34 @@ Tensor bias_table(const Tensor& pos_embedding) {
 T5Encoder T5Encoder::load(const TensorStore& weights, const T5Config& cfg) {
   check_config_against_weights(weights, cfg);
   std::set<std::string> used;
-  auto get = [&](const std::string& name, const Shape& shape) {
-    Tensor t = require(weights, name, shape);
+  const WeightIndex list(t5_weight_shapes(cfg), "T5 weights");
+  auto get = [&](const std::string& name) {
+    Tensor t = require(weights, name, list.shape(name));
     IB_CHECK(dtype_is_float(t.dtype()), "T5 weights: tensor '{}' in {} must be a float tensor, found {}", name,
              weights.source(name), t.str());
     if (t.device() != Device::CPU) t = t.to(Device::CPU);
     used.insert(name);
     return t;
   };
-  const int64_t D = cfg.dim, A = cfg.dim_attn, F = cfg.dim_ffn;
   T5Encoder enc;
   enc.cfg_ = cfg;
-  enc.token_embedding_ = get("token_embedding.weight", {cfg.vocab, D});
+  enc.token_embedding_ = get("token_embedding.weight");
   for (int64_t l = 0; l < cfg.num_layers; ++l) {
     const std::string p = fmt::format("blocks.{}.", l);
     T5Block b;
-    b.norm1 = get(p + "norm1.weight", {D});
-    b.q = get(p + "attn.q.weight", {A, D});
-    b.k = get(p + "attn.k.weight", {A, D});
-    b.v = get(p + "attn.v.weight", {A, D});
-    b.o = get(p + "attn.o.weight", {D, A});
-    b.norm2 = get(p + "norm2.weight", {D});
-    b.gate = get(p + "ffn.gate.0.weight", {F, D});
-    b.fc1 = get(p + "ffn.fc1.weight", {F, D});
-    b.fc2 = get(p + "ffn.fc2.weight", {D, F});
-    b.pos_embedding = bias_table(get(p + "pos_embedding.embedding.weight", {cfg.num_buckets, cfg.num_heads}));
+    b.norm1 = get(p + "norm1.weight");
+    b.q = get(p + "attn.q.weight");
+    b.k = get(p + "attn.k.weight");
+    b.v = get(p + "attn.v.weight");
+    b.o = get(p + "attn.o.weight");
+    b.norm2 = get(p + "norm2.weight");
+    b.gate = get(p + "ffn.gate.0.weight");
+    b.fc1 = get(p + "ffn.fc1.weight");
+    b.fc2 = get(p + "ffn.fc2.weight");
+    b.pos_embedding = bias_table(get(p + "pos_embedding.embedding.weight"));
     enc.blocks_.push_back(std::move(b));
   }
-  enc.norm_ = get("norm.weight", {D});
+  enc.norm_ = get("norm.weight");
   // Strict match, as upstream's load_state_dict: an unknown key means a different model.
   for (const std::string& name : weights.names())
     IB_CHECK(used.count(name) != 0, "T5 weights: unexpected tensor '{}' in {} (not a umT5 encoder key)", name,
@@ -224,6 +224,25 @@ Tensor T5Encoder::encode(const std::vector<int32_t>& ids, const std::vector<int3
   Tensor out = ops::rms_norm(x, norm_, cfg_.eps);  // [L, dim]
   trace("norm", out);
   return out;
+}
+
+// ---- The weight list: what load() reads and synthetic models write --------------------------
+
+WeightShapes t5_weight_shapes(const T5Config& c) {
+  WeightShapes s{{"token_embedding.weight", {c.vocab, c.dim}}};
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    const std::string b = fmt::format("blocks.{}.", l);
+    s.push_back({b + "norm1.weight", {c.dim}});
+    for (const char* m : {"q", "k", "v"}) s.push_back({b + "attn." + m + ".weight", {c.dim_attn, c.dim}});
+    s.push_back({b + "attn.o.weight", {c.dim, c.dim_attn}});
+    s.push_back({b + "norm2.weight", {c.dim}});
+    s.push_back({b + "ffn.gate.0.weight", {c.dim_ffn, c.dim}});
+    s.push_back({b + "ffn.fc1.weight", {c.dim_ffn, c.dim}});
+    s.push_back({b + "ffn.fc2.weight", {c.dim, c.dim_ffn}});
+    s.push_back({b + "pos_embedding.embedding.weight", {c.num_buckets, c.num_heads}});
+  }
+  s.push_back({"norm.weight", {c.dim}});
+  return s;
 }
 
 }  // namespace ib

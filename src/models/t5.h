@@ -73,4 +73,8 @@ class T5Encoder {
   Trace trace_;
 };
 
+// The tensors (name, shape) of a umT5 encoder checkpoint: exactly what T5Encoder::load reads
+// and what the synthetic model writer (synth/synth_model) writes; declared once here.
+WeightShapes t5_weight_shapes(const T5Config& c);
+
 }  // namespace ib

@@ -33,44 +33,43 @@ constexpr float kLatentStd[16] = {2.8184f, 1.4541f, 2.3275f, 2.6558f, 1.2196f, 1
 // ---------------------------------------------------------------------------------------------
 // Loading
 
-// Wraps the store: every lookup is shape-checked and converted to f32, and its name remembered so
-// that leftover tensors (a config that does not match the checkpoint) can be reported.
+// Wraps the store: every lookup takes its shape from the weight list (vae_weight_shapes), is
+// checked and converted to f32, and its name remembered so that leftover tensors (a config that
+// does not match the checkpoint) can be reported.
 class WeightLoader {
  public:
-  explicit WeightLoader(const TensorStore& s) : store_(s) {}
+  WeightLoader(const TensorStore& s, const VaeConfig& cfg) : store_(s), list_(vae_weight_shapes(cfg), "VAE weights") {}
 
-  Tensor get(const std::string& name, const Shape& shape) {
+  Tensor get(const std::string& name) {
     used_.insert(name);
-    return require(store_, name, shape, DType::F32);
+    return require(store_, name, list_.shape(name), DType::F32);
   }
-  Conv conv(const std::string& prefix, const Shape& shape) {
-    return Conv{get(prefix + ".weight", shape), get(prefix + ".bias", {shape[0]})};
-  }
+  Conv conv(const std::string& prefix) { return Conv{get(prefix + ".weight"), get(prefix + ".bias")}; }
   // A 2-D conv [Cout, Cin, kh, kw], held as [Cout, Cin, 1, kh, kw].
-  Conv conv2d(const std::string& prefix, int64_t cout, int64_t cin, int64_t k) {
-    const Tensor w = get(prefix + ".weight", {cout, cin, k, k});
-    return Conv{w.view({cout, cin, 1, k, k}), get(prefix + ".bias", {cout})};
+  Conv conv2d(const std::string& prefix) {
+    const Tensor w = get(prefix + ".weight");
+    return Conv{w.view({w.size(0), w.size(1), 1, w.size(2), w.size(3)}), get(prefix + ".bias")};
   }
 
   ResidualBlock residual(const std::string& p, int64_t in, int64_t out) {
     ResidualBlock b;
     b.in_dim = in;
     b.out_dim = out;
-    b.norm1 = get(p + ".residual.0.gamma", {in, 1, 1, 1});
-    b.conv1 = conv(p + ".residual.2", {out, in, 3, 3, 3});
-    b.norm2 = get(p + ".residual.3.gamma", {out, 1, 1, 1});
-    b.conv2 = conv(p + ".residual.6", {out, out, 3, 3, 3});
-    if (in != out) b.shortcut = conv(p + ".shortcut", {out, in, 1, 1, 1});
+    b.norm1 = get(p + ".residual.0.gamma");
+    b.conv1 = conv(p + ".residual.2");
+    b.norm2 = get(p + ".residual.3.gamma");
+    b.conv2 = conv(p + ".residual.6");
+    if (in != out) b.shortcut = conv(p + ".shortcut");
     return b;
   }
 
   AttentionBlock attention(const std::string& p, int64_t c) {
     AttentionBlock a;
     a.dim = c;
-    a.norm = get(p + ".norm.gamma", {c, 1, 1});
-    a.qkv_w = get(p + ".to_qkv.weight", {3 * c, c, 1, 1}).view({3 * c, c});
-    a.qkv_b = get(p + ".to_qkv.bias", {3 * c});
-    const Conv proj = conv2d(p + ".proj", c, c, 1);
+    a.norm = get(p + ".norm.gamma");
+    a.qkv_w = get(p + ".to_qkv.weight").view({3 * c, c});
+    a.qkv_b = get(p + ".to_qkv.bias");
+    const Conv proj = conv2d(p + ".proj");
     a.proj = Conv{proj.weight.view({c, c, 1, 1, 1}), proj.bias};
     return a;
   }
@@ -79,10 +78,8 @@ class WeightLoader {
     Resample r;
     r.mode = mode;
     r.dim = c;
-    const bool up = mode == ResampleMode::Upsample2d || mode == ResampleMode::Upsample3d;
-    r.resample = conv2d(p + ".resample.1", up ? c / 2 : c, c, 3);
-    if (mode == ResampleMode::Downsample3d) r.time_conv = conv(p + ".time_conv", {c, c, 3, 1, 1});
-    if (mode == ResampleMode::Upsample3d) r.time_conv = conv(p + ".time_conv", {2 * c, c, 3, 1, 1});
+    r.resample = conv2d(p + ".resample.1");
+    if (mode == ResampleMode::Downsample3d || mode == ResampleMode::Upsample3d) r.time_conv = conv(p + ".time_conv");
     return r;
   }
 
@@ -96,6 +93,7 @@ class WeightLoader {
 
  private:
   const TensorStore& store_;
+  const WeightIndex list_;
   std::set<std::string> used_;
 };
 
@@ -284,7 +282,7 @@ WanVAE WanVAE::load(const TensorStore& store, const VaeConfig& cfg) {
   for (bool t : cfg.temporal_downsample)
     if (t) v.temporal_factor_ *= 2;
   const int64_t z = cfg.z_dim;
-  WeightLoader w(store);
+  WeightLoader w(store, cfg);
 
   // Encoder3d: dims = [dim·u for u in [1] + dim_mult]; num_res_blocks blocks per level, then a
   // downsample (3d where temporal_downsample says so) after every level but the last.
@@ -292,7 +290,7 @@ WanVAE WanVAE::load(const TensorStore& store, const VaeConfig& cfg) {
     std::vector<int64_t> dims{cfg.dim};
     for (int64_t u : cfg.dim_mult) dims.push_back(cfg.dim * u);
     vae::Encoder3d& e = v.encoder_;
-    e.conv1 = w.conv("encoder.conv1", {dims[0], 3, 3, 3, 3});
+    e.conv1 = w.conv("encoder.conv1");
     int64_t idx = 0, in = dims[0];
     for (int64_t i = 0; i < levels; ++i) {
       const int64_t out = dims[static_cast<size_t>(i) + 1];
@@ -309,11 +307,11 @@ WanVAE WanVAE::load(const TensorStore& store, const VaeConfig& cfg) {
     e.middle.emplace_back(w.residual("encoder.middle.0", in, in));
     e.middle.emplace_back(w.attention("encoder.middle.1", in));
     e.middle.emplace_back(w.residual("encoder.middle.2", in, in));
-    e.head_norm = w.get("encoder.head.0.gamma", {in, 1, 1, 1});
-    e.head_conv = w.conv("encoder.head.2", {2 * z, in, 3, 3, 3});
+    e.head_norm = w.get("encoder.head.0.gamma");
+    e.head_conv = w.conv("encoder.head.2");
   }
-  v.conv1_ = w.conv("conv1", {2 * z, 2 * z, 1, 1, 1});
-  v.conv2_ = w.conv("conv2", {z, z, 1, 1, 1});
+  v.conv1_ = w.conv("conv1");
+  v.conv2_ = w.conv("conv2");
 
   // Decoder3d: dims = [dim·u for u in [dim_mult[-1]] + dim_mult[::-1]]; num_res_blocks + 1 blocks
   // per level, an upsample (3d where reversed temporal_downsample says so) after every level but
@@ -324,7 +322,7 @@ WanVAE WanVAE::load(const TensorStore& store, const VaeConfig& cfg) {
     std::vector<int64_t> dims{cfg.dim * cfg.dim_mult.back()};
     for (auto it = cfg.dim_mult.rbegin(); it != cfg.dim_mult.rend(); ++it) dims.push_back(cfg.dim * *it);
     vae::Decoder3d& d = v.decoder_;
-    d.conv1 = w.conv("decoder.conv1", {dims[0], z, 3, 3, 3});
+    d.conv1 = w.conv("decoder.conv1");
     d.middle.emplace_back(w.residual("decoder.middle.0", dims[0], dims[0]));
     d.middle.emplace_back(w.attention("decoder.middle.1", dims[0]));
     d.middle.emplace_back(w.residual("decoder.middle.2", dims[0], dims[0]));
@@ -344,8 +342,8 @@ WanVAE WanVAE::load(const TensorStore& store, const VaeConfig& cfg) {
                                             t ? ResampleMode::Upsample3d : ResampleMode::Upsample2d));
       }
     }
-    d.head_norm = w.get("decoder.head.0.gamma", {out, 1, 1, 1});
-    d.head_conv = w.conv("decoder.head.2", {3, out, 3, 3, 3});
+    d.head_norm = w.get("decoder.head.0.gamma");
+    d.head_conv = w.conv("decoder.head.2");
   }
 
   const std::vector<std::string> extra = w.unused();
@@ -461,6 +459,103 @@ Tensor WanVAE::decode(const Tensor& latent, const VaeChunkFn& on_chunk) const {
   IB_CHECK(f == video.size(1), "vae decode: produced {} frames, expected {} (internal error)", f, video.size(1));
   ops::clamp_(video, -1.0f, 1.0f);
   return video;
+}
+
+// ---- The weight list: what load() reads and synthetic models write --------------------------
+
+namespace {
+
+void residual_specs(WeightShapes& s, const std::string& p, int64_t cin, int64_t cout) {
+  s.push_back({p + ".residual.0.gamma", {cin, 1, 1, 1}});
+  s.push_back({p + ".residual.2.weight", {cout, cin, 3, 3, 3}});
+  s.push_back({p + ".residual.2.bias", {cout}});
+  s.push_back({p + ".residual.3.gamma", {cout, 1, 1, 1}});
+  s.push_back({p + ".residual.6.weight", {cout, cout, 3, 3, 3}});
+  s.push_back({p + ".residual.6.bias", {cout}});
+  if (cin != cout) {
+    s.push_back({p + ".shortcut.weight", {cout, cin, 1, 1, 1}});
+    s.push_back({p + ".shortcut.bias", {cout}});
+  }
+}
+
+void attention_specs(WeightShapes& s, const std::string& p, int64_t c) {
+  s.push_back({p + ".norm.gamma", {c, 1, 1}});
+  s.push_back({p + ".to_qkv.weight", {3 * c, c, 1, 1}});
+  s.push_back({p + ".to_qkv.bias", {3 * c}});
+  s.push_back({p + ".proj.weight", {c, c, 1, 1}});
+  s.push_back({p + ".proj.bias", {c}});
+}
+
+void resample_specs(WeightShapes& s, const std::string& p, int64_t c, bool up, bool temporal) {
+  const int64_t out = up ? c / 2 : c;
+  s.push_back({p + ".resample.1.weight", {out, c, 3, 3}});
+  s.push_back({p + ".resample.1.bias", {out}});
+  if (temporal) {
+    const int64_t tout = up ? 2 * c : c;
+    s.push_back({p + ".time_conv.weight", {tout, c, 3, 1, 1}});
+    s.push_back({p + ".time_conv.bias", {tout}});
+  }
+}
+
+}  // namespace
+
+WeightShapes vae_weight_shapes(const VaeConfig& c) {
+  WeightShapes s;
+  const size_t levels = c.dim_mult.size();
+  std::vector<int64_t> dims{c.dim};
+  for (int64_t u : c.dim_mult) dims.push_back(c.dim * u);
+  // Encoder (upstream Encoder3d).
+  s.push_back({"encoder.conv1.weight", {dims[0], 3, 3, 3, 3}});
+  s.push_back({"encoder.conv1.bias", {dims[0]}});
+  // The channel count carries over from level to level, as in WanVAE::load (the same whenever
+  // num_res_blocks >= 1).
+  int idx = 0;
+  int64_t in = dims[0];
+  for (size_t i = 0; i < levels; ++i) {
+    const int64_t out = dims[i + 1];
+    for (int64_t r = 0; r < c.num_res_blocks; ++r) {
+      residual_specs(s, fmt::format("encoder.downsamples.{}", idx++), in, out);
+      in = out;
+    }
+    if (i + 1 != levels) resample_specs(s, fmt::format("encoder.downsamples.{}", idx++), in, false, c.temporal_downsample[i]);
+  }
+  const int64_t top = in;
+  residual_specs(s, "encoder.middle.0", top, top);
+  attention_specs(s, "encoder.middle.1", top);
+  residual_specs(s, "encoder.middle.2", top, top);
+  s.push_back({"encoder.head.0.gamma", {top, 1, 1, 1}});
+  s.push_back({"encoder.head.2.weight", {2 * c.z_dim, top, 3, 3, 3}});
+  s.push_back({"encoder.head.2.bias", {2 * c.z_dim}});
+  s.push_back({"conv1.weight", {2 * c.z_dim, 2 * c.z_dim, 1, 1, 1}});
+  s.push_back({"conv1.bias", {2 * c.z_dim}});
+  s.push_back({"conv2.weight", {c.z_dim, c.z_dim, 1, 1, 1}});
+  s.push_back({"conv2.bias", {c.z_dim}});
+  // Decoder (upstream Decoder3d): dims reversed, starting from the deepest width.
+  std::vector<int64_t> ddims{c.dim * c.dim_mult.back()};
+  for (size_t i = levels; i-- > 0;) ddims.push_back(c.dim * c.dim_mult[i]);
+  s.push_back({"decoder.conv1.weight", {ddims[0], c.z_dim, 3, 3, 3}});
+  s.push_back({"decoder.conv1.bias", {ddims[0]}});
+  residual_specs(s, "decoder.middle.0", ddims[0], ddims[0]);
+  attention_specs(s, "decoder.middle.1", ddims[0]);
+  residual_specs(s, "decoder.middle.2", ddims[0], ddims[0]);
+  idx = 0;
+  for (size_t i = 0; i < levels; ++i) {
+    int64_t d_in = ddims[i];
+    const int64_t out = ddims[i + 1];
+    if (i >= 1) d_in /= 2;  // the resample before halved the channels (upstream: `if i in (1, 2, 3)`)
+    for (int64_t r = 0; r < c.num_res_blocks + 1; ++r) {
+      residual_specs(s, fmt::format("decoder.upsamples.{}", idx++), d_in, out);
+      d_in = out;
+    }
+    if (i + 1 != levels) {
+      const bool temporal = c.temporal_downsample[levels - 2 - i];
+      resample_specs(s, fmt::format("decoder.upsamples.{}", idx++), out, true, temporal);
+    }
+  }
+  s.push_back({"decoder.head.0.gamma", {ddims.back(), 1, 1, 1}});
+  s.push_back({"decoder.head.2.weight", {3, ddims.back(), 3, 3, 3}});
+  s.push_back({"decoder.head.2.bias", {3}});
+  return s;
 }
 
 }  // namespace ib

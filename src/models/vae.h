@@ -111,4 +111,8 @@ class WanVAE {
   std::vector<float> mean_, inv_std_;
 };
 
+// The tensors (name, shape) of a Wan VAE checkpoint: exactly what WanVAE::load reads and what
+// the synthetic model writer writes; declared once here.
+WeightShapes vae_weight_shapes(const VaeConfig& c);
+
 }  // namespace ib

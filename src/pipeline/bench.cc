@@ -24,8 +24,8 @@
 #include "models/clip.h"
 #include "models/t5.h"
 #include "models/vae.h"
+#include "models/random_weights.h"
 #include "models/vae_tiling.h"
-#include "pipeline/synth_model.h"
 #endif
 
 namespace ib {

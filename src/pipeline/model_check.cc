@@ -3,7 +3,10 @@
 #include <set>
 
 #include "io/tensor_store.h"
-#include "pipeline/synth_model.h"
+#include "models/clip.h"
+#include "models/dit.h"
+#include "models/t5.h"
+#include "models/vae.h"
 #include "text/tokenizer.h"
 
 namespace ib {

@@ -234,72 +234,110 @@ void check_frames(int64_t frames) {
 
 }  // namespace
 
+namespace {
+
+// Runs `check`; the ib::Error it throws becomes an OptionError naming `field`.
+template <class Check>
+void check_option(const char* field, Check&& check) {
+  try {
+    check();
+  } catch (const OptionError&) {
+    throw;
+  } catch (const Error& e) {
+    throw OptionError(field, e.what());
+  }
+}
+
+}  // namespace
+
 void Pipeline::validate(const GenerateOptions& o) const {
   // The options, cheapest first.
-  check_frames(o.frames);
-  IB_CHECK(o.frames <= 1025, "frames: {} is too many (at most 1025)", o.frames);
-  if (o.timesteps.empty()) IB_CHECK(o.steps >= 1 && o.steps <= 1000, "steps: {} is not in 1..1000", o.steps);
-  IB_CHECK(std::isfinite(o.shift) && o.shift > 0, "shift: {} is not positive", o.shift);
-  IB_CHECK(std::isfinite(o.guidance) && o.guidance >= 0, "guidance: {} is negative", o.guidance);
-  const Solver solver = parse_solver(o.solver);
-  if (!o.timesteps.empty()) Scheduler::create(solver, o.timesteps, o.shift);  // checks the list
+  check_option("frames", [&] {
+    check_frames(o.frames);
+    IB_CHECK(o.frames <= 1025, "frames: {} is too many (at most 1025)", o.frames);
+  });
+  check_option("steps", [&] {
+    if (o.timesteps.empty()) IB_CHECK(o.steps >= 1 && o.steps <= 1000, "steps: {} is not in 1..1000", o.steps);
+  });
+  check_option("shift", [&] { IB_CHECK(std::isfinite(o.shift) && o.shift > 0, "shift: {} is not positive", o.shift); });
+  check_option("guidance",
+               [&] { IB_CHECK(std::isfinite(o.guidance) && o.guidance >= 0, "guidance: {} is negative", o.guidance); });
+  Solver solver{};
+  check_option("solver", [&] { solver = parse_solver(o.solver); });
+  check_option("timesteps", [&] {
+    if (!o.timesteps.empty()) Scheduler::create(solver, o.timesteps, o.shift);  // checks the list
+  });
   if (o.width != 0 || o.height != 0) {
-    IB_CHECK(o.width >= 16 && o.height >= 16 && o.width % 16 == 0 && o.height % 16 == 0 && o.width <= 4096 &&
-                 o.height <= 4096,
-             "size: {}x{} must be multiples of 16 between 16 and 4096", o.width, o.height);
+    check_option("width", [&] {
+      IB_CHECK(o.width >= 16 && o.height >= 16 && o.width % 16 == 0 && o.height % 16 == 0 && o.width <= 4096 &&
+                   o.height <= 4096,
+               "size: {}x{} must be multiples of 16 between 16 and 4096", o.width, o.height);
+    });
   } else {
-    IB_CHECK(std::isfinite(o.max_area) && o.max_area >= 256 && o.max_area <= 4096.0 * 4096.0,
-             "max area: {} must be between 256 and 16777216 pixels", o.max_area);
+    check_option("max_area", [&] {
+      IB_CHECK(std::isfinite(o.max_area) && o.max_area >= 256 && o.max_area <= 4096.0 * 4096.0,
+               "max area: {} must be between 256 and 16777216 pixels", o.max_area);
+    });
   }
-  IB_CHECK(o.last_frame_fit == "cover" || o.last_frame_fit == "upstream",
-           "last frame fit '{}' is not cover or upstream", o.last_frame_fit);
+  check_option("last_frame_fit", [&] {
+    IB_CHECK(o.last_frame_fit == "cover" || o.last_frame_fit == "upstream",
+             "last frame fit '{}' is not cover or upstream", o.last_frame_fit);
+  });
   // flf2v needs both images, i2v the first, t2v none (given ones are ignored).
   const ModelFolder& f = impl_->folder;
   const std::string& type = f.dit.model_type;
-  if (type == "flf2v") IB_CHECK(!o.first_image.empty() && !o.last_image.empty(), "both a first and a last image are needed");
-  if (type == "i2v") IB_CHECK(!o.first_image.empty(), "a first image is needed (this is an i2v model)");
+  check_option(o.first_image.empty() ? "first_image" : "last_image", [&] {
+    if (type == "flf2v")
+      IB_CHECK(!o.first_image.empty() && !o.last_image.empty(), "both a first and a last image are needed");
+    if (type == "i2v") IB_CHECK(!o.first_image.empty(), "a first image is needed (this is an i2v model)");
+  });
   // The images decode (generate() decodes them again: it keeps nothing from here).
   int64_t h0 = 720, w0 = 1280;
   if (type != "t2v") {
     for (const auto& [path, which] : {std::pair{&o.first_image, "first"}, std::pair{&o.last_image, "last"}}) {
       if (path->empty()) continue;
-      IB_CHECK(std::filesystem::is_regular_file(*path), "{} image '{}' not found", which, *path);
-      RgbImage img;
-      try {
-        img = read_image(*path);
-      } catch (const Error& e) {
-        fail("{} image '{}' cannot be read: {}", which, *path, e.what());
-      }
-      if (std::string(which) == "first") {
-        h0 = img.height;
-        w0 = img.width;
-      }
+      check_option(std::string(which) == "first" ? "first_image" : "last_image", [&] {
+        IB_CHECK(std::filesystem::is_regular_file(*path), "{} image '{}' not found", which, *path);
+        RgbImage img;
+        try {
+          img = read_image(*path);
+        } catch (const Error& e) {
+          fail("{} image '{}' cannot be read: {}", which, *path, e.what());
+        }
+        if (std::string(which) == "first") {
+          h0 = img.height;
+          w0 = img.width;
+        }
+      });
     }
   }
   // The video's size, and with it the latent's: an --init-noise file must hold that shape.
   const VideoSize size = (o.width > 0) ? VideoSize{o.height, o.width} : target_size(h0, w0, o.max_area);
   if (!o.init_noise.empty()) {
-    IB_CHECK(std::filesystem::is_regular_file(o.init_noise), "noise file not found: '{}'", o.init_noise);
-    const Shape want{f.dit.out_dim, latent_frames(o.frames), size.height / 8, size.width / 8};
-    std::shared_ptr<TensorStore> noise;
-    try {
-      noise = open_tensor_store(o.init_noise);
-    } catch (const Error& e) {
-      fail("noise file '{}' cannot be read: {}", o.init_noise, e.what());
-    }
-    IB_CHECK(noise->contains("noise"), "noise file '{}': tensor 'noise' is missing", o.init_noise);
-    const TensorInfo info = noise->info("noise");
-    IB_CHECK(info.shape == want,
-             "noise file '{}': tensor 'noise' has the wrong shape: expected shape {} for this video ({}x{}, {} "
-             "frames), found {}",
-             o.init_noise, shape_str(want), size.width, size.height, o.frames, shape_str(info.shape));
-    IB_CHECK(info.dtype == DType::F32 || info.dtype == DType::F16 || info.dtype == DType::BF16,
-             "noise file '{}': tensor 'noise' is {}, expected a float tensor", o.init_noise, dtype_name(info.dtype));
+    check_option("init_noise", [&] {
+      IB_CHECK(std::filesystem::is_regular_file(o.init_noise), "noise file not found: '{}'", o.init_noise);
+      const Shape want{f.dit.out_dim, latent_frames(o.frames), size.height / 8, size.width / 8};
+      std::shared_ptr<TensorStore> noise;
+      try {
+        noise = open_tensor_store(o.init_noise);
+      } catch (const Error& e) {
+        fail("noise file '{}' cannot be read: {}", o.init_noise, e.what());
+      }
+      IB_CHECK(noise->contains("noise"), "noise file '{}': tensor 'noise' is missing", o.init_noise);
+      const TensorInfo info = noise->info("noise");
+      IB_CHECK(info.shape == want,
+               "noise file '{}': tensor 'noise' has the wrong shape: expected shape {} for this video ({}x{}, {} "
+               "frames), found {}",
+               o.init_noise, shape_str(want), size.width, size.height, o.frames, shape_str(info.shape));
+      IB_CHECK(info.dtype == DType::F32 || info.dtype == DType::F16 || info.dtype == DType::BF16,
+               "noise file '{}': tensor 'noise' is {}, expected a float tensor", o.init_noise, dtype_name(info.dtype));
+    });
   }
-  // The model's files: headers and tensor lists (once per pipeline).
+  // The model's files: headers and tensor lists (once per pipeline); not an option's fault.
   check_files();
   // LoRAs: keys and shapes against the checkpoint's headers (no weights are read).
-  if (!o.loras.empty()) check_loras(*open_tensor_store(f.dit_path), lora_specs(o.loras));
+  if (!o.loras.empty())
+    check_option("loras", [&] { check_loras(*open_tensor_store(f.dit_path), lora_specs(o.loras)); });
 }
 
 namespace {
@@ -323,11 +361,13 @@ std::vector<std::pair<std::string, double>> stage_work(const WorkCount& w) {
 
 TimeEstimate Pipeline::estimate(const GenerateOptions& o, int64_t image_width, int64_t image_height) const {
   Impl& im = *impl_;
-  check_frames(o.frames);
+  check_option("frames", [&] { check_frames(o.frames); });
   if (o.width != 0 || o.height != 0)
-    IB_CHECK(o.width >= 16 && o.height >= 16 && o.width % 16 == 0 && o.height % 16 == 0 && o.width <= 4096 &&
-                 o.height <= 4096,
-             "size: {}x{} must be multiples of 16 between 16 and 4096", o.width, o.height);
+    check_option("width", [&] {
+      IB_CHECK(o.width >= 16 && o.height >= 16 && o.width % 16 == 0 && o.height % 16 == 0 && o.width <= 4096 &&
+                   o.height <= 4096,
+               "size: {}x{} must be multiples of 16 between 16 and 4096", o.width, o.height);
+    });
   VideoSize size{o.height, o.width};
   if (o.width <= 0) {
     if (image_width <= 0 || image_height <= 0) {
@@ -335,9 +375,11 @@ TimeEstimate Pipeline::estimate(const GenerateOptions& o, int64_t image_width, i
         image_width = 1280;
         image_height = 720;
       } else {
-        const RgbImage img = read_image(o.first_image);
-        image_width = img.width;
-        image_height = img.height;
+        check_option("first_image", [&] {
+          const RgbImage img = read_image(o.first_image);
+          image_width = img.width;
+          image_height = img.height;
+        });
       }
     }
     size = target_size(image_height, image_width, o.max_area);

@@ -7,7 +7,7 @@
 #include "io/model_config.h"
 #include "io/tensor_store.h"
 #include "models/t5.h"
-#include "pipeline/synth_model.h"
+#include "synth/synth_model.h"
 
 namespace ib {
 namespace {

@@ -17,7 +17,7 @@
 #include "io/model_config.h"
 #include "models/dit.h"
 #include "models/lora.h"
-#include "pipeline/synth_model.h"
+#include "synth/synth_model.h"
 
 namespace ib {
 namespace {

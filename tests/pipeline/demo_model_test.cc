@@ -1,7 +1,7 @@
 // The demo preset: its video starts at the first keyframe, ends at the last (PSNR against the
 // keyframes as the pipeline resizes them) and changes monotonically in between; its hand-built
 // pieces (the attention's blend weights, the VAE's reconstruction) do what demo_model.h says.
-#include "pipeline/demo_model.h"
+#include "synth/demo_model.h"
 
 #include <gtest/gtest.h>
 
@@ -14,7 +14,7 @@
 #include "models/vae.h"
 #include "ops/resize.h"
 #include "pipeline/conditioning.h"
-#include "pipeline/synth_model.h"
+#include "synth/synth_model.h"
 
 namespace ib {
 namespace {

@@ -8,7 +8,7 @@
 
 #include "common/fixture.h"
 #include "inbetween/pipeline.h"
-#include "pipeline/synth_model.h"
+#include "synth/synth_model.h"
 
 namespace ib {
 namespace {

@@ -9,7 +9,7 @@
 #include "inbetween/pipeline.h"
 #include "io/model_config.h"
 #include "pipeline/generate_internal.h"
-#include "pipeline/synth_model.h"
+#include "synth/synth_model.h"
 
 namespace ib {
 namespace {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
 #include <fstream>
 
 #include "common/fixture.h"
@@ -11,7 +12,7 @@
 #include "io/pth_writer.h"
 #include "io/safetensors.h"
 #include "pipeline/generate_internal.h"
-#include "pipeline/synth_model.h"
+#include "synth/synth_model.h"
 
 namespace ib {
 namespace {
@@ -169,6 +170,69 @@ TEST(Validate, OptionsNameTheOptionAndSuggest) {
   g = options();
   g.shift = -1;
   expect_refused_before_compute(model, g, {"shift", "-1"});
+}
+
+// Each refused option comes as an OptionError naming its GenerateOptions member, so front ends map
+// it to their own flag or field without reading the message; a broken model file does not.
+TEST(Validate, RefusedOptionsCarryTheirField) {
+  const std::string model = tiny_model();
+  Pipeline pipeline(PipelineOptions{model, "cpu", 0});
+  const std::string noise = test::temp_dir() + "/noise.safetensors";
+  save_safetensors(noise, {{"noise", Tensor::zeros({16, 3, 4, 8})}});
+  const std::string not_image = test::temp_dir() + "/notes.png";
+  write_text(not_image, "these are not pixels");
+  const std::vector<std::pair<std::string, std::function<void(GenerateOptions&)>>> cases = {
+      {"frames", [](GenerateOptions& g) { g.frames = 80; }},
+      {"steps", [](GenerateOptions& g) { g.steps = 0; }},
+      {"shift", [](GenerateOptions& g) { g.shift = -1; }},
+      {"guidance", [](GenerateOptions& g) { g.guidance = -2; }},
+      {"solver", [](GenerateOptions& g) { g.solver = "rk4"; }},
+      {"timesteps", [](GenerateOptions& g) {
+         g.solver = "euler";
+         g.timesteps = {500, 750};
+       }},
+      {"width", [](GenerateOptions& g) { g.width = 50; }},
+      {"max_area", [](GenerateOptions& g) {
+         g.width = g.height = 0;
+         g.max_area = 10;
+       }},
+      {"last_frame_fit", [](GenerateOptions& g) { g.last_frame_fit = "stretch"; }},
+      {"first_image", [](GenerateOptions& g) { g.first_image = test::temp_dir() + "/absent.png"; }},
+      {"last_image", [&](GenerateOptions& g) { g.last_image = not_image; }},
+      {"init_noise", [&](GenerateOptions& g) { g.init_noise = noise; }},
+      {"loras", [](GenerateOptions& g) { g.loras = {{test::temp_dir() + "/absent.safetensors", 1.0}}; }},
+  };
+  for (const auto& [field, change] : cases) {
+    GenerateOptions g = options();
+    change(g);
+    try {
+      pipeline.validate(g);
+      ADD_FAILURE() << field << ": accepted";
+    } catch (const OptionError& e) {
+      EXPECT_EQ(e.field(), field) << e.what();
+    } catch (const Error& e) {
+      ADD_FAILURE() << field << ": a plain Error: " << e.what();
+    }
+  }
+  // estimate() says the same for what it checks.
+  GenerateOptions g = options();
+  g.frames = 6;
+  try {
+    pipeline.estimate(g);
+    ADD_FAILURE() << "estimate accepted frames 6";
+  } catch (const OptionError& e) {
+    EXPECT_EQ(e.field(), "frames");
+  }
+  // A model file broken after the pipeline opened is no option's fault.
+  fs::remove(model + "/" + kShard2);
+  Pipeline fresh(PipelineOptions{model, "cpu", 0});
+  try {
+    fresh.validate(options());
+    ADD_FAILURE() << "a missing shard was accepted";
+  } catch (const OptionError& e) {
+    ADD_FAILURE() << "a model file error as an option error: " << e.field();
+  } catch (const Error&) {
+  }
 }
 
 TEST(Validate, InitNoiseOfAnotherVideo) {

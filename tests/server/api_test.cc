@@ -113,10 +113,15 @@ TEST(ServerApi, SubmitPollDownloadRange) {
   ASSERT_TRUE(list);
   EXPECT_EQ(parse(list).at("jobs").at(0).at("id"), id);
 
-  // A finished job cannot be cancelled.
+  // DELETE on a finished job deletes it, folder and all.
   auto del = c.Delete(("/v1/jobs/" + id).c_str());
   ASSERT_TRUE(del);
-  EXPECT_EQ(del->status, 409);
+  EXPECT_EQ(del->status, 200) << del->body;
+  EXPECT_EQ(parse(del).at("deleted"), true);
+  EXPECT_EQ(status(c.Get(("/v1/jobs/" + id).c_str())), 404);
+  EXPECT_EQ(status(c.Get(("/v1/jobs/" + id + "/video").c_str())), 404);
+  EXPECT_FALSE(std::filesystem::exists(data + "/jobs/" + id));
+  EXPECT_EQ(status(c.Delete(("/v1/jobs/" + id).c_str())), 404);
   EXPECT_EQ(server.stop(SIGTERM), 0);
 }
 
@@ -199,12 +204,14 @@ TEST(ServerApi, CancelQueuedAndRunning) {
   EXPECT_LT(j.at("step").get<int>(), 200);
   EXPECT_EQ(get_job(c, queued).at("state"), "cancelled");
 
-  auto again = c.Delete(("/v1/jobs/" + slow).c_str());
-  ASSERT_TRUE(again);
-  EXPECT_EQ(again->status, 409);
   auto video = c.Get(("/v1/jobs/" + slow + "/video").c_str());
   ASSERT_TRUE(video);
   EXPECT_EQ(video->status, 409);
+  // A second DELETE deletes the cancelled job.
+  auto again = c.Delete(("/v1/jobs/" + slow).c_str());
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 200);
+  EXPECT_EQ(status(c.Get(("/v1/jobs/" + slow).c_str())), 404);
   // The server goes on after cancellations.
   EXPECT_EQ(wait_final(c, submit(c, tiny_fields(2))).at("state"), "done");
 }

@@ -2,7 +2,7 @@
 // safetensors with an index, the T5 / CLIP / VAE .pth files, a SentencePiece tokenizer and
 // inbetween.json), for demos, tests and benchmarks. Weights are uniform with the variance of
 // PyTorch's default init scale (1/fan_in); norms are one, biases zero. The `demo` preset's VAE and
-// DiT are hand-built instead (pipeline/demo_model.h): its videos go from the first keyframe to the
+// DiT are hand-built instead (synth/demo_model.h): its videos go from the first keyframe to the
 // last.
 #pragma once
 
@@ -12,6 +12,11 @@
 
 #include "core/tensor.h"
 #include "io/model_config.h"
+#include "models/clip.h"
+#include "models/dit.h"
+#include "models/t5.h"
+#include "models/random_weights.h"
+#include "models/vae.h"
 
 namespace ib {
 
@@ -22,7 +27,7 @@ struct SynthPreset {
   ClipConfig clip;
   VaeConfig vae;
   std::string dit_dtype = "f32";  // "f32" or "bf16"
-  bool hand_built = false;        // the demo preset: VAE and DiT from pipeline/demo_model.h
+  bool hand_built = false;        // the demo preset: VAE and DiT from synth/demo_model.h
 };
 
 std::vector<std::string> synth_preset_names();
@@ -40,16 +45,7 @@ struct SynthOptions {
 // or not at all: files go to a temporary folder beside it that is renamed at the end.
 void write_synth_model(const SynthPreset& preset, const SynthOptions& options);
 
-// The tensors (name, shape) each component needs, the names the loaders expect.
-std::vector<std::pair<std::string, Shape>> dit_weight_shapes(const DitConfig& c, int64_t text_dim, int64_t clip_dim,
-                                                             int64_t image_tokens);
-std::vector<std::pair<std::string, Shape>> t5_weight_shapes(const T5Config& c);
-std::vector<std::pair<std::string, Shape>> clip_weight_shapes(const ClipConfig& c);
-std::vector<std::pair<std::string, Shape>> vae_weight_shapes(const VaeConfig& c);
-
-// Random weights for such a list, in `dtype`, the synthetic model's init (uniform with variance
-// 1/fan_in, norms one, biases zero); made in parallel on the CPU.
-std::vector<std::pair<std::string, Tensor>> make_weights(const std::vector<std::pair<std::string, Shape>>& specs,
-                                                         DType dtype, uint64_t seed);
+// The weight lists (t5_weight_shapes, clip_weight_shapes, vae_weight_shapes, dit_weight_shapes)
+// are declared beside their loaders in src/models.
 
 }  // namespace ib

@@ -1,12 +1,12 @@
 // Hand-built weights of the demo preset (see demo_model.h for what they do and why).
-#include "pipeline/demo_model.h"
+#include "synth/demo_model.h"
 
 #include <algorithm>
 #include <cmath>
 #include <map>
 
 #include "ops/rope.h"
-#include "pipeline/synth_model.h"
+#include "synth/synth_model.h"
 
 namespace ib {
 
