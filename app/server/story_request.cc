@@ -3,6 +3,8 @@
 #include <filesystem>
 #include <fmt/format.h>
 
+#include "job_store.h"
+
 namespace ib::server {
 
 const std::vector<std::string>& story_fields() {
