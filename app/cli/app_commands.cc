@@ -52,14 +52,14 @@ SizeOption parse_size_option(const std::string& s) {
 
 void add_pipeline_options(CLI::App* cmd, PipelineOptions& p) {
   cmd->add_option("--model", p.model_dir, "Model folder (Wan2.1 release layout)")->required();
-  cmd->add_option("--device", p.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
+  cmd->add_option("--device", p.device, "cpu or cuda")->check(name_check(parse_device))->capture_default_str();
   cmd->add_option("--threads", p.threads, "CPU threads (0: all cores)")
       ->check(integer_check("--threads", "a whole number (0: all cores)"))
       ->capture_default_str();
   cmd->add_option("--precision", p.precision,
                   "With --device cuda: the DiT's linear layers in bf16, fp8 (e4m3 weights and products; GPUs of "
                   "compute capability 8.9+) or f32 (exact)")
-      ->check(CLI::IsMember({"bf16", "fp8", "f32"}))
+      ->check(name_check(parse_precision))
       ->capture_default_str();
   cmd->add_option("--vram-budget", p.vram_budget_gib,
                   "With --device cuda: the most GPU memory to use, GiB (0: all). DiT blocks that do not fit are "

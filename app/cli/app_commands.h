@@ -22,6 +22,21 @@ SizeOption parse_size_option(const std::string& s);
 // message ("--seed 'abc' is not a whole number; expected ...") instead of a conversion error.
 CLI::Validator integer_check(const std::string& flag, const std::string& expected);
 CLI::Validator number_check(const std::string& flag, const std::string& expected);
+// A named option's validator: the library's parse function (parse_device, parse_solver, ...) decides,
+// and its message ("unknown device 'gpu' (expected cpu or cuda)") is the one printed.
+template <class Parse>
+CLI::Validator name_check(Parse parse) {
+  return CLI::Validator(
+      [parse](std::string& text) -> std::string {
+        try {
+          parse(text);
+          return "";
+        } catch (const std::exception& e) {
+          return e.what();
+        }
+      },
+      "");
+}
 
 // One subcommand's registration; each cmd_*.cc defines one.
 void register_encode_prompt(CLI::App& app);

@@ -144,7 +144,7 @@ void add_generation_options(CLI::App* cmd, GenerateArgs& a) {
   cmd->add_option("--last-frame-fit", a.gen.last_frame_fit,
                   "A last frame of another size: cover (scale and centre-crop) or upstream (reproduce upstream's "
                   "crop-and-pad)")
-      ->check(CLI::IsMember({"cover", "upstream"}))
+      ->check(name_check(parse_last_frame_fit))
       ->capture_default_str();
   cmd->add_option("--negative-prompt", a.gen.negative_prompt, "What to avoid (default: the model's own)");
   cmd->add_option("--frames", a.gen.frames, "Frame count, 4n+1")
@@ -165,6 +165,7 @@ void add_generation_options(CLI::App* cmd, GenerateArgs& a) {
       ->check(number_check("--guidance", "a number (e.g. 5)"))
       ->capture_default_str();
   cmd->add_option("--solver", a.gen.solver, "unipc, dpm++ or euler (flow-matching Euler, for distilled models)")
+      ->check(name_check(parse_solver))
       ->capture_default_str();
   cmd->add_option("--timesteps", a.gen.timesteps,
                   "With --solver euler: explicit training timesteps, e.g. 1000,750,500,250 (shifted by --shift)")

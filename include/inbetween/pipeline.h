@@ -6,9 +6,27 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace ib {
+
+// The options that take one of a few names. Each has one parse function (the only place its names
+// are compared; anything else throws ib::OptionError whose field() and message name the option and
+// whose message lists the accepted names) and one name function (the name parse accepts).
+enum class ComputeDevice { CPU, CUDA };      // PipelineOptions::device: "cpu", "cuda"
+enum class Precision { BF16, FP8, F32 };     // PipelineOptions::precision: "bf16", "fp8", "f32"
+enum class Solver { UniPC, DpmPP, Euler };   // GenerateOptions::solver: "unipc", "dpm++", "euler"
+enum class LastFrameFit { Cover, Upstream }; // GenerateOptions::last_frame_fit: "cover", "upstream"
+
+ComputeDevice parse_device(std::string_view name);
+Precision parse_precision(std::string_view name);
+Solver parse_solver(std::string_view name);
+LastFrameFit parse_last_frame_fit(std::string_view name);
+const char* device_option_name(ComputeDevice d);
+const char* precision_name(Precision p);
+const char* solver_name(Solver s);
+const char* last_frame_fit_name(LastFrameFit f);
 
 // A LoRA (or weight-patch) safetensors file merged into the DiT's weights at load, in f32:
 // W' = W + scale·(alpha/rank)·up·down. Formats: kohya, PEFT/diffusers, diff/diff_b patches.
@@ -30,7 +48,7 @@ struct GenerateOptions {
   int steps = 50;
   double shift = 16.0;
   double guidance = 5.0;  // 1: no unconditional pass at all (one DiT forward per step, no negative prompt)
-  std::string solver = "unipc";  // "unipc", "dpm++" or "euler" (flow-matching Euler)
+  std::string solver = "unipc";  // parse_solver's names: "unipc", "dpm++" or "euler" (flow-matching Euler)
   // Explicit training timesteps for the euler solver, strictly decreasing in [1, 1000] (distilled
   // models: 1000, 750, 500, 250); the shift applies to them as to every schedule. When given, their
   // count is the number of steps and `steps` is not used.
@@ -41,7 +59,7 @@ struct GenerateOptions {
   std::string init_noise;        // safetensors file with tensor `noise` f32 [16, T', h, w]; replaces the draw
   // A last image of another size than the first: "cover" scales it to cover the first image's size
   // and centre-crops it (what upstream means to do); "upstream" reproduces upstream's actual
-  // handling (crop with swapped sides and grey padding, no resize; spec 4.3).
+  // handling (crop with swapped sides and grey padding, no resize; spec 4.3). parse_last_frame_fit's names.
   std::string last_frame_fit = "cover";
 };
 
@@ -85,12 +103,12 @@ struct TimeEstimate {
 
 struct PipelineOptions {
   std::string model_dir;
-  std::string device = "cpu";  // "cpu" or "cuda"
+  std::string device = "cpu";  // parse_device's names: "cpu" or "cuda"
   int threads = 0;             // CPU threads, 0: all cores
   // With device "cuda": the DiT's linear layers in "bf16" (tensor cores, f32 accumulation, half the
   // memory; upstream's autocast precision), "fp8" (e4m3 weights with per-channel scales and
   // per-token activation scales, a quarter of f32's memory; GPUs of compute capability 8.9+; T5
-  // and the VAE as with bf16) or "f32" (exact, for comparisons).
+  // and the VAE as with bf16) or "f32" (exact, for comparisons); parse_precision's names.
   std::string precision = "bf16";
   // With device "cuda": the most GPU memory the engine may hold, GiB (0: the whole GPU). DiT
   // blocks that do not fit stay in page-locked host memory and are copied to the GPU one block

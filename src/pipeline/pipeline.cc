@@ -67,7 +67,8 @@ Tensor concat0(const Tensor& a, const Tensor& b) {
 }  // namespace
 
 Tensor fit_keyframe(const Tensor& image, int64_t height, int64_t width, const std::string& rule) {
-  return rule == "upstream" ? fit_last_frame_upstream(image, height, width) : fit_last_frame(image, height, width);
+  return parse_last_frame_fit(rule) == LastFrameFit::Upstream ? fit_last_frame_upstream(image, height, width)
+                                                              : fit_last_frame(image, height, width);
 }
 
 Tensor seeded_noise(const Shape& shape, uint64_t seed) {
@@ -91,6 +92,7 @@ struct Pipeline::Impl {
   PipelineOptions opts;
   ModelFolder folder;
   Device device = Device::CPU;
+  Precision precision = Precision::BF16;  // opts.precision, parsed
   std::optional<text::Tokenizer> tokenizer;
   std::optional<T5Encoder> t5;
   std::optional<ClipVision> clip;
@@ -116,7 +118,7 @@ struct Pipeline::Impl {
   void emit(const std::string& name, const Tensor& t) const {
     if (dump) dump(name, t.device() == Device::CPU ? t : t.to(Device::CPU));
   }
-  bool use_runner() const { return device == Device::CUDA && opts.precision != "f32"; }
+  bool use_runner() const { return device == Device::CUDA && precision != Precision::F32; }
   // With --device cuda, T5 runs on the GPU unless --t5-device cpu, or "auto" and its bf16 weights
   // and activations do not fit what the budget leaves (the CPU then encodes in f32).
   bool t5_on_gpu() const {
@@ -130,11 +132,11 @@ struct Pipeline::Impl {
     const int64_t tokens = (folder.clip.image_size / folder.clip.patch_size) * (folder.clip.image_size / folder.clip.patch_size) + 1;
     const int64_t images = folder.dit.model_type == "flf2v" ? 2 : 1;
     return plan_vram(folder.dit, folder.t5, folder.clip.dim, images * tokens, folder.t5.dim,
-                     opts.precision == "fp8" ? 1 : 2, width, height, frames,
+                     precision == Precision::FP8 ? 1 : 2, width, height, frames,
                      static_cast<size_t>(opts.vram_budget_gib * 1024.0 * 1024.0 * 1024.0), opts.t5_device);
   }
   // T5 and the VAE: bf16 with the GPU engine (bf16 or fp8 DiT), exact f32 otherwise.
-  DType gpu_dtype() const { return opts.precision == "f32" ? DType::F32 : DType::BF16; }
+  DType gpu_dtype() const { return precision == Precision::F32 ? DType::F32 : DType::BF16; }
 
   // The VAE runs on the pipeline's device: with --precision bf16 its convolutions take bf16 on the
   // tensor cores (upstream's autocast option), with f32 they stay exact.
@@ -182,18 +184,16 @@ struct Pipeline::Impl {
 Pipeline::Pipeline(const PipelineOptions& options) : impl_(std::make_unique<Impl>()) {
   impl_->opts = options;
   if (options.threads > 0) set_num_threads(options.threads);
-  IB_CHECK(options.device == "cpu" || options.device == "cuda", "unknown device '{}' (expected cpu or cuda)",
-           options.device);
-  IB_CHECK(options.precision == "bf16" || options.precision == "fp8" || options.precision == "f32",
-           "unknown precision '{}' (expected bf16, fp8 or f32)", options.precision);
-  IB_CHECK(options.precision != "fp8" || options.device == "cuda",
+  const ComputeDevice device = parse_device(options.device);
+  impl_->precision = parse_precision(options.precision);
+  IB_CHECK(impl_->precision != Precision::FP8 || device == ComputeDevice::CUDA,
            "--precision fp8 runs on the GPU engine only: add --device cuda (the CPU computes in f32)");
   IB_CHECK(std::isfinite(options.vram_budget_gib) && options.vram_budget_gib >= 0 && options.vram_budget_gib <= 1e6,
            "--vram-budget {}: expected a size in GiB (0: no budget)", options.vram_budget_gib);
-  IB_CHECK(options.vram_budget_gib == 0 || options.device == "cuda", "--vram-budget needs --device cuda");
+  IB_CHECK(options.vram_budget_gib == 0 || device == ComputeDevice::CUDA, "--vram-budget needs --device cuda");
   IB_CHECK(options.t5_device == "auto" || options.t5_device == "cpu" || options.t5_device == "cuda",
            "--t5-device '{}': expected auto, cpu or cuda", options.t5_device);
-  if (options.device == "cuda") {
+  if (device == ComputeDevice::CUDA) {
     IB_CHECK(cuda_available(), "--device cuda: no CUDA device is available in this build or on this machine");
     // Every stage runs on the GPU (src/gpu/ for the DiT with --precision bf16 or fp8).
     impl_->device = Device::CUDA;
@@ -209,8 +209,8 @@ std::string Pipeline::describe() const {
   return fmt::format("Wan2.1 {} DiT dim {} x {} layers ({} heads), text_len {}, device {}", d.model_type, d.dim,
                      d.num_layers, d.num_heads, d.text_len,
                      impl_->device == Device::CUDA
-                         ? fmt::format("cuda (DiT in {}{}; T5, CLIP and VAE on the GPU too)", impl_->opts.precision,
-                                       impl_->opts.precision != "f32" ? ", GPU engine" : "")
+                         ? fmt::format("cuda (DiT in {}{}; T5, CLIP and VAE on the GPU too)", precision_name(impl_->precision),
+                                       impl_->precision != Precision::F32 ? ", GPU engine" : "")
                          : std::string("cpu"));
 }
 
@@ -279,10 +279,7 @@ void Pipeline::validate(const GenerateOptions& o) const {
                "max area: {} must be between 256 and 16777216 pixels", o.max_area);
     });
   }
-  check_option("last_frame_fit", [&] {
-    IB_CHECK(o.last_frame_fit == "cover" || o.last_frame_fit == "upstream",
-             "last frame fit '{}' is not cover or upstream", o.last_frame_fit);
-  });
+  check_option("last_frame_fit", [&] { parse_last_frame_fit(o.last_frame_fit); });
   // flf2v needs both images, i2v the first, t2v none (given ones are ignored).
   const ModelFolder& f = impl_->folder;
   const std::string& type = f.dit.model_type;
@@ -576,8 +573,8 @@ GeneratedVideo generate_from(Pipeline& pipeline, const GenerateOptions& o, const
     const int64_t resident = plan && plan->resident_blocks < plan->blocks ? plan->resident_blocks : -1;
     if (resident >= 0) spdlog::info("{}", plan->describe());
     im.runner = gpu::DitRunner::create(host,
-                                       im.opts.precision == "fp8" ? gpu::DitRunner::Format::FP8
-                                                                  : gpu::DitRunner::Format::BF16,
+                                       im.precision == Precision::FP8 ? gpu::DitRunner::Format::FP8
+                                                                      : gpu::DitRunner::Format::BF16,
                                        resident);
     im.merged_loras = o.loras;
   }

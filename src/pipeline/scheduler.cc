@@ -19,22 +19,6 @@
 
 namespace ib {
 
-Solver parse_solver(std::string_view name) {
-  if (name == "unipc") return Solver::UniPC;
-  if (name == "dpm++") return Solver::DpmPP;
-  if (name == "euler") return Solver::Euler;
-  fail("unknown sample solver '{}' (valid: unipc, dpm++, euler)", name);
-}
-
-const char* solver_name(Solver s) {
-  switch (s) {
-    case Solver::UniPC: return "unipc";
-    case Solver::DpmPP: return "dpm++";
-    case Solver::Euler: return "euler";
-  }
-  return "?";
-}
-
 Tensor Scheduler::step(const Tensor& model_output, const Tensor& sample) {
   IB_CHECK(step_index_ < num_steps(), "scheduler step: all {} steps have been taken", num_steps());
   IB_CHECK(model_output.defined() && sample.defined(), "scheduler step: undefined tensor");

@@ -13,14 +13,11 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "inbetween/pipeline.h"
 
 namespace ib {
 
-enum class Solver { UniPC, DpmPP, Euler };
-
-// "unipc", "dpm++" or "euler"; anything else throws ib::Error naming the valid values.
-Solver parse_solver(std::string_view name);
-const char* solver_name(Solver s);  // the name parse_solver accepts
+// Solver, parse_solver and solver_name are inbetween/pipeline.h's.
 
 class Scheduler {
  public:

@@ -18,7 +18,7 @@ namespace {
 TEST(Euler, ParsesAndNames) {
   EXPECT_EQ(parse_solver("euler"), Solver::Euler);
   EXPECT_STREQ(solver_name(Solver::Euler), "euler");
-  test::expect_error([] { parse_solver("heun"); }, {"unknown sample solver 'heun'", "unipc, dpm++, euler"});
+  test::expect_error([] { parse_solver("heun"); }, {"unknown solver 'heun'", "unipc, dpm++ or euler"});
 }
 
 // 1000, 750, 500, 250 at shift 5 (lightx2v's distilled setting): σ' = 5σ/(1 + 4σ) = 1, 15/16, 5/6, 5/8;

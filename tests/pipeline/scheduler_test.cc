@@ -123,7 +123,7 @@ TEST(Scheduler, ParseSolver) {
   EXPECT_EQ(parse_solver("dpm++"), Solver::DpmPP);
   EXPECT_EQ(parse_solver(solver_name(Solver::DpmPP)), Solver::DpmPP);
   test::expect_error([] { parse_solver("no-such-solver"); },
-                     {"unknown sample solver 'no-such-solver'", "unipc, dpm++"});
+                     {"unknown solver 'no-such-solver'", "unipc, dpm++"});
   test::expect_error([] { parse_solver("UniPC"); }, {"'UniPC'"});
   test::expect_error([] { parse_solver("dpm"); }, {"'dpm'", "unipc, dpm++"});
 }
