@@ -159,7 +159,10 @@ void run(const ServeArgs& a) {
   server::JobQueue queue(pipeline, store, a.max_queue);
   queue.set_retention({a.keep_jobs, a.keep_days * 86400});
   std::vector<server::Job> saved = store.load_all();
-  for (server::Job& job : saved) job.params.lora_dir = lora_dir;  // the folder of this run, never job.json's
+  for (server::Job& job : saved) {
+    job.params.lora_dir = lora_dir;  // the folder of this run, never job.json's
+    if (!server::is_final(job.state)) job.params.precision = a.pipeline.precision;  // it runs (again) with this run's
+  }
   queue.restore(std::move(saved));
 
   server::ApiConfig config;
@@ -167,6 +170,7 @@ void run(const ServeArgs& a) {
   config.web_dir = a.web_dir;
   config.model_dir = a.pipeline.model_dir;
   config.device = a.pipeline.device;
+  config.precision = a.pipeline.precision;
   config.threads = a.pipeline.threads;
   config.lora_dir = lora_dir;
   config.listen_host = a.host;

@@ -401,7 +401,7 @@ void HttpApi::post_job(const httplib::Request& req, httplib::Response& res) {
     return reply_error(res, e.status(), e.what(), e.field());
   }
   const std::string summary = fmt::format("{}x{} and {}x{} images, {} frames, {} steps", r.first_width, r.first_height,
-                                          r.last_width, r.last_height, r.params.frames, r.params.steps);
+                                          r.last_width, r.last_height, r.params.gen.frames, r.params.gen.steps);
   enqueue(r.params, {{r.params.first_file, &r.first}, {r.params.last_file, &r.last}},
           [this](const JobParams& p, const std::string& dir) { pipeline_.validate(generate_options(p, dir)); },
           summary, res);
@@ -419,7 +419,7 @@ void HttpApi::post_story(const httplib::Request& req, httplib::Response& res) {
   std::vector<std::pair<std::string, const std::string*>> files;
   for (size_t i = 0; i < r.images.size(); ++i) files.emplace_back(r.params.keyframe_files[i], &r.images[i]);
   const std::string summary = fmt::format("a story of {} keyframes{}, {} frames a segment, {} steps", r.images.size(),
-                                          r.params.loop ? " looped" : "", r.params.frames, r.params.steps);
+                                          r.params.loop ? " looped" : "", r.params.gen.frames, r.params.gen.steps);
   enqueue(r.params, files,
           [this](const JobParams& p, const std::string& dir) { validate_story(pipeline_, story_options(p, dir)); },
           summary, res);
@@ -428,10 +428,10 @@ void HttpApi::post_story(const httplib::Request& req, httplib::Response& res) {
 void HttpApi::enqueue(JobParams params, const std::vector<std::pair<std::string, const std::string*>>& files,
                       const std::function<void(const JobParams&, const std::string& dir)>& check,
                       const std::string& summary, httplib::Response& res) {
-  if (!params.loras.empty()) {
+  if (!params.gen.loras.empty()) {
     if (config_.lora_dir.empty())
       return reply_error(res, 400, "loras: this server takes no LoRAs (it was started without --lora-dir)", "loras");
-    for (const LoraFile& l : params.loras)
+    for (const LoraFile& l : params.gen.loras)
       if (!std::filesystem::is_regular_file(std::filesystem::path(config_.lora_dir) / l.path))
         return reply_error(res, 400, "loras: '" + l.path + "' is not in the server's LoRA folder", "loras");
     params.lora_dir = config_.lora_dir;
@@ -445,6 +445,7 @@ void HttpApi::enqueue(JobParams params, const std::vector<std::pair<std::string,
     Job job;
     job.id = id;
     job.params = params;
+    job.params.precision = config_.precision;
     job.created = unix_now();
     try {
       std::lock_guard lock(validate_mu_);

@@ -22,6 +22,7 @@ struct ApiConfig {
   std::string api_key;  // empty: no key needed
   std::string web_dir;  // index.html, app.js, style.css
   std::string model_dir, device;
+  std::string precision;  // --precision: every job's, reported in its params
   int threads = 0;
   std::string lora_dir;  // --lora-dir: the only place a job's `loras` are looked up; empty: none
   std::string listen_host;                // --host: its name is one the Host header may carry

@@ -37,20 +37,22 @@ double unix_now() {
 namespace {
 
 json params_json(const JobParams& p) {
-  json j = {{"prompt", p.prompt},     {"negative_prompt", p.negative_prompt},
-            {"frames", p.frames},     {"steps", p.steps},
-            {"shift", p.shift},       {"guidance", p.guidance},
-            {"solver", p.solver},     {"seed", p.seed},
-            {"fps", p.fps},
-            {"timesteps", p.timesteps}};
+  const GenerateOptions& g = p.gen;
+  json j = {{"prompt", g.prompt},     {"negative_prompt", g.negative_prompt},
+            {"frames", g.frames},     {"steps", g.steps},
+            {"shift", g.shift},       {"guidance", g.guidance},
+            {"solver", g.solver},     {"seed", g.seed},
+            {"fps", p.fps},           {"last_frame_fit", g.last_frame_fit},
+            {"timesteps", g.timesteps}};
+  if (!p.precision.empty()) j["precision"] = p.precision;  // the server's, not the request's
   json loras = json::array();
-  for (const LoraFile& l : p.loras) loras.push_back({{"name", l.path}, {"scale", l.scale}});
+  for (const LoraFile& l : g.loras) loras.push_back({{"name", l.path}, {"scale", l.scale}});
   j["loras"] = loras;
   if (!p.keyframe_files.empty()) j["story"] = {{"keyframes", p.keyframe_files.size()}, {"prompts", p.prompts}, {"loop", p.loop}};
-  if (p.width > 0) {
-    j["size"] = std::to_string(p.width) + "x" + std::to_string(p.height);
+  if (g.width > 0) {
+    j["size"] = std::to_string(g.width) + "x" + std::to_string(g.height);
   } else {
-    j["max_area"] = p.max_area;
+    j["max_area"] = g.max_area;
   }
   return j;
 }
@@ -89,9 +91,9 @@ json job_to_disk_json(const Job& job) {
   j["params"]["first_file"] = job.params.first_file;
   j["params"]["last_file"] = job.params.last_file;
   if (!job.params.keyframe_files.empty()) j["params"]["keyframe_files"] = job.params.keyframe_files;
-  j["params"]["width"] = job.params.width;
-  j["params"]["height"] = job.params.height;
-  j["params"]["max_area"] = job.params.max_area;
+  j["params"]["width"] = job.params.gen.width;
+  j["params"]["height"] = job.params.gen.height;
+  j["params"]["max_area"] = job.params.gen.max_area;
   if (job.state != JobState::Done) {
     j["result"] = {{"seed", job.seed_used}, {"frames", 0}, {"width", 0}, {"height", 0}};
   }
@@ -115,22 +117,25 @@ Job job_from_disk_json(const json& j) {
     if (!j.at("finished").is_null()) job.finished = j.at("finished").get<double>();
     const json& p = j.at("params");
     JobParams& q = job.params;
-    q.prompt = p.at("prompt").get<std::string>();
-    q.negative_prompt = p.at("negative_prompt").get<std::string>();
-    q.frames = p.at("frames").get<int64_t>();
-    q.max_area = p.at("max_area").get<double>();
-    q.width = p.at("width").get<int64_t>();
-    q.height = p.at("height").get<int64_t>();
-    q.steps = p.at("steps").get<int>();
-    q.shift = p.at("shift").get<double>();
-    q.guidance = p.at("guidance").get<double>();
-    q.solver = p.at("solver").get<std::string>();
-    q.seed = p.at("seed").get<int64_t>();
+    GenerateOptions& g = q.gen;
+    g.prompt = p.at("prompt").get<std::string>();
+    g.negative_prompt = p.at("negative_prompt").get<std::string>();
+    g.frames = p.at("frames").get<int64_t>();
+    g.max_area = p.at("max_area").get<double>();
+    g.width = p.at("width").get<int64_t>();
+    g.height = p.at("height").get<int64_t>();
+    g.steps = p.at("steps").get<int>();
+    g.shift = p.at("shift").get<double>();
+    g.guidance = p.at("guidance").get<double>();
+    g.solver = p.at("solver").get<std::string>();
+    g.seed = p.at("seed").get<int64_t>();
     q.fps = p.at("fps").get<int>();
-    // Absent from job.json files written before LoRAs and timesteps existed.
-    if (p.contains("timesteps")) q.timesteps = p.at("timesteps").get<std::vector<int64_t>>();
+    // Absent from job.json files written before LoRAs, timesteps, last_frame_fit and precision existed.
+    if (p.contains("timesteps")) g.timesteps = p.at("timesteps").get<std::vector<int64_t>>();
     if (p.contains("loras"))
-      for (const json& l : p.at("loras")) q.loras.push_back({l.at("name").get<std::string>(), l.at("scale").get<double>()});
+      for (const json& l : p.at("loras")) g.loras.push_back({l.at("name").get<std::string>(), l.at("scale").get<double>()});
+    if (p.contains("last_frame_fit")) g.last_frame_fit = p.at("last_frame_fit").get<std::string>();
+    if (p.contains("precision")) q.precision = p.at("precision").get<std::string>();
     q.first_file = p.at("first_file").get<std::string>();
     q.last_file = p.at("last_file").get<std::string>();
     if (p.contains("keyframe_files")) {  // a story
@@ -150,23 +155,13 @@ Job job_from_disk_json(const json& j) {
 }
 
 GenerateOptions generate_options(const JobParams& p, const std::string& dir) {
-  GenerateOptions o;
-  o.prompt = p.prompt;
-  o.negative_prompt = p.negative_prompt;
+  GenerateOptions o = p.gen;
   o.first_image = (std::filesystem::path(dir) / p.first_file).string();
   o.last_image = (std::filesystem::path(dir) / p.last_file).string();
-  o.frames = p.frames;
-  o.max_area = p.max_area;
-  o.width = p.width;
-  o.height = p.height;
-  o.steps = p.steps;
-  o.shift = p.shift;
-  o.guidance = p.guidance;
-  o.solver = p.solver;
-  o.timesteps = p.timesteps;
-  if (!p.loras.empty() && p.lora_dir.empty()) throw Error("the job names LoRAs but the server has no --lora-dir");
-  for (const LoraFile& l : p.loras) o.loras.push_back({(std::filesystem::path(p.lora_dir) / l.path).string(), l.scale});
-  o.seed = p.seed;
+  o.init_noise.clear();  // never a job's
+  if (!p.gen.loras.empty() && p.lora_dir.empty()) throw Error("the job names LoRAs but the server has no --lora-dir");
+  o.loras.clear();
+  for (const LoraFile& l : p.gen.loras) o.loras.push_back({(std::filesystem::path(p.lora_dir) / l.path).string(), l.scale});
   return o;
 }
 

@@ -18,22 +18,17 @@ const char* state_name(JobState s);
 bool parse_state(std::string_view name, JobState& out);
 inline bool is_final(JobState s) { return s == JobState::Done || s == JobState::Failed || s == JobState::Cancelled; }
 
-// The request's parameters, as validated; defaults are the CLI's.
+// The request's parameters, as validated; defaults are the library's (the CLI's).
 struct JobParams {
-  std::string prompt;
-  std::string negative_prompt;
-  int64_t frames = 81;
-  double max_area = 1280.0 * 720.0;
-  int64_t width = 0, height = 0;  // explicit size; 0: from max_area
-  int steps = 50;
-  double shift = 16.0;
-  double guidance = 5.0;
-  std::string solver = "unipc";
-  std::vector<int64_t> timesteps;  // euler: explicit training timesteps (steps = their count)
-  // LoRAs by file name inside the server's --lora-dir (path = the bare name; never a client path).
-  std::vector<LoraFile> loras;
+  // The generation's options as the request set them (prompt, negative_prompt, frames, max_area or
+  // width/height, steps, shift, guidance, solver, timesteps, loras, seed, last_frame_fit).
+  // generate_options() fills in the rest: first_image/last_image from the job folder and
+  // first_file/last_file, the LoRAs' paths inside lora_dir (gen.loras hold bare file names inside
+  // the server's --lora-dir, never a client path); init_noise is never set.
+  GenerateOptions gen;
   std::string lora_dir;  // the server's --lora-dir, set by the server (not part of job.json)
-  int64_t seed = -1;  // < 0: random
+  // The server's --precision, set by the server: reported in `params`, not a request field.
+  std::string precision;
   int fps = 16;
   std::string first_file, last_file;  // file names inside the job folder ("first.png", ...)
   // A story (POST /v1/stories; empty keyframe_files: a plain job): the keyframes' file names inside

@@ -294,7 +294,7 @@ void JobQueue::run_job(const std::string& id) {
     snapshot = job;
   }
   persist(snapshot);
-  spdlog::info("job {}: running ({} frames, {} steps)", id, snapshot.params.frames, snapshot.params.steps);
+  spdlog::info("job {}: running ({} frames, {} steps)", id, snapshot.params.gen.frames, snapshot.params.gen.steps);
 
   auto last_bump = std::chrono::steady_clock::now();
   const ProgressFn progress = [&](const Progress& p) {

@@ -137,7 +137,8 @@ std::vector<LoraFile> parse_loras(const std::string& text) {
 const std::vector<std::string>& job_fields() {
   static const std::vector<std::string> fields = {"first",  "last",     "prompt",    "negative_prompt", "frames",
                                                   "max_area", "size",   "steps",     "shift",           "guidance",
-                                                  "solver", "timesteps", "loras",    "seed",            "fps"};
+                                                  "solver", "timesteps", "loras",    "seed",            "fps",
+                                                  "last_frame_fit"};
   return fields;
 }
 
@@ -178,62 +179,69 @@ JobRequest parse_job_request(const httplib::Request& req, const Limits& limits) 
 void parse_generation_fields(const httplib::Request& req, const Limits& limits, JobParams& p) {
   auto has = [&](const char* name) { return req.files.count(name) > 0; };
   auto text = [&](const char* name) { return req.files.find(name)->second.content; };
+  // A named option through the library's parse function; its OptionError names the field.
+  auto named = [&](const char* name, auto parse) -> std::string {
+    try {
+      return parse(text(name));
+    } catch (const OptionError& e) {
+      bad(name, e.what());  // "unknown solver 'rk4' (expected unipc, dpm++ or euler)"
+    }
+  };
   if (has("prompt")) {
-    p.prompt = text("prompt");
-    check_text("prompt", p.prompt, limits);
+    p.gen.prompt = text("prompt");
+    check_text("prompt", p.gen.prompt, limits);
   }
   if (has("negative_prompt")) {
-    p.negative_prompt = text("negative_prompt");
-    check_text("negative_prompt", p.negative_prompt, limits);
+    p.gen.negative_prompt = text("negative_prompt");
+    check_text("negative_prompt", p.gen.negative_prompt, limits);
   }
   if (has("frames")) {
-    p.frames = parse_int("frames", text("frames"), 1, limits.max_frames);
-    if (p.frames % 4 != 1) {
-      const int64_t below = p.frames - (p.frames - 1) % 4;
-      bad("frames", fmt::format("frames: {} is not of the form 4n+1; the nearest are {} and {}", p.frames, below,
+    p.gen.frames = parse_int("frames", text("frames"), 1, limits.max_frames);
+    if (p.gen.frames % 4 != 1) {
+      const int64_t below = p.gen.frames - (p.gen.frames - 1) % 4;
+      bad("frames", fmt::format("frames: {} is not of the form 4n+1; the nearest are {} and {}", p.gen.frames, below,
                                 below + 4));
     }
   }
   if (has("max_area") && has("size")) bad("size", "size: give either size or max_area, not both");
-  if (has("max_area")) p.max_area = parse_number("max_area", text("max_area"), 256, static_cast<double>(limits.max_area));
+  if (has("max_area")) p.gen.max_area = parse_number("max_area", text("max_area"), 256, static_cast<double>(limits.max_area));
   if (has("size")) {
     const std::string s = text("size");
     const size_t x = s.find_first_of("xX");
     if (x == std::string::npos) bad("size", "size: " + shown(s) + " is not WIDTHxHEIGHT");
-    p.width = parse_int("size", s.substr(0, x), 16, limits.max_side);
-    p.height = parse_int("size", s.substr(x + 1), 16, limits.max_side);
-    if (p.width % 16 != 0 || p.height % 16 != 0)
-      bad("size", fmt::format("size: {}x{}: both sides must be multiples of 16", p.width, p.height));
-    if (p.width * p.height > limits.max_area)
-      bad("size", fmt::format("size: {}x{} is more than {} pixels", p.width, p.height, limits.max_area));
+    p.gen.width = parse_int("size", s.substr(0, x), 16, limits.max_side);
+    p.gen.height = parse_int("size", s.substr(x + 1), 16, limits.max_side);
+    if (p.gen.width % 16 != 0 || p.gen.height % 16 != 0)
+      bad("size", fmt::format("size: {}x{}: both sides must be multiples of 16", p.gen.width, p.gen.height));
+    if (p.gen.width * p.gen.height > limits.max_area)
+      bad("size", fmt::format("size: {}x{} is more than {} pixels", p.gen.width, p.gen.height, limits.max_area));
   }
-  if (has("steps")) p.steps = static_cast<int>(parse_int("steps", text("steps"), 1, limits.max_steps));
-  if (has("shift")) p.shift = parse_number("shift", text("shift"), 0, 100, true);
-  if (has("guidance")) p.guidance = parse_number("guidance", text("guidance"), 0, 50);
-  if (has("solver")) {
-    p.solver = text("solver");
-    if (p.solver != "unipc" && p.solver != "dpm++" && p.solver != "euler")
-      bad("solver", "solver: " + shown(p.solver) + " is not unipc, dpm++ or euler");
-  }
+  if (has("steps")) p.gen.steps = static_cast<int>(parse_int("steps", text("steps"), 1, limits.max_steps));
+  if (has("shift")) p.gen.shift = parse_number("shift", text("shift"), 0, 100, true);
+  if (has("guidance")) p.gen.guidance = parse_number("guidance", text("guidance"), 0, 50);
+  if (has("solver")) p.gen.solver = named("solver", [](std::string_view v) { return solver_name(parse_solver(v)); });
+  if (has("last_frame_fit"))
+    p.gen.last_frame_fit =
+        named("last_frame_fit", [](std::string_view v) { return last_frame_fit_name(parse_last_frame_fit(v)); });
   if (has("timesteps")) {
     // "1000,750,500,250"; the order and the solver are Pipeline::validate's to check.
     const std::string s = text("timesteps");
     for (size_t b = 0; b <= s.size();) {
       size_t e = s.find(',', b);
       if (e == std::string::npos) e = s.size();
-      p.timesteps.push_back(parse_int("timesteps", s.substr(b, e - b), 1, 1000));
+      p.gen.timesteps.push_back(parse_int("timesteps", s.substr(b, e - b), 1, 1000));
       b = e + 1;
     }
-    const int n = static_cast<int>(p.timesteps.size());
+    const int n = static_cast<int>(p.gen.timesteps.size());
     if (n > limits.max_steps) bad("timesteps", fmt::format("timesteps: {} entries, at most {} allowed", n, limits.max_steps));
-    if (has("steps") && p.steps != n)
-      bad("timesteps", fmt::format("timesteps: {} entries but steps is {}", n, p.steps));
-    p.steps = n;
+    if (has("steps") && p.gen.steps != n)
+      bad("timesteps", fmt::format("timesteps: {} entries but steps is {}", n, p.gen.steps));
+    p.gen.steps = n;
   }
-  if (has("loras")) p.loras = parse_loras(text("loras"));
+  if (has("loras")) p.gen.loras = parse_loras(text("loras"));
   if (has("seed")) {
     const std::string s = text("seed");
-    p.seed = (s.empty() || s == "random") ? -1 : parse_int("seed", s, -1, INT64_MAX);
+    p.gen.seed = (s.empty() || s == "random") ? -1 : parse_int("seed", s, -1, INT64_MAX);
   }
   if (has("fps")) p.fps = static_cast<int>(parse_int("fps", text("fps"), 1, limits.max_fps));
 }
@@ -246,7 +254,7 @@ std::string field_for_pipeline_error(const std::exception& e) {
   for (const auto& [from, to] : renamed)
     if (option->field() == from) return to;
   // The others are spelt alike in both (frames, steps, shift, guidance, solver, timesteps,
-  // max_area, loras); init_noise and last_frame_fit are not request fields.
+  // max_area, loras, last_frame_fit); init_noise is not a request field.
   const auto& fields = job_fields();
   return std::find(fields.begin(), fields.end(), option->field()) != fields.end() ? option->field() : "";
 }

@@ -22,8 +22,8 @@ StoryRequest parse_story_request(const httplib::Request& req, const Limits& limi
   StoryRequest r;
   JobParams& p = r.params;
   parse_generation_fields(req, limits, p);
-  if (p.frames < 5)
-    throw RequestError("frames", fmt::format("frames: {} is too few for a story's segments (at least 5)", p.frames));
+  if (p.gen.frames < 5)
+    throw RequestError("frames", fmt::format("frames: {} is too few for a story's segments (at least 5)", p.gen.frames));
   if (req.files.count("loop")) {
     const std::string v = req.files.find("loop")->second.content;
     if (v == "true" || v == "1" || v == "on")
@@ -72,7 +72,7 @@ StoryOptions story_options(const JobParams& p, const std::string& dir) {
   StoryOptions s;
   s.generate = generate_options(p, dir);
   for (const std::string& f : p.keyframe_files) s.keyframes.push_back((std::filesystem::path(dir) / f).string());
-  s.prompts = p.prompts.empty() ? std::vector<std::string>{p.prompt} : p.prompts;
+  s.prompts = p.prompts.empty() ? std::vector<std::string>{p.gen.prompt} : p.prompts;
   s.loop = p.loop;
   return s;
 }

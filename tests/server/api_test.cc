@@ -546,5 +546,78 @@ TEST(ServerApi, FailingJobKeepsTheServerUp) {
   EXPECT_EQ(wait_final(c, submit(c, tiny_fields(2))).at("state"), "done");
 }
 
+// last_frame_fit is a job field like the others: checked through the library's parse function
+// (400 naming the field and the accepted values, on jobs and stories), kept in the job's params and
+// job.json, and carried to the generation: a last image of another shape gives another video with
+// upstream than with cover, while cover twice gives the same bytes. precision is the server's
+// --precision, reported in params and refused as a job field.
+TEST(ServerApi, LastFrameFitReachesTheGenerationAndPrecisionIsReported) {
+  const std::string data = temp_dir();
+  ServerProcess server(data);
+  auto c = server.client();
+  const int64_t w = 96, h = 32;  // wider than the fixture's first frame, so the two fits differ
+  std::vector<uint8_t> rgb(static_cast<size_t>(w * h * 3));
+  for (int64_t y = 0; y < h; ++y)
+    for (int64_t x = 0; x < w; ++x) {
+      uint8_t* px = &rgb[static_cast<size_t>((y * w + x) * 3)];
+      px[0] = static_cast<uint8_t>(x * 2);
+      px[1] = static_cast<uint8_t>(y * 8);
+      px[2] = static_cast<uint8_t>((x / 8 + y / 8) % 2 * 255);
+    }
+  const std::vector<uint8_t> png = encode_png(rgb.data(), w, h);
+  const std::string wide(png.begin(), png.end());
+  auto form = [&](const std::vector<std::pair<std::string, std::string>>& extra) {
+    httplib::MultipartFormDataItems items = {{"first", first_png(), "first.png", "image/png"},
+                                             {"last", wide, "last.png", "image/png"}};
+    for (const auto& [k, v] : tiny_fields(2)) items.push_back({k, v, "", ""});
+    for (const auto& [k, v] : extra) items.push_back({k, v, "", ""});
+    return items;
+  };
+  struct Run {
+    std::string id, video;
+    json job;
+  };
+  auto run = [&](const std::vector<std::pair<std::string, std::string>>& extra) {
+    Run out;
+    auto r = c.Post("/v1/jobs", form(extra));
+    EXPECT_EQ(status(r), 202) << (r ? r->body : "");
+    if (status(r) != 202) return out;
+    out.id = parse(r).at("id");
+    out.job = wait_final(c, out.id);
+    EXPECT_EQ(out.job.at("state"), "done") << out.job.dump();
+    auto v = c.Get(("/v1/jobs/" + out.id + "/video").c_str());
+    if (v) out.video = v->body;
+    return out;
+  };
+  const Run cover = run({});
+  const Run cover2 = run({{"last_frame_fit", "cover"}});
+  const Run upstream = run({{"last_frame_fit", "upstream"}});
+  ASSERT_FALSE(cover.video.empty());
+  EXPECT_EQ(cover.job.at("params").at("last_frame_fit"), "cover");
+  EXPECT_EQ(upstream.job.at("params").at("last_frame_fit"), "upstream");
+  EXPECT_EQ(upstream.job.at("params").at("precision"), "bf16");  // serve's default --precision
+  const json disk = json::parse(read_binary(data + "/jobs/" + upstream.id + "/job.json"));
+  EXPECT_EQ(disk.at("params").at("last_frame_fit"), "upstream");
+  EXPECT_EQ(cover.video, cover2.video) << "the same job twice should give the same video";
+  EXPECT_NE(cover.video, upstream.video) << "last_frame_fit=upstream did not reach the generation";
+
+  auto bad = c.Post("/v1/jobs", form({{"last_frame_fit", "stretch"}}));
+  ASSERT_EQ(status(bad), 400);
+  const json b = parse(bad);
+  EXPECT_EQ(b.at("field"), "last_frame_fit");
+  const std::string message = b.at("error");
+  for (const char* part : {"last_frame_fit", "'stretch'", "cover or upstream"})
+    EXPECT_NE(message.find(part), std::string::npos) << message;
+  auto precision = c.Post("/v1/jobs", form({{"precision", "f32"}}));
+  ASSERT_EQ(status(precision), 400);
+  EXPECT_EQ(parse(precision).at("field"), "precision");
+  httplib::MultipartFormDataItems story = {{"keyframes", first_png(), "a.png", "image/png"},
+                                           {"keyframes", wide, "b.png", "image/png"},
+                                           {"last_frame_fit", "Cover", "", ""}};
+  auto bad_story = c.Post("/v1/stories", story);
+  ASSERT_EQ(status(bad_story), 400);
+  EXPECT_EQ(parse(bad_story).at("field"), "last_frame_fit");
+}
+
 }  // namespace
 }  // namespace ib::test
