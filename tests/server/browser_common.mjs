@@ -83,3 +83,14 @@ export function check(cond, message) {
   if (!cond) throw new Error(`check failed: ${message}`);
   console.log(`ok: ${message}`);
 }
+
+// The end of a browser test: every cleanup step (each failure counts), the temporary folder
+// removed, the verdict printed; exits 0 when nothing failed, else 1.
+export async function finish(name, failed, cleanup, tmp) {
+  for (const fn of cleanup) {
+    try { await fn(); } catch (e) { failed = true; console.error(`FAILED: ${e.message}`); }
+  }
+  fs.rmSync(tmp, { recursive: true, force: true });
+  console.log(failed ? `${name}: 0 passed, 1 failed` : `${name}: 1 passed, 0 failed`);
+  process.exit(failed ? 1 : 0);
+}

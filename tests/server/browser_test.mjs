@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  check, fixtureDir, launch, loadChromium, option, repo, startServer, stopServer,
+  check, finish, fixtureDir, launch, loadChromium, option, repo, startServer, stopServer,
 } from './browser_common.mjs';
 
 const chromium = await loadChromium();
@@ -166,11 +166,5 @@ try {
 } catch (e) {
   failed = true;
   console.error(`FAILED: ${e.stack || e}`);
-} finally {
-  for (const fn of cleanup) {
-    try { await fn(); } catch (e) { failed = true; console.error(`FAILED: ${e.message}`); }
-  }
-  fs.rmSync(tmp, { recursive: true, force: true });
 }
-console.log(failed ? 'browser test: 0 passed, 1 failed' : 'browser test: 1 passed, 0 failed');
-process.exit(failed ? 1 : 0);
+await finish('browser test', failed, cleanup, tmp);
