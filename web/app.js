@@ -327,6 +327,7 @@ async function submitJob(e) {
   else form.append('max_area', res === 'area' ? $('max_area').value.trim() : res);
   for (const f of ['frames', 'steps', 'guidance', 'shift', 'fps']) form.append(f, $(f).value.trim());
   form.append('solver', $('solver').value);
+  form.append('last_frame_fit', $('last_frame_fit').value);
   const seed = $('seed').value.trim();
   if (seed) form.append('seed', seed);
 

@@ -82,6 +82,8 @@ try {
   await page.fill('#frames', settings.frames);
   await page.fill('#steps', settings.steps);
   await page.fill('#seed', '7');
+  await page.selectOption('#solver', 'euler');
+  await page.selectOption('#last_frame_fit', 'upstream');
   check(await page.isEnabled('#generate'), 'Generate is enabled with both frames');
 
   const t0 = Date.now();
@@ -89,6 +91,9 @@ try {
   await page.waitForFunction(() => /^#job=[0-9a-f]{32}$/.test(location.hash));
   const id = (await page.evaluate(() => location.hash)).slice(5);
   console.log(`job ${id} submitted`);
+  const sent = await (await fetch(new URL(`/v1/jobs/${id}`, url))).json();
+  check(sent.params.solver === 'euler' && sent.params.last_frame_fit === 'upstream',
+    `the solver and last-image fit chosen on the page reach the job (${sent.params.solver}, ${sent.params.last_frame_fit})`);
   await page.waitForFunction(() => {
     const v = document.querySelector('#video');
     return v && v.readyState >= 2 && v.videoWidth > 0;
