@@ -80,9 +80,9 @@ Tensor decode_tiled(const WanVAE& vae, const Tensor& latent, const VaeTiling& ti
   const int64_t T = latent.size(1), h = latent.size(2), w = latent.size(3);
   if (tiling.tile <= 0 || (tiling.tile >= h && tiling.tile >= w)) return vae.decode(latent, on_chunk).to(Device::CPU);
   const Tensor lat = latent.to(Device::CPU);
-  const std::vector<int64_t> ys = tile_starts(h, std::min(tiling.tile, h), std::min(tiling.overlap, std::min(tiling.tile, h) - 1));
-  const std::vector<int64_t> xs = tile_starts(w, std::min(tiling.tile, w), std::min(tiling.overlap, std::min(tiling.tile, w) - 1));
   const int64_t th = std::min(tiling.tile, h), tw = std::min(tiling.tile, w), sf = vae.spatial_factor();
+  const std::vector<int64_t> ys = tile_starts(h, th, std::min(tiling.overlap, th - 1));
+  const std::vector<int64_t> xs = tile_starts(w, tw, std::min(tiling.overlap, tw - 1));
   const auto n = static_cast<int64_t>(ys.size() * xs.size());
   std::vector<PlacedTile> tiles;
   int64_t k = 0;

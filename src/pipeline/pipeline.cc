@@ -124,8 +124,7 @@ struct Pipeline::Impl {
   bool t5_on_gpu() const {
     if (device != Device::CUDA || opts.t5_device == "cpu") return false;
     if (opts.t5_device == "cuda" || opts.vram_budget_gib == 0) return true;
-    const VramPlan p = plan_vram(folder.dit, folder.t5, folder.clip.dim, 0, folder.t5.dim, 2, 16, 16, 1, 0, "auto");
-    return p.t5_bytes <= cuda::available_bytes();
+    return t5_gpu_bytes(folder.t5, folder.dit.text_len) <= cuda::available_bytes();
   }
   // The generation's VRAM plan (a budget too small is refused here, before any work).
   VramPlan vram_plan(int64_t width, int64_t height, int64_t frames) const {

@@ -29,6 +29,16 @@ std::string VramPlan::describe() const {
       t5_on_gpu ? "GPU" : "CPU");
 }
 
+size_t t5_gpu_bytes(const T5Config& t5, int64_t text_len) {
+  // bf16 weights (the embedding table included) and the activations at text_len.
+  const auto td = static_cast<size_t>(t5.dim);
+  return (static_cast<size_t>(t5.vocab) * td +
+          static_cast<size_t>(t5.num_layers) *
+              (4 * td * static_cast<size_t>(t5.dim_attn) + 3 * td * static_cast<size_t>(t5.dim_ffn))) *
+             2 +
+         static_cast<size_t>(text_len) * static_cast<size_t>(t5.dim_ffn) * 4 * 8;
+}
+
 VramPlan plan_vram(const DitConfig& c, const T5Config& t5, int64_t clip_dim, int64_t image_tokens, int64_t text_dim,
                    int bytes_per_weight, int64_t width, int64_t height, int64_t frames, size_t budget,
                    const std::string& t5_device) {
@@ -58,13 +68,7 @@ VramPlan plan_vram(const DitConfig& c, const T5Config& t5, int64_t clip_dim, int
   p.context_bytes = 2 * static_cast<size_t>(c.num_layers) *
                     static_cast<size_t>(c.text_len + (img ? std::max<int64_t>(image_tokens, 257) : 0)) * 2 * d * 2;
   p.vae_bytes = kVaeWeights + kVaeDecodePerPixel * static_cast<size_t>(width) * static_cast<size_t>(height);
-  // T5: bf16 weights (the embedding table included) and its activations at text_len.
-  const auto td = static_cast<size_t>(t5.dim);
-  p.t5_bytes = (static_cast<size_t>(t5.vocab) * td +
-                static_cast<size_t>(t5.num_layers) * (4 * td * static_cast<size_t>(t5.dim_attn) +
-                                                      3 * td * static_cast<size_t>(t5.dim_ffn))) *
-                   2 +
-               static_cast<size_t>(c.text_len) * static_cast<size_t>(t5.dim_ffn) * 4 * 8;
+  p.t5_bytes = t5_gpu_bytes(t5, c.text_len);
 
   // The denoising holds the placed weights, the activations and the contexts; the decode holds the
   // placed weights and the VAE (the activations are returned to the driver in between).

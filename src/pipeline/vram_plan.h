@@ -29,6 +29,9 @@ struct VramPlan {
   std::string describe() const;  // one line for the log
 };
 
+// Device bytes of T5 in bf16 with its activations at text_len (VramPlan::t5_bytes).
+size_t t5_gpu_bytes(const T5Config& t5, int64_t text_len);
+
 // bytes_per_weight: 2 (bf16) or 1 (fp8) for the blocks' linear layers. budget 0: no budget (every
 // block resident, T5 on the GPU). t5_device "auto", "cpu" or "cuda". Throws when the budget is
 // below the minimum, with both figures.
