@@ -87,8 +87,8 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--vram-budget", a->o.vram_budget_gib,
                   "GPU memory budget in GiB: DiT blocks that do not fit are streamed from host memory (0: none)")
       ->capture_default_str();
-  cmd->add_option("--attention", a->o.attention, "Attention back-end of the DiT: auto, flash or cudnn")
-      ->check(CLI::IsMember({"auto", "flash", "cudnn"}))
+  cmd->add_option("--attention", a->o.attention, "Attention of the DiT: auto, flash or cudnn (bf16 back-ends), or fp8 (cuDNN, e4m3 q/k/v)")
+      ->check(CLI::IsMember({"auto", "flash", "cudnn", "fp8"}))
       ->capture_default_str();
   cmd->add_flag("--json", a->json, "Print the results as JSON on stdout");
   cmd->callback([a] { run(*a); });

@@ -18,7 +18,7 @@ struct BenchOptions {
   std::vector<std::string> stages;  // empty: t5, clip, vae, attention, gemm, dit (not generate)
   int steps = 50;          // the generate stage: denoising steps
   double guidance = 5.0;   // the generate stage: 1 runs one forward per step
-  std::string attention = "auto";   // auto, flash or cudnn
+  std::string attention = "auto";   // auto, flash or cudnn (bf16), or fp8
   std::string vae_precision = "bf16";  // the VAE's convolutions: bf16 or f32
   std::string precision = "bf16";      // the DiT's block linear layers: bf16 or fp8
   double vram_budget_gib = 0;          // GPU memory budget (streams DiT blocks that do not fit); 0: none

@@ -9,6 +9,15 @@
 namespace ib::gpu {
 
 void attention(const AttentionProblem& p, AttentionBackend backend) {
+  if (p.fp8_scales) {  // cuDNN's fp8 kernel is the only one
+    IB_CHECK(backend != AttentionBackend::Flash, "attention: the flash kernel has no fp8 variant");
+    IB_CHECK(cudnn_attention_supports(p),
+             "fp8 attention needs cuDNN's fp8 flash attention (cuDNN 9.13.1+ on a Hopper or newer GPU), which "
+             "does not take head dim {} here (see the warning above; use --attention bf16)",
+             p.head_dim);
+    cudnn_attention(p);
+    return;
+  }
   switch (backend) {
     case AttentionBackend::Flash:
       flash_attention(p);

@@ -26,6 +26,9 @@ struct AttentionProblem {
   int64_t q_batch_stride = 0, k_batch_stride = 0, v_batch_stride = 0, o_batch_stride = 0;
   float scale = 1.0f;  // logits = scale * q.k
   cudaStream_t stream = nullptr;
+  // Non-null: q, k, v and out are e4m3 (fp8 attention, gpu/attention_fp8.h; cuDNN only) and this
+  // points at the call's device scales, indexed by Fp8Scale. Strides still count elements.
+  float* fp8_scales = nullptr;
 };
 
 // Self-attention over a fused [L, 3*heads*head_dim] buffer of q | k | v (the DiT's qkv product),
@@ -44,8 +47,8 @@ void flash_attention(const AttentionProblem& p);
 bool cudnn_attention_supports(const AttentionProblem& p);
 void cudnn_attention(const AttentionProblem& p);
 
-// Runs p on `backend` (Auto: cuDNN where it supports p, else the flash kernel). Throws ib::Error
-// naming the head dim when no back-end takes it.
+// Runs p on `backend` (Auto: cuDNN where it supports p, else the flash kernel; fp8 problems: cuDNN
+// only). Throws ib::Error naming the head dim when no back-end takes it.
 void attention(const AttentionProblem& p, AttentionBackend backend = AttentionBackend::Auto);
 
 }  // namespace ib::gpu

@@ -9,6 +9,7 @@
 
 #include "core/check.h"
 #include "core/cuda_memory.h"
+#include "gpu/attention_fp8.h"
 #include "gpu/fp8.h"
 #include "ops/activation.h"
 #include "ops/elementwise.h"
@@ -467,10 +468,16 @@ Tensor DitRunner::forward(const Tensor& x, double t, const DitContext& ctx, cons
   return forward_batch(x, t, {&ctx}, y, profile).at(0);
 }
 
+void DitRunner::set_fp8_attention(bool on) {
+  if (on) require_fp8("fp8 attention");
+  fp8_attention_ = on;
+}
+
 size_t DitRunner::activation_bytes(int64_t L, int64_t batch) const {
   const auto dim = static_cast<size_t>(cfg_.dim), ffn = static_cast<size_t>(cfg_.ffn_dim);
-  // Per row: the f32 stream and head input, a, qkv, att, att2, proj in bf16, the FFN hidden.
-  const size_t per_row = dim * (4 + 4) + dim * 2 * (1 + 3 + 1 + 1 + 1) + ffn * 2;
+  // Per row: the f32 stream and head input, a, qkv, att, att2, proj in bf16, the FFN hidden, and
+  // with fp8 attention the e4m3 q | k | v and output.
+  const size_t per_row = dim * (4 + 4) + dim * 2 * (1 + 3 + 1 + 1 + 1) + ffn * 2 + (fp8_attention_ ? 4 * dim : 0);
   return per_row * static_cast<size_t>(L) * static_cast<size_t>(batch);
 }
 
@@ -541,6 +548,18 @@ std::vector<Tensor> DitRunner::forward_batch(const Tensor& x, double t, const st
   self.batch = B;  // each video attends to its own L tokens
   self.q_batch_stride = self.k_batch_stride = self.v_batch_stride = L * 3 * dim;
   self.o_batch_stride = L * dim;
+  // fp8 self-attention: q | k | v and the output in e4m3, the scales on the device.
+  Tensor qkv8, att8, scales8;
+  AttentionProblem self8;
+  if (fp8_attention_) {
+    qkv8 = Tensor::empty({R, 3 * dim}, DType::F8E4M3, Device::CUDA);
+    att8 = Tensor::empty({R, dim}, DType::F8E4M3, Device::CUDA);
+    scales8 = Tensor::empty({kFp8ScaleCount}, DType::F32, Device::CUDA);
+    self8 = fp8_self_attention(qkv8.raw(), att8.raw(), scales8.data<float>(), L, H, D);
+    self8.batch = B;
+    self8.q_batch_stride = self8.k_batch_stride = self8.v_batch_stride = L * 3 * dim;
+    self8.o_batch_stride = L * dim;
+  }
   AttentionProblem cross = fused_self_attention(qkv.raw(), att.raw(), L, H, D);
   cross.q = proj.raw();  // the cross-attention's q lives in `proj` until o overwrites it
   cross.q_row_stride = dim;
@@ -593,8 +612,17 @@ std::vector<Tensor> DitRunner::forward_batch(const Tensor& x, double t, const st
     qa.x = bp(qkv) + dim * el;
     qa.gamma = g.norm_k.data<float>();
     qk_norm(qa);
-    ev.mark("self_attention");
-    attention(self, backend_);
+    if (fp8_attention_) {
+      ev.mark("fp8_quantize");
+      quantize_qkv_fp8(qkv.raw(), R, dim, 3 * dim, qkv8.raw(), scales8.data<float>());
+      ev.mark("self_attention");
+      attention(self8, backend_);
+      ev.mark("fp8_quantize");
+      dequantize_attention_fp8(att8.raw(), R, dim, scales8.data<float>(), att.raw());
+    } else {
+      ev.mark("self_attention");
+      attention(self, backend_);
+    }
     ev.mark("o_gemm");
     linear(att.raw(), R, dim, g.o, Epilogue::Bias, proj.raw(), dim);
     ev.mark("residual_norm");

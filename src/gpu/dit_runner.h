@@ -121,6 +121,10 @@ class DitRunner {
   Format format() const { return format_; }
   bool has_image() const { return has_img_; }
   void set_attention_backend(AttentionBackend b) { backend_ = b; }
+  // Self-attention in fp8 (gpu/attention_fp8.h: q, k, v and the output in e4m3 with per-tensor
+  // scales, through cuDNN) instead of bf16. Throws on GPUs without fp8 (compute capability < 8.9).
+  void set_fp8_attention(bool on);
+  bool fp8_attention() const { return fp8_attention_; }
   // FLOPs of one forward at L tokens (linear layers and attention, multiply-add = 2).
   double forward_flops(int64_t tokens) const;
   double self_attention_flops(int64_t tokens) const;
@@ -131,6 +135,7 @@ class DitRunner {
   int64_t text_dim_ = 0, clip_dim_ = 0, img_tokens_ = 0;
   bool has_img_ = false;
   AttentionBackend backend_ = AttentionBackend::Auto;
+  bool fp8_attention_ = false;
   Format format_ = Format::BF16;
   // Each block's linear layers into format_, then w_.bytes counted.
   void finish_weights();

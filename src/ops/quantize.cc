@@ -44,4 +44,28 @@ Tensor dequantize_rows(const QuantizedRows& qr) {
   return out;
 }
 
+QuantizedTensor quantize_tensor_e4m3(const Tensor& x) {
+  IB_CHECK(x.defined() && x.device() == Device::CPU, "quantize_tensor_e4m3: expected a CPU tensor, got {}",
+           x.defined() ? x.str() : "undefined");
+  const Tensor xf = x.to(DType::F32);
+  const float* src = xf.data<float>();
+  const int64_t n = xf.numel();
+  float amax = 0.0f;
+  for (int64_t i = 0; i < n; ++i) amax = std::fmax(amax, std::fabs(src[i]));
+  const float inv = amax > 0.0f ? kE4M3Max / amax : 1.0f;
+  QuantizedTensor out{Tensor::empty(x.shape(), DType::F8E4M3), amax > 0.0f ? amax / kE4M3Max : 1.0f};
+  auto* q = static_cast<uint8_t*>(out.q.raw());
+  for (int64_t i = 0; i < n; ++i) q[i] = f32_to_f8e4m3(src[i] * inv);
+  return out;
+}
+
+Tensor dequantize_tensor(const QuantizedTensor& qt) {
+  IB_CHECK(qt.q.defined() && qt.q.dtype() == DType::F8E4M3, "dequantize_tensor: expected an e4m3 tensor");
+  const Tensor qc = qt.q.to(Device::CPU);
+  Tensor out = Tensor::empty(qc.shape(), DType::F32);
+  const auto* q = static_cast<const uint8_t*>(qc.raw());
+  for (int64_t i = 0; i < qc.numel(); ++i) out.data<float>()[i] = f8e4m3_to_f32(q[i]) * qt.scale;
+  return out;
+}
+
 }  // namespace ib::ops

@@ -19,6 +19,17 @@ QuantizedRows quantize_rows_e4m3(const Tensor& x);
 // q * scale per row, f32 [rows, cols].
 Tensor dequantize_rows(const QuantizedRows& qr);
 
+// One scale for a whole tensor (the fp8 attention's q, k and v, gpu/attention_fp8.h): s =
+// amax(x) / 448 and q = e4m3(x * (448 / amax)), by the same f32 operations as the rows above.
+struct QuantizedTensor {
+  Tensor q;  // F8E4M3, x's shape
+  float scale = 1.0f;
+};
+// x: CPU, any shape and float dtype.
+QuantizedTensor quantize_tensor_e4m3(const Tensor& x);
+// q * scale, f32, q's shape.
+Tensor dequantize_tensor(const QuantizedTensor& qt);
+
 // The largest finite e4m3fn value.
 constexpr float kE4M3Max = 448.0f;
 

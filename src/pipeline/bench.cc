@@ -19,6 +19,7 @@
 #ifdef INBETWEEN_HAVE_CUDA
 #include <cuda_runtime.h>
 
+#include "gpu/attention_fp8.h"
 #include "gpu/dit_runner.h"
 #include "gpu/fp8.h"
 #include "models/clip.h"
@@ -50,8 +51,8 @@ void validate(const BenchOptions& o) {
            o.precision);
   IB_CHECK(std::isfinite(o.vram_budget_gib) && o.vram_budget_gib >= 0, "bench: --vram-budget {} must be >= 0",
            o.vram_budget_gib);
-  IB_CHECK(o.attention == "auto" || o.attention == "flash" || o.attention == "cudnn",
-           "bench: --attention '{}': expected auto, flash or cudnn", o.attention);
+  IB_CHECK(o.attention == "auto" || o.attention == "flash" || o.attention == "cudnn" || o.attention == "fp8",
+           "bench: --attention '{}': expected auto, flash, cudnn or fp8", o.attention);
 }
 }  // namespace
 
@@ -109,7 +110,8 @@ gpu::AttentionBackend parse_backend(const std::string& s) {
   if (s == "auto") return gpu::AttentionBackend::Auto;
   if (s == "flash") return gpu::AttentionBackend::Flash;
   if (s == "cudnn") return gpu::AttentionBackend::Cudnn;
-  fail("--attention '{}': expected auto, flash or cudnn", s);
+  if (s == "fp8") return gpu::AttentionBackend::Auto;  // cuDNN's fp8 kernel (DitRunner::set_fp8_attention)
+  fail("--attention '{}': expected auto, flash, cudnn or fp8", s);
 }
 
 }  // namespace
@@ -255,6 +257,7 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
                                        plan && plan->resident_blocks < plan->blocks ? plan->resident_blocks : -1);
   }
   runner->set_attention_backend(backend);
+  runner->set_fp8_attention(o.attention == "fp8");
   cuda::synchronize("loading the DiT");
   const int64_t L = lat_t * (lat_h / 2) * (lat_w / 2);
   r.tokens = L;
@@ -282,6 +285,26 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
       if (b == gpu::AttentionBackend::Flash && !gpu::flash_attention_supports(D)) continue;
       add_row(fmt::format("attention_{}", name), time_it(o.repeats, [&] { gpu::attention(p, b); }), flops,
               fmt::format("{} heads x {}", H, D));
+    }
+    if (gpu::fp8_supported()) {
+      // fp8: the attention alone, and the quantisation of q | k | v plus the output's dequantisation.
+      Tensor qkv8 = Tensor::empty({L, 3 * dim}, DType::F8E4M3, Device::CUDA);
+      Tensor out8 = Tensor::empty({L, dim}, DType::F8E4M3, Device::CUDA);
+      Tensor scales = Tensor::empty({gpu::kFp8ScaleCount}, DType::F32, Device::CUDA);
+      const auto quant = [&] { gpu::quantize_qkv_fp8(qkv.raw(), L, dim, 3 * dim, qkv8.raw(), scales.data<float>()); };
+      quant();
+      const gpu::AttentionProblem p8 = gpu::fp8_self_attention(qkv8.raw(), out8.raw(), scales.data<float>(), L, H, D);
+      if (gpu::cudnn_attention_supports(p8)) {
+        add_row("attention_cudnn_fp8", time_it(o.repeats, [&] { gpu::attention(p8); }), flops,
+                fmt::format("{} heads x {}, e4m3 q/k/v/P/out", H, D));
+        add_row("attention_fp8_quantize", time_it(o.repeats, [&] {
+                  quant();
+                  gpu::dequantize_attention_fp8(out8.raw(), L, dim, scales.data<float>(), out.raw());
+                }),
+                0, "q|k|v to e4m3 (amax + convert), the output back to bf16");
+      } else {
+        log("attention_cudnn_fp8: cuDNN does not take the fp8 problem here");
+      }
     }
   }
 

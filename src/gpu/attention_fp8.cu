@@ -1,0 +1,172 @@
+// The fp8 attention's quantisation and dequantisation kernels (see attention_fp8.h). The scales
+// use the same f32 operations as ops::quantize_tensor_e4m3 (IEEE division, no fast math), so the
+// e4m3 codes are the CPU reference's bit for bit.
+#include <cuda_bf16.h>
+#include <cuda_fp8.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/check.h"
+#include "gpu/attention_fp8.h"
+
+namespace ib::gpu {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr float kE4M3Max = 448.0f;  // ops::kE4M3Max
+
+void check_launch(const char* what) {
+  const cudaError_t e = cudaGetLastError();
+  IB_CHECK(e == cudaSuccess, "CUDA launch of {} failed: {}", what, cudaGetErrorString(e));
+}
+
+unsigned grid_for(int64_t n) { return static_cast<unsigned>(std::clamp<int64_t>((n + kThreads - 1) / kThreads, 1, 132 * 8)); }
+
+// Non-negative floats order like their bit patterns, so an integer atomicMax is a float max.
+__device__ void atomic_max_nonneg(float* at, float v) {
+  atomicMax(reinterpret_cast<int*>(at), __float_as_int(v));
+}
+
+// amax of each of the three column blocks; 8 bf16 per load (dim % 8 == 0: a load never straddles).
+__global__ void qkv_amax_kernel(const __nv_bfloat16* qkv, int64_t rows, int64_t dim, int64_t ld, float* amax3) {
+  const int64_t per_row = 3 * dim / 8, n = rows * per_row;
+  float m[3] = {0.0f, 0.0f, 0.0f};
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t r = i / per_row, c = (i % per_row) * 8;
+    const uint4 t = *reinterpret_cast<const uint4*>(qkv + r * ld + c);
+    const auto* h = reinterpret_cast<const __nv_bfloat162*>(&t);
+    float v = 0.0f;
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const float2 f = __bfloat1622float2(h[k]);
+      v = fmaxf(v, fmaxf(fabsf(f.x), fabsf(f.y)));
+    }
+    const int64_t seg = c / dim;
+    m[0] = seg == 0 ? fmaxf(m[0], v) : m[0];
+    m[1] = seg == 1 ? fmaxf(m[1], v) : m[1];
+    m[2] = seg == 2 ? fmaxf(m[2], v) : m[2];
+  }
+  __shared__ float red[3][kThreads / 32];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+#pragma unroll
+  for (int s = 0; s < 3; ++s) {
+    float v = m[s];
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    if (lane == 0) red[s][warp] = v;
+  }
+  __syncthreads();
+  if (threadIdx.x < 3) {
+    float v = 0.0f;
+    for (int w = 0; w < kThreads / 32; ++w) v = fmaxf(v, red[threadIdx.x][w]);
+    atomic_max_nonneg(amax3 + threadIdx.x, v);
+  }
+}
+
+__device__ __forceinline__ float inverse_scale(float amax) { return amax > 0.0f ? kE4M3Max / amax : 1.0f; }
+__device__ __forceinline__ float descale(float amax) { return amax > 0.0f ? amax / kE4M3Max : 1.0f; }
+
+__global__ void qkv_quantize_kernel(const __nv_bfloat16* qkv, int64_t rows, int64_t dim, int64_t ld, uint8_t* out,
+                                    float* scales) {
+  const float inv[3] = {inverse_scale(scales[kAmaxQ]), inverse_scale(scales[kAmaxK]), inverse_scale(scales[kAmaxV])};
+  if (blockIdx.x == 0 && threadIdx.x == 0) {
+    scales[kDescaleQ] = descale(scales[kAmaxQ]);
+    scales[kDescaleK] = descale(scales[kAmaxK]);
+    scales[kDescaleV] = descale(scales[kAmaxV]);
+    scales[kDescaleS] = 1.0f / kE4M3Max;
+    scales[kScaleS] = kE4M3Max;
+    const float av = scales[kAmaxV];
+    scales[kScaleO] = av > 0.0f ? kFp8AttentionOutRange / av : 1.0f;
+    scales[kDescaleO] = av > 0.0f ? av / kFp8AttentionOutRange : 1.0f;
+  }
+  const int64_t per_row = 3 * dim / 8, n = rows * per_row;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t r = i / per_row, c = (i % per_row) * 8;
+    const float s = inv[c / dim];
+    const uint4 t = *reinterpret_cast<const uint4*>(qkv + r * ld + c);
+    const auto* h = reinterpret_cast<const __nv_bfloat162*>(&t);
+    uint8_t b[8];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const float2 f = __bfloat1622float2(h[k]);
+      b[2 * k] = static_cast<uint8_t>(__nv_cvt_float_to_fp8(__fmul_rn(f.x, s), __NV_SATFINITE, __NV_E4M3));
+      b[2 * k + 1] = static_cast<uint8_t>(__nv_cvt_float_to_fp8(__fmul_rn(f.y, s), __NV_SATFINITE, __NV_E4M3));
+    }
+    *reinterpret_cast<uint2*>(out + r * 3 * dim + c) = *reinterpret_cast<const uint2*>(b);
+  }
+}
+
+__global__ void dequantize_kernel(const uint8_t* in, int64_t n8, const float* scales, __nv_bfloat16* out) {
+  const float s = scales[kDescaleO];
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n8; i += int64_t{gridDim.x} * blockDim.x) {
+    const uint2 t = *reinterpret_cast<const uint2*>(in + i * 8);
+    const auto* b = reinterpret_cast<const __nv_fp8_storage_t*>(&t);
+    __nv_bfloat162 o[4];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const __half2_raw h2 = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(b[2 * k] | (b[2 * k + 1] << 8)), __NV_E4M3);
+      const float2 f = __half22float2(__half2(h2));
+      o[k] = __floats2bfloat162_rn(__fmul_rn(f.x, s), __fmul_rn(f.y, s));
+    }
+    *reinterpret_cast<uint4*>(out + i * 8) = *reinterpret_cast<const uint4*>(o);
+  }
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+}  // namespace
+
+void quantize_qkv_fp8(const void* qkv, int64_t rows, int64_t dim, int64_t ld, void* out, float* scales,
+                      cudaStream_t stream) {
+  IB_CHECK(qkv != nullptr && out != nullptr && scales != nullptr && rows >= 0 && dim > 0 && dim % 8 == 0 &&
+               ld >= 3 * dim && ld % 8 == 0 && aligned16(qkv) && aligned16(out),
+           "quantize_qkv_fp8: bad arguments ({} rows, dim {}, row stride {}; dim and stride must be multiples of 8, "
+           "pointers 16-byte aligned)",
+           rows, dim, ld);
+  const cudaError_t e = cudaMemsetAsync(scales + kAmaxQ, 0, 3 * sizeof(float), stream);
+  IB_CHECK(e == cudaSuccess, "quantize_qkv_fp8: cudaMemsetAsync failed: {}", cudaGetErrorString(e));
+  const int64_t n = rows * 3 * dim / 8;
+  const auto* x = static_cast<const __nv_bfloat16*>(qkv);
+  if (n > 0) {
+    qkv_amax_kernel<<<grid_for(n), kThreads, 0, stream>>>(x, rows, dim, ld, scales + kAmaxQ);
+    check_launch("quantize_qkv_fp8 (amax)");
+  }
+  // Also with no rows: the scales are then written (amax 0: scale 1).
+  qkv_quantize_kernel<<<grid_for(n), kThreads, 0, stream>>>(x, rows, dim, ld, static_cast<uint8_t*>(out), scales);
+  check_launch("quantize_qkv_fp8");
+}
+
+void dequantize_attention_fp8(const void* in, int64_t rows, int64_t cols, const float* scales, void* out,
+                              cudaStream_t stream) {
+  IB_CHECK(in != nullptr && out != nullptr && scales != nullptr && rows >= 0 && cols > 0 && cols % 8 == 0 &&
+               aligned16(in) && aligned16(out),
+           "dequantize_attention_fp8: bad arguments ({} rows, {} columns; columns a multiple of 8, pointers "
+           "16-byte aligned)",
+           rows, cols);
+  const int64_t n8 = rows * cols / 8;
+  if (n8 == 0) return;
+  dequantize_kernel<<<grid_for(n8), kThreads, 0, stream>>>(static_cast<const uint8_t*>(in), n8, scales,
+                                                          static_cast<__nv_bfloat16*>(out));
+  check_launch("dequantize_attention_fp8");
+}
+
+AttentionProblem fp8_self_attention(const void* qkv8, void* out8, float* scales, int64_t tokens, int64_t heads,
+                                    int64_t head_dim) {
+  const int64_t dim = heads * head_dim;
+  const auto* base = static_cast<const char*>(qkv8);
+  AttentionProblem p;
+  p.q = base;
+  p.k = base + dim;  // e4m3: one byte per element
+  p.v = base + 2 * dim;
+  p.out = out8;
+  p.heads = heads;
+  p.head_dim = head_dim;
+  p.lq = p.lk = tokens;
+  p.q_row_stride = p.k_row_stride = p.v_row_stride = 3 * dim;
+  p.o_row_stride = dim;
+  p.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim)));
+  p.fp8_scales = scales;
+  return p;
+}
+
+}  // namespace ib::gpu
