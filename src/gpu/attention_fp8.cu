@@ -9,6 +9,7 @@
 
 #include "core/check.h"
 #include "gpu/attention_fp8.h"
+#include "ops/cuda/cuda_common.h"
 
 namespace ib::gpu {
 namespace {
@@ -16,10 +17,7 @@ namespace {
 constexpr int kThreads = 256;
 constexpr float kE4M3Max = 448.0f;  // ops::kE4M3Max
 
-void check_launch(const char* what) {
-  const cudaError_t e = cudaGetLastError();
-  IB_CHECK(e == cudaSuccess, "CUDA launch of {} failed: {}", what, cudaGetErrorString(e));
-}
+using ops::cuda::check_launch;
 
 unsigned grid_for(int64_t n) { return static_cast<unsigned>(std::clamp<int64_t>((n + kThreads - 1) / kThreads, 1, 132 * 8)); }
 

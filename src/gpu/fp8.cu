@@ -6,6 +6,7 @@
 
 #include "core/check.h"
 #include "gpu/fp8.h"
+#include "ops/cuda/cuda_common.h"
 
 namespace ib::gpu {
 
@@ -84,10 +85,7 @@ __global__ void bias_act_kernel(__nv_bfloat16* y, int64_t rows, int64_t cols, in
   }
 }
 
-void check_launch(const char* what) {
-  const cudaError_t e = cudaGetLastError();
-  IB_CHECK(e == cudaSuccess, "CUDA launch of {} failed: {}", what, cudaGetErrorString(e));
-}
+using ops::cuda::check_launch;
 
 }  // namespace
 

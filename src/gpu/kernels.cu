@@ -8,15 +8,13 @@
 
 #include "core/check.h"
 #include "gpu/kernels.h"
+#include "ops/cuda/cuda_common.h"
 
 namespace ib::gpu {
 
 namespace {
 
-void check_launch(const char* what) {
-  const cudaError_t e = cudaGetLastError();
-  IB_CHECK(e == cudaSuccess, "CUDA launch of {} failed: {}", what, cudaGetErrorString(e));
-}
+using ops::cuda::check_launch;
 
 unsigned grid_for(int64_t n, int threads = 256) {
   const int64_t b = (n + threads - 1) / threads;

@@ -48,7 +48,15 @@ struct ClipConfig {
   int64_t num_heads = 16;
   int64_t num_layers = 32;  // the checkpoint's blocks; the encoder runs all but the last
   float eps = 1e-5f;
+  // Tokens of one encoded image: the patch grid and the class token.
+  int64_t image_tokens() const { return (image_size / patch_size) * (image_size / patch_size) + 1; }
 };
+
+// The CLIP tokens the DiT's image context holds: both keyframes' for flf2v, the first image's
+// for i2v (t2v has none, but its DiT has no image projection to size either).
+inline int64_t dit_image_tokens(const std::string& model_type, const ClipConfig& clip) {
+  return (model_type == "flf2v" ? 2 : 1) * clip.image_tokens();
+}
 
 struct VaeConfig {
   int64_t dim = 96;

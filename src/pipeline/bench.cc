@@ -157,8 +157,7 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
   std::optional<VramPlan> plan;
   if (o.vram_budget_gib > 0) {
     const DitConfig dc = folder ? folder->dit : DitConfig{};
-    const int64_t img_tok = dc.model_type == "flf2v" ? 514 : 257;
-    plan = plan_vram(dc, t5_cfg, clip_cfg.dim, img_tok, t5_cfg.dim, o.precision == "fp8" ? 1 : 2, o.width, o.height,
+    plan = plan_vram(dc, t5_cfg, clip_cfg.dim, dit_image_tokens(dc.model_type, clip_cfg), t5_cfg.dim, o.precision == "fp8" ? 1 : 2, o.width, o.height,
                      o.frames, static_cast<size_t>(o.vram_budget_gib * kGiB), "auto");
     cuda::set_memory_budget(static_cast<size_t>(o.vram_budget_gib * kGiB));
     log(plan->describe());

@@ -128,9 +128,8 @@ struct Pipeline::Impl {
   }
   // The generation's VRAM plan (a budget too small is refused here, before any work).
   VramPlan vram_plan(int64_t width, int64_t height, int64_t frames) const {
-    const int64_t tokens = (folder.clip.image_size / folder.clip.patch_size) * (folder.clip.image_size / folder.clip.patch_size) + 1;
-    const int64_t images = folder.dit.model_type == "flf2v" ? 2 : 1;
-    return plan_vram(folder.dit, folder.t5, folder.clip.dim, images * tokens, folder.t5.dim,
+    return plan_vram(folder.dit, folder.t5, folder.clip.dim, dit_image_tokens(folder.dit.model_type, folder.clip),
+                     folder.t5.dim,
                      precision == Precision::FP8 ? 1 : 2, width, height, frames,
                      static_cast<size_t>(opts.vram_budget_gib * 1024.0 * 1024.0 * 1024.0), opts.t5_device);
   }
@@ -653,7 +652,8 @@ GeneratedVideo generate_from(Pipeline& pipeline, const GenerateOptions& o, const
   const Tensor latent = im.device == Device::CUDA ? x.to(Device::CUDA) : x;
   // Under a budget that asks for it, in spatial tiles (the decode's peak follows a tile, not a frame).
   const VaeTiling tiling = plan ? VaeTiling{plan->vae_tile, plan->vae_overlap} : VaeTiling{};
-  if (plan && im.device == Device::CUDA) cuda::empty_cache();  // the denoising's buffers go back first
+  // Under a budget the denoising's cached buffers go back first (without one they stay for the next job).
+  if (im.opts.vram_budget_gib > 0 && im.device == Device::CUDA) cuda::empty_cache();
   const Tensor video = decode_tiled(*im.vae, latent, tiling, chunk_progress("vae-decode", 0));
   im.emit("video", video);
   end_stage("vae-decode");
