@@ -17,6 +17,7 @@ constexpr Names<ComputeDevice, 2> kDevices{{{ComputeDevice::CPU, "cpu"}, {Comput
 constexpr Names<Precision, 3> kPrecisions{{{Precision::BF16, "bf16"}, {Precision::FP8, "fp8"}, {Precision::F32, "f32"}}};
 constexpr Names<Solver, 3> kSolvers{{{Solver::UniPC, "unipc"}, {Solver::DpmPP, "dpm++"}, {Solver::Euler, "euler"}}};
 constexpr Names<LastFrameFit, 2> kFits{{{LastFrameFit::Cover, "cover"}, {LastFrameFit::Upstream, "upstream"}}};
+constexpr Names<AttentionPrecision, 2> kAttentions{{{AttentionPrecision::BF16, "bf16"}, {AttentionPrecision::FP8, "fp8"}}};
 
 // At most 48 bytes of a refused value go into the message (a client may send megabytes).
 std::string quoted(std::string_view value) {
@@ -50,10 +51,12 @@ ComputeDevice parse_device(std::string_view name) { return parse(kDevices, "devi
 Precision parse_precision(std::string_view name) { return parse(kPrecisions, "precision", name); }
 Solver parse_solver(std::string_view name) { return parse(kSolvers, "solver", name); }
 LastFrameFit parse_last_frame_fit(std::string_view name) { return parse(kFits, "last_frame_fit", name); }
+AttentionPrecision parse_attention(std::string_view name) { return parse(kAttentions, "attention", name); }
 
 const char* device_option_name(ComputeDevice d) { return name_of(kDevices, d); }
 const char* precision_name(Precision p) { return name_of(kPrecisions, p); }
 const char* solver_name(Solver s) { return name_of(kSolvers, s); }
 const char* last_frame_fit_name(LastFrameFit f) { return name_of(kFits, f); }
+const char* attention_name(AttentionPrecision a) { return name_of(kAttentions, a); }
 
 }  // namespace ib

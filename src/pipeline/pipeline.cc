@@ -186,6 +186,9 @@ Pipeline::Pipeline(const PipelineOptions& options) : impl_(std::make_unique<Impl
   impl_->precision = parse_precision(options.precision);
   IB_CHECK(impl_->precision != Precision::FP8 || device == ComputeDevice::CUDA,
            "--precision fp8 runs on the GPU engine only: add --device cuda (the CPU computes in f32)");
+  IB_CHECK(options.attention == AttentionPrecision::BF16 ||
+               (device == ComputeDevice::CUDA && impl_->precision != Precision::F32),
+           "--attention fp8 runs on the GPU engine only: add --device cuda with --precision bf16 or fp8");
   IB_CHECK(std::isfinite(options.vram_budget_gib) && options.vram_budget_gib >= 0 && options.vram_budget_gib <= 1e6,
            "--vram-budget {}: expected a size in GiB (0: no budget)", options.vram_budget_gib);
   IB_CHECK(options.vram_budget_gib == 0 || device == ComputeDevice::CUDA, "--vram-budget needs --device cuda");
@@ -207,8 +210,10 @@ std::string Pipeline::describe() const {
   return fmt::format("Wan2.1 {} DiT dim {} x {} layers ({} heads), text_len {}, device {}", d.model_type, d.dim,
                      d.num_layers, d.num_heads, d.text_len,
                      impl_->device == Device::CUDA
-                         ? fmt::format("cuda (DiT in {}{}; T5, CLIP and VAE on the GPU too)", precision_name(impl_->precision),
-                                       impl_->precision != Precision::F32 ? ", GPU engine" : "")
+                         ? fmt::format("cuda (DiT in {}{}{}; T5, CLIP and VAE on the GPU too)",
+                                       precision_name(impl_->precision),
+                                       impl_->precision != Precision::F32 ? ", GPU engine" : "",
+                                       impl_->opts.attention == AttentionPrecision::FP8 ? ", fp8 attention" : "")
                          : std::string("cpu"));
 }
 
@@ -574,6 +579,7 @@ GeneratedVideo generate_from(Pipeline& pipeline, const GenerateOptions& o, const
                                        im.precision == Precision::FP8 ? gpu::DitRunner::Format::FP8
                                                                       : gpu::DitRunner::Format::BF16,
                                        resident);
+    im.runner->set_fp8_attention(im.opts.attention == AttentionPrecision::FP8);
     im.merged_loras = o.loras;
   }
 #endif

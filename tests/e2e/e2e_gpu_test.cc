@@ -93,6 +93,29 @@ TEST(GpuPipeline, Fp8GenerationWithinPsnrBound) {
   EXPECT_GE(p, 28.0);
 }
 
+// fp8 attention on top of the fp8 weights (e4m3 q, k, v, probabilities and output through cuDNN's
+// fp8 kernel): the fp8 issue's bar for fp8 attention is PSNR >= 28 dB against the reference video.
+// It must also differ from the fp8-weights video (really the fp8 attention).
+TEST(GpuPipeline, Fp8AttentionGenerationWithinPsnrBound) {
+  if (!gpu::fp8_supported()) GTEST_SKIP() << "this GPU has no fp8 tensor cores (compute capability < 8.9)";
+  const GenerateOptions o = test::fixture_options();
+  PipelineOptions po{test::model_dir(), "cuda", 0, "fp8"};
+  po.attention = AttentionPrecision::FP8;
+  Pipeline pipeline(po);
+  EXPECT_NE(pipeline.describe().find("fp8, GPU engine, fp8 attention"), std::string::npos) << pipeline.describe();
+  const Tensor ref = test::open_fixture("e2e.safetensors")->get("video");
+  double max_err = 0;
+  const Tensor video = video_tensor(pipeline.generate(o), ref.shape());
+  const double p = psnr(video, ref, &max_err);
+  std::printf("[measured] fp8 weights + fp8 attention video vs reference: PSNR %.1f dB, max abs err %.3g\n", p,
+              max_err);
+  EXPECT_GE(p, 28.0);
+  Pipeline fp8_weights_only(PipelineOptions{test::model_dir(), "cuda", 0, "fp8"});
+  double diff = 0;
+  (void)psnr(video_tensor(fp8_weights_only.generate(o), ref.shape()), video, &diff);
+  EXPECT_GT(diff, 0.0) << "the fp8-attention video equals the bf16-attention one";
+}
+
 // --vram-budget: a budget too small is refused before any work, naming the minimum; the minimum
 // itself streams every DiT block from host memory and gives the unlimited run's video (bit for
 // bit, or within the bf16 bound where the unlimited run batched the two branches). Streaming

@@ -235,6 +235,32 @@ TEST(Validate, RefusedOptionsCarryTheirField) {
   }
 }
 
+// --attention fp8 needs the GPU engine (device cuda, precision bf16 or fp8): refused when the
+// pipeline is made, naming the option, on the CPU and with the f32 precision alike.
+TEST(Validate, Fp8AttentionOnlyOnTheGpuEngine) {
+  const std::string model = tiny_model();
+  for (const auto& [device, precision] : {std::pair{"cpu", "f32"}, std::pair{"cuda", "f32"}}) {
+    PipelineOptions po{model, device, 0, precision};
+    po.attention = AttentionPrecision::FP8;
+    try {
+      Pipeline p(po);
+      ADD_FAILURE() << device << "/" << precision << ": accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("--attention fp8 runs on the GPU engine only"), std::string::npos)
+          << e.what();
+    }
+  }
+  EXPECT_EQ(parse_attention("fp8"), AttentionPrecision::FP8);
+  EXPECT_STREQ(attention_name(AttentionPrecision::BF16), "bf16");
+  try {
+    parse_attention("int8");
+    ADD_FAILURE() << "int8 accepted";
+  } catch (const OptionError& e) {
+    EXPECT_EQ(e.field(), "attention");
+    EXPECT_NE(std::string(e.what()).find("expected bf16 or fp8"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Validate, InitNoiseOfAnotherVideo) {
   const std::string model = tiny_model();
   const std::string noise = test::temp_dir() + "/noise.safetensors";
