@@ -5,6 +5,7 @@
 
 #include "io/pth.h"
 #include "io/safetensors.h"
+#include "io/scaled_fp8_store.h"
 
 namespace ib {
 
@@ -57,8 +58,9 @@ Tensor optional_tensor(const TensorStore& store, const std::string& name, const 
 
 std::shared_ptr<TensorStore> open_tensor_store(const std::string& path) {
   IB_CHECK(std::filesystem::exists(path), "file not found: '{}'", path);
-  if (ends_with(path, ".index.json")) return ShardedSafetensors::open(path);
-  if (ends_with(path, ".safetensors")) return SafetensorsFile::open(path);
+  // fp8 checkpoints read as plain releases (their weights dequantised on reading: scaled_fp8_store.h).
+  if (ends_with(path, ".index.json")) return with_fp8_dequantisation(ShardedSafetensors::open(path));
+  if (ends_with(path, ".safetensors")) return with_fp8_dequantisation(SafetensorsFile::open(path));
   if (ends_with(path, ".pth") || ends_with(path, ".pt") || ends_with(path, ".bin")) return PthFile::open(path);
   fail("'{}': unknown checkpoint format (expected .safetensors, .safetensors.index.json or .pth)", path);
 }

@@ -75,7 +75,8 @@ class MemoryTensorStore : public TensorStore {
   std::string label_;
 };
 
-// Opens a checkpoint by extension: .safetensors, .safetensors.index.json (sharded) or .pth.
+// Opens a checkpoint by extension: .safetensors, .safetensors.index.json (sharded) or .pth. A
+// safetensors checkpoint with float8 weights reads as a plain release (io/scaled_fp8_store.h).
 std::shared_ptr<TensorStore> open_tensor_store(const std::string& path);
 
 }  // namespace ib
