@@ -16,7 +16,7 @@ constexpr size_t kGiB = 1024ull * 1024 * 1024;
 
 VramPlan plan_14b(int bytes_per_weight, int64_t w, int64_t h, double budget_gib) {
   return plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, bytes_per_weight, w, h, 81,
-                   static_cast<size_t>(budget_gib * static_cast<double>(kGiB)), "auto");
+                   static_cast<size_t>(budget_gib * static_cast<double>(kGiB)), T5Placement::Auto);
 }
 
 // One block's linear layers of the 14B FLF2V model, layer by layer (spec 7.5-7.7): q, k, v, o of
@@ -94,11 +94,12 @@ TEST(VramPlan, TooSmallABudgetIsRefusedWithTheMinimum) {
         << m;
   }
   // The minimum itself is accepted, and streams every block.
-  const VramPlan at_min = plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, 2, 1280, 720, 81, any.minimum_bytes, "auto");
+  const VramPlan at_min =
+      plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, 2, 1280, 720, 81, any.minimum_bytes, T5Placement::Auto);
   EXPECT_EQ(at_min.resident_blocks, 0);
-  EXPECT_THROW(plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, 2, 1280, 720, 81, any.minimum_bytes - 1, "auto"),
-               Error);
-  EXPECT_THROW(plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, 2, 1280, 720, 81, 0, "gpu"), Error);
+  EXPECT_THROW(
+      plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, 2, 1280, 720, 81, any.minimum_bytes - 1, T5Placement::Auto),
+      Error);
 }
 
 }  // namespace
