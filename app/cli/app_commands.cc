@@ -52,28 +52,22 @@ SizeOption parse_size_option(const std::string& s) {
 
 void add_pipeline_options(CLI::App* cmd, PipelineOptions& p) {
   cmd->add_option("--model", p.model_dir, "Model folder (Wan2.1 release layout)")->required();
-  cmd->add_option("--device", p.device, "cpu or cuda")->check(name_check(parse_device))->capture_default_str();
+  add_named_option(cmd, "--device", p.device, parse_device, device_option_name, "cpu or cuda");
   cmd->add_option("--threads", p.threads, "CPU threads (0: all cores)")
       ->check(integer_check("--threads", "a whole number (0: all cores)"))
       ->capture_default_str();
-  cmd->add_option("--precision", p.precision,
-                  "With --device cuda: the DiT's linear layers in bf16, fp8 (e4m3 weights and products; GPUs of "
-                  "compute capability 8.9+) or f32 (exact)")
-      ->check(name_check(parse_precision))
-      ->capture_default_str();
-  cmd->add_option_function<std::string>(
-         "--attention", [&p](const std::string& s) { p.attention = parse_attention(s); },
-         "With --device cuda: the DiT's self-attention in bf16 or fp8 (e4m3 q, k, v and probabilities through "
-         "cuDNN's fp8 kernel, ~45% faster on an H200; compute capability 8.9+)")
-      ->check(name_check(parse_attention))
-      ->default_str("bf16");
+  add_named_option(cmd, "--precision", p.precision, parse_precision, precision_name,
+                   "With --device cuda: the DiT's linear layers in bf16, fp8 (e4m3 weights and products; GPUs of "
+                   "compute capability 8.9+) or f32 (exact)");
+  add_named_option(cmd, "--attention", p.attention, parse_attention, attention_name,
+                   "With --device cuda: the DiT's self-attention in bf16 or fp8 (e4m3 q, k, v and probabilities "
+                   "through cuDNN's fp8 kernel, ~45% faster on an H200; compute capability 8.9+)");
   cmd->add_option("--vram-budget", p.vram_budget_gib,
                   "With --device cuda: the most GPU memory to use, GiB (0: all). DiT blocks that do not fit are "
                   "streamed from host memory; a budget too small is refused with the minimum")
       ->capture_default_str();
-  cmd->add_option("--t5-device", p.t5_device, "With --device cuda: where T5 runs: auto (the GPU if it fits), cpu, cuda")
-      ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
-      ->capture_default_str();
+  add_named_option(cmd, "--t5-device", p.t5_device, parse_t5_placement, t5_placement_name,
+                   "With --device cuda: where T5 runs: auto (the GPU if it fits), cpu, cuda");
 }
 
 }  // namespace ib::cli

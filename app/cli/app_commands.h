@@ -7,7 +7,8 @@
 
 namespace ib::cli {
 
-// --model, --device, --threads and --precision, shared by generate and serve.
+// --model, --device, --threads, --precision, --vram-budget and --t5-device, shared by generate, story
+// and serve.
 void add_pipeline_options(CLI::App* cmd, PipelineOptions& p);
 
 void register_commands(CLI::App& app);
@@ -36,6 +37,16 @@ CLI::Validator name_check(Parse parse) {
         }
       },
       "");
+}
+// A named option (--device, --solver, ...) stored as its enum: the text is checked by name_check and
+// converted by the same parse function; --help shows the default by its name.
+template <class E>
+CLI::Option* add_named_option(CLI::App* cmd, const std::string& flag, E& target, E (*parse)(std::string_view),
+                              const char* (*name)(E), const std::string& help) {
+  auto store = [&target, parse](const std::string& text) { target = parse(text); };
+  return cmd->add_option_function<std::string>(flag, store, help)
+      ->check(name_check(parse))
+      ->default_str(name(target));
 }
 
 // One subcommand's registration; each cmd_*.cc defines one.

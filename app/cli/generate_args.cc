@@ -65,7 +65,7 @@ void print_estimate(const Pipeline& pipeline, const GenerateArgs& a, int runs) {
   const std::string times = runs > 1 ? fmt::format(" x {} segments", runs) : std::string();
   std::fprintf(stderr, "%lldx%lld, %lld frames%s, %d steps: about %s on %s (estimate)\n",
                static_cast<long long>(e.width), static_cast<long long>(e.height), static_cast<long long>(a.gen.frames),
-               times.c_str(), steps, format_duration(e.seconds * runs).c_str(), a.pipeline.device.c_str());
+               times.c_str(), steps, format_duration(e.seconds * runs).c_str(), device_option_name(a.pipeline.device));
   if (e.seconds * runs < 600) return;
   GenerateOptions quick = a.gen;
   quick.width = quick.height = 0;
@@ -141,11 +141,9 @@ void print_summary(const GenerateArgs& a, const GeneratedVideo& v, double write_
 
 void add_generation_options(CLI::App* cmd, GenerateArgs& a) {
   add_pipeline_options(cmd, a.pipeline);
-  cmd->add_option("--last-frame-fit", a.gen.last_frame_fit,
-                  "A last frame of another size: cover (scale and centre-crop) or upstream (reproduce upstream's "
-                  "crop-and-pad)")
-      ->check(name_check(parse_last_frame_fit))
-      ->capture_default_str();
+  add_named_option(cmd, "--last-frame-fit", a.gen.last_frame_fit, parse_last_frame_fit, last_frame_fit_name,
+                   "A last frame of another size: cover (scale and centre-crop) or upstream (reproduce upstream's "
+                   "crop-and-pad)");
   cmd->add_option("--negative-prompt", a.gen.negative_prompt, "What to avoid (default: the model's own)");
   cmd->add_option("--frames", a.gen.frames, "Frame count, 4n+1")
       ->check(integer_check("--frames", "a whole number (a frame count 4n+1, e.g. 81)"))
@@ -164,9 +162,8 @@ void add_generation_options(CLI::App* cmd, GenerateArgs& a) {
                   "Classifier-free guidance scale (1: no unconditional pass, one DiT forward a step)")
       ->check(number_check("--guidance", "a number (e.g. 5)"))
       ->capture_default_str();
-  cmd->add_option("--solver", a.gen.solver, "unipc, dpm++ or euler (flow-matching Euler, for distilled models)")
-      ->check(name_check(parse_solver))
-      ->capture_default_str();
+  add_named_option(cmd, "--solver", a.gen.solver, parse_solver, solver_name,
+                   "unipc, dpm++ or euler (flow-matching Euler, for distilled models)");
   cmd->add_option("--timesteps", a.gen.timesteps,
                   "With --solver euler: explicit training timesteps, e.g. 1000,750,500,250 (shifted by --shift)")
       ->delimiter(',');

@@ -282,7 +282,7 @@ void HttpApi::model_info(const httplib::Request&, httplib::Response& res) {
   reply(res, 200,
         {{"model", describe_},
          {"model_dir", config_.model_dir},
-         {"device", config_.device},
+         {"device", device_option_name(config_.device)},
          {"threads", config_.threads},
          {"loras", lora_names(config_.lora_dir)},
          {"cuda_devices", cuda_available() ? 1 : 0},
@@ -360,7 +360,7 @@ void HttpApi::estimate(const httplib::Request& req, httplib::Response& res) {
     for (const StageTime& t : e.stages) stages[t.stage] = t.seconds;
     reply(res, 200,
           {{"seconds", e.seconds}, {"width", e.width}, {"height", e.height}, {"measured", e.measured},
-           {"device", config_.device}, {"stages", stages}});
+           {"device", device_option_name(config_.device)}, {"stages", stages}});
   } catch (const Error& e) {
     reply_error(res, 400, e.what(), field_for_pipeline_error(e));
   }

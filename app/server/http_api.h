@@ -21,8 +21,9 @@ namespace ib::server {
 struct ApiConfig {
   std::string api_key;  // empty: no key needed
   std::string web_dir;  // index.html, app.js, style.css
-  std::string model_dir, device;
-  std::string precision;  // --precision: every job's, reported in its params
+  std::string model_dir;
+  ComputeDevice device = ComputeDevice::CPU;
+  Precision precision = Precision::BF16;  // --precision: every job's, reported in its params
   int threads = 0;
   std::string lora_dir;  // --lora-dir: the only place a job's `loras` are looked up; empty: none
   std::string listen_host;                // --host: its name is one the Host header may carry

@@ -38,13 +38,18 @@ namespace {
 
 json params_json(const JobParams& p) {
   const GenerateOptions& g = p.gen;
-  json j = {{"prompt", g.prompt},     {"negative_prompt", g.negative_prompt},
-            {"frames", g.frames},     {"steps", g.steps},
-            {"shift", g.shift},       {"guidance", g.guidance},
-            {"solver", g.solver},     {"seed", g.seed},
-            {"fps", p.fps},           {"last_frame_fit", g.last_frame_fit},
+  json j = {{"prompt", g.prompt},
+            {"negative_prompt", g.negative_prompt},
+            {"frames", g.frames},
+            {"steps", g.steps},
+            {"shift", g.shift},
+            {"guidance", g.guidance},
+            {"solver", solver_name(g.solver)},
+            {"seed", g.seed},
+            {"fps", p.fps},
+            {"last_frame_fit", last_frame_fit_name(g.last_frame_fit)},
             {"timesteps", g.timesteps}};
-  if (!p.precision.empty()) j["precision"] = p.precision;  // the server's, not the request's
+  if (p.precision) j["precision"] = precision_name(*p.precision);  // the server's, not the request's
   json loras = json::array();
   for (const LoraFile& l : g.loras) loras.push_back({{"name", l.path}, {"scale", l.scale}});
   j["loras"] = loras;
@@ -127,15 +132,16 @@ Job job_from_disk_json(const json& j) {
     g.steps = p.at("steps").get<int>();
     g.shift = p.at("shift").get<double>();
     g.guidance = p.at("guidance").get<double>();
-    g.solver = p.at("solver").get<std::string>();
+    g.solver = parse_solver(p.at("solver").get<std::string>());
     g.seed = p.at("seed").get<int64_t>();
     q.fps = p.at("fps").get<int>();
     // Absent from job.json files written before LoRAs, timesteps, last_frame_fit and precision existed.
     if (p.contains("timesteps")) g.timesteps = p.at("timesteps").get<std::vector<int64_t>>();
     if (p.contains("loras"))
       for (const json& l : p.at("loras")) g.loras.push_back({l.at("name").get<std::string>(), l.at("scale").get<double>()});
-    if (p.contains("last_frame_fit")) g.last_frame_fit = p.at("last_frame_fit").get<std::string>();
-    if (p.contains("precision")) q.precision = p.at("precision").get<std::string>();
+    if (p.contains("last_frame_fit"))
+      g.last_frame_fit = parse_last_frame_fit(p.at("last_frame_fit").get<std::string>());
+    if (p.contains("precision")) q.precision = parse_precision(p.at("precision").get<std::string>());
     q.first_file = p.at("first_file").get<std::string>();
     q.last_file = p.at("last_file").get<std::string>();
     if (p.contains("keyframe_files")) {  // a story

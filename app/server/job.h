@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,8 +28,9 @@ struct JobParams {
   // the server's --lora-dir, never a client path); init_noise is never set.
   GenerateOptions gen;
   std::string lora_dir;  // the server's --lora-dir, set by the server (not part of job.json)
-  // The server's --precision, set by the server: reported in `params`, not a request field.
-  std::string precision;
+  // The server's --precision, set by the server: reported in `params`, not a request field (none in
+  // job.json files written before it was reported).
+  std::optional<Precision> precision;
   int fps = 16;
   std::string first_file, last_file;  // file names inside the job folder ("first.png", ...)
   // A story (POST /v1/stories; empty keyframe_files: a plain job): the keyframes' file names inside

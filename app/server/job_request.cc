@@ -180,7 +180,7 @@ void parse_generation_fields(const httplib::Request& req, const Limits& limits, 
   auto has = [&](const char* name) { return req.files.count(name) > 0; };
   auto text = [&](const char* name) { return req.files.find(name)->second.content; };
   // A named option through the library's parse function; its OptionError names the field.
-  auto named = [&](const char* name, auto parse) -> std::string {
+  auto named = [&](const char* name, auto parse) {
     try {
       return parse(text(name));
     } catch (const OptionError& e) {
@@ -219,10 +219,8 @@ void parse_generation_fields(const httplib::Request& req, const Limits& limits, 
   if (has("steps")) p.gen.steps = static_cast<int>(parse_int("steps", text("steps"), 1, limits.max_steps));
   if (has("shift")) p.gen.shift = parse_number("shift", text("shift"), 0, 100, true);
   if (has("guidance")) p.gen.guidance = parse_number("guidance", text("guidance"), 0, 50);
-  if (has("solver")) p.gen.solver = named("solver", [](std::string_view v) { return solver_name(parse_solver(v)); });
-  if (has("last_frame_fit"))
-    p.gen.last_frame_fit =
-        named("last_frame_fit", [](std::string_view v) { return last_frame_fit_name(parse_last_frame_fit(v)); });
+  if (has("solver")) p.gen.solver = named("solver", parse_solver);
+  if (has("last_frame_fit")) p.gen.last_frame_fit = named("last_frame_fit", parse_last_frame_fit);
   if (has("timesteps")) {
     // "1000,750,500,250"; the order and the solver are Pipeline::validate's to check.
     const std::string s = text("timesteps");

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "inbetween/pipeline.h"
+
 namespace ib {
 
 struct BenchOptions {
@@ -19,8 +21,8 @@ struct BenchOptions {
   int steps = 50;          // the generate stage: denoising steps
   double guidance = 5.0;   // the generate stage: 1 runs one forward per step
   std::string attention = "auto";   // auto, flash or cudnn (bf16), or fp8
-  std::string vae_precision = "bf16";  // the VAE's convolutions: bf16 or f32
-  std::string precision = "bf16";      // the DiT's block linear layers: bf16 or fp8
+  Precision vae_precision = Precision::BF16;  // the VAE's convolutions: BF16 or F32
+  Precision precision = Precision::BF16;      // the DiT's block linear layers: BF16 or FP8
   double vram_budget_gib = 0;          // GPU memory budget (streams DiT blocks that do not fit); 0: none
   bool profile = true;              // a per-kernel profile of one forward
 };

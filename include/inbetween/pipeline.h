@@ -11,22 +11,27 @@
 
 namespace ib {
 
-// The options that take one of a few names. Each has one parse function (the only place its names
-// are compared; anything else throws ib::OptionError whose field() and message name the option and
-// whose message lists the accepted names) and one name function (the name parse accepts).
+// The options that take one of a few names, typed in GenerateOptions and PipelineOptions. Each has
+// one parse function, the only place its names are compared (front ends parse the user's text with
+// it; anything else throws ib::OptionError whose field() and message name the option and whose
+// message lists the accepted names), and one name function (the name parse accepts: what JSON and
+// logs print).
 enum class ComputeDevice { CPU, CUDA };      // PipelineOptions::device: "cpu", "cuda"
 enum class Precision { BF16, FP8, F32 };     // PipelineOptions::precision: "bf16", "fp8", "f32"
+enum class T5Placement { Auto, CPU, CUDA };  // PipelineOptions::t5_device: "auto", "cpu", "cuda"
 enum class Solver { UniPC, DpmPP, Euler };   // GenerateOptions::solver: "unipc", "dpm++", "euler"
 enum class LastFrameFit { Cover, Upstream }; // GenerateOptions::last_frame_fit: "cover", "upstream"
 enum class AttentionPrecision { BF16, FP8 }; // PipelineOptions::attention: "bf16", "fp8"
 
 ComputeDevice parse_device(std::string_view name);
 Precision parse_precision(std::string_view name);
+T5Placement parse_t5_placement(std::string_view name);
 Solver parse_solver(std::string_view name);
 LastFrameFit parse_last_frame_fit(std::string_view name);
 AttentionPrecision parse_attention(std::string_view name);
 const char* device_option_name(ComputeDevice d);
 const char* precision_name(Precision p);
+const char* t5_placement_name(T5Placement p);
 const char* solver_name(Solver s);
 const char* last_frame_fit_name(LastFrameFit f);
 const char* attention_name(AttentionPrecision a);
@@ -51,7 +56,7 @@ struct GenerateOptions {
   int steps = 50;
   double shift = 16.0;
   double guidance = 5.0;  // 1: no unconditional pass at all (one DiT forward per step, no negative prompt)
-  std::string solver = "unipc";  // parse_solver's names: "unipc", "dpm++" or "euler" (flow-matching Euler)
+  Solver solver = Solver::UniPC;  // UniPC, DPM++ or Euler (flow-matching Euler, for distilled models)
   // Explicit training timesteps for the euler solver, strictly decreasing in [1, 1000] (distilled
   // models: 1000, 750, 500, 250); the shift applies to them as to every schedule. When given, their
   // count is the number of steps and `steps` is not used.
@@ -60,10 +65,10 @@ struct GenerateOptions {
   std::vector<LoraFile> loras;
   int64_t seed = -1;             // < 0: a random seed (reported in the result)
   std::string init_noise;        // safetensors file with tensor `noise` f32 [16, T', h, w]; replaces the draw
-  // A last image of another size than the first: "cover" scales it to cover the first image's size
-  // and centre-crops it (what upstream means to do); "upstream" reproduces upstream's actual
-  // handling (crop with swapped sides and grey padding, no resize; spec 4.3). parse_last_frame_fit's names.
-  std::string last_frame_fit = "cover";
+  // A last image of another size than the first: Cover scales it to cover the first image's size
+  // and centre-crops it (what upstream means to do); Upstream reproduces upstream's actual
+  // handling (crop with swapped sides and grey padding, no resize; spec 4.3).
+  LastFrameFit last_frame_fit = LastFrameFit::Cover;
 };
 
 struct Progress {
@@ -106,22 +111,22 @@ struct TimeEstimate {
 
 struct PipelineOptions {
   std::string model_dir;
-  std::string device = "cpu";  // parse_device's names: "cpu" or "cuda"
-  int threads = 0;             // CPU threads, 0: all cores
-  // With device "cuda": the DiT's linear layers in "bf16" (tensor cores, f32 accumulation, half the
-  // memory; upstream's autocast precision), "fp8" (e4m3 weights with per-channel scales and
+  ComputeDevice device = ComputeDevice::CPU;
+  int threads = 0;  // CPU threads, 0: all cores
+  // With device CUDA: the DiT's linear layers in BF16 (tensor cores, f32 accumulation, half the
+  // memory; upstream's autocast precision), FP8 (e4m3 weights with per-channel scales and
   // per-token activation scales, a quarter of f32's memory; GPUs of compute capability 8.9+; T5
-  // and the VAE as with bf16) or "f32" (exact, for comparisons); parse_precision's names.
-  std::string precision = "bf16";
-  // With device "cuda": the most GPU memory the engine may hold, GiB (0: the whole GPU). DiT
+  // and the VAE as with bf16) or F32 (exact, for comparisons). FP8 needs device CUDA.
+  Precision precision = Precision::BF16;
+  // With device CUDA: the most GPU memory the engine may hold, GiB (0: the whole GPU). DiT
   // blocks that do not fit stay in page-locked host memory and are copied to the GPU one block
   // ahead while the previous one computes; a budget too small for a generation is refused before
   // it starts, naming the minimum.
   double vram_budget_gib = 0;
-  // Where T5 runs with device "cuda": "auto" (the GPU when it fits the budget, else the CPU),
-  // "cpu" or "cuda".
-  std::string t5_device = "auto";
-  // With the GPU engine (device "cuda", precision bf16 or fp8): the DiT's self-attention in bf16
+  // Where T5 runs with device CUDA: Auto (the GPU when it fits the budget, else the CPU), CPU or
+  // CUDA.
+  T5Placement t5_device = T5Placement::Auto;
+  // With the GPU engine (device CUDA, precision BF16 or FP8): the DiT's self-attention in bf16
   // (cuDNN's flash attention) or fp8 (q, k, v, the probabilities and the output in e4m3 with
   // per-tensor scales, through cuDNN's fp8 kernel: ~45% faster attention on an H200, a video
   // within the fp8 quality bar; GPUs of compute capability 8.9+ with cuDNN 9.14 or later).

@@ -45,10 +45,10 @@ void validate(const BenchOptions& o) {
              "bench: unknown stage '{}' (expected t5, clip, vae, attention, gemm, dit, generate)", s);
   IB_CHECK(o.steps >= 1 && o.steps <= 1000, "bench: --steps must be in 1..1000, got {}", o.steps);
   IB_CHECK(std::isfinite(o.guidance) && o.guidance >= 0, "bench: --guidance must be >= 0, got {}", o.guidance);
-  IB_CHECK(o.vae_precision == "bf16" || o.vae_precision == "f32", "bench: VAE precision '{}' is not bf16 or f32",
-           o.vae_precision);
-  IB_CHECK(o.precision == "bf16" || o.precision == "fp8", "bench: --precision '{}': expected bf16 or fp8",
-           o.precision);
+  IB_CHECK(o.vae_precision == Precision::BF16 || o.vae_precision == Precision::F32,
+           "bench: --vae-precision '{}': expected bf16 or f32", precision_name(o.vae_precision));
+  IB_CHECK(o.precision == Precision::BF16 || o.precision == Precision::FP8,
+           "bench: --precision '{}': expected bf16 or fp8", precision_name(o.precision));
   IB_CHECK(std::isfinite(o.vram_budget_gib) && o.vram_budget_gib >= 0, "bench: --vram-budget {} must be >= 0",
            o.vram_budget_gib);
   IB_CHECK(o.attention == "auto" || o.attention == "flash" || o.attention == "cudnn" || o.attention == "fp8",
@@ -157,8 +157,8 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
   std::optional<VramPlan> plan;
   if (o.vram_budget_gib > 0) {
     const DitConfig dc = folder ? folder->dit : DitConfig{};
-    plan = plan_vram(dc, t5_cfg, clip_cfg.dim, dit_image_tokens(dc.model_type, clip_cfg), t5_cfg.dim, o.precision == "fp8" ? 1 : 2, o.width, o.height,
-                     o.frames, static_cast<size_t>(o.vram_budget_gib * kGiB), "auto", o.attention == "fp8");
+    plan = plan_vram(dc, t5_cfg, clip_cfg.dim, dit_image_tokens(dc.model_type, clip_cfg), t5_cfg.dim, o.precision == Precision::FP8 ? 1 : 2, o.width, o.height,
+                     o.frames, static_cast<size_t>(o.vram_budget_gib * kGiB), T5Placement::Auto, o.attention == "fp8");
     cuda::set_memory_budget(static_cast<size_t>(o.vram_budget_gib * kGiB));
     log(plan->describe());
   }
@@ -195,12 +195,12 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
   if (wanted(o, "vae") || gen) {
     vae_model = folder ? WanVAE::load(*open_tensor_store(folder->vae_path), vae_cfg)
                  : WanVAE::load(MemoryTensorStore(make_weights(vae_weight_shapes(vae_cfg), DType::F32, 3)), vae_cfg);
-    vae_model->to(Device::CUDA, o.vae_precision == "bf16" ? DType::BF16 : DType::F32);
+    vae_model->to(Device::CUDA, o.vae_precision == Precision::BF16 ? DType::BF16 : DType::F32);
     if (wanted(o, "vae")) {
       const Tensor video = random_device({3, o.frames, o.height, o.width}, DType::F32, 22, 1.0f);
       cuda::reset_peak_memory();
       add_row("vae_encode", time_it(o.repeats, [&] { (void)vae_model->encode(video); }), 0,
-              fmt::format("{} frames, {} convolutions", o.frames, o.vae_precision));
+              fmt::format("{} frames, {} convolutions", o.frames, precision_name(o.vae_precision)));
       const Tensor latent = random_device({vae_cfg.z_dim, lat_t, lat_h, lat_w}, DType::F32, 23, 1.0f);
       cuda::reset_peak_memory();
       const VaeTiling tiling = plan ? VaeTiling{plan->vae_tile, plan->vae_overlap} : VaeTiling{};
@@ -212,7 +212,8 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
                 }
               }),
               0,
-              fmt::format("{} latent frames -> {} frames, {} convolutions{}", lat_t, o.frames, o.vae_precision,
+              fmt::format("{} latent frames -> {} frames, {} convolutions{}", lat_t, o.frames,
+                          precision_name(o.vae_precision),
                           tiling.tile > 0 ? fmt::format(", in tiles of {} latent pixels ({} shared; blended on the "
                                                         "CPU, the video copied back to the host)",
                                                         tiling.tile, tiling.overlap)
@@ -233,7 +234,7 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
   int64_t text_dim = 4096, clip_dim = 1280, img_tokens = 514;
   std::unique_ptr<gpu::DitRunner> runner;
   const gpu::DitRunner::Format format =
-      o.precision == "fp8" ? gpu::DitRunner::Format::FP8 : gpu::DitRunner::Format::BF16;
+      o.precision == Precision::FP8 ? gpu::DitRunner::Format::FP8 : gpu::DitRunner::Format::BF16;
   const auto t_load = Clock::now();
   if (folder) {
     const ModelFolder& f = *folder;
@@ -251,7 +252,7 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
     IB_CHECK(plan || gib(m.device_free) >= need,
              "bench: the synthetic 14B model needs about {:.1f} GiB of GPU memory ({} weights plus activations); "
              "{:.1f} GiB are free of {:.1f} GiB",
-             need, o.precision, gib(m.device_free), gib(m.device_total));
+             need, precision_name(o.precision), gib(m.device_free), gib(m.device_total));
     runner = gpu::DitRunner::synthetic(cfg, text_dim, clip_dim, img_tokens, 1, format,
                                        plan && plan->resident_blocks < plan->blocks ? plan->resident_blocks : -1);
   }
@@ -264,7 +265,7 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
   r.weights_gib = gib(runner->weights().bytes);
   r.setting = fmt::format("{}x{}, {} frames -> {}x{}x{} = {} tokens; DiT dim {} x {} layers, {} heads, {} weights",
                           o.width, o.height, o.frames, lat_t, lat_h / 2, lat_w / 2, L, cfg.dim, cfg.num_layers,
-                          cfg.num_heads, o.precision);
+                          cfg.num_heads, precision_name(o.precision));
   log(fmt::format("{} on {}; weights {:.1f} GiB, made in {:.1f} s", r.setting, r.device, r.weights_gib,
                   std::chrono::duration<double>(Clock::now() - t_load).count()));
 

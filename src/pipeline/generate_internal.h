@@ -30,8 +30,8 @@ struct PreparedImages {
 // does); o's options must have passed Pipeline::validate().
 GeneratedVideo generate_from(Pipeline& pipeline, const GenerateOptions& o, const PreparedImages* given,
                              const ProgressFn& progress);
-// An image brought to height x width by a --last-frame-fit rule, "cover" or "upstream".
-Tensor fit_keyframe(const Tensor& image, int64_t height, int64_t width, const std::string& rule);
+// An image brought to height x width by a --last-frame-fit rule.
+Tensor fit_keyframe(const Tensor& image, int64_t height, int64_t width, LastFrameFit rule);
 
 // While on, the pipeline keeps each distinct prompt's T5 encoding and reuses it (a story encodes
 // every prompt once); turning it on or off empties it.

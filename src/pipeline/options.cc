@@ -1,5 +1,6 @@
 // The named options' parse and name functions (inbetween/pipeline.h): one table per option, the
-// only place its names are spelt; the CLI, the server and the library all parse through these.
+// only place its names are spelt. The front ends (CLI flags, HTTP fields, job.json) parse through
+// these; the library takes the enums.
 #include <array>
 #include <fmt/format.h>
 #include <utility>
@@ -15,6 +16,8 @@ using Names = std::array<std::pair<E, const char*>, N>;
 
 constexpr Names<ComputeDevice, 2> kDevices{{{ComputeDevice::CPU, "cpu"}, {ComputeDevice::CUDA, "cuda"}}};
 constexpr Names<Precision, 3> kPrecisions{{{Precision::BF16, "bf16"}, {Precision::FP8, "fp8"}, {Precision::F32, "f32"}}};
+constexpr Names<T5Placement, 3> kT5Placements{
+    {{T5Placement::Auto, "auto"}, {T5Placement::CPU, "cpu"}, {T5Placement::CUDA, "cuda"}}};
 constexpr Names<Solver, 3> kSolvers{{{Solver::UniPC, "unipc"}, {Solver::DpmPP, "dpm++"}, {Solver::Euler, "euler"}}};
 constexpr Names<LastFrameFit, 2> kFits{{{LastFrameFit::Cover, "cover"}, {LastFrameFit::Upstream, "upstream"}}};
 constexpr Names<AttentionPrecision, 2> kAttentions{{{AttentionPrecision::BF16, "bf16"}, {AttentionPrecision::FP8, "fp8"}}};
@@ -49,12 +52,14 @@ const char* name_of(const Names<E, N>& names, E e) {
 
 ComputeDevice parse_device(std::string_view name) { return parse(kDevices, "device", name); }
 Precision parse_precision(std::string_view name) { return parse(kPrecisions, "precision", name); }
+T5Placement parse_t5_placement(std::string_view name) { return parse(kT5Placements, "t5_device", name); }
 Solver parse_solver(std::string_view name) { return parse(kSolvers, "solver", name); }
 LastFrameFit parse_last_frame_fit(std::string_view name) { return parse(kFits, "last_frame_fit", name); }
 AttentionPrecision parse_attention(std::string_view name) { return parse(kAttentions, "attention", name); }
 
 const char* device_option_name(ComputeDevice d) { return name_of(kDevices, d); }
 const char* precision_name(Precision p) { return name_of(kPrecisions, p); }
+const char* t5_placement_name(T5Placement p) { return name_of(kT5Placements, p); }
 const char* solver_name(Solver s) { return name_of(kSolvers, s); }
 const char* last_frame_fit_name(LastFrameFit f) { return name_of(kFits, f); }
 const char* attention_name(AttentionPrecision a) { return name_of(kAttentions, a); }

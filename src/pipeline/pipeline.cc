@@ -66,9 +66,9 @@ Tensor concat0(const Tensor& a, const Tensor& b) {
 }
 }  // namespace
 
-Tensor fit_keyframe(const Tensor& image, int64_t height, int64_t width, const std::string& rule) {
-  return parse_last_frame_fit(rule) == LastFrameFit::Upstream ? fit_last_frame_upstream(image, height, width)
-                                                              : fit_last_frame(image, height, width);
+Tensor fit_keyframe(const Tensor& image, int64_t height, int64_t width, LastFrameFit rule) {
+  return rule == LastFrameFit::Upstream ? fit_last_frame_upstream(image, height, width)
+                                        : fit_last_frame(image, height, width);
 }
 
 Tensor seeded_noise(const Shape& shape, uint64_t seed) {
@@ -92,7 +92,7 @@ struct Pipeline::Impl {
   PipelineOptions opts;
   ModelFolder folder;
   Device device = Device::CPU;
-  Precision precision = Precision::BF16;  // opts.precision, parsed
+  Precision precision = Precision::BF16;  // opts.precision
   std::optional<text::Tokenizer> tokenizer;
   std::optional<T5Encoder> t5;
   std::optional<ClipVision> clip;
@@ -122,8 +122,8 @@ struct Pipeline::Impl {
   // With --device cuda, T5 runs on the GPU unless --t5-device cpu, or "auto" and its bf16 weights
   // and activations do not fit what the budget leaves (the CPU then encodes in f32).
   bool t5_on_gpu() const {
-    if (device != Device::CUDA || opts.t5_device == "cpu") return false;
-    if (opts.t5_device == "cuda" || opts.vram_budget_gib == 0) return true;
+    if (device != Device::CUDA || opts.t5_device == T5Placement::CPU) return false;
+    if (opts.t5_device == T5Placement::CUDA || opts.vram_budget_gib == 0) return true;
     return t5_gpu_bytes(folder.t5, folder.dit.text_len) <= cuda::available_bytes();
   }
   // The generation's VRAM plan (a budget too small is refused here, before any work).
@@ -183,8 +183,8 @@ struct Pipeline::Impl {
 Pipeline::Pipeline(const PipelineOptions& options) : impl_(std::make_unique<Impl>()) {
   impl_->opts = options;
   if (options.threads > 0) set_num_threads(options.threads);
-  const ComputeDevice device = parse_device(options.device);
-  impl_->precision = parse_precision(options.precision);
+  const ComputeDevice device = options.device;
+  impl_->precision = options.precision;
   IB_CHECK(impl_->precision != Precision::FP8 || device == ComputeDevice::CUDA,
            "--precision fp8 runs on the GPU engine only: add --device cuda (the CPU computes in f32)");
   IB_CHECK(options.attention == AttentionPrecision::BF16 ||
@@ -193,8 +193,6 @@ Pipeline::Pipeline(const PipelineOptions& options) : impl_(std::make_unique<Impl
   IB_CHECK(std::isfinite(options.vram_budget_gib) && options.vram_budget_gib >= 0 && options.vram_budget_gib <= 1e6,
            "--vram-budget {}: expected a size in GiB (0: no budget)", options.vram_budget_gib);
   IB_CHECK(options.vram_budget_gib == 0 || device == ComputeDevice::CUDA, "--vram-budget needs --device cuda");
-  IB_CHECK(options.t5_device == "auto" || options.t5_device == "cpu" || options.t5_device == "cuda",
-           "--t5-device '{}': expected auto, cpu or cuda", options.t5_device);
   if (device == ComputeDevice::CUDA) {
     IB_CHECK(cuda_available(), "--device cuda: no CUDA device is available in this build or on this machine");
     // Every stage runs on the GPU (src/gpu/ for the DiT with --precision bf16 or fp8).
@@ -266,10 +264,8 @@ void Pipeline::validate(const GenerateOptions& o) const {
   check_option("shift", [&] { IB_CHECK(std::isfinite(o.shift) && o.shift > 0, "shift: {} is not positive", o.shift); });
   check_option("guidance",
                [&] { IB_CHECK(std::isfinite(o.guidance) && o.guidance >= 0, "guidance: {} is negative", o.guidance); });
-  Solver solver{};
-  check_option("solver", [&] { solver = parse_solver(o.solver); });
   check_option("timesteps", [&] {
-    if (!o.timesteps.empty()) Scheduler::create(solver, o.timesteps, o.shift);  // checks the list
+    if (!o.timesteps.empty()) Scheduler::create(o.solver, o.timesteps, o.shift);  // checks the list
   });
   if (o.width != 0 || o.height != 0) {
     check_option("width", [&] {
@@ -283,7 +279,6 @@ void Pipeline::validate(const GenerateOptions& o) const {
                "max area: {} must be between 256 and 16777216 pixels", o.max_area);
     });
   }
-  check_option("last_frame_fit", [&] { parse_last_frame_fit(o.last_frame_fit); });
   // flf2v needs both images, i2v the first, t2v none (given ones are ignored).
   const ModelFolder& f = impl_->folder;
   const std::string& type = f.dit.model_type;
@@ -593,9 +588,8 @@ GeneratedVideo generate_from(Pipeline& pipeline, const GenerateOptions& o, const
   }
   end_stage("load-dit");
 
-  const Solver solver = parse_solver(o.solver);
-  auto sched = o.timesteps.empty() ? Scheduler::create(solver, o.steps, o.shift)
-                                   : Scheduler::create(solver, o.timesteps, o.shift);
+  auto sched = o.timesteps.empty() ? Scheduler::create(o.solver, o.steps, o.shift)
+                                   : Scheduler::create(o.solver, o.timesteps, o.shift);
   const auto loop_start = Clock::now();
   const int n = sched->num_steps();
   report("denoise", 0, n, -1);
@@ -732,7 +726,8 @@ std::string pipeline_identity(const Pipeline& pipeline) {
   const PipelineOptions& p = pipeline.impl().opts;
   std::error_code ec;
   const std::filesystem::path dir = std::filesystem::weakly_canonical(p.model_dir, ec);
-  return fmt::format("model {}\ndevice {}\nprecision {}", ec ? p.model_dir : dir.string(), p.device, p.precision);
+  return fmt::format("model {}\ndevice {}\nprecision {}", ec ? p.model_dir : dir.string(), device_option_name(p.device),
+                     precision_name(p.precision));
 }
 
 void set_intermediate_callback(Pipeline& pipeline, IntermediateFn fn) { pipeline.impl().dump = std::move(fn); }

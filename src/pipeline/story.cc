@@ -64,13 +64,13 @@ std::string segment_inputs(const std::string& pipeline_id, const GenerateOptions
                    file_hash(o.last_image), ref_width, ref_height);
   s += fmt::format("prompt {}\nnegative {}\n", o.prompt, o.negative_prompt);
   s += fmt::format("frames {}\nmax_area {}\nsize {}x{}\nsteps {}\nshift {}\nguidance {}\nsolver {}\n", o.frames,
-                   o.max_area, o.width, o.height, o.steps, o.shift, o.guidance, o.solver);
+                   o.max_area, o.width, o.height, o.steps, o.shift, o.guidance, solver_name(o.solver));
   s += fmt::format("timesteps {}\n", fmt::join(o.timesteps, ","));
   for (const LoraFile& l : o.loras) {
     std::error_code ec;
     s += fmt::format("lora {} {} {}\n", l.path, l.scale, fs::file_size(l.path, ec));
   }
-  s += fmt::format("seed {}\nfit {}\n", o.seed, o.last_frame_fit);
+  s += fmt::format("seed {}\nfit {}\n", o.seed, last_frame_fit_name(o.last_frame_fit));
   return s;
 }
 

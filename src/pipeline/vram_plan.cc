@@ -42,10 +42,8 @@ size_t t5_gpu_bytes(const T5Config& t5, int64_t text_len) {
 
 VramPlan plan_vram(const DitConfig& c, const T5Config& t5, int64_t clip_dim, int64_t image_tokens, int64_t text_dim,
                    int bytes_per_weight, int64_t width, int64_t height, int64_t frames, size_t budget,
-                   const std::string& t5_device, bool fp8_attention) {
+                   T5Placement t5_device, bool fp8_attention) {
   IB_CHECK(bytes_per_weight == 1 || bytes_per_weight == 2, "plan_vram: {} bytes per weight", bytes_per_weight);
-  IB_CHECK(t5_device == "auto" || t5_device == "cpu" || t5_device == "cuda",
-           "--t5-device '{}': expected auto, cpu or cuda", t5_device);
   const auto d = static_cast<size_t>(c.dim), f = static_cast<size_t>(c.ffn_dim);
   const bool img = c.model_type != "t2v";
   VramPlan p;
@@ -107,7 +105,7 @@ VramPlan plan_vram(const DitConfig& c, const T5Config& t5, int64_t clip_dim, int
   p.minimum_bytes = dit_min + std::max(denoise_chunked, dec_chunked.bytes);
   if (budget == 0) {
     p.resident_blocks = p.blocks;
-    p.t5_on_gpu = t5_device != "cpu";
+    p.t5_on_gpu = t5_device != T5Placement::CPU;
     return p;
   }
   IB_CHECK(budget >= p.minimum_bytes,
@@ -136,7 +134,7 @@ VramPlan plan_vram(const DitConfig& c, const T5Config& t5, int64_t clip_dim, int
   } else {
     p.resident_blocks = std::min<int64_t>(p.blocks, static_cast<int64_t>((room - 2 * p.block_bytes) / p.block_bytes));
   }
-  p.t5_on_gpu = t5_device == "cuda" || (t5_device == "auto" && p.t5_bytes <= budget);
+  p.t5_on_gpu = t5_device == T5Placement::CUDA || (t5_device == T5Placement::Auto && p.t5_bytes <= budget);
   return p;
 }
 

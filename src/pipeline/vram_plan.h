@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "inbetween/pipeline.h"
 #include "io/model_config.h"
 
 namespace ib {
@@ -36,11 +37,11 @@ struct VramPlan {
 size_t t5_gpu_bytes(const T5Config& t5, int64_t text_len);
 
 // bytes_per_weight: 2 (bf16) or 1 (fp8) for the blocks' linear layers. budget 0: no budget (every
-// block resident, T5 on the GPU). t5_device "auto", "cpu" or "cuda". fp8_attention: the
-// self-attention's e4m3 copies of q, k, v and its output. Throws when the budget is below the
-// minimum, with both figures.
+// block resident, T5 on the GPU unless t5_device is CPU). fp8_attention: the self-attention's e4m3
+// copies of q, k, v and its output. Throws when the budget is below the minimum, with both
+// figures.
 VramPlan plan_vram(const DitConfig& dit, const T5Config& t5, int64_t clip_dim, int64_t image_tokens,
                    int64_t text_dim, int bytes_per_weight, int64_t width, int64_t height, int64_t frames,
-                   size_t budget, const std::string& t5_device, bool fp8_attention = false);
+                   size_t budget, T5Placement t5_device, bool fp8_attention = false);
 
 }  // namespace ib

@@ -84,7 +84,7 @@ struct Fixture {
 
 GenerateOptions distilled_options() {
   GenerateOptions o = test::fixture_options();
-  o.solver = "euler";
+  o.solver = Solver::Euler;
   o.timesteps = {1000, 750, 500, 250};
   o.steps = 4;
   o.shift = 5.0;
@@ -111,9 +111,9 @@ TEST(Distill, LoraGenerationEqualsPreMergedFolder) {
 
   GenerateOptions with_fixture_schedule = test::fixture_options();  // unipc with guidance, as e2e.json
   for (GenerateOptions o : {distilled_options(), with_fixture_schedule}) {
-    SCOPED_TRACE(o.solver);
-    Pipeline base(PipelineOptions{test::model_dir(), "cpu", 0});
-    Pipeline pre(PipelineOptions{premerged, "cpu", 0});
+    SCOPED_TRACE(solver_name(o.solver));
+    Pipeline base(PipelineOptions{test::model_dir(), ComputeDevice::CPU, 0});
+    Pipeline pre(PipelineOptions{premerged, ComputeDevice::CPU, 0});
     const GeneratedVideo plain = base.generate(o);
     o.loras = {{lora, scale}};
     const GeneratedVideo with_lora = base.generate(o);
@@ -122,7 +122,7 @@ TEST(Distill, LoraGenerationEqualsPreMergedFolder) {
     EXPECT_EQ(bit_differences(with_lora.data, from_premerged.data), 0);
     // The LoRA does change the video (the comparison above is not between two unpatched models).
     const test::Closeness c = test::compare(video_of(with_lora), video_of(plain), 0);
-    std::printf("[measured] %s: LoRA vs no LoRA max |diff| %.3g\n", o.solver.c_str(), c.max_abs_err);
+    std::printf("[measured] %s: LoRA vs no LoRA max |diff| %.3g\n", solver_name(o.solver), c.max_abs_err);
     EXPECT_GT(c.max_abs_err, 1e-3);
     // ... and leaves most of it unclamped, so the equality above compares real values.
     size_t inside = 0;
@@ -140,10 +140,10 @@ TEST(Distill, ChangingTheLorasReloadsTheDiT) {
   std::map<std::string, Tensor> merged;
   const std::string lora = synthetic_lora(*fx.dit, fx.folder.dit.num_layers, 1.0, merged);
   GenerateOptions o = distilled_options();
-  Pipeline fresh(PipelineOptions{test::model_dir(), "cpu", 0});
+  Pipeline fresh(PipelineOptions{test::model_dir(), ComputeDevice::CPU, 0});
   const GeneratedVideo plain = fresh.generate(o);
 
-  Pipeline p(PipelineOptions{test::model_dir(), "cpu", 0});
+  Pipeline p(PipelineOptions{test::model_dir(), ComputeDevice::CPU, 0});
   o.loras = {{lora, 1.0}};
   const GeneratedVideo a = p.generate(o);
   o.loras = {{lora, 0.5}};
@@ -158,13 +158,13 @@ TEST(Distill, ChangingTheLorasReloadsTheDiT) {
 }
 
 TEST(Distill, GuidanceOneRunsOneForwardPerStepForEverySolver) {
-  for (const char* solver : {"unipc", "dpm++", "euler"}) {
-    SCOPED_TRACE(solver);
+  for (const Solver solver : {Solver::UniPC, Solver::DpmPP, Solver::Euler}) {
+    SCOPED_TRACE(solver_name(solver));
     GenerateOptions o = test::fixture_options();
     o.solver = solver;
     o.steps = 4;
     o.guidance = 1.0;
-    Pipeline p(PipelineOptions{test::model_dir(), "cpu", 0});
+    Pipeline p(PipelineOptions{test::model_dir(), ComputeDevice::CPU, 0});
     std::map<std::string, Tensor> skip, full;
     set_intermediate_callback(p, [&](const std::string& n, const Tensor& t) { skip[n] = t.clone(); });
     p.generate(o);
@@ -199,7 +199,7 @@ TEST(Distill, CliDistilledCommandLineMatchesTheLibrary) {
   const std::string lora = synthetic_lora(*fx.dit, fx.folder.dit.num_layers, 0.75, merged);
   GenerateOptions o = distilled_options();
   o.loras = {{lora, 0.75}};
-  Pipeline p(PipelineOptions{test::model_dir(), "cpu", 0});
+  Pipeline p(PipelineOptions{test::model_dir(), ComputeDevice::CPU, 0});
   const GeneratedVideo lib = p.generate(o);
 
   const std::string out = test::temp_dir() + "/distilled.safetensors";
@@ -240,7 +240,7 @@ TEST(Distill, CliDistilledCommandLineMatchesTheLibrary) {
 
 TEST(Distill, ValidateRefusesBadLoras) {
   const Fixture fx;
-  Pipeline p(PipelineOptions{test::model_dir(), "cpu", 0});
+  Pipeline p(PipelineOptions{test::model_dir(), ComputeDevice::CPU, 0});
   GenerateOptions o = distilled_options();
   // A LoRA for a wider model: refused before any work, naming the tensor and both shapes.
   const std::string q = "blocks.0.cross_attn.q";
@@ -255,9 +255,9 @@ TEST(Distill, ValidateRefusesBadLoras) {
   o.loras = {{test::temp_dir() + "/missing.safetensors", 1.0}};
   test::expect_error([&] { p.validate(o); }, {"LoRA file not found"});
   o.loras.clear();
-  o.solver = "dpm++";
+  o.solver = Solver::DpmPP;
   test::expect_error([&] { p.validate(o); }, {"--timesteps works with the euler solver only"});
-  o.solver = "euler";
+  o.solver = Solver::Euler;
   o.timesteps = {1000, 250, 500};
   test::expect_error([&] { p.validate(o); }, {"strictly decreasing"});
 }

@@ -59,7 +59,7 @@ TEST(GpuPipeline, DitMatchesOracle) {
 
 TEST(GpuPipeline, WholeGenerationMatchesReferenceVideo) {
   const GenerateOptions o = test::fixture_options();
-  Pipeline pipeline(PipelineOptions{test::model_dir(), "cuda", 0, "f32"});
+  Pipeline pipeline(PipelineOptions{test::model_dir(), ComputeDevice::CUDA, 0, Precision::F32});
   EXPECT_NE(pipeline.describe().find("cuda (DiT in f32"), std::string::npos);
   const Tensor ref = test::open_fixture("e2e.safetensors")->get("video");
   EXPECT_TENSOR_CLOSE_ABS(video_tensor(pipeline.generate(o), ref.shape()), ref, 1e-3);
@@ -69,7 +69,7 @@ TEST(GpuPipeline, WholeGenerationMatchesReferenceVideo) {
 // >= 30 dB against the reference video; the GPU issue asks for >= 35 dB.
 TEST(GpuPipeline, Bf16GenerationWithinPsnrBound) {
   const GenerateOptions o = test::fixture_options();
-  Pipeline pipeline(PipelineOptions{test::model_dir(), "cuda", 0, "bf16"});
+  Pipeline pipeline(PipelineOptions{test::model_dir(), ComputeDevice::CUDA, 0, Precision::BF16});
   EXPECT_NE(pipeline.describe().find("cuda (DiT in bf16, GPU engine"), std::string::npos);
   const Tensor ref = test::open_fixture("e2e.safetensors")->get("video");
   double max_err = 0;
@@ -84,7 +84,7 @@ TEST(GpuPipeline, Bf16GenerationWithinPsnrBound) {
 TEST(GpuPipeline, Fp8GenerationWithinPsnrBound) {
   if (!gpu::fp8_supported()) GTEST_SKIP() << "this GPU has no fp8 tensor cores (compute capability < 8.9)";
   const GenerateOptions o = test::fixture_options();
-  Pipeline pipeline(PipelineOptions{test::model_dir(), "cuda", 0, "fp8"});
+  Pipeline pipeline(PipelineOptions{test::model_dir(), ComputeDevice::CUDA, 0, Precision::FP8});
   EXPECT_NE(pipeline.describe().find("cuda (DiT in fp8, GPU engine"), std::string::npos);
   const Tensor ref = test::open_fixture("e2e.safetensors")->get("video");
   double max_err = 0;
@@ -99,7 +99,7 @@ TEST(GpuPipeline, Fp8GenerationWithinPsnrBound) {
 TEST(GpuPipeline, Fp8AttentionGenerationWithinPsnrBound) {
   if (!gpu::fp8_supported()) GTEST_SKIP() << "this GPU has no fp8 tensor cores (compute capability < 8.9)";
   const GenerateOptions o = test::fixture_options();
-  PipelineOptions po{test::model_dir(), "cuda", 0, "fp8"};
+  PipelineOptions po{test::model_dir(), ComputeDevice::CUDA, 0, Precision::FP8};
   po.attention = AttentionPrecision::FP8;
   Pipeline pipeline(po);
   EXPECT_NE(pipeline.describe().find("fp8, GPU engine, fp8 attention"), std::string::npos) << pipeline.describe();
@@ -110,7 +110,7 @@ TEST(GpuPipeline, Fp8AttentionGenerationWithinPsnrBound) {
   std::printf("[measured] fp8 weights + fp8 attention video vs reference: PSNR %.1f dB, max abs err %.3g\n", p,
               max_err);
   EXPECT_GE(p, 28.0);
-  Pipeline fp8_weights_only(PipelineOptions{test::model_dir(), "cuda", 0, "fp8"});
+  Pipeline fp8_weights_only(PipelineOptions{test::model_dir(), ComputeDevice::CUDA, 0, Precision::FP8});
   double diff = 0;
   (void)psnr(video_tensor(fp8_weights_only.generate(o), ref.shape()), video, &diff);
   EXPECT_GT(diff, 0.0) << "the fp8-attention video equals the bf16-attention one";
@@ -122,7 +122,7 @@ TEST(GpuPipeline, Fp8AttentionGenerationWithinPsnrBound) {
 // itself is checked bit for bit at every split in tests/gpu/dit_runner_gpu_test.cc.
 TEST(GpuPipeline, VramBudgetStreamsEveryBlockOrRefuses) {
   const GenerateOptions o = test::fixture_options();
-  PipelineOptions po{test::model_dir(), "cuda", 0, "bf16"};
+  PipelineOptions po{test::model_dir(), ComputeDevice::CUDA, 0, Precision::BF16};
   Tensor free_video;
   int64_t w = 0, h = 0;
   {
@@ -167,7 +167,7 @@ TEST(GpuPipeline, CliGenerateOnCudaWithinPsnrBound) {
       "{}/inbetween generate --device cuda --model {} --first {} --last {} --prompt {} --frames {} --max-area {} "
       "--steps {} --shift {} --guidance {} --solver {} --init-noise {} --output {} --quiet",
       test::binary_dir(), q(test::model_dir()), q(o.first_image), q(o.last_image), q(o.prompt), o.frames, o.max_area,
-      o.steps, o.shift, o.guidance, o.solver, q(o.init_noise), q(out));
+      o.steps, o.shift, o.guidance, solver_name(o.solver), q(o.init_noise), q(out));
   if (!o.negative_prompt.empty()) cmd += " --negative-prompt " + q(o.negative_prompt);
   const test::CommandResult r = test::run_command(cmd);
   ASSERT_EQ(r.status, 0) << cmd << "\n" << r.output;

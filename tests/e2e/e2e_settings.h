@@ -26,7 +26,7 @@ inline GenerateOptions fixture_options() {
   o.steps = j["steps"].get<int>();
   o.shift = j["shift"].get<double>();
   o.guidance = j["guide_scale"].get<double>();
-  o.solver = j["solver"].get<std::string>();
+  o.solver = parse_solver(j["solver"].get<std::string>());
   o.first_image = fixture_path("first.png");
   o.last_image = fixture_path("last.png");
   o.init_noise = fixture_path("e2e.safetensors");

@@ -124,11 +124,11 @@ TEST(Fp8Checkpoint, GenerationEqualsTheDequantisedFolder) {
   EXPECT_EQ(dynamic_cast<const ScaledFp8Store*>(fp8_store.get())->fp8_weights(), dequantised.size());
 
   const GenerateOptions o = test::fixture_options();
-  Pipeline from_fp8(PipelineOptions{fp8, "cpu", 0});
+  Pipeline from_fp8(PipelineOptions{fp8, ComputeDevice::CPU, 0});
   from_fp8.check_files();  // the scales and the marker are not taken for unknown tensors
   const GeneratedVideo a = from_fp8.generate(o);
-  const GeneratedVideo b = Pipeline(PipelineOptions{ref, "cpu", 0}).generate(o);
-  const GeneratedVideo original = Pipeline(PipelineOptions{test::model_dir(), "cpu", 0}).generate(o);
+  const GeneratedVideo b = Pipeline(PipelineOptions{ref, ComputeDevice::CPU, 0}).generate(o);
+  const GeneratedVideo original = Pipeline(PipelineOptions{test::model_dir(), ComputeDevice::CPU, 0}).generate(o);
   ASSERT_EQ(a.data.size(), b.data.size());
   int64_t differ = 0, differ_original = 0;
   for (size_t i = 0; i < a.data.size(); ++i) {

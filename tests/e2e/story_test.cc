@@ -102,7 +102,7 @@ TEST(Story, SegmentsAreTheSingleGenerations) {
   const std::string dir = test::temp_dir();
   StoryOptions s = quick_story(three_keyframes(dir));
   s.prompts = {"a small blue bird takes off", "the bird lands on a branch"};
-  Pipeline pipeline(PipelineOptions{test::model_dir(), "cpu", 0});
+  Pipeline pipeline(PipelineOptions{test::model_dir(), ComputeDevice::CPU, 0});
   const int64_t encodes_before = text_encodings(pipeline);
   std::set<int> segments_seen;
   int64_t reports = 0;
@@ -144,7 +144,7 @@ TEST(Story, LoopEndsOnTheFirstKeyframe) {
   StoryOptions s = quick_story(three_keyframes(dir));
   s.loop = true;
   s.prompts = {"a bird"};
-  Pipeline pipeline(PipelineOptions{test::model_dir(), "cpu", 0});
+  Pipeline pipeline(PipelineOptions{test::model_dir(), ComputeDevice::CPU, 0});
   const StoryResult r = generate_story(pipeline, s);
   const int64_t F = s.generate.frames;
   EXPECT_EQ(r.segments, 3);
@@ -165,7 +165,7 @@ TEST(Story, ResumeKeepsFinishedSegmentsAndRedoesChangedOnes) {
   keys.push_back(mirrored_keyframe(dir, "fourth.png", 40));
   StoryOptions s = quick_story(keys);
   s.prompts = {"one", "two", "three"};
-  Pipeline pipeline(PipelineOptions{test::model_dir(), "cpu", 0});
+  Pipeline pipeline(PipelineOptions{test::model_dir(), ComputeDevice::CPU, 0});
   const GeneratedVideo fresh = generate_story(pipeline, s).video;
 
   // Stopped in segment 3: segments 1 and 2 are kept.
@@ -223,7 +223,7 @@ TEST(Story, ResumeKeepsFinishedSegmentsAndRedoesChangedOnes) {
 }
 
 TEST(Story, LibraryRefusesBadStories) {
-  Pipeline pipeline(PipelineOptions{test::model_dir(), "cpu", 0});
+  Pipeline pipeline(PipelineOptions{test::model_dir(), ComputeDevice::CPU, 0});
   const std::string dir = test::temp_dir();
   auto error_of = [&](const StoryOptions& s) {
     try {
@@ -306,7 +306,7 @@ TEST(StoryCli, MatchesSingleGenerateRunsAndResumes) {
   s.prompts = {"a bird takes off", "it lands"};
   s.parts_dir = out2 + ".parts";
   {
-    Pipeline pipeline(PipelineOptions{test::model_dir(), "cpu", 0});
+    Pipeline pipeline(PipelineOptions{test::model_dir(), ComputeDevice::CPU, 0});
     generate_story(pipeline, s);
   }
   ASSERT_TRUE(fs::is_directory(s.parts_dir));

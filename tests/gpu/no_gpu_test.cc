@@ -45,6 +45,13 @@ TEST_F(WithoutGpu, BenchRejectsBadArgumentsFirst) {
   const test::CommandResult s = run_command(cli() + " bench --frames 80");
   EXPECT_NE(s.status, 0) << s.output;
   EXPECT_NE(s.output.find("4n+1"), std::string::npos) << s.output;
+  // --precision takes Precision's names; the bench times bf16 and fp8 only.
+  const test::CommandResult f = run_command(cli() + " bench --precision f32");
+  EXPECT_NE(f.status, 0) << f.output;
+  EXPECT_NE(f.output.find("--precision 'f32': expected bf16 or fp8"), std::string::npos) << f.output;
+  const test::CommandResult u = run_command(cli() + " bench --vae-precision fp16");
+  EXPECT_NE(u.status, 0) << u.output;
+  EXPECT_NE(u.output.find("unknown precision 'fp16'"), std::string::npos) << u.output;
 }
 
 }  // namespace

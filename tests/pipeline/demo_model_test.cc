@@ -86,7 +86,7 @@ TEST(DemoModel, VideoGoesFromTheFirstKeyframeToTheLast) {
   SynthOptions o;
   o.out_dir = dir;
   write_synth_model(synth_preset("demo"), o);
-  Pipeline pipeline(PipelineOptions{dir, "cpu", 0});
+  Pipeline pipeline(PipelineOptions{dir, ComputeDevice::CPU, 0});
   GenerateOptions g;
   g.first_image = test::repo_root() + "/assets/first.png";
   g.last_image = test::repo_root() + "/assets/last.png";

@@ -54,6 +54,18 @@ TEST(Options, Solver) {
   expect_refused(parse_solver, "dpm", "solver", {"'dpm'"});
 }
 
+// --t5-device: its field is PipelineOptions::t5_device; "gpu" is not a placement.
+TEST(Options, T5Placement) {
+  EXPECT_EQ(parse_t5_placement("auto"), T5Placement::Auto);
+  EXPECT_EQ(parse_t5_placement("cpu"), T5Placement::CPU);
+  EXPECT_EQ(parse_t5_placement("cuda"), T5Placement::CUDA);
+  for (T5Placement p : {T5Placement::Auto, T5Placement::CPU, T5Placement::CUDA})
+    EXPECT_EQ(parse_t5_placement(t5_placement_name(p)), p);
+  EXPECT_STREQ(t5_placement_name(PipelineOptions{}.t5_device), "auto");
+  expect_refused(parse_t5_placement, "gpu", "t5_device", {"unknown t5_device 'gpu'", "(expected auto, cpu or cuda)"});
+  expect_refused(parse_t5_placement, "Auto", "t5_device", {"'Auto'", "auto, cpu or cuda"});
+}
+
 TEST(Options, LastFrameFit) {
   EXPECT_EQ(parse_last_frame_fit("cover"), LastFrameFit::Cover);
   EXPECT_EQ(parse_last_frame_fit("upstream"), LastFrameFit::Upstream);

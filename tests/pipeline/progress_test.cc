@@ -40,7 +40,7 @@ GenerateOptions options() {
 }
 
 TEST(Progress, StagesMatchTheTimingsAndTheVaeReportsEachChunk) {
-  Pipeline pipeline(PipelineOptions{demo_model(), "cpu", 0});
+  Pipeline pipeline(PipelineOptions{demo_model(), ComputeDevice::CPU, 0});
   std::vector<Progress> seen;
   GenerateOptions g = options();
   g.width = 128;
@@ -83,7 +83,7 @@ TEST(Progress, StagesMatchTheTimingsAndTheVaeReportsEachChunk) {
 }
 
 TEST(Progress, CancelDuringTheVaeEncodeStopsAtTheNextChunk) {
-  Pipeline pipeline(PipelineOptions{demo_model(), "cpu", 0});
+  Pipeline pipeline(PipelineOptions{demo_model(), ComputeDevice::CPU, 0});
   bool requested = false;
   Clock::time_point asked, stopped;
   Progress at_stop;

@@ -39,7 +39,7 @@ TEST(SynthModel, TinyModelLoadsAndGenerates) {
   for (const auto& e : fs::directory_iterator(fs::path(dir).parent_path()))
     EXPECT_EQ(e.path().filename().string().find(".partial"), std::string::npos) << e.path();
 
-  Pipeline pipeline(PipelineOptions{dir, "cpu", 0});
+  Pipeline pipeline(PipelineOptions{dir, ComputeDevice::CPU, 0});
   GenerateOptions g;
   g.first_image = test::repo_root() + "/assets/first.png";
   g.last_image = test::repo_root() + "/assets/last.png";
@@ -72,7 +72,7 @@ std::string write_tiny(const std::string& model_type, int64_t in_dim) {
 }
 
 TEST(SynthModel, I2VConditionsOnTheFirstFrameOnly) {
-  Pipeline pipeline(PipelineOptions{write_tiny("i2v", 36), "cpu", 0});
+  Pipeline pipeline(PipelineOptions{write_tiny("i2v", 36), ComputeDevice::CPU, 0});
   std::map<std::string, Tensor> got;
   set_intermediate_callback(pipeline, [&](const std::string& name, const Tensor& t) { got[name] = t.clone(); });
   GenerateOptions g;
@@ -101,7 +101,7 @@ TEST(SynthModel, I2VConditionsOnTheFirstFrameOnly) {
 TEST(SynthModel, T2VNeedsNoImagesAndNoClipFile) {
   const std::string dir = write_tiny("t2v", 16);
   fs::remove(dir + "/models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth");  // a T2V release has none
-  Pipeline pipeline(PipelineOptions{dir, "cpu", 0});
+  Pipeline pipeline(PipelineOptions{dir, ComputeDevice::CPU, 0});
   GenerateOptions g;
   g.prompt = "a sunset";
   g.frames = 5;

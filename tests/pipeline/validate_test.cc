@@ -56,7 +56,7 @@ void expect_refused_before_compute(const std::string& model, const GenerateOptio
   std::string message;
   int reports = 0, intermediates = 0;
   try {
-    Pipeline pipeline(PipelineOptions{model, "cpu", 0});
+    Pipeline pipeline(PipelineOptions{model, ComputeDevice::CPU, 0});
     set_intermediate_callback(pipeline, [&](const std::string&, const Tensor&) { ++intermediates; });
     pipeline.generate(g, [&](const Progress&) { ++reports; });
   } catch (const Error& e) {
@@ -71,7 +71,7 @@ void expect_refused_before_compute(const std::string& model, const GenerateOptio
 
 TEST(Validate, TheIntactModelGenerates) {
   const std::string model = tiny_model();
-  Pipeline pipeline(PipelineOptions{model, "cpu", 0});
+  Pipeline pipeline(PipelineOptions{model, ComputeDevice::CPU, 0});
   int reports = 0;
   pipeline.generate(options(), [&](const Progress&) { ++reports; });
   EXPECT_GT(reports, 5);
@@ -173,10 +173,11 @@ TEST(Validate, OptionsNameTheOptionAndSuggest) {
 }
 
 // Each refused option comes as an OptionError naming its GenerateOptions member, so front ends map
-// it to their own flag or field without reading the message; a broken model file does not.
+// it to their own flag or field without reading the message; a broken model file does not. (solver
+// and last_frame_fit are enums: their parse functions refuse unknown names, options_test.cc.)
 TEST(Validate, RefusedOptionsCarryTheirField) {
   const std::string model = tiny_model();
-  Pipeline pipeline(PipelineOptions{model, "cpu", 0});
+  Pipeline pipeline(PipelineOptions{model, ComputeDevice::CPU, 0});
   const std::string noise = test::temp_dir() + "/noise.safetensors";
   save_safetensors(noise, {{"noise", Tensor::zeros({16, 3, 4, 8})}});
   const std::string not_image = test::temp_dir() + "/notes.png";
@@ -186,9 +187,8 @@ TEST(Validate, RefusedOptionsCarryTheirField) {
       {"steps", [](GenerateOptions& g) { g.steps = 0; }},
       {"shift", [](GenerateOptions& g) { g.shift = -1; }},
       {"guidance", [](GenerateOptions& g) { g.guidance = -2; }},
-      {"solver", [](GenerateOptions& g) { g.solver = "rk4"; }},
       {"timesteps", [](GenerateOptions& g) {
-         g.solver = "euler";
+         g.solver = Solver::Euler;
          g.timesteps = {500, 750};
        }},
       {"width", [](GenerateOptions& g) { g.width = 50; }},
@@ -196,7 +196,6 @@ TEST(Validate, RefusedOptionsCarryTheirField) {
          g.width = g.height = 0;
          g.max_area = 10;
        }},
-      {"last_frame_fit", [](GenerateOptions& g) { g.last_frame_fit = "stretch"; }},
       {"first_image", [](GenerateOptions& g) { g.first_image = test::temp_dir() + "/absent.png"; }},
       {"last_image", [&](GenerateOptions& g) { g.last_image = not_image; }},
       {"init_noise", [&](GenerateOptions& g) { g.init_noise = noise; }},
@@ -225,7 +224,7 @@ TEST(Validate, RefusedOptionsCarryTheirField) {
   }
   // A model file broken after the pipeline opened is no option's fault.
   fs::remove(model + "/" + kShard2);
-  Pipeline fresh(PipelineOptions{model, "cpu", 0});
+  Pipeline fresh(PipelineOptions{model, ComputeDevice::CPU, 0});
   try {
     fresh.validate(options());
     ADD_FAILURE() << "a missing shard was accepted";
@@ -239,12 +238,12 @@ TEST(Validate, RefusedOptionsCarryTheirField) {
 // pipeline is made, naming the option, on the CPU and with the f32 precision alike.
 TEST(Validate, Fp8AttentionOnlyOnTheGpuEngine) {
   const std::string model = tiny_model();
-  for (const auto& [device, precision] : {std::pair{"cpu", "f32"}, std::pair{"cuda", "f32"}}) {
-    PipelineOptions po{model, device, 0, precision};
+  for (const ComputeDevice device : {ComputeDevice::CPU, ComputeDevice::CUDA}) {
+    PipelineOptions po{model, device, 0, Precision::F32};
     po.attention = AttentionPrecision::FP8;
     try {
       Pipeline p(po);
-      ADD_FAILURE() << device << "/" << precision << ": accepted";
+      ADD_FAILURE() << device_option_name(device) << "/f32: accepted";
     } catch (const Error& e) {
       EXPECT_NE(std::string(e.what()).find("--attention fp8 runs on the GPU engine only"), std::string::npos)
           << e.what();
@@ -272,12 +271,12 @@ TEST(Validate, InitNoiseOfAnotherVideo) {
 
 TEST(Validate, CheckFilesRunsOnceAndNamesTheFile) {
   const std::string model = tiny_model();
-  Pipeline pipeline(PipelineOptions{model, "cpu", 0});
+  Pipeline pipeline(PipelineOptions{model, ComputeDevice::CPU, 0});
   pipeline.check_files();
   // Checked once: a file broken afterwards is found by its loader, not by a second check.
   fs::remove(model + "/" + kShard2);
   EXPECT_NO_THROW(pipeline.check_files());
-  Pipeline fresh(PipelineOptions{model, "cpu", 0});
+  Pipeline fresh(PipelineOptions{model, ComputeDevice::CPU, 0});
   EXPECT_THROW(fresh.check_files(), Error);
 }
 

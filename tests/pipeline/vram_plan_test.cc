@@ -16,7 +16,7 @@ constexpr size_t kGiB = 1024ull * 1024 * 1024;
 
 VramPlan plan_14b(int bytes_per_weight, int64_t w, int64_t h, double budget_gib) {
   return plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, bytes_per_weight, w, h, 81,
-                   static_cast<size_t>(budget_gib * static_cast<double>(kGiB)), "auto");
+                   static_cast<size_t>(budget_gib * static_cast<double>(kGiB)), T5Placement::Auto);
 }
 
 // One block's linear layers of the 14B FLF2V model, layer by layer (spec 7.5-7.7): q, k, v, o of
@@ -94,11 +94,12 @@ TEST(VramPlan, TooSmallABudgetIsRefusedWithTheMinimum) {
         << m;
   }
   // The minimum itself is accepted, and streams every block.
-  const VramPlan at_min = plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, 2, 1280, 720, 81, any.minimum_bytes, "auto");
+  const VramPlan at_min =
+      plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, 2, 1280, 720, 81, any.minimum_bytes, T5Placement::Auto);
   EXPECT_EQ(at_min.resident_blocks, 0);
-  EXPECT_THROW(plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, 2, 1280, 720, 81, any.minimum_bytes - 1, "auto"),
-               Error);
-  EXPECT_THROW(plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, 2, 1280, 720, 81, 0, "gpu"), Error);
+  EXPECT_THROW(
+      plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, 2, 1280, 720, 81, any.minimum_bytes - 1, T5Placement::Auto),
+      Error);
 }
 
 // An 8 GB card at 480p: the FFN's hidden activations (27 KB a token row in bf16, 41 KB with fp8
@@ -108,7 +109,7 @@ TEST(VramPlan, TooSmallABudgetIsRefusedWithTheMinimum) {
 // whole FFN keeps it whole.
 TEST(VramPlan, EightGibAt480pChunksTheFfn) {
   try {
-    plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, 2, 832, 480, 81, 8 * kGiB, "auto", true);
+    plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, 2, 832, 480, 81, 8 * kGiB, T5Placement::Auto, true);
     ADD_FAILURE() << "bf16 with fp8 attention planned into 8 GiB";
   } catch (const Error& e) {
     std::printf("[measured] 480p, bf16 + fp8 attention at 8 GiB: %s\n", e.what());
@@ -117,7 +118,7 @@ TEST(VramPlan, EightGibAt480pChunksTheFfn) {
   for (const auto& [bpw, fp8_attention] : {std::pair{1, false}, std::pair{1, true}, std::pair{2, false}}) {
     {
       SCOPED_TRACE(std::to_string(bpw) + " bytes a weight" + (fp8_attention ? ", fp8 attention" : ""));
-      const VramPlan p = plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, bpw, 832, 480, 81, 8 * kGiB, "auto",
+      const VramPlan p = plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, bpw, 832, 480, 81, 8 * kGiB, T5Placement::Auto,
                                    fp8_attention);
       std::printf("[measured] 480p, %s%s: minimum %.2f GiB\n", bpw == 1 ? "fp8" : "bf16",
                   fp8_attention ? " + fp8 attention" : "", static_cast<double>(p.minimum_bytes) / kGiB);
@@ -130,14 +131,14 @@ TEST(VramPlan, EightGibAt480pChunksTheFfn) {
                     std::max<size_t>(p.activation_bytes + p.context_bytes + (512ull << 20), p.vae_bytes),
                 8 * kGiB);
       const VramPlan roomy = plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, bpw, 832, 480, 81, 80 * kGiB,
-                                       "auto", fp8_attention);
+                                       T5Placement::Auto, fp8_attention);
       EXPECT_EQ(roomy.ffn_chunk_rows, 0);
       EXPECT_GT(roomy.activation_bytes, p.activation_bytes);
     }
   }
   // fp8 attention's e4m3 copies are counted: 4 bytes a row per model width.
   const VramPlan plain = plan_14b(2, 832, 480, 0);
-  const VramPlan with = plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, 2, 832, 480, 81, 0, "auto", true);
+  const VramPlan with = plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, 2, 832, 480, 81, 0, T5Placement::Auto, true);
   EXPECT_EQ(with.activation_bytes - plain.activation_bytes, size_t{4} * 5120 * 21 * 30 * 52);
 }
 
