@@ -61,20 +61,12 @@ std::string synthetic_lora(const TensorStore& dit, int64_t layers, double scale,
 // A copy of the fixture's model folder (links) whose DiT is one safetensors file holding `merged`
 // in place of those tensors.
 std::string premerged_folder(const TensorStore& dit, const std::map<std::string, Tensor>& merged) {
-  const std::string dir = test::temp_dir() + "/premerged";
-  fs::create_directories(dir);
-  for (const auto& e : fs::directory_iterator(test::model_dir())) {
-    const std::string name = e.path().filename().string();
-    if (name.rfind("diffusion_pytorch_model", 0) == 0) continue;
-    fs::create_symlink(fs::absolute(e.path()), fs::path(dir) / name);
-  }
   std::vector<std::pair<std::string, Tensor>> tensors;
   for (const std::string& name : dit.names()) {
     const auto it = merged.find(name);
     tensors.emplace_back(name, it != merged.end() ? it->second : dit.get(name));
   }
-  save_safetensors(dir + "/diffusion_pytorch_model.safetensors", tensors);
-  return dir;
+  return test::model_with_dit("premerged", tensors);
 }
 
 struct Fixture {

@@ -106,10 +106,7 @@ std::string fp8_folder(const TensorStore& dit, std::map<std::string, Tensor>& re
 
 std::string f32_folder(const TensorStore& dit, const std::map<std::string, Tensor>& replaced, const std::string& name) {
   std::vector<std::pair<std::string, Tensor>> tensors;
-  for (const std::string& n : dit.names()) {
-    const auto it = replaced.find(n);
-    tensors.emplace_back(n, it != replaced.end() ? it->second : dit.get(n));
-  }
+  for (const std::string& n : dit.names()) tensors.emplace_back(n, replaced.count(n) ? replaced.at(n) : dit.get(n));
   return test::model_with_dit(name, tensors);
 }
 
