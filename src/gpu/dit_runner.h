@@ -91,7 +91,8 @@ class DitRunner {
   // (gpu/lora_merge.h; the files read and checked first, as apply_loras does), converted like
   // create() (the same bits when there is no LoRA), placed, and its pages of the map dropped
   // (TensorStore::release). Host memory holds one tensor at a time (plus the page-locked blobs
-  // of streamed blocks), never the model.
+  // of streamed blocks), never the model; except for fp8 checkpoints (io/scaled_fp8_store.h),
+  // whose weights WanDiT::load's checks dequantise on the host all at once.
   static std::unique_ptr<DitRunner> load(const TensorStore& store, const DitConfig& cfg,
                                          const std::vector<LoraSpec>& loras = {}, Format format = Format::BF16,
                                          int64_t resident = -1);

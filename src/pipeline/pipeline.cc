@@ -571,7 +571,8 @@ GeneratedVideo generate_from(Pipeline& pipeline, const GenerateOptions& o, const
   if (im.runner && plan && im.runner->resident_blocks() > plan->resident_blocks) im.runner.reset();  // re-place
   if (im.use_runner() && !im.runner) {
     // The release's weights, memory-mapped, tensor by tensor to the GPU: LoRAs merged there in f32,
-    // then converted to the engine's bf16 or fp8 formats; host memory never holds the model.
+    // then converted to the engine's bf16 or fp8 formats; host memory holds one tensor at a time
+    // (fp8 checkpoints excepted: see DitRunner::load).
     const int64_t resident = plan && plan->resident_blocks < plan->blocks ? plan->resident_blocks : -1;
     if (resident >= 0) spdlog::info("{}", plan->describe());
     im.runner = gpu::DitRunner::load(*open_tensor_store(f.dit_path), f.dit, lora_specs(o.loras),
