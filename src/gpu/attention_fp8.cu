@@ -150,19 +150,11 @@ void dequantize_attention_fp8(const void* in, int64_t rows, int64_t cols, const 
 
 AttentionProblem fp8_self_attention(const void* qkv8, void* out8, float* scales, int64_t tokens, int64_t heads,
                                     int64_t head_dim) {
+  // The bf16 problem's strides (in elements) with one-byte elements: k and v start dim bytes apart.
+  AttentionProblem p = fused_self_attention(qkv8, out8, tokens, heads, head_dim);
   const int64_t dim = heads * head_dim;
-  const auto* base = static_cast<const char*>(qkv8);
-  AttentionProblem p;
-  p.q = base;
-  p.k = base + dim;  // e4m3: one byte per element
-  p.v = base + 2 * dim;
-  p.out = out8;
-  p.heads = heads;
-  p.head_dim = head_dim;
-  p.lq = p.lk = tokens;
-  p.q_row_stride = p.k_row_stride = p.v_row_stride = 3 * dim;
-  p.o_row_stride = dim;
-  p.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim)));
+  p.k = static_cast<const char*>(qkv8) + dim;
+  p.v = static_cast<const char*>(qkv8) + 2 * dim;
   p.fp8_scales = scales;
   return p;
 }

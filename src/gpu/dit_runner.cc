@@ -500,10 +500,12 @@ void DitRunner::set_fp8_attention(bool on) {
 
 size_t DitRunner::activation_bytes(int64_t L, int64_t batch) const {
   const auto dim = static_cast<size_t>(cfg_.dim), ffn = static_cast<size_t>(cfg_.ffn_dim);
-  // Per row: the f32 stream and head input, a, qkv, att, att2, proj in bf16, the FFN hidden, and
-  // with fp8 attention the e4m3 q | k | v and output.
-  const size_t per_row = dim * (4 + 4) + dim * 2 * (1 + 3 + 1 + 1 + 1) + ffn * 2 + (fp8_attention_ ? 4 * dim : 0);
-  return per_row * static_cast<size_t>(L) * static_cast<size_t>(batch);
+  // Per row: the f32 stream, a, qkv (later the head's f32 input), att, att2, proj in bf16, with fp8
+  // attention the e4m3 q | k | v and output; and the FFN hidden over its chunk's rows.
+  const size_t rows = static_cast<size_t>(L) * static_cast<size_t>(batch);
+  const size_t per_row = dim * 4 + dim * 2 * (1 + 3 + 1 + 1 + 1) + (fp8_attention_ ? 4 * dim : 0);
+  const size_t ffn_rows = ffn_chunk_rows_ > 0 ? std::min(rows, static_cast<size_t>(ffn_chunk_rows_)) : rows;
+  return per_row * rows + ffn * 2 * ffn_rows;
 }
 
 std::vector<Tensor> DitRunner::forward_batch(const Tensor& x, double t, const std::vector<const DitContext*>& ctxs,
@@ -564,8 +566,12 @@ std::vector<Tensor> DitRunner::forward_batch(const Tensor& x, double t, const st
   Tensor att = Tensor::empty({R, dim}, DType::BF16, Device::CUDA);         // attention output
   Tensor att2 = has_img_ ? Tensor::empty({R, dim}, DType::BF16, Device::CUDA) : Tensor();
   Tensor proj = Tensor::empty({R, dim}, DType::BF16, Device::CUDA);        // o / FFN-down output
-  Tensor hid = Tensor::empty({R, c.ffn_dim}, DType::BF16, Device::CUDA);   // FFN hidden
-  Tensor head_in = Tensor::empty({R, dim}, DType::F32, Device::CUDA);
+  // The FFN runs over row chunks of ffn_rows (all rows unless a VRAM budget asked for chunks), so
+  // its hidden activations take ffn_rows rows.
+  const int64_t ffn_rows = ffn_chunk_rows_ > 0 ? std::min(R, ffn_chunk_rows_) : R;
+  Tensor hid = Tensor::empty({ffn_rows, c.ffn_dim}, DType::BF16, Device::CUDA);  // FFN hidden
+  // The head's f32 input reuses qkv's memory (free once the last block's attention is done).
+  const Tensor head_in = Tensor::from_storage(qkv.storage(), qkv.byte_offset(), {R, dim}, DType::F32);
   auto bp = [](const Tensor& buf) { return static_cast<char*>(buf.raw()); };
   const size_t el = 2;  // bf16 bytes
 
@@ -705,9 +711,13 @@ std::vector<Tensor> DitRunner::forward_batch(const Tensor& x, double t, const st
     }
     // FFN.
     ev.mark("ffn_up_gelu_gemm");
-    linear(a.raw(), R, dim, g.ffn0, Epilogue::BiasGelu, hid.raw(), c.ffn_dim);
-    ev.mark("ffn_down_gemm");
-    linear(hid.raw(), R, c.ffn_dim, g.ffn2, Epilogue::Bias, proj.raw(), dim);
+    for (int64_t r0 = 0; r0 < R; r0 += ffn_rows) {
+      const int64_t rows = std::min(ffn_rows, R - r0);
+      if (r0 > 0) ev.mark("ffn_up_gelu_gemm");
+      linear(bp(a) + r0 * dim * el, rows, dim, g.ffn0, Epilogue::BiasGelu, hid.raw(), c.ffn_dim);
+      ev.mark("ffn_down_gemm");
+      linear(hid.raw(), rows, c.ffn_dim, g.ffn2, Epilogue::Bias, bp(proj) + r0 * dim * el, dim);
+    }
     ev.mark("residual_norm");
     // x += ffn * gate2, then the next block's norm1-modulation (or the head's, in f32).
     const bool last = i + 1 == w.blocks.size();

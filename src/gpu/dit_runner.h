@@ -122,6 +122,11 @@ class DitRunner {
                                     const Tensor& y, DitProfile* profile = nullptr) const;
   // Device bytes of one forward's activations at L tokens for `batch` contexts.
   size_t activation_bytes(int64_t tokens, int64_t batch) const;
+  // The FFN over chunks of this many token rows (0: all at once): its hidden activations (the
+  // largest buffer of a forward, 27 KB a row at the release's width) then take one chunk. Same
+  // numbers up to the products' accumulation order. What a tight VRAM budget asks for.
+  void set_ffn_chunk_rows(int64_t rows) { ffn_chunk_rows_ = rows > 0 ? rows : 0; }
+  int64_t ffn_chunk_rows() const { return ffn_chunk_rows_; }
 
   // The VRAM budget: keeps the first `resident` blocks' linear layers on the device and streams
   // the others' from page-locked host memory through two device slots, each block copied while
@@ -161,6 +166,7 @@ class DitRunner {
   bool has_img_ = false;
   AttentionBackend backend_ = AttentionBackend::Auto;
   bool fp8_attention_ = false;
+  int64_t ffn_chunk_rows_ = 0;
   Format format_ = Format::BF16;
   LoadStats load_stats_;
   // The checkpoint's tensors by name, as the builder asks for them: host or device, any float

@@ -211,7 +211,7 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
   if (o.vram_budget_gib > 0) {
     const DitConfig dc = folder ? folder->dit : DitConfig{};
     plan = plan_vram(dc, t5_cfg, clip_cfg.dim, dit_image_tokens(dc.model_type, clip_cfg), t5_cfg.dim, o.precision == "fp8" ? 1 : 2, o.width, o.height,
-                     o.frames, static_cast<size_t>(o.vram_budget_gib * kGiB), "auto");
+                     o.frames, static_cast<size_t>(o.vram_budget_gib * kGiB), "auto", o.attention == "fp8");
     cuda::set_memory_budget(static_cast<size_t>(o.vram_budget_gib * kGiB));
     log(plan->describe());
   }
@@ -346,6 +346,7 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
   lora.reset();  // the temporary file goes
   runner->set_attention_backend(backend);
   runner->set_fp8_attention(o.attention == "fp8");
+  if (plan) runner->set_ffn_chunk_rows(plan->ffn_chunk_rows);
   const int64_t L = lat_t * (lat_h / 2) * (lat_w / 2);
   r.tokens = L;
   r.weights_gib = gib(runner->weights().bytes);

@@ -131,7 +131,8 @@ struct Pipeline::Impl {
     return plan_vram(folder.dit, folder.t5, folder.clip.dim, dit_image_tokens(folder.dit.model_type, folder.clip),
                      folder.t5.dim,
                      precision == Precision::FP8 ? 1 : 2, width, height, frames,
-                     static_cast<size_t>(opts.vram_budget_gib * 1024.0 * 1024.0 * 1024.0), opts.t5_device);
+                     static_cast<size_t>(opts.vram_budget_gib * 1024.0 * 1024.0 * 1024.0), opts.t5_device,
+                     opts.attention == AttentionPrecision::FP8);
   }
   // T5 and the VAE: bf16 with the GPU engine (bf16 or fp8 DiT), exact f32 otherwise.
   DType gpu_dtype() const { return precision == Precision::F32 ? DType::F32 : DType::BF16; }
@@ -607,6 +608,7 @@ GeneratedVideo generate_from(Pipeline& pipeline, const GenerateOptions& o, const
   gpu::DitContext ctx_c, ctx_u;
   Tensor y_dev;
   if (im.use_runner()) {
+    im.runner->set_ffn_chunk_rows(plan ? plan->ffn_chunk_rows : 0);  // this generation's plan
     ctx_c = im.runner->prepare(context, clip_context);
     if (unconditional) ctx_u = im.runner->prepare(context_null, clip_context);
     if (y.defined()) y_dev = y.to(Device::CUDA);

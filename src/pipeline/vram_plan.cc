@@ -22,9 +22,10 @@ double gib(size_t b) { return static_cast<double>(b) / kGiB; }
 std::string VramPlan::describe() const {
   return fmt::format(
       "VRAM plan: {} of {} DiT blocks on the GPU ({} streamed from host memory, {:.2f} GiB each); fixed weights "
-      "{:.2f} GiB, activations {:.2f} GiB, contexts {:.2f} GiB, VAE {:.2f} GiB{}; T5 on the {}",
+      "{:.2f} GiB, activations {:.2f} GiB{}, contexts {:.2f} GiB, VAE {:.2f} GiB{}; T5 on the {}",
       resident_blocks, blocks, blocks - resident_blocks, gib(block_bytes), gib(fixed_bytes), gib(activation_bytes),
-      gib(context_bytes), gib(vae_bytes),
+      ffn_chunk_rows > 0 ? fmt::format(" (the FFN in chunks of {} rows)", ffn_chunk_rows) : "", gib(context_bytes),
+      gib(vae_bytes),
       vae_tile > 0 ? fmt::format(" (decoded in tiles of {} latent pixels, {} shared)", vae_tile, vae_overlap) : "",
       t5_on_gpu ? "GPU" : "CPU");
 }
@@ -41,7 +42,7 @@ size_t t5_gpu_bytes(const T5Config& t5, int64_t text_len) {
 
 VramPlan plan_vram(const DitConfig& c, const T5Config& t5, int64_t clip_dim, int64_t image_tokens, int64_t text_dim,
                    int bytes_per_weight, int64_t width, int64_t height, int64_t frames, size_t budget,
-                   const std::string& t5_device) {
+                   const std::string& t5_device, bool fp8_attention) {
   IB_CHECK(bytes_per_weight == 1 || bytes_per_weight == 2, "plan_vram: {} bytes per weight", bytes_per_weight);
   IB_CHECK(t5_device == "auto" || t5_device == "cpu" || t5_device == "cuda",
            "--t5-device '{}': expected auto, cpu or cuda", t5_device);
@@ -61,53 +62,73 @@ VramPlan plan_vram(const DitConfig& c, const T5Config& t5, int64_t clip_dim, int
                   static_cast<size_t>(image_tokens) * cd * 4 + static_cast<size_t>(c.num_layers) * 13 * d * 4;
   const int64_t lat_t = (frames - 1) / 4 + 1;
   const auto L = static_cast<size_t>(lat_t * (height / 16) * (width / 16));
-  // DitRunner's buffers per row (f32 stream and head input, bf16 a, qkv, att, att2, proj, FFN
-  // hidden) plus the fp8 copy of the widest product input.
-  const size_t per_row = d * (4 + 4) + d * 2 * 7 + f * 2 + (bytes_per_weight == 1 ? f : 0);
-  p.activation_bytes = per_row * L + kMargin;
+  // DitRunner's buffers per row (the f32 stream; bf16 a, qkv (later the head's f32 input), att,
+  // att2, proj; with fp8 attention the e4m3 q | k | v and output; with fp8 products the e4m3 copy
+  // of a width-d input), and per FFN row its hidden activations (with fp8, their e4m3 copy too).
+  const size_t per_row = d * 4 + d * 2 * 7 + (fp8_attention ? 4 * d : 0) + (bytes_per_weight == 1 ? d : 0);
+  const size_t per_ffn_row = f * 2 + (bytes_per_weight == 1 ? f : 0);
+  p.activation_bytes = (per_row + per_ffn_row) * L + kMargin;
   p.context_bytes = 2 * static_cast<size_t>(c.num_layers) *
                     static_cast<size_t>(c.text_len + (img ? std::max<int64_t>(image_tokens, 257) : 0)) * 2 * d * 2;
   p.vae_bytes = kVaeWeights + kVaeDecodePerPixel * static_cast<size_t>(width) * static_cast<size_t>(height);
   p.t5_bytes = t5_gpu_bytes(t5, c.text_len);
 
   // The denoising holds the placed weights, the activations and the contexts; the decode holds the
-  // placed weights and the VAE (the activations are returned to the driver in between).
+  // placed weights and the VAE (the activations are returned to the driver in between). With the
+  // FFN in chunks of kFfnChunk rows its hidden activations shrink to one chunk's.
+  constexpr int64_t kFfnChunk = 4096;
+  const size_t ffn_saving =
+      L > static_cast<size_t>(kFfnChunk) ? per_ffn_row * (L - static_cast<size_t>(kFfnChunk)) : 0;
+  const size_t denoise_whole = p.activation_bytes + p.context_bytes + kVaeWeights;
+  const size_t denoise_chunked = denoise_whole - ffn_saving;
   // The decode in square tiles whose peak fits the denoising's working set (at least 16 latent
   // pixels a side, a quarter of a tile shared), when whole frames take more than that.
-  const size_t denoise = p.activation_bytes + p.context_bytes + kVaeWeights;
   const int64_t lat_h = height / 8, lat_w = width / 8;
   const size_t vae_frames = p.vae_bytes;
-  int64_t tile = 0;
-  size_t vae_tiled = vae_frames;
-  if (vae_frames > denoise) {
+  struct Decode {
+    int64_t tile = 0;
+    size_t bytes = 0;
+  };
+  const auto decode_within = [&](size_t denoise) {
+    Decode dec{0, vae_frames};
+    if (vae_frames <= denoise) return dec;
     const double px = static_cast<double>(denoise - kVaeWeights) / static_cast<double>(kVaeDecodePerPixel);
     const int64_t side = std::max<int64_t>(16, static_cast<int64_t>(std::sqrt(px)) / 8);
-    if (side < lat_h || side < lat_w) {
-      tile = side;
-      vae_tiled = kVaeWeights + kVaeDecodePerPixel * static_cast<size_t>(std::min(side, lat_h) * 8) *
-                                    static_cast<size_t>(std::min(side, lat_w) * 8);
-    }
-  }
+    if (side < lat_h || side < lat_w)
+      dec = {side, kVaeWeights + kVaeDecodePerPixel * static_cast<size_t>(std::min(side, lat_h) * 8) *
+                                     static_cast<size_t>(std::min(side, lat_w) * 8)};
+    return dec;
+  };
   // The VAE's weights stay loaded through the denoising (CLIP leaves the GPU after encoding). The
-  // minimum allows tiles; a budget that holds everything with whole frames decodes whole frames.
+  // minimum allows tiles and the FFN in chunks; a budget that holds more uses whole frames and a
+  // whole FFN where it can.
   const size_t dit_min = p.fixed_bytes + 2 * p.block_bytes;
-  p.minimum_bytes = dit_min + std::max(denoise, vae_tiled);
+  const Decode dec_whole = decode_within(denoise_whole), dec_chunked = decode_within(denoise_chunked);
+  p.minimum_bytes = dit_min + std::max(denoise_chunked, dec_chunked.bytes);
   if (budget == 0) {
     p.resident_blocks = p.blocks;
     p.t5_on_gpu = t5_device != "cpu";
     return p;
   }
-  if (tile > 0 && budget < p.fixed_bytes + static_cast<size_t>(p.blocks) * p.block_bytes + vae_frames) {
-    p.vae_tile = tile;
-    p.vae_overlap = std::max<int64_t>(2, tile / 4);
-    p.vae_bytes = vae_tiled;
-  }
   IB_CHECK(budget >= p.minimum_bytes,
            "a GPU memory budget of {:.2f} GiB is too small for this generation ({}x{}, {} frames, {} weights): it needs "
            "at least {:.2f} GiB (DiT fixed weights {:.2f}, two streaming slots {:.2f}, and the larger of activations "
-           "with contexts and VAE weights {:.2f} and the VAE decode {:.2f}, in tiles where whole frames take more)",
+           "with contexts and VAE weights {:.2f} (the FFN in chunks of {} rows) and the VAE decode {:.2f}, in tiles "
+           "where whole frames take more)",
            gib(budget), width, height, frames, bytes_per_weight == 1 ? "fp8" : "bf16", gib(p.minimum_bytes),
-           gib(p.fixed_bytes), gib(2 * p.block_bytes), gib(denoise), gib(vae_tiled));
+           gib(p.fixed_bytes), gib(2 * p.block_bytes), gib(denoise_chunked), kFfnChunk, gib(dec_chunked.bytes));
+  const bool chunk = ffn_saving > 0 && budget < dit_min + std::max(denoise_whole, dec_whole.bytes);
+  if (chunk) {
+    p.ffn_chunk_rows = kFfnChunk;
+    p.activation_bytes -= ffn_saving;
+  }
+  const size_t denoise = chunk ? denoise_chunked : denoise_whole;
+  const Decode dec = chunk ? dec_chunked : dec_whole;
+  if (dec.tile > 0 && budget < p.fixed_bytes + static_cast<size_t>(p.blocks) * p.block_bytes + vae_frames) {
+    p.vae_tile = dec.tile;
+    p.vae_overlap = std::max<int64_t>(2, dec.tile / 4);
+    p.vae_bytes = dec.bytes;
+  }
   const size_t working = std::max(denoise, p.vae_bytes);
   const size_t room = budget - p.fixed_bytes - working;  // for the blocks' linear layers
   if (room >= static_cast<size_t>(p.blocks) * p.block_bytes) {

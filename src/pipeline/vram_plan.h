@@ -26,6 +26,9 @@ struct VramPlan {
   // The VAE decode in spatial tiles of this many latent pixels (0: whole frames) sharing
   // vae_overlap: under a budget, tiles keep the decode's peak within the denoising's.
   int64_t vae_tile = 0, vae_overlap = 0;
+  // The FFN over chunks of this many token rows (0: all at once; DitRunner::set_ffn_chunk_rows):
+  // chosen when the whole FFN's hidden activations would not fit the budget.
+  int64_t ffn_chunk_rows = 0;
   std::string describe() const;  // one line for the log
 };
 
@@ -33,10 +36,11 @@ struct VramPlan {
 size_t t5_gpu_bytes(const T5Config& t5, int64_t text_len);
 
 // bytes_per_weight: 2 (bf16) or 1 (fp8) for the blocks' linear layers. budget 0: no budget (every
-// block resident, T5 on the GPU). t5_device "auto", "cpu" or "cuda". Throws when the budget is
-// below the minimum, with both figures.
+// block resident, T5 on the GPU). t5_device "auto", "cpu" or "cuda". fp8_attention: the
+// self-attention's e4m3 copies of q, k, v and its output. Throws when the budget is below the
+// minimum, with both figures.
 VramPlan plan_vram(const DitConfig& dit, const T5Config& t5, int64_t clip_dim, int64_t image_tokens,
                    int64_t text_dim, int bytes_per_weight, int64_t width, int64_t height, int64_t frames,
-                   size_t budget, const std::string& t5_device);
+                   size_t budget, const std::string& t5_device, bool fp8_attention = false);
 
 }  // namespace ib

@@ -99,4 +99,16 @@ namespace {
   return judge(a_expr, e_expr, actual, expected, c);
 }
 
+std::string model_with_dit(const std::string& name, const std::vector<std::pair<std::string, Tensor>>& dit) {
+  const std::filesystem::path dir = std::filesystem::path(temp_dir()) / name;
+  std::filesystem::create_directories(dir);
+  for (const auto& e : std::filesystem::directory_iterator(model_dir())) {
+    const std::string file = e.path().filename().string();
+    if (file.rfind("diffusion_pytorch_model", 0) == 0) continue;
+    std::filesystem::create_symlink(std::filesystem::absolute(e.path()), dir / file);
+  }
+  save_safetensors((dir / "diffusion_pytorch_model.safetensors").string(), dit);
+  return dir.string();
+}
+
 }  // namespace ib::test

@@ -7,6 +7,8 @@
 
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/tensor.h"
 #include "io/safetensors.h"
@@ -23,6 +25,9 @@ std::string repo_root();
 std::string binary_dir();  // the CMake build folder (holds the inbetween executable)
 // A fresh empty temporary folder, removed at process exit.
 std::string temp_dir();
+// temp_dir()/name: a copy of the fixture's model folder (its files linked) whose DiT is one
+// safetensors file holding `dit` (in that order). Returns the folder.
+std::string model_with_dit(const std::string& name, const std::vector<std::pair<std::string, Tensor>>& dit);
 
 struct Closeness {
   double max_abs_err = 0;

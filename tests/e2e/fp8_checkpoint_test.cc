@@ -23,8 +23,6 @@
 namespace ib {
 namespace {
 
-namespace fs = std::filesystem;
-
 Tensor codes(const std::vector<uint8_t>& c, const Shape& shape) {
   Tensor t = Tensor::empty(shape, DType::F8E4M3);
   std::memcpy(t.raw(), c.data(), c.size());
@@ -81,13 +79,6 @@ TEST(Fp8Checkpoint, BadScalesAreNamed) {
 // channel, the rest per tensor), written as float8 codes with their scales; `reference` receives
 // the dequantised values.
 std::string fp8_folder(const TensorStore& dit, std::map<std::string, Tensor>& reference, const std::string& name) {
-  const std::string dir = test::temp_dir() + "/" + name;
-  fs::create_directories(dir);
-  for (const auto& e : fs::directory_iterator(test::model_dir())) {
-    const std::string file = e.path().filename().string();
-    if (file.rfind("diffusion_pytorch_model", 0) == 0) continue;
-    fs::create_symlink(fs::absolute(e.path()), fs::path(dir) / file);
-  }
   std::vector<std::pair<std::string, Tensor>> tensors;
   for (const std::string& n : dit.names()) {
     const Tensor t = dit.get(n);
@@ -110,25 +101,16 @@ std::string fp8_folder(const TensorStore& dit, std::map<std::string, Tensor>& re
     }
   }
   tensors.emplace_back("scaled_fp8", Tensor::empty({0}, DType::F8E4M3));
-  save_safetensors(dir + "/diffusion_pytorch_model.safetensors", tensors);
-  return dir;
+  return test::model_with_dit(name, tensors);
 }
 
 std::string f32_folder(const TensorStore& dit, const std::map<std::string, Tensor>& replaced, const std::string& name) {
-  const std::string dir = test::temp_dir() + "/" + name;
-  fs::create_directories(dir);
-  for (const auto& e : fs::directory_iterator(test::model_dir())) {
-    const std::string file = e.path().filename().string();
-    if (file.rfind("diffusion_pytorch_model", 0) == 0) continue;
-    fs::create_symlink(fs::absolute(e.path()), fs::path(dir) / file);
-  }
   std::vector<std::pair<std::string, Tensor>> tensors;
   for (const std::string& n : dit.names()) {
     const auto it = replaced.find(n);
     tensors.emplace_back(n, it != replaced.end() ? it->second : dit.get(n));
   }
-  save_safetensors(dir + "/diffusion_pytorch_model.safetensors", tensors);
-  return dir;
+  return test::model_with_dit(name, tensors);
 }
 
 TEST(Fp8Checkpoint, GenerationEqualsTheDequantisedFolder) {

@@ -17,6 +17,7 @@
 #include "core/dtype.h"
 #include "core/log.h"
 #include "core/tensor.h"
+#include "gpu/attention_test_data.h"
 #include "gpu/attention_fp8.h"
 #include "gpu/fp8.h"
 #include "ops/attention.h"
@@ -25,27 +26,9 @@
 namespace ib {
 namespace {
 
-std::vector<uint16_t> random_bf16(size_t n, uint32_t seed, float sd) {
-  std::mt19937 gen(seed);
-  std::normal_distribution<float> dist(0.0f, sd);
-  std::vector<uint16_t> v(n);
-  for (auto& x : v) x = f32_to_bf16(dist(gen));
-  return v;
-}
-
-Tensor to_device(const std::vector<uint16_t>& host) {
-  return Tensor::from_vector(host, {static_cast<int64_t>(host.size())}).to(Device::CUDA);
-}
-
-// Column block [col, col + cols) of rows [row0, row0 + rows) of a bf16 matrix, dense f32.
-Tensor block_f32(const std::vector<uint16_t>& m, int64_t stride, int64_t row0, int64_t rows, int64_t col,
-                 int64_t cols) {
-  Tensor t = Tensor::empty({rows, cols}, DType::F32);
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c)
-      t.data<float>()[r * cols + c] = bf16_to_f32(m[static_cast<size_t>((row0 + r) * stride + col + c)]);
-  return t;
-}
+using test::block_f32;
+using test::random_bf16;
+using test::to_device;
 
 std::vector<float> scales_of(const Tensor& dev) {
   const Tensor h = dev.to(Device::CPU);

@@ -125,6 +125,32 @@ TEST(GpuEngineDit, AttentionBackendsAgree) {
   EXPECT_TENSOR_CLOSE(a, b, 2e-2);
 }
 
+// The FFN over chunks of token rows (what a tight VRAM budget asks for): every output row of a
+// product depends on its own input row only, so chunks change at most the products' algorithm
+// (accumulation order) for the shorter matrices: the whole FFN's result within the bf16 bound, and
+// the oracle's. Chunk sizes from the fixture's own token count: a third, one row, and all of it.
+TEST(GpuEngineDit, FfnInChunksMatchesTheWholeFfn) {
+  for (const auto format : {gpu::DitRunner::Format::BF16, gpu::DitRunner::Format::FP8}) {
+    if (format == gpu::DitRunner::Format::FP8 && !gpu::fp8_supported()) continue;
+    const Loaded l = load(format);
+    const double bound = format == gpu::DitRunner::Format::FP8 ? 16 * 2e-2 : 2e-2;
+    const Tensor whole = forward(l, "t", gpu::AttentionBackend::Auto);
+    const Shape xs = l.f->get("x").shape();
+    const int64_t tokens = xs[1] * (xs[2] / 2) * (xs[3] / 2);
+    for (const int64_t rows : {std::max<int64_t>(1, tokens / 3), int64_t{1}, tokens}) {
+      SCOPED_TRACE("chunks of " + std::to_string(rows) + " of " + std::to_string(tokens) + " rows");
+      l.runner->set_ffn_chunk_rows(rows);
+      const Tensor chunked = forward(l, "t", gpu::AttentionBackend::Auto);
+      l.runner->set_ffn_chunk_rows(0);
+      EXPECT_TENSOR_CLOSE(chunked, whole, bound);
+      EXPECT_TENSOR_CLOSE(chunked, l.f->get("out"), bound);
+      const test::Closeness c = test::compare(chunked, whole, bound);
+      std::printf("[measured] FFN in chunks of %lld rows (%s): max |diff| to the whole FFN %.3g\n",
+                  static_cast<long long>(rows), format == gpu::DitRunner::Format::FP8 ? "fp8" : "bf16", c.max_abs_err);
+    }
+  }
+}
+
 TEST(GpuEngineDit, WarmForwardAllocatesNothingAndKeepsInputs) {
   const Loaded l = load();
   const Tensor clip = l.f->contains("clip_fea") ? l.f->get("clip_fea") : Tensor();

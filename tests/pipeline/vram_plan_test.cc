@@ -101,5 +101,45 @@ TEST(VramPlan, TooSmallABudgetIsRefusedWithTheMinimum) {
   EXPECT_THROW(plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, 2, 1280, 720, 81, 0, "gpu"), Error);
 }
 
+// An 8 GB card at 480p: the FFN's hidden activations (27 KB a token row in bf16, 41 KB with fp8
+// products) are the largest buffer of a forward; in chunks of 4096 rows they stop counting per
+// token, which brings fp8 (with or without fp8 attention) and bf16 under 8 GiB; bf16 with fp8
+// attention's e4m3 copies does not fit and is refused with its minimum. A budget with room for the
+// whole FFN keeps it whole.
+TEST(VramPlan, EightGibAt480pChunksTheFfn) {
+  try {
+    plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, 2, 832, 480, 81, 8 * kGiB, "auto", true);
+    ADD_FAILURE() << "bf16 with fp8 attention planned into 8 GiB";
+  } catch (const Error& e) {
+    std::printf("[measured] 480p, bf16 + fp8 attention at 8 GiB: %s\n", e.what());
+    EXPECT_NE(std::string(e.what()).find("8.00 GiB is too small"), std::string::npos);
+  }
+  for (const auto& [bpw, fp8_attention] : {std::pair{1, false}, std::pair{1, true}, std::pair{2, false}}) {
+    {
+      SCOPED_TRACE(std::to_string(bpw) + " bytes a weight" + (fp8_attention ? ", fp8 attention" : ""));
+      const VramPlan p = plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, bpw, 832, 480, 81, 8 * kGiB, "auto",
+                                   fp8_attention);
+      std::printf("[measured] 480p, %s%s: minimum %.2f GiB\n", bpw == 1 ? "fp8" : "bf16",
+                  fp8_attention ? " + fp8 attention" : "", static_cast<double>(p.minimum_bytes) / kGiB);
+      EXPECT_EQ(p.ffn_chunk_rows, 4096);
+      EXPECT_LE(p.minimum_bytes, 8 * kGiB);
+      EXPECT_FALSE(p.t5_on_gpu);
+      EXPECT_GE(p.resident_blocks, 0);
+      // What the plan holds at once fits the budget.
+      EXPECT_LE(p.fixed_bytes + static_cast<size_t>(std::max<int64_t>(p.resident_blocks, 2)) * p.block_bytes +
+                    std::max<size_t>(p.activation_bytes + p.context_bytes + (512ull << 20), p.vae_bytes),
+                8 * kGiB);
+      const VramPlan roomy = plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, bpw, 832, 480, 81, 80 * kGiB,
+                                       "auto", fp8_attention);
+      EXPECT_EQ(roomy.ffn_chunk_rows, 0);
+      EXPECT_GT(roomy.activation_bytes, p.activation_bytes);
+    }
+  }
+  // fp8 attention's e4m3 copies are counted: 4 bytes a row per model width.
+  const VramPlan plain = plan_14b(2, 832, 480, 0);
+  const VramPlan with = plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, 2, 832, 480, 81, 0, "auto", true);
+  EXPECT_EQ(with.activation_bytes - plain.activation_bytes, size_t{4} * 5120 * 21 * 30 * 52);
+}
+
 }  // namespace
 }  // namespace ib
