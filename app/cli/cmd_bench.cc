@@ -74,7 +74,8 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--frames", a->o.frames, "Frame count, 4n+1")->capture_default_str();
   cmd->add_option("--repeats", a->o.repeats, "Timed runs per stage after one warm-up")->capture_default_str();
   cmd->add_option("--stages", a->stages,
-                  "Comma-separated subset of: t5, clip, vae, attention, gemm, dit, generate (default: all but generate)");
+                  "Comma-separated subset of: t5, clip, vae, attention, gemm, dit, generate, load (the DiT's load alone; "
+                  "default: all but generate and load)");
   cmd->add_option("--steps", a->o.steps, "The generate stage's denoising steps")->capture_default_str();
   cmd->add_option("--guidance", a->o.guidance, "The generate stage's guidance scale (1: one forward per step)")
       ->capture_default_str();
@@ -88,6 +89,10 @@ void register_bench(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--attention", a->o.attention, "Attention of the DiT: auto, flash or cudnn (bf16 back-ends), or fp8 (cuDNN, e4m3 q/k/v)")
       ->check(CLI::IsMember({"auto", "flash", "cudnn", "fp8"}))
+      ->capture_default_str();
+  cmd->add_option("--lora-rank", a->o.lora_rank,
+                  "A synthetic LoRA of this rank on every linear layer of the DiT's blocks, written to a temporary "
+                  "file and merged at load (its time: the lora_merge row; 0: none)")
       ->capture_default_str();
   cmd->add_flag("--json", a->json, "Print the results as JSON on stdout");
   cmd->callback([a] { run(*a); });

@@ -1,6 +1,8 @@
 // `inbetween bench`: times the GPU engine's stages on a full-size synthetic model (random weights,
 // the real shapes, made in GPU memory: no file needed) or on a model folder, at a given video size
-// and frame count. Speed and memory are measured here, never in unit tests.
+// and frame count. Speed and memory are measured here, never in unit tests. Making the DiT is a
+// row of its own (dit_load: its time, the host's peak resident memory before and after, the
+// weights' bytes on the GPU and page-locked), and with a LoRA so is its merge (lora_merge).
 #pragma once
 
 #include <cstdint>
@@ -25,6 +27,9 @@ struct BenchOptions {
   Precision precision = Precision::BF16;      // the DiT's block linear layers: BF16 or FP8
   double vram_budget_gib = 0;          // GPU memory budget (streams DiT blocks that do not fit); 0: none
   bool profile = true;              // a per-kernel profile of one forward
+  // A synthetic LoRA of this rank on every linear layer of the DiT's blocks (kohya keys, bf16),
+  // written to a temporary file and merged at load like --lora (0: none).
+  int lora_rank = 0;
 };
 
 struct BenchRow {

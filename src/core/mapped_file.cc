@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 
 #include "core/check.h"
@@ -34,6 +36,16 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
   }
   ::close(fd);
   return m;
+}
+
+void MappedFile::release(size_t offset, size_t bytes) const {
+  if (data_ == nullptr || offset >= size_) return;
+  const auto page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  const auto base = reinterpret_cast<uintptr_t>(data_);  // page-aligned (mmap)
+  const size_t begin = (offset + page - 1) / page * page, end = std::min(offset + bytes, size_) / page * page;
+  if (end <= begin) return;
+  // Advice only: a failure leaves the pages resident, which is what not asking would do.
+  (void)::madvise(reinterpret_cast<void*>(base + begin), end - begin, MADV_DONTNEED);
 }
 
 MappedFile::~MappedFile() {

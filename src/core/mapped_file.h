@@ -18,6 +18,11 @@ class MappedFile {
   const unsigned char* data() const { return data_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  // Drops this process's pages of bytes [offset, offset + bytes) that were read (whole pages
+  // inside the range; madvise MADV_DONTNEED): they leave the resident set, and a later read maps
+  // them again from the file (or the page cache). For data read once, such as weights on their
+  // way to the GPU.
+  void release(size_t offset, size_t bytes) const;
 
  private:
   MappedFile() = default;

@@ -5,12 +5,15 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <string_view>
 
 #include "core/check.h"
 #include "core/cuda_memory.h"
 #include "gpu/attention_fp8.h"
 #include "gpu/fp8.h"
+#include "gpu/lora_merge.h"
 #include "ops/activation.h"
 #include "ops/elementwise.h"
 #include "ops/linear.h"
@@ -67,33 +70,54 @@ Tensor filled(const Shape& s, DType dt, uint64_t seed, float bound) {
   fill_uniform(t, seed, bound);
   return t;
 }
-Tensor ones(int64_t n) { return Tensor::full({n}, 1.0f).to(Device::CUDA); }
 
 }  // namespace
 
 namespace {
-// Device bytes of the weights outside the blocks' linear layers (bf16 embeddings; the time MLP
-// and head at 4 bytes).
-size_t estimate_bytes_fixed(const WanDiTWeights& m) {
-  size_t n = 0;
-  for (const Tensor* t : {&m.patch_w, &m.text0_w, &m.text2_w, &m.img1_w, &m.img3_w})
-    if (t->defined()) n += static_cast<size_t>(t->numel()) * 2;
-  for (const Tensor* t : {&m.time0_w, &m.time2_w, &m.time_proj_w, &m.head_w, &m.emb_pos})
-    if (t->defined()) n += static_cast<size_t>(t->numel()) * 4;
+bool ends_with(const std::string& s, std::string_view p) {
+  return s.size() >= p.size() && s.compare(s.size() - p.size(), p.size(), p) == 0;
+}
+
+// Device bytes the engine's formats take for a checkpoint's matrices (biases and norms left out):
+// `fixed` those outside the blocks (bf16 embeddings; the time MLP, head and emb_pos at 4 bytes),
+// `block` one block's linear layers in the chosen format.
+struct WeightBytes {
+  size_t fixed = 0, block = 0;
+};
+WeightBytes estimate_bytes(const WeightShapes& list, LinearWeight::Format format) {
+  WeightBytes n;
+  const size_t block_el = format == LinearWeight::Format::FP8 ? 1 : 2;
+  for (const auto& [name, shape] : list) {
+    const auto el = static_cast<size_t>(shape_numel(shape));
+    if (name.rfind("blocks.0.", 0) == 0) {
+      if (shape.size() == 2 && ends_with(name, ".weight")) n.block += el * block_el;
+    } else if (name.rfind("blocks.", 0) != 0) {
+      for (const char* m : {"patch_embedding.weight", "text_embedding.0.weight", "text_embedding.2.weight",
+                            "img_emb.proj.1.weight", "img_emb.proj.3.weight"})
+        if (name == m) n.fixed += el * 2;
+      for (const char* m : {"time_embedding.0.weight", "time_embedding.2.weight", "time_projection.1.weight",
+                            "head.head.weight", "img_emb.emb_pos"})
+        if (name == m) n.fixed += el * 4;
+    }
+  }
   return n;
 }
 
-// Device bytes the engine's formats take for the model's weights: the above plus the blocks'
-// matrices in the chosen format.
-size_t estimate_bytes(const WanDiTWeights& m, LinearWeight::Format format) {
-  const size_t block_el = format == LinearWeight::Format::FP8 ? 1 : 2;
-  size_t n = estimate_bytes_fixed(m);
-  for (const WanBlockWeights& b : m.blocks)
-    for (const Tensor* t : {&b.self_attn.q_w, &b.self_attn.k_w, &b.self_attn.v_w, &b.self_attn.o_w, &b.cross_attn.q_w,
-                            &b.cross_attn.k_w, &b.cross_attn.v_w, &b.cross_attn.o_w, &b.cross_attn.k_img_w,
-                            &b.cross_attn.v_img_w, &b.ffn0_w, &b.ffn2_w})
-      if (t->defined()) n += static_cast<size_t>(t->numel()) * block_el;
-  return n;
+// Refuses a model that cannot fit before copying half of it (with streamed blocks, only the
+// resident ones and two slots need the device).
+void check_fits(const WeightShapes& list, int64_t layers, LinearWeight::Format format, int64_t resident) {
+  const WeightBytes est = estimate_bytes(list, format);
+  const int64_t keep = resident < 0 ? layers : std::min(resident, layers);
+  const size_t need = est.fixed + static_cast<size_t>(keep) * est.block + (keep < layers ? 2 * est.block : 0);
+  const size_t avail = cuda::available_bytes();
+  const cuda::MemoryStats st = cuda::memory_stats();
+  const double gib = 1024.0 * 1024.0 * 1024.0;
+  IB_CHECK(need <= avail,
+           "the DiT does not fit the GPU: its weights take {:.1f} GiB in {} ({} of {} blocks on the device), and "
+           "{:.1f} GiB {} free (the GPU has {:.1f} GiB); try --vram-budget to stream blocks from host memory",
+           static_cast<double>(need) / gib, format == LinearWeight::Format::FP8 ? "fp8" : "bf16", keep, layers,
+           static_cast<double>(avail) / gib, st.budget > 0 ? "of the --vram-budget are" : "are",
+           static_cast<double>(st.device_total) / gib);
 }
 
 size_t tensor_bytes(std::initializer_list<const Tensor*> ts) {
@@ -102,16 +126,6 @@ size_t tensor_bytes(std::initializer_list<const Tensor*> ts) {
   return n;
 }
 }  // namespace
-
-void DitRunner::finish_weights() {
-  if (format_ == Format::FP8) {
-    require_fp8("--precision fp8");
-    for (DitBlockGpu& g : w_.blocks)
-      for (LinearWeight* l : g.linears())
-        if (l->w.defined() && l->format == Format::BF16) *l = LinearWeight::fp8(*l);
-  }
-  count_bytes();
-}
 
 size_t DitRunner::fixed_bytes() const {
   const DitWeightsGpu& w = w_;
@@ -239,94 +253,20 @@ const DitBlockGpu& DitRunner::block_view(size_t i, int slot, DitBlockGpu& scratc
   return scratch;
 }
 
-std::unique_ptr<DitRunner> DitRunner::create(const WanDiT& model, Format format, int64_t resident) {
-  const WanDiTWeights& m = model.weights();
-  if (format == Format::FP8) require_fp8("--precision fp8");
-  {
-    // Refuse a model that cannot fit before copying half of it.
-    // (With streamed blocks, only the resident ones and two slots.)
-    const auto layers = static_cast<int64_t>(m.blocks.size());
-    const int64_t keep = resident < 0 ? layers : std::min(resident, layers);
-    const size_t full = estimate_bytes(m, format);
-    const size_t per_block = layers > 0 ? (full - estimate_bytes_fixed(m)) / static_cast<size_t>(layers) : 0;
-    const size_t need = full - static_cast<size_t>(layers - keep) * per_block + (keep < layers ? 2 * per_block : 0);
-    const size_t avail = cuda::available_bytes();
-    const cuda::MemoryStats st = cuda::memory_stats();
-    const double gib = 1024.0 * 1024.0 * 1024.0;
-    IB_CHECK(need <= avail,
-             "the DiT does not fit the GPU: its weights take {:.1f} GiB in {} ({} of {} blocks on the device), and "
-             "{:.1f} GiB {} free (the GPU has {:.1f} GiB); try --vram-budget to stream blocks from host memory",
-             static_cast<double>(need) / gib, format == Format::FP8 ? "fp8" : "bf16", keep, layers,
-             static_cast<double>(avail) / gib, st.budget > 0 ? "of the --vram-budget are" : "are",
-             static_cast<double>(st.device_total) / gib);
-  }
-  auto r = std::make_unique<DitRunner>();
-  r->format_ = format;
-  r->cfg_ = model.config();
-  r->text_dim_ = model.text_dim();
-  r->clip_dim_ = model.clip_dim();
-  r->img_tokens_ = model.image_tokens();
-  r->has_img_ = model.config().model_type != "t2v";
-  DitWeightsGpu& w = r->w_;
-  w.patch = LinearWeight::bf16(m.patch_w, m.patch_b);
-  w.text0_w = dev_bf16(m.text0_w);
-  w.text0_b = dev_f32(m.text0_b);
-  w.text2_w = dev_bf16(m.text2_w);
-  w.text2_b = dev_f32(m.text2_b);
-  for (auto [dst, src] : {std::pair{&w.time0_w, &m.time0_w}, {&w.time0_b, &m.time0_b}, {&w.time2_w, &m.time2_w},
-                          {&w.time2_b, &m.time2_b}, {&w.time_proj_w, &m.time_proj_w}, {&w.time_proj_b, &m.time_proj_b},
-                          {&w.head_modulation, &m.head_modulation}, {&w.head_w, &m.head_w}, {&w.head_b, &m.head_b},
-                          {&w.img_ln0_w, &m.img_ln0_w}, {&w.img_ln0_b, &m.img_ln0_b}, {&w.img1_b, &m.img1_b},
-                          {&w.img3_b, &m.img3_b}, {&w.img_ln4_w, &m.img_ln4_w}, {&w.img_ln4_b, &m.img_ln4_b},
-                          {&w.emb_pos, &m.emb_pos}})
-    *dst = dev_f32(*src);
-  w.img1_w = dev_bf16(m.img1_w);
-  w.img3_w = dev_bf16(m.img3_w);
-  for (const WanBlockWeights& b : m.blocks) {
-    DitBlockGpu g;
-    const WanSelfAttentionWeights& sa = b.self_attn;
-    const WanCrossAttentionWeights& ca = b.cross_attn;
-    g.modulation = dev_f32(b.modulation);
-    {
-      const LinearWeight q = LinearWeight::bf16(sa.q_w, sa.q_b), k = LinearWeight::bf16(sa.k_w, sa.k_b),
-                         v = LinearWeight::bf16(sa.v_w, sa.v_b);
-      g.qkv = LinearWeight::stack({&q, &k, &v});
-    }
-    g.o = LinearWeight::bf16(sa.o_w, sa.o_b);
-    g.norm_q = dev_f32(sa.norm_q);
-    g.norm_k = dev_f32(sa.norm_k);
-    g.norm3_w = dev_f32(b.norm3_w);
-    g.norm3_b = dev_f32(b.norm3_b);
-    g.cq = LinearWeight::bf16(ca.q_w, ca.q_b);
-    {
-      const LinearWeight k = LinearWeight::bf16(ca.k_w, ca.k_b), v = LinearWeight::bf16(ca.v_w, ca.v_b);
-      g.ckv = LinearWeight::stack({&k, &v});
-    }
-    if (r->has_img_) {
-      const LinearWeight k = LinearWeight::bf16(ca.k_img_w, ca.k_img_b), v = LinearWeight::bf16(ca.v_img_w, ca.v_img_b);
-      g.ckv_img = LinearWeight::stack({&k, &v});
-      g.cnorm_k_img = dev_f32(ca.norm_k_img);
-    }
-    g.co = LinearWeight::bf16(ca.o_w, ca.o_b);
-    g.cnorm_q = dev_f32(ca.norm_q);
-    g.cnorm_k = dev_f32(ca.norm_k);
-    g.ffn0 = LinearWeight::bf16(b.ffn0_w, b.ffn0_b);
-    g.ffn2 = LinearWeight::bf16(b.ffn2_w, b.ffn2_b);
-    if (format == Format::FP8)  // block by block, so the bf16 model is never whole on the device
-      for (LinearWeight* l : g.linears())
-        if (l->w.defined()) *l = LinearWeight::fp8(*l);
-    w.blocks.push_back(std::move(g));
-    const auto layers = static_cast<int64_t>(m.blocks.size()), idx = static_cast<int64_t>(w.blocks.size()) - 1;
-    if (resident >= 0 && idx >= resident) r->stash_block(static_cast<size_t>(idx), static_cast<size_t>(layers - resident));
-  }
-  r->finish_streaming();
-  r->finish_weights();
-  return r;
+void DitRunner::add_block(DitBlockGpu g, int64_t resident) {
+  if (format_ == Format::FP8)
+    for (LinearWeight* l : g.linears())
+      if (l->w.defined()) *l = LinearWeight::fp8(*l);
+  w_.blocks.push_back(std::move(g));
+  const auto idx = static_cast<int64_t>(w_.blocks.size()) - 1;
+  if (resident >= 0 && idx >= resident)
+    stash_block(static_cast<size_t>(idx), static_cast<size_t>(cfg_.num_layers - resident));
 }
 
-std::unique_ptr<DitRunner> DitRunner::synthetic(const DitConfig& cfg, int64_t text_dim, int64_t clip_dim,
-                                                int64_t image_tokens, uint64_t seed, Format format,
-                                                int64_t resident) {
+std::unique_ptr<DitRunner> DitRunner::build(const DitConfig& cfg, int64_t text_dim, int64_t clip_dim,
+                                            int64_t image_tokens, const WeightFetch& fetch, Format format,
+                                            int64_t resident) {
+  if (format == Format::FP8) require_fp8("--precision fp8");
   auto r = std::make_unique<DitRunner>();
   r->format_ = format;
   r->cfg_ = cfg;
@@ -334,74 +274,159 @@ std::unique_ptr<DitRunner> DitRunner::synthetic(const DitConfig& cfg, int64_t te
   r->has_img_ = cfg.model_type != "t2v";
   r->clip_dim_ = r->has_img_ ? clip_dim : 0;
   r->img_tokens_ = cfg.model_type == "flf2v" ? image_tokens : 0;
-  const int64_t dim = cfg.dim, ffn = cfg.ffn_dim;
-  uint64_t s = seed * 1000003ull;
-  // Uniform weights of variance 1/in keep activations of order one through the layers.
-  auto lin = [&](int64_t out, int64_t in) {
-    LinearWeight l;
-    l.w = filled({out, in}, DType::BF16, ++s, std::sqrt(3.0f / static_cast<float>(in)));
-    l.bias = filled({out}, DType::BF16, ++s, 0.02f);
-    return l;
-  };
-  auto mat = [&](int64_t out, int64_t in, DType dt) {
-    return filled({out, in}, dt, ++s, std::sqrt(3.0f / static_cast<float>(in)));
-  };
-  auto vec = [&](int64_t n, float bound) { return filled({n}, DType::F32, ++s, bound); };
+  check_fits(dit_weight_shapes(cfg, text_dim, r->clip_dim_, r->img_tokens_), cfg.num_layers, format, resident);
+  const int64_t dim = cfg.dim;
+  auto lin = [&](const std::string& m) { return LinearWeight::bf16(fetch(m + ".weight"), fetch(m + ".bias")); };
+  auto f32 = [&](const std::string& name) { return dev_f32(fetch(name)); };
+  auto bf16 = [&](const std::string& name) { return dev_bf16(fetch(name)); };
   DitWeightsGpu& w = r->w_;
-  w.patch = lin(dim, cfg.in_dim * 4);
-  w.text0_w = mat(dim, text_dim, DType::BF16);
-  w.text0_b = vec(dim, 0.02f);
-  w.text2_w = mat(dim, dim, DType::BF16);
-  w.text2_b = vec(dim, 0.02f);
-  w.time0_w = mat(dim, cfg.freq_dim, DType::F32);
-  w.time0_b = vec(dim, 0.02f);
-  w.time2_w = mat(dim, dim, DType::F32);
-  w.time2_b = vec(dim, 0.02f);
-  w.time_proj_w = filled({6 * dim, dim}, DType::F32, ++s, 0.002f);  // small modulation: gates near zero
-  w.time_proj_b = vec(6 * dim, 0.02f);
-  w.head_modulation = filled({2, dim}, DType::F32, ++s, 0.05f);
-  w.head_w = mat(cfg.out_dim * 4, dim, DType::F32);
-  w.head_b = vec(cfg.out_dim * 4, 0.02f);
-  if (r->has_img_) {
-    w.img_ln0_w = ones(clip_dim);
-    w.img_ln0_b = vec(clip_dim, 0.02f);
-    w.img1_w = mat(clip_dim, clip_dim, DType::BF16);
-    w.img1_b = vec(clip_dim, 0.02f);
-    w.img3_w = mat(dim, clip_dim, DType::BF16);
-    w.img3_b = vec(dim, 0.02f);
-    w.img_ln4_w = ones(dim);
-    w.img_ln4_b = vec(dim, 0.02f);
-    if (r->img_tokens_ > 0) w.emb_pos = filled({r->img_tokens_, clip_dim}, DType::F32, ++s, 0.1f);
-  }
+  w.patch = LinearWeight::bf16(fetch("patch_embedding.weight").view({dim, cfg.in_dim * 4}),  // [dim, in, 1, 2, 2]
+                               fetch("patch_embedding.bias"));
+  w.text0_w = bf16("text_embedding.0.weight");
+  w.text0_b = f32("text_embedding.0.bias");
+  w.text2_w = bf16("text_embedding.2.weight");
+  w.text2_b = f32("text_embedding.2.bias");
+  w.time0_w = f32("time_embedding.0.weight");
+  w.time0_b = f32("time_embedding.0.bias");
+  w.time2_w = f32("time_embedding.2.weight");
+  w.time2_b = f32("time_embedding.2.bias");
+  w.time_proj_w = f32("time_projection.1.weight");
+  w.time_proj_b = f32("time_projection.1.bias");
   for (int64_t i = 0; i < cfg.num_layers; ++i) {
+    const std::string p = fmt::format("blocks.{}.", i);
     DitBlockGpu g;
-    g.modulation = filled({6, dim}, DType::F32, ++s, 0.05f);
-    g.qkv = lin(3 * dim, dim);
-    g.o = lin(dim, dim);
-    g.norm_q = ones(dim);
-    g.norm_k = ones(dim);
-    g.norm3_w = ones(dim);
-    g.norm3_b = vec(dim, 0.02f);
-    g.cq = lin(dim, dim);
-    g.ckv = lin(2 * dim, dim);
-    if (r->has_img_) {
-      g.ckv_img = lin(2 * dim, dim);
-      g.cnorm_k_img = ones(dim);
+    g.modulation = f32(p + "modulation").view({6, dim});  // [1, 6, dim]
+    {
+      const LinearWeight q = lin(p + "self_attn.q"), k = lin(p + "self_attn.k"), v = lin(p + "self_attn.v");
+      g.qkv = LinearWeight::stack({&q, &k, &v});
     }
-    g.co = lin(dim, dim);
-    g.cnorm_q = ones(dim);
-    g.cnorm_k = ones(dim);
-    g.ffn0 = lin(ffn, dim);
-    g.ffn2 = lin(dim, ffn);
-    if (format == Format::FP8)  // one block at a time, so the bf16 model is never whole
-      for (LinearWeight* l : g.linears())
-        if (l->w.defined()) *l = LinearWeight::fp8(*l);
-    w.blocks.push_back(std::move(g));
-    if (resident >= 0 && i >= resident) r->stash_block(static_cast<size_t>(i), static_cast<size_t>(cfg.num_layers - resident));
+    g.o = lin(p + "self_attn.o");
+    g.norm_q = f32(p + "self_attn.norm_q.weight");
+    g.norm_k = f32(p + "self_attn.norm_k.weight");
+    g.norm3_w = f32(p + "norm3.weight");
+    g.norm3_b = f32(p + "norm3.bias");
+    g.cq = lin(p + "cross_attn.q");
+    {
+      const LinearWeight k = lin(p + "cross_attn.k"), v = lin(p + "cross_attn.v");
+      g.ckv = LinearWeight::stack({&k, &v});
+    }
+    if (r->has_img_) {
+      const LinearWeight k = lin(p + "cross_attn.k_img"), v = lin(p + "cross_attn.v_img");
+      g.ckv_img = LinearWeight::stack({&k, &v});
+      g.cnorm_k_img = f32(p + "cross_attn.norm_k_img.weight");
+    }
+    g.co = lin(p + "cross_attn.o");
+    g.cnorm_q = f32(p + "cross_attn.norm_q.weight");
+    g.cnorm_k = f32(p + "cross_attn.norm_k.weight");
+    g.ffn0 = lin(p + "ffn.0");
+    g.ffn2 = lin(p + "ffn.2");
+    r->add_block(std::move(g), resident);
+  }
+  w.head_modulation = f32("head.modulation").view({2, dim});  // [1, 2, dim]
+  w.head_w = f32("head.head.weight");
+  w.head_b = f32("head.head.bias");
+  if (r->has_img_) {
+    w.img_ln0_w = f32("img_emb.proj.0.weight");
+    w.img_ln0_b = f32("img_emb.proj.0.bias");
+    w.img1_w = bf16("img_emb.proj.1.weight");
+    w.img1_b = f32("img_emb.proj.1.bias");
+    w.img3_w = bf16("img_emb.proj.3.weight");
+    w.img3_b = f32("img_emb.proj.3.bias");
+    w.img_ln4_w = f32("img_emb.proj.4.weight");
+    w.img_ln4_b = f32("img_emb.proj.4.bias");
+    if (r->img_tokens_ > 0) w.emb_pos = f32("img_emb.emb_pos").view({r->img_tokens_, r->clip_dim_});  // [1, tok, clip]
   }
   r->finish_streaming();
-  r->finish_weights();  // (the blocks are already fp8: only counts)
-  cuda::synchronize("making the synthetic DiT");
+  r->count_bytes();
+  cuda::synchronize("loading the DiT");
+  return r;
+}
+
+namespace {
+// Held tensors by checkpoint name, looked up with an error that names what is missing.
+struct HeldWeights {
+  std::map<std::string, Tensor> by_name;
+  explicit HeldWeights(WanDiT& model) {
+    for (const WanDiT::NamedWeight& nw : model.named_weights()) by_name.emplace(nw.name, *nw.tensor);
+  }
+  const Tensor& at(const std::string& name) const {
+    const auto it = by_name.find(name);
+    IB_CHECK(it != by_name.end(), "DitRunner: the DiT holds no '{}'", name);
+    return it->second;
+  }
+};
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void check_merged(const LoraMerge& merge) {
+  const std::vector<std::string> left = merge.pending();
+  IB_CHECK(left.empty(), "DitRunner: LoRA patches of {} tensors were not merged (first: '{}')", left.size(),
+           left.empty() ? "" : left[0]);
+}
+}  // namespace
+
+std::unique_ptr<DitRunner> DitRunner::create(const WanDiT& model, Format format, int64_t resident) {
+  const auto t0 = std::chrono::steady_clock::now();
+  WanDiT view = model;  // shares the tensors (named_weights needs a mutable model)
+  const HeldWeights held(view);
+  auto r = build(model.config(), model.text_dim(), model.clip_dim(), model.image_tokens(),
+                 [&](const std::string& name) { return held.at(name); }, format, resident);
+  r->load_stats_.seconds = seconds_since(t0);
+  return r;
+}
+
+std::unique_ptr<DitRunner> DitRunner::load(const TensorStore& store, const DitConfig& cfg,
+                                           const std::vector<LoraSpec>& loras, Format format, int64_t resident) {
+  const auto t0 = std::chrono::steady_clock::now();
+  WanDiT model = WanDiT::load(store, cfg);  // every check; the weights stay in the map, unread
+  const HeldWeights held(model);
+  const auto t_lora = std::chrono::steady_clock::now();
+  LoraMerge merge(read_loras(model, loras));  // every file read and checked before the first upload
+  const double read_s = seconds_since(t_lora);
+  auto r = build(model.config(), model.text_dim(), model.clip_dim(), model.image_tokens(),
+                 [&](const std::string& name) {
+                   const Tensor t = held.at(name).to(Device::CUDA);  // the copy reads the map's pages once
+                   store.release(name);
+                   return merge.apply(name, t);
+                 },
+                 format, resident);
+  check_merged(merge);
+  r->load_stats_ = {seconds_since(t0), read_s + merge.seconds(), merge.patched_tensors()};
+  return r;
+}
+
+std::unique_ptr<DitRunner> DitRunner::synthetic(const DitConfig& cfg, int64_t text_dim, int64_t clip_dim,
+                                                int64_t image_tokens, uint64_t seed, Format format, int64_t resident,
+                                                const std::vector<LoraSpec>& loras) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const bool img = cfg.model_type != "t2v";
+  const WeightShapes list = dit_weight_shapes(cfg, text_dim, img ? clip_dim : 0, cfg.model_type == "flf2v" ? image_tokens : 0);
+  const std::map<std::string, Shape> shapes(list.begin(), list.end());
+  LoraMerge merge(read_loras(shapes, loras));
+  const double read_s = seconds_since(t0);
+  // Uniform weights of variance 1/in keep activations of order one through the layers; small
+  // modulations (gates near zero), norms of one. Matrices in bf16 (the bf16 release's), the
+  // time MLP, head and vectors in f32. Each tensor's seed from its name.
+  auto make = [&](const std::string& name) {
+    const Shape& s = shapes.at(name);
+    if (s.size() == 1 && ends_with(name, ".weight")) return Tensor::full(s, 1.0f).to(Device::CUDA);  // norms
+    float bound = 0.02f;  // biases
+    if (ends_with(name, "modulation")) bound = 0.05f;
+    else if (name == "time_projection.1.weight") bound = 0.002f;
+    else if (name == "img_emb.emb_pos") bound = 0.1f;
+    else if (ends_with(name, ".weight")) bound = std::sqrt(3.0f / static_cast<float>(shape_numel(s) / s[0]));
+    const bool f32 = s.size() < 2 || ends_with(name, "modulation") || name.rfind("time_", 0) == 0 ||
+                     name.rfind("head.", 0) == 0 || name == "img_emb.emb_pos";
+    uint64_t h = seed * 1000003ull;
+    for (const char c : name) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;  // FNV-1a
+    return filled(s, f32 ? DType::F32 : DType::BF16, h, bound);
+  };
+  auto r = build(cfg, text_dim, clip_dim, image_tokens,
+                 [&](const std::string& name) { return merge.apply(name, make(name)); }, format, resident);
+  check_merged(merge);
+  r->load_stats_ = {seconds_since(t0), read_s + merge.seconds(), merge.patched_tensors()};
   return r;
 }
 

@@ -6,11 +6,13 @@
 // The cross-attention keys and values of the text and image context do not change across steps:
 // prepare() projects them once per generation into a DitContext, which each forward reuses.
 //
-// WanDiT (models/dit.h) stays the float32 reference; DitRunner takes its weights (or random ones
-// of the real shapes, for benchmarks) into its own device formats.
+// WanDiT (models/dit.h) stays the float32 reference; DitRunner takes its weights, a checkpoint's
+// tensor by tensor (merging LoRAs on the device), or random ones of the real shapes (benchmarks)
+// into its own device formats.
 #pragma once
 
 #include <array>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -23,6 +25,7 @@
 #include "gpu/kernels.h"
 #include "io/model_config.h"
 #include "models/dit.h"
+#include "models/lora.h"
 
 namespace ib::gpu {
 
@@ -83,10 +86,28 @@ class DitRunner {
   // go to page-locked host memory as they are converted, so the device never holds them all
   // (see place_blocks). Negative: all.
   static std::unique_ptr<DitRunner> create(const WanDiT& model, Format format = Format::BF16, int64_t resident = -1);
-  // Random weights of the given shapes, made on the device (benchmarks; no file, no host copy).
+  // The same from a checkpoint, tensor by tensor: WanDiT::load's checks (and errors) on the
+  // memory-mapped weights, then each tensor uploaded, its LoRA patches merged on the device in f32
+  // (gpu/lora_merge.h; the files read and checked first, as apply_loras does), converted like
+  // create() (the same bits when there is no LoRA), placed, and its pages of the map dropped
+  // (TensorStore::release). Host memory holds one tensor at a time (plus the page-locked blobs
+  // of streamed blocks), never the model; except for fp8 checkpoints (io/scaled_fp8_store.h),
+  // whose weights WanDiT::load's checks dequantise on the host all at once.
+  static std::unique_ptr<DitRunner> load(const TensorStore& store, const DitConfig& cfg,
+                                         const std::vector<LoraSpec>& loras = {}, Format format = Format::BF16,
+                                         int64_t resident = -1);
+  // Random weights of the given shapes, made on the device (benchmarks; no file, no host copy),
+  // with LoRAs for those shapes merged as load() merges them.
   static std::unique_ptr<DitRunner> synthetic(const DitConfig& cfg, int64_t text_dim, int64_t clip_dim,
                                               int64_t image_tokens, uint64_t seed = 1, Format format = Format::BF16,
-                                              int64_t resident = -1);
+                                              int64_t resident = -1, const std::vector<LoraSpec>& loras = {});
+  // What the last create/load/synthetic took: the whole load, and the LoRA merge within it.
+  struct LoadStats {
+    double seconds = 0;
+    double lora_seconds = 0;     // reading the LoRA files and merging them on the device
+    size_t lora_tensors = 0;     // checkpoint tensors patched
+  };
+  const LoadStats& load_stats() const { return load_stats_; }
 
   // context: [Lt <= text_len, text_dim] (zero-padded to text_len inside, as upstream); clip_fea:
   // [img_tokens, clip_dim] or [n, tok, clip_dim], undefined for t2v. Host or device tensors.
@@ -122,6 +143,10 @@ class DitRunner {
   double last_copy_ms() const { return stream_ ? stream_->copy_ms() : 0.0; }
 
   const DitConfig& config() const { return cfg_; }
+  // The context widths and image tokens the weights take (T5's and CLIP's widths; emb_pos rows).
+  int64_t text_dim() const { return text_dim_; }
+  int64_t clip_dim() const { return clip_dim_; }
+  int64_t image_tokens() const { return img_tokens_; }
   const DitWeightsGpu& weights() const { return w_; }
   Format format() const { return format_; }
   bool has_image() const { return has_img_; }
@@ -143,8 +168,19 @@ class DitRunner {
   bool fp8_attention_ = false;
   int64_t ffn_chunk_rows_ = 0;
   Format format_ = Format::BF16;
-  // Each block's linear layers into format_, then w_.bytes counted.
-  void finish_weights();
+  LoadStats load_stats_;
+  // The checkpoint's tensors by name, as the builder asks for them: host or device, any float
+  // dtype, the checkpoint's values (LoRAs merged, for load and synthetic).
+  using WeightFetch = std::function<Tensor(const std::string& name)>;
+  // create, load and synthetic: every weight fetched once, in checkpoint order within a block,
+  // and converted; each block then goes through add_block.
+  static std::unique_ptr<DitRunner> build(const DitConfig& cfg, int64_t text_dim, int64_t clip_dim,
+                                          int64_t image_tokens, const WeightFetch& fetch, Format format,
+                                          int64_t resident);
+  // Block g (linear layers in bf16) as the next block: quantised into format_ (block by block, so
+  // the bf16 model is never whole on the device), appended, and past the first `resident` blocks
+  // stashed to page-locked host memory (negative resident: none are).
+  void add_block(DitBlockGpu g, int64_t resident);
   void count_bytes();
   // Block i as the kernels see it: its own tensors, or for a streamed block its vectors and the
   // linear layers in `slot` (call between acquire and release).

@@ -128,6 +128,12 @@ Tensor SafetensorsFile::get(const std::string& name) const {
 
 std::string SafetensorsFile::source(const std::string&) const { return file_->path(); }
 
+void SafetensorsFile::release(const std::string& name) const {
+  auto it = header_.tensors.find(name);
+  if (it == header_.tensors.end()) return;
+  file_->release(header_.data_offset + it->second.begin, it->second.end - it->second.begin);
+}
+
 std::shared_ptr<ShardedSafetensors> ShardedSafetensors::open(const std::string& index_path) {
   require_regular_file(index_path, "shard index");
   auto mf = MappedFile::open(index_path);
@@ -173,6 +179,11 @@ Tensor ShardedSafetensors::get(const std::string& name) const {
   auto it = weight_map_.find(name);
   IB_CHECK(it != weight_map_.end(), "tensor '{}' is missing from {}", name, index_path_);
   return shards_.at(it->second)->get(name);
+}
+
+void ShardedSafetensors::release(const std::string& name) const {
+  auto it = weight_map_.find(name);
+  if (it != weight_map_.end()) shards_.at(it->second)->release(name);
 }
 
 std::string ShardedSafetensors::source(const std::string& name) const {

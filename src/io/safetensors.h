@@ -41,6 +41,7 @@ class SafetensorsFile : public TensorStore {
   TensorInfo info(const std::string& name) const override;
   Tensor get(const std::string& name) const override;
   std::string source(const std::string& name) const override;
+  void release(const std::string& name) const override;
   const std::map<std::string, std::string>& metadata() const { return header_.metadata; }
 
  private:
@@ -58,6 +59,7 @@ class ShardedSafetensors : public TensorStore {
   TensorInfo info(const std::string& name) const override;
   Tensor get(const std::string& name) const override;
   std::string source(const std::string& name) const override;
+  void release(const std::string& name) const override;
 
  private:
   std::string index_path_;

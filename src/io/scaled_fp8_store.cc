@@ -76,6 +76,12 @@ TensorInfo ScaledFp8Store::info(const std::string& name) const {
   return i;
 }
 
+void ScaledFp8Store::release(const std::string& name) const {
+  base_->release(name);
+  auto it = scale_of_.find(name);
+  if (it != scale_of_.end() && !it->second.empty()) base_->release(it->second);
+}
+
 Tensor ScaledFp8Store::get(const std::string& name) const {
   IB_CHECK(contains(name), "tensor '{}' is missing from {}", name, base_->source(name));
   const auto it = scale_of_.find(name);

@@ -28,6 +28,8 @@ class ScaledFp8Store : public TensorStore {
   TensorInfo info(const std::string& name) const override;
   Tensor get(const std::string& name) const override;
   std::string source(const std::string& name) const override { return base_->source(name); }
+  // The weight's (and its scale's) pages in the base's map.
+  void release(const std::string& name) const override;
 
   // How many weights are stored in fp8 (for messages and tests).
   size_t fp8_weights() const { return scale_of_.size(); }

@@ -47,6 +47,10 @@ class TensorStore {
   virtual Tensor get(const std::string& name) const = 0;
   // The file that holds `name` (for messages); the store's main path when absent.
   virtual std::string source(const std::string& name) const = 0;
+  // `name` was read and is not needed again: a memory-mapped store drops its pages of it from the
+  // process's resident memory (a later get() still works: the pages are read again). Tensors held
+  // in memory stay. For loaders that copy each weight elsewhere once (the GPU engine's).
+  virtual void release(const std::string& name) const { (void)name; }
 };
 
 // Looks up `name`, checks its shape (when `shape` is given; -1 matches any size) and converts it to

@@ -332,39 +332,49 @@ void check_loras(const TensorStore& dit_weights, const std::vector<LoraSpec>& sp
   for (const LoraSpec& s : specs) read_lora(s, catalog);
 }
 
+std::vector<LoraPatch> read_loras(WanDiT& dit, const std::vector<LoraSpec>& specs) {
+  if (specs.empty()) return {};
+  std::map<std::string, Shape> catalog;
+  for (const WanDiT::NamedWeight& w : dit.named_weights()) catalog.emplace(w.name, w.shape);
+  return read_loras(catalog, specs);
+}
+
+std::vector<LoraPatch> read_loras(const std::map<std::string, Shape>& catalog, const std::vector<LoraSpec>& specs) {
+  std::vector<LoraPatch> all;
+  for (const LoraSpec& s : specs)
+    for (LoraPatch& p : read_lora(s, catalog)) all.push_back(std::move(p));
+  return all;
+}
+
 size_t apply_loras(WanDiT& dit, const std::vector<LoraSpec>& specs) {
   if (specs.empty()) return 0;
-  std::map<std::string, Shape> catalog;
   std::map<std::string, Tensor*> held;
   for (const WanDiT::NamedWeight& w : dit.named_weights()) {
     IB_CHECK(w.tensor->device() == Device::CPU, "LoRAs are merged on the CPU, before the DiT moves to the GPU ('{}' is on {})",
              w.name, device_name(w.tensor->device()));
-    catalog.emplace(w.name, w.shape);
     held.emplace(w.name, w.tensor);
   }
   // Every file is read and checked before anything changes.
-  std::vector<std::vector<LoraPatch>> all;
-  for (const LoraSpec& s : specs) all.push_back(read_lora(s, catalog));
+  const std::vector<LoraPatch> all = read_loras(dit, specs);
 
   std::set<std::string> patched;
-  for (const std::vector<LoraPatch>& patches : all)
-    for (const LoraPatch& p : patches) {
-      Tensor& t = *held.at(p.target);
-      const int64_t n = p.kind == LoraPatch::Kind::LowRank ? p.up.size(0) * (p.down.numel() / p.down.size(0))
-                                                           : p.diff.numel();
-      IB_CHECK(n == t.numel(), "LoRA patch '{}' of '{}': {} values for a tensor of {}", p.key, p.target, n, t.numel());
-      // The loaded tensor may be the read-only memory map: the first patch writes a new f32 tensor,
-      // later ones (another file on the same weight) add to it in place.
-      const bool first = patched.insert(p.target).second;
-      Tensor dst = first ? Tensor::empty(t.shape(), DType::F32) : t;
-      if (p.kind == LoraPatch::Kind::LowRank) {
-        merge_low_rank(t, p.up, p.down, p.factor, dst.data<float>());
-      } else {
-        const Tensor diff = p.diff.to(DType::F32);
-        add_scaled(t.raw(), t.dtype(), n, diff.data<float>(), p.factor, dst.data<float>());
-      }
-      t = dst;
+  for (const LoraPatch& p : all) {
+    Tensor& t = *held.at(p.target);
+    const int64_t n = p.kind == LoraPatch::Kind::LowRank ? p.up.size(0) * (p.down.numel() / p.down.size(0))
+                                                         : p.diff.numel();
+    IB_CHECK(n == t.numel(), "LoRA patch '{}' of '{}': {} values for a tensor of {}", p.key, p.target, n, t.numel());
+    // The loaded tensor may be the read-only memory map: the first patch writes a new f32 tensor,
+    // later ones (another file on the same weight) add to it in place.
+    const bool first = patched.insert(p.target).second;
+    Tensor dst = first ? Tensor::empty(t.shape(), DType::F32) : t;
+    if (p.kind == LoraPatch::Kind::LowRank) {
+      merge_low_rank(t, p.up, p.down, p.factor, dst.data<float>());
+    } else {
+      const Tensor diff = p.diff.to(DType::F32);
+      add_scaled(t.raw(), t.dtype(), n, diff.data<float>(), p.factor, dst.data<float>());
     }
+    t = dst;
+  }
   return patched.size();
 }
 

@@ -56,6 +56,13 @@ std::vector<LoraPatch> read_lora(const LoraSpec& spec, const std::map<std::strin
 // headers and alpha scalars are read).
 void check_loras(const TensorStore& dit_weights, const std::vector<LoraSpec>& specs);
 
+// read_lora for every file, in order, against the DiT's weights (its checkpoint names and shapes):
+// every file read and checked before anything is merged. The patches in the order they apply.
+// What apply_loras merges on the CPU, and the GPU engine (gpu::DitRunner::load) on the device.
+std::vector<LoraPatch> read_loras(WanDiT& dit, const std::vector<LoraSpec>& specs);
+// The same against a weight list (checkpoint names and shapes), e.g. dit_weight_shapes'.
+std::vector<LoraPatch> read_loras(const std::map<std::string, Shape>& catalog, const std::vector<LoraSpec>& specs);
+
 // Merges the files, in order, into the DiT's weights, which must still be on the CPU (call it
 // right after WanDiT::load, before WanDiT::to or the GPU engine takes the weights). Every file is
 // read and checked before the first merge. Each patched tensor becomes a new f32 tensor; the

@@ -18,11 +18,17 @@
 
 #ifdef INBETWEEN_HAVE_CUDA
 #include <cuda_runtime.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <filesystem>
 
 #include "gpu/attention_fp8.h"
 #include "gpu/dit_runner.h"
 #include "gpu/fp8.h"
+#include "io/safetensors.h"
 #include "models/clip.h"
+#include "models/lora.h"
 #include "models/t5.h"
 #include "models/vae.h"
 #include "models/random_weights.h"
@@ -41,8 +47,9 @@ void validate(const BenchOptions& o) {
            o.frames);
   IB_CHECK(o.repeats >= 1 && o.repeats <= 100, "bench: --repeats must be in 1..100, got {}", o.repeats);
   for (const std::string& s : o.stages)
-    IB_CHECK(s == "dit" || s == "attention" || s == "gemm" || s == "t5" || s == "clip" || s == "vae" || s == "generate",
-             "bench: unknown stage '{}' (expected t5, clip, vae, attention, gemm, dit, generate)", s);
+    IB_CHECK(s == "dit" || s == "attention" || s == "gemm" || s == "t5" || s == "clip" || s == "vae" || s == "generate" ||
+                 s == "load",
+             "bench: unknown stage '{}' (expected t5, clip, vae, attention, gemm, dit, generate, load)", s);
   IB_CHECK(o.steps >= 1 && o.steps <= 1000, "bench: --steps must be in 1..1000, got {}", o.steps);
   IB_CHECK(std::isfinite(o.guidance) && o.guidance >= 0, "bench: --guidance must be >= 0, got {}", o.guidance);
   IB_CHECK(o.vae_precision == Precision::BF16 || o.vae_precision == Precision::F32,
@@ -53,6 +60,8 @@ void validate(const BenchOptions& o) {
            o.vram_budget_gib);
   IB_CHECK(o.attention == "auto" || o.attention == "flash" || o.attention == "cudnn" || o.attention == "fp8",
            "bench: --attention '{}': expected auto, flash, cudnn or fp8", o.attention);
+  IB_CHECK(o.lora_rank >= 0 && o.lora_rank <= 1024, "bench: --lora-rank {} must be in 0..1024 (0: no LoRA)",
+           o.lora_rank);
 }
 }  // namespace
 
@@ -105,6 +114,50 @@ Tensor random_device(const Shape& s, DType dt, uint64_t seed, float bound) {
   gpu::fill_uniform(t, seed, bound);
   return t;
 }
+
+// The process's peak resident memory so far (getrusage's ru_maxrss, KiB on Linux).
+double peak_rss_gib() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_maxrss) * 1024.0 / kGiB;
+}
+
+// A LoRA of rank r on every matrix of the DiT's blocks in `list` (kohya keys, bf16 up and down of
+// random_weight's init, alpha = r), in a temporary file removed with this object.
+struct TempLora {
+  std::string path;
+  size_t layers = 0, bytes = 0;
+  double write_s = 0;
+  TempLora(const WeightShapes& list, int64_t rank) {
+    const auto t0 = Clock::now();
+    path = (std::filesystem::temp_directory_path() / fmt::format("inbetween-bench-lora-{}.safetensors", ::getpid()))
+               .string();
+    std::vector<std::pair<std::string, Tensor>> t;
+    for (const auto& [name, shape] : list) {
+      if (name.rfind("blocks.", 0) != 0 || shape.size() != 2 || name.size() < 7 ||
+          name.compare(name.size() - 7, 7, ".weight") != 0)
+        continue;
+      const std::string stem = "diffusion_model." + name.substr(0, name.size() - 7);
+      t.emplace_back(stem + ".lora_down.weight", random_weight(stem + ".lora_down.weight", {rank, shape[1]}, DType::BF16, 7));
+      t.emplace_back(stem + ".lora_up.weight", random_weight(stem + ".lora_up.weight", {shape[0], rank}, DType::BF16, 7));
+      t.emplace_back(stem + ".alpha", Tensor::full(Shape{}, static_cast<float>(rank)));
+      bytes += t[t.size() - 3].second.nbytes() + t[t.size() - 2].second.nbytes();
+      ++layers;
+    }
+    save_safetensors(path, t);
+    write_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  }
+  ~TempLora() {
+    std::error_code ec;
+    std::filesystem::remove(path, ec);
+  }
+  TempLora(const TempLora&) = delete;
+  TempLora& operator=(const TempLora&) = delete;
+  std::string describe() const {
+    return fmt::format("LoRA: {} layers, {:.0f} MiB, written to {} in {:.1f} s (not timed below)", layers,
+                       static_cast<double>(bytes) / (1 << 20), path, write_s);
+  }
+};
 
 gpu::AttentionBackend parse_backend(const std::string& s) {
   if (s == "auto") return gpu::AttentionBackend::Auto;
@@ -226,24 +279,40 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
     vae_model.reset();
     cuda::empty_cache();  // the encoders' memory goes back before the DiT arrives
   }
-  const bool need_dit = wanted(o, "dit") || wanted(o, "attention") || wanted(o, "gemm") || gen;
+  const bool need_dit = wanted(o, "dit") || wanted(o, "attention") || wanted(o, "gemm") || gen || wanted(o, "load", false);
   if (!need_dit) return r;
 
-  // The model: a folder's weights, or random ones of the release's shapes made on the GPU.
+  // The model: a folder's weights (tensor by tensor from the memory map, as generate loads them),
+  // or random ones of the release's shapes made on the GPU; with --lora-rank, a LoRA merged in.
   DitConfig cfg;
   int64_t text_dim = 4096, clip_dim = 1280, img_tokens = 514;
   std::unique_ptr<gpu::DitRunner> runner;
   const gpu::DitRunner::Format format =
       o.precision == Precision::FP8 ? gpu::DitRunner::Format::FP8 : gpu::DitRunner::Format::BF16;
+  std::shared_ptr<TensorStore> store;
+  if (folder) store = open_tensor_store(folder->dit_path);
+  std::optional<TempLora> lora;
+  if (o.lora_rank > 0) {
+    WeightShapes list;
+    if (store) {
+      for (const std::string& name : store->names()) list.emplace_back(name, store->info(name).shape);
+    } else {
+      list = dit_weight_shapes(cfg, text_dim, clip_dim, img_tokens);
+    }
+    lora.emplace(list, o.lora_rank);
+    log(lora->describe());
+  }
+  const std::vector<LoraSpec> loras = lora ? std::vector<LoraSpec>{{lora->path, 1.0}} : std::vector<LoraSpec>{};
+  const double rss_before = peak_rss_gib();
   const auto t_load = Clock::now();
   if (folder) {
     const ModelFolder& f = *folder;
-    const WanDiT host = WanDiT::load(*open_tensor_store(f.dit_path), f.dit);
-    runner = gpu::DitRunner::create(host, format, plan ? plan->resident_blocks : -1);
+    runner = gpu::DitRunner::load(*store, f.dit, loras, format, plan ? plan->resident_blocks : -1);
+    store.reset();  // the map goes
     cfg = f.dit;
-    text_dim = host.text_dim();
-    clip_dim = host.clip_dim();
-    img_tokens = host.image_tokens();
+    text_dim = runner->text_dim();
+    clip_dim = runner->clip_dim();
+    img_tokens = runner->image_tokens();
   } else {
     IB_CHECK(o.preset == "flf2v-14b", "bench: unknown preset '{}' (expected flf2v-14b)", o.preset);
     const cuda::MemoryStats m = cuda::memory_stats();
@@ -254,12 +323,31 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
              "{:.1f} GiB are free of {:.1f} GiB",
              need, precision_name(o.precision), gib(m.device_free), gib(m.device_total));
     runner = gpu::DitRunner::synthetic(cfg, text_dim, clip_dim, img_tokens, 1, format,
-                                       plan && plan->resident_blocks < plan->blocks ? plan->resident_blocks : -1);
+                                       plan && plan->resident_blocks < plan->blocks ? plan->resident_blocks : -1, loras);
   }
+  cuda::synchronize("loading the DiT");
+  {
+    const double load_s = std::chrono::duration<double>(Clock::now() - t_load).count();
+    const double rss_after = peak_rss_gib();
+    const double on_gpu = gib(runner->weights().bytes), pinned = gib(runner->streamed_host_bytes());
+    add_row("dit_load", {load_s, load_s}, 0,
+            fmt::format("{}; host peak RSS (getrusage ru_maxrss) {:.2f} GiB before, {:.2f} GiB after; weights {:.2f} "
+                        "GiB on the GPU + {:.2f} GiB page-locked: peak RSS / weights = {:.2f}",
+                        folder ? fmt::format("{} tensor by tensor from the memory map", folder->dit_path)
+                               : std::string("synthetic, made on the device"),
+                        rss_before, rss_after, on_gpu, pinned, rss_after / (on_gpu + pinned)));
+    if (lora) {
+      const gpu::DitRunner::LoadStats& st = runner->load_stats();
+      add_row("lora_merge", {st.lora_seconds, st.lora_seconds}, 0,
+              fmt::format("rank {}, {} tensors patched: the file read and checked, each patch uploaded and merged "
+                          "into its f32 weight on the device (cuBLAS SGEMM) before the {} rounding; within dit_load",
+                          o.lora_rank, st.lora_tensors, precision_name(o.precision)));
+    }
+  }
+  lora.reset();  // the temporary file goes
   runner->set_attention_backend(backend);
   runner->set_fp8_attention(o.attention == "fp8");
   if (plan) runner->set_ffn_chunk_rows(plan->ffn_chunk_rows);
-  cuda::synchronize("loading the DiT");
   const int64_t L = lat_t * (lat_h / 2) * (lat_w / 2);
   r.tokens = L;
   r.weights_gib = gib(runner->weights().bytes);

@@ -566,15 +566,15 @@ GeneratedVideo generate_from(Pipeline& pipeline, const GenerateOptions& o, const
 #ifdef INBETWEEN_HAVE_CUDA
   if (im.runner && plan && im.runner->resident_blocks() > plan->resident_blocks) im.runner.reset();  // re-place
   if (im.use_runner() && !im.runner) {
-    // The release's weights, memory-mapped, converted to the engine's bf16 or fp8 formats on the GPU.
-    WanDiT host = WanDiT::load(*open_tensor_store(f.dit_path), f.dit);
-    apply_loras(host, lora_specs(o.loras));
+    // The release's weights, memory-mapped, tensor by tensor to the GPU: LoRAs merged there in f32,
+    // then converted to the engine's bf16 or fp8 formats; host memory holds one tensor at a time
+    // (fp8 checkpoints excepted: see DitRunner::load).
     const int64_t resident = plan && plan->resident_blocks < plan->blocks ? plan->resident_blocks : -1;
     if (resident >= 0) spdlog::info("{}", plan->describe());
-    im.runner = gpu::DitRunner::create(host,
-                                       im.precision == Precision::FP8 ? gpu::DitRunner::Format::FP8
-                                                                      : gpu::DitRunner::Format::BF16,
-                                       resident);
+    im.runner = gpu::DitRunner::load(*open_tensor_store(f.dit_path), f.dit, lora_specs(o.loras),
+                                     im.precision == Precision::FP8 ? gpu::DitRunner::Format::FP8
+                                                                    : gpu::DitRunner::Format::BF16,
+                                     resident);
     im.runner->set_fp8_attention(im.opts.attention == AttentionPrecision::FP8);
     im.merged_loras = o.loras;
   }

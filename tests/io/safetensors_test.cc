@@ -2,7 +2,11 @@
 // files and shards, and require() shape/dtype mismatches. Each must be a clear ib::Error.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <cstdio>
 #include <cstring>
+#include <vector>
 
 #include "common/expect_error.h"
 #include "common/fixture.h"
@@ -95,6 +99,39 @@ TEST(SafetensorsBad, RequireNamesTensorShapesAndFile) {
   expect_error([&] { require(*f, "blocks.0.weight", std::nullopt, DType::I64); }, {"'blocks.0.weight'", path});
   EXPECT_EQ(require(*f, "blocks.0.weight", Shape{-1, 8}, DType::BF16).dtype(), DType::BF16);
   EXPECT_FALSE(optional_tensor(*f, "absent").defined());
+}
+
+// release(): the pages of a tensor that was read leave the resident set (what the GPU engine's
+// loader relies on to keep host memory at one tensor), and the tensor still reads the same after.
+TEST(Safetensors, ReleaseDropsATensorsPagesAndKeepsItReadable) {
+  auto resident_kib = [] {
+    long pages = 0, rss = 0;
+    std::FILE* f = std::fopen("/proc/self/statm", "r");
+    if (f == nullptr) return -1L;
+    const int got = std::fscanf(f, "%ld %ld", &pages, &rss);
+    std::fclose(f);
+    return got == 2 ? rss * (sysconf(_SC_PAGESIZE) / 1024) : -1L;
+  };
+  if (resident_kib() < 0) GTEST_SKIP() << "no /proc/self/statm";
+  const int64_t n = int64_t{16} << 20;  // 64 MiB of f32
+  std::vector<float> v(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i)] = static_cast<float>(i % 1000);
+  const std::string path = test::temp_dir() + "/big.safetensors";
+  save_safetensors(path, {{"small", Tensor::full({4}, 2.f)}, {"w", Tensor::from_vector(v, {n})}});
+  v = {};
+  const auto store = SafetensorsFile::open(path);
+  const Tensor w = store->get("w");
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += w.data<float>()[i];  // every page read
+  const long before = resident_kib();
+  store->release("w");
+  const long after = resident_kib();
+  EXPECT_GT(before - after, 48 * 1024) << "resident KiB before " << before << ", after " << after;
+  double again = 0;
+  for (int64_t i = 0; i < n; ++i) again += w.data<float>()[i];
+  EXPECT_EQ(again, sum);
+  EXPECT_EQ(store->get("small").item_f32(3), 2.f);
+  store->release("nothing");  // unknown names are ignored
 }
 
 }  // namespace
