@@ -332,10 +332,12 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
     const double on_gpu = gib(runner->weights().bytes), pinned = gib(runner->streamed_host_bytes());
     add_row("dit_load", {load_s, load_s}, 0,
             fmt::format("{}; host peak RSS (getrusage ru_maxrss) {:.2f} GiB before, {:.2f} GiB after; weights {:.2f} "
-                        "GiB on the GPU + {:.2f} GiB page-locked: peak RSS / weights = {:.2f}",
+                        "GiB on the GPU + {:.2f} GiB page-locked: peak RSS / weights = {:.2f}; GPU memory in use "
+                        "after: {:.2f} GiB",
                         folder ? fmt::format("{} tensor by tensor from the memory map", folder->dit_path)
                                : std::string("synthetic, made on the device"),
-                        rss_before, rss_after, on_gpu, pinned, rss_after / (on_gpu + pinned)));
+                        rss_before, rss_after, on_gpu, pinned, rss_after / (on_gpu + pinned),
+                        gib(cuda::memory_stats().in_use)));
     if (lora) {
       const gpu::DitRunner::LoadStats& st = runner->load_stats();
       add_row("lora_merge", {st.lora_seconds, st.lora_seconds}, 0,
@@ -450,6 +452,8 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
     add_row("dit_prepare_context", time_it(o.repeats, [&] { cc = runner->prepare(ctx, clip); }), 0,
             "text and image keys/values of all blocks, once per generation and branch");
     cu = runner->prepare(ctx_null, clip);
+    r.rows.back().note += fmt::format("; GPU memory in use with both branches' contexts: {:.2f} GiB",
+                                      gib(cuda::memory_stats().in_use));
     const double flops = runner->forward_flops(L);
     cuda::reset_peak_memory();
     add_row("dit_forward_cond", time_it(o.repeats, [&] { (void)runner->forward(x, 999.0, cc, y); }), flops,
