@@ -161,7 +161,10 @@ void run(const ServeArgs& a) {
   std::vector<server::Job> saved = store.load_all();
   for (server::Job& job : saved) {
     job.params.lora_dir = lora_dir;  // the folder of this run, never job.json's
-    if (!server::is_final(job.state)) job.params.precision = a.pipeline.precision;  // it runs (again) with this run's
+    if (!server::is_final(job.state)) {  // it runs (again) with this run's settings
+      job.params.precision = a.pipeline.precision;
+      job.params.attention = a.pipeline.attention;
+    }
   }
   queue.restore(std::move(saved));
 
@@ -171,6 +174,7 @@ void run(const ServeArgs& a) {
   config.model_dir = a.pipeline.model_dir;
   config.device = a.pipeline.device;
   config.precision = a.pipeline.precision;
+  config.attention = a.pipeline.attention;
   config.threads = a.pipeline.threads;
   config.lora_dir = lora_dir;
   config.listen_host = a.host;

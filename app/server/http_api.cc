@@ -446,6 +446,7 @@ void HttpApi::enqueue(JobParams params, const std::vector<std::pair<std::string,
     job.id = id;
     job.params = params;
     job.params.precision = config_.precision;
+    job.params.attention = config_.attention;
     job.created = unix_now();
     try {
       std::lock_guard lock(validate_mu_);

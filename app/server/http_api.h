@@ -24,6 +24,7 @@ struct ApiConfig {
   std::string model_dir;
   ComputeDevice device = ComputeDevice::CPU;
   Precision precision = Precision::BF16;  // --precision: every job's, reported in its params
+  AttentionPrecision attention = AttentionPrecision::BF16;  // --attention: likewise
   int threads = 0;
   std::string lora_dir;  // --lora-dir: the only place a job's `loras` are looked up; empty: none
   std::string listen_host;                // --host: its name is one the Host header may carry

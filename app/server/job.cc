@@ -50,6 +50,7 @@ json params_json(const JobParams& p) {
             {"last_frame_fit", last_frame_fit_name(g.last_frame_fit)},
             {"timesteps", g.timesteps}};
   if (p.precision) j["precision"] = precision_name(*p.precision);  // the server's, not the request's
+  if (p.attention) j["attention"] = attention_name(*p.attention);  // likewise
   json loras = json::array();
   for (const LoraFile& l : g.loras) loras.push_back({{"name", l.path}, {"scale", l.scale}});
   j["loras"] = loras;
@@ -142,6 +143,7 @@ Job job_from_disk_json(const json& j) {
     if (p.contains("last_frame_fit"))
       g.last_frame_fit = parse_last_frame_fit(p.at("last_frame_fit").get<std::string>());
     if (p.contains("precision")) q.precision = parse_precision(p.at("precision").get<std::string>());
+    if (p.contains("attention")) q.attention = parse_attention(p.at("attention").get<std::string>());
     q.first_file = p.at("first_file").get<std::string>();
     q.last_file = p.at("last_file").get<std::string>();
     if (p.contains("keyframe_files")) {  // a story

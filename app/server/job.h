@@ -31,6 +31,8 @@ struct JobParams {
   // The server's --precision, set by the server: reported in `params`, not a request field (none in
   // job.json files written before it was reported).
   std::optional<Precision> precision;
+  // The server's --attention, likewise (absent from job.json files written before it was reported).
+  std::optional<AttentionPrecision> attention;
   int fps = 16;
   std::string first_file, last_file;  // file names inside the job folder ("first.png", ...)
   // A story (POST /v1/stories; empty keyframe_files: a plain job): the keyframes' file names inside

@@ -596,6 +596,7 @@ TEST(ServerApi, LastFrameFitReachesTheGenerationAndPrecisionIsReported) {
   EXPECT_EQ(cover.job.at("params").at("last_frame_fit"), "cover");
   EXPECT_EQ(upstream.job.at("params").at("last_frame_fit"), "upstream");
   EXPECT_EQ(upstream.job.at("params").at("precision"), "bf16");  // serve's default --precision
+  EXPECT_EQ(upstream.job.at("params").at("attention"), "bf16");  // and --attention
   const json disk = json::parse(read_binary(data + "/jobs/" + upstream.id + "/job.json"));
   EXPECT_EQ(disk.at("params").at("last_frame_fit"), "upstream");
   EXPECT_EQ(cover.video, cover2.video) << "the same job twice should give the same video";
