@@ -189,7 +189,8 @@ Desc sdpa_operation(const AttentionProblem& p, std::deque<Desc>& keep) {
 
 // ---- the fp8 graph, op by op ---------------------------------------------------------------------
 
-// Builds the ops of cudnn-frontend's sdpa_fp8() lowering (no mask, no stats) in its order.
+// Builds the ops of cudnn-frontend's sdpa_fp8() lowering (no mask; with the softmax statistics as an
+// output, which cuDNN needs here: see below) in its order.
 class Fp8Graph {
  public:
   Fp8Graph(const AttentionProblem& p, std::deque<Desc>& keep) : keep_(keep) {

@@ -9,10 +9,6 @@
 namespace ib {
 namespace {
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 bool is_fp8(DType t) { return t == DType::F8E4M3 || t == DType::F8E5M2; }
 
 }  // namespace
@@ -20,9 +16,11 @@ bool is_fp8(DType t) { return t == DType::F8E4M3 || t == DType::F8E5M2; }
 ScaledFp8Store::ScaledFp8Store(std::shared_ptr<TensorStore> base) : base_(std::move(base)) {
   IB_CHECK(base_ != nullptr, "ScaledFp8Store: no checkpoint");
   for (const std::string& name : base_->names()) {
-    if (!ends_with(name, ".weight") || !is_fp8(base_->info(name).dtype)) continue;
+    if (!name.ends_with(".weight")) continue;
+    const TensorInfo weight = base_->info(name);
+    if (!is_fp8(weight.dtype)) continue;
     const std::string stem = name.substr(0, name.size() - 7);
-    const Shape w_shape = base_->info(name).shape;
+    const Shape& w_shape = weight.shape;
     std::string scale;
     for (const char* suffix : {".scale_weight", ".weight_scale"}) {
       if (!base_->contains(stem + suffix)) continue;
@@ -51,7 +49,7 @@ ScaledFp8Store::ScaledFp8Store(std::shared_ptr<TensorStore> base) : base_(std::m
   // A weight scale whose weight is not in fp8 would be dropped silently: refuse it, naming it.
   for (const std::string& name : base_->names())
     for (const std::string suffix : {".scale_weight", ".weight_scale"}) {
-      if (!ends_with(name, suffix) || std::binary_search(hidden_.begin(), hidden_.end(), name)) continue;
+      if (!name.ends_with(suffix) || std::binary_search(hidden_.begin(), hidden_.end(), name)) continue;
       const std::string weight = name.substr(0, name.size() - suffix.size()) + ".weight";
       fail("checkpoint {}: '{}' is the scale of no float8 weight ('{}' is {})", base_->source(name), name, weight,
            base_->contains(weight) ? dtype_name(base_->info(weight).dtype) : "absent");

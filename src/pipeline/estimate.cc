@@ -98,7 +98,7 @@ WorkCount count_work(const ModelFolder& f, int64_t frames, int64_t height, int64
   double image_tokens = 0;
   if (image) {
     const ClipConfig& c = f.clip;
-    const double grid = static_cast<double>(c.image_size / c.patch_size), n = grid * grid + 1;
+    const auto n = static_cast<double>(c.image_tokens());
     const double dim = static_cast<double>(c.dim), mlp = dim * static_cast<double>(c.mlp_ratio);
     const double layer = 2.0 * n * (4.0 * dim * dim + 2.0 * dim * mlp) + 4.0 * n * n * dim;
     const double images = d.model_type == "flf2v" ? 2.0 : 1.0;

@@ -84,8 +84,7 @@ void check_model_files(const ModelFolder& f) {
 
   // The DiT: every shard the index lists was opened above (open_tensor_store reads each header).
   const auto dit = open_store("DiT weights", f.dit_path);
-  const int64_t grid = f.clip.patch_size > 0 ? f.clip.image_size / f.clip.patch_size : 0;
-  const Specs specs = dit_weight_shapes(f.dit, f.t5.dim, f.clip.dim, 2 * (grid * grid + 1));
+  const Specs specs = dit_weight_shapes(f.dit, f.t5.dim, f.clip.dim, dit_image_tokens(f.dit.model_type, f.clip));
   const std::string widths = image ? fmt::format("config.json with T5 dim {} and CLIP dim {}", f.t5.dim, f.clip.dim)
                                    : fmt::format("config.json with T5 dim {}", f.t5.dim);
   check_tensors(*dit, "DiT weights", f.dit_path, specs, false, widths);

@@ -82,7 +82,7 @@ std::string fp8_folder(const TensorStore& dit, std::map<std::string, Tensor>& re
   std::vector<std::pair<std::string, Tensor>> tensors;
   for (const std::string& n : dit.names()) {
     const Tensor t = dit.get(n);
-    const bool linear = n.rfind("blocks.", 0) == 0 && n.size() > 7 && n.substr(n.size() - 7) == ".weight" && t.dim() == 2;
+    const bool linear = n.starts_with("blocks.") && n.ends_with(".weight") && t.dim() == 2;
     if (!linear) {
       tensors.emplace_back(n, t);
       continue;

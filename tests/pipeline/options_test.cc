@@ -75,6 +75,15 @@ TEST(Options, LastFrameFit) {
                  {"unknown last_frame_fit 'stretch'", "(expected cover or upstream)"});
 }
 
+TEST(Options, Attention) {
+  EXPECT_EQ(parse_attention("bf16"), AttentionPrecision::BF16);
+  EXPECT_EQ(parse_attention("fp8"), AttentionPrecision::FP8);
+  for (AttentionPrecision a : {AttentionPrecision::BF16, AttentionPrecision::FP8})
+    EXPECT_EQ(parse_attention(attention_name(a)), a);
+  EXPECT_STREQ(attention_name(PipelineOptions{}.attention), "bf16");
+  expect_refused(parse_attention, "int8", "attention", {"unknown attention 'int8'", "(expected bf16 or fp8)"});
+}
+
 // A client may send megabytes: the message quotes 48 bytes of them at most, not cutting a UTF-8
 // character, and says how long the text was.
 TEST(Options, LongValuesAreQuotedShort) {
