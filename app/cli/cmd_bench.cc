@@ -87,7 +87,7 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--vram-budget", a->o.vram_budget_gib,
                   "GPU memory budget in GiB: DiT blocks that do not fit are streamed from host memory (0: none)")
       ->capture_default_str();
-  cmd->add_option("--attention", a->o.attention, "Attention of the DiT: auto, flash or cudnn (bf16 back-ends), or fp8 (cuDNN, e4m3 q/k/v)")
+  cmd->add_option("--attention", a->o.attention, "Attention of the DiT: auto, flash, cudnn or hopper (bf16 back-ends), or fp8 (cuDNN, e4m3 q/k/v)")
       ->check(CLI::IsMember({"auto", "flash", "cudnn", "fp8"}))
       ->capture_default_str();
   cmd->add_option("--lora-rank", a->o.lora_rank,

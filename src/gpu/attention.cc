@@ -22,6 +22,13 @@ void attention(const AttentionProblem& p, AttentionBackend backend) {
     case AttentionBackend::Flash:
       flash_attention(p);
       return;
+    case AttentionBackend::Hopper:
+      IB_CHECK(hopper_attention_supports(p),
+               "attention: the Hopper kernel was asked for but does not take this problem (head dim {}; it needs "
+               "head dim 128, an sm_90 GPU and 16-byte aligned rows)",
+               p.head_dim);
+      hopper_attention(p);
+      return;
     case AttentionBackend::Cudnn:
       IB_CHECK(cudnn_attention_supports(p),
                "attention: cuDNN was asked for but does not take head dim {} (or this build has no cuDNN)",

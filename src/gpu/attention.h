@@ -1,6 +1,7 @@
 // Attention on the tensor cores for the GPU engine: bf16 q, k, v and output, f32 softmax and
-// accumulation, never materialising the Lq x Lk logits. Two back-ends share one problem struct:
-// our own flash kernel (flash_attention.cu, any head dim it was built for) and cuDNN's fused SDPA
+// accumulation, never materialising the Lq x Lk logits. Three back-ends share one problem struct:
+// our own flash kernel (flash_attention.cu, any head dim it was built for, mma.sync), our Hopper
+// kernel (hopper_attention.cu: head dim 128 on sm_90, TMA and wgmma) and cuDNN's fused SDPA
 // through the graph API (cudnn_attention.cc, when the build has cuDNN). attention() picks one.
 // The CPU reference is ops::cpu::attention on the same bf16-rounded values in f32.
 #pragma once
@@ -35,11 +36,16 @@ struct AttentionProblem {
 // output [L, heads*head_dim], scale 1/sqrt(head_dim).
 AttentionProblem fused_self_attention(const void* qkv, void* out, int64_t tokens, int64_t heads, int64_t head_dim);
 
-enum class AttentionBackend { Auto, Flash, Cudnn };
+enum class AttentionBackend { Auto, Flash, Cudnn, Hopper };
 
 // Our flash kernel (flash_attention.cu). Supported head dims: flash_attention_supports().
 bool flash_attention_supports(int64_t head_dim);
 void flash_attention(const AttentionProblem& p);
+
+// Our Hopper kernel (hopper_attention.cu): head dim 128, bf16, an sm_90 GPU, q/k/v rows 16-byte
+// aligned (the TMA's rule). hopper_attention() throws ib::Error naming the problem otherwise.
+bool hopper_attention_supports(const AttentionProblem& p);
+void hopper_attention(const AttentionProblem& p);
 
 // cuDNN's fused SDPA (cudnn_attention.cc). cudnn_attention_supports() is false in builds without
 // cuDNN, for head dims cuDNN's fused kernels do not take, or when cuDNN refuses the graph at run

@@ -58,8 +58,9 @@ void validate(const BenchOptions& o) {
            "bench: --precision '{}': expected bf16 or fp8", precision_name(o.precision));
   IB_CHECK(std::isfinite(o.vram_budget_gib) && o.vram_budget_gib >= 0, "bench: --vram-budget {} must be >= 0",
            o.vram_budget_gib);
-  IB_CHECK(o.attention == "auto" || o.attention == "flash" || o.attention == "cudnn" || o.attention == "fp8",
-           "bench: --attention '{}': expected auto, flash, cudnn or fp8", o.attention);
+  IB_CHECK(o.attention == "auto" || o.attention == "flash" || o.attention == "cudnn" || o.attention == "hopper" ||
+               o.attention == "fp8",
+           "bench: --attention '{}': expected auto, flash, cudnn, hopper or fp8", o.attention);
   IB_CHECK(o.lora_rank >= 0 && o.lora_rank <= 1024, "bench: --lora-rank {} must be in 0..1024 (0: no LoRA)",
            o.lora_rank);
 }
@@ -163,8 +164,9 @@ gpu::AttentionBackend parse_backend(const std::string& s) {
   if (s == "auto") return gpu::AttentionBackend::Auto;
   if (s == "flash") return gpu::AttentionBackend::Flash;
   if (s == "cudnn") return gpu::AttentionBackend::Cudnn;
+  if (s == "hopper") return gpu::AttentionBackend::Hopper;
   if (s == "fp8") return gpu::AttentionBackend::Auto;  // cuDNN's fp8 kernel (DitRunner::set_fp8_attention)
-  fail("--attention '{}': expected auto, flash, cudnn or fp8", s);
+  fail("--attention '{}': expected auto, flash, cudnn, hopper or fp8", s);
 }
 
 }  // namespace
@@ -368,9 +370,14 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
     const gpu::AttentionProblem p = gpu::fused_self_attention(qkv.raw(), out.raw(), L, H, D);
     const double flops = 4.0 * static_cast<double>(L) * static_cast<double>(L) * static_cast<double>(dim);
     for (const auto& [name, b] : {std::pair{"flash", gpu::AttentionBackend::Flash},
-                                  std::pair{"cudnn", gpu::AttentionBackend::Cudnn}}) {
+                                  std::pair{"cudnn", gpu::AttentionBackend::Cudnn},
+                                  std::pair{"hopper", gpu::AttentionBackend::Hopper}}) {
       if (b == gpu::AttentionBackend::Cudnn && !gpu::cudnn_attention_supports(p)) {
         log("attention_cudnn: cuDNN does not take this problem here");
+        continue;
+      }
+      if (b == gpu::AttentionBackend::Hopper && !gpu::hopper_attention_supports(p)) {
+        log("attention_hopper: the Hopper kernel does not take this problem here (an sm_90 GPU only)");
         continue;
       }
       if (b == gpu::AttentionBackend::Flash && !gpu::flash_attention_supports(D)) continue;

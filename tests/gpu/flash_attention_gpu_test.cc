@@ -1,5 +1,6 @@
 // GPU checks of the tensor-core attention (label gpu, run on the lent GPU machine): our flash
-// kernel, and Auto (cuDNN where it takes the problem), against ops::cpu::attention on the same
+// kernel, our Hopper kernel (head dim 128), and Auto (cuDNN where it takes the problem), against
+// ops::cpu::attention on the same
 // bf16-rounded inputs in f32, over one table of cases (head dims 16 to 256, tails of both tiles,
 // one query or one key, batch 2, q/k/v as column slices of a fused buffer, logits far past exp's
 // range). Every head dim 128 tile variant (IB_FLASH_VARIANT) runs the same table.
@@ -207,6 +208,53 @@ TEST(GpuFlashAttention, CasesAgainstCpuReference) {
       expect_within(c, run_and_compare(c, in, refs, gpu::AttentionBackend::Flash), "flash v" + std::to_string(v));
     }
   }
+}
+
+bool gpu_is_sm90() {
+  int dev = 0, major = 0, minor = 0;
+  cudaGetDevice(&dev);
+  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+  cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
+  return major == 9 && minor == 0;
+}
+
+// The Hopper kernel (TMA + wgmma, head dim 128 only) on every head dim 128 case of the table, and
+// on two longer ones (several query blocks and key tiles, tails of both, batch 2 fused).
+TEST(GpuHopperAttention, CasesAgainstCpuReference) {
+  if (!gpu_is_sm90()) GTEST_SKIP() << "the Hopper kernel runs on sm_90 GPUs only";
+  std::vector<Case> cases;
+  for (const Case& c : kCases)
+    if (c.d == 128) cases.push_back(c);
+  cases.push_back({"d128 fused batch2 long", 2, 3, 128, 1000, 1000, true, 0, 1});
+  cases.push_back({"d128 lq 513 lk 2000", 1, 2, 128, 513, 2000, false, 0, 2});
+  uint32_t seed = 300;
+  for (const Case& c : cases) {
+    Inputs in;
+    make_inputs(c, seed++, in);
+    ASSERT_TRUE(gpu::hopper_attention_supports(in.p)) << c.name;
+    const std::vector<Tensor> refs = references(c, in, in.p.scale);
+    expect_within(c, run_and_compare(c, in, refs, gpu::AttentionBackend::Hopper), "hopper");
+  }
+}
+
+TEST(GpuHopperAttention, WrongScaleFailsAndOtherHeadDimsRefused) {
+  if (!gpu_is_sm90()) GTEST_SKIP() << "the Hopper kernel runs on sm_90 GPUs only";
+  const Case& c = kCases[3];
+  ASSERT_EQ(c.d, 128);
+  Inputs in;
+  make_inputs(c, 8, in);
+  const std::vector<Tensor> refs = references(c, in, in.p.scale);
+  in.p.scale *= 2;
+  const Errors e = run_and_compare(c, in, refs, gpu::AttentionBackend::Hopper);
+  EXPECT_EQ(e.unwritten, 0);
+  EXPECT_GT(e.err, 10 * e.bound()) << "doubling the scale went unnoticed: error " << e.err << ", bound " << e.bound();
+  gpu::AttentionProblem p = in.p;
+  p.head_dim = 64, p.heads = 6;
+  EXPECT_FALSE(gpu::hopper_attention_supports(p));
+  EXPECT_THROW(gpu::attention(p, gpu::AttentionBackend::Hopper), Error);
+  p = in.p;
+  p.k = static_cast<const uint16_t*>(p.k) + 4;  // 8 bytes off: the TMA needs 16
+  EXPECT_FALSE(gpu::hopper_attention_supports(p));
 }
 
 // The bound is tight enough to fail: a doubled scale must be far outside it.

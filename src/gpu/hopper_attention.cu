@@ -1,0 +1,455 @@
+// Our Hopper (sm_90a) attention kernel for head dim 128, in the structure of FlashAttention-3:
+// TMA loads into 128-byte-swizzled shared memory, warpgroup MMAs (wgmma) with f32 accumulators,
+// a producer warpgroup and two consumer warpgroups.
+//
+// One block (3 warpgroups, 384 threads) takes 128 query rows of one head of one batch entry:
+// - warpgroup 0 is the producer: one thread loads the Q tile once, then every key and value tile
+//   of the head (128 rows x 128 features each) into kStages buffers, each buffer guarded by a
+//   "full" mbarrier (the TMA's bytes arrived) and an "empty" one (both consumers are done with
+//   it). It gives most of its registers to the consumers (setmaxnreg).
+// - warpgroups 1 and 2 are consumers, 64 query rows each. Per key tile j a consumer issues
+//   S_j = Q K_j^T (wgmma from shared memory) and O += P_{j-1} V_{j-1} (P from registers: the
+//   logits' accumulator layout is the A operand's register layout, so P never goes through shared
+//   memory; V is read MN-major, transposed by the wgmma). It waits for S_j alone, computes the
+//   online softmax of tile j (row max, exp2, row sums) while P_{j-1} V_{j-1} still runs, then
+//   waits for that product, rescales O and packs P_j to bf16 ("intra-warpgroup overlap").
+// - The two consumers take turns issuing their products (two named barriers, "ping-pong"), so
+//   one's softmax runs while the tensor cores work on the other's products.
+// The logits never leave registers; the softmax is in f32 in the exp2 domain, as in our flash
+// kernel (flash_attention.cu), whose tests this kernel shares (tests/gpu/flash_attention_gpu_test.cc).
+#include <cuda.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <cudaTypedefs.h>
+
+#include <cmath>
+#include <cstdint>
+#include <mutex>
+
+#include "core/check.h"
+#include "gpu/attention.h"
+
+namespace ib::gpu {
+
+namespace {
+
+constexpr int kD = 128;                     // head dim
+constexpr int kBlockM = 128;                // query rows per block
+constexpr int kStages = 2;                  // key and value buffers each
+constexpr int kHalfBytes = 128 * 128;       // 128 rows x 64 bf16: one 128-byte-swizzled column half
+constexpr int kTileBytes = 2 * kHalfBytes;  // 128 rows x 128 bf16
+// Shared memory: Q, then kStages key tiles, kStages value tiles, then the barriers: q_full,
+// k_full[], v_full[], k_empty[], v_empty[]. 1024 spare bytes to align the base.
+constexpr int kBarOff = (1 + 2 * kStages) * kTileBytes;
+constexpr int kSmemBytes = 1024 + kBarOff + 8 * (1 + 4 * kStages);
+constexpr int kThreads = 384;
+
+struct HopperParams {
+  __nv_bfloat16* out;
+  int64_t o_row, o_batch;  // elements
+  int lq, lk;
+  float scale_log2;        // scale * log2(e)
+};
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define IB_HOPPER_KERNEL 1
+#endif
+
+#ifdef IB_HOPPER_KERNEL
+
+constexpr int kBlockN = 128;  // keys per tile
+constexpr int kQOff = 0, kKOff = kTileBytes, kVOff = kKOff + kStages * kTileBytes;
+
+// ---- PTX wrappers -------------------------------------------------------------------------
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count));
+}
+__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+// Waits until the phase of parity `parity` of the barrier has completed.
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+  uint32_t done = 0;
+  do {
+    asm volatile(
+        "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(bar), "r"(parity)
+        : "memory");
+  } while (!done);
+}
+
+// One box of a 3-D tensor map (coordinates: feature, row, batch entry) into shared memory.
+__device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap* map, int c0, int c1, int c2, uint32_t bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
+      : "memory");
+}
+
+__device__ __forceinline__ void named_bar_sync(int id) { asm volatile("bar.sync %0, 256;\n" ::"r"(id) : "memory"); }
+__device__ __forceinline__ void named_bar_arrive(int id) { asm volatile("bar.arrive %0, 256;\n" ::"r"(id) : "memory"); }
+
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+// Pins the registers of an accumulator at this point of the instruction stream, so that the
+// compiler reads them only after the wgmma_wait before it.
+__device__ __forceinline__ void pin(float (&r)[64]) {
+#pragma unroll
+  for (int i = 0; i < 64; ++i) asm volatile("" : "+f"(r[i])::"memory");
+}
+
+// A wgmma shared-memory matrix descriptor for a 128-byte-swizzled operand (the layout the TMA
+// writes with CU_TENSOR_MAP_SWIZZLE_128B and a 64-element box width). lbo: the byte offset between
+// swizzle atoms along M/N (MN-major operands only), sbo: between groups of 8 rows.
+__device__ __forceinline__ uint64_t smem_desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
+  return static_cast<uint64_t>((addr & 0x3FFFF) >> 4) | (static_cast<uint64_t>((lbo >> 4) & 0x3FFF) << 16) |
+         (static_cast<uint64_t>((sbo >> 4) & 0x3FFF) << 32) | (1ull << 62);
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// d (64 x 128 f32, this thread's 64 values) (+)= A (64 x 16, shared memory) * B (16 x 128, shared memory).
+// accumulate = 0 overwrites d. Both operands K-major (the contraction dimension contiguous).
+__device__ __forceinline__ void wgmma_ss(float (&d)[64], uint64_t desc_a, uint64_t desc_b, int accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+      "%64, %65, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "l"(desc_a), "l"(desc_b), "r"(accumulate));
+}
+
+// d (64 x 128 f32) += A (64 x 16, registers: the m16n8k16 A fragment of this warp's 16 rows) *
+// B (16 x 128, shared memory, MN-major: the N dimension contiguous, so transposed).
+__device__ __forceinline__ void wgmma_rs(float (&d)[64], const uint32_t (&a)[4], uint64_t desc_b) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+      "{%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b));
+}
+
+// ---- Kernel -------------------------------------------------------------------------------
+
+__global__ void __launch_bounds__(kThreads, 1)
+    hopper_attention_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
+                            const __grid_constant__ CUtensorMap tv, const HopperParams p) {
+  extern __shared__ uint8_t smem_raw[];
+  const uint32_t base = (smem_addr(smem_raw) + 1023u) & ~1023u;  // the swizzle repeats every 1024 bytes
+  const uint32_t sq = base + kQOff, sk = base + kKOff, sv = base + kVOff, bars = base + kBarOff;
+  const uint32_t q_full = bars;
+  auto k_full = [&](int s) { return bars + 8u * (1 + s); };
+  auto v_full = [&](int s) { return bars + 8u * (1 + kStages + s); };
+  auto k_empty = [&](int s) { return bars + 8u * (1 + 2 * kStages + s); };
+  auto v_empty = [&](int s) { return bars + 8u * (1 + 3 * kStages + s); };
+
+  const int tid = threadIdx.x, wg = tid / 128;
+  const int m_tile = blockIdx.x, head = blockIdx.y, batch = blockIdx.z;
+  const int n_tiles = (p.lk + kBlockN - 1) / kBlockN;
+
+  if (tid == 0) {
+    mbar_init(q_full, 1);
+    for (int s = 0; s < kStages; ++s) {
+      mbar_init(k_full(s), 1);
+      mbar_init(v_full(s), 1);
+      mbar_init(k_empty(s), 8);  // one arrival per consumer warp
+      mbar_init(v_empty(s), 8);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+
+  if (wg == 0) {  // ---- producer
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n");
+    if (tid == 0) {
+      const int col = head * kD;
+      mbar_expect_tx(q_full, kTileBytes);
+      tma_load(sq, &tq, col, m_tile * kBlockM, batch, q_full);
+      tma_load(sq + kHalfBytes, &tq, col + 64, m_tile * kBlockM, batch, q_full);
+      for (int j = 0; j < n_tiles; ++j) {
+        const int s = j % kStages;
+        const uint32_t parity = ((j / kStages) & 1) ^ 1;  // a fresh barrier counts as released
+        const uint32_t koff = sk + s * kTileBytes, voff = sv + s * kTileBytes;
+        mbar_wait(k_empty(s), parity);
+        mbar_expect_tx(k_full(s), kTileBytes);
+        tma_load(koff, &tk, col, j * kBlockN, batch, k_full(s));
+        tma_load(koff + kHalfBytes, &tk, col + 64, j * kBlockN, batch, k_full(s));
+        mbar_wait(v_empty(s), parity);
+        mbar_expect_tx(v_full(s), kTileBytes);
+        tma_load(voff, &tv, col, j * kBlockN, batch, v_full(s));
+        tma_load(voff + kHalfBytes, &tv, col + 64, j * kBlockN, batch, v_full(s));
+      }
+    }
+    return;
+  }
+
+  // ---- consumers
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n");
+  const int c = wg - 1;  // rows 64c .. 64c + 63 of the block's 128
+  const int warp = (tid % 128) / 32, lane = tid % 32;
+  const int my_bar = 1 + c, other_bar = 2 - c;  // named barriers 1 and 2 (0 is __syncthreads)
+
+  float s[64], o[64];
+  uint32_t pf[32];
+#pragma unroll
+  for (int i = 0; i < 64; ++i) o[i] = 0.0f;
+  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};
+  const float sl = p.scale_log2;
+
+  // This thread's logits and outputs: rows g and g + 8 of the warp's 16 (g = lane / 4), columns
+  // 8 * jj + 2 * (lane % 4) + {0, 1}: s[4 jj + {0, 1}] in row g, s[4 jj + {2, 3}] in row g + 8.
+  const uint32_t q_rows = sq + static_cast<uint32_t>(c) * 8192u;  // 64 rows x 128 bytes in each half
+
+  auto issue_logits = [&](int stage) {
+    const uint32_t kt = sk + stage * kTileBytes;
+#pragma unroll
+    for (int kk = 0; kk < kD / 16; ++kk) {
+      const uint32_t off = (kk / 4) * kHalfBytes + (kk % 4) * 32;
+      wgmma_ss(s, smem_desc(q_rows + off, 16, 1024), smem_desc(kt + off, 16, 1024), kk > 0);
+    }
+  };
+  auto issue_pv = [&](int stage) {
+    const uint32_t vt = sv + stage * kTileBytes;
+#pragma unroll
+    for (int kk = 0; kk < kBlockN / 16; ++kk) {
+      const uint32_t a[4] = {pf[4 * kk], pf[4 * kk + 1], pf[4 * kk + 2], pf[4 * kk + 3]};
+      wgmma_rs(o, a, smem_desc(vt + kk * 2048, kHalfBytes, 1024));
+    }
+  };
+  // One warp's arrival on an "empty" barrier once all its lanes are past their wgmma_wait.
+  auto release = [&](uint32_t bar) {
+    __syncwarp();
+    if (lane == 0) mbar_arrive(bar);
+  };
+  // The softmax of the logits in s for key tile j, up to (not including) the rescale of O: the new
+  // row maxima, the probabilities in place of the logits, the row sums. Returns the factors by
+  // which O and the sums of the previous tiles shrink.
+  auto softmax = [&](int j, float (&corr)[2]) {
+    if ((j + 1) * kBlockN > p.lk) {  // the last tile: keys past the end get no weight
+#pragma unroll
+      for (int jj = 0; jj < 16; ++jj)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          if (j * kBlockN + 8 * jj + 2 * (lane % 4) + (e & 1) >= p.lk) s[4 * jj + e] = -INFINITY;
+    }
+    float mx[2] = {row_max[0], row_max[1]};
+#pragma unroll
+    for (int jj = 0; jj < 16; ++jj) {
+      mx[0] = fmaxf(mx[0], fmaxf(s[4 * jj], s[4 * jj + 1]));
+      mx[1] = fmaxf(mx[1], fmaxf(s[4 * jj + 2], s[4 * jj + 3]));
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+      corr[r] = fast_exp2((row_max[r] - mx[r]) * sl);  // 0 on the first tile (-inf)
+      row_max[r] = mx[r];
+    }
+    const float ms[2] = {mx[0] * sl, mx[1] * sl};
+    float sum[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int i = 0; i < 64; ++i) {
+      const int r = (i / 2) % 2;
+      s[i] = fast_exp2(fmaf(s[i], sl, -ms[r]));
+      sum[r] += s[i];
+    }
+    row_sum[0] = row_sum[0] * corr[0] + sum[0];
+    row_sum[1] = row_sum[1] * corr[1] + sum[1];
+  };
+  auto rescale_and_pack = [&](const float (&corr)[2]) {
+#pragma unroll
+    for (int i = 0; i < 64; ++i) o[i] *= corr[(i / 2) % 2];
+#pragma unroll
+    for (int i = 0; i < 32; ++i) pf[i] = pack_bf16(s[2 * i], s[2 * i + 1]);
+  };
+
+  if (c == 1) named_bar_arrive(1);  // consumer 0 issues first
+  mbar_wait(q_full, 0);
+
+  // Tile 0: logits only.
+  float corr[2];
+  mbar_wait(k_full(0), 0);
+  named_bar_sync(my_bar);
+  wgmma_fence();
+  issue_logits(0);
+  wgmma_commit();
+  named_bar_arrive(other_bar);
+  wgmma_wait<0>();
+  pin(s);
+  release(k_empty(0));
+  softmax(0, corr);
+  rescale_and_pack(corr);
+
+  for (int j = 1; j < n_tiles; ++j) {
+    const int sj = j % kStages, sp = (j - 1) % kStages;
+    mbar_wait(k_full(sj), (j / kStages) & 1);
+    mbar_wait(v_full(sp), ((j - 1) / kStages) & 1);
+    named_bar_sync(my_bar);
+    wgmma_fence();
+    issue_logits(sj);
+    wgmma_commit();
+    issue_pv(sp);
+    wgmma_commit();
+    named_bar_arrive(other_bar);
+    wgmma_wait<1>();  // the logits of tile j; P_{j-1} V_{j-1} may still run
+    pin(s);
+    release(k_empty(sj));
+    softmax(j, corr);
+    wgmma_wait<0>();
+    pin(o);
+    release(v_empty(sp));
+    rescale_and_pack(corr);
+  }
+
+  // The last tile's P V.
+  const int sl_stage = (n_tiles - 1) % kStages;
+  mbar_wait(v_full(sl_stage), ((n_tiles - 1) / kStages) & 1);
+  named_bar_sync(my_bar);
+  wgmma_fence();
+  issue_pv(sl_stage);
+  wgmma_commit();
+  named_bar_arrive(other_bar);
+  wgmma_wait<0>();
+  pin(o);
+  release(v_empty(sl_stage));
+  if (c == 0) named_bar_sync(my_bar);  // consumer 1's last arrival
+
+  // O / row sum, rounded to bf16, straight to global memory.
+  float inv[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float l = row_sum[r];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    inv[r] = 1.0f / l;
+  }
+  const int row0 = m_tile * kBlockM + 64 * c + 16 * warp + lane / 4;
+  __nv_bfloat16* out = p.out + batch * p.o_batch + static_cast<int64_t>(head) * kD + 2 * (lane % 4);
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = row0 + 8 * r;
+    if (row >= p.lq) continue;
+    __nv_bfloat16* dst = out + row * p.o_row;
+#pragma unroll
+    for (int jj = 0; jj < 16; ++jj)
+      *reinterpret_cast<uint32_t*>(dst + 8 * jj) = pack_bf16(o[4 * jj + 2 * r] * inv[r], o[4 * jj + 2 * r + 1] * inv[r]);
+  }
+}
+
+#else  // host pass, or a device pass for an architecture without wgmma: never launched there
+
+__global__ void hopper_attention_kernel(const __grid_constant__ CUtensorMap, const __grid_constant__ CUtensorMap,
+                                        const __grid_constant__ CUtensorMap, const HopperParams) {}
+
+#endif
+
+// ---- Host side ----------------------------------------------------------------------------
+
+PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+  static PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess)
+      f = nullptr;
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
+  }();
+  return fn;
+}
+
+bool device_is_sm90() {
+  int dev = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return false;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return false;
+  if (cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) return false;
+  return major == 9 && minor == 0;  // the sm_90a instructions run on sm_90 only
+}
+
+// q, k or v of batch entry b as a [batch][rows][heads * 128] bf16 tensor map, boxes of 128 rows x
+// 64 features, 128-byte swizzle; rows past the end read as zeros.
+CUtensorMap make_map(const void* base, int64_t width, int64_t rows, int64_t batch, int64_t row_stride,
+                     int64_t batch_stride) {
+  CUtensorMap map{};
+  const cuuint64_t dims[3] = {static_cast<cuuint64_t>(width), static_cast<cuuint64_t>(rows),
+                              static_cast<cuuint64_t>(batch)};
+  const cuuint64_t strides[2] = {static_cast<cuuint64_t>(row_stride) * 2,
+                                 static_cast<cuuint64_t>(batch > 1 ? batch_stride : rows * row_stride) * 2};
+  const cuuint32_t box[3] = {64, 128, 1};
+  const cuuint32_t elem[3] = {1, 1, 1};
+  const CUresult r = tensor_map_encoder()(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<void*>(base), dims,
+                                          strides, box, elem, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                                          CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                                          CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  IB_CHECK(r == CUDA_SUCCESS, "hopper attention: cuTensorMapEncodeTiled failed ({})", static_cast<int>(r));
+  return map;
+}
+
+bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
+
+}  // namespace
+
+bool hopper_attention_supports(const AttentionProblem& p) {
+  if (p.fp8_scales || p.head_dim != kD || p.lq <= 0 || p.lk <= 0 || p.batch <= 0 || p.heads <= 0) return false;
+  if (p.batch > 65535 || p.heads > 65535 || p.lq > (int64_t{1} << 30) || p.lk > (int64_t{1} << 30)) return false;
+  for (int64_t s : {p.q_row_stride, p.k_row_stride, p.v_row_stride, p.q_batch_stride, p.k_batch_stride, p.v_batch_stride})
+    if (s % 8 != 0) return false;  // the TMA's strides are multiples of 16 bytes
+  if (!aligned16(p.q) || !aligned16(p.k) || !aligned16(p.v)) return false;
+  if (p.o_row_stride % 2 != 0 || p.o_batch_stride % 2 != 0 || reinterpret_cast<uintptr_t>(p.out) % 4 != 0) return false;
+  static const bool ok = device_is_sm90() && tensor_map_encoder() != nullptr;
+  return ok;
+}
+
+void hopper_attention(const AttentionProblem& p) {
+  IB_CHECK(p.q && p.k && p.v && p.out, "hopper attention: null pointer");
+  IB_CHECK(hopper_attention_supports(p),
+           "hopper attention: needs an sm_90 GPU, head dim 128, rows 16-byte aligned (head dim {}, Lq {}, Lk {})",
+           p.head_dim, p.lq, p.lk);
+  const int64_t width = p.heads * kD;
+  const CUtensorMap tq = make_map(p.q, width, p.lq, p.batch, p.q_row_stride, p.q_batch_stride);
+  const CUtensorMap tk = make_map(p.k, width, p.lk, p.batch, p.k_row_stride, p.k_batch_stride);
+  const CUtensorMap tv = make_map(p.v, width, p.lk, p.batch, p.v_row_stride, p.v_batch_stride);
+  HopperParams hp{};
+  hp.out = static_cast<__nv_bfloat16*>(p.out);
+  hp.o_row = p.o_row_stride;
+  hp.o_batch = p.o_batch_stride;
+  hp.lq = static_cast<int>(p.lq);
+  hp.lk = static_cast<int>(p.lk);
+  hp.scale_log2 = p.scale * 1.4426950408889634f;
+  static std::once_flag attr;
+  std::call_once(attr, [] {
+    IB_CHECK(cudaFuncSetAttribute(hopper_attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes) ==
+                 cudaSuccess,
+             "hopper attention: cannot set {} bytes of shared memory", kSmemBytes);
+  });
+  const dim3 grid(static_cast<unsigned>((p.lq + kBlockM - 1) / kBlockM), static_cast<unsigned>(p.heads),
+                  static_cast<unsigned>(p.batch));
+  hopper_attention_kernel<<<grid, kThreads, kSmemBytes, p.stream>>>(tq, tk, tv, hp);
+  IB_CHECK(cudaGetLastError() == cudaSuccess, "hopper attention: launch failed");
+}
+
+}  // namespace ib::gpu
