@@ -88,7 +88,7 @@ void register_bench(CLI::App& app) {
                   "GPU memory budget in GiB: DiT blocks that do not fit are streamed from host memory (0: none)")
       ->capture_default_str();
   cmd->add_option("--attention", a->o.attention, "Attention of the DiT: auto, flash, cudnn or hopper (bf16 back-ends), or fp8 (cuDNN, e4m3 q/k/v)")
-      ->check(CLI::IsMember({"auto", "flash", "cudnn", "fp8"}))
+      ->check(CLI::IsMember({"auto", "flash", "cudnn", "hopper", "fp8"}))
       ->capture_default_str();
   cmd->add_option("--lora-rank", a->o.lora_rank,
                   "A synthetic LoRA of this rank on every linear layer of the DiT's blocks, written to a temporary "

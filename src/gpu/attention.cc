@@ -1,5 +1,7 @@
-// Picks the attention back-end for the GPU engine: cuDNN's fused SDPA where it takes the problem
-// (Auto), else our flash kernel; Flash and Cudnn force one of them.
+// Picks the attention back-end for the GPU engine (Auto): our Hopper kernel where it takes the
+// problem and the keys are many (head dim 128 on sm_90: faster than cuDNN 9.14's fused SDPA there,
+// bench/NOTES.md), else cuDNN's fused SDPA, else our flash kernel; Flash, Cudnn and Hopper force
+// one of them.
 #include "gpu/attention.h"
 
 #include <cmath>
@@ -7,6 +9,10 @@
 #include "core/check.h"
 
 namespace ib::gpu {
+
+namespace {
+constexpr int64_t kHopperMinKeys = 2048;  // Auto's shortest key sequence for the Hopper kernel
+}  // namespace
 
 void attention(const AttentionProblem& p, AttentionBackend backend) {
   if (p.fp8_scales) {  // cuDNN's fp8 kernel is the only one
@@ -36,6 +42,13 @@ void attention(const AttentionProblem& p, AttentionBackend backend) {
       cudnn_attention(p);
       return;
     case AttentionBackend::Auto:
+      // Short key sequences (the cross-attention's 512 text and 514 image keys) go to cuDNN: with
+      // three key tiles a block, our kernel's per-block start and end are exposed (measured per 480p
+      // forward: 102 ms against cuDNN's 86).
+      if (p.lk >= kHopperMinKeys && hopper_attention_supports(p)) {
+        hopper_attention(p);
+        return;
+      }
       if (cudnn_attention_supports(p)) {
         cudnn_attention(p);
         return;

@@ -53,8 +53,8 @@ void hopper_attention(const AttentionProblem& p);
 bool cudnn_attention_supports(const AttentionProblem& p);
 void cudnn_attention(const AttentionProblem& p);
 
-// Runs p on `backend` (Auto: cuDNN where it supports p, else the flash kernel; fp8 problems: cuDNN
-// only). Throws ib::Error naming the head dim when no back-end takes it.
+// Runs p on `backend` (Auto: the Hopper kernel where it supports p and Lk >= 2048, else cuDNN where
+// it supports p, else the flash kernel; fp8 problems: cuDNN only). Throws ib::Error naming the head dim when no back-end takes it.
 void attention(const AttentionProblem& p, AttentionBackend backend = AttentionBackend::Auto);
 
 }  // namespace ib::gpu

@@ -24,6 +24,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <mutex>
 
 #include "core/check.h"
@@ -33,16 +34,23 @@ namespace ib::gpu {
 
 namespace {
 
-constexpr int kD = 128;                     // head dim
-constexpr int kBlockM = 128;                // query rows per block
-constexpr int kStages = 2;                  // key and value buffers each
-constexpr int kHalfBytes = 128 * 128;       // 128 rows x 64 bf16: one 128-byte-swizzled column half
-constexpr int kTileBytes = 2 * kHalfBytes;  // 128 rows x 128 bf16
-// Shared memory: Q, then kStages key tiles, kStages value tiles, then the barriers: q_full,
-// k_full[], v_full[], k_empty[], v_empty[]. 1024 spare bytes to align the base.
-constexpr int kBarOff = (1 + 2 * kStages) * kTileBytes;
-constexpr int kSmemBytes = 1024 + kBarOff + 8 * (1 + 4 * kStages);
-constexpr int kThreads = 384;
+constexpr int kD = 128;        // head dim
+constexpr int kBlockM = 128;   // query rows per block
+constexpr int kThreads = 384;  // a producer and two consumer warpgroups
+
+// One tile shape: kBlockN keys per tile (128, 176 or 192, the N of the logits' wgmma), kStages key and
+// value buffers each. A tile of R rows is stored as two column halves (features 0-63, 64-127) of
+// R x 128 bytes, 128-byte swizzled. Shared memory: Q, kStages key tiles, kStages value tiles, then
+// the barriers q_full, k_full[], v_full[], k_empty[], v_empty[]; 1024 spare bytes align the base.
+template <int kBlockN_, int kStages_>
+struct HopperConfig {
+  static constexpr int kBlockN = kBlockN_, kStages = kStages_;
+  static constexpr int kQHalf = kBlockM * 128, kQBytes = 2 * kQHalf;
+  static constexpr int kKVHalf = kBlockN * 128, kKVBytes = 2 * kKVHalf;
+  static constexpr int kKOff = kQBytes, kVOff = kKOff + kStages * kKVBytes, kBarOff = kVOff + kStages * kKVBytes;
+  static constexpr int kSmemBytes = 1024 + kBarOff + 8 * (1 + 4 * kStages);
+  static_assert(kBlockN % 16 == 0 && kKVHalf % 1024 == 0 && kSmemBytes <= 232448, "tile shape");
+};
 
 struct HopperParams {
   __nv_bfloat16* out;
@@ -56,9 +64,6 @@ struct HopperParams {
 #endif
 
 #ifdef IB_HOPPER_KERNEL
-
-constexpr int kBlockN = 128;  // keys per tile
-constexpr int kQOff = 0, kKOff = kTileBytes, kVOff = kKOff + kStages * kTileBytes;
 
 // ---- PTX wrappers -------------------------------------------------------------------------
 
@@ -106,9 +111,10 @@ __device__ __forceinline__ void wgmma_wait() {
 }
 // Pins the registers of an accumulator at this point of the instruction stream, so that the
 // compiler reads them only after the wgmma_wait before it.
-__device__ __forceinline__ void pin(float (&r)[64]) {
+template <int N>
+__device__ __forceinline__ void pin(float (&r)[N]) {
 #pragma unroll
-  for (int i = 0; i < 64; ++i) asm volatile("" : "+f"(r[i])::"memory");
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
 }
 
 // A wgmma shared-memory matrix descriptor for a 128-byte-swizzled operand (the layout the TMA
@@ -130,8 +136,9 @@ __device__ __forceinline__ float fast_exp2(float x) {
   return y;
 }
 
-// d (64 x 128 f32, this thread's 64 values) (+)= A (64 x 16, shared memory) * B (16 x 128, shared memory).
-// accumulate = 0 overwrites d. Both operands K-major (the contraction dimension contiguous).
+// d (64 x N f32: this thread's N / 2 values) (+)= A (64 x 16, shared memory) * B (16 x N, shared
+// memory), N = 128, 176 or 192; accumulate = 0 overwrites d. Both operands K-major (the contraction
+// dimension contiguous).
 __device__ __forceinline__ void wgmma_ss(float (&d)[64], uint64_t desc_a, uint64_t desc_b, int accumulate) {
   asm volatile(
       "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
@@ -139,6 +146,24 @@ __device__ __forceinline__ void wgmma_ss(float (&d)[64], uint64_t desc_a, uint64
       "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
       "%64, %65, p, 1, 1, 0, 0;\n}\n"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "l"(desc_a), "l"(desc_b), "r"(accumulate));
+}
+__device__ __forceinline__ void wgmma_ss(float (&d)[88], uint64_t desc_a, uint64_t desc_b, int accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %90, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n176k16.f32.bf16.bf16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87}, "
+      "%88, %89, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87])
+      : "l"(desc_a), "l"(desc_b), "r"(accumulate));
+}
+__device__ __forceinline__ void wgmma_ss(float (&d)[96], uint64_t desc_a, uint64_t desc_b, int accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %98, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n192k16.f32.bf16.bf16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95}, "
+      "%96, %97, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95])
       : "l"(desc_a), "l"(desc_b), "r"(accumulate));
 }
 
@@ -156,12 +181,14 @@ __device__ __forceinline__ void wgmma_rs(float (&d)[64], const uint32_t (&a)[4],
 
 // ---- Kernel -------------------------------------------------------------------------------
 
+template <class C>
 __global__ void __launch_bounds__(kThreads, 1)
     hopper_attention_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                             const __grid_constant__ CUtensorMap tv, const HopperParams p) {
+  constexpr int kBlockN = C::kBlockN, kStages = C::kStages, kNT = kBlockN / 8;  // n8 column groups of logits
   extern __shared__ uint8_t smem_raw[];
   const uint32_t base = (smem_addr(smem_raw) + 1023u) & ~1023u;  // the swizzle repeats every 1024 bytes
-  const uint32_t sq = base + kQOff, sk = base + kKOff, sv = base + kVOff, bars = base + kBarOff;
+  const uint32_t sq = base, sk = base + C::kKOff, sv = base + C::kVOff, bars = base + C::kBarOff;
   const uint32_t q_full = bars;
   auto k_full = [&](int s) { return bars + 8u * (1 + s); };
   auto v_full = [&](int s) { return bars + 8u * (1 + kStages + s); };
@@ -188,21 +215,21 @@ __global__ void __launch_bounds__(kThreads, 1)
     asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n");
     if (tid == 0) {
       const int col = head * kD;
-      mbar_expect_tx(q_full, kTileBytes);
+      mbar_expect_tx(q_full, C::kQBytes);
       tma_load(sq, &tq, col, m_tile * kBlockM, batch, q_full);
-      tma_load(sq + kHalfBytes, &tq, col + 64, m_tile * kBlockM, batch, q_full);
+      tma_load(sq + C::kQHalf, &tq, col + 64, m_tile * kBlockM, batch, q_full);
       for (int j = 0; j < n_tiles; ++j) {
         const int s = j % kStages;
         const uint32_t parity = ((j / kStages) & 1) ^ 1;  // a fresh barrier counts as released
-        const uint32_t koff = sk + s * kTileBytes, voff = sv + s * kTileBytes;
+        const uint32_t koff = sk + s * C::kKVBytes, voff = sv + s * C::kKVBytes;
         mbar_wait(k_empty(s), parity);
-        mbar_expect_tx(k_full(s), kTileBytes);
+        mbar_expect_tx(k_full(s), C::kKVBytes);
         tma_load(koff, &tk, col, j * kBlockN, batch, k_full(s));
-        tma_load(koff + kHalfBytes, &tk, col + 64, j * kBlockN, batch, k_full(s));
+        tma_load(koff + C::kKVHalf, &tk, col + 64, j * kBlockN, batch, k_full(s));
         mbar_wait(v_empty(s), parity);
-        mbar_expect_tx(v_full(s), kTileBytes);
+        mbar_expect_tx(v_full(s), C::kKVBytes);
         tma_load(voff, &tv, col, j * kBlockN, batch, v_full(s));
-        tma_load(voff + kHalfBytes, &tv, col + 64, j * kBlockN, batch, v_full(s));
+        tma_load(voff + C::kKVHalf, &tv, col + 64, j * kBlockN, batch, v_full(s));
       }
     }
     return;
@@ -214,8 +241,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int warp = (tid % 128) / 32, lane = tid % 32;
   const int my_bar = 1 + c, other_bar = 2 - c;  // named barriers 1 and 2 (0 is __syncthreads)
 
-  float s[64], o[64];
-  uint32_t pf[32];
+  float s[kBlockN / 2], o[64];
+  uint32_t pf[kBlockN / 4];
 #pragma unroll
   for (int i = 0; i < 64; ++i) o[i] = 0.0f;
   float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};
@@ -226,19 +253,19 @@ __global__ void __launch_bounds__(kThreads, 1)
   const uint32_t q_rows = sq + static_cast<uint32_t>(c) * 8192u;  // 64 rows x 128 bytes in each half
 
   auto issue_logits = [&](int stage) {
-    const uint32_t kt = sk + stage * kTileBytes;
+    const uint32_t kt = sk + stage * C::kKVBytes;
 #pragma unroll
-    for (int kk = 0; kk < kD / 16; ++kk) {
-      const uint32_t off = (kk / 4) * kHalfBytes + (kk % 4) * 32;
-      wgmma_ss(s, smem_desc(q_rows + off, 16, 1024), smem_desc(kt + off, 16, 1024), kk > 0);
+    for (int kk = 0; kk < kD / 16; ++kk) {  // 16 features a step: 4 steps per 128-byte half
+      const uint32_t q_off = (kk / 4) * C::kQHalf + (kk % 4) * 32, k_off = (kk / 4) * C::kKVHalf + (kk % 4) * 32;
+      wgmma_ss(s, smem_desc(q_rows + q_off, 16, 1024), smem_desc(kt + k_off, 16, 1024), kk > 0);
     }
   };
   auto issue_pv = [&](int stage) {
-    const uint32_t vt = sv + stage * kTileBytes;
+    const uint32_t vt = sv + stage * C::kKVBytes;
 #pragma unroll
-    for (int kk = 0; kk < kBlockN / 16; ++kk) {
+    for (int kk = 0; kk < kBlockN / 16; ++kk) {  // 16 keys (rows of V, 2048 bytes) a step
       const uint32_t a[4] = {pf[4 * kk], pf[4 * kk + 1], pf[4 * kk + 2], pf[4 * kk + 3]};
-      wgmma_rs(o, a, smem_desc(vt + kk * 2048, kHalfBytes, 1024));
+      wgmma_rs(o, a, smem_desc(vt + kk * 2048, C::kKVHalf, 1024));
     }
   };
   // One warp's arrival on an "empty" barrier once all its lanes are past their wgmma_wait.
@@ -252,14 +279,14 @@ __global__ void __launch_bounds__(kThreads, 1)
   auto softmax = [&](int j, float (&corr)[2]) {
     if ((j + 1) * kBlockN > p.lk) {  // the last tile: keys past the end get no weight
 #pragma unroll
-      for (int jj = 0; jj < 16; ++jj)
+      for (int jj = 0; jj < kNT; ++jj)
 #pragma unroll
         for (int e = 0; e < 4; ++e)
           if (j * kBlockN + 8 * jj + 2 * (lane % 4) + (e & 1) >= p.lk) s[4 * jj + e] = -INFINITY;
     }
     float mx[2] = {row_max[0], row_max[1]};
 #pragma unroll
-    for (int jj = 0; jj < 16; ++jj) {
+    for (int jj = 0; jj < kNT; ++jj) {
       mx[0] = fmaxf(mx[0], fmaxf(s[4 * jj], s[4 * jj + 1]));
       mx[1] = fmaxf(mx[1], fmaxf(s[4 * jj + 2], s[4 * jj + 3]));
     }
@@ -273,7 +300,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     const float ms[2] = {mx[0] * sl, mx[1] * sl};
     float sum[2] = {0.0f, 0.0f};
 #pragma unroll
-    for (int i = 0; i < 64; ++i) {
+    for (int i = 0; i < kBlockN / 2; ++i) {
       const int r = (i / 2) % 2;
       s[i] = fast_exp2(fmaf(s[i], sl, -ms[r]));
       sum[r] += s[i];
@@ -285,7 +312,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
     for (int i = 0; i < 64; ++i) o[i] *= corr[(i / 2) % 2];
 #pragma unroll
-    for (int i = 0; i < 32; ++i) pf[i] = pack_bf16(s[2 * i], s[2 * i + 1]);
+    for (int i = 0; i < kBlockN / 4; ++i) pf[i] = pack_bf16(s[2 * i], s[2 * i + 1]);
   };
 
   if (c == 1) named_bar_arrive(1);  // consumer 0 issues first
@@ -363,6 +390,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 
 #else  // host pass, or a device pass for an architecture without wgmma: never launched there
 
+template <class C>
 __global__ void hopper_attention_kernel(const __grid_constant__ CUtensorMap, const __grid_constant__ CUtensorMap,
                                         const __grid_constant__ CUtensorMap, const HopperParams) {}
 
@@ -390,16 +418,16 @@ bool device_is_sm90() {
   return major == 9 && minor == 0;  // the sm_90a instructions run on sm_90 only
 }
 
-// q, k or v of batch entry b as a [batch][rows][heads * 128] bf16 tensor map, boxes of 128 rows x
-// 64 features, 128-byte swizzle; rows past the end read as zeros.
+// q, k or v as a [batch][rows][heads * 128] bf16 tensor map, boxes of box_rows rows x 64 features,
+// 128-byte swizzle; rows past the end read as zeros.
 CUtensorMap make_map(const void* base, int64_t width, int64_t rows, int64_t batch, int64_t row_stride,
-                     int64_t batch_stride) {
+                     int64_t batch_stride, int box_rows) {
   CUtensorMap map{};
   const cuuint64_t dims[3] = {static_cast<cuuint64_t>(width), static_cast<cuuint64_t>(rows),
                               static_cast<cuuint64_t>(batch)};
   const cuuint64_t strides[2] = {static_cast<cuuint64_t>(row_stride) * 2,
                                  static_cast<cuuint64_t>(batch > 1 ? batch_stride : rows * row_stride) * 2};
-  const cuuint32_t box[3] = {64, 128, 1};
+  const cuuint32_t box[3] = {64, static_cast<cuuint32_t>(box_rows), 1};
   const cuuint32_t elem[3] = {1, 1, 1};
   const CUresult r = tensor_map_encoder()(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<void*>(base), dims,
                                           strides, box, elem, CU_TENSOR_MAP_INTERLEAVE_NONE,
@@ -424,15 +452,14 @@ bool hopper_attention_supports(const AttentionProblem& p) {
   return ok;
 }
 
-void hopper_attention(const AttentionProblem& p) {
-  IB_CHECK(p.q && p.k && p.v && p.out, "hopper attention: null pointer");
-  IB_CHECK(hopper_attention_supports(p),
-           "hopper attention: needs an sm_90 GPU, head dim 128, rows 16-byte aligned (head dim {}, Lq {}, Lk {})",
-           p.head_dim, p.lq, p.lk);
+namespace {
+
+template <class C>
+void launch(const AttentionProblem& p) {
   const int64_t width = p.heads * kD;
-  const CUtensorMap tq = make_map(p.q, width, p.lq, p.batch, p.q_row_stride, p.q_batch_stride);
-  const CUtensorMap tk = make_map(p.k, width, p.lk, p.batch, p.k_row_stride, p.k_batch_stride);
-  const CUtensorMap tv = make_map(p.v, width, p.lk, p.batch, p.v_row_stride, p.v_batch_stride);
+  const CUtensorMap tq = make_map(p.q, width, p.lq, p.batch, p.q_row_stride, p.q_batch_stride, kBlockM);
+  const CUtensorMap tk = make_map(p.k, width, p.lk, p.batch, p.k_row_stride, p.k_batch_stride, C::kBlockN);
+  const CUtensorMap tv = make_map(p.v, width, p.lk, p.batch, p.v_row_stride, p.v_batch_stride, C::kBlockN);
   HopperParams hp{};
   hp.out = static_cast<__nv_bfloat16*>(p.out);
   hp.o_row = p.o_row_stride;
@@ -442,14 +469,46 @@ void hopper_attention(const AttentionProblem& p) {
   hp.scale_log2 = p.scale * 1.4426950408889634f;
   static std::once_flag attr;
   std::call_once(attr, [] {
-    IB_CHECK(cudaFuncSetAttribute(hopper_attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes) ==
-                 cudaSuccess,
-             "hopper attention: cannot set {} bytes of shared memory", kSmemBytes);
+    IB_CHECK(cudaFuncSetAttribute(hopper_attention_kernel<C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  C::kSmemBytes) == cudaSuccess,
+             "hopper attention: cannot set {} bytes of shared memory", C::kSmemBytes);
   });
   const dim3 grid(static_cast<unsigned>((p.lq + kBlockM - 1) / kBlockM), static_cast<unsigned>(p.heads),
                   static_cast<unsigned>(p.batch));
-  hopper_attention_kernel<<<grid, kThreads, kSmemBytes, p.stream>>>(tq, tk, tv, hp);
+  hopper_attention_kernel<C><<<grid, kThreads, C::kSmemBytes, p.stream>>>(tq, tk, tv, hp);
   IB_CHECK(cudaGetLastError() == cudaSuccess, "hopper attention: launch failed");
+}
+
+// The dev switch IB_HOPPER_VARIANT=<n> picks a tile shape other than the default (for timing them
+// in `inbetween bench --stages attention` and testing them all): 0 128 keys x 2 stages, 1 128 x 3,
+// 2 176 x 2, 3 192 x 2.
+int hopper_variant() {
+  const char* v = std::getenv("IB_HOPPER_VARIANT");
+  return v ? std::atoi(v) : 2;
+}
+
+}  // namespace
+
+void hopper_attention(const AttentionProblem& p) {
+  IB_CHECK(p.q && p.k && p.v && p.out, "hopper attention: null q, k, v or out pointer");
+  IB_CHECK(std::isfinite(p.scale) && p.scale > 0.0f, "hopper attention: scale must be finite and > 0, got {}", p.scale);
+  IB_CHECK(hopper_attention_supports(p),
+           "hopper attention: needs an sm_90 GPU, head dim 128, rows 16-byte aligned (head dim {}, Lq {}, Lk {})",
+           p.head_dim, p.lq, p.lk);
+  switch (hopper_variant()) {
+    case 1:
+      launch<HopperConfig<128, 3>>(p);
+      return;
+    case 3:
+      launch<HopperConfig<192, 2>>(p);
+      return;
+    case 0:
+      launch<HopperConfig<128, 2>>(p);
+      return;
+    default:  // 2, the fastest on the H200 (bench/NOTES.md)
+      launch<HopperConfig<176, 2>>(p);
+      return;
+  }
 }
 
 }  // namespace ib::gpu

@@ -189,12 +189,15 @@ void expect_within(const Case& c, const Errors& e, const std::string& what) {
               what.c_str(), e.err, e.bound(), e.ref_round, e.max_ref);
 }
 
-// Sets IB_FLASH_VARIANT for the scope of one run (the kernel's dev switch for head dim 128).
+// Sets a kernel's dev switch (IB_FLASH_VARIANT: the flash kernel's head dim 128 tile shapes,
+// IB_HOPPER_VARIANT: the Hopper kernel's) for the scope of one run.
 struct VariantScope {
-  explicit VariantScope(int v) { setenv("IB_FLASH_VARIANT", std::to_string(v).c_str(), 1); }
-  ~VariantScope() { unsetenv("IB_FLASH_VARIANT"); }
+  const char* name;
+  VariantScope(int v, const char* env = "IB_FLASH_VARIANT") : name(env) { setenv(name, std::to_string(v).c_str(), 1); }
+  ~VariantScope() { unsetenv(name); }
 };
 constexpr int kD128Variants = 9;
+constexpr int kHopperVariants = 4;
 
 TEST(GpuFlashAttention, CasesAgainstCpuReference) {
   uint32_t seed = 100;
@@ -218,8 +221,9 @@ bool gpu_is_sm90() {
   return major == 9 && minor == 0;
 }
 
-// The Hopper kernel (TMA + wgmma, head dim 128 only) on every head dim 128 case of the table, and
-// on two longer ones (several query blocks and key tiles, tails of both, batch 2 fused).
+// The Hopper kernel (TMA + wgmma, head dim 128 only), every tile shape, on every head dim 128 case
+// of the table and on two longer ones (several query blocks and key tiles, tails of both, batch 2
+// fused).
 TEST(GpuHopperAttention, CasesAgainstCpuReference) {
   if (!gpu_is_sm90()) GTEST_SKIP() << "the Hopper kernel runs on sm_90 GPUs only";
   std::vector<Case> cases;
@@ -233,7 +237,10 @@ TEST(GpuHopperAttention, CasesAgainstCpuReference) {
     make_inputs(c, seed++, in);
     ASSERT_TRUE(gpu::hopper_attention_supports(in.p)) << c.name;
     const std::vector<Tensor> refs = references(c, in, in.p.scale);
-    expect_within(c, run_and_compare(c, in, refs, gpu::AttentionBackend::Hopper), "hopper");
+    for (int v = 0; v < kHopperVariants; ++v) {
+      VariantScope scope(v, "IB_HOPPER_VARIANT");
+      expect_within(c, run_and_compare(c, in, refs, gpu::AttentionBackend::Hopper), "hopper v" + std::to_string(v));
+    }
   }
 }
 
