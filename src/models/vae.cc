@@ -121,39 +121,42 @@ class FeatCache {
 Tensor last_frames(const Tensor& x, int64_t n) { return ops::slice_frames(x, x.size(1) - n, x.size(1)); }
 
 // A 3×3×3 CausalConv3d site: convolve [old ; x] with 2 - len(old) leading zero frames, then keep the
-// last two frames of the input history. `residual` (optional) is added to the output. With `norm`
-// (a gamma), the conv's input is RMS_norm → SiLU of x, done by the conv op itself: the slot then
-// holds frames from before the norm, which the op normalises again along with x. The norm acts per
-// position, so the conv sees exactly the values upstream caches (after its norm).
-Tensor causal_conv(const Conv& c, const Tensor& x, Slot& slot, const Tensor& norm = Tensor(),
+// last two frames of the input history. `residual` (optional) is added to the output, which is
+// `act` (the activation dtype, see decoder_chunk). With `norm` (a gamma), the conv's input is
+// RMS_norm → SiLU of x, done by the conv op itself: the slot then holds frames from before the
+// norm, which the op normalises again along with x. The norm acts per position, so the conv sees
+// exactly the values upstream caches (after its norm). The slot keeps x's dtype.
+Tensor causal_conv(const Conv& c, const Tensor& x, Slot& slot, DType act, const Tensor& norm = Tensor(),
                    const Tensor& residual = Tensor()) {
-  const int64_t n = x.size(1);
-  Tensor keep;
-  if (n >= 2) {
-    keep = last_frames(x, 2);
-  } else if (slot.kind == Slot::Kind::Frames) {
-    keep = ops::cat_frames({last_frames(slot.frames, 1), x});
-  } else {
-    keep = x;
-  }
   ops::Conv3dArgs a = ops::Conv3dArgs::spatial_pad(1);
   const Tensor old = slot.kind == Slot::Kind::Frames ? slot.frames : Tensor();
   a.pad_front = 2 - (old.defined() ? old.size(1) : 0);
   Tensor y;
   if (norm.defined()) {
-    y = ops::norm_silu_conv3d(old, x, norm, c.weight, c.bias, a, residual);
+    y = ops::norm_silu_conv3d(old, x, norm, c.weight, c.bias, a, residual, act);
   } else {
-    y = ops::conv3d(old.defined() ? ops::cat_frames({old, x}) : x, c.weight, c.bias, a, residual);
+    y = ops::conv3d(old.defined() ? ops::cat_frames({old, x}) : x, c.weight, c.bias, a, residual, act);
+  }
+  // The frames to keep are copied after the conv, so that the copy and the conv's working buffers
+  // (the padded input, cuDNN's output) are never held at once: at full resolution each is a
+  // sizeable part of the decoder's peak.
+  const int64_t n = x.size(1);
+  if (n >= 2) {
+    slot.frames = last_frames(x, 2);
+  } else if (slot.kind == Slot::Kind::Frames) {
+    slot.frames = ops::cat_frames({last_frames(old, 1), x});
+  } else {
+    slot.frames = x;
   }
   slot.kind = Slot::Kind::Frames;
-  slot.frames = keep;
   return y;
 }
 
-Tensor residual_block(const ResidualBlock& b, const Tensor& x, FeatCache& cache) {
-  const Tensor h = causal_conv(b.conv1, x, cache.take(), b.norm1);  // [out, n, H, W]
-  const Tensor shortcut = b.shortcut.weight.defined() ? ops::conv3d(x, b.shortcut.weight, b.shortcut.bias) : x;
-  return causal_conv(b.conv2, h, cache.take(), b.norm2, shortcut);  // R(x) + S(x)
+Tensor residual_block(const ResidualBlock& b, const Tensor& x, FeatCache& cache, DType act) {
+  const Tensor h = causal_conv(b.conv1, x, cache.take(), act, b.norm1);  // [out, n, H, W]
+  const Tensor shortcut =
+      b.shortcut.weight.defined() ? ops::conv3d(x, b.shortcut.weight, b.shortcut.bias, {}, Tensor(), act) : x;
+  return causal_conv(b.conv2, h, cache.take(), act, b.norm2, shortcut);  // R(x) + S(x)
 }
 
 // Per-frame single-head attention over the h·w pixels; x + proj(softmax(q·kᵀ/√C)·v).
@@ -171,7 +174,8 @@ Tensor attention_block(const AttentionBlock& a, const Tensor& x) {
   return T == 1 ? frames.front() : ops::cat_frames(frames);
 }
 
-Tensor resample(const Resample& r, Tensor x, FeatCache& cache) {
+// `act`: the dtype of the upsampling's outputs (downsampling runs in the encoder, always f32).
+Tensor resample(const Resample& r, Tensor x, FeatCache& cache, DType act) {
   switch (r.mode) {
     case ResampleMode::Downsample2d:
     case ResampleMode::Downsample3d: {
@@ -208,53 +212,59 @@ Tensor resample(const Resample& r, Tensor x, FeatCache& cache) {
           } else if (slot.kind == Slot::Kind::Frames) {
             keep = ops::cat_frames({last_frames(slot.frames, 1), x});
           } else {  // "Rep": the first chunk's frame never enters the temporal context
-            keep = ops::cat_frames({Tensor::zeros({x.size(0), 1, x.size(2), x.size(3)}, DType::F32, x.device()), x});
+            keep = ops::cat_frames({Tensor::zeros({x.size(0), 1, x.size(2), x.size(3)}, x.dtype(), x.device()), x});
           }
           ops::Conv3dArgs a;
           Tensor y;
           if (slot.kind == Slot::Kind::Rep) {
             a.pad_front = 2;
-            y = ops::conv3d(x, r.time_conv.weight, r.time_conv.bias, a);
+            y = ops::conv3d(x, r.time_conv.weight, r.time_conv.bias, a, Tensor(), act);
           } else {
             a.pad_front = 2 - slot.frames.size(1);
-            y = ops::conv3d(ops::cat_frames({slot.frames, x}), r.time_conv.weight, r.time_conv.bias, a);
+            y = ops::conv3d(ops::cat_frames({slot.frames, x}), r.time_conv.weight, r.time_conv.bias, a, Tensor(), act);
           }
           x = ops::interleave_channel_halves(y);  // [2C, n, H, W] -> [C, 2n, H, W]
           slot.kind = Slot::Kind::Frames;
           slot.frames = keep;
         }
       }
-      // Nearest ×2, then a 3×3 conv (padding 1) C -> C/2 on each frame.
-      return ops::conv3d(ops::upsample_nearest2x(x), r.resample.weight, r.resample.bias,
-                         ops::Conv3dArgs::spatial_pad(1));
+      // Nearest ×2, then a 3×3 conv (padding 1) C -> C/2 on each frame; one op, so that on CUDA the
+      // upsampled frames (4x the input) are never stored.
+      return ops::upsample2x_conv3d(x, r.resample.weight, r.resample.bias, ops::Conv3dArgs::spatial_pad(1), act);
     }
   }
   fail("vae: unknown resample mode");
 }
 
-Tensor run_layer(const Layer& layer, const Tensor& x, FeatCache& cache) {
-  if (const auto* b = std::get_if<ResidualBlock>(&layer)) return residual_block(*b, x, cache);
+// `act`: the dtype of the layer's output (an attention block's is f32: it runs in the middle only).
+Tensor run_layer(const Layer& layer, const Tensor& x, FeatCache& cache, DType act = DType::F32) {
+  if (const auto* b = std::get_if<ResidualBlock>(&layer)) return residual_block(*b, x, cache, act);
   if (const auto* a = std::get_if<AttentionBlock>(&layer)) return attention_block(*a, x);
-  return resample(std::get<Resample>(layer), x, cache);
+  return resample(std::get<Resample>(layer), x, cache, act);
 }
 
 Tensor run_head(const Tensor& norm, const Conv& conv, const Tensor& x, FeatCache& cache) {
-  return causal_conv(conv, x, cache.take(), norm);
+  return causal_conv(conv, x, cache.take(), DType::F32, norm);
 }
 
-// One chunk through Encoder3d: [3, n, H, W] -> [2·z_dim, n', H/8, W/8].
+// One chunk through Encoder3d: [3, n, H, W] -> [2·z_dim, n', H/8, W/8], f32 throughout.
 Tensor encoder_chunk(const vae::Encoder3d& e, const Tensor& video, FeatCache& cache) {
-  Tensor x = causal_conv(e.conv1, video, cache.take());
+  Tensor x = causal_conv(e.conv1, video, cache.take(), DType::F32);
   for (const Layer& l : e.downsamples) x = run_layer(l, x, cache);
   for (const Layer& l : e.middle) x = run_layer(l, x, cache);
   return run_head(e.head_norm, e.head_conv, x, cache);
 }
 
-// One latent frame through Decoder3d: [z_dim, 1, h, w] -> [3, 1 or 4, 8h, 8w].
-Tensor decoder_chunk(const vae::Decoder3d& d, const Tensor& z, FeatCache& cache) {
-  Tensor x = causal_conv(d.conv1, z, cache.take());
+// One latent frame through Decoder3d: [z_dim, 1, h, w] -> f32 [3, 1 or 4, 8h, 8w]. The outputs of
+// the upsampling levels (their blocks, resamples, and so the per-layer caches there) are `act`:
+// bf16 with bf16 conv weights, as under upstream's bf16 autocast. These levels hold nearly all of
+// the decoder's memory and traffic (at 480p the last level's 96 channels × 4 frames × 480 × 832
+// are 0.57 GiB in f32), so bf16 halves both. conv1, the middle (with its attention) and the head's
+// output stay f32.
+Tensor decoder_chunk(const vae::Decoder3d& d, const Tensor& z, FeatCache& cache, DType act) {
+  Tensor x = causal_conv(d.conv1, z, cache.take(), DType::F32);
   for (const Layer& l : d.middle) x = run_layer(l, x, cache);
-  for (const Layer& l : d.upsamples) x = run_layer(l, x, cache);
+  for (const Layer& l : d.upsamples) x = run_layer(l, x, cache, act);
   return run_head(d.head_norm, d.head_conv, x, cache);
 }
 
@@ -448,7 +458,7 @@ Tensor WanVAE::decode(const Tensor& latent, const VaeChunkFn& on_chunk) const {
   int64_t f = 0;
   for (int64_t t = 0; t < T; ++t) {
     cache.start_chunk();
-    const Tensor frames = decoder_chunk(decoder_, ops::slice_frames(x, t, t + 1), cache);  // [3, n, H, W]
+    const Tensor frames = decoder_chunk(decoder_, ops::slice_frames(x, t, t + 1), cache, conv_dtype_);  // [3, n, H, W]
     const int64_t n = frames.size(1);
     IB_CHECK(f + n <= video.size(1) && frames.size(2) == sf * h && frames.size(3) == sf * w,
              "vae decode: chunk {} produced {} (internal error)", t, frames.str());

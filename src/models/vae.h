@@ -82,7 +82,8 @@ class WanVAE {
   // Moves the weights to `device`. conv_dtype is the dtype of the conv and attention-projection
   // weights: f32 (exact) or, on CUDA only, bf16 (bf16 operands on the tensor cores with f32
   // accumulation, like upstream's bf16 autocast; half the weight memory). Norms and biases stay
-  // f32, and so do the activations between the layers.
+  // f32, and so do the activations between the layers, except in the decoder's upsampling levels
+  // with bf16 weights: there they are bf16 too (half the decode's memory and traffic).
   void to(Device device, DType conv_dtype = DType::F32);
   Device device() const { return device_; }
   DType conv_dtype() const { return conv_dtype_; }

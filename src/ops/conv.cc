@@ -8,7 +8,13 @@ namespace ib::ops {
 
 namespace {
 
-// Checks a conv of an input of shape xs (f32 [Cin, T, H, W], checked by the caller) and returns
+// An activation of a conv (input, cached frames, residual, output dtype): f32 anywhere, bf16 only
+// on CUDA with bf16 weights (the VAE decoder's bf16 activations).
+bool activation_dtype_ok(DType dt, const Tensor& w) {
+  return dt == DType::F32 || (dt == DType::BF16 && w.dtype() == DType::BF16 && w.device() == Device::CUDA);
+}
+
+// Checks a conv of an input of shape xs ([Cin, T, H, W], its dtype checked by the caller) and returns
 // the output shape.
 Shape conv_output_shape(const char* op, const Shape& xs, const Tensor& w, const Tensor& b, const Conv3dArgs& a,
                         const Tensor& residual) {
@@ -26,43 +32,67 @@ Shape conv_output_shape(const char* op, const Shape& xs, const Tensor& w, const 
            "{}: padded input {}x{}x{} is smaller than the kernel of {}", op, Tp, Hp, Wp, w.str());
   const Shape out{w.size(0), (Tp - w.size(2)) / a.stride_t + 1, (Hp - w.size(3)) / a.stride_h + 1,
                   (Wp - w.size(4)) / a.stride_w + 1};
-  IB_CHECK(!residual.defined() || (residual.dtype() == DType::F32 && residual.shape() == out),
-           "{}: residual {} does not match the output {}", op, residual.str(), shape_str(out));
+  IB_CHECK(!residual.defined() || (activation_dtype_ok(residual.dtype(), w) && residual.shape() == out),
+           "{}: residual {} does not match the output {} (bf16 only with bf16 weights on CUDA)", op, residual.str(),
+           shape_str(out));
   return out;
 }
 
 }  // namespace
 
-Tensor conv3d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv3dArgs& a, const Tensor& residual) {
-  IB_CHECK(x.dtype() == DType::F32 && x.dim() == 4, "conv3d: input must be f32 [Cin, T, H, W], got {}", x.str());
+Tensor conv3d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv3dArgs& a, const Tensor& residual,
+              DType out_dtype) {
+  IB_CHECK(activation_dtype_ok(x.dtype(), w) && activation_dtype_ok(out_dtype, w) && x.dim() == 4,
+           "conv3d: input must be f32 [Cin, T, H, W] (or bf16 in and out with bf16 weights on CUDA), got {} -> {}",
+           x.str(), dtype_name(out_dtype));
   const Shape out = conv_output_shape("conv3d", x.shape(), w, b, a, residual);
   const Device d = same_device("conv3d", {&x, &w, &b, &residual});
-  Tensor y = Tensor::empty(out, DType::F32, d);
+  Tensor y = Tensor::empty(out, out_dtype, d);
   IB_DISPATCH(d, conv3d, x, w, b, a, residual, y);
   return y;
 }
 
 Tensor norm_silu_conv3d(const Tensor& prefix, const Tensor& x, const Tensor& gamma, const Tensor& w, const Tensor& b,
-                        const Conv3dArgs& a, const Tensor& residual) {
-  IB_CHECK(x.dtype() == DType::F32 && x.dim() == 4, "norm_silu_conv3d: input must be f32 [Cin, T, H, W], got {}",
-           x.str());
-  IB_CHECK(!prefix.defined() || (prefix.dtype() == DType::F32 && prefix.dim() == 4 && prefix.size(0) == x.size(0) &&
-                                 prefix.size(2) == x.size(2) && prefix.size(3) == x.size(3)),
+                        const Conv3dArgs& a, const Tensor& residual, DType out_dtype) {
+  IB_CHECK(activation_dtype_ok(x.dtype(), w) && activation_dtype_ok(out_dtype, w) && x.dim() == 4,
+           "norm_silu_conv3d: input must be f32 [Cin, T, H, W] (or bf16 in and out with bf16 weights on CUDA), got "
+           "{} -> {}", x.str(), dtype_name(out_dtype));
+  IB_CHECK(!prefix.defined() || (activation_dtype_ok(prefix.dtype(), w) && prefix.dim() == 4 &&
+                                 prefix.size(0) == x.size(0) && prefix.size(2) == x.size(2) &&
+                                 prefix.size(3) == x.size(3)),
            "norm_silu_conv3d: cached frames {} do not match the input {}", prefix.str(), x.str());
   IB_CHECK(gamma.dtype() == DType::F32 && gamma.numel() == x.size(0),
            "norm_silu_conv3d: gamma {} does not have the {} channels of {}", gamma.str(), x.size(0), x.str());
   Shape xs = x.shape();
   if (prefix.defined()) xs[1] += prefix.size(1);
   const Shape out = conv_output_shape("norm_silu_conv3d", xs, w, b, a, residual);
-  const Device d = same_device("norm_silu_conv3d", {&prefix, &x, &gamma, &w, &b, &residual});
+  [[maybe_unused]] const Device d = same_device("norm_silu_conv3d", {&prefix, &x, &gamma, &w, &b, &residual});
 #ifdef INBETWEEN_HAVE_CUDA
   if (d == Device::CUDA) {
-    Tensor y = Tensor::empty(out, DType::F32, d);
+    Tensor y = Tensor::empty(out, out_dtype, d);
     if (cuda::norm_silu_conv3d(prefix, x, gamma, w, b, a, residual, y)) return y;
   }
 #endif
-  const Tensor in = prefix.defined() ? cat_frames({prefix, x}) : x;
-  return conv3d(rms_norm_channels(in, gamma, /*silu=*/true), w, b, a, residual);
+  // The composition runs the norm in f32 (bf16 activations are widened first).
+  const Tensor x32 = to_dtype(x, DType::F32);
+  const Tensor in = prefix.defined() ? cat_frames({to_dtype(prefix, DType::F32), x32}) : x32;
+  return conv3d(rms_norm_channels(in, gamma, /*silu=*/true), w, b, a, residual, out_dtype);
+}
+
+Tensor upsample2x_conv3d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv3dArgs& a, DType out_dtype) {
+  IB_CHECK(activation_dtype_ok(x.dtype(), w) && activation_dtype_ok(out_dtype, w) && x.dim() == 4,
+           "upsample2x_conv3d: input must be f32 [Cin, T, H, W] (or bf16 in and out with bf16 weights on CUDA), got "
+           "{} -> {}", x.str(), dtype_name(out_dtype));
+  const Shape out = conv_output_shape("upsample2x_conv3d", {x.size(0), x.size(1), 2 * x.size(2), 2 * x.size(3)}, w,
+                                      b, a, Tensor());
+  [[maybe_unused]] const Device d = same_device("upsample2x_conv3d", {&x, &w, &b});
+#ifdef INBETWEEN_HAVE_CUDA
+  if (d == Device::CUDA) {
+    Tensor y = Tensor::empty(out, out_dtype, d);
+    if (cuda::upsample2x_conv3d(x, w, b, a, y)) return y;
+  }
+#endif
+  return conv3d(upsample_nearest2x(to_dtype(x, DType::F32)), w, b, a, Tensor(), out_dtype);
 }
 
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv3dArgs& args, const Tensor& residual) {

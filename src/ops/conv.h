@@ -2,6 +2,9 @@
 // weight [Cout, Cin, kt, kh, kw]. H/W get explicit zero padding (any side); in time only zero
 // frames *before* the first frame are supported (causal convs) — other temporal context, like
 // the VAE's cached frames, is concatenated by the caller. conv2d is the kt = 1 case on [Cin, H, W].
+// Activations (x, cached frames, residual, output) are f32; on CUDA with bf16 weights each may
+// also be bf16 (the VAE decoder's bf16 activations, as under upstream's bf16 autocast): out_dtype
+// picks the output's, the inputs' are read from the tensors. Bias and accumulation stay f32.
 #pragma once
 
 #include "core/tensor.h"
@@ -24,18 +27,27 @@ struct Conv3dArgs {
 // x: f32 [Cin, T, H, W]; w: f32 [Cout, Cin, kt, kh, kw] (or bf16 on CUDA: the input is rounded
 // to bf16 and the products run on the tensor cores with f32 accumulation); b: optional f32 [Cout];
 // residual: optional f32 [Cout, To, Ho, Wo], added to the output (a fused skip connection).
-// Returns f32 [Cout, To, Ho, Wo] with To = (pad_front + T - kt) / stride_t + 1, Ho = (pad_top + H
-// + pad_bottom - kh) / stride_h + 1, Wo likewise.
+// Returns [Cout, To, Ho, Wo] in out_dtype with To = (pad_front + T - kt) / stride_t + 1, Ho =
+// (pad_top + H + pad_bottom - kh) / stride_h + 1, Wo likewise. (x and residual may be bf16, and
+// out_dtype bf16, with bf16 weights on CUDA only.)
 Tensor conv3d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), const Conv3dArgs& args = {},
-              const Tensor& residual = Tensor());
+              const Tensor& residual = Tensor(), DType out_dtype = DType::F32);
 
 // The VAE's RMS_norm → SiLU → CausalConv3d in one op: conv3d(rms_norm_channels(cat_frames({prefix,
 // x}), gamma, true), w, b, args, residual). prefix (optional, [Cin, Tp, H, W]) holds the frames
 // cached from the previous chunk, before the norm (the norm acts per position, so normalising
 // them again gives exactly the values upstream caches). On CUDA the normalised input is never
 // stored: the norm runs while the input is packed for cuDNN; without cuDNN the op composes.
+// prefix and x may differ in dtype (f32 or bf16, as conv3d allows).
 Tensor norm_silu_conv3d(const Tensor& prefix, const Tensor& x, const Tensor& gamma, const Tensor& w,
-                        const Tensor& b = Tensor(), const Conv3dArgs& args = {}, const Tensor& residual = Tensor());
+                        const Tensor& b = Tensor(), const Conv3dArgs& args = {}, const Tensor& residual = Tensor(),
+                        DType out_dtype = DType::F32);
+
+// The VAE's Resample upsampling: conv3d(upsample_nearest2x(x), w, b, args) (nearest ×2 of every
+// frame, then the conv). On CUDA the upsampled input is never stored: the conv's packing reads
+// pixel (y, x) from (y/2, x/2); without cuDNN the op composes.
+Tensor upsample2x_conv3d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), const Conv3dArgs& args = {},
+                         DType out_dtype = DType::F32);
 
 // x: f32 [Cin, H, W]; w: f32 [Cout, Cin, kh, kw]. Temporal fields of args are ignored.
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), const Conv3dArgs& args = {},
@@ -56,6 +68,8 @@ bool conv_backend_available(ConvBackend backend);
 // The fused norm_silu_conv3d into y; false when this case has no fused path (the op then composes).
 bool norm_silu_conv3d(const Tensor& prefix, const Tensor& x, const Tensor& gamma, const Tensor& w, const Tensor& b,
                       const Conv3dArgs& args, const Tensor& residual, const Tensor& y);
+// The fused upsample2x_conv3d into y; false when this case has no fused path (the op then composes).
+bool upsample2x_conv3d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv3dArgs& args, const Tensor& y);
 }
 
 }  // namespace ib::ops

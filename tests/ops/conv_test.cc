@@ -5,6 +5,7 @@
 
 #include "common/fixture.h"
 #include "ops/conv.h"
+#include "ops/vae_layout.h"
 
 namespace ib {
 namespace {
@@ -110,6 +111,20 @@ TEST(Conv3d, ChecksShapes) {
                Error);  // residual shape
   EXPECT_EQ(ops::conv3d(x, random_tensor({2, 4, 3, 3, 3}, 58), Tensor(), ops::Conv3dArgs::spatial_pad(1)).shape(),
             (Shape{2, 1, 6, 6}));
+  // bf16 activations exist on CUDA only (with bf16 weights).
+  const Tensor w = random_tensor({2, 4, 1, 1, 1}, 59);
+  EXPECT_THROW(ops::conv3d(x.to(DType::BF16), w), Error);
+  EXPECT_THROW(ops::conv3d(x, w, Tensor(), {}, Tensor(), DType::BF16), Error);
+  EXPECT_THROW(ops::upsample2x_conv3d(x, w, Tensor(), {}, DType::BF16), Error);
+}
+
+// The fused nearest-×2 conv is, on the CPU, exactly its composition.
+TEST(Upsample2xConv3d, IsTheComposition) {
+  const Tensor x = random_tensor({6, 2, 5, 7}, 60), w = random_tensor({3, 6, 1, 3, 3}, 61), b = random_tensor({3}, 62);
+  const ops::Conv3dArgs a = ops::Conv3dArgs::spatial_pad(1);
+  const Tensor y = ops::upsample2x_conv3d(x, w, b, a);
+  EXPECT_EQ(y.shape(), (Shape{3, 2, 10, 14}));
+  EXPECT_TENSOR_CLOSE(y, ops::conv3d(ops::upsample_nearest2x(x), w, b, a), 0.0);
 }
 
 }  // namespace

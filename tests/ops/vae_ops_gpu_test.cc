@@ -181,6 +181,105 @@ TEST(VaeOpsGpu, NormSiluConv3dMatchesComposition) {
   }
 }
 
+// bf16 activations (the VAE decoder's, with bf16 weights): bf16 input and residual, bf16 or f32
+// output, on every backend (cuDNN reads and writes them in its packing and epilogue; the GEMM path
+// widens and rounds around its f32 GEMM). The reference is the CPU conv of the bf16-rounded
+// operands; a bf16 output adds one more rounding, well inside the bound.
+TEST(VaeOpsGpu, Conv3dBf16Activations) {
+  BackendGuard guard;
+  for (ops::cuda::ConvBackend backend : conv_backends()) {
+    ops::cuda::set_conv_backend(backend);
+    uint32_t seed = 3000;
+    for (const ConvCase& c : conv_cases()) {
+      const ConvInputs in = conv_inputs(c, seed += 10);
+      const Tensor wb = in.w.to(DType::BF16);
+      const Tensor xb = in.x.to(DType::BF16), rb = in.r.defined() ? in.r.to(DType::BF16) : Tensor();
+      const Tensor ref =
+          ops::conv3d(xb.to(DType::F32), wb.to(DType::F32), in.b, c.args, rb.defined() ? rb.to(DType::F32) : rb);
+      const Tensor got = ops::conv3d(gpu(xb), gpu(wb), gpu(in.b), c.args, gpu(rb), DType::BF16);
+      EXPECT_EQ(got.dtype(), DType::BF16);
+      EXPECT_TENSOR_CLOSE(cpu(got).to(DType::F32), ref, kBf16) << c.name << " bf16 -> bf16 [" << backend_name(backend)
+                                                               << "]";
+      // f32 input, bf16 residual, f32 output (the decoder's switch from the f32 middle).
+      const Tensor ref2 = ops::conv3d(bf16_rounded(in.x), wb.to(DType::F32), in.b, c.args,
+                                      rb.defined() ? rb.to(DType::F32) : rb);
+      const Tensor got2 = ops::conv3d(gpu(in.x), gpu(wb), gpu(in.b), c.args, gpu(rb));
+      EXPECT_TENSOR_CLOSE(cpu(got2), ref2, kBf16) << c.name << " f32 -> f32 [" << backend_name(backend) << "]";
+    }
+  }
+}
+
+// The fused norm + SiLU + causal conv with bf16 cached frames and input and a bf16 output.
+TEST(VaeOpsGpu, NormSiluConv3dBf16Activations) {
+  struct Case { int64_t cin, cout, t_prefix, T, H, W, pad_front; bool residual; };
+  const Case cases[] = {{96, 96, 2, 4, 8, 10, 0, true}, {32, 48, 1, 1, 7, 13, 1, false}, {96, 3, 2, 4, 8, 8, 0, false},
+                        {1100, 8, 0, 2, 4, 5, 2, false}};
+  BackendGuard guard;
+  for (ops::cuda::ConvBackend backend : conv_backends()) {
+    ops::cuda::set_conv_backend(backend);
+    uint32_t seed = 4000;
+    for (const Case& c : cases) {
+      const Tensor x = random_tensor({c.cin, c.T, c.H, c.W}, ++seed, 1.5f, 0.2f).to(DType::BF16);
+      const Tensor prefix =
+          c.t_prefix > 0 ? random_tensor({c.cin, c.t_prefix, c.H, c.W}, ++seed).to(DType::BF16) : Tensor();
+      const Tensor g = random_tensor({c.cin, 1, 1, 1}, ++seed);
+      const Tensor wb = random_tensor({c.cout, c.cin, 3, 3, 3}, ++seed, 1.0f / std::sqrt(27.0f * static_cast<float>(c.cin)))
+                            .to(DType::BF16);
+      const Tensor b = random_tensor({c.cout}, ++seed);
+      const ops::Conv3dArgs a = causal(c.pad_front);
+      const Tensor x32 = x.to(DType::F32);
+      const Tensor in = prefix.defined() ? ops::cat_frames({prefix.to(DType::F32), x32}) : x32;
+      const Tensor normed = ops::rms_norm_channels(in, g, true);
+      const Tensor r =
+          c.residual ? random_tensor(ops::conv3d(normed, wb.to(DType::F32), Tensor(), a).shape(), ++seed).to(DType::BF16)
+                     : Tensor();
+      const Tensor ref = ops::conv3d(bf16_rounded(normed), wb.to(DType::F32), b, a, r.defined() ? r.to(DType::F32) : r);
+      const Tensor got = ops::norm_silu_conv3d(gpu(prefix), gpu(x), gpu(g), gpu(wb), gpu(b), a, gpu(r), DType::BF16);
+      EXPECT_EQ(got.dtype(), DType::BF16);
+      EXPECT_TENSOR_CLOSE(cpu(got).to(DType::F32), ref, kBf16) << c.cin << "->" << c.cout << " [" << backend_name(backend)
+                                                               << "]";
+    }
+  }
+}
+
+// Nearest ×2 fused into the conv's packing, against conv3d of upsample_nearest2x: f32 (exact to
+// the f32 bound) and bf16 (bf16 input and output too).
+TEST(VaeOpsGpu, Upsample2xConv3dMatchesComposition) {
+  struct Case { int64_t cin, cout, T, H, W; };
+  const Case cases[] = {{32, 16, 2, 6, 10}, {7, 5, 1, 5, 9}, {192, 96, 4, 9, 13}};
+  BackendGuard guard;
+  for (ops::cuda::ConvBackend backend : conv_backends()) {
+    ops::cuda::set_conv_backend(backend);
+    uint32_t seed = 5000;
+    for (const Case& c : cases) {
+      const Tensor x = random_tensor({c.cin, c.T, c.H, c.W}, ++seed);
+      const Tensor w = random_tensor({c.cout, c.cin, 1, 3, 3}, ++seed, 1.0f / std::sqrt(9.0f * static_cast<float>(c.cin)));
+      const Tensor b = random_tensor({c.cout}, ++seed);
+      const ops::Conv3dArgs a = ops::Conv3dArgs::spatial_pad(1);
+      const Tensor up = ops::upsample_nearest2x(x);
+      const Tensor ref = ops::conv3d(up, w, b, a);
+      EXPECT_TENSOR_CLOSE(cpu(ops::upsample2x_conv3d(gpu(x), gpu(w), gpu(b), a)), ref, kF32)
+          << c.cin << "->" << c.cout << " [" << backend_name(backend) << "]";
+      const Tensor wb = w.to(DType::BF16), xb = x.to(DType::BF16);
+      const Tensor ref16 = ops::conv3d(ops::upsample_nearest2x(xb.to(DType::F32)), wb.to(DType::F32), b, a);
+      const Tensor got16 = ops::upsample2x_conv3d(gpu(xb), gpu(wb), gpu(b), a, DType::BF16);
+      EXPECT_EQ(got16.dtype(), DType::BF16);
+      EXPECT_TENSOR_CLOSE(cpu(got16).to(DType::F32), ref16, kBf16)
+          << c.cin << "->" << c.cout << " bf16 [" << backend_name(backend) << "]";
+    }
+  }
+}
+
+TEST(VaeOpsGpu, ToDtypeRoundsLikeTheCpu) {
+  const Tensor x = random_tensor({5, 3, 7, 9}, 6000, 3.0f);
+  const Tensor b = ops::to_dtype(gpu(x), DType::BF16);
+  EXPECT_EQ(b.dtype(), DType::BF16);
+  EXPECT_TENSOR_CLOSE(cpu(b).to(DType::F32), bf16_rounded(x), 0.0);
+  EXPECT_TENSOR_CLOSE(cpu(ops::to_dtype(b, DType::F32)), bf16_rounded(x), 0.0);
+  // bf16 activations need bf16 weights.
+  EXPECT_THROW(ops::conv3d(b, gpu(random_tensor({2, 5, 1, 1, 1}, 6001))), Error);
+}
+
 TEST(VaeOpsGpu, Conv3dRejectsBf16WeightsOnCpu) {
   const Tensor x = random_tensor({2, 1, 3, 3}, 1), w = random_tensor({2, 2, 1, 1, 1}, 2).to(DType::BF16);
   EXPECT_THROW(ops::conv3d(x, w), Error);
