@@ -14,6 +14,7 @@
 #include "gpu/attention_fp8.h"
 #include "gpu/fp8.h"
 #include "gpu/lora_merge.h"
+#include "models/dit_memory.h"
 #include "ops/activation.h"
 #include "ops/elementwise.h"
 #include "ops/linear.h"
@@ -459,33 +460,40 @@ DitContext DitRunner::prepare(const Tensor& context, const Tensor& clip_fea) con
   } else {
     IB_CHECK(!clip_fea.defined(), "DiT: model_type 't2v' takes no CLIP features");
   }
-  // Per block: [k | v] = ctx . [Wk ; Wv]^T + b, then k's RMSNorm in place (bf16 [Lk, 2*dim]).
   DitContext out;
   const Tensor txt_bf = to_bf16_device(ctx_txt);
   const Tensor img_bf = ctx_img.defined() ? to_bf16_device(ctx_img) : Tensor();
   out.text_rows = txt_bf.size(0);
   out.image_rows = img_bf.defined() ? img_bf.size(0) : 0;
-  auto project = [&](const Tensor& src, const LinearWeight& kv, const Tensor& gamma) {
-    Tensor r = linear(src, kv, Epilogue::Bias);
-    QkNormArgs a;
-    a.x = r.raw();
-    a.rows = r.size(0);
-    a.cols = c.dim;
-    a.ld = 2 * c.dim;
-    a.gamma = gamma.data<float>();
-    a.eps = c.eps;
-    a.heads = c.num_heads;
-    qk_norm(a);
-    return r;
-  };
+  if (contexts_per_block_) {  // the forward projects each block's keys and values
+    out.text_emb = txt_bf;
+    out.image_emb = img_bf;
+    return out;
+  }
   BlockPass blocks(*this);
   for (size_t i = 0; i < w.blocks.size(); ++i) {
     const DitBlockGpu& g = blocks.enter(i);
-    out.kv_txt.push_back(project(txt_bf, g.ckv, g.cnorm_k));
-    if (img_bf.defined()) out.kv_img.push_back(project(img_bf, g.ckv_img, g.cnorm_k_img));
+    out.kv_txt.push_back(project_context(txt_bf, g.ckv, g.cnorm_k));
+    if (img_bf.defined()) out.kv_img.push_back(project_context(img_bf, g.ckv_img, g.cnorm_k_img));
     blocks.leave(i);
   }
   return out;
+}
+
+// One block's cross-attention [k | v] = ctx . [Wk ; Wv]^T + b, then k's RMSNorm in place (bf16
+// [Lk, 2*dim]).
+Tensor DitRunner::project_context(const Tensor& src, const LinearWeight& kv, const Tensor& gamma) const {
+  Tensor r = linear(src, kv, Epilogue::Bias);
+  QkNormArgs a;
+  a.x = r.raw();
+  a.rows = r.size(0);
+  a.cols = cfg_.dim;
+  a.ld = 2 * cfg_.dim;
+  a.gamma = gamma.data<float>();
+  a.eps = cfg_.eps;
+  a.heads = cfg_.num_heads;
+  qk_norm(a);
+  return r;
 }
 
 Tensor DitRunner::forward(const Tensor& x, double t, const DitContext& ctx, const Tensor& y,
@@ -499,13 +507,15 @@ void DitRunner::set_fp8_attention(bool on) {
 }
 
 size_t DitRunner::activation_bytes(int64_t L, int64_t batch) const {
-  const auto dim = static_cast<size_t>(cfg_.dim), ffn = static_cast<size_t>(cfg_.ffn_dim);
-  // Per row: the f32 stream, a, qkv (later the head's f32 input), att, att2, proj in bf16, with fp8
-  // attention the e4m3 q | k | v and output; and the FFN hidden over its chunk's rows.
+  const DitActivationBytes b = dit_activation_bytes(cfg_.dim, cfg_.ffn_dim, fp8_attention_, format_ == Format::FP8);
   const size_t rows = static_cast<size_t>(L) * static_cast<size_t>(batch);
-  const size_t per_row = dim * 4 + dim * 2 * (1 + 3 + 1 + 1 + 1) + (fp8_attention_ ? 4 * dim : 0);
   const size_t ffn_rows = ffn_chunk_rows_ > 0 ? std::min(rows, static_cast<size_t>(ffn_chunk_rows_)) : rows;
-  return per_row * rows + ffn * 2 * ffn_rows;
+  return b.per_row * rows + b.per_ffn_row * ffn_rows;
+}
+
+bool DitRunner::fits_batched_branches(int64_t tokens) const {
+  // A quarter spare for the allocator's rounding and the products' workspaces.
+  return static_cast<double>(activation_bytes(tokens, 2)) * 1.25 <= static_cast<double>(cuda::available_bytes());
 }
 
 std::vector<Tensor> DitRunner::forward_batch(const Tensor& x, double t, const std::vector<const DitContext*>& ctxs,
@@ -528,9 +538,11 @@ std::vector<Tensor> DitRunner::forward_batch(const Tensor& x, double t, const st
   }
   IB_CHECK(!ctxs.empty(), "DiT forward: no context");
   for (const DitContext* ctx : ctxs) {
-    IB_CHECK(ctx != nullptr && ctx->kv_txt.size() == w.blocks.size(),
+    IB_CHECK(ctx != nullptr, "DiT forward: no context");
+    const bool per_block = ctx->text_emb.defined();  // keys and values projected block by block below
+    IB_CHECK(per_block ? ctx->text_emb.size(1) == c.dim : ctx->kv_txt.size() == w.blocks.size(),
              "DiT forward: the context was prepared for another model");
-    IB_CHECK(!has_img_ || ctx->kv_img.size() == w.blocks.size(),
+    IB_CHECK(!has_img_ || (per_block ? ctx->image_emb.defined() : ctx->kv_img.size() == w.blocks.size()),
              "DiT forward: the context was prepared without image features");
   }
   // B videos that share the latent, the timestep and the conditioning and differ in their text
@@ -560,17 +572,29 @@ std::vector<Tensor> DitRunner::forward_batch(const Tensor& x, double t, const st
 
   const RopeTables& rope = rope_for(T, hp, wp);
 
-  // Scratch of one forward, reused by every block (the allocator keeps it across forwards).
-  Tensor a = Tensor::empty({R, dim}, DType::BF16, Device::CUDA);           // normed block input
-  Tensor qkv = Tensor::empty({R, 3 * dim}, DType::BF16, Device::CUDA);     // [q | k | v]
-  Tensor att = Tensor::empty({R, dim}, DType::BF16, Device::CUDA);         // attention output
-  Tensor att2 = has_img_ ? Tensor::empty({R, dim}, DType::BF16, Device::CUDA) : Tensor();
-  Tensor proj = Tensor::empty({R, dim}, DType::BF16, Device::CUDA);        // o / FFN-down output
+  // Scratch of one forward, reused by every block (the allocator keeps it across forwards): the
+  // normed block input `a` and q | k | v. Three more [R, dim] bf16 buffers live in their memory,
+  // each while the owner is dead. A block, in order: qkv <- a; att <- self-attention(qkv);
+  // proj <- o(att); a <- norm(x + proj); proj <- cross q(a); att, att2 <- cross-attention(proj);
+  // proj <- co(att + att2); a <- norm(x + proj); proj <- FFN(a); a <- norm(x + proj).
+  // - att (the attention outputs) is `a`: a is dead from each product that reads it until the norm
+  //   that rewrites it, and att's last reader (o, co) comes before that norm.
+  // - att2 (the image cross-attention's output) and proj (the o, co and FFN-down outputs) are the
+  //   second and last thirds of qkv's memory, dead once the self-attention has read q, k and v. proj
+  //   is the last third, so that the head's f32 input (the first two thirds, written by the last
+  //   block's final norm as it reads proj) does not overlap it.
+  // (models/dit_memory.h counts these buffers for the VRAM planner.)
+  Tensor a = Tensor::empty({R, dim}, DType::BF16, Device::CUDA);        // normed block input
+  Tensor qkv = Tensor::empty({R, 3 * dim}, DType::BF16, Device::CUDA);  // [q | k | v]
+  Tensor att = a;                                                       // attention output
+  Tensor att2 =
+      has_img_ ? Tensor::from_storage(qkv.storage(), qkv.byte_offset() + R * dim * 2, {R, dim}, DType::BF16) : Tensor();
+  Tensor proj = Tensor::from_storage(qkv.storage(), qkv.byte_offset() + 2 * R * dim * 2, {R, dim}, DType::BF16);
   // The FFN runs over row chunks of ffn_rows (all rows unless a VRAM budget asked for chunks), so
   // its hidden activations take ffn_rows rows.
   const int64_t ffn_rows = ffn_chunk_rows_ > 0 ? std::min(R, ffn_chunk_rows_) : R;
   Tensor hid = Tensor::empty({ffn_rows, c.ffn_dim}, DType::BF16, Device::CUDA);  // FFN hidden
-  // The head's f32 input reuses qkv's memory (free once the last block's attention is done).
+  // The head's f32 input: qkv's first two thirds (free once the last block's attention is done).
   const Tensor head_in = Tensor::from_storage(qkv.storage(), qkv.byte_offset(), {R, dim}, DType::F32);
   auto bp = [](const Tensor& buf) { return static_cast<char*>(buf.raw()); };
   const size_t el = 2;  // bf16 bytes
@@ -683,17 +707,22 @@ std::vector<Tensor> DitRunner::forward_batch(const Tensor& x, double t, const st
     ev.mark("cross_attention");
     for (int64_t b = 0; b < B; ++b) {  // each video with its own context
       const DitContext& ctx = *ctxs[static_cast<size_t>(b)];
+      const bool per_block = ctx.text_emb.defined();
+      const Tensor kv_txt = per_block ? project_context(ctx.text_emb, g.ckv, g.cnorm_k) : ctx.kv_txt[i];
+      const Tensor kv_img = !has_img_   ? Tensor()
+                            : per_block ? project_context(ctx.image_emb, g.ckv_img, g.cnorm_k_img)
+                                        : ctx.kv_img[i];
       AttentionProblem ct = cross;
       ct.q = bp(proj) + b * L * dim * el;
       ct.out = bp(att) + b * L * dim * el;
-      ct.k = ctx.kv_txt[i].raw();
-      ct.v = bp(ctx.kv_txt[i]) + dim * el;
+      ct.k = kv_txt.raw();
+      ct.v = bp(kv_txt) + dim * el;
       ct.lk = ctx.text_rows;
       attention(ct, backend_);
       if (has_img_) {
         AttentionProblem ci = ct;
-        ci.k = ctx.kv_img[i].raw();
-        ci.v = bp(ctx.kv_img[i]) + dim * el;
+        ci.k = kv_img.raw();
+        ci.v = bp(kv_img) + dim * el;
         ci.lk = ctx.image_rows;
         ci.out = bp(att2) + b * L * dim * el;
         attention(ci, backend_);

@@ -65,7 +65,10 @@ struct BlobEntry {
 
 // One CFG branch's conditioning, projected for every block (bf16 [Lk, 2*dim] each, k normalised).
 struct DitContext {
-  std::vector<Tensor> kv_txt, kv_img;
+  std::vector<Tensor> kv_txt, kv_img;  // per block: [k | v] of the text and the image tokens
+  // With DitRunner::set_contexts_per_block(true) prepare() keeps only the embedded text and image
+  // tokens (bf16 [rows, dim]) and each forward projects one block's keys and values at a time.
+  Tensor text_emb, image_emb;
   int64_t text_rows = 0, image_rows = 0;
 };
 
@@ -122,11 +125,20 @@ class DitRunner {
                                     const Tensor& y, DitProfile* profile = nullptr) const;
   // Device bytes of one forward's activations at L tokens for `batch` contexts.
   size_t activation_bytes(int64_t tokens, int64_t batch) const;
+  // Whether both guidance branches fit one batched forward (forward_batch with two contexts) in
+  // the device memory still free, with a quarter to spare.
+  bool fits_batched_branches(int64_t tokens) const;
   // The FFN over chunks of this many token rows (0: all at once): its hidden activations (the
   // largest buffer of a forward, 27 KB a row at the release's width) then take one chunk. Same
   // numbers up to the products' accumulation order. What a tight VRAM budget asks for.
   void set_ffn_chunk_rows(int64_t rows) { ffn_chunk_rows_ = rows > 0 ? rows : 0; }
   int64_t ffn_chunk_rows() const { return ffn_chunk_rows_; }
+  // Contexts prepared from now on hold only the embedded text and image tokens; each forward
+  // projects a block's cross-attention keys and values just before that block's cross-attention
+  // (two small products per block and branch: ~8 ms a forward at the release's width) instead of
+  // holding all blocks' (~0.8 GiB per guidance branch). Same numbers. What a tight budget asks for.
+  void set_contexts_per_block(bool on) { contexts_per_block_ = on; }
+  bool contexts_per_block() const { return contexts_per_block_; }
 
   // The VRAM budget: keeps the first `resident` blocks' linear layers on the device and streams
   // the others' from page-locked host memory through two device slots, each block copied while
@@ -167,6 +179,7 @@ class DitRunner {
   AttentionBackend backend_ = AttentionBackend::Auto;
   bool fp8_attention_ = false;
   int64_t ffn_chunk_rows_ = 0;
+  bool contexts_per_block_ = false;
   Format format_ = Format::BF16;
   LoadStats load_stats_;
   // The checkpoint's tensors by name, as the builder asks for them: host or device, any float
@@ -212,6 +225,7 @@ class DitRunner {
     RopeTables tables;
   };
   const RopeTables& rope_for(int64_t frames, int64_t height, int64_t width) const;
+  Tensor project_context(const Tensor& src, const LinearWeight& kv, const Tensor& gamma) const;
   mutable std::mutex rope_mu_;
   mutable std::map<std::array<int64_t, 3>, Rope> rope_cache_;
 };

@@ -351,7 +351,10 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
   lora.reset();  // the temporary file goes
   runner->set_attention_backend(backend);
   runner->set_fp8_attention(o.attention == "fp8");
-  if (plan) runner->set_ffn_chunk_rows(plan->ffn_chunk_rows);
+  if (plan) {
+    runner->set_ffn_chunk_rows(plan->ffn_chunk_rows);
+    runner->set_contexts_per_block(plan->contexts_per_block);
+  }
   const int64_t L = lat_t * (lat_h / 2) * (lat_w / 2);
   r.tokens = L;
   r.weights_gib = gib(runner->weights().bytes);
@@ -480,8 +483,7 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
     auto sched = Scheduler::create(Solver::UniPC, 1000, 16.0);
     cuda::reset_peak_memory();
     // Both branches in one batched forward when the memory (or the budget) allows, as the pipeline.
-    const bool batched = static_cast<double>(runner->activation_bytes(L, 2)) * 1.25 <=
-                         static_cast<double>(cuda::available_bytes());
+    const bool batched = runner->fits_batched_branches(L);
     add_row("denoise_step", time_it(o.repeats, [&] {
               if (batched) {
                 const std::vector<Tensor> v2 = runner->forward_batch(x, 999.0, {&cc, &cu}, y);
@@ -549,8 +551,7 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
       const gpu::DitContext cu_ctx = cfg_on ? runner->prepare(ctx_null, clip_ctx) : gpu::DitContext{};
       auto sched = Scheduler::create(Solver::UniPC, steps, 16.0);
       Tensor x = noise.clone();
-      const bool batch_gen = static_cast<double>(runner->activation_bytes(L, 2)) * 1.25 <=
-                             static_cast<double>(cuda::available_bytes());
+      const bool batch_gen = runner->fits_batched_branches(L);
       for (int i = 0; i < steps; ++i) {
         const double t = static_cast<double>(sched->timesteps()[static_cast<size_t>(i)]);
         Tensor v;

@@ -603,14 +603,14 @@ GeneratedVideo generate_from(Pipeline& pipeline, const GenerateOptions& o, const
   Tensor y_dev;
   if (im.use_runner()) {
     im.runner->set_ffn_chunk_rows(plan ? plan->ffn_chunk_rows : 0);  // this generation's plan
+    im.runner->set_contexts_per_block(plan && plan->contexts_per_block);
     ctx_c = im.runner->prepare(context, clip_context);
     if (unconditional) ctx_u = im.runner->prepare(context_null, clip_context);
     if (y.defined()) y_dev = y.to(Device::CUDA);
     // Both guidance branches in one batched forward when the GPU has room for twice the
     // activations (with a quarter to spare), else one after the other.
     const int64_t tokens = latent_shape[1] * (latent_shape[2] / 2) * (latent_shape[3] / 2);
-    const bool batched = unconditional && static_cast<double>(im.runner->activation_bytes(tokens, 2)) * 1.25 <=
-                                              static_cast<double>(cuda::available_bytes());
+    const bool batched = unconditional && im.runner->fits_batched_branches(tokens);
     velocities = [&, batched](double t) {
       if (batched) {
         im.dit_forwards += 2;

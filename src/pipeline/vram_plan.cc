@@ -1,20 +1,21 @@
 // plan_vram (see vram_plan.h). The activation and VAE figures are the GPU engine's buffers as
-// DitRunner allocates them and the VAE decode's measured peak per output pixel (BENCHMARKS.md:
-// 7.4 GiB at 832x480, 16.4 GiB at 1280x720, ~20 KB a pixel of one frame: the decode is chunked in
-// time, so its peak does not grow with the frame count).
+// DitRunner allocates them (models/dit_memory.h) and the VAE decode's measured peak per output
+// pixel (BENCHMARKS.md, bf16 decoder: 4.06 GiB at 832x480, 8.97 GiB at 1280x720, ~11 KB a pixel of
+// one frame: the decode is chunked in time, so its peak does not grow with the frame count).
 #include "pipeline/vram_plan.h"
 
 #include <algorithm>
 #include <cmath>
 
 #include "core/check.h"
+#include "models/dit_memory.h"
 
 namespace ib {
 
 namespace {
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 constexpr size_t kMargin = 512ull << 20;           // cuBLASLt/cuDNN workspaces, RoPE tables, rounding
-constexpr size_t kVaeDecodePerPixel = 20u * 1024;  // bytes of decode peak per pixel of one frame
+constexpr size_t kVaeDecodePerPixel = 11u * 1024;  // bytes of decode peak per pixel of one frame
 constexpr size_t kVaeWeights = 512ull << 20;
 double gib(size_t b) { return static_cast<double>(b) / kGiB; }
 }  // namespace
@@ -22,9 +23,10 @@ double gib(size_t b) { return static_cast<double>(b) / kGiB; }
 std::string VramPlan::describe() const {
   return fmt::format(
       "VRAM plan: {} of {} DiT blocks on the GPU ({} streamed from host memory, {:.2f} GiB each); fixed weights "
-      "{:.2f} GiB, activations {:.2f} GiB{}, contexts {:.2f} GiB, VAE {:.2f} GiB{}; T5 on the {}",
+      "{:.2f} GiB, activations {:.2f} GiB{}, contexts {:.2f} GiB{}, VAE {:.2f} GiB{}; T5 on the {}",
       resident_blocks, blocks, blocks - resident_blocks, gib(block_bytes), gib(fixed_bytes), gib(activation_bytes),
       ffn_chunk_rows > 0 ? fmt::format(" (the FFN in chunks of {} rows)", ffn_chunk_rows) : "", gib(context_bytes),
+      contexts_per_block ? " (keys and values projected per block)" : "",
       gib(vae_bytes),
       vae_tile > 0 ? fmt::format(" (decoded in tiles of {} latent pixels, {} shared)", vae_tile, vae_overlap) : "",
       t5_on_gpu ? "GPU" : "CPU");
@@ -60,25 +62,25 @@ VramPlan plan_vram(const DitConfig& c, const T5Config& t5, int64_t clip_dim, int
                   static_cast<size_t>(image_tokens) * cd * 4 + static_cast<size_t>(c.num_layers) * 13 * d * 4;
   const int64_t lat_t = (frames - 1) / 4 + 1;
   const auto L = static_cast<size_t>(lat_t * (height / 16) * (width / 16));
-  // DitRunner's buffers per row (the f32 stream; bf16 a, qkv (later the head's f32 input), att,
-  // att2, proj; with fp8 attention the e4m3 q | k | v and output; with fp8 products the e4m3 copy
-  // of a width-d input), and per FFN row its hidden activations (with fp8, their e4m3 copy too).
-  const size_t per_row = d * 4 + d * 2 * 7 + (fp8_attention ? 4 * d : 0) + (bytes_per_weight == 1 ? d : 0);
-  const size_t per_ffn_row = f * 2 + (bytes_per_weight == 1 ? f : 0);
+  const DitActivationBytes act = dit_activation_bytes(c.dim, c.ffn_dim, fp8_attention, bytes_per_weight == 1);
+  const size_t per_row = act.per_row, per_ffn_row = act.per_ffn_row;
   p.activation_bytes = (per_row + per_ffn_row) * L + kMargin;
-  p.context_bytes = 2 * static_cast<size_t>(c.num_layers) *
-                    static_cast<size_t>(c.text_len + (img ? std::max<int64_t>(image_tokens, 257) : 0)) * 2 * d * 2;
+  // Both guidance branches' cross-attention keys and values for every block; projected per block
+  // (DitRunner::set_contexts_per_block), both branches' embedded tokens and one block's keys and
+  // values for each.
+  const auto ctx_rows = static_cast<size_t>(c.text_len + (img ? std::max<int64_t>(image_tokens, 257) : 0));
+  p.context_bytes = 2 * static_cast<size_t>(c.num_layers) * ctx_rows * 2 * d * 2;
+  const size_t context_per_block_bytes = 2 * ctx_rows * d * 2 + 2 * ctx_rows * 2 * d * 2;
   p.vae_bytes = kVaeWeights + kVaeDecodePerPixel * static_cast<size_t>(width) * static_cast<size_t>(height);
   p.t5_bytes = t5_gpu_bytes(t5, c.text_len);
 
   // The denoising holds the placed weights, the activations and the contexts; the decode holds the
-  // placed weights and the VAE (the activations are returned to the driver in between). With the
-  // FFN in chunks of kFfnChunk rows its hidden activations shrink to one chunk's.
+  // placed weights and the VAE (the activations are returned to the driver in between). Two
+  // squeezes, taken in this order when the budget needs them: the FFN in chunks of kFfnChunk rows
+  // (its hidden activations shrink to one chunk's), then the contexts projected per block.
   constexpr int64_t kFfnChunk = 4096;
   const size_t ffn_saving =
       L > static_cast<size_t>(kFfnChunk) ? per_ffn_row * (L - static_cast<size_t>(kFfnChunk)) : 0;
-  const size_t denoise_whole = p.activation_bytes + p.context_bytes + kVaeWeights;
-  const size_t denoise_chunked = denoise_whole - ffn_saving;
   // The decode in square tiles whose peak fits the denoising's working set (at least 16 latent
   // pixels a side, a quarter of a tile shared), when whole frames take more than that.
   const int64_t lat_h = height / 8, lat_w = width / 8;
@@ -97,12 +99,25 @@ VramPlan plan_vram(const DitConfig& c, const T5Config& t5, int64_t clip_dim, int
                                      static_cast<size_t>(std::min(side, lat_w) * 8)};
     return dec;
   };
+  struct Squeeze {
+    bool chunk_ffn = false, contexts_per_block = false;
+    size_t denoise = 0;  // activations, contexts and the VAE's weights
+    Decode dec;
+  };
+  const auto squeeze = [&](bool chunk_ffn, bool per_block) {
+    Squeeze q{chunk_ffn, per_block, 0, {}};
+    q.denoise = p.activation_bytes - (chunk_ffn ? ffn_saving : 0) +
+                (per_block ? context_per_block_bytes : p.context_bytes) + kVaeWeights;
+    q.dec = decode_within(q.denoise);
+    return q;
+  };
+  const Squeeze levels[3] = {squeeze(false, false), squeeze(true, false), squeeze(true, true)};
   // The VAE's weights stay loaded through the denoising (CLIP leaves the GPU after encoding). The
-  // minimum allows tiles and the FFN in chunks; a budget that holds more uses whole frames and a
-  // whole FFN where it can.
+  // minimum takes both squeezes and tiles; a budget that holds more uses whole frames, a whole FFN
+  // and held contexts where it can.
   const size_t dit_min = p.fixed_bytes + 2 * p.block_bytes;
-  const Decode dec_whole = decode_within(denoise_whole), dec_chunked = decode_within(denoise_chunked);
-  p.minimum_bytes = dit_min + std::max(denoise_chunked, dec_chunked.bytes);
+  const auto needs = [&](const Squeeze& q) { return dit_min + std::max(q.denoise, q.dec.bytes); };
+  p.minimum_bytes = needs(levels[2]);
   if (budget == 0) {
     p.resident_blocks = p.blocks;
     p.t5_on_gpu = t5_device != T5Placement::CPU;
@@ -111,17 +126,23 @@ VramPlan plan_vram(const DitConfig& c, const T5Config& t5, int64_t clip_dim, int
   IB_CHECK(budget >= p.minimum_bytes,
            "a GPU memory budget of {:.2f} GiB is too small for this generation ({}x{}, {} frames, {} weights): it needs "
            "at least {:.2f} GiB (DiT fixed weights {:.2f}, two streaming slots {:.2f}, and the larger of activations "
-           "with contexts and VAE weights {:.2f} (the FFN in chunks of {} rows) and the VAE decode {:.2f}, in tiles "
-           "where whole frames take more)",
+           "with contexts and VAE weights {:.2f} (the FFN in chunks of {} rows, the cross-attention's keys and values "
+           "projected block by block) and the VAE decode {:.2f}, in tiles where whole frames take more)",
            gib(budget), width, height, frames, bytes_per_weight == 1 ? "fp8" : "bf16", gib(p.minimum_bytes),
-           gib(p.fixed_bytes), gib(2 * p.block_bytes), gib(denoise_chunked), kFfnChunk, gib(dec_chunked.bytes));
-  const bool chunk = ffn_saving > 0 && budget < dit_min + std::max(denoise_whole, dec_whole.bytes);
-  if (chunk) {
+           gib(p.fixed_bytes), gib(2 * p.block_bytes), gib(levels[2].denoise), kFfnChunk, gib(levels[2].dec.bytes));
+  int level = 0;
+  while (level < 2 && budget < needs(levels[level])) ++level;
+  const Squeeze& q = levels[level];
+  if (q.chunk_ffn && ffn_saving > 0) {
     p.ffn_chunk_rows = kFfnChunk;
     p.activation_bytes -= ffn_saving;
   }
-  const size_t denoise = chunk ? denoise_chunked : denoise_whole;
-  const Decode dec = chunk ? dec_chunked : dec_whole;
+  if (q.contexts_per_block) {
+    p.contexts_per_block = true;
+    p.context_bytes = context_per_block_bytes;
+  }
+  const size_t denoise = q.denoise;
+  const Decode dec = q.dec;
   if (dec.tile > 0 && budget < p.fixed_bytes + static_cast<size_t>(p.blocks) * p.block_bytes + vae_frames) {
     p.vae_tile = dec.tile;
     p.vae_overlap = std::max<int64_t>(2, dec.tile / 4);

@@ -30,6 +30,10 @@ struct VramPlan {
   // The FFN over chunks of this many token rows (0: all at once; DitRunner::set_ffn_chunk_rows):
   // chosen when the whole FFN's hidden activations would not fit the budget.
   int64_t ffn_chunk_rows = 0;
+  // The cross-attention's keys and values projected block by block in each forward
+  // (DitRunner::set_contexts_per_block) instead of held for all blocks: chosen after the FFN's
+  // chunks when those are not enough. context_bytes is then the per-block figure.
+  bool contexts_per_block = false;
   std::string describe() const;  // one line for the log
 };
 

@@ -234,6 +234,41 @@ TEST(GpuEngineDit, StreamedBlocksGiveTheResidentBits) {
   EXPECT_TENSOR_CLOSE_ABS(later.runner->forward(x, t, c, y).to(Device::CPU), ref, 0.0);
 }
 
+// Contexts projected block by block inside the forward (what a tight budget asks for) run the
+// same products on the same inputs as prepare(): the same bits as held contexts, for one branch,
+// for both branches batched, and with every block streamed; and such a context holds no per-block
+// keys and values.
+TEST(GpuEngineDit, ContextsPerBlockGiveTheHeldContextsBits) {
+  const Loaded l = load();
+  const Tensor clip = l.f->contains("clip_fea") ? l.f->get("clip_fea") : Tensor();
+  const Tensor y = l.f->contains("y") ? l.f->get("y").to(Device::CUDA) : Tensor();
+  const Tensor x = l.f->get("x").to(Device::CUDA);
+  const double t = static_cast<double>(l.f->get("t").data<int64_t>()[0]);
+  const Tensor ctx = l.f->get("context"), ctx2 = ops::affine(ctx, -3.0f, 0.5f);
+  const gpu::DitContext h1 = l.runner->prepare(ctx, clip), h2 = l.runner->prepare(ctx2, clip);
+  const Tensor ref = l.runner->forward(x, t, h1, y).to(Device::CPU);
+  const std::vector<Tensor> ref_both = l.runner->forward_batch(x, t, {&h1, &h2}, y);
+  l.runner->set_contexts_per_block(true);
+  const gpu::DitContext p1 = l.runner->prepare(ctx, clip), p2 = l.runner->prepare(ctx2, clip);
+  l.runner->set_contexts_per_block(false);
+  EXPECT_TRUE(p1.kv_txt.empty());
+  EXPECT_TRUE(p1.kv_img.empty());
+  ASSERT_TRUE(p1.text_emb.defined());
+  EXPECT_EQ(p1.text_rows, h1.text_rows);
+  EXPECT_EQ(p1.image_rows, h1.image_rows);
+  EXPECT_TENSOR_CLOSE_ABS(l.runner->forward(x, t, p1, y).to(Device::CPU), ref, 0.0);
+  const std::vector<Tensor> both = l.runner->forward_batch(x, t, {&p1, &p2}, y);
+  ASSERT_EQ(both.size(), 2u);
+  for (size_t b = 0; b < 2; ++b)
+    EXPECT_TENSOR_CLOSE_ABS(both[b].to(Device::CPU), ref_both[b].to(Device::CPU), 0.0) << "branch " << b;
+  EXPECT_TENSOR_CLOSE(ref, l.f->get("out"), 2e-2);  // and the oracle's numbers
+  // Every block streamed: the same again.
+  const Loaded s = load(gpu::DitRunner::Format::BF16, 0);
+  s.runner->set_contexts_per_block(true);
+  const gpu::DitContext sp = s.runner->prepare(ctx, clip);
+  EXPECT_TENSOR_CLOSE_ABS(s.runner->forward(x, t, sp, y).to(Device::CPU), ref, 0.0);
+}
+
 // The allocator's budget: a request past it fails, naming the budget, and nothing leaks.
 TEST(GpuEngineDit, MemoryBudgetRefusesPastIt) {
   const size_t before = cuda::memory_stats().in_use;

@@ -102,44 +102,70 @@ TEST(VramPlan, TooSmallABudgetIsRefusedWithTheMinimum) {
       Error);
 }
 
-// An 8 GB card at 480p: the FFN's hidden activations (27 KB a token row in bf16, 41 KB with fp8
-// products) are the largest buffer of a forward; in chunks of 4096 rows they stop counting per
-// token, which brings fp8 (with or without fp8 attention) and bf16 under 8 GiB; bf16 with fp8
-// attention's e4m3 copies does not fit and is refused with its minimum. A budget with room for the
-// whole FFN keeps it whole.
-TEST(VramPlan, EightGibAt480pChunksTheFfn) {
-  try {
-    plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, 2, 832, 480, 81, 8 * kGiB, T5Placement::Auto, true);
-    ADD_FAILURE() << "bf16 with fp8 attention planned into 8 GiB";
-  } catch (const Error& e) {
-    std::printf("[measured] 480p, bf16 + fp8 attention at 8 GiB: %s\n", e.what());
-    EXPECT_NE(std::string(e.what()).find("8.00 GiB is too small"), std::string::npos);
-  }
-  for (const auto& [bpw, fp8_attention] : {std::pair{1, false}, std::pair{1, true}, std::pair{2, false}}) {
-    {
-      SCOPED_TRACE(std::to_string(bpw) + " bytes a weight" + (fp8_attention ? ", fp8 attention" : ""));
-      const VramPlan p = plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, bpw, 832, 480, 81, 8 * kGiB, T5Placement::Auto,
-                                   fp8_attention);
-      std::printf("[measured] 480p, %s%s: minimum %.2f GiB\n", bpw == 1 ? "fp8" : "bf16",
-                  fp8_attention ? " + fp8 attention" : "", static_cast<double>(p.minimum_bytes) / kGiB);
-      EXPECT_EQ(p.ffn_chunk_rows, 4096);
-      EXPECT_LE(p.minimum_bytes, 8 * kGiB);
-      EXPECT_FALSE(p.t5_on_gpu);
-      EXPECT_GE(p.resident_blocks, 0);
-      // What the plan holds at once fits the budget.
-      EXPECT_LE(p.fixed_bytes + static_cast<size_t>(std::max<int64_t>(p.resident_blocks, 2)) * p.block_bytes +
-                    std::max<size_t>(p.activation_bytes + p.context_bytes + (512ull << 20), p.vae_bytes),
-                8 * kGiB);
-      const VramPlan roomy = plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, bpw, 832, 480, 81, 80 * kGiB,
-                                       T5Placement::Auto, fp8_attention);
-      EXPECT_EQ(roomy.ffn_chunk_rows, 0);
-      EXPECT_GT(roomy.activation_bytes, p.activation_bytes);
-    }
+// An 8 GB card at 480p: with the attention and projection outputs living in the memory of the
+// normed input and q | k | v (models/dit_memory.h), fp8 and bf16 weights fit with room to spare and
+// keep the whole FFN and the held contexts; fp8 attention's e4m3 copies need the FFN in chunks.
+// What the plan holds at once fits the budget, and a roomy budget squeezes nothing.
+TEST(VramPlan, EightGibAt480p) {
+  for (const auto& [bpw, fp8_attention] :
+       {std::pair{1, false}, std::pair{1, true}, std::pair{2, false}, std::pair{2, true}}) {
+    SCOPED_TRACE(std::to_string(bpw) + " bytes a weight" + (fp8_attention ? ", fp8 attention" : ""));
+    const VramPlan p = plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, bpw, 832, 480, 81, 8 * kGiB,
+                                 T5Placement::Auto, fp8_attention);
+    std::printf("[measured] 480p, %s%s: minimum %.2f GiB; %s\n", bpw == 1 ? "fp8" : "bf16",
+                fp8_attention ? " + fp8 attention" : "", static_cast<double>(p.minimum_bytes) / kGiB,
+                p.describe().c_str());
+    EXPECT_LE(p.minimum_bytes, 8 * kGiB);
+    EXPECT_EQ(p.ffn_chunk_rows, fp8_attention ? 4096 : 0);
+    EXPECT_FALSE(p.contexts_per_block);
+    EXPECT_FALSE(p.t5_on_gpu);
+    EXPECT_LE(p.fixed_bytes + static_cast<size_t>(std::max<int64_t>(p.resident_blocks, 2)) * p.block_bytes +
+                  std::max<size_t>(p.activation_bytes + p.context_bytes + (512ull << 20), p.vae_bytes),
+              8 * kGiB);
+    const VramPlan roomy = plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, bpw, 832, 480, 81, 80 * kGiB,
+                                     T5Placement::Auto, fp8_attention);
+    EXPECT_EQ(roomy.ffn_chunk_rows, 0);
+    EXPECT_FALSE(roomy.contexts_per_block);
   }
   // fp8 attention's e4m3 copies are counted: 4 bytes a row per model width.
   const VramPlan plain = plan_14b(2, 832, 480, 0);
   const VramPlan with = plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, 2, 832, 480, 81, 0, T5Placement::Auto, true);
   EXPECT_EQ(with.activation_bytes - plain.activation_bytes, size_t{4} * 5120 * 21 * 30 * 52);
+}
+
+// An 8 GB card at 720p (75,600 tokens): bf16 and fp8 weights fit with both squeezes (the FFN in
+// chunks, the cross-attention's keys and values projected per block) and the decode in tiles; fp8
+// attention's e4m3 copies (1.4 GiB more) do not, and are refused with the minimum. The context
+// squeeze is what makes the difference: without it the held contexts take 1.57 GiB.
+TEST(VramPlan, EightGibAt720pProjectsContextsPerBlock) {
+  for (const int bpw : {1, 2}) {
+    SCOPED_TRACE(std::to_string(bpw) + " bytes a weight");
+    const VramPlan p = plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, bpw, 1280, 720, 81, 8 * kGiB,
+                                 T5Placement::Auto, false);
+    std::printf("[measured] 720p, %s: minimum %.2f GiB; %s\n", bpw == 1 ? "fp8" : "bf16",
+                static_cast<double>(p.minimum_bytes) / kGiB, p.describe().c_str());
+    EXPECT_EQ(p.ffn_chunk_rows, 4096);
+    EXPECT_TRUE(p.contexts_per_block);
+    EXPECT_GT(p.vae_tile, 0);
+    const VramPlan held = plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, bpw, 1280, 720, 81, 0, T5Placement::Auto);
+    EXPECT_LT(p.context_bytes * 20, held.context_bytes);
+    EXPECT_LE(p.fixed_bytes + static_cast<size_t>(std::max<int64_t>(p.resident_blocks, 2)) * p.block_bytes +
+                  std::max<size_t>(p.activation_bytes + p.context_bytes + (512ull << 20), p.vae_bytes),
+              8 * kGiB);
+    // A budget just above the minimum without the context squeeze keeps the contexts held.
+    const size_t without = p.minimum_bytes - p.context_bytes + held.context_bytes;
+    const VramPlan more = plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, bpw, 1280, 720, 81,
+                                    without + (256ull << 20), T5Placement::Auto, false);
+    EXPECT_FALSE(more.contexts_per_block);
+  }
+  try {
+    plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, 1, 1280, 720, 81, 8 * kGiB, T5Placement::Auto, true);
+    ADD_FAILURE() << "fp8 with fp8 attention planned into 8 GiB at 720p";
+  } catch (const Error& e) {
+    std::printf("[measured] 720p, fp8 + fp8 attention at 8 GiB: %s\n", e.what());
+    EXPECT_NE(std::string(e.what()).find("8.00 GiB is too small"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("projected block by block"), std::string::npos);
+  }
 }
 
 }  // namespace

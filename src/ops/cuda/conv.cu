@@ -29,6 +29,7 @@
 #include <map>
 #include <mutex>
 
+#include "core/cuda_memory.h"
 #include "core/log.h"
 #include "ops/conv.h"
 #include "ops/cuda/cuda_common.h"
@@ -465,9 +466,9 @@ Plan search(const ConvGeom& g, bool bf16, bool as_2d, const void* xp, const void
   int n = 0;
   if (bf16) {
     check_cudnn(cudnnSetConvolutionMathType(d.conv, CUDNN_TENSOR_OP_MATH), "cudnnSetConvolutionMathType");
-    size_t free_bytes = 0, total = 0;
-    check_cuda(cudaMemGetInfo(&free_bytes, &total), "cudaMemGetInfo");
-    const size_t ws_bytes = std::min(kMaxWorkspace, free_bytes / 4);
+    // A quarter of what the device (or the --vram-budget) still has: the search must not be what
+    // breaks a budget.
+    const size_t ws_bytes = std::min(kMaxWorkspace, ::ib::cuda::available_bytes() / 4);
     const Tensor ws = Tensor::empty({static_cast<int64_t>(ws_bytes)}, DType::U8, Device::CUDA);
     check_cudnn(cudnnFindConvolutionForwardAlgorithmEx(cudnn_handle(), d.x, xp, d.w, wp, d.conv, d.y, yp,
                                                        CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf, ws.raw(), ws_bytes),
