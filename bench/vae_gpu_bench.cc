@@ -1,13 +1,13 @@
 // Times the Wan-VAE on the GPU at the release's sizes (dim 96, z_dim 16, dim_mult [1,2,4,4], two
 // residual blocks, temporal_downsample [false,true,true]) with random weights made in memory (the
 // synthetic model's init: uniform with variance 1/fan_in, norms one, biases zero) and moved to the
-// GPU: encode of 81 frames at 480x832, decode of 21 latent frames to 81 frames at 480x832 and at
-// 720x1280, with f32 and bf16 conv weights. A bf16 case runs once untimed (cuDNN picks its
+// GPU: encode of 81 frames at 480x832 and at 720x1280 (the video on the GPU, so held in the peak),
+// decode of 21 latent frames to 81 frames at 480x832 and at 720x1280, with f32 and bf16 conv weights. A bf16 case runs once untimed (cuDNN picks its
 // algorithms there), then once timed; an f32 case runs once (its convolutions run at 10-30 TFLOP/s,
 // so its seconds dwarf the first-call costs). The peak is the allocator's (tensors only, weights
 // and input included).
 // The "convs" case times conv3d alone at the decoder's per-chunk shapes (TFLOP/s), the VAE's cost.
-//   bench_vae_gpu [case ...]   cases: convs-bf16 convs-f32 {encode480,decode480,decode720}-{bf16,f32}
+//   bench_vae_gpu [case ...]   cases: convs-bf16 convs-f32 {encode480,encode720,decode480,decode720}-{bf16,f32}
 // INBETWEEN_LOG=debug also prints the algorithm cuDNN chose for every new conv shape.
 #include <cuda_runtime.h>
 
@@ -166,9 +166,10 @@ int main(int argc, char** argv) {
   std::vector<std::string> cases;
   for (int i = 1; i < argc; ++i) cases.emplace_back(argv[i]);
   if (cases.empty())
-    cases = {"convs-bf16", "encode480-bf16", "decode480-bf16", "decode720-bf16",
+    cases = {"convs-bf16", "encode480-bf16", "encode720-bf16", "decode480-bf16", "decode720-bf16",
              "convs-f32",  "encode480-f32",  "decode480-f32",  "decode720-f32"};
   const std::map<std::string, VaeCase> vae_cases = {{"encode480", {"encode480", true, 480, 832}},
+                                                    {"encode720", {"encode720", true, 720, 1280}},
                                                     {"decode480", {"decode480", false, 480, 832}},
                                                     {"decode720", {"decode720", false, 720, 1280}}};
   try {

@@ -103,11 +103,17 @@ class WeightLoader {
 struct Slot {
   enum class Kind { Empty, Rep, Frames } kind = Kind::Empty;
   Tensor frames;  // [C, 1 or 2 (or a whole first chunk), H, W]
+  // A causal conv fed one frame at a time keeps that frame as the tensor it got (no copy) here,
+  // after `frames` (then one frame): its cache is frames ; next.
+  Tensor next;
 };
 
 class FeatCache {
  public:
   void start_chunk() { next_ = 0; }
+  // The encoder runs its first levels frame by frame: the same slots again for every frame.
+  size_t position() const { return next_; }
+  void rewind(size_t position) { next_ = position; }
   Slot& take() {
     if (next_ == slots_.size()) slots_.emplace_back();
     return slots_[next_++];
@@ -129,22 +135,35 @@ Tensor last_frames(const Tensor& x, int64_t n) { return ops::slice_frames(x, x.s
 Tensor causal_conv(const Conv& c, const Tensor& x, Slot& slot, DType act, const Tensor& norm = Tensor(),
                    const Tensor& residual = Tensor()) {
   ops::Conv3dArgs a = ops::Conv3dArgs::spatial_pad(1);
-  const Tensor old = slot.kind == Slot::Kind::Frames ? slot.frames : Tensor();
-  a.pad_front = 2 - (old.defined() ? old.size(1) : 0);
+  std::vector<Tensor> old;  // the cached frames, oldest first
+  if (slot.kind == Slot::Kind::Frames) {
+    old.push_back(slot.frames);
+    if (slot.next.defined()) old.push_back(slot.next);
+  }
+  a.pad_front = 2;
+  for (const Tensor& o : old) a.pad_front -= o.size(1);
   Tensor y;
   if (norm.defined()) {
     y = ops::norm_silu_conv3d(old, x, norm, c.weight, c.bias, a, residual, act);
   } else {
-    y = ops::conv3d(old.defined() ? ops::cat_frames({old, x}) : x, c.weight, c.bias, a, residual, act);
+    old.push_back(x);
+    y = ops::conv3d(old.size() > 1 ? ops::cat_frames(old) : x, c.weight, c.bias, a, residual, act);
   }
   // The frames to keep are copied after the conv, so that the copy and the conv's working buffers
   // (the padded input, cuDNN's output) are never held at once: at full resolution each is a
-  // sizeable part of the decoder's peak.
+  // sizeable part of the decoder's peak. An input of one or two frames is kept as it is (one
+  // frame beside the newest cached frame), and nothing is copied.
   const int64_t n = x.size(1);
   if (n >= 2) {
-    slot.frames = last_frames(x, 2);
+    slot.frames = n == 2 ? x : last_frames(x, 2);
+    slot.next = Tensor();
   } else if (slot.kind == Slot::Kind::Frames) {
-    slot.frames = ops::cat_frames({last_frames(old, 1), x});
+    if (slot.next.defined()) {
+      slot.frames = slot.next;
+    } else if (slot.frames.size(1) > 1) {
+      slot.frames = last_frames(slot.frames, 1);
+    }
+    slot.next = x;
   } else {
     slot.frames = x;
   }
@@ -174,29 +193,38 @@ Tensor attention_block(const AttentionBlock& a, const Tensor& x) {
   return T == 1 ? frames.front() : ops::cat_frames(frames);
 }
 
-// `act`: the dtype of the upsampling's outputs (downsampling runs in the encoder, always f32).
+// A downsampling's spatial half: ZeroPad2d((0, 1, 0, 1)) then a 3×3 stride-2 conv on each frame.
+Tensor downsample_spatial(const Resample& r, const Tensor& x, DType act) {
+  ops::Conv3dArgs a;
+  a.stride_h = a.stride_w = 2;
+  a.pad_bottom = a.pad_right = 1;
+  return ops::conv3d(x, r.resample.weight, r.resample.bias, a, Tensor(), act);  // [C, n, H/2, W/2]
+}
+
+// Downsample3d's temporal half on the spatial half's output y: a stride-2 conv over [last cached
+// frame ; y] (none on the first chunk).
+Tensor downsample_time(const Resample& r, const Tensor& y, FeatCache& cache, DType act) {
+  Slot& slot = cache.take();
+  if (slot.kind == Slot::Kind::Empty) {  // first chunk: no temporal step
+    slot.kind = Slot::Kind::Frames;
+    slot.frames = y;
+    return y;
+  }
+  ops::Conv3dArgs t;
+  t.stride_t = 2;
+  Tensor out = ops::conv3d(ops::cat_frames({last_frames(slot.frames, 1), y}), r.time_conv.weight, r.time_conv.bias,
+                           t, Tensor(), act);  // [C, n/2, H, W]
+  slot.frames = last_frames(y, 1);
+  return out;
+}
+
+// `act`: the dtype of the resample's output (and so of its cache).
 Tensor resample(const Resample& r, Tensor x, FeatCache& cache, DType act) {
   switch (r.mode) {
     case ResampleMode::Downsample2d:
     case ResampleMode::Downsample3d: {
-      // ZeroPad2d((0, 1, 0, 1)) then a 3×3 stride-2 conv on each frame.
-      ops::Conv3dArgs a;
-      a.stride_h = a.stride_w = 2;
-      a.pad_bottom = a.pad_right = 1;
-      Tensor y = ops::conv3d(x, r.resample.weight, r.resample.bias, a);  // [C, n, H/2, W/2]
-      if (r.mode == ResampleMode::Downsample2d) return y;
-      Slot& slot = cache.take();
-      if (slot.kind == Slot::Kind::Empty) {  // first chunk: no temporal step
-        slot.kind = Slot::Kind::Frames;
-        slot.frames = y;
-        return y;
-      }
-      ops::Conv3dArgs t;
-      t.stride_t = 2;
-      Tensor out = ops::conv3d(ops::cat_frames({last_frames(slot.frames, 1), y}), r.time_conv.weight,
-                               r.time_conv.bias, t);  // [C, n/2, H/2, W/2]
-      slot.frames = last_frames(y, 1);
-      return out;
+      const Tensor y = downsample_spatial(r, x, act);
+      return r.mode == ResampleMode::Downsample2d ? y : downsample_time(r, y, cache, act);
     }
     case ResampleMode::Upsample2d:
     case ResampleMode::Upsample3d: {
@@ -247,10 +275,42 @@ Tensor run_head(const Tensor& norm, const Conv& conv, const Tensor& x, FeatCache
   return causal_conv(conv, x, cache.take(), DType::F32, norm);
 }
 
-// One chunk through Encoder3d: [3, n, H, W] -> [2·z_dim, n', H/8, W/8], f32 throughout.
-Tensor encoder_chunk(const vae::Encoder3d& e, const Tensor& video, FeatCache& cache) {
-  Tensor x = causal_conv(e.conv1, video, cache.take(), DType::F32);
-  for (const Layer& l : e.downsamples) x = run_layer(l, x, cache);
+// One chunk through Encoder3d: [3, n, H, W] (on any device) -> f32 [2·z_dim, n', H/8, W/8]. The
+// outputs of the downsampling levels (and so their caches) are `act`: bf16 with bf16 conv weights,
+// as under upstream's bf16 autocast (the f32 and bf16 results differ by the rounding of the
+// activations between layers; test_vae_gpu and the GPU e2e tests bound it). The middle (with its
+// attention) and the head run in f32.
+//
+// Everything before the first temporal downsampling (conv1, the full- and half-resolution levels
+// and that resample's spatial conv) acts on each frame alone, its causal convs through their
+// caches, so it runs one frame at a time: the same result as the whole chunk, with a working set
+// of one frame instead of four at full resolution (at 720p a 96-channel bf16 frame is 177 MB, and
+// a conv's padded input, output and result come on top of its input). The frames meet again,
+// each at a quarter of the pixels, for the temporal step.
+Tensor encoder_chunk(const vae::Encoder3d& e, const Tensor& video, FeatCache& cache, Device device, DType act) {
+  size_t split = 0;  // the first Downsample3d, or the end
+  while (split < e.downsamples.size()) {
+    const auto* r = std::get_if<Resample>(&e.downsamples[split]);
+    if (r != nullptr && r->mode == ResampleMode::Downsample3d) break;
+    ++split;
+  }
+  const Resample* down3d = split < e.downsamples.size() ? &std::get<Resample>(e.downsamples[split]) : nullptr;
+  const size_t first_slot = cache.position();
+  std::vector<Tensor> frames;
+  for (int64_t t = 0; t < video.size(1); ++t) {
+    cache.rewind(first_slot);
+    Tensor x = causal_conv(e.conv1, ops::slice_frames(video, t, t + 1).to(device), cache.take(), act);
+    for (size_t i = 0; i < split; ++i) x = run_layer(e.downsamples[i], x, cache, act);
+    if (down3d != nullptr) x = downsample_spatial(*down3d, x, act);
+    frames.push_back(x);
+  }
+  Tensor x = frames.size() == 1 ? frames.front() : ops::cat_frames(frames);
+  frames.clear();
+  if (down3d != nullptr) {
+    x = downsample_time(*down3d, x, cache, act);
+    for (size_t i = split + 1; i < e.downsamples.size(); ++i) x = run_layer(e.downsamples[i], x, cache, act);
+  }
+  x = ops::to_dtype(x, DType::F32);
   for (const Layer& l : e.middle) x = run_layer(l, x, cache);
   return run_head(e.head_norm, e.head_conv, x, cache);
 }
@@ -425,15 +485,15 @@ Tensor WanVAE::encode(const Tensor& video, const VaeChunkFn& on_chunk) const {
   IB_CHECK(H > 0 && W > 0 && H % sf == 0 && W % sf == 0,
            "vae encode: height and width must be positive multiples of {}, got {}x{}", sf, H, W);
 
-  // Frame 0 alone, then chunks of tf frames; each chunk yields one latent frame.
-  const Tensor input = video.to(device_);
+  // Frame 0 alone, then chunks of tf frames; each chunk yields one latent frame. A host video goes
+  // to the device a frame at a time (the whole of it is 0.9 GB at 1280x720, 81 frames).
   FeatCache cache;
   std::vector<Tensor> chunks;
   const int64_t n_chunks = 1 + (F - 1) / tf;
   for (int64_t t0 = 0; t0 < F; t0 = t0 == 0 ? 1 : t0 + tf) {
     cache.start_chunk();
     const int64_t t1 = t0 == 0 ? 1 : t0 + tf;
-    chunks.push_back(encoder_chunk(encoder_, ops::slice_frames(input, t0, t1), cache));
+    chunks.push_back(encoder_chunk(encoder_, ops::slice_frames(video, t0, t1), cache, device_, conv_dtype_));
     if (on_chunk) on_chunk(static_cast<int64_t>(chunks.size()), n_chunks);
   }
   const Tensor out = ops::cat_frames(chunks);  // [2·z_dim, T', h, w]

@@ -82,15 +82,17 @@ class WanVAE {
   // Moves the weights to `device`. conv_dtype is the dtype of the conv and attention-projection
   // weights: f32 (exact) or, on CUDA only, bf16 (bf16 operands on the tensor cores with f32
   // accumulation, like upstream's bf16 autocast; half the weight memory). Norms and biases stay
-  // f32, and so do the activations between the layers, except in the decoder's upsampling levels
-  // with bf16 weights: there they are bf16 too (half the decode's memory and traffic).
+  // f32, and so do the activations between the layers, except in the encoder's downsampling and
+  // the decoder's upsampling levels with bf16 weights: there they are bf16 too (half the memory
+  // and traffic, as under upstream's bf16 autocast).
   void to(Device device, DType conv_dtype = DType::F32);
   Device device() const { return device_; }
   DType conv_dtype() const { return conv_dtype_; }
 
   // video: f32 [3, F, H, W] in [-1, 1] with F = 1 + 4k and H, W multiples of 8. Returns the
   // normalised latent mean [z_dim, 1 + (F-1)/4, H/8, W/8] on the model's device (an input on
-  // another device is copied over first). Chunks: 1 + (F-1)/4.
+  // another device goes over a frame at a time, so a host video is never whole on the GPU).
+  // Chunks: 1 + (F-1)/4.
   Tensor encode(const Tensor& video, const VaeChunkFn& on_chunk = {}) const;
   // latent: normalised f32 [z_dim, T, h, w]. Returns [3, 1 + 4(T-1), 8h, 8w] clamped to [-1, 1],
   // on the model's device. Chunks: T.

@@ -9,7 +9,7 @@ namespace ib::ops {
 namespace {
 
 // An activation of a conv (input, cached frames, residual, output dtype): f32 anywhere, bf16 only
-// on CUDA with bf16 weights (the VAE decoder's bf16 activations).
+// on CUDA with bf16 weights (the VAE's bf16 activations).
 bool activation_dtype_ok(DType dt, const Tensor& w) {
   return dt == DType::F32 || (dt == DType::BF16 && w.dtype() == DType::BF16 && w.device() == Device::CUDA);
 }
@@ -54,19 +54,28 @@ Tensor conv3d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv3dArg
 
 Tensor norm_silu_conv3d(const Tensor& prefix, const Tensor& x, const Tensor& gamma, const Tensor& w, const Tensor& b,
                         const Conv3dArgs& a, const Tensor& residual, DType out_dtype) {
+  return norm_silu_conv3d(prefix.defined() ? std::vector<Tensor>{prefix} : std::vector<Tensor>{}, x, gamma, w, b, a,
+                          residual, out_dtype);
+}
+
+Tensor norm_silu_conv3d(const std::vector<Tensor>& prefix, const Tensor& x, const Tensor& gamma, const Tensor& w,
+                        const Tensor& b, const Conv3dArgs& a, const Tensor& residual, DType out_dtype) {
   IB_CHECK(activation_dtype_ok(x.dtype(), w) && activation_dtype_ok(out_dtype, w) && x.dim() == 4,
            "norm_silu_conv3d: input must be f32 [Cin, T, H, W] (or bf16 in and out with bf16 weights on CUDA), got "
            "{} -> {}", x.str(), dtype_name(out_dtype));
-  IB_CHECK(!prefix.defined() || (activation_dtype_ok(prefix.dtype(), w) && prefix.dim() == 4 &&
-                                 prefix.size(0) == x.size(0) && prefix.size(2) == x.size(2) &&
-                                 prefix.size(3) == x.size(3)),
-           "norm_silu_conv3d: cached frames {} do not match the input {}", prefix.str(), x.str());
+  IB_CHECK(prefix.size() <= 2, "norm_silu_conv3d: cached frames in {} parts (at most 2)", prefix.size());
+  Shape xs = x.shape();
+  for (const Tensor& p : prefix) {
+    IB_CHECK(p.defined() && activation_dtype_ok(p.dtype(), w) && p.dim() == 4 && p.size(0) == x.size(0) &&
+                 p.size(2) == x.size(2) && p.size(3) == x.size(3),
+             "norm_silu_conv3d: cached frames {} do not match the input {}", p.str(), x.str());
+    (void)same_device("norm_silu_conv3d", {&p, &x});
+    xs[1] += p.size(1);
+  }
   IB_CHECK(gamma.dtype() == DType::F32 && gamma.numel() == x.size(0),
            "norm_silu_conv3d: gamma {} does not have the {} channels of {}", gamma.str(), x.size(0), x.str());
-  Shape xs = x.shape();
-  if (prefix.defined()) xs[1] += prefix.size(1);
   const Shape out = conv_output_shape("norm_silu_conv3d", xs, w, b, a, residual);
-  [[maybe_unused]] const Device d = same_device("norm_silu_conv3d", {&prefix, &x, &gamma, &w, &b, &residual});
+  [[maybe_unused]] const Device d = same_device("norm_silu_conv3d", {&x, &gamma, &w, &b, &residual});
 #ifdef INBETWEEN_HAVE_CUDA
   if (d == Device::CUDA) {
     Tensor y = Tensor::empty(out, out_dtype, d);
@@ -74,8 +83,10 @@ Tensor norm_silu_conv3d(const Tensor& prefix, const Tensor& x, const Tensor& gam
   }
 #endif
   // The composition runs the norm in f32 (bf16 activations are widened first).
-  const Tensor x32 = to_dtype(x, DType::F32);
-  const Tensor in = prefix.defined() ? cat_frames({to_dtype(prefix, DType::F32), x32}) : x32;
+  std::vector<Tensor> parts;
+  for (const Tensor& p : prefix) parts.push_back(to_dtype(p, DType::F32));
+  parts.push_back(to_dtype(x, DType::F32));
+  const Tensor in = parts.size() == 1 ? parts.front() : cat_frames(parts);
   return conv3d(rms_norm_channels(in, gamma, /*silu=*/true), w, b, a, residual, out_dtype);
 }
 

@@ -3,9 +3,11 @@
 // frames *before* the first frame are supported (causal convs) — other temporal context, like
 // the VAE's cached frames, is concatenated by the caller. conv2d is the kt = 1 case on [Cin, H, W].
 // Activations (x, cached frames, residual, output) are f32; on CUDA with bf16 weights each may
-// also be bf16 (the VAE decoder's bf16 activations, as under upstream's bf16 autocast): out_dtype
+// also be bf16 (the VAE's bf16 activations, as under upstream's bf16 autocast): out_dtype
 // picks the output's, the inputs' are read from the tensors. Bias and accumulation stay f32.
 #pragma once
+
+#include <vector>
 
 #include "core/tensor.h"
 
@@ -42,6 +44,12 @@ Tensor conv3d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), cons
 Tensor norm_silu_conv3d(const Tensor& prefix, const Tensor& x, const Tensor& gamma, const Tensor& w,
                         const Tensor& b = Tensor(), const Conv3dArgs& args = {}, const Tensor& residual = Tensor(),
                         DType out_dtype = DType::F32);
+// The same with the cached frames in up to two tensors, oldest first (cat_frames(prefix) is the
+// prefix above): a cache fed one frame at a time holds its newest frame as the tensor it was,
+// without a copy. Each part may be f32 or bf16.
+Tensor norm_silu_conv3d(const std::vector<Tensor>& prefix, const Tensor& x, const Tensor& gamma, const Tensor& w,
+                        const Tensor& b = Tensor(), const Conv3dArgs& args = {}, const Tensor& residual = Tensor(),
+                        DType out_dtype = DType::F32);
 
 // The VAE's Resample upsampling: conv3d(upsample_nearest2x(x), w, b, args) (nearest ×2 of every
 // frame, then the conv). On CUDA the upsampled input is never stored: the conv's packing reads
@@ -66,8 +74,9 @@ enum class ConvBackend { Auto, Cudnn, Gemm };
 void set_conv_backend(ConvBackend backend);
 bool conv_backend_available(ConvBackend backend);
 // The fused norm_silu_conv3d into y; false when this case has no fused path (the op then composes).
-bool norm_silu_conv3d(const Tensor& prefix, const Tensor& x, const Tensor& gamma, const Tensor& w, const Tensor& b,
-                      const Conv3dArgs& args, const Tensor& residual, const Tensor& y);
+// prefix: at most two parts (see the op).
+bool norm_silu_conv3d(const std::vector<Tensor>& prefix, const Tensor& x, const Tensor& gamma, const Tensor& w,
+                      const Tensor& b, const Conv3dArgs& args, const Tensor& residual, const Tensor& y);
 // The fused upsample2x_conv3d into y; false when this case has no fused path (the op then composes).
 bool upsample2x_conv3d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv3dArgs& args, const Tensor& y);
 }

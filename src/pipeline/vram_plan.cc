@@ -1,7 +1,8 @@
 // plan_vram (see vram_plan.h). The activation and VAE figures are the GPU engine's buffers as
 // DitRunner allocates them (models/dit_memory.h) and the VAE decode's measured peak per output
 // pixel (BENCHMARKS.md, bf16 decoder: 4.06 GiB at 832x480, 8.97 GiB at 1280x720, ~11 KB a pixel of
-// one frame: the decode is chunked in time, so its peak does not grow with the frame count).
+// one frame: the decode is chunked in time, so its peak does not grow with the frame count), and
+// the VAE encode's the same way.
 #include "pipeline/vram_plan.h"
 
 #include <algorithm>
@@ -16,6 +17,9 @@ namespace {
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 constexpr size_t kMargin = 512ull << 20;           // cuBLASLt/cuDNN workspaces, RoPE tables, rounding
 constexpr size_t kVaeDecodePerPixel = 11u * 1024;  // bytes of decode peak per pixel of one frame
+// bf16 encoder with a host video: 4.4 KB a pixel besides the weights (bench/NOTES.md version 12:
+// 1.90 / 3.98 GiB at 832x480 / 1280x720, the bench's device video taken off its peak).
+constexpr size_t kVaeEncodePerPixel = 4608;  // bytes of encode peak per pixel of one frame
 constexpr size_t kVaeWeights = 512ull << 20;
 double gib(size_t b) { return static_cast<double>(b) / kGiB; }
 }  // namespace
@@ -72,10 +76,12 @@ VramPlan plan_vram(const DitConfig& c, const T5Config& t5, int64_t clip_dim, int
   p.context_bytes = 2 * static_cast<size_t>(c.num_layers) * ctx_rows * 2 * d * 2;
   const size_t context_per_block_bytes = 2 * ctx_rows * d * 2 + 2 * ctx_rows * 2 * d * 2;
   p.vae_bytes = kVaeWeights + kVaeDecodePerPixel * static_cast<size_t>(width) * static_cast<size_t>(height);
+  p.vae_encode_bytes = kVaeWeights + kVaeEncodePerPixel * static_cast<size_t>(width) * static_cast<size_t>(height);
   p.t5_bytes = t5_gpu_bytes(t5, c.text_len);
 
-  // The denoising holds the placed weights, the activations and the contexts; the decode holds the
-  // placed weights and the VAE (the activations are returned to the driver in between). Two
+  // The denoising holds the placed weights, the activations and the contexts; the encode before it
+  // and the decode after it hold the placed weights and the VAE (the activations are returned to
+  // the driver in between). The encode is not tiled: it is a floor of every squeeze. Two
   // squeezes, taken in this order when the budget needs them: the FFN in chunks of kFfnChunk rows
   // (its hidden activations shrink to one chunk's), then the contexts projected per block.
   constexpr int64_t kFfnChunk = 4096;
@@ -116,7 +122,7 @@ VramPlan plan_vram(const DitConfig& c, const T5Config& t5, int64_t clip_dim, int
   // minimum takes both squeezes and tiles; a budget that holds more uses whole frames, a whole FFN
   // and held contexts where it can.
   const size_t dit_min = p.fixed_bytes + 2 * p.block_bytes;
-  const auto needs = [&](const Squeeze& q) { return dit_min + std::max(q.denoise, q.dec.bytes); };
+  const auto needs = [&](const Squeeze& q) { return dit_min + std::max({q.denoise, q.dec.bytes, p.vae_encode_bytes}); };
   p.minimum_bytes = needs(levels[2]);
   if (budget == 0) {
     p.resident_blocks = p.blocks;
@@ -127,9 +133,11 @@ VramPlan plan_vram(const DitConfig& c, const T5Config& t5, int64_t clip_dim, int
            "a GPU memory budget of {:.2f} GiB is too small for this generation ({}x{}, {} frames, {} weights): it needs "
            "at least {:.2f} GiB (DiT fixed weights {:.2f}, two streaming slots {:.2f}, and the larger of activations "
            "with contexts and VAE weights {:.2f} (the FFN in chunks of {} rows, the cross-attention's keys and values "
-           "projected block by block) and the VAE decode {:.2f}, in tiles where whole frames take more)",
+           "projected block by block), the VAE decode {:.2f}, in tiles where whole frames take more, and the VAE "
+           "encode {:.2f})",
            gib(budget), width, height, frames, bytes_per_weight == 1 ? "fp8" : "bf16", gib(p.minimum_bytes),
-           gib(p.fixed_bytes), gib(2 * p.block_bytes), gib(levels[2].denoise), kFfnChunk, gib(levels[2].dec.bytes));
+           gib(p.fixed_bytes), gib(2 * p.block_bytes), gib(levels[2].denoise), kFfnChunk, gib(levels[2].dec.bytes),
+           gib(p.vae_encode_bytes));
   int level = 0;
   while (level < 2 && budget < needs(levels[level])) ++level;
   const Squeeze& q = levels[level];
@@ -148,7 +156,7 @@ VramPlan plan_vram(const DitConfig& c, const T5Config& t5, int64_t clip_dim, int
     p.vae_overlap = std::max<int64_t>(2, dec.tile / 4);
     p.vae_bytes = dec.bytes;
   }
-  const size_t working = std::max(denoise, p.vae_bytes);
+  const size_t working = std::max({denoise, p.vae_bytes, p.vae_encode_bytes});
   const size_t room = budget - p.fixed_bytes - working;  // for the blocks' linear layers
   if (room >= static_cast<size_t>(p.blocks) * p.block_bytes) {
     p.resident_blocks = p.blocks;

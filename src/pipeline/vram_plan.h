@@ -22,6 +22,7 @@ struct VramPlan {
   size_t activation_bytes = 0;  // one forward's activations (one branch) and its workspaces
   size_t context_bytes = 0;     // the cross-attention keys/values of both guidance branches
   size_t vae_bytes = 0;         // the VAE's weights and its decode's peak (one temporal chunk)
+  size_t vae_encode_bytes = 0;  // the VAE's weights and its encode's peak (a host video; one chunk)
   size_t t5_bytes = 0;          // T5 in bf16 with its activations
   size_t minimum_bytes = 0;     // the least budget that runs this generation (T5 on the CPU)
   // The VAE decode in spatial tiles of this many latent pixels (0: whole frames) sharing

@@ -127,5 +127,18 @@ TEST(Upsample2xConv3d, IsTheComposition) {
   EXPECT_TENSOR_CLOSE(y, ops::conv3d(ops::upsample_nearest2x(x), w, b, a), 0.0);
 }
 
+// Cached frames in two parts (the VAE encoder's frame-by-frame caches) are the same frames as one
+// concatenated prefix; three parts are refused.
+TEST(NormSiluConv3d, PrefixInTwoParts) {
+  const Tensor p0 = random_tensor({5, 1, 4, 6}, 70), p1 = random_tensor({5, 1, 4, 6}, 71);
+  const Tensor x = random_tensor({5, 2, 4, 6}, 72), g = random_tensor({5, 1, 1, 1}, 73);
+  const Tensor w = random_tensor({4, 5, 3, 3, 3}, 74), b = random_tensor({4}, 75);
+  const ops::Conv3dArgs a = ops::Conv3dArgs::spatial_pad(1);
+  const Tensor ref = ops::norm_silu_conv3d(ops::cat_frames({p0, p1}), x, g, w, b, a);
+  EXPECT_EQ(ref.shape(), (Shape{4, 2, 4, 6}));
+  EXPECT_TENSOR_CLOSE(ops::norm_silu_conv3d(std::vector<Tensor>{p0, p1}, x, g, w, b, a), ref, 0.0);
+  EXPECT_THROW(ops::norm_silu_conv3d(std::vector<Tensor>{p0, p1, p1}, x, g, w, b, a), Error);
+}
+
 }  // namespace
 }  // namespace ib

@@ -242,6 +242,29 @@ TEST(VaeOpsGpu, NormSiluConv3dBf16Activations) {
   }
 }
 
+// Cached frames in two parts (the encoder's frame-by-frame caches: the newest frame kept as it was,
+// beside the one before; each part f32 or bf16) give exactly the result of one concatenated prefix.
+TEST(VaeOpsGpu, NormSiluConv3dPrefixInTwoParts) {
+  BackendGuard guard;
+  for (ops::cuda::ConvBackend backend : conv_backends()) {
+    ops::cuda::set_conv_backend(backend);
+    const Tensor p0 = gpu(random_tensor({96, 1, 8, 10}, 5001).to(DType::BF16));
+    const Tensor p1 = gpu(random_tensor({96, 1, 8, 10}, 5002).to(DType::BF16));
+    const Tensor x = gpu(random_tensor({96, 1, 8, 10}, 5003, 1.5f, 0.2f).to(DType::BF16));
+    const Tensor g = gpu(random_tensor({96, 1, 1, 1}, 5004));
+    const Tensor wb = gpu(random_tensor({64, 96, 3, 3, 3}, 5005, 0.02f).to(DType::BF16));
+    const Tensor b = gpu(random_tensor({64}, 5006));
+    const ops::Conv3dArgs a = causal(0);
+    const Tensor ref = cpu(ops::norm_silu_conv3d(ops::cat_frames({p0, p1}), x, g, wb, b, a, Tensor(), DType::BF16));
+    for (const Tensor& first : {p0, ops::to_dtype(p0, DType::F32)}) {
+      const Tensor got =
+          cpu(ops::norm_silu_conv3d(std::vector<Tensor>{first, p1}, x, g, wb, b, a, Tensor(), DType::BF16));
+      EXPECT_TENSOR_CLOSE(got.to(DType::F32), ref.to(DType::F32), 0.0)
+          << dtype_name(first.dtype()) << " first part [" << backend_name(backend) << "]";
+    }
+  }
+}
+
 // Nearest ×2 fused into the conv's packing, against conv3d of upsample_nearest2x: f32 (exact to
 // the f32 bound) and bf16 (bf16 input and output too).
 TEST(VaeOpsGpu, Upsample2xConv3dMatchesComposition) {

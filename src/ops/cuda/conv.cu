@@ -6,7 +6,7 @@
 //    transposes back to channel-first adding bias and residual. The algorithm is chosen once per
 //    shape and cached: cuDNN's timed search for bf16, its heuristics for f32. A bf16 stride-1 conv
 //    with one tap in time is timed both as 3-D and as 2-D over the frames (same buffers).
-//    Activations (input, cached frames, residual, output) may be f32 or bf16 (the VAE decoder's
+//    Activations (input, cached frames, residual, output) may be f32 or bf16 (the VAE's
 //    bf16 activations): the packing reads either, the epilogue adds in f32 and writes either.
 //    upsample2x_conv3d's packing reads the input at half the coordinates (nearest ×2, never stored).
 //  * im2col + cuBLAS GEMM: tiles of output positions, y[Cout, tile] += w[Cout, K] · col[K, tile]
@@ -65,7 +65,7 @@ __device__ __forceinline__ float to_f32(__nv_bfloat16 v) { return __bfloat162flo
 // Layout kernels of the cuDNN path. Both are 32×32 tile transposes through shared memory, so the
 // channel-first side and the channels-last side are each read or written in whole rows.
 
-// An activation tensor as the layout kernels read it: f32 or bf16 (the VAE decoder's bf16
+// An activation tensor as the layout kernels read it: f32 or bf16 (the VAE's bf16
 // activations), told apart at run time by a flag that is the same for the whole grid.
 struct Act {
   const void* p = nullptr;
@@ -88,14 +88,16 @@ Act act(const Tensor& t, const char* op) {
   return {t.raw(), t.dtype() == DType::BF16};
 }
 
-// The conv's input frames: frames 0 .. t_prefix-1 come from `prefix` [Cin, t_prefix, H, W] (the
-// cached frames), the rest from x [Cin, T - t_prefix, H, W]. With gamma, the packing applies
-// RMS_norm (over the channels, ·√C·γ) and SiLU. With up = 1 the sources hold frames of H/2 × W/2
-// and the conv sees them nearest-upsampled ×2: pixel (h, w) reads (h/2, w/2).
+// The conv's input frames: frames 0 .. t_prefix-1 come from the cached frames, in up to two parts
+// prefix[i] [Cin, prefix_t[i], H, W] (oldest first), the rest from x [Cin, T - t_prefix, H, W].
+// With gamma, the packing applies RMS_norm (over the channels, ·√C·γ) and SiLU. With up = 1 the
+// sources hold frames of H/2 × W/2 and the conv sees them nearest-upsampled ×2: pixel (h, w) reads
+// (h/2, w/2).
 struct InputSource {
   Act x;
-  Act prefix;
-  int64_t t_prefix = 0;
+  Act prefix[2];
+  int64_t prefix_t[2] = {0, 0};
+  int64_t t_prefix = 0;  // prefix_t[0] + prefix_t[1]
   const float* gamma = nullptr;
   float scale = 1.0f;  // √Cin
   int up = 0;          // 0, or 1 for the fused nearest ×2
@@ -106,8 +108,10 @@ __device__ __forceinline__ Act source_row(const InputSource& s, const ConvGeom& 
                                           int64_t* channel_stride) {
   const int64_t Hs = g.H >> s.up, Ws = g.W >> s.up, hs = h >> s.up;
   if (t < s.t_prefix) {
-    *channel_stride = s.t_prefix * Hs * Ws;
-    return s.prefix + (t * Hs + hs) * Ws;
+    const bool first = t < s.prefix_t[0];  // selects, not indexes: the parameters stay out of local memory
+    const int64_t tt = first ? t : t - s.prefix_t[0];
+    *channel_stride = (first ? s.prefix_t[0] : s.prefix_t[1]) * Hs * Ws;
+    return (first ? s.prefix[0] : s.prefix[1]) + (tt * Hs + hs) * Ws;
   }
   *channel_stride = (g.T - s.t_prefix) * Hs * Ws;
   return s.x + ((t - s.t_prefix) * Hs + hs) * Ws;
@@ -655,16 +659,19 @@ void conv3d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv3dArgs&
   conv_gemm_any(x, w, b, residual, y, g, pointwise);
 }
 
-bool norm_silu_conv3d(const Tensor& prefix, const Tensor& x, const Tensor& gamma, const Tensor& w, const Tensor& b,
-                      const Conv3dArgs& a, const Tensor& residual, const Tensor& y) {
+bool norm_silu_conv3d(const std::vector<Tensor>& prefix, const Tensor& x, const Tensor& gamma, const Tensor& w,
+                      const Tensor& b, const Conv3dArgs& a, const Tensor& residual, const Tensor& y) {
 #ifdef IB_CUDA_HAVE_CUDNN
-  const int64_t t_prefix = prefix.defined() ? prefix.size(1) : 0;
-  const ConvGeom g = geometry(x.size(0), t_prefix + x.size(1), x.size(2), x.size(3), w, a, y);
-  if (g_backend == ConvBackend::Gemm || g.Cin == 0 || g.Cin > kNormPackMaxChannels || y.numel() == 0) return false;
+  IB_CHECK(prefix.size() <= 2, "norm_silu_conv3d on CUDA: cached frames in {} parts", prefix.size());
   InputSource src;
+  for (size_t i = 0; i < prefix.size(); ++i) {
+    src.prefix_t[i] = prefix[i].size(1);
+    src.prefix[i] = src.prefix_t[i] > 0 ? act(prefix[i], "norm_silu_conv3d") : Act{};
+    src.t_prefix += src.prefix_t[i];
+  }
+  const ConvGeom g = geometry(x.size(0), src.t_prefix + x.size(1), x.size(2), x.size(3), w, a, y);
+  if (g_backend == ConvBackend::Gemm || g.Cin == 0 || g.Cin > kNormPackMaxChannels || y.numel() == 0) return false;
   src.x = act(x, "norm_silu_conv3d");
-  src.prefix = t_prefix > 0 ? act(prefix, "norm_silu_conv3d") : Act{};
-  src.t_prefix = t_prefix;
   src.gamma = dev_f32(gamma, "norm_silu_conv3d");
   src.scale = std::sqrt(static_cast<float>(g.Cin));
   return conv_cudnn(src, w, b, residual, y, g);
