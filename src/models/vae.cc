@@ -283,11 +283,13 @@ Tensor run_head(const Tensor& norm, const Conv& conv, const Tensor& x, FeatCache
 //
 // Everything before the first temporal downsampling (conv1, the full- and half-resolution levels
 // and that resample's spatial conv) acts on each frame alone, its causal convs through their
-// caches, so it runs one frame at a time: the same result as the whole chunk, with a working set
-// of one frame instead of four at full resolution (at 720p a 96-channel bf16 frame is 177 MB, and
-// a conv's padded input, output and result come on top of its input). The frames meet again,
-// each at a quarter of the pixels, for the temporal step.
-Tensor encoder_chunk(const vae::Encoder3d& e, const Tensor& video, FeatCache& cache, Device device, DType act) {
+// caches, so it may run `per_pass` frames at a time (0: the whole chunk): the same result, with a
+// working set of one frame instead of four at full resolution when per_pass is 1 (at 720p a
+// 96-channel bf16 frame is 177 MB, and a conv's padded input, output and result come on top of
+// its input), at a cost in time (~15%, bench/NOTES.md version 12). The frames meet again, each at
+// a quarter of the pixels, for the temporal step.
+Tensor encoder_chunk(const vae::Encoder3d& e, const Tensor& video, FeatCache& cache, Device device, DType act,
+                     int64_t per_pass) {
   size_t split = 0;  // the first Downsample3d, or the end
   while (split < e.downsamples.size()) {
     const auto* r = std::get_if<Resample>(&e.downsamples[split]);
@@ -297,9 +299,11 @@ Tensor encoder_chunk(const vae::Encoder3d& e, const Tensor& video, FeatCache& ca
   const Resample* down3d = split < e.downsamples.size() ? &std::get<Resample>(e.downsamples[split]) : nullptr;
   const size_t first_slot = cache.position();
   std::vector<Tensor> frames;
-  for (int64_t t = 0; t < video.size(1); ++t) {
+  const int64_t n = video.size(1), step = per_pass > 0 ? std::min(per_pass, n) : n;
+  for (int64_t t = 0; t < n; t += step) {
     cache.rewind(first_slot);
-    Tensor x = causal_conv(e.conv1, ops::slice_frames(video, t, t + 1).to(device), cache.take(), act);
+    Tensor x =
+        causal_conv(e.conv1, ops::slice_frames(video, t, std::min(n, t + step)).to(device), cache.take(), act);
     for (size_t i = 0; i < split; ++i) x = run_layer(e.downsamples[i], x, cache, act);
     if (down3d != nullptr) x = downsample_spatial(*down3d, x, act);
     frames.push_back(x);
@@ -493,7 +497,8 @@ Tensor WanVAE::encode(const Tensor& video, const VaeChunkFn& on_chunk) const {
   for (int64_t t0 = 0; t0 < F; t0 = t0 == 0 ? 1 : t0 + tf) {
     cache.start_chunk();
     const int64_t t1 = t0 == 0 ? 1 : t0 + tf;
-    chunks.push_back(encoder_chunk(encoder_, ops::slice_frames(video, t0, t1), cache, device_, conv_dtype_));
+    chunks.push_back(
+        encoder_chunk(encoder_, ops::slice_frames(video, t0, t1), cache, device_, conv_dtype_, encode_frames_per_pass_));
     if (on_chunk) on_chunk(static_cast<int64_t>(chunks.size()), n_chunks);
   }
   const Tensor out = ops::cat_frames(chunks);  // [2·z_dim, T', h, w]

@@ -94,6 +94,11 @@ class WanVAE {
   // another device goes over a frame at a time, so a host video is never whole on the GPU).
   // Chunks: 1 + (F-1)/4.
   Tensor encode(const Tensor& video, const VaeChunkFn& on_chunk = {}) const;
+  // The encoder's first levels (up to the first temporal downsampling) take this many frames of a
+  // chunk at a time: 0 (the default) the whole chunk, 1 the least memory (a quarter of the encode's
+  // full-resolution working set, ~15% slower on the GPU). Same result. What a tight VRAM budget
+  // asks for (VramPlan::vae_encode_by_frame).
+  void set_encode_frames_per_pass(int64_t frames) { encode_frames_per_pass_ = frames > 0 ? frames : 0; }
   // latent: normalised f32 [z_dim, T, h, w]. Returns [3, 1 + 4(T-1), 8h, 8w] clamped to [-1, 1],
   // on the model's device. Chunks: T.
   Tensor decode(const Tensor& latent, const VaeChunkFn& on_chunk = {}) const;
@@ -106,6 +111,7 @@ class WanVAE {
   VaeConfig cfg_;
   Device device_ = Device::CPU;
   DType conv_dtype_ = DType::F32;
+  int64_t encode_frames_per_pass_ = 0;
   int64_t temporal_factor_ = 4, spatial_factor_ = 8;
   vae::Encoder3d encoder_;
   vae::Decoder3d decoder_;

@@ -544,6 +544,7 @@ GeneratedVideo generate_from(Pipeline& pipeline, const GenerateOptions& o, const
     const Tensor last_r = uses_last ? ops::resize_bicubic(last, size.height, size.width) : Tensor();
     const Tensor cond_video = conditioning_video(first_r, last_r, o.frames);
     im.emit("cond_video", cond_video);
+    im.vae->set_encode_frames_per_pass(plan && plan->vae_encode_by_frame ? 1 : 0);  // this generation's plan
     const Tensor cond_latent = im.vae->encode(cond_video, chunk_progress("vae-encode", -1));
     y = concat0(frame_mask(o.frames, lat_h, lat_w, uses_last), cond_latent);
     im.emit("y", y);

@@ -17,9 +17,13 @@ namespace {
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 constexpr size_t kMargin = 512ull << 20;           // cuBLASLt/cuDNN workspaces, RoPE tables, rounding
 constexpr size_t kVaeDecodePerPixel = 11u * 1024;  // bytes of decode peak per pixel of one frame
-// bf16 encoder with a host video: 4.4 KB a pixel besides the weights (bench/NOTES.md version 12:
-// 1.90 / 3.98 GiB at 832x480 / 1280x720, the bench's device video taken off its peak).
-constexpr size_t kVaeEncodePerPixel = 4608;  // bytes of encode peak per pixel of one frame
+// bf16 encoder with a host video, its first levels one frame at a time: 4.4 KB a pixel besides the
+// weights (bench/NOTES.md version 12: 1.90 / 3.98 GiB at 832x480 / 1280x720, the bench's device
+// video taken off its peak). Whole chunks of four frames (faster): at most 12 KB a pixel, the f32
+// encoder's measured 5.2-5.5 GiB at 832x480 with the device video and weights taken off (the bf16
+// levels take less; not measured on their own).
+constexpr size_t kVaeEncodeByFramePerPixel = 4608;
+constexpr size_t kVaeEncodePerPixel = 12u * 1024;
 constexpr size_t kVaeWeights = 512ull << 20;
 double gib(size_t b) { return static_cast<double>(b) / kGiB; }
 }  // namespace
@@ -27,10 +31,11 @@ double gib(size_t b) { return static_cast<double>(b) / kGiB; }
 std::string VramPlan::describe() const {
   return fmt::format(
       "VRAM plan: {} of {} DiT blocks on the GPU ({} streamed from host memory, {:.2f} GiB each); fixed weights "
-      "{:.2f} GiB, activations {:.2f} GiB{}, contexts {:.2f} GiB{}, VAE {:.2f} GiB{}; T5 on the {}",
+      "{:.2f} GiB, activations {:.2f} GiB{}, contexts {:.2f} GiB{}, VAE encode {:.2f} GiB{}, VAE {:.2f} GiB{}; T5 on the {}",
       resident_blocks, blocks, blocks - resident_blocks, gib(block_bytes), gib(fixed_bytes), gib(activation_bytes),
       ffn_chunk_rows > 0 ? fmt::format(" (the FFN in chunks of {} rows)", ffn_chunk_rows) : "", gib(context_bytes),
-      contexts_per_block ? " (keys and values projected per block)" : "",
+      contexts_per_block ? " (keys and values projected per block)" : "", gib(vae_encode_bytes),
+      vae_encode_by_frame ? " (its first levels a frame at a time)" : "",
       gib(vae_bytes),
       vae_tile > 0 ? fmt::format(" (decoded in tiles of {} latent pixels, {} shared)", vae_tile, vae_overlap) : "",
       t5_on_gpu ? "GPU" : "CPU");
@@ -76,7 +81,10 @@ VramPlan plan_vram(const DitConfig& c, const T5Config& t5, int64_t clip_dim, int
   p.context_bytes = 2 * static_cast<size_t>(c.num_layers) * ctx_rows * 2 * d * 2;
   const size_t context_per_block_bytes = 2 * ctx_rows * d * 2 + 2 * ctx_rows * 2 * d * 2;
   p.vae_bytes = kVaeWeights + kVaeDecodePerPixel * static_cast<size_t>(width) * static_cast<size_t>(height);
-  p.vae_encode_bytes = kVaeWeights + kVaeEncodePerPixel * static_cast<size_t>(width) * static_cast<size_t>(height);
+  const size_t pixels = static_cast<size_t>(width) * static_cast<size_t>(height);
+  const size_t encode_whole = kVaeWeights + kVaeEncodePerPixel * pixels;
+  const size_t encode_by_frame = kVaeWeights + kVaeEncodeByFramePerPixel * pixels;
+  p.vae_encode_bytes = encode_whole;
   p.t5_bytes = t5_gpu_bytes(t5, c.text_len);
 
   // The denoising holds the placed weights, the activations and the contexts; the encode before it
@@ -122,8 +130,10 @@ VramPlan plan_vram(const DitConfig& c, const T5Config& t5, int64_t clip_dim, int
   // minimum takes both squeezes and tiles; a budget that holds more uses whole frames, a whole FFN
   // and held contexts where it can.
   const size_t dit_min = p.fixed_bytes + 2 * p.block_bytes;
-  const auto needs = [&](const Squeeze& q) { return dit_min + std::max({q.denoise, q.dec.bytes, p.vae_encode_bytes}); };
-  p.minimum_bytes = needs(levels[2]);
+  const auto needs = [&](const Squeeze& q, size_t encode) {
+    return dit_min + std::max({q.denoise, q.dec.bytes, encode});
+  };
+  p.minimum_bytes = needs(levels[2], encode_by_frame);
   if (budget == 0) {
     p.resident_blocks = p.blocks;
     p.t5_on_gpu = t5_device != T5Placement::CPU;
@@ -137,10 +147,15 @@ VramPlan plan_vram(const DitConfig& c, const T5Config& t5, int64_t clip_dim, int
            "encode {:.2f})",
            gib(budget), width, height, frames, bytes_per_weight == 1 ? "fp8" : "bf16", gib(p.minimum_bytes),
            gib(p.fixed_bytes), gib(2 * p.block_bytes), gib(levels[2].denoise), kFfnChunk, gib(levels[2].dec.bytes),
-           gib(p.vae_encode_bytes));
+           gib(encode_by_frame));
+  // The squeezes in order (the encode one frame at a time only where even the last is not enough).
   int level = 0;
-  while (level < 2 && budget < needs(levels[level])) ++level;
+  while (level < 2 && budget < needs(levels[level], encode_by_frame)) ++level;
   const Squeeze& q = levels[level];
+  if (budget < needs(q, encode_whole)) {
+    p.vae_encode_by_frame = true;
+    p.vae_encode_bytes = encode_by_frame;
+  }
   if (q.chunk_ffn && ffn_saving > 0) {
     p.ffn_chunk_rows = kFfnChunk;
     p.activation_bytes -= ffn_saving;

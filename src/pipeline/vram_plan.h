@@ -35,6 +35,9 @@ struct VramPlan {
   // (DitRunner::set_contexts_per_block) instead of held for all blocks: chosen after the FFN's
   // chunks when those are not enough. context_bytes is then the per-block figure.
   bool contexts_per_block = false;
+  // The VAE encoder's first levels one frame at a time (WanVAE::set_encode_frames_per_pass(1)):
+  // chosen when the whole-chunk encode would not fit; vae_encode_bytes is then that figure.
+  bool vae_encode_by_frame = false;
   std::string describe() const;  // one line for the log
 };
 

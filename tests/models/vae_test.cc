@@ -53,6 +53,22 @@ TEST(WanVAE, EncodeMatchesFixture) {
   EXPECT_TENSOR_CLOSE(latent, f->get("latent"), test::kComponentRel);
 }
 
+// The encoder's first levels a frame (or two) at a time, as a tight GPU budget asks for: the
+// fixture's latent again, and the whole-chunk encode's numbers to within f32 summation order.
+TEST(WanVAE, EncodeFramesPerPassMatchesWholeChunks) {
+  const auto f = test::open_fixture("vae.safetensors");
+  const Tensor video = f->get("video").to(DType::F32);
+  const Tensor whole = model().encode(video);
+  for (const int64_t per_pass : {int64_t{1}, int64_t{2}}) {
+    SCOPED_TRACE(std::to_string(per_pass) + " frames a pass");
+    WanVAE vae = model();
+    vae.set_encode_frames_per_pass(per_pass);
+    const Tensor latent = vae.encode(video);
+    EXPECT_TENSOR_CLOSE(latent, f->get("latent"), test::kComponentRel);
+    EXPECT_TENSOR_CLOSE(latent, whole, 1e-5);
+  }
+}
+
 TEST(WanVAE, DecodeMatchesFixture) {
   const auto f = test::open_fixture("vae.safetensors");
   const WanVAE& vae = model();

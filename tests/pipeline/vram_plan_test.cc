@@ -170,24 +170,34 @@ TEST(VramPlan, EightGibAt720pProjectsContextsPerBlock) {
 
 // The VAE encode runs before the denoising with the same DiT weights placed; it is chunked in time
 // (its peak follows the pixels of a frame, not the frame count) and not tiled, so it is a floor of
-// the minimum: a short 720p video, whose denoising and tiled decode are small, needs the encode's
-// peak, and a budget of exactly that minimum keeps no block resident.
+// the minimum. Without a budget it runs whole chunks (faster); the minimum counts it one frame at a
+// time, which a tight budget then asks for. A short 720p video, whose denoising and tiled decode
+// are small, needs exactly the frame-at-a-time encode's peak, and a budget of that minimum keeps no
+// block resident.
 TEST(VramPlan, TheEncodeCountsInTheMinimum) {
   const VramPlan p81 = plan_14b(2, 1280, 720, 0);
+  EXPECT_FALSE(p81.vae_encode_by_frame);
   const VramPlan p5 = plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, 2, 1280, 720, 5, 0, T5Placement::Auto);
   EXPECT_EQ(p5.vae_encode_bytes, p81.vae_encode_bytes);
   EXPECT_GT(p81.vae_encode_bytes, plan_14b(2, 832, 480, 0).vae_encode_bytes);
-  EXPECT_GT(p5.vae_encode_bytes, p5.activation_bytes + p5.context_bytes + (512ull << 20));
   const size_t dit_min = p5.fixed_bytes + 2 * p5.block_bytes;
-  EXPECT_EQ(p5.minimum_bytes, dit_min + p5.vae_encode_bytes);
   const VramPlan at_min =
       plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, 2, 1280, 720, 5, p5.minimum_bytes, T5Placement::Auto);
+  EXPECT_TRUE(at_min.vae_encode_by_frame);
+  EXPECT_LT(at_min.vae_encode_bytes, p5.vae_encode_bytes / 2);
+  EXPECT_GT(at_min.vae_encode_bytes, at_min.activation_bytes + at_min.context_bytes + (512ull << 20));
+  EXPECT_EQ(p5.minimum_bytes, dit_min + at_min.vae_encode_bytes);
   EXPECT_EQ(at_min.resident_blocks, 0);
   EXPECT_THROW(
       plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, 2, 1280, 720, 5, p5.minimum_bytes - 1, T5Placement::Auto),
       Error);
-  // 81 frames: the denoising's working set is the larger, the minimum holds the encode too.
-  EXPECT_GE(p81.minimum_bytes, p81.fixed_bytes + 2 * p81.block_bytes + p81.vae_encode_bytes);
+  // 81 frames: the denoising's working set is the larger, the minimum holds the encode too; a
+  // budget with room for the whole-chunk encode keeps it.
+  EXPECT_GE(p81.minimum_bytes, p81.fixed_bytes + 2 * p81.block_bytes + at_min.vae_encode_bytes);
+  const VramPlan roomy = plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, 2, 1280, 720, 81, 40 * kGiB,
+                                   T5Placement::Auto);
+  EXPECT_FALSE(roomy.vae_encode_by_frame);
+  EXPECT_EQ(roomy.vae_encode_bytes, p81.vae_encode_bytes);
 }
 
 }  // namespace
