@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/check.h"
+#include "core/parallel.h"
 
 namespace ib {
 
@@ -59,28 +60,33 @@ Tensor blend_tiles(const std::vector<PlacedTile>& tiles, int64_t height, int64_t
     const float* p = t.pixels.data<float>();
     for (int64_t y = 0; y < th; ++y)
       for (int64_t x = 0; x < tw; ++x) wsum[static_cast<size_t>((t.y0 + y) * width + t.x0 + x)] += wy[static_cast<size_t>(y)] * wx[static_cast<size_t>(x)];
-    for (int64_t cf = 0; cf < C * F; ++cf)
-      for (int64_t y = 0; y < th; ++y) {
-        float* row = o + (cf * height + t.y0 + y) * width + t.x0;
-        const float* src = p + (cf * th + y) * tw;
-        const float a = wy[static_cast<size_t>(y)];
-        for (int64_t x = 0; x < tw; ++x) row[x] += a * wx[static_cast<size_t>(x)] * src[x];
-      }
+    // Each channel's frame is its own plane: the planes in parallel.
+    parallel_for(C * F, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t cf = begin; cf < end; ++cf)
+        for (int64_t y = 0; y < th; ++y) {
+          float* row = o + (cf * height + t.y0 + y) * width + t.x0;
+          const float* src = p + (cf * th + y) * tw;
+          const float a = wy[static_cast<size_t>(y)];
+          for (int64_t x = 0; x < tw; ++x) row[x] += a * wx[static_cast<size_t>(x)] * src[x];
+        }
+    });
   }
-  for (int64_t cf = 0; cf < C * F; ++cf)
-    for (int64_t i = 0; i < height * width; ++i) {
-      IB_CHECK(wsum[static_cast<size_t>(i)] > 0.0f, "blend_tiles: pixel {} covered by no tile", i);
-      o[cf * height * width + i] /= wsum[static_cast<size_t>(i)];
-    }
+  for (int64_t i = 0; i < height * width; ++i)
+    IB_CHECK(wsum[static_cast<size_t>(i)] > 0.0f, "blend_tiles: pixel {} covered by no tile", i);
+  parallel_for(C * F, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t cf = begin; cf < end; ++cf)
+      for (int64_t i = 0; i < height * width; ++i) o[cf * height * width + i] /= wsum[static_cast<size_t>(i)];
+  });
   return out;
 }
 
 Tensor decode_tiled(const WanVAE& vae, const Tensor& latent, const VaeTiling& tiling, const VaeChunkFn& on_chunk) {
   IB_CHECK(latent.dim() == 4, "decode_tiled: expected a latent [z, T, h, w], got {}", latent.str());
   const int64_t T = latent.size(1), h = latent.size(2), w = latent.size(3);
-  if (tiling.tile <= 0 || (tiling.tile >= h && tiling.tile >= w)) return vae.decode(latent, on_chunk).to(Device::CPU);
+  const int64_t tile_w = tiling.tile_w > 0 ? tiling.tile_w : tiling.tile;
+  if (tiling.tile <= 0 || (tiling.tile >= h && tile_w >= w)) return vae.decode(latent, on_chunk).to(Device::CPU);
   const Tensor lat = latent.to(Device::CPU);
-  const int64_t th = std::min(tiling.tile, h), tw = std::min(tiling.tile, w), sf = vae.spatial_factor();
+  const int64_t th = std::min(tiling.tile, h), tw = std::min(tile_w, w), sf = vae.spatial_factor();
   const std::vector<int64_t> ys = tile_starts(h, th, std::min(tiling.overlap, th - 1));
   const std::vector<int64_t> xs = tile_starts(w, tw, std::min(tiling.overlap, tw - 1));
   const auto n = static_cast<int64_t>(ys.size() * xs.size());

@@ -14,8 +14,9 @@
 namespace ib {
 
 struct VaeTiling {
-  int64_t tile = 0;     // tile side in latent pixels; 0: no tiling
+  int64_t tile = 0;     // tile height in latent pixels (and width unless tile_w); 0: no tiling
   int64_t overlap = 0;  // latent pixels shared by neighbouring tiles
+  int64_t tile_w = 0;   // tile width when not `tile` (strips across the whole height, say)
 };
 
 // Starts of the tiles covering [0, length): every `tile - overlap`, the last one flush with the end.

@@ -262,7 +262,7 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
               fmt::format("{} frames, {} convolutions", o.frames, precision_name(o.vae_precision)));
       const Tensor latent = random_device({vae_cfg.z_dim, lat_t, lat_h, lat_w}, DType::F32, 23, 1.0f);
       cuda::reset_peak_memory();
-      const VaeTiling tiling = plan ? VaeTiling{plan->vae_tile, plan->vae_overlap} : VaeTiling{};
+      const VaeTiling tiling = plan ? plan->vae_tiling() : VaeTiling{};
       add_row("vae_decode", time_it(o.repeats, [&] {
                 if (tiling.tile > 0) {
                   (void)decode_tiled(*vae_model, latent, tiling);
@@ -571,7 +571,7 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
         x = sched->step(v, x);
       }
       lap();
-      (void)decode_tiled(*vae_model, x, plan ? VaeTiling{plan->vae_tile, plan->vae_overlap} : VaeTiling{});
+      (void)decode_tiled(*vae_model, x, plan ? plan->vae_tiling() : VaeTiling{});
       lap();
     };
     run_once(1);  // warm-up: cuDNN and cuBLASLt pick their algorithms for every shape once

@@ -654,7 +654,7 @@ GeneratedVideo generate_from(Pipeline& pipeline, const GenerateOptions& o, const
   // On the GPU the latent goes straight from the last step into the decoder.
   const Tensor latent = im.device == Device::CUDA ? x.to(Device::CUDA) : x;
   // Under a budget that asks for it, in spatial tiles (the decode's peak follows a tile, not a frame).
-  const VaeTiling tiling = plan ? VaeTiling{plan->vae_tile, plan->vae_overlap} : VaeTiling{};
+  const VaeTiling tiling = plan ? plan->vae_tiling() : VaeTiling{};
   // Under a budget the denoising's cached buffers go back first (without one they stay for the next job).
   if (im.opts.vram_budget_gib > 0 && im.device == Device::CUDA) cuda::empty_cache();
   const Tensor video = decode_tiled(*im.vae, latent, tiling, chunk_progress("vae-decode", 0));

@@ -37,7 +37,8 @@ std::string VramPlan::describe() const {
       contexts_per_block ? " (keys and values projected per block)" : "", gib(vae_encode_bytes),
       vae_encode_by_frame ? " (its first levels a frame at a time)" : "",
       gib(vae_bytes),
-      vae_tile > 0 ? fmt::format(" (decoded in tiles of {} latent pixels, {} shared)", vae_tile, vae_overlap) : "",
+      vae_tile > 0 ? fmt::format(" (decoded in tiles of {}x{} latent pixels, {} shared)", vae_tile, vae_tile_w, vae_overlap)
+                   : "",
       t5_on_gpu ? "GPU" : "CPU");
 }
 
@@ -95,22 +96,44 @@ VramPlan plan_vram(const DitConfig& c, const T5Config& t5, int64_t clip_dim, int
   constexpr int64_t kFfnChunk = 4096;
   const size_t ffn_saving =
       L > static_cast<size_t>(kFfnChunk) ? per_ffn_row * (L - static_cast<size_t>(kFfnChunk)) : 0;
-  // The decode in square tiles whose peak fits the denoising's working set (at least 16 latent
-  // pixels a side, a quarter of a tile shared), when whole frames take more than that.
+  // The decode in tiles whose peak fits the denoising's working set, when whole frames take more
+  // than that: strips across the whole short side where one at least 16 latent pixels wide fits
+  // (the fewest tiles, so the least overlap decoded twice), else squares of at least 16 latent
+  // pixels a side; neighbours share a quarter of a tile.
   const int64_t lat_h = height / 8, lat_w = width / 8;
   const size_t vae_frames = p.vae_bytes;
   struct Decode {
-    int64_t tile = 0;
+    int64_t tile_h = 0, tile_w = 0, overlap = 0;
     size_t bytes = 0;
   };
   const auto decode_within = [&](size_t denoise) {
-    Decode dec{0, vae_frames};
+    Decode dec{0, 0, 0, vae_frames};
     if (vae_frames <= denoise) return dec;
     const double px = static_cast<double>(denoise - kVaeWeights) / static_cast<double>(kVaeDecodePerPixel);
-    const int64_t side = std::max<int64_t>(16, static_cast<int64_t>(std::sqrt(px)) / 8);
-    if (side < lat_h || side < lat_w)
-      dec = {side, kVaeWeights + kVaeDecodePerPixel * static_cast<size_t>(std::min(side, lat_h) * 8) *
-                                     static_cast<size_t>(std::min(side, lat_w) * 8)};
+    const auto area = static_cast<int64_t>(px / 64.0);  // latent pixels a tile may hold
+    const int64_t short_side = std::min(lat_h, lat_w), long_side = std::max(lat_h, lat_w);
+    int64_t th = 0, tw = 0, overlap = 0;
+    if (short_side * 16 <= area) {
+      // n strips of width w sharing `overlap` cover the long side: n w - (n - 1) overlap >= long.
+      int64_t w = long_side;
+      for (int64_t n = 2; n <= long_side; ++n) {
+        const int64_t base = (long_side + n - 1) / n;
+        overlap = std::max<int64_t>(2, base / 4);
+        w = (long_side + (n - 1) * overlap + n - 1) / n;
+        if (short_side * w <= area || w <= 16) break;
+      }
+      w = std::max<int64_t>(w, 16);
+      th = lat_h <= lat_w ? lat_h : w;
+      tw = lat_h <= lat_w ? w : lat_w;
+    } else {
+      const int64_t side = std::max<int64_t>(16, static_cast<int64_t>(std::sqrt(static_cast<double>(area))));
+      th = std::min(side, lat_h);
+      tw = std::min(side, lat_w);
+      overlap = std::max<int64_t>(2, side / 4);
+    }
+    if (th < lat_h || tw < lat_w)
+      dec = {th, tw, overlap,
+             kVaeWeights + kVaeDecodePerPixel * static_cast<size_t>(th * 8) * static_cast<size_t>(tw * 8)};
     return dec;
   };
   struct Squeeze {
@@ -166,9 +189,10 @@ VramPlan plan_vram(const DitConfig& c, const T5Config& t5, int64_t clip_dim, int
   }
   const size_t denoise = q.denoise;
   const Decode dec = q.dec;
-  if (dec.tile > 0 && budget < p.fixed_bytes + static_cast<size_t>(p.blocks) * p.block_bytes + vae_frames) {
-    p.vae_tile = dec.tile;
-    p.vae_overlap = std::max<int64_t>(2, dec.tile / 4);
+  if (dec.tile_h > 0 && budget < p.fixed_bytes + static_cast<size_t>(p.blocks) * p.block_bytes + vae_frames) {
+    p.vae_tile = dec.tile_h;
+    p.vae_tile_w = dec.tile_w;
+    p.vae_overlap = dec.overlap;
     p.vae_bytes = dec.bytes;
   }
   const size_t working = std::max({denoise, p.vae_bytes, p.vae_encode_bytes});

@@ -9,6 +9,7 @@
 
 #include "inbetween/pipeline.h"
 #include "io/model_config.h"
+#include "models/vae_tiling.h"
 
 namespace ib {
 
@@ -28,6 +29,8 @@ struct VramPlan {
   // The VAE decode in spatial tiles of this many latent pixels (0: whole frames) sharing
   // vae_overlap: under a budget, tiles keep the decode's peak within the denoising's.
   int64_t vae_tile = 0, vae_overlap = 0;
+  int64_t vae_tile_w = 0;  // the tiles' width (vae_tile is their height)
+  VaeTiling vae_tiling() const { return {vae_tile, vae_overlap, vae_tile_w}; }
   // The FFN over chunks of this many token rows (0: all at once; DitRunner::set_ffn_chunk_rows):
   // chosen when the whole FFN's hidden activations would not fit the budget.
   int64_t ffn_chunk_rows = 0;

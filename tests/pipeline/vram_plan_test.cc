@@ -146,7 +146,14 @@ TEST(VramPlan, EightGibAt720pProjectsContextsPerBlock) {
                 static_cast<double>(p.minimum_bytes) / kGiB, p.describe().c_str());
     EXPECT_EQ(p.ffn_chunk_rows, 4096);
     EXPECT_TRUE(p.contexts_per_block);
-    EXPECT_GT(p.vae_tile, 0);
+    // The decode in strips across the whole height (90 latent pixels), cut only along the width:
+    // the strips decode less than 1.25x the frame's pixels (squares of the same area would decode
+    // ~2x, their overlap cut twice).
+    EXPECT_EQ(p.vae_tile, 720 / 8);
+    EXPECT_GT(p.vae_tile_w, 16);
+    EXPECT_LT(p.vae_tile_w, 1280 / 8);
+    const auto strips = static_cast<int64_t>(tile_starts(1280 / 8, p.vae_tile_w, p.vae_overlap).size());
+    EXPECT_LT(strips * p.vae_tile_w * 4, 160 * 5);
     const VramPlan held = plan_vram(DitConfig{}, T5Config{}, 1280, 514, 4096, bpw, 1280, 720, 81, 0, T5Placement::Auto);
     EXPECT_LT(p.context_bytes * 20, held.context_bytes);
     EXPECT_LE(p.fixed_bytes + static_cast<size_t>(std::max<int64_t>(p.resident_blocks, 2)) * p.block_bytes +
