@@ -87,8 +87,10 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--vram-budget", a->o.vram_budget_gib,
                   "GPU memory budget in GiB: DiT blocks that do not fit are streamed from host memory (0: none)")
       ->capture_default_str();
-  cmd->add_option("--attention", a->o.attention, "Attention of the DiT: auto, flash, cudnn or hopper (bf16 back-ends), or fp8 (cuDNN, e4m3 q/k/v)")
-      ->check(CLI::IsMember({"auto", "flash", "cudnn", "hopper", "fp8"}))
+  cmd->add_option("--attention", a->o.attention,
+                  "Attention of the DiT: auto, flash, cudnn or hopper (bf16 back-ends), fp8 (e4m3 q/k/v: our Hopper "
+                  "kernel on an sm_90 GPU, else cuDNN's) or fp8-cudnn (cuDNN's fp8 kernel)")
+      ->check(CLI::IsMember({"auto", "flash", "cudnn", "hopper", "fp8", "fp8-cudnn"}))
       ->capture_default_str();
   cmd->add_option("--lora-rank", a->o.lora_rank,
                   "A synthetic LoRA of this rank on every linear layer of the DiT's blocks, written to a temporary "

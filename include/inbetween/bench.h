@@ -22,7 +22,7 @@ struct BenchOptions {
   std::vector<std::string> stages;  // empty: t5, clip, vae, attention, gemm, dit (not generate)
   int steps = 50;          // the generate stage: denoising steps
   double guidance = 5.0;   // the generate stage: 1 runs one forward per step
-  std::string attention = "auto";   // auto, flash or cudnn (bf16), or fp8
+  std::string attention = "auto";   // auto, flash, cudnn or hopper (bf16), fp8 (our Hopper kernel where it runs) or fp8-cudnn
   Precision vae_precision = Precision::BF16;  // the VAE's convolutions: BF16 or F32
   Precision precision = Precision::BF16;      // the DiT's block linear layers: BF16 or FP8
   double vram_budget_gib = 0;          // GPU memory budget (streams DiT blocks that do not fit); 0: none

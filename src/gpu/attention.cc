@@ -1,7 +1,7 @@
 // Picks the attention back-end for the GPU engine (Auto): our Hopper kernel where it takes the
 // problem and the keys are many (head dim 128 on sm_90: faster than cuDNN 9.14's fused SDPA there,
 // bench/NOTES.md), else cuDNN's fused SDPA, else our flash kernel; Flash, Cudnn and Hopper force
-// one of them.
+// one of them. fp8 problems go to the kernel whose layout they were quantised into.
 #include "gpu/attention.h"
 
 #include <cmath>
@@ -15,8 +15,16 @@ constexpr int64_t kHopperMinKeys = 2048;  // Auto's shortest key sequence for th
 }  // namespace
 
 void attention(const AttentionProblem& p, AttentionBackend backend) {
-  if (p.fp8_scales) {  // cuDNN's fp8 kernel is the only one
+  if (p.fp8_scales) {
     IB_CHECK(backend != AttentionBackend::Flash, "attention: the flash kernel has no fp8 variant");
+    if (p.v_transposed) {  // our Hopper kernel's layout
+      IB_CHECK(backend != AttentionBackend::Cudnn,
+               "attention: cuDNN was asked for, but q/k/v were quantised into the Hopper kernel's layout");
+      hopper_attention_fp8(p);
+      return;
+    }
+    IB_CHECK(backend != AttentionBackend::Hopper,
+             "attention: the Hopper fp8 kernel was asked for, but v was not quantised into its transposed layout");
     IB_CHECK(cudnn_attention_supports(p),
              "fp8 attention needs cuDNN's fp8 flash attention (cuDNN 9.13.1+ on a Hopper or newer GPU), which "
              "does not take head dim {} here (see the warning above; use --attention bf16)",
@@ -61,6 +69,17 @@ void attention(const AttentionProblem& p, AttentionBackend backend) {
       return;
   }
   fail("attention: unknown back-end {}", static_cast<int>(backend));
+}
+
+bool fp8_attention_uses_hopper(int64_t head_dim, int64_t lk, AttentionBackend backend) {
+  switch (backend) {
+    case AttentionBackend::Hopper:
+      return true;
+    case AttentionBackend::Auto:
+      return head_dim == 128 && lk >= kHopperMinKeys && hopper_fp8_available();
+    default:
+      return false;
+  }
 }
 
 AttentionProblem fused_self_attention(const void* qkv, void* out, int64_t tokens, int64_t heads, int64_t head_dim) {

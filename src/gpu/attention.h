@@ -27,9 +27,13 @@ struct AttentionProblem {
   int64_t q_batch_stride = 0, k_batch_stride = 0, v_batch_stride = 0, o_batch_stride = 0;
   float scale = 1.0f;  // logits = scale * q.k
   cudaStream_t stream = nullptr;
-  // Non-null: q, k, v and out are e4m3 (fp8 attention, gpu/attention_fp8.h; cuDNN only) and this
-  // points at the call's device scales, indexed by Fp8Scale. Strides still count elements.
+  // Non-null: fp8 attention (gpu/attention_fp8.h): q and k are e4m3 and this points at the call's
+  // device scales, indexed by Fp8Scale. Strides still count elements. Then either
+  // - v_transposed is null: v and out are e4m3 in the layout above (cuDNN's fp8 kernel), or
+  // - v_transposed holds v transposed per head as quantize_qkv_fp8_vt writes it (v is unused) and
+  //   out is bf16 (our Hopper fp8 kernel).
   float* fp8_scales = nullptr;
+  const void* v_transposed = nullptr;
 };
 
 // Self-attention over a fused [L, 3*heads*head_dim] buffer of q | k | v (the DiT's qkv product),
@@ -47,6 +51,13 @@ void flash_attention(const AttentionProblem& p);
 bool hopper_attention_supports(const AttentionProblem& p);
 void hopper_attention(const AttentionProblem& p);
 
+// Our Hopper fp8 kernel (hopper_attention_fp8.cu): an fp8 problem with v_transposed, head dim
+// 128, an sm_90 GPU, 16-byte aligned rows. hopper_fp8_available() says whether this GPU runs it at
+// all (the engine picks the fp8 layout it quantises into before the problem's buffers exist).
+bool hopper_attention_fp8_supports(const AttentionProblem& p);
+bool hopper_fp8_available();
+void hopper_attention_fp8(const AttentionProblem& p);
+
 // cuDNN's fused SDPA (cudnn_attention.cc). cudnn_attention_supports() is false in builds without
 // cuDNN, for head dims cuDNN's fused kernels do not take, or when cuDNN refuses the graph at run
 // time (then the reason is logged once).
@@ -54,7 +65,14 @@ bool cudnn_attention_supports(const AttentionProblem& p);
 void cudnn_attention(const AttentionProblem& p);
 
 // Runs p on `backend` (Auto: the Hopper kernel where it supports p and Lk >= 2048, else cuDNN where
-// it supports p, else the flash kernel; fp8 problems: cuDNN only). Throws ib::Error naming the head dim when no back-end takes it.
+// it supports p, else the flash kernel; fp8 problems go by their layout: with v_transposed our
+// Hopper fp8 kernel, without it cuDNN's). Throws ib::Error naming the head dim when no back-end
+// takes it.
 void attention(const AttentionProblem& p, AttentionBackend backend = AttentionBackend::Auto);
+
+// Whether an fp8 self-attention of this head dim and key count should be quantised into our Hopper
+// kernel's layout (quantize_qkv_fp8_vt) rather than cuDNN's: backend Hopper, or Auto with head dim
+// 128, Lk >= 2048 and an sm_90 GPU.
+bool fp8_attention_uses_hopper(int64_t head_dim, int64_t lk, AttentionBackend backend);
 
 }  // namespace ib::gpu

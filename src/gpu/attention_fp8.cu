@@ -64,8 +64,9 @@ __global__ void qkv_amax_kernel(const __nv_bfloat16* qkv, int64_t rows, int64_t 
 __device__ __forceinline__ float inverse_scale(float amax) { return amax > 0.0f ? kE4M3Max / amax : 1.0f; }
 __device__ __forceinline__ float descale(float amax) { return amax > 0.0f ? amax / kE4M3Max : 1.0f; }
 
-__global__ void qkv_quantize_kernel(const __nv_bfloat16* qkv, int64_t rows, int64_t dim, int64_t ld, uint8_t* out,
-                                    float* scales) {
+// The first `blocks` column blocks (q | k | v, or q | k) into out (row stride blocks * dim).
+__global__ void qkv_quantize_kernel(const __nv_bfloat16* qkv, int64_t rows, int64_t dim, int64_t ld, int blocks,
+                                    uint8_t* out, float* scales) {
   const float inv[3] = {inverse_scale(scales[kAmaxQ]), inverse_scale(scales[kAmaxK]), inverse_scale(scales[kAmaxV])};
   if (blockIdx.x == 0 && threadIdx.x == 0) {
     scales[kDescaleQ] = descale(scales[kAmaxQ]);
@@ -77,7 +78,7 @@ __global__ void qkv_quantize_kernel(const __nv_bfloat16* qkv, int64_t rows, int6
     scales[kScaleO] = av > 0.0f ? kFp8AttentionOutRange / av : 1.0f;
     scales[kDescaleO] = av > 0.0f ? av / kFp8AttentionOutRange : 1.0f;
   }
-  const int64_t per_row = 3 * dim / 8, n = rows * per_row;
+  const int64_t per_row = blocks * dim / 8, n = rows * per_row;
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
     const int64_t r = i / per_row, c = (i % per_row) * 8;
     const float s = inv[c / dim];
@@ -90,7 +91,42 @@ __global__ void qkv_quantize_kernel(const __nv_bfloat16* qkv, int64_t rows, int6
       b[2 * k] = static_cast<uint8_t>(__nv_cvt_float_to_fp8(__fmul_rn(f.x, s), __NV_SATFINITE, __NV_E4M3));
       b[2 * k + 1] = static_cast<uint8_t>(__nv_cvt_float_to_fp8(__fmul_rn(f.y, s), __NV_SATFINITE, __NV_E4M3));
     }
-    *reinterpret_cast<uint2*>(out + r * 3 * dim + c) = *reinterpret_cast<const uint2*>(b);
+    *reinterpret_cast<uint2*>(out + r * blocks * dim + c) = *reinterpret_cast<const uint2*>(b);
+  }
+}
+
+// v (column block 2 of qkv) into the transposed, permuted layout of attention_fp8.h. A block takes
+// 64 key positions x 128 features of one batch entry: each thread quantises 8 features of a key
+// into a shared tile [feature][position], then the tile's rows go out as 16-byte stores.
+constexpr int kVtKeys = 64, kVtFeatures = 128, kVtPitch = kVtKeys + 16;
+__global__ void v_transpose_kernel(const __nv_bfloat16* qkv, int64_t tokens, int64_t dim, int64_t ld, uint8_t* vt,
+                                   int64_t vt_keys, const float* scales) {
+  __shared__ alignas(16) uint8_t tile[kVtFeatures][kVtPitch];
+  const float inv = inverse_scale(scales[kAmaxV]);
+  const int64_t k0 = blockIdx.x * int64_t{kVtKeys}, f0 = blockIdx.y * int64_t{kVtFeatures}, b = blockIdx.z;
+  for (int it = threadIdx.x; it < kVtKeys * kVtFeatures / 8; it += blockDim.x) {
+    const int key = it / (kVtFeatures / 8), chunk = it % (kVtFeatures / 8);
+    const int64_t t = k0 + key;
+    uint8_t q[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    if (t < tokens) {
+      const uint4 x = *reinterpret_cast<const uint4*>(qkv + (b * tokens + t) * ld + 2 * dim + f0 + chunk * 8);
+      const auto* h = reinterpret_cast<const __nv_bfloat162*>(&x);
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        const float2 f = __bfloat1622float2(h[k]);
+        q[2 * k] = static_cast<uint8_t>(__nv_cvt_float_to_fp8(__fmul_rn(f.x, inv), __NV_SATFINITE, __NV_E4M3));
+        q[2 * k + 1] = static_cast<uint8_t>(__nv_cvt_float_to_fp8(__fmul_rn(f.y, inv), __NV_SATFINITE, __NV_E4M3));
+      }
+    }
+    const int pos = (key & ~31) + fp8_vt_position(key & 31);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) tile[chunk * 8 + e][pos] = q[e];
+  }
+  __syncthreads();
+  for (int it = threadIdx.x; it < kVtFeatures * kVtKeys / 16; it += blockDim.x) {
+    const int f = it / (kVtKeys / 16), part = it % (kVtKeys / 16);
+    *reinterpret_cast<uint4*>(vt + (b * dim + f0 + f) * vt_keys + k0 + part * 16) =
+        *reinterpret_cast<const uint4*>(&tile[f][part * 16]);
   }
 }
 
@@ -130,8 +166,33 @@ void quantize_qkv_fp8(const void* qkv, int64_t rows, int64_t dim, int64_t ld, vo
     check_launch("quantize_qkv_fp8 (amax)");
   }
   // Also with no rows: the scales are then written (amax 0: scale 1).
-  qkv_quantize_kernel<<<grid_for(n), kThreads, 0, stream>>>(x, rows, dim, ld, static_cast<uint8_t*>(out), scales);
+  qkv_quantize_kernel<<<grid_for(n), kThreads, 0, stream>>>(x, rows, dim, ld, 3, static_cast<uint8_t*>(out), scales);
   check_launch("quantize_qkv_fp8");
+}
+
+void quantize_qkv_fp8_vt(const void* qkv, int64_t batch, int64_t tokens, int64_t dim, int64_t ld, void* qk8, void* vt,
+                         float* scales, cudaStream_t stream) {
+  const int64_t rows = batch * tokens;
+  IB_CHECK(qkv != nullptr && qk8 != nullptr && vt != nullptr && scales != nullptr && batch > 0 && tokens > 0 &&
+               batch <= 65535 && dim > 0 && dim % 128 == 0 && dim / 128 <= 65535 && ld >= 3 * dim && ld % 8 == 0 &&
+               aligned16(qkv) && aligned16(qk8) && aligned16(vt),
+           "quantize_qkv_fp8_vt: bad arguments ({} x {} rows, dim {}, row stride {}; dim a multiple of 128, the "
+           "stride of 8, pointers 16-byte aligned)",
+           batch, tokens, dim, ld);
+  const cudaError_t e = cudaMemsetAsync(scales + kAmaxQ, 0, 3 * sizeof(float), stream);
+  IB_CHECK(e == cudaSuccess, "quantize_qkv_fp8_vt: cudaMemsetAsync failed: {}", cudaGetErrorString(e));
+  const auto* x = static_cast<const __nv_bfloat16*>(qkv);
+  const int64_t n = rows * 3 * dim / 8;
+  qkv_amax_kernel<<<grid_for(n), kThreads, 0, stream>>>(x, rows, dim, ld, scales + kAmaxQ);
+  check_launch("quantize_qkv_fp8_vt (amax)");
+  qkv_quantize_kernel<<<grid_for(rows * 2 * dim / 8), kThreads, 0, stream>>>(x, rows, dim, ld, 2,
+                                                                             static_cast<uint8_t*>(qk8), scales);
+  check_launch("quantize_qkv_fp8_vt (q, k)");
+  const int64_t vt_keys = fp8_vt_keys(tokens);
+  const dim3 grid(static_cast<unsigned>(vt_keys / kVtKeys), static_cast<unsigned>(dim / kVtFeatures),
+                  static_cast<unsigned>(batch));
+  v_transpose_kernel<<<grid, kThreads, 0, stream>>>(x, tokens, dim, ld, static_cast<uint8_t*>(vt), vt_keys, scales);
+  check_launch("quantize_qkv_fp8_vt (v transposed)");
 }
 
 void dequantize_attention_fp8(const void* in, int64_t rows, int64_t cols, const float* scales, void* out,
@@ -156,6 +217,23 @@ AttentionProblem fp8_self_attention(const void* qkv8, void* out8, float* scales,
   p.k = static_cast<const char*>(qkv8) + dim;
   p.v = static_cast<const char*>(qkv8) + 2 * dim;
   p.fp8_scales = scales;
+  return p;
+}
+
+}  // namespace ib::gpu
+
+namespace ib::gpu {
+
+AttentionProblem fp8_self_attention_vt(const void* qk8, const void* vt, void* out, float* scales, int64_t tokens,
+                                       int64_t heads, int64_t head_dim) {
+  const int64_t dim = heads * head_dim;
+  AttentionProblem p = fused_self_attention(qk8, out, tokens, heads, head_dim);
+  p.k = static_cast<const char*>(qk8) + dim;  // one-byte elements
+  p.v = nullptr;
+  p.q_row_stride = p.k_row_stride = 2 * dim;
+  p.v_row_stride = 0;
+  p.fp8_scales = scales;
+  p.v_transposed = vt;
   return p;
 }
 

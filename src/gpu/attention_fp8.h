@@ -49,4 +49,27 @@ void dequantize_attention_fp8(const void* in, int64_t rows, int64_t cols, const 
 AttentionProblem fp8_self_attention(const void* qkv8, void* out8, float* scales, int64_t tokens, int64_t heads,
                                     int64_t head_dim);
 
+// ---- Our Hopper fp8 kernel's layout (hopper_attention_fp8.cu) ----
+// q | k as e4m3 [rows, 2*dim] (dense), and v transposed per batch entry: vt[b][f][p] for feature f
+// and key position p, vt_keys = fp8_vt_keys(tokens) positions a row (zeros past the last key).
+// Within each group of 32 keys, key c sits at position fp8_vt_position(c): the order in which the
+// kernel's P fragments hold the keys (four consecutive bytes of a register hold keys 2t, 2t+1,
+// 8+2t, 9+2t, and the same + 16), so P never moves between threads. The codes and scales are
+// quantize_qkv_fp8's, bit for bit.
+constexpr int64_t fp8_vt_keys(int64_t tokens) { return (tokens + 63) / 64 * 64; }
+constexpr int fp8_vt_position(int c) {
+  const int r = c & 15;
+  return (c & 16) + 4 * ((r & 7) >> 1) + ((r & 1) | ((r >> 3) << 1));
+}
+
+// The rows are `batch` entries of `tokens` tokens each; dim a multiple of 128 (the kernel's head
+// dim), ld a multiple of 8, pointers 16-byte aligned. Fills the scales as quantize_qkv_fp8.
+void quantize_qkv_fp8_vt(const void* qkv, int64_t batch, int64_t tokens, int64_t dim, int64_t ld, void* qk8, void* vt,
+                         float* scales, cudaStream_t stream = nullptr);
+
+// Self-attention of one batch entry over that layout, output bf16 [tokens, heads*head_dim]; for
+// several entries set batch and the q/k batch strides (tokens * 2*dim) and o_batch_stride.
+AttentionProblem fp8_self_attention_vt(const void* qk8, const void* vt, void* out, float* scales, int64_t tokens,
+                                       int64_t heads, int64_t head_dim);
+
 }  // namespace ib::gpu

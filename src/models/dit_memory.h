@@ -16,7 +16,9 @@ struct DitActivationBytes {
 // Per token row: the f32 residual stream (4 x dim), the normed input `a` (2 x dim, bf16; the
 // attention outputs share it) and q | k | v (6 x dim, bf16; the o/FFN-down output, the image
 // cross-attention's output and, after the last block, the head's f32 input share it); with fp8
-// attention the e4m3 q | k | v and output (4 x dim); with fp8 products the e4m3 copy of a width-dim
+// attention the e4m3 q | k | v and output (4 x dim: cuDNN's layout; our Hopper kernel's takes
+// 3 x dim plus at most 63 padding rows of v per video, within the 4 x dim for the >= 2048 tokens it
+// runs at); with fp8 products the e4m3 copy of a width-dim
 // product input (dim). Per FFN row: the bf16 hidden activations (2 x ffn_dim), with fp8 products
 // their e4m3 copy too.
 inline DitActivationBytes dit_activation_bytes(int64_t dim, int64_t ffn_dim, bool fp8_attention, bool fp8_products) {

@@ -59,8 +59,8 @@ void validate(const BenchOptions& o) {
   IB_CHECK(std::isfinite(o.vram_budget_gib) && o.vram_budget_gib >= 0, "bench: --vram-budget {} must be >= 0",
            o.vram_budget_gib);
   IB_CHECK(o.attention == "auto" || o.attention == "flash" || o.attention == "cudnn" || o.attention == "hopper" ||
-               o.attention == "fp8",
-           "bench: --attention '{}': expected auto, flash, cudnn, hopper or fp8", o.attention);
+               o.attention == "fp8" || o.attention == "fp8-cudnn",
+           "bench: --attention '{}': expected auto, flash, cudnn, hopper, fp8 or fp8-cudnn", o.attention);
   IB_CHECK(o.lora_rank >= 0 && o.lora_rank <= 1024, "bench: --lora-rank {} must be in 0..1024 (0: no LoRA)",
            o.lora_rank);
 }
@@ -165,9 +165,13 @@ gpu::AttentionBackend parse_backend(const std::string& s) {
   if (s == "flash") return gpu::AttentionBackend::Flash;
   if (s == "cudnn") return gpu::AttentionBackend::Cudnn;
   if (s == "hopper") return gpu::AttentionBackend::Hopper;
-  if (s == "fp8") return gpu::AttentionBackend::Auto;  // cuDNN's fp8 kernel (DitRunner::set_fp8_attention)
-  fail("--attention '{}': expected auto, flash, cudnn, hopper or fp8", s);
+  // fp8 attention (DitRunner::set_fp8_attention): our Hopper kernel where it runs, or cuDNN's.
+  if (s == "fp8") return gpu::AttentionBackend::Auto;
+  if (s == "fp8-cudnn") return gpu::AttentionBackend::Cudnn;
+  fail("--attention '{}': expected auto, flash, cudnn, hopper, fp8 or fp8-cudnn", s);
 }
+
+bool fp8_attention(const BenchOptions& o) { return o.attention == "fp8" || o.attention == "fp8-cudnn"; }
 
 }  // namespace
 
@@ -213,7 +217,7 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
   if (o.vram_budget_gib > 0) {
     const DitConfig dc = folder ? folder->dit : DitConfig{};
     plan = plan_vram(dc, t5_cfg, clip_cfg.dim, dit_image_tokens(dc.model_type, clip_cfg), t5_cfg.dim, o.precision == Precision::FP8 ? 1 : 2, o.width, o.height,
-                     o.frames, static_cast<size_t>(o.vram_budget_gib * kGiB), T5Placement::Auto, o.attention == "fp8");
+                     o.frames, static_cast<size_t>(o.vram_budget_gib * kGiB), T5Placement::Auto, fp8_attention(o));
     cuda::set_memory_budget(static_cast<size_t>(o.vram_budget_gib * kGiB));
     log(plan->describe());
   }
@@ -354,7 +358,7 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
   }
   lora.reset();  // the temporary file goes
   runner->set_attention_backend(backend);
-  runner->set_fp8_attention(o.attention == "fp8");
+  runner->set_fp8_attention(fp8_attention(o));
   if (plan) {
     runner->set_ffn_chunk_rows(plan->ffn_chunk_rows);
     runner->set_contexts_per_block(plan->contexts_per_block);
@@ -409,6 +413,25 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
                 0, "q|k|v to e4m3 (amax + convert), the output back to bf16");
       } else {
         log("attention_cudnn_fp8: cuDNN does not take the fp8 problem here");
+      }
+      // Our Hopper fp8 kernel: q | k in e4m3, v transposed, the output straight to bf16.
+      qkv8 = Tensor();
+      out8 = Tensor();
+      Tensor qk8 = Tensor::empty({L, 2 * dim}, DType::F8E4M3, Device::CUDA);
+      Tensor vt8 = Tensor::empty({dim, gpu::fp8_vt_keys(L)}, DType::F8E4M3, Device::CUDA);
+      const auto quant_vt = [&] {
+        gpu::quantize_qkv_fp8_vt(qkv.raw(), 1, L, dim, 3 * dim, qk8.raw(), vt8.raw(), scales.data<float>());
+      };
+      quant_vt();
+      const gpu::AttentionProblem h8 =
+          gpu::fp8_self_attention_vt(qk8.raw(), vt8.raw(), out.raw(), scales.data<float>(), L, H, D);
+      if (gpu::hopper_attention_fp8_supports(h8)) {
+        add_row("attention_hopper_fp8", time_it(o.repeats, [&] { gpu::attention(h8); }), flops,
+                fmt::format("{} heads x {}, e4m3 q/k/v/P, bf16 out", H, D));
+        add_row("attention_hopper_fp8_quantize", time_it(o.repeats, quant_vt), 0,
+                "q|k to e4m3 (amax + convert), v to e4m3 transposed");
+      } else {
+        log("attention_hopper_fp8: the Hopper fp8 kernel does not take this problem here (an sm_90 GPU only)");
       }
     }
   }

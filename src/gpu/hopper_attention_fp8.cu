@@ -1,0 +1,402 @@
+// Our Hopper (sm_90a) fp8 attention kernel for head dim 128 (`--attention fp8` on an sm_90 GPU):
+// hopper_attention.cu's structure (TMA loads into 128-byte-swizzled shared memory, a producer
+// warpgroup and two consumer warpgroups taking turns on the tensor cores, the softmax of key tile j
+// under the product P V of tile j-1) with e4m3 operands and f32 accumulation:
+// - q and k are e4m3 with one scale each, v is e4m3 transposed per head (features x keys, the keys
+//   contiguous): e4m3 wgmma reads both shared-memory operands K-major only, and in P V the
+//   contraction runs over the keys. quantize_qkv_fp8_vt (attention_fp8.h) writes this layout.
+// - P goes from the logits' f32 accumulator registers straight into the A operand registers of
+//   P V. The 8-bit A fragment holds, per thread, four consecutive keys (4t .. 4t + 3 and
+//   16 + 4t .. 19 + 4t of each 32) where the accumulator holds pairs (2t, 2t + 1 and 8 + 2t,
+//   9 + 2t). Instead of trading bytes between threads, the transposed v stores the keys of each
+//   32-key group in that order (fp8_vt_position), so the sum over the keys pairs each P byte with
+//   its own v row.
+// - The probabilities are scaled by 256 (exp2(x + 8), exact) into e4m3's range; the output divides
+//   by the row sum of the same scaled values, so the factor cancels. The output is bf16:
+//   O * descale(v) / row sum, straight to global memory (no e4m3 output, no dequantisation pass).
+// Tests: tests/gpu/attention_fp8_gpu_test.cc (against the CPU composition: per-tensor e4m3 q, k, v
+// dequantised, then ops::cpu::attention in f32).
+#include <cuda.h>
+#include <cuda_bf16.h>
+#include <cuda_fp8.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <mutex>
+
+#include "core/check.h"
+#include "gpu/attention.h"
+#include "gpu/attention_fp8.h"
+#include "gpu/hopper_common.cuh"
+
+namespace ib::gpu {
+
+namespace {
+
+using namespace hopper;
+
+constexpr int kD = 128;        // head dim
+constexpr int kBlockM = 128;   // query rows per block
+constexpr int kThreads = 384;  // a producer and two consumer warpgroups
+constexpr int kVtBox = 128;    // keys per box of the transposed v (128 bytes: one swizzle row)
+
+// One tile shape: kBlockN keys per tile (a multiple of 128), kStages key and value buffers each.
+// Rows of q and k are 128 bytes (one swizzle row); a value tile is kBlockN / 128 boxes of 128
+// features x 128 keys. Shared memory: q, kStages key tiles, kStages value tiles, then the
+// barriers q_full, k_full[], v_full[], k_empty[], v_empty[]; 1024 spare bytes align the base.
+template <int kBlockN_, int kStages_>
+struct Fp8Config {
+  static constexpr int kBlockN = kBlockN_, kStages = kStages_;
+  static constexpr int kQBytes = kBlockM * kD, kKBytes = kBlockN * kD, kVBox = kD * kVtBox, kVBytes = kBlockN / kVtBox * kVBox;
+  static constexpr int kKOff = kQBytes, kVOff = kKOff + kStages * kKBytes, kBarOff = kVOff + kStages * kVBytes;
+  static constexpr int kSmemBytes = 1024 + kBarOff + 8 * (1 + 4 * kStages);
+  static_assert(kBlockN % kVtBox == 0 && kSmemBytes <= 232448, "tile shape");
+};
+
+struct Fp8Params {
+  __nv_bfloat16* out;
+  int64_t o_row, o_batch;  // elements
+  int lq, lk;
+  float scale_log2;        // scale * log2(e), before the descales of q and k
+  const float* scales;     // the device scales (Fp8Scale)
+};
+
+#ifdef IB_HOPPER_KERNEL
+
+// ---- e4m3 wgmma wrappers --------------------------------------------------------------
+
+// d (64 x 128 f32: this thread's 64 values) (+)= A (64 x 32, shared memory) * B (32 x 128, shared
+// memory), both K-major; accumulate = 0 overwrites d.
+__device__ __forceinline__ void wgmma_fp8_ss(float (&d)[64], uint64_t desc_a, uint64_t desc_b, int accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+      "%64, %65, p, 1, 1;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "l"(desc_a), "l"(desc_b), "r"(accumulate));
+}
+// d (64 x 128 f32) += A (64 x 32 e4m3, registers: four bytes of keys per register, rows g and
+// g + 8 of the warp's 16) * B (32 x 128, shared memory, K-major).
+__device__ __forceinline__ void wgmma_fp8_rs(float (&d)[64], const uint32_t (&a)[4], uint64_t desc_b) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+      "{%64, %65, %66, %67}, %68, p, 1, 1;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b));
+}
+
+// Four floats to four e4m3 bytes, the first in the lowest byte.
+__device__ __forceinline__ uint32_t pack_e4m3(float a, float b, float c, float d) {
+  const uint32_t lo = __nv_cvt_float2_to_fp8x2(make_float2(a, b), __NV_SATFINITE, __NV_E4M3);
+  const uint32_t hi = __nv_cvt_float2_to_fp8x2(make_float2(c, d), __NV_SATFINITE, __NV_E4M3);
+  return lo | (hi << 16);
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+
+// ---- Kernel -------------------------------------------------------------------------------
+
+template <class C>
+__global__ void __launch_bounds__(kThreads, 1)
+    hopper_fp8_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
+                      const __grid_constant__ CUtensorMap tvt, const Fp8Params p) {
+  constexpr int kBlockN = C::kBlockN, kStages = C::kStages, kNT = kBlockN / 8;  // n8 column groups of logits
+  extern __shared__ uint8_t smem_raw[];
+  const uint32_t base = (smem_addr(smem_raw) + 1023u) & ~1023u;  // the swizzle repeats every 1024 bytes
+  const uint32_t sq = base, sk = base + C::kKOff, sv = base + C::kVOff, bars = base + C::kBarOff;
+  const uint32_t q_full = bars;
+  auto k_full = [&](int s) { return bars + 8u * (1 + s); };
+  auto v_full = [&](int s) { return bars + 8u * (1 + kStages + s); };
+  auto k_empty = [&](int s) { return bars + 8u * (1 + 2 * kStages + s); };
+  auto v_empty = [&](int s) { return bars + 8u * (1 + 3 * kStages + s); };
+
+  const int tid = threadIdx.x, wg = tid / 128;
+  const int m_tile = blockIdx.x, head = blockIdx.y, batch = blockIdx.z;
+  const int n_tiles = (p.lk + kBlockN - 1) / kBlockN;
+
+  if (tid == 0) {
+    mbar_init(q_full, 1);
+    for (int s = 0; s < kStages; ++s) {
+      mbar_init(k_full(s), 1);
+      mbar_init(v_full(s), 1);
+      mbar_init(k_empty(s), 8);  // one arrival per consumer warp
+      mbar_init(v_empty(s), 8);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+
+  if (wg == 0) {  // ---- producer
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n");
+    if (tid == 0) {
+      const int col = head * kD;
+      mbar_expect_tx(q_full, C::kQBytes);
+      tma_load(sq, &tq, col, m_tile * kBlockM, batch, q_full);
+      for (int j = 0; j < n_tiles; ++j) {
+        const int s = j % kStages;
+        const uint32_t parity = ((j / kStages) & 1) ^ 1;  // a fresh barrier counts as released
+        const uint32_t koff = sk + s * C::kKBytes, voff = sv + s * C::kVBytes;
+        mbar_wait(k_empty(s), parity);
+        mbar_expect_tx(k_full(s), C::kKBytes);
+        tma_load(koff, &tk, col, j * kBlockN, batch, k_full(s));
+        mbar_wait(v_empty(s), parity);
+        mbar_expect_tx(v_full(s), C::kVBytes);
+#pragma unroll
+        for (int b = 0; b < kBlockN / kVtBox; ++b)
+          tma_load(voff + b * C::kVBox, &tvt, j * kBlockN + b * kVtBox, col, batch, v_full(s));
+      }
+    }
+    return;
+  }
+
+  // ---- consumers
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n");
+  const int c = wg - 1;  // rows 64c .. 64c + 63 of the block's 128
+  const int warp = (tid % 128) / 32, lane = tid % 32;
+  const int my_bar = 1 + c, other_bar = 2 - c;  // named barriers 1 and 2 (0 is __syncthreads)
+
+  float s[kBlockN / 2], o[64];
+  uint32_t pf[kBlockN / 8];
+#pragma unroll
+  for (int i = 0; i < 64; ++i) o[i] = 0.0f;
+  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};
+  const float sl = p.scale_log2 * p.scales[kDescaleQ] * p.scales[kDescaleK];
+
+  // This thread's logits and outputs: rows g and g + 8 of the warp's 16 (g = lane / 4), columns
+  // 8 * jj + 2 * (lane % 4) + {0, 1}: s[4 jj + {0, 1}] in row g, s[4 jj + {2, 3}] in row g + 8.
+  const uint32_t q_rows = sq + static_cast<uint32_t>(c) * 64u * kD;
+
+  auto issue_logits = [&](int stage) {
+    const uint32_t kt = sk + stage * C::kKBytes;
+#pragma unroll
+    for (int kk = 0; kk < kD / 32; ++kk)  // 32 features (bytes) a step
+      wgmma_fp8_ss(s, smem_desc(q_rows + kk * 32, 16, 1024), smem_desc(kt + kk * 32, 16, 1024), kk > 0);
+  };
+  auto issue_pv = [&](int stage) {
+    const uint32_t vt = sv + stage * C::kVBytes;
+#pragma unroll
+    for (int kk = 0; kk < kBlockN / 32; ++kk) {  // 32 keys a step: 4 steps per 128-key box
+      const uint32_t a[4] = {pf[4 * kk], pf[4 * kk + 1], pf[4 * kk + 2], pf[4 * kk + 3]};
+      wgmma_fp8_rs(o, a, smem_desc(vt + (kk / 4) * C::kVBox + (kk % 4) * 32, 16, 1024));
+    }
+  };
+  auto release = [&](uint32_t bar) {
+    __syncwarp();
+    if (lane == 0) mbar_arrive(bar);
+  };
+  // The online softmax of tile j (as hopper_attention.cu), the probabilities scaled by 2^8.
+  auto softmax = [&](int j, float (&corr)[2]) {
+    if ((j + 1) * kBlockN > p.lk) {  // the last tile: keys past the end get no weight
+#pragma unroll
+      for (int jj = 0; jj < kNT; ++jj)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          if (j * kBlockN + 8 * jj + 2 * (lane % 4) + (e & 1) >= p.lk) s[4 * jj + e] = -INFINITY;
+    }
+    float mx[2] = {row_max[0], row_max[1]};
+#pragma unroll
+    for (int jj = 0; jj < kNT; ++jj) {
+      mx[0] = fmaxf(mx[0], fmaxf(s[4 * jj], s[4 * jj + 1]));
+      mx[1] = fmaxf(mx[1], fmaxf(s[4 * jj + 2], s[4 * jj + 3]));
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+      corr[r] = fast_exp2((row_max[r] - mx[r]) * sl);  // 0 on the first tile (-inf)
+      row_max[r] = mx[r];
+    }
+    const float ms[2] = {mx[0] * sl - 8.0f, mx[1] * sl - 8.0f};
+    float sum[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int i = 0; i < kBlockN / 2; ++i) {
+      const int r = (i / 2) % 2;
+      s[i] = fast_exp2(fmaf(s[i], sl, -ms[r]));
+      sum[r] += s[i];
+    }
+    row_sum[0] = row_sum[0] * corr[0] + sum[0];
+    row_sum[1] = row_sum[1] * corr[1] + sum[1];
+  };
+  // O rescaled; P into the A fragments of P V: per 32 keys (s[16 kk ..]), register 0 holds row g's
+  // keys 2t, 2t+1, 8+2t, 9+2t (positions 4t .. 4t+3 of the permuted v), register 1 row g + 8's,
+  // registers 2 and 3 the same for keys 16 ...
+  auto rescale_and_pack = [&](const float (&corr)[2]) {
+#pragma unroll
+    for (int i = 0; i < 64; ++i) o[i] *= corr[(i / 2) % 2];
+#pragma unroll
+    for (int kk = 0; kk < kBlockN / 32; ++kk) {
+      const float* x = s + 16 * kk;
+      pf[4 * kk + 0] = pack_e4m3(x[0], x[1], x[4], x[5]);
+      pf[4 * kk + 1] = pack_e4m3(x[2], x[3], x[6], x[7]);
+      pf[4 * kk + 2] = pack_e4m3(x[8], x[9], x[12], x[13]);
+      pf[4 * kk + 3] = pack_e4m3(x[10], x[11], x[14], x[15]);
+    }
+  };
+
+  if (c == 1) named_bar_arrive(1);  // consumer 0 issues first
+  mbar_wait(q_full, 0);
+
+  // Tile 0: logits only.
+  float corr[2];
+  mbar_wait(k_full(0), 0);
+  named_bar_sync(my_bar);
+  wgmma_fence();
+  issue_logits(0);
+  wgmma_commit();
+  named_bar_arrive(other_bar);
+  wgmma_wait<0>();
+  pin(s);
+  release(k_empty(0));
+  softmax(0, corr);
+  rescale_and_pack(corr);
+
+  for (int j = 1; j < n_tiles; ++j) {
+    const int sj = j % kStages, sp = (j - 1) % kStages;
+    mbar_wait(k_full(sj), (j / kStages) & 1);
+    mbar_wait(v_full(sp), ((j - 1) / kStages) & 1);
+    named_bar_sync(my_bar);
+    wgmma_fence();
+    issue_logits(sj);
+    wgmma_commit();
+    issue_pv(sp);
+    wgmma_commit();
+    named_bar_arrive(other_bar);
+    wgmma_wait<1>();  // the logits of tile j; P_{j-1} V_{j-1} may still run
+    pin(s);
+    release(k_empty(sj));
+    softmax(j, corr);
+    wgmma_wait<0>();
+    pin(o);
+    release(v_empty(sp));
+    rescale_and_pack(corr);
+  }
+
+  // The last tile's P V.
+  const int sl_stage = (n_tiles - 1) % kStages;
+  mbar_wait(v_full(sl_stage), ((n_tiles - 1) / kStages) & 1);
+  named_bar_sync(my_bar);
+  wgmma_fence();
+  issue_pv(sl_stage);
+  wgmma_commit();
+  named_bar_arrive(other_bar);
+  wgmma_wait<0>();
+  pin(o);
+  release(v_empty(sl_stage));
+  if (c == 0) named_bar_sync(my_bar);  // consumer 1's last arrival
+
+  // O * descale(v) / row sum, rounded to bf16, straight to global memory.
+  const float dv = p.scales[kDescaleV];
+  float inv[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float l = row_sum[r];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    inv[r] = dv / l;
+  }
+  const int row0 = m_tile * kBlockM + 64 * c + 16 * warp + lane / 4;
+  __nv_bfloat16* out = p.out + batch * p.o_batch + static_cast<int64_t>(head) * kD + 2 * (lane % 4);
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = row0 + 8 * r;
+    if (row >= p.lq) continue;
+    __nv_bfloat16* dst = out + row * p.o_row;
+#pragma unroll
+    for (int jj = 0; jj < 16; ++jj)
+      *reinterpret_cast<uint32_t*>(dst + 8 * jj) = pack_bf16(o[4 * jj + 2 * r] * inv[r], o[4 * jj + 2 * r + 1] * inv[r]);
+  }
+}
+
+#else  // host pass, or a device pass for an architecture without wgmma: never launched there
+
+template <class C>
+__global__ void hopper_fp8_kernel(const __grid_constant__ CUtensorMap, const __grid_constant__ CUtensorMap,
+                                  const __grid_constant__ CUtensorMap, const Fp8Params) {}
+
+#endif
+
+template <class C>
+void launch(const AttentionProblem& p) {
+  const int64_t width = p.heads * kD, vt_keys = fp8_vt_keys(p.lk);
+  const CUtensorMap tq = make_map(CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, p.q, width, p.lq, p.batch, p.q_row_stride,
+                                  p.q_batch_stride, kD, kBlockM);
+  const CUtensorMap tk = make_map(CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, p.k, width, p.lk, p.batch, p.k_row_stride,
+                                  p.k_batch_stride, kD, C::kBlockN);
+  // The transposed v: [batch][heads * 128 features][vt_keys keys].
+  const CUtensorMap tvt = make_map(CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, p.v_transposed, vt_keys, width, p.batch, vt_keys,
+                                   width * vt_keys, kVtBox, kD);
+  Fp8Params hp{};
+  hp.out = static_cast<__nv_bfloat16*>(p.out);
+  hp.o_row = p.o_row_stride;
+  hp.o_batch = p.o_batch_stride;
+  hp.lq = static_cast<int>(p.lq);
+  hp.lk = static_cast<int>(p.lk);
+  hp.scale_log2 = p.scale * 1.4426950408889634f;
+  hp.scales = p.fp8_scales;
+  static std::once_flag attr;
+  std::call_once(attr, [] {
+    IB_CHECK(cudaFuncSetAttribute(hopper_fp8_kernel<C>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes) ==
+                 cudaSuccess,
+             "hopper fp8 attention: cannot set {} bytes of shared memory", C::kSmemBytes);
+  });
+  const dim3 grid(static_cast<unsigned>((p.lq + kBlockM - 1) / kBlockM), static_cast<unsigned>(p.heads),
+                  static_cast<unsigned>(p.batch));
+  hopper_fp8_kernel<C><<<grid, kThreads, C::kSmemBytes, p.stream>>>(tq, tk, tvt, hp);
+  IB_CHECK(cudaGetLastError() == cudaSuccess, "hopper fp8 attention: launch failed");
+}
+
+// The dev switch IB_HOPPER_FP8_VARIANT=<n> picks a tile shape other than the default (for timing
+// them in `inbetween bench --stages attention` and testing them all): 0 128 keys x 2 stages,
+// 1 128 x 3. (256 keys a tile spill registers: the logits alone take 128 a thread.)
+int variant() {
+  const char* v = std::getenv("IB_HOPPER_FP8_VARIANT");
+  return v ? std::atoi(v) : 0;
+}
+
+}  // namespace
+
+bool hopper_attention_fp8_supports(const AttentionProblem& p) {
+  if (!p.fp8_scales || !p.v_transposed || p.head_dim != kD || p.lq <= 0 || p.lk <= 0 || p.batch <= 0 || p.heads <= 0)
+    return false;
+  if (p.batch > 65535 || p.heads > 65535 || p.lq > (int64_t{1} << 30) || p.lk > (int64_t{1} << 30)) return false;
+  for (int64_t s : {p.q_row_stride, p.k_row_stride, p.q_batch_stride, p.k_batch_stride})
+    if (s % 16 != 0) return false;  // the TMA's strides are multiples of 16 bytes
+  if (!aligned16(p.q) || !aligned16(p.k) || !aligned16(p.v_transposed)) return false;
+  if (p.o_row_stride % 2 != 0 || p.o_batch_stride % 2 != 0 || reinterpret_cast<uintptr_t>(p.out) % 4 != 0) return false;
+  static const bool ok = device_is_sm90();
+  return ok;
+}
+
+bool hopper_fp8_available() {
+  static const bool ok = device_is_sm90();
+  return ok;
+}
+
+void hopper_attention_fp8(const AttentionProblem& p) {
+  IB_CHECK(p.q && p.k && p.v_transposed && p.out && p.fp8_scales,
+           "hopper fp8 attention: null q, k, transposed v, out or scales pointer");
+  IB_CHECK(std::isfinite(p.scale) && p.scale > 0.0f, "hopper fp8 attention: scale must be finite and > 0, got {}",
+           p.scale);
+  IB_CHECK(hopper_attention_fp8_supports(p),
+           "hopper fp8 attention: needs an sm_90 GPU, head dim 128, q/k rows and the transposed v 16-byte aligned "
+           "(head dim {}, Lq {}, Lk {})",
+           p.head_dim, p.lq, p.lk);
+  switch (variant()) {
+    case 1:
+      launch<Fp8Config<128, 3>>(p);
+      return;
+    default:
+      launch<Fp8Config<128, 2>>(p);
+      return;
+  }
+}
+
+}  // namespace ib::gpu
