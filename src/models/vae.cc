@@ -9,6 +9,7 @@
 
 #include "core/check.h"
 #include "ops/conv.h"
+#include "ops/convert.h"
 #include "ops/vae_attention.h"
 #include "ops/vae_latent.h"
 #include "ops/vae_layout.h"
@@ -287,9 +288,9 @@ Tensor run_head(const Tensor& norm, const Conv& conv, const Tensor& x, FeatCache
 // working set of one frame instead of four at full resolution when per_pass is 1 (at 720p a
 // 96-channel bf16 frame is 177 MB, and a conv's padded input, output and result come on top of
 // its input), at a cost in time (~15%, bench/NOTES.md version 12). The frames meet again, each at
-// a quarter of the pixels, for the temporal step.
+// a quarter of the pixels, for the temporal step. `passes` counts the passes made.
 Tensor encoder_chunk(const vae::Encoder3d& e, const Tensor& video, FeatCache& cache, Device device, DType act,
-                     int64_t per_pass) {
+                     int64_t per_pass, int64_t& passes) {
   size_t split = 0;  // the first Downsample3d, or the end
   while (split < e.downsamples.size()) {
     const auto* r = std::get_if<Resample>(&e.downsamples[split]);
@@ -307,6 +308,7 @@ Tensor encoder_chunk(const vae::Encoder3d& e, const Tensor& video, FeatCache& ca
     for (size_t i = 0; i < split; ++i) x = run_layer(e.downsamples[i], x, cache, act);
     if (down3d != nullptr) x = downsample_spatial(*down3d, x, act);
     frames.push_back(x);
+    ++passes;
   }
   Tensor x = frames.size() == 1 ? frames.front() : ops::cat_frames(frames);
   frames.clear();
@@ -494,13 +496,15 @@ Tensor WanVAE::encode(const Tensor& video, const VaeChunkFn& on_chunk) const {
   FeatCache cache;
   std::vector<Tensor> chunks;
   const int64_t n_chunks = 1 + (F - 1) / tf;
+  int64_t passes = 0;
   for (int64_t t0 = 0; t0 < F; t0 = t0 == 0 ? 1 : t0 + tf) {
     cache.start_chunk();
     const int64_t t1 = t0 == 0 ? 1 : t0 + tf;
-    chunks.push_back(
-        encoder_chunk(encoder_, ops::slice_frames(video, t0, t1), cache, device_, conv_dtype_, encode_frames_per_pass_));
+    chunks.push_back(encoder_chunk(encoder_, ops::slice_frames(video, t0, t1), cache, device_, conv_dtype_,
+                                   encode_frames_per_pass_, passes));
     if (on_chunk) on_chunk(static_cast<int64_t>(chunks.size()), n_chunks);
   }
+  last_encode_passes_ = passes;
   const Tensor out = ops::cat_frames(chunks);  // [2·z_dim, T', h, w]
 
   // conv1, keeping only the mean half (channels 0 .. z_dim-1); the log-variance is unused.

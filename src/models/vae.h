@@ -99,6 +99,12 @@ class WanVAE {
   // full-resolution working set, ~15% slower on the GPU). Same result. What a tight VRAM budget
   // asks for (VramPlan::vae_encode_by_frame).
   void set_encode_frames_per_pass(int64_t frames) { encode_frames_per_pass_ = frames > 0 ? frames : 0; }
+  // Diagnostic: the passes the encoder's first levels took in the last encode() that finished on
+  // this model: one per chunk for whole chunks, one per frame at one frame a pass (so 1 + F-1 for F
+  // frames). It shows which path ran, which the latent (the same either way) cannot. Written by
+  // encode(), so it means something only while encodes on this model do not overlap (as
+  // set_encode_frames_per_pass already assumes).
+  int64_t last_encode_passes() const { return last_encode_passes_; }
   // latent: normalised f32 [z_dim, T, h, w]. Returns [3, 1 + 4(T-1), 8h, 8w] clamped to [-1, 1],
   // on the model's device. Chunks: T.
   Tensor decode(const Tensor& latent, const VaeChunkFn& on_chunk = {}) const;
@@ -112,6 +118,7 @@ class WanVAE {
   Device device_ = Device::CPU;
   DType conv_dtype_ = DType::F32;
   int64_t encode_frames_per_pass_ = 0;
+  mutable int64_t last_encode_passes_ = 0;  // see last_encode_passes()
   int64_t temporal_factor_ = 4, spatial_factor_ = 8;
   vae::Encoder3d encoder_;
   vae::Decoder3d decoder_;

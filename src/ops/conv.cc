@@ -1,5 +1,6 @@
 #include "ops/conv.h"
 
+#include "ops/convert.h"
 #include "ops/dispatch.h"
 #include "ops/vae_layout.h"
 #include "ops/vae_norm.h"

@@ -1,6 +1,7 @@
 // Layout helpers for the Wan-VAE's channel-first videos [C, T, H, W]: frame concatenation and
-// slicing (dim 1), the upsample3d frame interleave, nearest ×2 upsampling of each frame, f32 <->
-// bf16 conversion, and a 2-D transpose (channels × pixels ↔ pixels × channels for the per-frame attention).
+// slicing (dim 1), the upsample3d frame interleave, nearest ×2 upsampling of each frame, and a 2-D
+// transpose (channels × pixels ↔ pixels × channels for the per-frame attention). The f32 <-> bf16
+// conversion is in ops/convert.h.
 #pragma once
 
 #include <vector>
@@ -16,10 +17,6 @@ Tensor slice_frames(const Tensor& x, int64_t t0, int64_t t1);
 // [2C, T, ...] -> [C, 2T, ...]: frame 2k takes channels 0..C-1 of frame k, frame 2k+1 channels
 // C..2C-1 (upstream's reshape(b, 2, c, t, h, w) + stack on dim 3). Any device.
 Tensor interleave_channel_halves(const Tensor& x);
-
-// x as f32 or bf16 (round to nearest even), the same tensor when it already is: the VAE decoder's
-// bf16 activations meet the f32-only ops through it. Any device.
-Tensor to_dtype(const Tensor& x, DType dtype);
 
 // x: f32 [..., H, W] -> [..., 2H, 2W]; output (y, x) copies input (⌊y/2⌋, ⌊x/2⌋).
 Tensor upsample_nearest2x(const Tensor& x);
@@ -39,7 +36,6 @@ void transpose2d(const Tensor& x, const Tensor& y);
 void copy_frames(const Tensor& src, const Tensor& dst, const FrameBlock& b);
 }  // namespace cpu
 namespace cuda {
-void convert_dtype(const Tensor& x, const Tensor& y);  // f32 <-> bf16, same shape
 void upsample_nearest2x(const Tensor& x, const Tensor& y);
 void transpose2d(const Tensor& x, const Tensor& y);
 void copy_frames(const Tensor& src, const Tensor& dst, const FrameBlock& b);

@@ -54,16 +54,27 @@ TEST(WanVAE, EncodeMatchesFixture) {
 }
 
 // The encoder's first levels a frame (or two) at a time, as a tight GPU budget asks for: the
-// fixture's latent again, and the whole-chunk encode's numbers to within f32 summation order.
+// fixture's latent again, and the whole-chunk encode's numbers to within f32 summation order. The
+// pass count shows the split path ran (the latent alone would pass were the setting ignored).
 TEST(WanVAE, EncodeFramesPerPassMatchesWholeChunks) {
   const auto f = test::open_fixture("vae.safetensors");
   const Tensor video = f->get("video").to(DType::F32);
-  const Tensor whole = model().encode(video);
+  WanVAE whole_vae = model();
+  const Tensor whole = whole_vae.encode(video);
+  const int64_t tf = whole_vae.temporal_factor(), chunks = 1 + (video.size(1) - 1) / tf;
+  ASSERT_GE(chunks, 2) << "the fixture's video " << video.str() << " has a single chunk";
+  EXPECT_EQ(whole_vae.last_encode_passes(), chunks);
   for (const int64_t per_pass : {int64_t{1}, int64_t{2}}) {
     SCOPED_TRACE(std::to_string(per_pass) + " frames a pass");
     WanVAE vae = model();
     vae.set_encode_frames_per_pass(per_pass);
     const Tensor latent = vae.encode(video);
+    // Frame 0 is a chunk of its own; every later chunk of tf frames takes ⌈tf / per_pass⌉ passes.
+    const int64_t passes = 1 + (chunks - 1) * ((tf + per_pass - 1) / per_pass);
+    EXPECT_EQ(vae.last_encode_passes(), passes);
+    if (per_pass < tf) {
+      EXPECT_GT(vae.last_encode_passes(), chunks);
+    }
     EXPECT_TENSOR_CLOSE(latent, f->get("latent"), test::kComponentRel);
     EXPECT_TENSOR_CLOSE(latent, whole, 1e-5);
   }

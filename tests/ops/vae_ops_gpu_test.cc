@@ -14,6 +14,7 @@
 #include "common/fixture.h"
 #include "ops/activation.h"
 #include "ops/conv.h"
+#include "ops/convert.h"
 #include "ops/vae_attention.h"
 #include "ops/vae_latent.h"
 #include "ops/vae_layout.h"

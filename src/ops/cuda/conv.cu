@@ -32,8 +32,8 @@
 #include "core/cuda_memory.h"
 #include "core/log.h"
 #include "ops/conv.h"
+#include "ops/convert.h"
 #include "ops/cuda/cuda_common.h"
-#include "ops/vae_layout.h"
 
 #ifdef IB_CUDA_HAVE_CUDNN
 #include <cudnn.h>
@@ -271,12 +271,6 @@ __global__ void im2col(const float* __restrict__ x, T* __restrict__ col, ConvGeo
   }
 }
 
-__global__ void f32_to_bf16(const float* __restrict__ x, __nv_bfloat16* __restrict__ y, int64_t n) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    y[i] = __float2bfloat16_rn(x[i]);
-}
-
 const float* optional_f32(const Tensor& t) { return t.defined() ? dev_f32(t, "conv3d") : nullptr; }
 
 int to_int(int64_t v, const char* what) {
@@ -318,8 +312,7 @@ void conv_gemm(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& 
   if (pointwise) {  // the input is the [Cin, P] matrix already
     if (!bf16) return gemm_accumulate(xp, P, w, false, P, K, yp, P);
     const Tensor xb = Tensor::empty({K, P}, DType::BF16, Device::CUDA);
-    f32_to_bf16<<<blocks_for(K * P), 256>>>(xp, static_cast<__nv_bfloat16*>(xb.raw()), K * P);
-    check_launch("f32_to_bf16");
+    convert_f32_to_bf16(xp, xb.raw(), K * P);
     return gemm_accumulate(xb.raw(), P, w, true, P, K, yp, P);
   }
   constexpr int64_t kColBudget = int64_t{128} << 20;  // elements of the col buffer

@@ -3,22 +3,14 @@
 // of upstream's bf16 autocast. The bias is added by the broadcast elementwise kernel. Other weight
 // dtypes are refused.
 #include <cublas_v2.h>
-#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include "ops/convert.h"
 #include "ops/cuda/cuda_common.h"
 #include "ops/elementwise.h"
 #include "ops/linear.h"
 
 namespace ib::ops::cuda {
-
-namespace {
-__global__ void f32_to_bf16(const float* x, __nv_bfloat16* y, int64_t n) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    y[i] = __float2bfloat16_rn(x[i]);
-}
-}  // namespace
 
 void linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y) {
   IB_CHECK(w.dtype() == DType::F32 || w.dtype() == DType::BF16, "linear on CUDA: weight dtype {} is not supported",
@@ -35,9 +27,8 @@ void linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y) 
                  "cublasSgemm");
   } else {
     const Tensor xb = Tensor::empty({M, K}, DType::BF16, Device::CUDA);
-    auto* xbp = static_cast<__nv_bfloat16*>(xb.raw());
-    f32_to_bf16<<<blocks_for(M * K), 256>>>(dev_f32(x, "linear"), xbp, M * K);
-    check_launch("f32_to_bf16");
+    void* xbp = xb.raw();
+    convert_f32_to_bf16(dev_f32(x, "linear"), xbp, M * K);
     check_cublas(cublasGemmEx(cublas_handle(), CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(N), static_cast<int>(M),
                               static_cast<int>(K), &one, w.raw(), CUDA_R_16BF, static_cast<int>(K), xbp, CUDA_R_16BF,
                               static_cast<int>(K), &zero, dev_f32(y, "linear"), CUDA_R_32F, static_cast<int>(N),

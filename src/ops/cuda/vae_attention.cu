@@ -4,11 +4,11 @@
 // (SGEMM, the CPU reference's precision). bf16 weights: bf16 projections with f32 accumulation and
 // the two attention products in TF32, the precision class of upstream's bf16 autocast.
 #include <cublas_v2.h>
-#include <cuda_bf16.h>
 
 #include <algorithm>
 #include <cmath>
 
+#include "ops/convert.h"
 #include "ops/cuda/cuda_common.h"
 #include "ops/vae_attention.h"
 
@@ -51,12 +51,6 @@ __global__ void fill_rows(const float* __restrict__ b, float* __restrict__ y, in
     y[i] = b[i / N];
 }
 
-__global__ void to_bf16(const float* __restrict__ x, __nv_bfloat16* __restrict__ y, int64_t n) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    y[i] = __float2bfloat16_rn(x[i]);
-}
-
 int to_int(int64_t v) {
   IB_CHECK(v >= 0 && v <= 0x7fffffff, "pixel_attention on CUDA: size {} is too large", v);
   return static_cast<int>(v);
@@ -82,8 +76,7 @@ void pixel_attention(const Tensor& x, const Tensor& qkv_w, const Tensor& qkv_b, 
                  "cublasSgemm (pixel_attention qkv)");
   } else {
     const Tensor xb = Tensor::empty({C, N}, DType::BF16, Device::CUDA);
-    to_bf16<<<blocks_for(C * N), 256>>>(dev_f32(x, "pixel_attention"), static_cast<__nv_bfloat16*>(xb.raw()), C * N);
-    check_launch("to_bf16");
+    convert_f32_to_bf16(dev_f32(x, "pixel_attention"), xb.raw(), C * N);
     check_cublas(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, n, 3 * c, c, &one, xb.raw(), CUDA_R_16BF, n, qkv_w.raw(),
                               CUDA_R_16BF, c, &one, qp, CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                  "cublasGemmEx (pixel_attention qkv, bf16)");

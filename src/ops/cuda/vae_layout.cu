@@ -1,7 +1,5 @@
 // CUDA layout helpers of the Wan-VAE: the frame-block copy (one strided 2-D copy on the stream, a
-// row per channel), f32 <-> bf16 conversion, nearest ×2 upsampling and a tiled 2-D transpose.
-#include <cuda_bf16.h>
-
+// row per channel), nearest ×2 upsampling and a tiled 2-D transpose.
 #include "ops/cuda/cuda_common.h"
 #include "ops/vae_layout.h"
 
@@ -18,18 +16,6 @@ __global__ void upsample_nearest2x_kernel(const float* __restrict__ x, float* __
     const int64_t X = i % W2, r = i / W2, Y = r % H2, plane = r / H2;
     y[i] = x[(plane * H + Y / 2) * W + X / 2];
   }
-}
-
-// f32 <-> bf16 elementwise (round to nearest even).
-__global__ void f32_to_bf16_kernel(const float* __restrict__ x, __nv_bfloat16* __restrict__ y, int64_t n) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    y[i] = __float2bfloat16_rn(x[i]);
-}
-__global__ void bf16_to_f32_kernel(const __nv_bfloat16* __restrict__ x, float* __restrict__ y, int64_t n) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    y[i] = __bfloat162float(x[i]);
 }
 
 // y[C, R] = x[R, C]ᵀ through a 32×32 shared tile. Grid: (C tiles, R tiles); block 32×8.
@@ -61,21 +47,6 @@ void copy_frames(const Tensor& src, const Tensor& dst, const FrameBlock& b) {
   check_cuda(cudaMemcpy2DAsync(d, Td * frame, s, Ts * frame, static_cast<size_t>(b.frames) * frame,
                                static_cast<size_t>(b.channels), cudaMemcpyDeviceToDevice, nullptr),
              "cudaMemcpy2DAsync (copy_frames)");
-}
-
-void convert_dtype(const Tensor& x, const Tensor& y) {
-  IB_CHECK(x.device() == Device::CUDA && y.device() == Device::CUDA && x.numel() == y.numel(),
-           "convert_dtype on CUDA: {} -> {}", x.str(), y.str());
-  const int64_t n = x.numel();
-  if (n == 0) return;
-  if (x.dtype() == DType::F32 && y.dtype() == DType::BF16) {
-    f32_to_bf16_kernel<<<blocks_for(n), 256>>>(x.data<float>(), static_cast<__nv_bfloat16*>(y.raw()), n);
-  } else if (x.dtype() == DType::BF16 && y.dtype() == DType::F32) {
-    bf16_to_f32_kernel<<<blocks_for(n), 256>>>(static_cast<const __nv_bfloat16*>(x.raw()), y.data<float>(), n);
-  } else {
-    fail("convert_dtype on CUDA: only f32 <-> bf16, got {} -> {}", x.str(), y.str());
-  }
-  check_launch("convert_dtype");
 }
 
 void upsample_nearest2x(const Tensor& x, const Tensor& y) {
