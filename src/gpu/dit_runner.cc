@@ -583,6 +583,10 @@ std::vector<Tensor> DitRunner::forward_batch(const Tensor& x, double t, const st
   //   second and last thirds of qkv's memory, dead once the self-attention has read q, k and v. proj
   //   is the last third, so that the head's f32 input (the first two thirds, written by the last
   //   block's final norm as it reads proj) does not overlap it.
+  // - a8 (fp8 products): the e4m3 rows and per-row scales of every width-dim product input. Each
+  //   norm that writes `a` writes a8 too, and qkv, cross q and FFN-up read it instead of
+  //   quantising `a` themselves; o and co quantise att into it (a8 is dead from each product that
+  //   reads it until the next norm or quantisation rewrites it).
   // (models/dit_memory.h counts these buffers for the VRAM planner.)
   Tensor a = Tensor::empty({R, dim}, DType::BF16, Device::CUDA);        // normed block input
   Tensor qkv = Tensor::empty({R, 3 * dim}, DType::BF16, Device::CUDA);  // [q | k | v]
@@ -598,6 +602,47 @@ std::vector<Tensor> DitRunner::forward_batch(const Tensor& x, double t, const st
   const Tensor head_in = Tensor::from_storage(qkv.storage(), qkv.byte_offset(), {R, dim}, DType::F32);
   auto bp = [](const Tensor& buf) { return static_cast<char*>(buf.raw()); };
   const size_t el = 2;  // bf16 bytes
+  // Every block's width-dim layers are FP8 when the format is and fp8 products take that width
+  // (LinearWeight::fp8); each product below still checks its own layer's format.
+  const bool fp8_in = format_ == Format::FP8 && LinearWeight::fp8_capable(dim);
+  Tensor a8, a8_scale;
+  if (fp8_in) {
+    a8 = Tensor::empty({R, dim}, DType::F8E4M3, Device::CUDA);  // e4m3 rows of a (or att)
+    a8_scale = Tensor::empty({R}, DType::F32, Device::CUDA);    // their scales
+  }
+  // Rows r0 .. r0+rows of `a` through layer l: the e4m3 copy its norm wrote when l is FP8, else
+  // the bf16 rows. A chunk whose scales would start off a 16-byte boundary (chunks of the FFN that
+  // are not a multiple of 4 rows; the planner's are) takes the bf16 rows too, quantised by the
+  // product into scratch of its own: the same bits.
+  auto linear_a = [&](const LinearWeight& l, int64_t r0, int64_t rows, Epilogue ep, void* out, int64_t ldo) {
+    if (fp8_in && l.format == Format::FP8 && r0 % 4 == 0) {
+      Fp8Input q;
+      q.q = bp(a8) + r0 * dim;
+      q.scale = a8_scale.data<float>() + r0;
+      linear(q, rows, l, ep, out, ldo);
+    } else {
+      linear(bp(a) + r0 * dim * el, rows, dim, l, ep, out, ldo);
+    }
+  };
+  // The o and co products of att (all rows): quantised into a8, where the product would otherwise
+  // quantise into scratch of its own beside a8.
+  auto linear_att = [&](const LinearWeight& l, void* out) {
+    if (!fp8_in || l.format != Format::FP8) {
+      linear(att.raw(), R, dim, l, Epilogue::Bias, out, dim);
+      return;
+    }
+    QuantizeRowsArgs qa;
+    qa.x = att.raw();
+    qa.rows = R;
+    qa.cols = qa.ld = dim;
+    qa.q = a8.raw();
+    qa.scale = a8_scale.data<float>();
+    quantize_rows_fp8(qa);
+    Fp8Input q;
+    q.q = a8.raw();
+    q.scale = a8_scale.data<float>();
+    linear(q, R, l, Epilogue::Bias, out, dim);
+  };
 
   AttentionProblem self = fused_self_attention(qkv.raw(), att.raw(), L, H, D);
   self.batch = B;  // each video attends to its own L tokens
@@ -641,6 +686,10 @@ std::vector<Tensor> DitRunner::forward_batch(const Tensor& x, double t, const st
     r.p1 = m_rows.data<float>() + shift_row * dim;
     r.eps = c.eps;
     r.out = a.raw();
+    if (fp8_in) {  // and its e4m3 copy for the fp8 product that reads it
+      r.q8 = a8.raw();
+      r.q8_scale = a8_scale.data<float>();
+    }
     return r;
   };
 
@@ -662,7 +711,7 @@ std::vector<Tensor> DitRunner::forward_batch(const Tensor& x, double t, const st
     const Tensor& m = mods[i];
     // Self-attention.
     ev.mark("qkv_gemm");
-    linear(a.raw(), R, dim, g.qkv, Epilogue::Bias, qkv.raw(), 3 * dim);
+    linear_a(g.qkv, 0, R, Epilogue::Bias, qkv.raw(), 3 * dim);
     ev.mark("qk_norm_rope");
     QkNormArgs qa;
     qa.rows = R;
@@ -695,7 +744,7 @@ std::vector<Tensor> DitRunner::forward_batch(const Tensor& x, double t, const st
       attention(self, backend_);
     }
     ev.mark("o_gemm");
-    linear(att.raw(), R, dim, g.o, Epilogue::Bias, proj.raw(), dim);
+    linear_att(g.o, proj.raw());
     ev.mark("residual_norm");
     {  // x += o * gate1; a = norm3(x)
       ResidualNormArgs r = norm_args(m, 0, 0);
@@ -709,7 +758,7 @@ std::vector<Tensor> DitRunner::forward_batch(const Tensor& x, double t, const st
     }
     // Cross-attention: q from the normed stream, k/v from the prepared context.
     ev.mark("cross_q_gemm");
-    linear(a.raw(), R, dim, g.cq, Epilogue::Bias, proj.raw(), dim);
+    linear_a(g.cq, 0, R, Epilogue::Bias, proj.raw(), dim);
     ev.mark("qk_norm_rope");
     QkNormArgs cqa;
     cqa.x = proj.raw();
@@ -746,7 +795,7 @@ std::vector<Tensor> DitRunner::forward_batch(const Tensor& x, double t, const st
     }
     if (has_img_) add_bf16(att.raw(), att2.raw(), att.raw(), R * dim);  // o_txt + o_img in f32, then bf16
     ev.mark("o_gemm");
-    linear(att.raw(), R, dim, g.co, Epilogue::Bias, proj.raw(), dim);
+    linear_att(g.co, proj.raw());
     ev.mark("residual_norm");
     {  // x += cross; a = LN(x) * (1 + scale2) + shift2
       ResidualNormArgs r = norm_args(m, 3, 4);
@@ -759,7 +808,7 @@ std::vector<Tensor> DitRunner::forward_batch(const Tensor& x, double t, const st
     for (int64_t r0 = 0; r0 < R; r0 += ffn_rows) {
       const int64_t rows = std::min(ffn_rows, R - r0);
       if (r0 > 0) ev.mark("ffn_up_gelu_gemm");
-      linear(bp(a) + r0 * dim * el, rows, dim, g.ffn0, Epilogue::BiasGelu, hid.raw(), c.ffn_dim);
+      linear_a(g.ffn0, r0, rows, Epilogue::BiasGelu, hid.raw(), c.ffn_dim);
       ev.mark("ffn_down_gemm");
       linear(hid.raw(), rows, c.ffn_dim, g.ffn2, Epilogue::Bias, bp(proj) + r0 * dim * el, dim);
     }
@@ -773,6 +822,8 @@ std::vector<Tensor> DitRunner::forward_batch(const Tensor& x, double t, const st
     if (last) {
       r.out = head_in.raw();
       r.out_bf16 = false;
+      r.q8 = nullptr;  // the head's f32 input has no fp8 product
+      r.q8_scale = nullptr;
     }
     residual_norm(r);
     blocks.leave(i);

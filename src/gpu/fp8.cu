@@ -6,6 +6,7 @@
 
 #include "core/check.h"
 #include "gpu/fp8.h"
+#include "gpu/fp8_rows.cuh"
 #include "ops/cuda/cuda_common.h"
 
 namespace ib::gpu {
@@ -13,7 +14,6 @@ namespace ib::gpu {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr float kE4M3Max = 448.0f;  // ops::kE4M3Max
 
 __device__ float block_max(float v, float* scratch) {
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
@@ -23,10 +23,6 @@ __device__ float block_max(float v, float* scratch) {
   float m = 0.0f;
   for (int i = 0; i < kThreads / 32; ++i) m = fmaxf(m, scratch[i]);
   return m;
-}
-
-__device__ __forceinline__ uint8_t to_e4m3(float v) {
-  return static_cast<uint8_t>(__nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3));
 }
 
 // One block per row. V = 8: 16-byte loads of 8 bf16 and 8-byte stores of 8 e4m3.
@@ -53,8 +49,8 @@ __global__ void quantize_rows_kernel(QuantizeRowsArgs a) {
   }
   const float amax = block_max(m, scratch);
   // IEEE division (no fast math in this file): the CPU reference computes the same f32 values.
-  const float inv = amax > 0.0f ? kE4M3Max / amax : 1.0f;
-  if (threadIdx.x == 0) a.scale[r] = amax > 0.0f ? amax / kE4M3Max : 1.0f;
+  const float inv = fp8_rows::inverse_scale(amax);
+  if (threadIdx.x == 0) a.scale[r] = fp8_rows::scale(amax);
   for (int64_t i = threadIdx.x; i < nv; i += kThreads) {
     if constexpr (V == 8) {
       const uint4 t = *reinterpret_cast<const uint4*>(x + i * 8);
@@ -63,12 +59,12 @@ __global__ void quantize_rows_kernel(QuantizeRowsArgs a) {
 #pragma unroll
       for (int k = 0; k < 4; ++k) {
         const float2 f = __bfloat1622float2(h[k]);
-        b[2 * k] = to_e4m3(__fmul_rn(f.x, inv));
-        b[2 * k + 1] = to_e4m3(__fmul_rn(f.y, inv));
+        b[2 * k] = fp8_rows::code(f.x, inv);
+        b[2 * k + 1] = fp8_rows::code(f.y, inv);
       }
       *reinterpret_cast<uint2*>(q + i * 8) = *reinterpret_cast<const uint2*>(b);
     } else {
-      q[i] = to_e4m3(__fmul_rn(__bfloat162float(x[i]), inv));
+      q[i] = fp8_rows::code(__bfloat162float(x[i]), inv);
     }
   }
 }

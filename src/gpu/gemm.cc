@@ -157,41 +157,27 @@ LtContext& context() {
   return ctx;
 }
 
-void run(const void* x, int64_t M, int64_t ldx, const LinearWeight& w, Epilogue ep, void* y, int64_t ldy,
-         cudaStream_t stream) {
+void check_weight(const LinearWeight& w, Epilogue ep) {
   const bool fp8 = w.format == LinearWeight::Format::FP8;
   IB_CHECK(w.w.device() == Device::CUDA && w.w.dtype() == (fp8 ? DType::F8E4M3 : DType::BF16) &&
                (!fp8 || (w.scale.defined() && w.scale.numel() == w.out_features())),
            "gpu::linear: the weight must be a {} device tensor, got {}", fp8 ? "e4m3 (with scales)" : "bf16",
            w.w.str());
-  const int64_t N = w.out_features(), K = w.in_features();
   IB_CHECK(ep == Epilogue::None || w.bias.defined(), "gpu::linear: epilogue with a bias but the layer has none");
-  IB_CHECK(ldx >= K && ldy >= N, "gpu::linear: row strides {} / {} below the widths {} / {}", ldx, ldy, K, N);
-  if (M == 0) return;
+}
+
+// The product on its B operand: bf16 rows (b_scale null) or, for an FP8 weight, e4m3 rows with
+// their per-row scales.
+void product(const void* b_ptr, const float* b_scale, int64_t M, int64_t ldb, const LinearWeight& w, Epilogue ep,
+             void* y, int64_t ldy, cudaStream_t stream) {
+  const bool fp8 = w.format == LinearWeight::Format::FP8;
+  const int64_t N = w.out_features(), K = w.in_features();
   LtContext& c = context();
-  // fp8: the input quantised per row into dense scratch (freed in stream order when this returns).
-  Tensor xq, xs;
-  const void* b_ptr = x;
-  int64_t ldb = ldx;
-  if (fp8) {
-    xq = Tensor::empty({M, K}, DType::F8E4M3, Device::CUDA);
-    xs = Tensor::empty({M}, DType::F32, Device::CUDA);
-    QuantizeRowsArgs qa;
-    qa.x = x;
-    qa.rows = M;
-    qa.cols = K;
-    qa.ld = ldx;
-    qa.q = xq.raw();
-    qa.scale = xs.data<float>();
-    quantize_rows_fp8(qa, stream);
-    b_ptr = xq.raw();
-    ldb = K;
-  }
   Ptrs ptrs;
   ptrs.bias = w.bias.defined() ? w.bias.raw() : nullptr;
   if (fp8) {
     ptrs.a_scale = w.scale.raw();
-    ptrs.b_scale = xs.raw();
+    ptrs.b_scale = b_scale;
   }
   const Plan& p = c.plan(M, N, K, ldb, ldy, ep, ptrs);
   if (p.in_product != Epilogue::None) set_bias(p, ptrs.bias);
@@ -201,6 +187,30 @@ void run(const void* x, int64_t M, int64_t ldx, const LinearWeight& w, Epilogue 
                           c.workspace.raw(), kWorkspace, stream),
            "cublasLtMatmul");
   if (p.after != Epilogue::None) bias_act_bf16(y, M, N, ldy, w.bias.raw(), p.after == Epilogue::BiasGelu, stream);
+}
+
+void run(const void* x, int64_t M, int64_t ldx, const LinearWeight& w, Epilogue ep, void* y, int64_t ldy,
+         cudaStream_t stream) {
+  check_weight(w, ep);
+  const int64_t N = w.out_features(), K = w.in_features();
+  IB_CHECK(ldx >= K && ldy >= N, "gpu::linear: row strides {} / {} below the widths {} / {}", ldx, ldy, K, N);
+  if (M == 0) return;
+  if (w.format == LinearWeight::Format::BF16) {
+    product(x, nullptr, M, ldx, w, ep, y, ldy, stream);
+    return;
+  }
+  // fp8: the input quantised per row into dense scratch (freed in stream order when this returns).
+  Tensor xq = Tensor::empty({M, K}, DType::F8E4M3, Device::CUDA);
+  Tensor xs = Tensor::empty({M}, DType::F32, Device::CUDA);
+  QuantizeRowsArgs qa;
+  qa.x = x;
+  qa.rows = M;
+  qa.cols = K;
+  qa.ld = ldx;
+  qa.q = xq.raw();
+  qa.scale = xs.data<float>();
+  quantize_rows_fp8(qa, stream);
+  product(xq.raw(), xs.data<float>(), M, K, w, ep, y, ldy, stream);
 }
 
 }  // namespace
@@ -262,6 +272,18 @@ LinearWeight LinearWeight::fp8(const LinearWeight& l) {
 void linear(const void* x, int64_t M, int64_t ldx, const LinearWeight& w, Epilogue ep, void* y, int64_t ldy,
             cudaStream_t stream) {
   run(x, M, ldx, w, ep, y, ldy, stream);
+}
+
+void linear(const Fp8Input& x, int64_t M, const LinearWeight& w, Epilogue ep, void* y, int64_t ldy,
+            cudaStream_t stream) {
+  IB_CHECK(w.format == LinearWeight::Format::FP8,
+           "gpu::linear: an input quantised to fp8 was given for a bf16 weight [{}, {}]; pass its bf16 rows",
+           w.out_features(), w.in_features());
+  check_weight(w, ep);
+  IB_CHECK(ldy >= w.out_features(), "gpu::linear: output row stride {} below the width {}", ldy, w.out_features());
+  if (M == 0) return;
+  IB_CHECK(x.q != nullptr && x.scale != nullptr, "gpu::linear: the fp8 input lacks its codes or its scales");
+  product(x.q, x.scale, M, w.in_features(), w, ep, y, ldy, stream);
 }
 
 Tensor linear(const Tensor& x, const LinearWeight& w, Epilogue ep) {

@@ -15,7 +15,8 @@ namespace ib::gpu {
 // filled, not the code that runs it.
 //   BF16: w bf16 [out, in].
 //   FP8:  w e4m3 [out, in] with one f32 scale per output channel (w ~= q * scale[row], the rule of
-//         ops/quantize.h); the input is quantised per token before each product, and cuBLASLt
+//         ops/quantize.h); the input is quantised per token before each product (by linear, or
+//         already by the kernel that wrote it: Fp8Input), and cuBLASLt
 //         applies both scale vectors (its outer-vector scaling) and the bias/GELU epilogue.
 struct LinearWeight {
   enum class Format { BF16, FP8 };
@@ -44,8 +45,23 @@ enum class Epilogue { None, Bias, BiasGelu };  // GELU: the tanh approximation, 
 
 // y[M, out] = epilogue(x[M, in] * w^T): x bf16 with row stride ldx, y bf16 with row stride ldy
 // (elements). Runs on `stream`; no synchronisation. An FP8 weight quantises x per row into
-// scratch from the caching allocator first (one extra pass over x).
+// scratch from the caching allocator first (one extra pass over x; the Fp8Input overload below
+// takes rows quantised already instead).
 void linear(const void* x, int64_t M, int64_t ldx, const LinearWeight& w, Epilogue ep, void* y, int64_t ldy,
+            cudaStream_t stream = nullptr);
+
+// An input already quantised per row by quantize_rows_fp8's rule (gpu/fp8.h), e.g. residual_norm's
+// fp8 copy of the rows it writes (gpu/kernels.h): e4m3 codes and one f32 scale per row.
+struct Fp8Input {
+  const void* q = nullptr;       // e4m3 [M, in], dense (row stride in)
+  const float* scale = nullptr;  // f32 [M]
+};
+
+// The same product for an FP8 weight on an input quantised already: the product that the bf16
+// overload runs after quantising (the same bits, given the codes and scales of the same rows),
+// without its quantisation pass. Only the e4m3 input is read. A BF16 weight throws: it has no fp8
+// product, and its caller must pass the bf16 rows instead.
+void linear(const Fp8Input& x, int64_t M, const LinearWeight& w, Epilogue ep, void* y, int64_t ldy,
             cudaStream_t stream = nullptr);
 
 // The same on dense tensors: x bf16 [M, in] -> a new bf16 [M, out].

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/check.h"
+#include "gpu/fp8_rows.cuh"
 #include "gpu/kernels.h"
 #include "ops/cuda/cuda_common.h"
 
@@ -34,6 +35,18 @@ __device__ float block_sum(float v, float* scratch) {
   float t = 0.0f;
   for (int i = 0; i < warps; ++i) t += scratch[i];
   return t;
+}
+
+// Max over the block (as block_sum); every thread gets it.
+__device__ float block_max(float v, float* scratch) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  float m = 0.0f;
+  for (int i = 0; i < warps; ++i) m = fmaxf(m, scratch[i]);
+  return m;
 }
 
 constexpr int kRowThreads = 512;
@@ -135,6 +148,8 @@ __global__ void residual_norm_kernel(ResidualNormArgs a) {
   const float var = block_sum(q, scratch) / static_cast<float>(C);
   const float rstd = 1.0f / sqrtf(var + a.eps);
   const bool affine = a.mode == ResidualNormArgs::Mode::Affine;
+  const bool fp8 = a.q8 != nullptr;
+  float m = 0.0f;  // amax of the bf16 outputs (fp8 copy only)
   for (int i = threadIdx.x; i < nv; i += blockDim.x) {
     float p0[V], p1[V], o[V];
     load_f32<V>(a.p0 + i * V, p0);
@@ -149,6 +164,33 @@ __global__ void residual_norm_kernel(ResidualNormArgs a) {
       store_bf16<V>(static_cast<__nv_bfloat16*>(a.out) + r * C + i * V, o);
     } else {
       store_f32<V>(static_cast<float*>(a.out) + r * C + i * V, o);
+    }
+    if (fp8) {
+      // The row slot now holds what out holds (this thread's own columns: no other reads them yet).
+#pragma unroll
+      for (int k = 0; k < V; ++k) {
+        const float b = round_bf(o[k]);
+        row[i * V + k] = b;
+        m = fmaxf(m, fabsf(b));
+      }
+    }
+  }
+  if (!fp8) return;  // uniform over the block
+  // The fp8 copy: quantize_rows_fp8's rule (gpu/fp8_rows.cuh) on the bf16 values just written.
+  const float amax = block_max(m, scratch);  // its barriers publish the row's new values too
+  const float inv = fp8_rows::inverse_scale(amax);
+  if (threadIdx.x == 0) a.q8_scale[r] = fp8_rows::scale(amax);
+  auto* codes = static_cast<uint8_t*>(a.q8) + r * C;
+  for (int i = threadIdx.x; i < nv; i += blockDim.x) {
+    if constexpr (V == 4) {
+      uchar4 b;
+      b.x = fp8_rows::code(row[i * 4], inv);
+      b.y = fp8_rows::code(row[i * 4 + 1], inv);
+      b.z = fp8_rows::code(row[i * 4 + 2], inv);
+      b.w = fp8_rows::code(row[i * 4 + 3], inv);
+      *reinterpret_cast<uchar4*>(codes + i * 4) = b;
+    } else {
+      codes[i] = fp8_rows::code(row[i], inv);
     }
   }
 }
@@ -349,12 +391,16 @@ Tensor to_f32_device(const Tensor& t) {
 void residual_norm(const ResidualNormArgs& a, cudaStream_t stream) {
   IB_CHECK(a.x != nullptr && a.out != nullptr && a.p0 != nullptr && a.p1 != nullptr,
            "residual_norm: missing x, out or norm parameters");
+  IB_CHECK((a.q8 == nullptr) == (a.q8_scale == nullptr),
+           "residual_norm: the fp8 copy needs both q8 and q8_scale (or neither)");
+  IB_CHECK(a.q8 == nullptr || a.out_bf16, "residual_norm: the fp8 copy quantises a bf16 output, not an f32 one");
   if (a.rows == 0) return;
   IB_CHECK(a.rows <= 0x7fffffff, "residual_norm: {} rows are too many", a.rows);
   const auto aligned = [](const void* p, size_t n) { return reinterpret_cast<uintptr_t>(p) % n == 0; };
   const bool vec = a.cols % 4 == 0 && (a.y == nullptr || a.ldy % 4 == 0) && aligned(a.x, 16) &&
                    (a.y == nullptr || aligned(a.y, 8)) && (a.gate == nullptr || aligned(a.gate, 16)) &&
-                   aligned(a.p0, 16) && aligned(a.p1, 16) && aligned(a.out, 16);
+                   aligned(a.p0, 16) && aligned(a.p1, 16) && aligned(a.out, 16) &&
+                   (a.q8 == nullptr || aligned(a.q8, 4));
   const void* kernel = vec ? reinterpret_cast<const void*>(residual_norm_kernel<4>)
                            : reinterpret_cast<const void*>(residual_norm_kernel<1>);
   row_smem(kernel, a.cols, "residual_norm");

@@ -22,7 +22,10 @@ Tensor to_f32_device(const Tensor& t);
 //   n  = bf16(n)             when round_norm (block 0: its input is still bf16, so is its norm)
 //   out = n * p0 + p1        Affine   (norm3's weight and bias)
 //   out = n * (1 + p0) + p1  Modulate (scale and shift rows of the modulation)
-// out is bf16 (the next linear's input) or f32 (the head's).
+// out is bf16 (the next linear's input) or f32 (the head's). With q8 and q8_scale set (bf16 out
+// only), the kernel also writes the row-wise e4m3 quantisation of the bf16 values it wrote to out:
+// the same bits quantize_rows_fp8 (gpu/fp8.h) would make of out, saving the fp8 product that reads
+// out its own pass (gpu::linear's Fp8Input overload).
 struct ResidualNormArgs {
   enum class Mode { Affine, Modulate };
   float* x = nullptr;  // [rows, cols] f32, updated in place when y is given
@@ -37,6 +40,8 @@ struct ResidualNormArgs {
   bool round_norm = false;
   void* out = nullptr;  // [rows, cols], row stride cols
   bool out_bf16 = true;
+  void* q8 = nullptr;          // e4m3 [rows, cols], dense; null: no fp8 copy
+  float* q8_scale = nullptr;   // f32 [rows]: out[r, :] ~= q8[r, :] * q8_scale[r]
 };
 void residual_norm(const ResidualNormArgs& a, cudaStream_t stream = nullptr);
 

@@ -18,13 +18,14 @@ struct DitActivationBytes {
 // cross-attention's output and, after the last block, the head's f32 input share it); with fp8
 // attention the e4m3 q | k | v and output (4 x dim: cuDNN's layout; our Hopper kernel's takes
 // 3 x dim plus at most 63 padding rows of v per video, within the 4 x dim for the >= 2048 tokens it
-// runs at); with fp8 products the e4m3 copy of a width-dim
-// product input (dim). Per FFN row: the bf16 hidden activations (2 x ffn_dim), with fp8 products
-// their e4m3 copy too.
+// runs at); with fp8 products the e4m3 copy of the width-dim product inputs and its f32 row scale
+// (dim + 4: written by the norms, or for o and co by a quantisation pass, and read by the
+// products). Per FFN row: the bf16 hidden activations (2 x ffn_dim), with fp8 products their e4m3
+// copy too (the FFN-down product's own scratch).
 inline DitActivationBytes dit_activation_bytes(int64_t dim, int64_t ffn_dim, bool fp8_attention, bool fp8_products) {
   const auto d = static_cast<size_t>(dim), f = static_cast<size_t>(ffn_dim);
   DitActivationBytes b;
-  b.per_row = d * 4 + d * 2 * 4 + (fp8_attention ? 4 * d : 0) + (fp8_products ? d : 0);
+  b.per_row = d * 4 + d * 2 * 4 + (fp8_attention ? 4 * d : 0) + (fp8_products ? d + 4 : 0);
   b.per_ffn_row = f * 2 + (fp8_products ? f : 0);
   return b;
 }

@@ -4,6 +4,7 @@
 // a rounding boundary may flip, so the bound is a couple of bf16 units in the last place.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -53,6 +54,17 @@ double max_abs(const Tensor& t) {
   return m;
 }
 
+// The CPU composition residual_norm replaces: x += y * gate (y and gate optional); LN; (round);
+// modulate or affine. The updated stream goes to *xr; returns the f32 output before any rounding.
+Tensor residual_norm_reference(const Tensor& x, const Tensor& y, const Tensor& gate, const Tensor& p0, const Tensor& p1,
+                               bool modulate, bool round_norm, float eps, Tensor* xr) {
+  *xr = x;
+  if (y.defined()) *xr = ops::add(x, gate.defined() ? ops::mul(y, gate) : y);
+  Tensor n = ops::layer_norm(*xr, Tensor(), Tensor(), eps);
+  if (round_norm) n = bf16_round(n);
+  return modulate ? ops::add(ops::mul(n, ops::affine(p0, 1.0f, 1.0f)), p1) : ops::add(ops::mul(n, p0), p1);
+}
+
 // x += y * gate; LN; (round); modulate or affine; out bf16 or f32.
 TEST(GpuEngineKernels, ResidualNormMatchesCpuComposition) {
   struct Case {
@@ -71,11 +83,9 @@ TEST(GpuEngineKernels, ResidualNormMatchesCpuComposition) {
     const Tensor p0 = random_tensor({c.cols}, ++seed, 0.3f), p1 = random_tensor({c.cols}, ++seed, 0.3f);
     const float eps = 1e-6f;
     // The reference: CPU ops in upstream's order.
-    Tensor xr = x;
-    if (c.with_y) xr = ops::add(x, c.with_gate ? ops::mul(y, gate) : y);
-    Tensor n = ops::layer_norm(xr, Tensor(), Tensor(), eps);
-    if (c.round_norm) n = bf16_round(n);
-    Tensor ref = c.modulate ? ops::add(ops::mul(n, ops::affine(p0, 1.0f, 1.0f)), p1) : ops::add(ops::mul(n, p0), p1);
+    Tensor xr;
+    Tensor ref = residual_norm_reference(x, c.with_y ? y : Tensor(), c.with_y && c.with_gate ? gate : Tensor(), p0, p1,
+                                         c.modulate, c.round_norm, eps, &xr);
     if (c.out_bf16) ref = bf16_round(ref);
 
     Tensor xd = x.to(Device::CUDA);
@@ -106,6 +116,141 @@ TEST(GpuEngineKernels, ResidualNormMatchesCpuComposition) {
     EXPECT_LE(worst_ratio(host(out), ref, c.out_bf16 ? 2.0 : 0.0, c.out_bf16 ? 1e-6 : 1e-5 * (1 + max_abs(ref))), 1.0)
         << what;
   }
+}
+
+// residual_norm's fp8 copy (q8, q8_scale): bit for bit the row quantisation of the bf16 rows it
+// writes, by the GPU's own quantize_rows_fp8 and by the CPU rule (ops/quantize.h); and the CPU
+// composition (the reference norm, rounded to bf16, quantised on the CPU) within the norm's bf16
+// bound. Columns on both kernel paths (4-wide and scalar), widths that leave a partial last pass
+// of the block, a zero row (a constant input row with a zero shift: LN gives 0), both modes.
+TEST(GpuEngineKernels, ResidualNormFp8CopyIsTheQuantisedOutput) {
+  struct Case {
+    int64_t rows, cols;
+    bool with_y, modulate, round_norm, zero_row;
+  };
+  const Case cases[] = {{6, 128, true, true, false, true},     {3, 70, false, false, false, false},
+                        {5, 5120, true, true, false, true},     {4, 5120, true, false, false, false},
+                        {3, 1000, false, true, true, true},     {4, 1002, true, false, false, true},
+                        {2, 13824, true, true, false, false},   {7, 36, true, false, true, true}};
+  uint32_t seed = 1100;
+  for (const Case& c : cases) {
+    const std::string what = fmt::format("rows {} cols {} {}", c.rows, c.cols, c.modulate ? "modulate" : "affine");
+    Tensor x = random_tensor({c.rows, c.cols}, ++seed, 3.0f, 0.7f);
+    Tensor y = bf16_round(random_tensor({c.rows, c.cols}, ++seed));
+    const Tensor gate = random_tensor({c.cols}, ++seed, 0.5f);
+    const Tensor p0 = random_tensor({c.cols}, ++seed, 0.3f);
+    Tensor p1 = random_tensor({c.cols}, ++seed, 0.3f);
+    const int64_t zr = c.rows / 2;  // the zero row, when the case has one
+    if (c.zero_row) {
+      std::fill_n(x.data<float>() + zr * c.cols, c.cols, 1.5f);
+      std::fill_n(y.data<float>() + zr * c.cols, c.cols, 0.0f);
+      p1 = Tensor::zeros({c.cols}, DType::F32);
+    }
+    const float eps = 1e-6f;
+    Tensor xr;
+    const Tensor ref = bf16_round(residual_norm_reference(x, c.with_y ? y : Tensor(), c.with_y ? gate : Tensor(), p0,
+                                                          p1, c.modulate, c.round_norm, eps, &xr));
+
+    Tensor xd = x.to(Device::CUDA);
+    const Tensor yd = y.to(DType::BF16).to(Device::CUDA), gd = gate.to(Device::CUDA), p0d = p0.to(Device::CUDA),
+                 p1d = p1.to(Device::CUDA);
+    Tensor out = Tensor::empty({c.rows, c.cols}, DType::BF16, Device::CUDA);
+    Tensor q8 = Tensor::empty({c.rows, c.cols}, DType::F8E4M3, Device::CUDA);
+    Tensor sc = Tensor::empty({c.rows}, DType::F32, Device::CUDA);
+    cuda_poison(out);
+    cuda_poison(q8);
+    cuda_poison(sc);
+    gpu::ResidualNormArgs a;
+    a.x = xd.data<float>();
+    a.rows = c.rows;
+    a.cols = c.cols;
+    if (c.with_y) {
+      a.y = yd.raw();
+      a.ldy = c.cols;
+      a.gate = gd.data<float>();
+    }
+    a.mode = c.modulate ? gpu::ResidualNormArgs::Mode::Modulate : gpu::ResidualNormArgs::Mode::Affine;
+    a.p0 = p0d.data<float>();
+    a.p1 = p1d.data<float>();
+    a.eps = eps;
+    a.round_norm = c.round_norm;
+    a.out = out.raw();
+    a.q8 = q8.raw();
+    a.q8_scale = sc.data<float>();
+    gpu::residual_norm(a);
+    // The bf16 output is still the norm's (the fp8 copy changes nothing else).
+    const Tensor outh = host(out);
+    ASSERT_LE(worst_ratio(outh, ref, 2.0, 1e-6), 1.0) << what;
+
+    // 1. The GPU's own quantisation pass over that output: the same bytes and scales.
+    Tensor q2 = Tensor::empty({c.rows, c.cols}, DType::F8E4M3, Device::CUDA);
+    Tensor s2 = Tensor::empty({c.rows}, DType::F32, Device::CUDA);
+    cuda_poison(q2);
+    cuda_poison(s2);
+    gpu::QuantizeRowsArgs qa;
+    qa.x = out.raw();
+    qa.rows = c.rows;
+    qa.cols = qa.ld = c.cols;
+    qa.q = q2.raw();
+    qa.scale = s2.data<float>();
+    gpu::quantize_rows_fp8(qa);
+    const Tensor q8h = q8.to(Device::CPU), sch = sc.to(Device::CPU);
+    const auto n = static_cast<size_t>(c.rows * c.cols);
+    EXPECT_EQ(0, std::memcmp(q8h.raw(), q2.to(Device::CPU).raw(), n)) << what;
+    EXPECT_EQ(0, std::memcmp(sch.raw(), s2.to(Device::CPU).raw(), static_cast<size_t>(c.rows) * 4)) << what;
+
+    // 2. The CPU rule on the same bf16 values: the same bytes and scales.
+    const ops::QuantizedRows own = ops::quantize_rows_e4m3(outh);
+    EXPECT_EQ(0, std::memcmp(q8h.raw(), own.q.raw(), n)) << what;
+    EXPECT_EQ(0, std::memcmp(sch.raw(), own.scale.raw(), static_cast<size_t>(c.rows) * 4)) << what;
+
+    // 3. The CPU composition: the reference norm's bf16 output quantised on the CPU. Its bf16
+    // values may differ from the kernel's by the norm's 2 units, so the dequantised rows are
+    // compared, each within e4m3's half unit of its own input (the QuantizeRows test's bound).
+    const ops::QuantizedRows cpu = ops::quantize_rows_e4m3(ref);
+    const Tensor got = ops::dequantize_rows({q8h, sch}), want = ops::dequantize_rows(cpu);
+    for (int64_t r = 0; r < c.rows; ++r) {
+      float amax = 0;
+      for (int64_t k = 0; k < c.cols; ++k) amax = std::max(amax, std::fabs(ref.data<float>()[r * c.cols + k]));
+      const float s_got = sch.data<float>()[r], s_want = cpu.scale.data<float>()[r];
+      // The amax differs by at most the norm's bound (2^-7 relative).
+      EXPECT_LE(std::fabs(s_got - s_want), std::ldexp(s_want, -7) * 1.01f + 1e-8f) << what << " row " << r;
+      for (int64_t k = 0; k < c.cols; ++k) {
+        const float v = ref.data<float>()[r * c.cols + k];
+        const float bound = 2 * (std::ldexp(std::fabs(v), -4) + amax * std::ldexp(1.0f, -17)) * (1 + 1.0f / 64) +
+                            std::ldexp(std::fabs(v), -7) + 2e-6f;
+        ASSERT_LE(std::fabs(got.data<float>()[r * c.cols + k] - want.data<float>()[r * c.cols + k]), bound)
+            << what << " at " << r << "," << k;
+      }
+    }
+    if (c.zero_row) {  // quantize_rows_fp8's zero row: scale 1, codes 0
+      EXPECT_EQ(sch.data<float>()[zr], 1.0f) << what;
+      for (int64_t k = 0; k < c.cols; ++k)
+        ASSERT_EQ(static_cast<const uint8_t*>(q8h.raw())[zr * c.cols + k], 0) << what << " column " << k;
+    }
+    // The bit comparisons are not blind: quantising the f32 values before their bf16 rounding (the
+    // easy mistake) gives other codes somewhere in a wide row, and other scales (from the f32 amax).
+    if (c.cols >= 1000) {
+      const ops::QuantizedRows unrounded = ops::quantize_rows_e4m3(residual_norm_reference(
+          x, c.with_y ? y : Tensor(), c.with_y ? gate : Tensor(), p0, p1, c.modulate, c.round_norm, eps, &xr));
+      EXPECT_NE(0, std::memcmp(q8h.raw(), unrounded.q.raw(), n)) << what << ": blind to the bf16 rounding (codes)";
+      EXPECT_NE(0, std::memcmp(sch.raw(), unrounded.scale.raw(), static_cast<size_t>(c.rows) * 4))
+          << what << ": blind to the bf16 rounding (scales)";
+    }
+  }
+  // An fp8 copy of an f32 output is refused.
+  gpu::ResidualNormArgs bad;
+  Tensor xd = Tensor::zeros({1, 16}, DType::F32).to(Device::CUDA), o = Tensor::empty({1, 16}, DType::F32, Device::CUDA);
+  Tensor q = Tensor::empty({1, 16}, DType::F8E4M3, Device::CUDA), s = Tensor::empty({1}, DType::F32, Device::CUDA);
+  bad.x = xd.data<float>();
+  bad.rows = 1;
+  bad.cols = 16;
+  bad.p0 = bad.p1 = xd.data<float>();
+  bad.out = o.raw();
+  bad.out_bf16 = false;
+  bad.q8 = q.raw();
+  bad.q8_scale = s.data<float>();
+  EXPECT_THROW(gpu::residual_norm(bad), Error);
 }
 
 // bf16 rows: RMSNorm in f32, round, * gamma, (RoPE in double), round.
@@ -296,6 +441,93 @@ TEST(GpuEngineKernels, Fp8LinearMatchesCpuComposition) {
   // A layer whose input width fp8 products cannot take stays bf16.
   const gpu::LinearWeight odd = gpu::LinearWeight::fp8(gpu::LinearWeight::bf16(random_tensor({8, 40}, 990), Tensor()));
   EXPECT_EQ(odd.format, gpu::LinearWeight::Format::BF16);
+}
+
+// gpu::linear on an input quantised already (the Fp8Input overload, what the DiT's qkv, cross q
+// and FFN-up products take from residual_norm's fp8 copy): the same bits as the linear that
+// quantises the bf16 rows itself, for row ranges that start inside the buffer (FFN chunks), and
+// for rows quantised by residual_norm itself. A bf16 weight refuses such an input.
+TEST(GpuEngineKernels, Fp8LinearOnQuantisedInputIsTheSameProduct) {
+  if (!gpu::fp8_supported()) GTEST_SKIP() << "this GPU has no fp8 tensor cores (compute capability < 8.9)";
+  struct Case {
+    int64_t M, K, N, r0, rows;  // the product reads rows r0 .. r0+rows of the M quantised ones
+    gpu::Epilogue ep;
+  };
+  const Case cases[] = {{33, 64, 96, 0, 33, gpu::Epilogue::Bias},       {300, 512, 1536, 100, 200, gpu::Epilogue::BiasGelu},
+                        {129, 256, 48, 0, 129, gpu::Epilogue::None},    {64, 5120, 256, 16, 32, gpu::Epilogue::Bias},
+                        {1, 4096, 5120, 0, 1, gpu::Epilogue::BiasGelu}, {40, 13824, 128, 4, 36, gpu::Epilogue::Bias}};
+  uint32_t seed = 1200;
+  for (const Case& c : cases) {
+    const std::string what = fmt::format("{} of {} rows x {} x {} epilogue {}", c.rows, c.M, c.K, c.N,
+                                         static_cast<int>(c.ep));
+    const Tensor x = random_tensor({c.M, c.K}, ++seed);
+    const Tensor w = random_tensor({c.N, c.K}, ++seed, 1.0f / std::sqrt(static_cast<float>(c.K)));
+    const gpu::LinearWeight lw = gpu::LinearWeight::fp8(gpu::LinearWeight::bf16(w, random_tensor({c.N}, ++seed, 0.5f)));
+    ASSERT_EQ(lw.format, gpu::LinearWeight::Format::FP8);
+    const Tensor xd = x.to(DType::BF16).to(Device::CUDA);
+    Tensor q = Tensor::empty({c.M, c.K}, DType::F8E4M3, Device::CUDA);
+    Tensor sc = Tensor::empty({c.M}, DType::F32, Device::CUDA);
+    gpu::QuantizeRowsArgs qa;
+    qa.x = xd.raw();
+    qa.rows = c.M;
+    qa.cols = qa.ld = c.K;
+    qa.q = q.raw();
+    qa.scale = sc.data<float>();
+    gpu::quantize_rows_fp8(qa);
+
+    Tensor self = Tensor::empty({c.rows, c.N}, DType::BF16, Device::CUDA);
+    Tensor pre = Tensor::empty({c.rows, c.N}, DType::BF16, Device::CUDA);
+    cuda_poison(self);
+    cuda_poison(pre);
+    gpu::linear(static_cast<const char*>(xd.raw()) + c.r0 * c.K * 2, c.rows, c.K, lw, c.ep, self.raw(), c.N);
+    gpu::Fp8Input in;
+    in.q = static_cast<const char*>(q.raw()) + c.r0 * c.K;
+    in.scale = sc.data<float>() + c.r0;
+    gpu::linear(in, c.rows, lw, c.ep, pre.raw(), c.N);
+    const Tensor sh = self.to(Device::CPU);
+    EXPECT_EQ(0, std::memcmp(sh.raw(), pre.to(Device::CPU).raw(), static_cast<size_t>(c.rows * c.N) * 2)) << what;
+    // Not blind: the product reads the scales it is given (doubled ones give other bits).
+    const Tensor doubled = ops::affine(sc.to(Device::CPU), 2.0f, 0.0f).to(Device::CUDA);
+    in.scale = doubled.data<float>() + c.r0;
+    gpu::linear(in, c.rows, lw, c.ep, pre.raw(), c.N);
+    EXPECT_NE(0, std::memcmp(sh.raw(), pre.to(Device::CPU).raw(), static_cast<size_t>(c.rows * c.N) * 2)) << what;
+  }
+
+  // The DiT's chain: residual_norm's fp8 copy into the product equals the product of its bf16 output.
+  const int64_t R = 37, C = 512, N = 768;
+  Tensor xs = random_tensor({R, C}, 1290, 3.0f, 0.7f).to(Device::CUDA);
+  const Tensor p0 = random_tensor({C}, 1291, 0.3f).to(Device::CUDA);
+  const Tensor p1 = random_tensor({C}, 1292, 0.3f).to(Device::CUDA);
+  Tensor a = Tensor::empty({R, C}, DType::BF16, Device::CUDA), a8 = Tensor::empty({R, C}, DType::F8E4M3, Device::CUDA);
+  Tensor a8s = Tensor::empty({R}, DType::F32, Device::CUDA);
+  gpu::ResidualNormArgs na;
+  na.x = xs.data<float>();
+  na.rows = R;
+  na.cols = C;
+  na.p0 = p0.data<float>();
+  na.p1 = p1.data<float>();
+  na.out = a.raw();
+  na.q8 = a8.raw();
+  na.q8_scale = a8s.data<float>();
+  gpu::residual_norm(na);
+  const gpu::LinearWeight lw =
+      gpu::LinearWeight::fp8(gpu::LinearWeight::bf16(random_tensor({N, C}, 1293, 0.05f), random_tensor({N}, 1294)));
+  Tensor y1 = Tensor::empty({R, N}, DType::BF16, Device::CUDA), y2 = Tensor::empty({R, N}, DType::BF16, Device::CUDA);
+  gpu::linear(a.raw(), R, C, lw, gpu::Epilogue::BiasGelu, y1.raw(), N);
+  gpu::Fp8Input in;
+  in.q = a8.raw();
+  in.scale = a8s.data<float>();
+  gpu::linear(in, R, lw, gpu::Epilogue::BiasGelu, y2.raw(), N);
+  EXPECT_EQ(0, std::memcmp(y1.to(Device::CPU).raw(), y2.to(Device::CPU).raw(), static_cast<size_t>(R * N) * 2));
+
+  // A bf16 weight has no fp8 product: the quantised input is refused, naming the weight's format.
+  const gpu::LinearWeight bf = gpu::LinearWeight::bf16(random_tensor({N, C}, 1295, 0.05f), Tensor());
+  try {
+    gpu::linear(in, R, bf, gpu::Epilogue::None, y2.raw(), N);
+    ADD_FAILURE() << "a bf16 weight took an fp8 input";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("bf16 weight"), std::string::npos) << e.what();
+  }
 }
 
 TEST(GpuEngineKernels, StackedLinearEqualsItsParts) {
