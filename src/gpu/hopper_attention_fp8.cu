@@ -41,18 +41,23 @@ constexpr int kD = 128;        // head dim
 constexpr int kBlockM = 128;   // query rows per block
 constexpr int kThreads = 384;  // a producer and two consumer warpgroups
 constexpr int kVtBox = 128;    // keys per box of the transposed v (128 bytes: one swizzle row)
+constexpr int kOnesRows = 8;   // rows of ones under each value box: P V also sums P's rows
 
 // One tile shape: kBlockN keys per tile (a multiple of 128), kStages key and value buffers each.
 // Rows of q and k are 128 bytes (one swizzle row); a value tile is kBlockN / 128 boxes of 128
-// features x 128 keys. Shared memory: q, kStages key tiles, kStages value tiles, then the
+// features x 128 keys, each followed by 8 rows of e4m3 ones written once at the start: the P V
+// product's columns 128 .. 135 are then P's row sums (of the e4m3 probabilities it multiplies),
+// which spares the softmax its additions. Shared memory: q, kStages key tiles, kStages value tiles, then the
 // barriers q_full, k_full[], v_full[], k_empty[], v_empty[]; 1024 spare bytes align the base.
 template <int kBlockN_, int kStages_>
 struct Fp8Config {
   static constexpr int kBlockN = kBlockN_, kStages = kStages_;
-  static constexpr int kQBytes = kBlockM * kD, kKBytes = kBlockN * kD, kVBox = kD * kVtBox, kVBytes = kBlockN / kVtBox * kVBox;
+  // A value box: 128 features x 128 keys from the TMA, then 8 rows of ones (kOnesRows).
+  static constexpr int kQBytes = kBlockM * kD, kKBytes = kBlockN * kD, kVTmaBytes = kBlockN * kD;
+  static constexpr int kVBox = (kD + kOnesRows) * kVtBox, kVBytes = kBlockN / kVtBox * kVBox;
   static constexpr int kKOff = kQBytes, kVOff = kKOff + kStages * kKBytes, kBarOff = kVOff + kStages * kVBytes;
   static constexpr int kSmemBytes = 1024 + kBarOff + 8 * (1 + 4 * kStages);
-  static_assert(kBlockN % kVtBox == 0 && kSmemBytes <= 232448, "tile shape");
+  static_assert(kBlockN % kVtBox == 0 && kVTmaBytes < kVBytes && kSmemBytes <= 232448, "tile shape");
 };
 
 struct Fp8Params {
@@ -78,15 +83,16 @@ __device__ __forceinline__ void wgmma_fp8_ss(float (&d)[64], uint64_t desc_a, ui
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
       : "l"(desc_a), "l"(desc_b), "r"(accumulate));
 }
-// d (64 x 128 f32) += A (64 x 32 e4m3, registers: four bytes of keys per register, rows g and
-// g + 8 of the warp's 16) * B (32 x 128, shared memory, K-major).
-__device__ __forceinline__ void wgmma_fp8_rs(float (&d)[64], const uint32_t (&a)[4], uint64_t desc_b) {
+// d (64 x 136 f32) += A (64 x 32 e4m3, registers: four bytes of keys per register, rows g and
+// g + 8 of the warp's 16) * B (32 x 136, shared memory, K-major): v's 128 features and 8 rows of
+// ones, whose columns of d are the row sums of P.
+__device__ __forceinline__ void wgmma_fp8_rs(float (&d)[68], const uint32_t (&a)[4], uint64_t desc_b) {
   asm volatile(
       "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 "
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
-      "{%64, %65, %66, %67}, %68, p, 1, 1;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      "wgmma.mma_async.sync.aligned.m64n136k32.f32.e4m3.e4m3 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67}, "
+      "{%68, %69, %70, %71}, %72, p, 1, 1;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b));
 }
 
@@ -132,6 +138,15 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
+  {  // the rows of ones under every value box (e4m3 1.0 = 0x38), seen by the tensor cores' proxy
+    constexpr int kWords = kOnesRows * kVtBox / 4, kBoxes = kStages * (kBlockN / kVtBox);
+    uint8_t* const smem_base = smem_raw + (base - smem_addr(smem_raw));
+    for (int i = tid; i < kBoxes * kWords; i += kThreads) {
+      const int box = i / kWords, w = i % kWords;
+      reinterpret_cast<uint32_t*>(smem_base + C::kVOff + box * C::kVBox + kD * kVtBox)[w] = 0x38383838u;
+    }
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+  }
   __syncthreads();
 
   if (wg == 0) {  // ---- producer
@@ -148,7 +163,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         mbar_expect_tx(k_full(s), C::kKBytes);
         tma_load(koff, &tk, col, j * kBlockN, batch, k_full(s));
         mbar_wait(v_empty(s), parity);
-        mbar_expect_tx(v_full(s), C::kVBytes);
+        mbar_expect_tx(v_full(s), C::kVTmaBytes);
 #pragma unroll
         for (int b = 0; b < kBlockN / kVtBox; ++b)
           tma_load(voff + b * C::kVBox, &tvt, j * kBlockN + b * kVtBox, col, batch, v_full(s));
@@ -163,11 +178,12 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int warp = (tid % 128) / 32, lane = tid % 32;
   const int my_bar = 1 + c, other_bar = 2 - c;  // named barriers 1 and 2 (0 is __syncthreads)
 
-  float s[kBlockN / 2], o[64];
+  // o[0 .. 63]: the output's 128 columns; o[64 .. 67]: columns 128 .. 135, the row sums.
+  float s[kBlockN / 2], o[68];
   uint32_t pf[kBlockN / 8];
 #pragma unroll
-  for (int i = 0; i < 64; ++i) o[i] = 0.0f;
-  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};
+  for (int i = 0; i < 68; ++i) o[i] = 0.0f;
+  float row_max[2] = {-INFINITY, -INFINITY};
   const float sl = p.scale_log2 * p.scales[kDescaleQ] * p.scales[kDescaleK];
 
   // This thread's logits and outputs: rows g and g + 8 of the warp's 16 (g = lane / 4), columns
@@ -192,7 +208,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     __syncwarp();
     if (lane == 0) mbar_arrive(bar);
   };
-  // The online softmax of tile j (as hopper_attention.cu), the probabilities scaled by 2^8.
+  // The online softmax of tile j (as hopper_attention.cu), the probabilities scaled by 2^8; the
+  // row maxima in four independent chains, the row sums left to P V.
   auto softmax = [&](int j, float (&corr)[2]) {
     if ((j + 1) * kBlockN > p.lk) {  // the last tile: keys past the end get no weight
 #pragma unroll
@@ -201,12 +218,20 @@ __global__ void __launch_bounds__(kThreads, 1)
         for (int e = 0; e < 4; ++e)
           if (j * kBlockN + 8 * jj + 2 * (lane % 4) + (e & 1) >= p.lk) s[4 * jj + e] = -INFINITY;
     }
-    float mx[2] = {row_max[0], row_max[1]};
+    float m4[2][4];
 #pragma unroll
-    for (int jj = 0; jj < kNT; ++jj) {
-      mx[0] = fmaxf(mx[0], fmaxf(s[4 * jj], s[4 * jj + 1]));
-      mx[1] = fmaxf(mx[1], fmaxf(s[4 * jj + 2], s[4 * jj + 3]));
+    for (int q = 0; q < 4; ++q) {
+      m4[0][q] = fmaxf(s[4 * q], s[4 * q + 1]);
+      m4[1][q] = fmaxf(s[4 * q + 2], s[4 * q + 3]);
     }
+#pragma unroll
+    for (int jj = 4; jj < kNT; ++jj) {
+      m4[0][jj % 4] = fmaxf(m4[0][jj % 4], fmaxf(s[4 * jj], s[4 * jj + 1]));
+      m4[1][jj % 4] = fmaxf(m4[1][jj % 4], fmaxf(s[4 * jj + 2], s[4 * jj + 3]));
+    }
+    float mx[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) mx[r] = fmaxf(fmaxf(row_max[r], fmaxf(m4[r][0], m4[r][1])), fmaxf(m4[r][2], m4[r][3]));
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
@@ -215,22 +240,18 @@ __global__ void __launch_bounds__(kThreads, 1)
       row_max[r] = mx[r];
     }
     const float ms[2] = {mx[0] * sl - 8.0f, mx[1] * sl - 8.0f};
-    float sum[2] = {0.0f, 0.0f};
 #pragma unroll
-    for (int i = 0; i < kBlockN / 2; ++i) {
-      const int r = (i / 2) % 2;
-      s[i] = fast_exp2(fmaf(s[i], sl, -ms[r]));
-      sum[r] += s[i];
-    }
-    row_sum[0] = row_sum[0] * corr[0] + sum[0];
-    row_sum[1] = row_sum[1] * corr[1] + sum[1];
+    for (int i = 0; i < kBlockN / 2; ++i) s[i] = fast_exp2(fmaf(s[i], sl, -ms[(i / 2) % 2]));
   };
   // O rescaled; P into the A fragments of P V: per 32 keys (s[16 kk ..]), register 0 holds row g's
   // keys 2t, 2t+1, 8+2t, 9+2t (positions 4t .. 4t+3 of the permuted v), register 1 row g + 8's,
   // registers 2 and 3 the same for keys 16 ...
   auto rescale_and_pack = [&](const float (&corr)[2]) {
+    // Once the row maxima settle, corr is 1 for the whole warp: skip the multiplications (exact).
+    if (__any_sync(0xffffffffu, corr[0] != 1.0f || corr[1] != 1.0f)) {
 #pragma unroll
-    for (int i = 0; i < 64; ++i) o[i] *= corr[(i / 2) % 2];
+      for (int i = 0; i < 68; ++i) o[i] *= corr[(i / 2) % 2];
+    }
 #pragma unroll
     for (int kk = 0; kk < kBlockN / 32; ++kk) {
       const float* x = s + 16 * kk;
@@ -292,16 +313,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   release(v_empty(sl_stage));
   if (c == 0) named_bar_sync(my_bar);  // consumer 1's last arrival
 
-  // O * descale(v) / row sum, rounded to bf16, straight to global memory.
+  // O * descale(v) / row sum, rounded to bf16, straight to global memory. Every column of the
+  // ones gives the row sum: o[64] for row g, o[66] for row g + 8.
   const float dv = p.scales[kDescaleV];
-  float inv[2];
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    float l = row_sum[r];
-    l += __shfl_xor_sync(0xffffffffu, l, 1);
-    l += __shfl_xor_sync(0xffffffffu, l, 2);
-    inv[r] = dv / l;
-  }
+  const float inv[2] = {dv / o[64], dv / o[66]};
   const int row0 = m_tile * kBlockM + 64 * c + 16 * warp + lane / 4;
   __nv_bfloat16* out = p.out + batch * p.o_batch + static_cast<int64_t>(head) * kD + 2 * (lane % 4);
 #pragma unroll
