@@ -10,11 +10,14 @@
 // - warpgroups 1 and 2 are consumers, 64 query rows each. Per key tile j a consumer issues
 //   S_j = Q K_j^T (wgmma from shared memory) and O += P_{j-1} V_{j-1} (P from registers: the
 //   logits' accumulator layout is the A operand's register layout, so P never goes through shared
-//   memory; V is read MN-major, transposed by the wgmma). It waits for S_j alone, computes the
-//   online softmax of tile j (row max, exp2, row sums) while P_{j-1} V_{j-1} still runs, then
-//   waits for that product, rescales O and packs P_j to bf16 ("intra-warpgroup overlap").
+//   memory; V is read MN-major, transposed by the wgmma). It waits for both, computes the online
+//   softmax of tile j (row max, exp2, row sums), rescales O and packs P_j to bf16. (The source
+//   waits for S_j alone before the softmax, FlashAttention-3's "intra-warpgroup overlap", but
+//   ptxas hoists the second wait above it; forcing the overlap measured slower.)
 // - The two consumers take turns issuing their products (two named barriers, "ping-pong"), so
 //   one's softmax runs while the tensor cores work on the other's products.
+// - The key tiles run last tile first: only that one (it may be partial) masks keys, and the main
+//   loop has no branch.
 // The logits never leave registers; the softmax is in f32 in the exp2 domain, as in our flash
 // kernel (flash_attention.cu), whose tests this kernel shares (tests/gpu/flash_attention_gpu_test.cc).
 #include <cuda.h>
@@ -127,6 +130,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int tid = threadIdx.x, wg = tid / 128;
   const int m_tile = blockIdx.x, head = blockIdx.y, batch = blockIdx.z;
   const int n_tiles = (p.lk + kBlockN - 1) / kBlockN;
+  // The key tiles in the order they are processed: the last (the only one that can be partial)
+  // first, so that only the first tile's softmax masks keys and the main loop has no branch
+  // between its two waits (a branch there let ptxas hoist the wait for P V above the softmax).
+  auto first_key = [&](int j) { return (j == 0 ? n_tiles - 1 : j - 1) * kBlockN; };
 
   if (tid == 0) {
     mbar_init(q_full, 1);
@@ -153,12 +160,12 @@ __global__ void __launch_bounds__(kThreads, 1)
         const uint32_t koff = sk + s * C::kKVBytes, voff = sv + s * C::kKVBytes;
         mbar_wait(k_empty(s), parity);
         mbar_expect_tx(k_full(s), C::kKVBytes);
-        tma_load(koff, &tk, col, j * kBlockN, batch, k_full(s));
-        tma_load(koff + C::kKVHalf, &tk, col + 64, j * kBlockN, batch, k_full(s));
+        tma_load(koff, &tk, col, first_key(j), batch, k_full(s));
+        tma_load(koff + C::kKVHalf, &tk, col + 64, first_key(j), batch, k_full(s));
         mbar_wait(v_empty(s), parity);
         mbar_expect_tx(v_full(s), C::kKVBytes);
-        tma_load(voff, &tv, col, j * kBlockN, batch, v_full(s));
-        tma_load(voff + C::kKVHalf, &tv, col + 64, j * kBlockN, batch, v_full(s));
+        tma_load(voff, &tv, col, first_key(j), batch, v_full(s));
+        tma_load(voff + C::kKVHalf, &tv, col + 64, first_key(j), batch, v_full(s));
       }
     }
     return;
@@ -202,16 +209,16 @@ __global__ void __launch_bounds__(kThreads, 1)
     __syncwarp();
     if (lane == 0) mbar_arrive(bar);
   };
-  // The softmax of the logits in s for key tile j, up to (not including) the rescale of O: the new
+  // The softmax of the logits in s for one key tile, up to (not including) the rescale of O: the new
   // row maxima, the probabilities in place of the logits, the row sums. Returns the factors by
   // which O and the sums of the previous tiles shrink.
-  auto softmax = [&](int j, float (&corr)[2]) {
-    if ((j + 1) * kBlockN > p.lk) {  // the last tile: keys past the end get no weight
+  auto softmax = [&](bool first, float (&corr)[2]) {
+    if (first && n_tiles * kBlockN > p.lk) {  // the last key tile (processed first): no weight past the end
 #pragma unroll
       for (int jj = 0; jj < kNT; ++jj)
 #pragma unroll
         for (int e = 0; e < 4; ++e)
-          if (j * kBlockN + 8 * jj + 2 * (lane % 4) + (e & 1) >= p.lk) s[4 * jj + e] = -INFINITY;
+          if (first_key(0) + 8 * jj + 2 * (lane % 4) + (e & 1) >= p.lk) s[4 * jj + e] = -INFINITY;
     }
     float mx[2] = {row_max[0], row_max[1]};
 #pragma unroll
@@ -258,7 +265,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   wgmma_wait<0>();
   pin(s);
   release(k_empty(0));
-  softmax(0, corr);
+  softmax(true, corr);
   rescale_and_pack(corr);
 
   for (int j = 1; j < n_tiles; ++j) {
@@ -275,7 +282,11 @@ __global__ void __launch_bounds__(kThreads, 1)
     wgmma_wait<1>();  // the logits of tile j; P_{j-1} V_{j-1} may still run
     pin(s);
     release(k_empty(sj));
-    softmax(j, corr);
+    softmax(false, corr);
+    // ptxas moves this wait up to the one above (the top of the basic block; seen in the SASS,
+    // sixth session), so the softmax does not overlap this warpgroup's own P V, only the other
+    // warpgroup's products. Forcing it down (a never-taken branch on a softmax result ending the
+    // block) measured slower in both kernels (bench/NOTES.md, version 15), so it stays.
     wgmma_wait<0>();
     pin(o);
     release(v_empty(sp));

@@ -75,9 +75,11 @@ __device__ __forceinline__ void pin(float (&r)[N]) {
 // A wgmma shared-memory matrix descriptor for a 128-byte-swizzled operand (the layout the TMA
 // writes with CU_TENSOR_MAP_SWIZZLE_128B and a 64-element box width). lbo: the byte offset between
 // swizzle atoms along M/N (MN-major operands only), sbo: between groups of 8 rows.
-__device__ __forceinline__ uint64_t smem_desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
+// swizzle_bytes: 128 (the default), 64 or 32, as the TMA wrote the operand.
+__device__ __forceinline__ uint64_t smem_desc(uint32_t addr, uint32_t lbo, uint32_t sbo, int swizzle_bytes = 128) {
+  const uint64_t layout = swizzle_bytes == 128 ? 1 : swizzle_bytes == 64 ? 2 : 3;
   return static_cast<uint64_t>((addr & 0x3FFFF) >> 4) | (static_cast<uint64_t>((lbo >> 4) & 0x3FFF) << 16) |
-         (static_cast<uint64_t>((sbo >> 4) & 0x3FFF) << 32) | (1ull << 62);
+         (static_cast<uint64_t>((sbo >> 4) & 0x3FFF) << 32) | (layout << 62);
 }
 
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
@@ -118,10 +120,11 @@ inline bool device_is_sm90() {
 }
 
 // A [batch][rows][width] tensor (elements of elem_bytes bytes; strides in elements) as a tensor
-// map with boxes of box_width x box_rows (box_width * elem_bytes <= 128), 128-byte swizzle; reads
-// past the end give zeros.
+// map with boxes of box_width x box_rows (box_width * elem_bytes <= swizzle_bytes), swizzled in
+// rows of swizzle_bytes (128, 64 or 32); reads past the end give zeros.
 inline CUtensorMap make_map(CUtensorMapDataType type, int elem_bytes, const void* base, int64_t width, int64_t rows,
-                            int64_t batch, int64_t row_stride, int64_t batch_stride, int box_width, int box_rows) {
+                            int64_t batch, int64_t row_stride, int64_t batch_stride, int box_width, int box_rows,
+                            int swizzle_bytes = 128) {
   CUtensorMap map{};
   const cuuint64_t dims[3] = {static_cast<cuuint64_t>(width), static_cast<cuuint64_t>(rows),
                               static_cast<cuuint64_t>(batch)};
@@ -130,7 +133,10 @@ inline CUtensorMap make_map(CUtensorMapDataType type, int elem_bytes, const void
   const cuuint32_t box[3] = {static_cast<cuuint32_t>(box_width), static_cast<cuuint32_t>(box_rows), 1};
   const cuuint32_t elem[3] = {1, 1, 1};
   const CUresult r = tensor_map_encoder()(&map, type, 3, const_cast<void*>(base), dims, strides, box, elem,
-                                          CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                                          CU_TENSOR_MAP_INTERLEAVE_NONE,
+                                          swizzle_bytes == 128  ? CU_TENSOR_MAP_SWIZZLE_128B
+                                          : swizzle_bytes == 64 ? CU_TENSOR_MAP_SWIZZLE_64B
+                                                                : CU_TENSOR_MAP_SWIZZLE_32B,
                                           CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   IB_CHECK(r == CUDA_SUCCESS, "hopper attention: cuTensorMapEncodeTiled failed ({})", static_cast<int>(r));
   return map;
