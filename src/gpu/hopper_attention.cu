@@ -46,14 +46,14 @@ constexpr int kThreads = 384;  // a producer and two consumer warpgroups
 // One tile shape: kBlockN keys per tile (128, 176 or 192, the N of the logits' wgmma), kStages key and
 // value buffers each. A tile of R rows is stored as two column halves (features 0-63, 64-127) of
 // R x 128 bytes, 128-byte swizzled. Shared memory: Q, kStages key tiles, kStages value tiles, then
-// the barriers q_full, k_full[], v_full[], k_empty[], v_empty[]; 1024 spare bytes align the base.
+// the pipeline's barriers (KvBarriers); 1024 spare bytes align the base.
 template <int kBlockN_, int kStages_>
 struct HopperConfig {
   static constexpr int kBlockN = kBlockN_, kStages = kStages_;
   static constexpr int kQHalf = kBlockM * 128, kQBytes = 2 * kQHalf;
   static constexpr int kKVHalf = kBlockN * 128, kKVBytes = 2 * kKVHalf;
   static constexpr int kKOff = kQBytes, kVOff = kKOff + kStages * kKVBytes, kBarOff = kVOff + kStages * kKVBytes;
-  static constexpr int kSmemBytes = 1024 + kBarOff + 8 * (1 + 4 * kStages);
+  static constexpr int kSmemBytes = 1024 + kBarOff + 8 * (1 + 4 * kStages);  // KvBarriers::kBytes
   static_assert(kBlockN % 16 == 0 && kKVHalf % 1024 == 0 && kSmemBytes <= 232448, "tile shape");
 };
 
@@ -117,56 +117,36 @@ template <class C>
 __global__ void __launch_bounds__(kThreads, 1)
     hopper_attention_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                             const __grid_constant__ CUtensorMap tv, const HopperParams p) {
-  constexpr int kBlockN = C::kBlockN, kStages = C::kStages, kNT = kBlockN / 8;  // n8 column groups of logits
+  constexpr int kBlockN = C::kBlockN, kStages = C::kStages;
   extern __shared__ uint8_t smem_raw[];
   const uint32_t base = (smem_addr(smem_raw) + 1023u) & ~1023u;  // the swizzle repeats every 1024 bytes
-  const uint32_t sq = base, sk = base + C::kKOff, sv = base + C::kVOff, bars = base + C::kBarOff;
-  const uint32_t q_full = bars;
-  auto k_full = [&](int s) { return bars + 8u * (1 + s); };
-  auto v_full = [&](int s) { return bars + 8u * (1 + kStages + s); };
-  auto k_empty = [&](int s) { return bars + 8u * (1 + 2 * kStages + s); };
-  auto v_empty = [&](int s) { return bars + 8u * (1 + 3 * kStages + s); };
+  const uint32_t sq = base, sk = base + C::kKOff, sv = base + C::kVOff;
+  const KvBarriers<kStages> bar{base + C::kBarOff};
 
   const int tid = threadIdx.x, wg = tid / 128;
   const int m_tile = blockIdx.x, head = blockIdx.y, batch = blockIdx.z;
   const int n_tiles = (p.lk + kBlockN - 1) / kBlockN;
-  // The key tiles in the order they are processed: the last (the only one that can be partial)
-  // first, so that only the first tile's softmax masks keys and the main loop has no branch
-  // between its two waits (a branch there let ptxas hoist the wait for P V above the softmax).
-  auto first_key = [&](int j) { return (j == 0 ? n_tiles - 1 : j - 1) * kBlockN; };
+  auto first_key = [&](int j) { return tile_first_key(j, n_tiles, kBlockN); };
 
-  if (tid == 0) {
-    mbar_init(q_full, 1);
-    for (int s = 0; s < kStages; ++s) {
-      mbar_init(k_full(s), 1);
-      mbar_init(v_full(s), 1);
-      mbar_init(k_empty(s), 8);  // one arrival per consumer warp
-      mbar_init(v_empty(s), 8);
-    }
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-  }
+  if (tid == 0) bar.init(8);  // one arrival per consumer warp releases a buffer
   __syncthreads();
 
   if (wg == 0) {  // ---- producer
     asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n");
     if (tid == 0) {
       const int col = head * kD;
-      mbar_expect_tx(q_full, C::kQBytes);
-      tma_load(sq, &tq, col, m_tile * kBlockM, batch, q_full);
-      tma_load(sq + C::kQHalf, &tq, col + 64, m_tile * kBlockM, batch, q_full);
-      for (int j = 0; j < n_tiles; ++j) {
-        const int s = j % kStages;
-        const uint32_t parity = ((j / kStages) & 1) ^ 1;  // a fresh barrier counts as released
-        const uint32_t koff = sk + s * C::kKVBytes, voff = sv + s * C::kKVBytes;
-        mbar_wait(k_empty(s), parity);
-        mbar_expect_tx(k_full(s), C::kKVBytes);
-        tma_load(koff, &tk, col, first_key(j), batch, k_full(s));
-        tma_load(koff + C::kKVHalf, &tk, col + 64, first_key(j), batch, k_full(s));
-        mbar_wait(v_empty(s), parity);
-        mbar_expect_tx(v_full(s), C::kKVBytes);
-        tma_load(voff, &tv, col, first_key(j), batch, v_full(s));
-        tma_load(voff + C::kKVHalf, &tv, col + 64, first_key(j), batch, v_full(s));
-      }
+      mbar_expect_tx(bar.q_full(), C::kQBytes);
+      tma_load(sq, &tq, col, m_tile * kBlockM, batch, bar.q_full());
+      tma_load(sq + C::kQHalf, &tq, col + 64, m_tile * kBlockM, batch, bar.q_full());
+      // Each tile as two column halves (features 0-63, 64-127).
+      auto load = [&](const CUtensorMap* map, uint32_t dst, int j, uint32_t full) {
+        mbar_expect_tx(full, C::kKVBytes);
+        tma_load(dst, map, col, first_key(j), batch, full);
+        tma_load(dst + C::kKVHalf, map, col + 64, first_key(j), batch, full);
+      };
+      produce_kv(
+          bar, n_tiles, [&](int j, int st, uint32_t full) { load(&tk, sk + st * C::kKVBytes, j, full); },
+          [&](int j, int st, uint32_t full) { load(&tv, sv + st * C::kKVBytes, j, full); });
     }
     return;
   }
@@ -175,7 +155,6 @@ __global__ void __launch_bounds__(kThreads, 1)
   asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n");
   const int c = wg - 1;  // rows 64c .. 64c + 63 of the block's 128
   const int warp = (tid % 128) / 32, lane = tid % 32;
-  const int my_bar = 1 + c, other_bar = 2 - c;  // named barriers 1 and 2 (0 is __syncthreads)
 
   float s[kBlockN / 2], o[64];
   uint32_t pf[kBlockN / 4];
@@ -204,36 +183,13 @@ __global__ void __launch_bounds__(kThreads, 1)
       wgmma_rs(o, a, smem_desc(vt + kk * 2048, C::kKVHalf, 1024));
     }
   };
-  // One warp's arrival on an "empty" barrier once all its lanes are past their wgmma_wait.
-  auto release = [&](uint32_t bar) {
-    __syncwarp();
-    if (lane == 0) mbar_arrive(bar);
-  };
   // The softmax of the logits in s for one key tile, up to (not including) the rescale of O: the new
   // row maxima, the probabilities in place of the logits, the row sums. Returns the factors by
   // which O and the sums of the previous tiles shrink.
   auto softmax = [&](bool first, float (&corr)[2]) {
-    if (first && n_tiles * kBlockN > p.lk) {  // the last key tile (processed first): no weight past the end
-#pragma unroll
-      for (int jj = 0; jj < kNT; ++jj)
-#pragma unroll
-        for (int e = 0; e < 4; ++e)
-          if (first_key(0) + 8 * jj + 2 * (lane % 4) + (e & 1) >= p.lk) s[4 * jj + e] = -INFINITY;
-    }
-    float mx[2] = {row_max[0], row_max[1]};
-#pragma unroll
-    for (int jj = 0; jj < kNT; ++jj) {
-      mx[0] = fmaxf(mx[0], fmaxf(s[4 * jj], s[4 * jj + 1]));
-      mx[1] = fmaxf(mx[1], fmaxf(s[4 * jj + 2], s[4 * jj + 3]));
-    }
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-      corr[r] = fast_exp2((row_max[r] - mx[r]) * sl);  // 0 on the first tile (-inf)
-      row_max[r] = mx[r];
-    }
-    const float ms[2] = {mx[0] * sl, mx[1] * sl};
+    if (first && n_tiles * kBlockN > p.lk) mask_keys(s, first_key(0), p.lk, lane);  // the partial tile
+    update_row_max(s, row_max, sl, corr);
+    const float ms[2] = {row_max[0] * sl, row_max[1] * sl};
     float sum[2] = {0.0f, 0.0f};
 #pragma unroll
     for (int i = 0; i < kBlockN / 2; ++i) {
@@ -251,60 +207,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int i = 0; i < kBlockN / 4; ++i) pf[i] = pack_bf16(s[2 * i], s[2 * i + 1]);
   };
 
-  if (c == 1) named_bar_arrive(1);  // consumer 0 issues first
-  mbar_wait(q_full, 0);
-
-  // Tile 0: logits only.
-  float corr[2];
-  mbar_wait(k_full(0), 0);
-  named_bar_sync(my_bar);
-  wgmma_fence();
-  issue_logits(0);
-  wgmma_commit();
-  named_bar_arrive(other_bar);
-  wgmma_wait<0>();
-  pin(s);
-  release(k_empty(0));
-  softmax(true, corr);
-  rescale_and_pack(corr);
-
-  for (int j = 1; j < n_tiles; ++j) {
-    const int sj = j % kStages, sp = (j - 1) % kStages;
-    mbar_wait(k_full(sj), (j / kStages) & 1);
-    mbar_wait(v_full(sp), ((j - 1) / kStages) & 1);
-    named_bar_sync(my_bar);
-    wgmma_fence();
-    issue_logits(sj);
-    wgmma_commit();
-    issue_pv(sp);
-    wgmma_commit();
-    named_bar_arrive(other_bar);
-    wgmma_wait<1>();  // the logits of tile j; P_{j-1} V_{j-1} may still run
-    pin(s);
-    release(k_empty(sj));
-    softmax(false, corr);
-    // ptxas moves this wait up to the one above (the top of the basic block; seen in the SASS,
-    // sixth session), so the softmax does not overlap this warpgroup's own P V, only the other
-    // warpgroup's products. Forcing it down (a never-taken branch on a softmax result ending the
-    // block) measured slower in both kernels (bench/NOTES.md, version 15), so it stays.
-    wgmma_wait<0>();
-    pin(o);
-    release(v_empty(sp));
-    rescale_and_pack(corr);
-  }
-
-  // The last tile's P V.
-  const int sl_stage = (n_tiles - 1) % kStages;
-  mbar_wait(v_full(sl_stage), ((n_tiles - 1) / kStages) & 1);
-  named_bar_sync(my_bar);
-  wgmma_fence();
-  issue_pv(sl_stage);
-  wgmma_commit();
-  named_bar_arrive(other_bar);
-  wgmma_wait<0>();
-  pin(o);
-  release(v_empty(sl_stage));
-  if (c == 0) named_bar_sync(my_bar);  // consumer 1's last arrival
+  consume_kv(bar, n_tiles, c, lane, s, o, issue_logits, issue_pv, softmax, rescale_and_pack);
 
   // O / row sum, rounded to bf16, straight to global memory.
   float inv[2];
@@ -316,16 +219,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     inv[r] = 1.0f / l;
   }
   const int row0 = m_tile * kBlockM + 64 * c + 16 * warp + lane / 4;
-  __nv_bfloat16* out = p.out + batch * p.o_batch + static_cast<int64_t>(head) * kD + 2 * (lane % 4);
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int row = row0 + 8 * r;
-    if (row >= p.lq) continue;
-    __nv_bfloat16* dst = out + row * p.o_row;
-#pragma unroll
-    for (int jj = 0; jj < 16; ++jj)
-      *reinterpret_cast<uint32_t*>(dst + 8 * jj) = pack_bf16(o[4 * jj + 2 * r] * inv[r], o[4 * jj + 2 * r + 1] * inv[r]);
-  }
+  store_rows_bf16(o, inv, row0, p.lq, p.out + batch * p.o_batch + static_cast<int64_t>(head) * kD + 2 * (lane % 4),
+                  p.o_row);
 }
 
 #else  // host pass, or a device pass for an architecture without wgmma: never launched there

@@ -1,7 +1,9 @@
 // The pieces our two Hopper (sm_90a) attention kernels share (hopper_attention.cu: bf16,
 // hopper_attention_fp8.cu: e4m3): PTX wrappers for the TMA, mbarriers, named barriers and the
-// warpgroup MMAs' bookkeeping, the shared-memory matrix descriptor, and on the host the tensor
-// maps and the device check. Included by CUDA files only.
+// warpgroup MMAs' bookkeeping, the shared-memory matrix descriptor, the key/value pipeline (its
+// barriers, the producer's loop and the consumers' ping-pong loop, into which each kernel plugs
+// its own products and softmax), and on the host the tensor maps and the device check. Included
+// by CUDA files only.
 #pragma once
 
 #include <cuda.h>
@@ -91,6 +93,186 @@ __device__ __forceinline__ float fast_exp2(float x) {
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
   return y;
+}
+
+// ---- The key/value pipeline both kernels run ------------------------------------------------
+
+// The first key of the j-th key tile processed: the last tile (the only one that can be partial)
+// first, so that only the first tile's softmax masks keys and the main loop has no branch (worth
+// 3% in the fp8 kernel, bench/NOTES.md version 15).
+__device__ __forceinline__ int tile_first_key(int j, int n_tiles, int block_n) {
+  return (j == 0 ? n_tiles - 1 : j - 1) * block_n;
+}
+
+// The shared-memory barriers of a kStages-deep key/value pipeline, 8 bytes each from `base`:
+// q_full, k_full[kStages], v_full[kStages] (the TMA's bytes arrived), k_empty[kStages],
+// v_empty[kStages] (every consumer warp is done with the buffer).
+template <int kStages>
+struct KvBarriers {
+  static constexpr int kBytes = 8 * (1 + 4 * kStages);
+  uint32_t base;
+  __device__ uint32_t q_full() const { return base; }
+  __device__ uint32_t k_full(int s) const { return base + 8u * (1 + s); }
+  __device__ uint32_t v_full(int s) const { return base + 8u * (1 + kStages + s); }
+  __device__ uint32_t k_empty(int s) const { return base + 8u * (1 + 2 * kStages + s); }
+  __device__ uint32_t v_empty(int s) const { return base + 8u * (1 + 3 * kStages + s); }
+  // By one thread, before the block's first __syncthreads.
+  __device__ void init(uint32_t consumer_warps) const {
+    mbar_init(q_full(), 1);
+    for (int s = 0; s < kStages; ++s) {
+      mbar_init(k_full(s), 1);
+      mbar_init(v_full(s), 1);
+      mbar_init(k_empty(s), consumer_warps);
+      mbar_init(v_empty(s), consumer_warps);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+};
+
+// The producer's loop (one thread): key and value tiles 0 .. n_tiles - 1 into stage j % kStages
+// as soon as the consumers have released it. load_k(j, stage, full_barrier) and load_v(...) set
+// the barrier's expected bytes and issue the TMA loads.
+template <int kStages, class LoadK, class LoadV>
+__device__ __forceinline__ void produce_kv(const KvBarriers<kStages>& b, int n_tiles, LoadK load_k, LoadV load_v) {
+  for (int j = 0; j < n_tiles; ++j) {
+    const int s = j % kStages;
+    const uint32_t parity = ((j / kStages) & 1) ^ 1;  // a fresh barrier counts as released
+    mbar_wait(b.k_empty(s), parity);
+    load_k(j, s, b.k_full(s));
+    mbar_wait(b.v_empty(s), parity);
+    load_v(j, s, b.v_full(s));
+  }
+}
+
+// The loop of consumer warpgroup c (0 or 1) of two, over n_tiles key tiles, with the logits in s
+// and the output accumulator in o. Per tile j it issues S_j = Q K_j^T (issue_logits(stage)) and
+// P_{j-1} V_{j-1} (issue_pv(stage)) while holding the tensor cores (the two warpgroups take turns:
+// named barriers 1 and 2, "ping-pong"), waits for them, releases the buffers, runs
+// softmax(first_tile, corr) on S_j and rescale_and_pack(corr) (O rescaled, P_j packed into the A
+// registers of the next P V). Tile 0 has no P V before it; the last tile's P V closes the loop.
+template <int kStages, int kS, int kO, class IssueS, class IssuePV, class Softmax, class Pack>
+__device__ __forceinline__ void consume_kv(const KvBarriers<kStages>& b, int n_tiles, int c, int lane,
+                                           float (&s)[kS], float (&o)[kO], IssueS issue_logits, IssuePV issue_pv,
+                                           Softmax softmax, Pack rescale_and_pack) {
+  const int my_bar = 1 + c, other_bar = 2 - c;  // named barriers 1 and 2 (0 is __syncthreads)
+  // One warp's arrival on an "empty" barrier once all its lanes are past their wgmma wait.
+  auto release = [&](uint32_t bar) {
+    __syncwarp();
+    if (lane == 0) mbar_arrive(bar);
+  };
+  if (c == 1) named_bar_arrive(1);  // consumer 0 issues first
+  mbar_wait(b.q_full(), 0);
+
+  // Tile 0: logits only.
+  float corr[2];
+  mbar_wait(b.k_full(0), 0);
+  named_bar_sync(my_bar);
+  wgmma_fence();
+  issue_logits(0);
+  wgmma_commit();
+  named_bar_arrive(other_bar);
+  wgmma_wait<0>();
+  pin(s);
+  release(b.k_empty(0));
+  softmax(true, corr);
+  rescale_and_pack(corr);
+
+  for (int j = 1; j < n_tiles; ++j) {
+    const int sj = j % kStages, sp = (j - 1) % kStages;
+    mbar_wait(b.k_full(sj), (j / kStages) & 1);
+    mbar_wait(b.v_full(sp), ((j - 1) / kStages) & 1);
+    named_bar_sync(my_bar);
+    wgmma_fence();
+    issue_logits(sj);
+    wgmma_commit();
+    issue_pv(sp);
+    wgmma_commit();
+    named_bar_arrive(other_bar);
+    wgmma_wait<1>();  // the logits of tile j; P_{j-1} V_{j-1} may still run
+    pin(s);
+    release(b.k_empty(sj));
+    softmax(false, corr);
+    // ptxas moves this wait up to the one above (the top of the basic block; seen in the SASS,
+    // sixth session), so the softmax does not overlap this warpgroup's own P V, only the other
+    // warpgroup's products. Forcing it down (a never-taken branch on a softmax result ending the
+    // block) measured slower in both kernels (bench/NOTES.md, version 15), so it stays.
+    wgmma_wait<0>();
+    pin(o);
+    release(b.v_empty(sp));
+    rescale_and_pack(corr);
+  }
+
+  // The last tile's P V.
+  const int sl = (n_tiles - 1) % kStages;
+  mbar_wait(b.v_full(sl), ((n_tiles - 1) / kStages) & 1);
+  named_bar_sync(my_bar);
+  wgmma_fence();
+  issue_pv(sl);
+  wgmma_commit();
+  named_bar_arrive(other_bar);
+  wgmma_wait<0>();
+  pin(o);
+  release(b.v_empty(sl));
+  if (c == 0) named_bar_sync(my_bar);  // consumer 1's last arrival
+}
+
+// ---- The consumers' softmax and output, on the wgmma accumulator layout ---------------------
+// A thread holds rows g and g + 8 of its warp's 16 (g = lane / 4) and, of each group of 8
+// columns jj, columns 8 jj + 2 (lane % 4) + {0, 1}: s[4 jj + {0, 1}] in row g, s[4 jj + {2, 3}]
+// in row g + 8.
+
+// Logits of keys at or past lk (this tile's first key: key0) get no weight.
+template <int kS>
+__device__ __forceinline__ void mask_keys(float (&s)[kS], int key0, int lk, int lane) {
+#pragma unroll
+  for (int jj = 0; jj < kS / 4; ++jj)
+#pragma unroll
+    for (int e = 0; e < 4; ++e)
+      if (key0 + 8 * jj + 2 * (lane % 4) + (e & 1) >= lk) s[4 * jj + e] = -INFINITY;
+}
+
+// The running row maxima of rows g and g + 8 updated with this tile's logits (four independent
+// chains a row, then the quad's shuffles); corr[r] = exp2((old - new) * sl), the factor by which
+// the earlier tiles' sums and O shrink (0 on the first tile: the old maximum is -inf).
+template <int kS>
+__device__ __forceinline__ void update_row_max(const float (&s)[kS], float (&row_max)[2], float sl, float (&corr)[2]) {
+  static_assert(kS % 4 == 0 && kS >= 16, "whole column groups, at least 4");
+  float m4[2][4];
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    m4[0][q] = fmaxf(s[4 * q], s[4 * q + 1]);
+    m4[1][q] = fmaxf(s[4 * q + 2], s[4 * q + 3]);
+  }
+#pragma unroll
+  for (int jj = 4; jj < kS / 4; ++jj) {
+    m4[0][jj % 4] = fmaxf(m4[0][jj % 4], fmaxf(s[4 * jj], s[4 * jj + 1]));
+    m4[1][jj % 4] = fmaxf(m4[1][jj % 4], fmaxf(s[4 * jj + 2], s[4 * jj + 3]));
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float mx = fmaxf(fmaxf(row_max[r], fmaxf(m4[r][0], m4[r][1])), fmaxf(m4[r][2], m4[r][3]));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    corr[r] = fast_exp2((row_max[r] - mx) * sl);
+    row_max[r] = mx;
+  }
+}
+
+// The output's 128 features of rows row0 and row0 + 8 (those below lq) times inv[r], rounded to
+// bf16, from o (the accumulator layout above) to out (this thread's first column; row stride
+// o_row elements).
+template <int kO>
+__device__ __forceinline__ void store_rows_bf16(const float (&o)[kO], const float (&inv)[2], int row0, int lq,
+                                                __nv_bfloat16* out, int64_t o_row) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = row0 + 8 * r;
+    if (row >= lq) continue;
+    __nv_bfloat16* dst = out + row * o_row;
+#pragma unroll
+    for (int jj = 0; jj < 16; ++jj)
+      *reinterpret_cast<uint32_t*>(dst + 8 * jj) = pack_bf16(o[4 * jj + 2 * r] * inv[r], o[4 * jj + 2 * r + 1] * inv[r]);
+  }
 }
 
 #endif  // IB_HOPPER_KERNEL

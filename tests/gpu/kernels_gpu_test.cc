@@ -65,6 +65,34 @@ Tensor residual_norm_reference(const Tensor& x, const Tensor& y, const Tensor& g
   return modulate ? ops::add(ops::mul(n, ops::affine(p0, 1.0f, 1.0f)), p1) : ops::add(ops::mul(n, p0), p1);
 }
 
+// The device inputs of one residual_norm case and its arguments (the output pointers left to
+// the caller): x += y * gate (with_y; the gate only with with_gate), modulate or affine.
+struct NormInputs {
+  Tensor xd, yd, gd, p0d, p1d;
+  gpu::ResidualNormArgs args(int64_t rows, int64_t cols, bool with_y, bool with_gate, bool modulate, bool round_norm,
+                             float eps) {
+    gpu::ResidualNormArgs a;
+    a.x = xd.data<float>();
+    a.rows = rows;
+    a.cols = cols;
+    if (with_y) {
+      a.y = yd.raw();
+      a.ldy = cols;
+      if (with_gate) a.gate = gd.data<float>();
+    }
+    a.mode = modulate ? gpu::ResidualNormArgs::Mode::Modulate : gpu::ResidualNormArgs::Mode::Affine;
+    a.p0 = p0d.data<float>();
+    a.p1 = p1d.data<float>();
+    a.eps = eps;
+    a.round_norm = round_norm;
+    return a;
+  }
+};
+NormInputs norm_inputs(const Tensor& x, const Tensor& y, const Tensor& gate, const Tensor& p0, const Tensor& p1) {
+  return {x.to(Device::CUDA), y.to(DType::BF16).to(Device::CUDA), gate.to(Device::CUDA), p0.to(Device::CUDA),
+          p1.to(Device::CUDA)};
+}
+
 // x += y * gate; LN; (round); modulate or affine; out bf16 or f32.
 TEST(GpuEngineKernels, ResidualNormMatchesCpuComposition) {
   struct Case {
@@ -88,25 +116,11 @@ TEST(GpuEngineKernels, ResidualNormMatchesCpuComposition) {
                                          c.modulate, c.round_norm, eps, &xr);
     if (c.out_bf16) ref = bf16_round(ref);
 
-    Tensor xd = x.to(Device::CUDA);
-    const Tensor yd = y.to(DType::BF16).to(Device::CUDA), gd = gate.to(Device::CUDA), p0d = p0.to(Device::CUDA),
-                 p1d = p1.to(Device::CUDA);
+    NormInputs in = norm_inputs(x, y, gate, p0, p1);
+    Tensor& xd = in.xd;
     Tensor out = Tensor::empty({c.rows, c.cols}, c.out_bf16 ? DType::BF16 : DType::F32, Device::CUDA);
     cuda_poison(out);
-    gpu::ResidualNormArgs a;
-    a.x = xd.data<float>();
-    a.rows = c.rows;
-    a.cols = c.cols;
-    if (c.with_y) {
-      a.y = yd.raw();
-      a.ldy = c.cols;
-      if (c.with_gate) a.gate = gd.data<float>();
-    }
-    a.mode = c.modulate ? gpu::ResidualNormArgs::Mode::Modulate : gpu::ResidualNormArgs::Mode::Affine;
-    a.p0 = p0d.data<float>();
-    a.p1 = p1d.data<float>();
-    a.eps = eps;
-    a.round_norm = c.round_norm;
+    gpu::ResidualNormArgs a = in.args(c.rows, c.cols, c.with_y, c.with_gate, c.modulate, c.round_norm, eps);
     a.out = out.raw();
     a.out_bf16 = c.out_bf16;
     gpu::residual_norm(a);
@@ -151,29 +165,14 @@ TEST(GpuEngineKernels, ResidualNormFp8CopyIsTheQuantisedOutput) {
     const Tensor ref = bf16_round(residual_norm_reference(x, c.with_y ? y : Tensor(), c.with_y ? gate : Tensor(), p0,
                                                           p1, c.modulate, c.round_norm, eps, &xr));
 
-    Tensor xd = x.to(Device::CUDA);
-    const Tensor yd = y.to(DType::BF16).to(Device::CUDA), gd = gate.to(Device::CUDA), p0d = p0.to(Device::CUDA),
-                 p1d = p1.to(Device::CUDA);
+    NormInputs in = norm_inputs(x, y, gate, p0, p1);
     Tensor out = Tensor::empty({c.rows, c.cols}, DType::BF16, Device::CUDA);
     Tensor q8 = Tensor::empty({c.rows, c.cols}, DType::F8E4M3, Device::CUDA);
     Tensor sc = Tensor::empty({c.rows}, DType::F32, Device::CUDA);
     cuda_poison(out);
     cuda_poison(q8);
     cuda_poison(sc);
-    gpu::ResidualNormArgs a;
-    a.x = xd.data<float>();
-    a.rows = c.rows;
-    a.cols = c.cols;
-    if (c.with_y) {
-      a.y = yd.raw();
-      a.ldy = c.cols;
-      a.gate = gd.data<float>();
-    }
-    a.mode = c.modulate ? gpu::ResidualNormArgs::Mode::Modulate : gpu::ResidualNormArgs::Mode::Affine;
-    a.p0 = p0d.data<float>();
-    a.p1 = p1d.data<float>();
-    a.eps = eps;
-    a.round_norm = c.round_norm;
+    gpu::ResidualNormArgs a = in.args(c.rows, c.cols, c.with_y, true, c.modulate, c.round_norm, eps);
     a.out = out.raw();
     a.q8 = q8.raw();
     a.q8_scale = sc.data<float>();
