@@ -81,8 +81,8 @@ VramPlan plan_vram(const DitConfig& c, const T5Config& t5, int64_t clip_dim, int
   const auto ctx_rows = static_cast<size_t>(c.text_len + (img ? std::max<int64_t>(image_tokens, 257) : 0));
   p.context_bytes = 2 * static_cast<size_t>(c.num_layers) * ctx_rows * 2 * d * 2;
   const size_t context_per_block_bytes = 2 * ctx_rows * d * 2 + 2 * ctx_rows * 2 * d * 2;
-  p.vae_bytes = kVaeWeights + kVaeDecodePerPixel * static_cast<size_t>(width) * static_cast<size_t>(height);
   const size_t pixels = static_cast<size_t>(width) * static_cast<size_t>(height);
+  p.vae_bytes = kVaeWeights + kVaeDecodePerPixel * pixels;
   const size_t encode_whole = kVaeWeights + kVaeEncodePerPixel * pixels;
   const size_t encode_by_frame = kVaeWeights + kVaeEncodeByFramePerPixel * pixels;
   p.vae_encode_bytes = encode_whole;
