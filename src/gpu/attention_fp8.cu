@@ -9,13 +9,17 @@
 
 #include "core/check.h"
 #include "gpu/attention_fp8.h"
+#include "gpu/fp8_rows.cuh"
 #include "ops/cuda/cuda_common.h"
 
 namespace ib::gpu {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr float kE4M3Max = 448.0f;  // ops::kE4M3Max
+// The per-tensor rule is the per-row rule with one amax for the whole tensor.
+using fp8_rows::code;
+using fp8_rows::inverse_scale;
+using fp8_rows::kE4M3Max;
 
 using ops::cuda::check_launch;
 
@@ -61,17 +65,14 @@ __global__ void qkv_amax_kernel(const __nv_bfloat16* qkv, int64_t rows, int64_t 
   }
 }
 
-__device__ __forceinline__ float inverse_scale(float amax) { return amax > 0.0f ? kE4M3Max / amax : 1.0f; }
-__device__ __forceinline__ float descale(float amax) { return amax > 0.0f ? amax / kE4M3Max : 1.0f; }
-
 // The first `blocks` column blocks (q | k | v, or q | k) into out (row stride blocks * dim).
 __global__ void qkv_quantize_kernel(const __nv_bfloat16* qkv, int64_t rows, int64_t dim, int64_t ld, int blocks,
                                     uint8_t* out, float* scales) {
   const float inv[3] = {inverse_scale(scales[kAmaxQ]), inverse_scale(scales[kAmaxK]), inverse_scale(scales[kAmaxV])};
   if (blockIdx.x == 0 && threadIdx.x == 0) {
-    scales[kDescaleQ] = descale(scales[kAmaxQ]);
-    scales[kDescaleK] = descale(scales[kAmaxK]);
-    scales[kDescaleV] = descale(scales[kAmaxV]);
+    scales[kDescaleQ] = fp8_rows::scale(scales[kAmaxQ]);
+    scales[kDescaleK] = fp8_rows::scale(scales[kAmaxK]);
+    scales[kDescaleV] = fp8_rows::scale(scales[kAmaxV]);
     scales[kDescaleS] = 1.0f / kE4M3Max;
     scales[kScaleS] = kE4M3Max;
     const float av = scales[kAmaxV];
@@ -88,39 +89,48 @@ __global__ void qkv_quantize_kernel(const __nv_bfloat16* qkv, int64_t rows, int6
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
       const float2 f = __bfloat1622float2(h[k]);
-      b[2 * k] = static_cast<uint8_t>(__nv_cvt_float_to_fp8(__fmul_rn(f.x, s), __NV_SATFINITE, __NV_E4M3));
-      b[2 * k + 1] = static_cast<uint8_t>(__nv_cvt_float_to_fp8(__fmul_rn(f.y, s), __NV_SATFINITE, __NV_E4M3));
+      b[2 * k] = code(f.x, s);
+      b[2 * k + 1] = code(f.y, s);
     }
     *reinterpret_cast<uint2*>(out + r * blocks * dim + c) = *reinterpret_cast<const uint2*>(b);
   }
 }
 
 // v (column block 2 of qkv) into the transposed, permuted layout of attention_fp8.h. A block takes
-// 64 key positions x 128 features of one batch entry: each thread quantises 8 features of a key
-// into a shared tile [feature][position], then the tile's rows go out as 16-byte stores.
+// 64 key positions x 128 features of one batch entry into a shared tile [feature][position], whose
+// rows then go out as 16-byte stores. A thread takes 8 features of the four keys that land on four
+// consecutive positions (keys 2t, 2t+1, 8+2t, 9+2t of a 16-key half group: fp8_vt_position), so it
+// writes each feature's four codes as one 32-bit word; the features are visited in an order rotated
+// by the thread's chunk, which spreads a warp's stores over the banks (2-way instead of 16-way).
 constexpr int kVtKeys = 64, kVtFeatures = 128, kVtPitch = kVtKeys + 16;
 __global__ void v_transpose_kernel(const __nv_bfloat16* qkv, int64_t tokens, int64_t dim, int64_t ld, uint8_t* vt,
                                    int64_t vt_keys, const float* scales) {
   __shared__ alignas(16) uint8_t tile[kVtFeatures][kVtPitch];
   const float inv = inverse_scale(scales[kAmaxV]);
   const int64_t k0 = blockIdx.x * int64_t{kVtKeys}, f0 = blockIdx.y * int64_t{kVtFeatures}, b = blockIdx.z;
-  for (int it = threadIdx.x; it < kVtKeys * kVtFeatures / 8; it += blockDim.x) {
-    const int key = it / (kVtFeatures / 8), chunk = it % (kVtFeatures / 8);
-    const int64_t t = k0 + key;
-    uint8_t q[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    if (t < tokens) {
-      const uint4 x = *reinterpret_cast<const uint4*>(qkv + (b * tokens + t) * ld + 2 * dim + f0 + chunk * 8);
+  for (int it = threadIdx.x; it < kVtKeys / 4 * kVtFeatures / 8; it += blockDim.x) {
+    const int chunk = it % (kVtFeatures / 8), word = it / (kVtFeatures / 8);  // positions 4 word .. 4 word + 3
+    const int half = word / 4, t = word % 4;                                   // 16-key half group, pair t
+    const int keys[4] = {16 * half + 2 * t, 16 * half + 2 * t + 1, 16 * half + 8 + 2 * t, 16 * half + 9 + 2 * t};
+    uint32_t w[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // w[e]: feature chunk * 8 + e, byte j = keys[j]
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int64_t tok = k0 + keys[j];
+      if (tok >= tokens) continue;
+      const uint4 x = *reinterpret_cast<const uint4*>(qkv + (b * tokens + tok) * ld + 2 * dim + f0 + chunk * 8);
       const auto* h = reinterpret_cast<const __nv_bfloat162*>(&x);
 #pragma unroll
       for (int k = 0; k < 4; ++k) {
         const float2 f = __bfloat1622float2(h[k]);
-        q[2 * k] = static_cast<uint8_t>(__nv_cvt_float_to_fp8(__fmul_rn(f.x, inv), __NV_SATFINITE, __NV_E4M3));
-        q[2 * k + 1] = static_cast<uint8_t>(__nv_cvt_float_to_fp8(__fmul_rn(f.y, inv), __NV_SATFINITE, __NV_E4M3));
+        w[2 * k] |= uint32_t{code(f.x, inv)} << (8 * j);
+        w[2 * k + 1] |= uint32_t{code(f.y, inv)} << (8 * j);
       }
     }
-    const int pos = (key & ~31) + fp8_vt_position(key & 31);
 #pragma unroll
-    for (int e = 0; e < 8; ++e) tile[chunk * 8 + e][pos] = q[e];
+    for (int i = 0; i < 8; ++i) {
+      const int e = (i + chunk) % 8;
+      *reinterpret_cast<uint32_t*>(&tile[chunk * 8 + e][4 * word]) = w[e];
+    }
   }
   __syncthreads();
   for (int it = threadIdx.x; it < kVtFeatures * kVtKeys / 16; it += blockDim.x) {

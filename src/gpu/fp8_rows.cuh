@@ -1,6 +1,7 @@
-// The per-row e4m3 rule of ops/quantize.h as device functions, for every kernel that quantises a
-// row (quantize_rows_fp8, and residual_norm's fp8 copy of the rows it writes): one definition, so
-// that they all give the same bits. Device code only; include from .cu files compiled without
+// The e4m3 rule of ops/quantize.h as device functions, for every kernel that quantises a row
+// (quantize_rows_fp8, and residual_norm's fp8 copy of the rows it writes) or a whole tensor with
+// one amax (the fp8 attention's q, k and v, attention_fp8.cu): one definition, so that they all
+// give the same bits. Device code only; include from .cu files compiled without
 // fast math (the division must be IEEE's, as the CPU reference's is).
 #pragma once
 

@@ -27,7 +27,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
-#include <mutex>
 
 #include "core/check.h"
 #include "gpu/attention.h"
@@ -39,9 +38,7 @@ namespace {
 
 using namespace hopper;
 
-constexpr int kD = 128;        // head dim
-constexpr int kBlockM = 128;   // query rows per block
-constexpr int kThreads = 384;  // a producer and two consumer warpgroups
+constexpr int kD = kHeadDim;
 
 // One tile shape: kBlockN keys per tile (128, 176 or 192, the N of the logits' wgmma), kStages key and
 // value buffers each. A tile of R rows is stored as two column halves (features 0-63, 64-127) of
@@ -53,7 +50,7 @@ struct HopperConfig {
   static constexpr int kQHalf = kBlockM * 128, kQBytes = 2 * kQHalf;
   static constexpr int kKVHalf = kBlockN * 128, kKVBytes = 2 * kKVHalf;
   static constexpr int kKOff = kQBytes, kVOff = kKOff + kStages * kKVBytes, kBarOff = kVOff + kStages * kKVBytes;
-  static constexpr int kSmemBytes = 1024 + kBarOff + 8 * (1 + 4 * kStages);  // KvBarriers::kBytes
+  static constexpr int kSmemBytes = 1024 + kBarOff + kv_barrier_bytes(kStages);
   static_assert(kBlockN % 16 == 0 && kKVHalf % 1024 == 0 && kSmemBytes <= 232448, "tile shape");
 };
 
@@ -243,14 +240,10 @@ CUtensorMap make_map(const void* base, int64_t width, int64_t rows, int64_t batc
 }  // namespace
 
 bool hopper_attention_supports(const AttentionProblem& p) {
-  if (p.fp8_scales || p.head_dim != kD || p.lq <= 0 || p.lk <= 0 || p.batch <= 0 || p.heads <= 0) return false;
-  if (p.batch > 65535 || p.heads > 65535 || p.lq > (int64_t{1} << 30) || p.lk > (int64_t{1} << 30)) return false;
+  if (p.fp8_scales || !hopper::problem_fits(p)) return false;
   for (int64_t s : {p.q_row_stride, p.k_row_stride, p.v_row_stride, p.q_batch_stride, p.k_batch_stride, p.v_batch_stride})
     if (s % 8 != 0) return false;  // the TMA's strides are multiples of 16 bytes
-  if (!hopper::aligned16(p.q) || !hopper::aligned16(p.k) || !hopper::aligned16(p.v)) return false;
-  if (p.o_row_stride % 2 != 0 || p.o_batch_stride % 2 != 0 || reinterpret_cast<uintptr_t>(p.out) % 4 != 0) return false;
-  static const bool ok = hopper::device_is_sm90();
-  return ok;
+  return hopper::aligned16(p.q) && hopper::aligned16(p.k) && hopper::aligned16(p.v);
 }
 
 namespace {
@@ -268,16 +261,7 @@ void launch(const AttentionProblem& p) {
   hp.lq = static_cast<int>(p.lq);
   hp.lk = static_cast<int>(p.lk);
   hp.scale_log2 = p.scale * 1.4426950408889634f;
-  static std::once_flag attr;
-  std::call_once(attr, [] {
-    IB_CHECK(cudaFuncSetAttribute(hopper_attention_kernel<C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                  C::kSmemBytes) == cudaSuccess,
-             "hopper attention: cannot set {} bytes of shared memory", C::kSmemBytes);
-  });
-  const dim3 grid(static_cast<unsigned>((p.lq + kBlockM - 1) / kBlockM), static_cast<unsigned>(p.heads),
-                  static_cast<unsigned>(p.batch));
-  hopper_attention_kernel<C><<<grid, kThreads, C::kSmemBytes, p.stream>>>(tq, tk, tv, hp);
-  IB_CHECK(cudaGetLastError() == cudaSuccess, "hopper attention: launch failed");
+  hopper::launch<hopper_attention_kernel<C>, C::kSmemBytes>("hopper attention", p, tq, tk, tv, hp);
 }
 
 // The dev switch IB_HOPPER_VARIANT=<n> picks a tile shape other than the default (for timing them

@@ -24,7 +24,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
-#include <mutex>
 
 #include "core/check.h"
 #include "gpu/attention.h"
@@ -37,9 +36,7 @@ namespace {
 
 using namespace hopper;
 
-constexpr int kD = 128;        // head dim
-constexpr int kBlockM = 128;   // query rows per block
-constexpr int kThreads = 384;  // a producer and two consumer warpgroups
+constexpr int kD = kHeadDim;
 constexpr int kOnesRows = 8;   // rows of ones under each value box: P V also sums P's rows
 
 // One tile shape: kBlockN keys per tile, kStages key and value buffers each. Rows of q and k are 128
@@ -48,16 +45,17 @@ constexpr int kOnesRows = 8;   // rows of ones under each value box: P V also su
 // rows of e4m3 ones written once at the start: the P V product's columns 128 .. 135 are then P's
 // row sums (of the e4m3 probabilities it multiplies), which spares the softmax its additions. Each
 // box starts on a 1024-byte boundary. Shared memory: q, kStages key tiles, kStages value tiles,
-// then the pipeline's barriers (KvBarriers); 1024 spare bytes align the base.
+// then the pipeline's barriers (KvBarriers); 1024 spare bytes align the base. kTileBytes: what the
+// TMA brings of a key tile, and of a value tile (the same 128 x kBlockN bytes, transposed).
 template <int kBlockN_, int kStages_, int kVtBox_>
 struct Fp8Config {
   static constexpr int kBlockN = kBlockN_, kStages = kStages_, kVtBox = kVtBox_;
-  static constexpr int kQBytes = kBlockM * kD, kKBytes = kBlockN * kD, kVTmaBytes = kBlockN * kD;
+  static constexpr int kQBytes = kBlockM * kD, kTileBytes = kBlockN * kD;
   static constexpr int kVBox = ((kD + kOnesRows) * kVtBox + 1023) / 1024 * 1024, kVBytes = kBlockN / kVtBox * kVBox;
-  static constexpr int kKOff = kQBytes, kVOff = kKOff + kStages * kKBytes, kBarOff = kVOff + kStages * kVBytes;
-  static constexpr int kSmemBytes = 1024 + kBarOff + 8 * (1 + 4 * kStages);  // KvBarriers::kBytes
-  static_assert(kBlockN % kVtBox == 0 && kVtBox % 32 == 0 && kBlockN % 32 == 0 && kKBytes % 1024 == 0 &&
-                    kVTmaBytes < kVBytes && kSmemBytes <= 232448,
+  static constexpr int kKOff = kQBytes, kVOff = kKOff + kStages * kTileBytes, kBarOff = kVOff + kStages * kVBytes;
+  static constexpr int kSmemBytes = 1024 + kBarOff + kv_barrier_bytes(kStages);
+  static_assert(kBlockN % kVtBox == 0 && kVtBox % 32 == 0 && kBlockN % 32 == 0 && kTileBytes % 1024 == 0 &&
+                    kTileBytes < kVBytes && kSmemBytes <= 232448,
                 "tile shape");
 };
 
@@ -160,11 +158,11 @@ __global__ void __launch_bounds__(kThreads, 1)
       produce_kv(
           bar, n_tiles,
           [&](int j, int st, uint32_t full) {
-            mbar_expect_tx(full, C::kKBytes);
-            tma_load(sk + st * C::kKBytes, &tk, col, first_key(j), batch, full);
+            mbar_expect_tx(full, C::kTileBytes);
+            tma_load(sk + st * C::kTileBytes, &tk, col, first_key(j), batch, full);
           },
           [&](int j, int st, uint32_t full) {  // kBlockN / kVtBox boxes of the transposed v
-            mbar_expect_tx(full, C::kVTmaBytes);
+            mbar_expect_tx(full, C::kTileBytes);
 #pragma unroll
             for (int b = 0; b < kBlockN / C::kVtBox; ++b)
               tma_load(sv + st * C::kVBytes + b * C::kVBox, &tvt, first_key(j) + b * C::kVtBox, col, batch, full);
@@ -191,7 +189,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const uint32_t q_rows = sq + static_cast<uint32_t>(c) * 64u * kD;
 
   auto issue_logits = [&](int stage) {
-    const uint32_t kt = sk + stage * C::kKBytes;
+    const uint32_t kt = sk + stage * C::kTileBytes;
 #pragma unroll
     for (int kk = 0; kk < kD / 32; ++kk)  // 32 features (bytes) a step
       wgmma_fp8_ss(s, smem_desc(q_rows + kk * 32, 16, 1024), smem_desc(kt + kk * 32, 16, 1024), kk > 0);
@@ -270,16 +268,7 @@ void launch(const AttentionProblem& p) {
   hp.lk = static_cast<int>(p.lk);
   hp.scale_log2 = p.scale * 1.4426950408889634f;
   hp.scales = p.fp8_scales;
-  static std::once_flag attr;
-  std::call_once(attr, [] {
-    IB_CHECK(cudaFuncSetAttribute(hopper_fp8_kernel<C>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes) ==
-                 cudaSuccess,
-             "hopper fp8 attention: cannot set {} bytes of shared memory", C::kSmemBytes);
-  });
-  const dim3 grid(static_cast<unsigned>((p.lq + kBlockM - 1) / kBlockM), static_cast<unsigned>(p.heads),
-                  static_cast<unsigned>(p.batch));
-  hopper_fp8_kernel<C><<<grid, kThreads, C::kSmemBytes, p.stream>>>(tq, tk, tvt, hp);
-  IB_CHECK(cudaGetLastError() == cudaSuccess, "hopper fp8 attention: launch failed");
+  hopper::launch<hopper_fp8_kernel<C>, C::kSmemBytes>("hopper fp8 attention", p, tq, tk, tvt, hp);
 }
 
 // The dev switch IB_HOPPER_FP8_VARIANT=<n> picks a tile shape other than the default (for timing
@@ -293,21 +282,13 @@ int variant() {
 }  // namespace
 
 bool hopper_attention_fp8_supports(const AttentionProblem& p) {
-  if (!p.fp8_scales || !p.v_transposed || p.head_dim != kD || p.lq <= 0 || p.lk <= 0 || p.batch <= 0 || p.heads <= 0)
-    return false;
-  if (p.batch > 65535 || p.heads > 65535 || p.lq > (int64_t{1} << 30) || p.lk > (int64_t{1} << 30)) return false;
+  if (!p.fp8_scales || !p.v_transposed || !hopper::problem_fits(p)) return false;
   for (int64_t s : {p.q_row_stride, p.k_row_stride, p.q_batch_stride, p.k_batch_stride})
     if (s % 16 != 0) return false;  // the TMA's strides are multiples of 16 bytes
-  if (!aligned16(p.q) || !aligned16(p.k) || !aligned16(p.v_transposed)) return false;
-  if (p.o_row_stride % 2 != 0 || p.o_batch_stride % 2 != 0 || reinterpret_cast<uintptr_t>(p.out) % 4 != 0) return false;
-  static const bool ok = device_is_sm90();
-  return ok;
+  return aligned16(p.q) && aligned16(p.k) && aligned16(p.v_transposed);
 }
 
-bool hopper_fp8_available() {
-  static const bool ok = device_is_sm90();
-  return ok;
-}
+bool hopper_fp8_available() { return hopper::available(); }
 
 void hopper_attention_fp8(const AttentionProblem& p) {
   IB_CHECK(p.q && p.k && p.v_transposed && p.out && p.fp8_scales,

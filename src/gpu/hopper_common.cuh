@@ -12,10 +12,21 @@
 #include <cudaTypedefs.h>
 
 #include <cstdint>
+#include <mutex>
 
 #include "core/check.h"
+#include "gpu/attention.h"
 
 namespace ib::gpu::hopper {
+
+// The block both kernels run: head dim 128, 128 query rows (two consumer warpgroups of 64), a
+// producer warpgroup and the two consumers.
+constexpr int kHeadDim = 128;
+constexpr int kBlockM = 128;
+constexpr int kThreads = 384;
+
+// The shared-memory bytes of a kStages-deep key/value pipeline's barriers (KvBarriers below).
+constexpr int kv_barrier_bytes(int stages) { return 8 * (1 + 4 * stages); }
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define IB_HOPPER_KERNEL 1
@@ -109,7 +120,6 @@ __device__ __forceinline__ int tile_first_key(int j, int n_tiles, int block_n) {
 // v_empty[kStages] (every consumer warp is done with the buffer).
 template <int kStages>
 struct KvBarriers {
-  static constexpr int kBytes = 8 * (1 + 4 * kStages);
   uint32_t base;
   __device__ uint32_t q_full() const { return base; }
   __device__ uint32_t k_full(int s) const { return base + 8u * (1 + s); }
@@ -325,5 +335,37 @@ inline CUtensorMap make_map(CUtensorMapDataType type, int elem_bytes, const void
 }
 
 inline bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
+
+// device_is_sm90() for the current device, asked once.
+inline bool available() {
+  static const bool ok = device_is_sm90();
+  return ok;
+}
+
+// What both kernels need of a problem beside their own operands' layout: head dim 128, sizes the
+// grid (heads and batch entries <= 65535) and the kernels' int positions hold, a bf16 output whose
+// column pairs are 4-byte aligned, and an sm_90 device.
+inline bool problem_fits(const AttentionProblem& p) {
+  if (p.head_dim != kHeadDim || p.lq <= 0 || p.lk <= 0 || p.batch <= 0 || p.heads <= 0) return false;
+  if (p.batch > 65535 || p.heads > 65535 || p.lq > (int64_t{1} << 30) || p.lk > (int64_t{1} << 30)) return false;
+  if (p.o_row_stride % 2 != 0 || p.o_batch_stride % 2 != 0 || reinterpret_cast<uintptr_t>(p.out) % 4 != 0) return false;
+  return available();
+}
+
+// Launches Kernel over p's grid (one block per 128 query rows, head and batch entry) with
+// kSmemBytes of dynamic shared memory (the attribute set before its first launch) on p's stream;
+// `what` names the kernel in errors.
+template <auto Kernel, int kSmemBytes, class... Args>
+void launch(const char* what, const AttentionProblem& p, const Args&... args) {
+  static std::once_flag attr;
+  std::call_once(attr, [what] {
+    IB_CHECK(cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes) == cudaSuccess,
+             "{}: cannot set {} bytes of shared memory", what, kSmemBytes);
+  });
+  const dim3 grid(static_cast<unsigned>((p.lq + kBlockM - 1) / kBlockM), static_cast<unsigned>(p.heads),
+                  static_cast<unsigned>(p.batch));
+  Kernel<<<grid, kThreads, kSmemBytes, p.stream>>>(args...);
+  IB_CHECK(cudaGetLastError() == cudaSuccess, "{}: launch failed", what);
+}
 
 }  // namespace ib::gpu::hopper

@@ -57,6 +57,18 @@ Tensor random_tensor(const Shape& shape, uint32_t seed, float sd, float mean) {
   return t;
 }
 
+double relative_rms(const Tensor& a, const Tensor& b) {
+  IB_CHECK(a.numel() == b.numel() && a.dtype() == DType::F32 && b.dtype() == DType::F32,
+           "relative_rms: two f32 tensors of one size expected, got {} and {}", a.str(), b.str());
+  double d = 0, r = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    const double u = a.data<float>()[i], v = b.data<float>()[i];
+    d += (u - v) * (u - v);
+    r += v * v;
+  }
+  return std::sqrt(d / r);
+}
+
 Closeness compare(const Tensor& actual, const Tensor& expected, double rel) {
   Closeness c;
   c.shape_ok = actual.shape() == expected.shape();

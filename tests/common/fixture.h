@@ -46,6 +46,10 @@ Closeness compare(const Tensor& actual, const Tensor& expected, double rel);
 ::testing::AssertionResult tensors_close_abs(const char* a_expr, const char* e_expr, const char* r_expr,
                                              const Tensor& actual, const Tensor& expected, double abs_bound);
 
+// sqrt(sum (a - b)^2 / sum b^2) over two host f32 tensors of one size: a's rms distance from b,
+// relative to b's rms.
+double relative_rms(const Tensor& a, const Tensor& b);
+
 // A tensor of normal(mean, sd) values from std::mt19937(seed): the random inputs of the op tests.
 Tensor random_tensor(const Shape& shape, uint32_t seed, float sd = 1.0f, float mean = 0.0f);
 

@@ -146,15 +146,7 @@ TEST(GpuEngineDit, HopperFp8AttentionInTheForward) {
   };
   const Tensor bf16 = run(false, gpu::AttentionBackend::Auto, ctx);
   const Tensor ours = run(true, gpu::AttentionBackend::Auto, ctx);
-  auto rms_diff = [](const Tensor& a, const Tensor& b) {
-    double d = 0, r = 0;
-    for (int64_t i = 0; i < a.numel(); ++i) {
-      const double u = a.data<float>()[i], v = b.data<float>()[i];
-      d += (u - v) * (u - v);
-      r += v * v;
-    }
-    return std::sqrt(d / r);
-  };
+  const auto rms_diff = test::relative_rms;
   const double e_ours = rms_diff(ours, bf16);
   EXPECT_GT(e_ours, 0.0) << "the fp8 forward equals the bf16 one";
   const bool have_cudnn = [&] {

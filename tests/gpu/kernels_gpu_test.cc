@@ -33,6 +33,18 @@ void cuda_poison(const Tensor& t) { cuda::memset_device(t.raw(), 0xFF, t.nbytes(
 Tensor host(const Tensor& t) { return t.to(Device::CPU).to(DType::F32); }
 Tensor bf16_round(const Tensor& t) { return t.to(DType::BF16).to(DType::F32); }
 
+// gpu::quantize_rows_fp8 of the bf16 device rows x (rows x cols, row stride ld) into q and scale.
+void quantize_rows(const Tensor& x, int64_t rows, int64_t cols, int64_t ld, Tensor& q, Tensor& scale) {
+  gpu::QuantizeRowsArgs a;
+  a.x = x.raw();
+  a.rows = rows;
+  a.cols = cols;
+  a.ld = ld;
+  a.q = q.raw();
+  a.scale = scale.data<float>();
+  gpu::quantize_rows_fp8(a);
+}
+
 // Max over elements of |got - ref| / (ulps * 2^-8 * |ref| + floor): <= 1 passes. 2^-8 is half a
 // bf16 unit in the last place relative to the value.
 double worst_ratio(const Tensor& got, const Tensor& ref, double ulps, double floor) {
@@ -186,13 +198,7 @@ TEST(GpuEngineKernels, ResidualNormFp8CopyIsTheQuantisedOutput) {
     Tensor s2 = Tensor::empty({c.rows}, DType::F32, Device::CUDA);
     cuda_poison(q2);
     cuda_poison(s2);
-    gpu::QuantizeRowsArgs qa;
-    qa.x = out.raw();
-    qa.rows = c.rows;
-    qa.cols = qa.ld = c.cols;
-    qa.q = q2.raw();
-    qa.scale = s2.data<float>();
-    gpu::quantize_rows_fp8(qa);
+    quantize_rows(out, c.rows, c.cols, c.cols, q2, s2);
     const Tensor q8h = q8.to(Device::CPU), sch = sc.to(Device::CPU);
     const auto n = static_cast<size_t>(c.rows * c.cols);
     EXPECT_EQ(0, std::memcmp(q8h.raw(), q2.to(Device::CPU).raw(), n)) << what;
@@ -376,14 +382,7 @@ TEST(GpuEngineKernels, QuantizeRowsFp8MatchesCpuBitForBit) {
     Tensor q = Tensor::empty({c.rows, c.cols}, DType::F8E4M3, Device::CUDA), sc = Tensor::empty({c.rows}, DType::F32, Device::CUDA);
     cuda_poison(q);
     cuda_poison(sc);
-    gpu::QuantizeRowsArgs a;
-    a.x = xd.raw();
-    a.rows = c.rows;
-    a.cols = c.cols;
-    a.ld = ld;
-    a.q = q.raw();
-    a.scale = sc.data<float>();
-    gpu::quantize_rows_fp8(a);
+    quantize_rows(xd, c.rows, c.cols, ld, q, sc);
     const Tensor qh = q.to(Device::CPU), sh = sc.to(Device::CPU);
     EXPECT_EQ(0, std::memcmp(qh.raw(), ref.q.raw(), static_cast<size_t>(c.rows * c.cols)))
         << fmt::format("{} x {} (ld {})", c.rows, c.cols, ld);
@@ -466,13 +465,7 @@ TEST(GpuEngineKernels, Fp8LinearOnQuantisedInputIsTheSameProduct) {
     const Tensor xd = x.to(DType::BF16).to(Device::CUDA);
     Tensor q = Tensor::empty({c.M, c.K}, DType::F8E4M3, Device::CUDA);
     Tensor sc = Tensor::empty({c.M}, DType::F32, Device::CUDA);
-    gpu::QuantizeRowsArgs qa;
-    qa.x = xd.raw();
-    qa.rows = c.M;
-    qa.cols = qa.ld = c.K;
-    qa.q = q.raw();
-    qa.scale = sc.data<float>();
-    gpu::quantize_rows_fp8(qa);
+    quantize_rows(xd, c.M, c.K, c.K, q, sc);
 
     Tensor self = Tensor::empty({c.rows, c.N}, DType::BF16, Device::CUDA);
     Tensor pre = Tensor::empty({c.rows, c.N}, DType::BF16, Device::CUDA);
