@@ -21,3 +21,20 @@ void free_pinned(void*) {}
 
 }  // namespace ib::cuda
 #endif
+
+#ifndef INBETWEEN_HAVE_CUDA
+#include "core/device_to_host.h"
+
+namespace ib::cuda {
+
+DeviceToHostQueue::DeviceToHostQueue(size_t max_bytes) : max_bytes_(max_bytes) {
+  fail("this build of inbetween has no CUDA support: no device-to-host copies");
+}
+DeviceToHostQueue::~DeviceToHostQueue() = default;
+void DeviceToHostQueue::push(const void*, size_t, Deliver) { fail("this build of inbetween has no CUDA support"); }
+void DeviceToHostQueue::finish() {}
+void DeviceToHostQueue::work() {}
+void DeviceToHostQueue::rethrow_locked() {}
+
+}  // namespace ib::cuda
+#endif

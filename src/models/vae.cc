@@ -3,6 +3,7 @@
 // normalisation (§6.6).
 #include "models/vae.h"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 #include <string>
@@ -513,7 +514,7 @@ Tensor WanVAE::encode(const Tensor& video, const VaeChunkFn& on_chunk) const {
   return ops::latent_normalize(mu, mean_, inv_std_);
 }
 
-Tensor WanVAE::decode(const Tensor& latent, const VaeChunkFn& on_chunk) const {
+void WanVAE::decode_frames(const Tensor& latent, const FramesFn& frames_fn, const VaeChunkFn& on_chunk) const {
   IB_CHECK(latent.dtype() == DType::F32 && latent.dim() == 4 && latent.size(0) == cfg_.z_dim,
            "vae decode: expected an f32 latent [{}, T, h, w], got {}", cfg_.z_dim, latent.str());
   const int64_t T = latent.size(1), h = latent.size(2), w = latent.size(3);
@@ -522,21 +523,35 @@ Tensor WanVAE::decode(const Tensor& latent, const VaeChunkFn& on_chunk) const {
 
   const Tensor z = latent.to(device_);
   const Tensor x = ops::conv3d(ops::latent_denormalize(z, mean_, inv_std_), conv2_.weight, conv2_.bias);
-  Tensor video = Tensor::empty({3, 1 + tf * (T - 1), sf * h, sf * w}, DType::F32, device_);
   FeatCache cache;
   int64_t f = 0;
   for (int64_t t = 0; t < T; ++t) {
     cache.start_chunk();
-    const Tensor frames = decoder_chunk(decoder_, ops::slice_frames(x, t, t + 1), cache, conv_dtype_);  // [3, n, H, W]
+    Tensor frames = decoder_chunk(decoder_, ops::slice_frames(x, t, t + 1), cache, conv_dtype_);  // [3, n, H, W]
     const int64_t n = frames.size(1);
-    IB_CHECK(f + n <= video.size(1) && frames.size(2) == sf * h && frames.size(3) == sf * w,
+    IB_CHECK(f + n <= 1 + tf * (T - 1) && frames.size(2) == sf * h && frames.size(3) == sf * w,
              "vae decode: chunk {} produced {} (internal error)", t, frames.str());
-    for (int64_t c = 0; c < 3; ++c) copy_bytes(video.select(c).slice(f, f + n), frames.select(c));
+    ops::clamp_(frames, -1.0f, 1.0f);  // elementwise: the same as clamping the whole video
+    frames_fn(frames, f);
     f += n;
     if (on_chunk) on_chunk(t + 1, T);
   }
-  IB_CHECK(f == video.size(1), "vae decode: produced {} frames, expected {} (internal error)", f, video.size(1));
-  ops::clamp_(video, -1.0f, 1.0f);
+  IB_CHECK(f == 1 + tf * (T - 1), "vae decode: produced {} frames, expected {} (internal error)", f, 1 + tf * (T - 1));
+}
+
+Tensor WanVAE::decode(const Tensor& latent, const VaeChunkFn& on_chunk) const {
+  IB_CHECK(latent.dim() == 4, "vae decode: expected an f32 latent [{}, T, h, w], got {}", cfg_.z_dim, latent.str());
+  const int64_t T = latent.size(1), h = latent.size(2), w = latent.size(3);
+  Tensor video = Tensor::empty({3, 1 + temporal_factor_ * std::max<int64_t>(T - 1, 0), spatial_factor_ * h,
+                                spatial_factor_ * w},
+                               DType::F32, device_);
+  decode_frames(
+      latent,
+      [&](const Tensor& frames, int64_t f) {
+        const int64_t n = frames.size(1);
+        for (int64_t c = 0; c < 3; ++c) copy_bytes(video.select(c).slice(f, f + n), frames.select(c));
+      },
+      on_chunk);
   return video;
 }
 

@@ -108,6 +108,12 @@ class WanVAE {
   // latent: normalised f32 [z_dim, T, h, w]. Returns [3, 1 + 4(T-1), 8h, 8w] clamped to [-1, 1],
   // on the model's device. Chunks: T.
   Tensor decode(const Tensor& latent, const VaeChunkFn& on_chunk = {}) const;
+  // decode() a chunk at a time: frames(chunk, first) gets each chunk's frames [3, n, 8h, 8w]
+  // (clamped, on the model's device; the tensor may be reused once the call returns, so a caller
+  // that keeps them copies them) and the index of its first frame; nothing else is assembled.
+  // decode() is this with the chunks copied into one video.
+  using FramesFn = std::function<void(const Tensor& frames, int64_t first_frame)>;
+  void decode_frames(const Tensor& latent, const FramesFn& frames, const VaeChunkFn& on_chunk = {}) const;
 
   const VaeConfig& config() const { return cfg_; }
   int64_t temporal_factor() const { return temporal_factor_; }  // 4 for the release

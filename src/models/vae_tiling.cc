@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/check.h"
+#include "core/device_to_host.h"
 #include "core/parallel.h"
 
 namespace ib {
@@ -80,11 +81,39 @@ Tensor blend_tiles(const std::vector<PlacedTile>& tiles, int64_t height, int64_t
   return out;
 }
 
+Tensor decode_to_host(const WanVAE& vae, const Tensor& latent, const VaeChunkFn& on_chunk) {
+  if (vae.device() == Device::CPU) return vae.decode(latent, on_chunk);
+  IB_CHECK(latent.dim() == 4, "vae decode: expected an f32 latent [z, T, h, w], got {}", latent.str());
+  const int64_t T = latent.size(1), sf = vae.spatial_factor(), tf = vae.temporal_factor();
+  const int64_t H = sf * latent.size(2), W = sf * latent.size(3), plane = H * W;
+  Tensor video = Tensor::empty({3, 1 + tf * std::max<int64_t>(T - 1, 0), H, W}, DType::F32, Device::CPU);
+  cuda::DeviceToHostQueue queue(static_cast<size_t>(3 * tf * plane) * sizeof(float));
+  float* const out = video.data<float>();
+  const int64_t frames_total = video.size(1);
+  vae.decode_frames(
+      latent,
+      [&](const Tensor& frames, int64_t f0) {
+        IB_CHECK(frames.dtype() == DType::F32 && frames.dim() == 4 && frames.size(0) == 3, "vae decode: chunk {} (internal error)",
+                 frames.str());
+        const int64_t n = frames.size(1);
+        // [3, n, H, W] on the device -> channel c's frames f0 .. f0 + n - 1 of the host video.
+        queue.push(frames.raw(), frames.nbytes(), [out, frames_total, f0, n, plane](const void* host) {
+          const auto* src = static_cast<const float*>(host);
+          for (int64_t c = 0; c < 3; ++c)
+            std::memcpy(out + (c * frames_total + f0) * plane, src + c * n * plane,
+                        static_cast<size_t>(n * plane) * sizeof(float));
+        });
+      },
+      on_chunk);
+  queue.finish();
+  return video;
+}
+
 Tensor decode_tiled(const WanVAE& vae, const Tensor& latent, const VaeTiling& tiling, const VaeChunkFn& on_chunk) {
   IB_CHECK(latent.dim() == 4, "decode_tiled: expected a latent [z, T, h, w], got {}", latent.str());
   const int64_t T = latent.size(1), h = latent.size(2), w = latent.size(3);
   const int64_t tile_w = tiling.tile_w > 0 ? tiling.tile_w : tiling.tile;
-  if (tiling.tile <= 0 || (tiling.tile >= h && tile_w >= w)) return vae.decode(latent, on_chunk).to(Device::CPU);
+  if (tiling.tile <= 0 || (tiling.tile >= h && tile_w >= w)) return decode_to_host(vae, latent, on_chunk);
   const Tensor lat = latent.to(Device::CPU);
   const int64_t th = std::min(tiling.tile, h), tw = std::min(tile_w, w), sf = vae.spatial_factor();
   const std::vector<int64_t> ys = tile_starts(h, th, std::min(tiling.overlap, th - 1));
@@ -96,7 +125,7 @@ Tensor decode_tiled(const WanVAE& vae, const Tensor& latent, const VaeTiling& ti
     for (int64_t x0 : xs) {
       const VaeChunkFn tick = on_chunk ? VaeChunkFn([&, k](int64_t done, int64_t) { on_chunk(k * T + done, n * T); })
                                        : VaeChunkFn();
-      tiles.push_back({vae.decode(crop(lat, y0, th, x0, tw), tick).to(Device::CPU), y0 * sf, x0 * sf});
+      tiles.push_back({decode_to_host(vae, crop(lat, y0, th, x0, tw), tick), y0 * sf, x0 * sf});
       ++k;
     }
   return blend_tiles(tiles, h * sf, w * sf, std::max<int64_t>(1, tiling.overlap * sf));

@@ -594,7 +594,7 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
         x = sched->step(v, x);
       }
       lap();
-      (void)decode_tiled(*vae_model, x, plan ? plan->vae_tiling() : VaeTiling{});
+      (void)decode_tiled(*vae_model, x, plan ? plan->vae_tiling() : VaeTiling{});  // into host memory
       lap();
     };
     run_once(1);  // warm-up: cuDNN and cuBLASLt pick their algorithms for every shape once
@@ -606,7 +606,7 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
     const std::pair<double, double> t{secs, secs};
     add_row("generate", t, 0,
             fmt::format("{} steps, guidance {}: text {:.2f} s, clip {:.2f} s, vae-encode {:.2f} s, denoise {:.2f} s, "
-                        "vae-decode {:.2f} s",
+                        "vae-decode {:.2f} s (to host memory)",
                         o.steps, o.guidance, stage_s[0], stage_s[1], stage_s[2], stage_s[3], stage_s[4]));
   }
   return r;
