@@ -5,6 +5,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -277,6 +281,182 @@ Tensor run_head(const Tensor& norm, const Conv& conv, const Tensor& x, FeatCache
   return causal_conv(conv, x, cache.take(), DType::F32, norm);
 }
 
+// ---------------------------------------------------------------------------------------------
+// The encoder's exact reuse of repeated work (WanVAE::set_encode_memo).
+//
+// A unit of the encoder (conv1, a residual block, a resampling, the attention, the head) computes
+// its output from its input and the frames its cache slots hold, with deterministic ops. So when a
+// unit gets the same input and holds the same frames as at its previous call, its output is the
+// previous output and its slots end as they are: the call can be skipped. FLF2V's conditioning
+// video is a first frame, zeros, a last frame: after a few chunks of zeros the first levels see
+// the same thing chunk after chunk, and each deeper unit a chunk or two later.
+//
+// Equality is tracked symbolically, never by comparing activations: every tensor gets an id, equal
+// ids meaning bitwise-equal values. The video's frames get theirs by comparing each frame with the
+// one before (a host video only; a device video's frames all get new ids, so nothing repeats). A
+// unit's output id is the id of its key (unit, input id, the ids of the frames in its slots, as
+// the slots hold them: the mirror of causal_conv and downsample_time's bookkeeping), so equal keys
+// give equal outputs. The output is kept for reuse while the unit's input repeats (the unit is then
+// about to become steady) and dropped once the next unit is steady too (it is then never read), so
+// only a frontier of one or two outputs is held beyond what the plain path holds.
+class EncodeMemo {
+ public:
+  enum class Kind { Conv, Residual, Stateless, DownTime, Down3d };
+
+  int64_t intern(const std::vector<int64_t>& key) {
+    const auto [it, fresh] = ids_.emplace(key, static_cast<int64_t>(ids_.size()));
+    return it->second;
+  }
+  int64_t fresh_id() { return intern({kFresh, next_fresh_++}); }
+  int64_t frame_id(int64_t tensor, int64_t k) { return intern({kFrame, tensor, k}); }
+  // The id of frames [t0, t1) of the whole video (frame ids from set_video_frames).
+  int64_t video_range(int64_t t0, int64_t t1) {
+    std::vector<int64_t> key{kRange};
+    for (int64_t t = t0; t < t1; ++t) key.push_back(video_frames_[static_cast<size_t>(t)]);
+    const int64_t id = intern(key);
+    // The range's own frames keep the video's frame ids.
+    for (int64_t t = t0; t < t1; ++t) alias(frame_id(id, t - t0), video_frames_[static_cast<size_t>(t)]);
+    count_[id] = t1 - t0;
+    return id;
+  }
+  // Frame ids of the video: equal to the previous frame's when bitwise equal (a host video).
+  void set_video_frames(const Tensor& video) {
+    const int64_t F = video.size(1), plane = video.size(2) * video.size(3);
+    video_frames_.assign(static_cast<size_t>(F), 0);
+    for (int64_t t = 0; t < F; ++t) {
+      bool same = t > 0 && video.device() == Device::CPU;
+      for (int64_t c = 0; same && c < 3; ++c) {
+        const float* p = video.data<float>() + (c * F + t) * plane;
+        same = std::memcmp(p, p - plane, static_cast<size_t>(plane) * sizeof(float)) == 0;
+      }
+      video_frames_[static_cast<size_t>(t)] = same ? video_frames_[static_cast<size_t>(t - 1)] : fresh_id();
+    }
+  }
+  // The id of tensors' frames cat'ed in order.
+  int64_t cat(const std::vector<int64_t>& parts) {
+    if (parts.size() == 1) return parts.front();
+    std::vector<int64_t> key{kCat};
+    for (const int64_t id : parts)
+      for (int64_t k = 0; k < count(id); ++k) key.push_back(frame(id, k));
+    const int64_t id = intern(key);
+    int64_t k = 0;
+    for (const int64_t pid : parts)
+      for (int64_t j = 0; j < count(pid); ++j) alias(frame_id(id, k++), frame(pid, j));
+    count_[id] = k;
+    return id;
+  }
+  // The frame count of the tensor with this id.
+  int64_t count(int64_t id) const {
+    const auto it = count_.find(id);
+    IB_CHECK(it != count_.end(), "vae encode: no frame count for tensor id {} (internal error)", id);
+    return it->second;
+  }
+
+  // Unit u of the chain (its slots taken from `cache` in order, as the unit itself takes them) on
+  // the tensor x with id in_id: compute(x) runs it (unit 0 reads the video itself; x is undefined). Returns the output's id and tensor (undefined when the unit was
+  // skipped and its output dropped: then the next unit is skipped too).
+  // `sole_input`: x is all the unit reads of the unit before it (not so for the temporal step after
+  // frame-at-a-time passes, which reads every pass's output): the one before may then drop its
+  // output once this unit is steady.
+  std::pair<int64_t, Tensor> run(size_t u, Kind kind, int64_t in_id, const Tensor& x, FeatCache& cache,
+                                 const std::function<Tensor(const Tensor&)>& compute, bool sole_input = true) {
+    const int64_t n = count(in_id);
+    if (units_.size() <= u) units_.resize(u + 1);
+    Unit& unit = units_[u];
+    const int slots = kind == Kind::Residual ? 2 : kind == Kind::Stateless ? 0 : 1;
+    if (unit.slots.size() < static_cast<size_t>(slots)) unit.slots.resize(static_cast<size_t>(slots));
+    std::vector<int64_t> key{static_cast<int64_t>(u), in_id};
+    for (const auto& sl : unit.slots) {
+      key.push_back(static_cast<int64_t>(sl.size()));
+      key.insert(key.end(), sl.begin(), sl.end());
+    }
+    const bool first_time = kind == Kind::DownTime && unit.slots[0].empty();  // no temporal step
+    if (unit.usable && key == unit.prev_key) {
+      for (int i = 0; i < slots; ++i) (void)cache.take();  // the slots already hold what this call would leave
+      ++skipped_;
+      if (sole_input && prev_skipped_ && u > 0 && prev_unit_ == u - 1) units_[u - 1].out = Tensor();
+      prev_skipped_ = true;
+      prev_unit_ = u;
+      return {unit.out_id, unit.out};
+    }
+    IB_CHECK(x.defined() || u == 0, "vae encode: unit {} must run but its input was dropped (internal error)", u);
+    Tensor out = compute(x);
+    int64_t out_id = intern(key);
+    // The slots' frames after the call, as causal_conv and downsample_time leave them.
+    switch (kind) {
+      case Kind::Conv:
+        keep_last(unit.slots[0], frames(in_id, n), 2);
+        break;
+      case Kind::Residual: {  // the first conv's output depends on the input and the first slot only
+        std::vector<int64_t> inner{kInner, static_cast<int64_t>(u), in_id};
+        inner.insert(inner.end(), unit.slots[0].begin(), unit.slots[0].end());
+        const int64_t h = intern(inner);
+        keep_last(unit.slots[0], frames(in_id, n), 2);
+        keep_last(unit.slots[1], frames(h, n), 2);
+        break;
+      }
+      case Kind::Stateless:
+        break;
+      case Kind::DownTime:
+        if (first_time) out_id = in_id;  // the input passes through
+        unit.slots[0] = {frame(in_id, n - 1)};
+        break;
+      case Kind::Down3d: {  // the spatial conv (stateless), then the temporal step on its output
+        const int64_t spatial = intern({kInner, static_cast<int64_t>(u), in_id});
+        if (first_time) out_id = spatial;
+        unit.slots[0] = {frame(spatial, n - 1)};
+        break;
+      }
+    }
+    count_[out_id] = out.size(1);
+    // Kept for reuse while the input repeats (the unit may be steady next time).
+    unit.usable = in_id == unit.prev_in;
+    unit.out = unit.usable ? out : Tensor();
+    unit.out_id = out_id;
+    unit.prev_key = key;
+    unit.prev_in = in_id;
+    prev_skipped_ = false;
+    prev_unit_ = u;
+    return {out_id, out};
+  }
+
+  int64_t skipped() const { return skipped_; }
+
+ private:
+  static constexpr int64_t kFresh = -1, kFrame = -2, kRange = -3, kCat = -4, kInner = -5;
+  struct Unit {
+    std::vector<std::vector<int64_t>> slots;  // the frames each slot holds, oldest first
+    std::vector<int64_t> prev_key;
+    int64_t prev_in = -1, out_id = -1;
+    bool usable = false;  // prev_key's output may stand in (kept, or dropped as never read again)
+    Tensor out;
+  };
+  // A frame's id, following aliases (a range's or a cat's frames are their sources').
+  int64_t frame(int64_t tensor, int64_t k) {
+    const int64_t f = frame_id(tensor, k);
+    const auto it = alias_.find(f);
+    return it == alias_.end() ? f : it->second;
+  }
+  void alias(int64_t from, int64_t to) { alias_[from] = to; }
+  std::vector<int64_t> frames(int64_t tensor, int64_t n) {
+    std::vector<int64_t> f;
+    for (int64_t k = 0; k < n; ++k) f.push_back(frame(tensor, k));
+    return f;
+  }
+  static void keep_last(std::vector<int64_t>& slot, const std::vector<int64_t>& in, size_t n) {
+    slot.insert(slot.end(), in.begin(), in.end());
+    if (slot.size() > n) slot.erase(slot.begin(), slot.end() - static_cast<std::ptrdiff_t>(n));
+  }
+
+  std::map<std::vector<int64_t>, int64_t> ids_;
+  std::map<int64_t, int64_t> alias_, count_;
+  std::vector<int64_t> video_frames_;
+  std::vector<Unit> units_;
+  int64_t next_fresh_ = 0, skipped_ = 0;
+  bool prev_skipped_ = false;
+  size_t prev_unit_ = 0;
+};
+
 // One chunk through Encoder3d: [3, n, H, W] (on any device) -> f32 [2·z_dim, n', H/8, W/8]. The
 // outputs of the downsampling levels (and so their caches) are `act`: bf16 with bf16 conv weights,
 // as under upstream's bf16 autocast (the f32 and bf16 results differ by the rounding of the
@@ -290,8 +470,17 @@ Tensor run_head(const Tensor& norm, const Conv& conv, const Tensor& x, FeatCache
 // 96-channel bf16 frame is 177 MB, and a conv's padded input, output and result come on top of
 // its input), at a cost in time (~15%, bench/NOTES.md version 12). The frames meet again, each at
 // a quarter of the pixels, for the temporal step. `passes` counts the passes made.
+EncodeMemo::Kind memo_kind(const Layer& l) {
+  if (std::holds_alternative<ResidualBlock>(l)) return EncodeMemo::Kind::Residual;
+  if (std::holds_alternative<AttentionBlock>(l)) return EncodeMemo::Kind::Stateless;
+  return std::get<Resample>(l).mode == ResampleMode::Downsample3d ? EncodeMemo::Kind::Down3d
+                                                                  : EncodeMemo::Kind::Stateless;
+}
+
+// With `memo` (frames t0 .. of the whole video, whose frame ids it holds), every unit goes through
+// it and may be skipped (EncodeMemo above); without, each simply runs.
 Tensor encoder_chunk(const vae::Encoder3d& e, const Tensor& video, FeatCache& cache, Device device, DType act,
-                     int64_t per_pass, int64_t& passes) {
+                     int64_t per_pass, int64_t& passes, EncodeMemo* memo, int64_t t0) {
   size_t split = 0;  // the first Downsample3d, or the end
   while (split < e.downsamples.size()) {
     const auto* r = std::get_if<Resample>(&e.downsamples[split]);
@@ -299,27 +488,65 @@ Tensor encoder_chunk(const vae::Encoder3d& e, const Tensor& video, FeatCache& ca
     ++split;
   }
   const Resample* down3d = split < e.downsamples.size() ? &std::get<Resample>(e.downsamples[split]) : nullptr;
+  // A tensor flowing down the chain, with its id when there is a memo (undefined when the memo
+  // skipped the unit that made it and dropped its output: the next unit is then skipped too).
+  struct Flow {
+    int64_t id = -1;
+    Tensor x;
+  };
+  size_t unit = 0;  // the units in chain order, the same every chunk
+  auto step = [&](EncodeMemo::Kind kind, const Flow& in, const std::function<Tensor(const Tensor&)>& f,
+                  bool sole_input = true) -> Flow {
+    const size_t u = unit++;
+    if (memo == nullptr) return {-1, f(in.x)};
+    const auto [id, out] = memo->run(u, kind, in.id, in.x, cache, f, sole_input);
+    return {id, out};
+  };
+  using K = EncodeMemo::Kind;
+
   const size_t first_slot = cache.position();
-  std::vector<Tensor> frames;
-  const int64_t n = video.size(1), step = per_pass > 0 ? std::min(per_pass, n) : n;
-  for (int64_t t = 0; t < n; t += step) {
+  std::vector<Flow> frames;
+  const int64_t n = video.size(1), step_frames = per_pass > 0 ? std::min(per_pass, n) : n;
+  for (int64_t t = 0; t < n; t += step_frames) {
     cache.rewind(first_slot);
-    Tensor x =
-        causal_conv(e.conv1, ops::slice_frames(video, t, std::min(n, t + step)).to(device), cache.take(), act);
-    for (size_t i = 0; i < split; ++i) x = run_layer(e.downsamples[i], x, cache, act);
-    if (down3d != nullptr) x = downsample_spatial(*down3d, x, act);
+    unit = 0;
+    const int64_t t1 = std::min(n, t + step_frames);
+    Flow x{memo ? memo->video_range(t0 + t, t0 + t1) : -1, Tensor()};
+    x = step(K::Conv, x, [&](const Tensor&) {
+      return causal_conv(e.conv1, ops::slice_frames(video, t, t1).to(device), cache.take(), act);
+    });
+    for (size_t i = 0; i < split; ++i)
+      x = step(memo_kind(e.downsamples[i]), x,
+               [&](const Tensor& in) { return run_layer(e.downsamples[i], in, cache, act); });
+    if (down3d != nullptr)
+      x = step(K::Stateless, x, [&](const Tensor& in) { return downsample_spatial(*down3d, in, act); });
     frames.push_back(x);
     ++passes;
   }
-  Tensor x = frames.size() == 1 ? frames.front() : ops::cat_frames(frames);
+  Flow x = frames.front();
+  if (frames.size() > 1) {
+    std::vector<int64_t> ids;
+    std::vector<Tensor> parts;
+    for (const Flow& f : frames) {
+      ids.push_back(f.id);
+      if (f.x.defined()) parts.push_back(f.x);
+    }
+    x = {memo ? memo->cat(ids) : -1, parts.size() == frames.size() ? ops::cat_frames(parts) : Tensor()};
+  }
+  const bool one_pass = frames.size() == 1;
   frames.clear();
   if (down3d != nullptr) {
-    x = downsample_time(*down3d, x, cache, act);
-    for (size_t i = split + 1; i < e.downsamples.size(); ++i) x = run_layer(e.downsamples[i], x, cache, act);
+    x = step(
+        K::DownTime, x, [&](const Tensor& in) { return downsample_time(*down3d, in, cache, act); }, one_pass);
+    for (size_t i = split + 1; i < e.downsamples.size(); ++i)
+      x = step(memo_kind(e.downsamples[i]), x,
+               [&](const Tensor& in) { return run_layer(e.downsamples[i], in, cache, act); });
   }
-  x = ops::to_dtype(x, DType::F32);
-  for (const Layer& l : e.middle) x = run_layer(l, x, cache);
-  return run_head(e.head_norm, e.head_conv, x, cache);
+  x = step(K::Stateless, x, [&](const Tensor& in) { return ops::to_dtype(in, DType::F32); });
+  for (const Layer& l : e.middle) x = step(memo_kind(l), x, [&](const Tensor& in) { return run_layer(l, in, cache); });
+  x = step(K::Conv, x, [&](const Tensor& in) { return run_head(e.head_norm, e.head_conv, in, cache); });
+  IB_CHECK(x.x.defined(), "vae encode: the chunk's output was skipped (internal error)");
+  return x.x;
 }
 
 // One latent frame through Decoder3d: [z_dim, 1, h, w] -> f32 [3, 1 or 4, 8h, 8w]. The outputs of
@@ -498,14 +725,20 @@ Tensor WanVAE::encode(const Tensor& video, const VaeChunkFn& on_chunk) const {
   std::vector<Tensor> chunks;
   const int64_t n_chunks = 1 + (F - 1) / tf;
   int64_t passes = 0;
+  std::optional<EncodeMemo> memo;
+  if (encode_memo_) {
+    memo.emplace();
+    memo->set_video_frames(video);
+  }
   for (int64_t t0 = 0; t0 < F; t0 = t0 == 0 ? 1 : t0 + tf) {
     cache.start_chunk();
     const int64_t t1 = t0 == 0 ? 1 : t0 + tf;
     chunks.push_back(encoder_chunk(encoder_, ops::slice_frames(video, t0, t1), cache, device_, conv_dtype_,
-                                   encode_frames_per_pass_, passes));
+                                   encode_frames_per_pass_, passes, memo ? &*memo : nullptr, t0));
     if (on_chunk) on_chunk(static_cast<int64_t>(chunks.size()), n_chunks);
   }
   last_encode_passes_ = passes;
+  last_encode_skipped_ = memo ? memo->skipped() : 0;
   const Tensor out = ops::cat_frames(chunks);  // [2·z_dim, T', h, w]
 
   // conv1, keeping only the mean half (channels 0 .. z_dim-1); the log-variance is unused.

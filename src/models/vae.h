@@ -105,6 +105,14 @@ class WanVAE {
   // encode(), so it means something only while encodes on this model do not overlap (as
   // set_encode_frames_per_pass already assumes).
   int64_t last_encode_passes() const { return last_encode_passes_; }
+  // Exact reuse of repeated work in encode() (on by default): a unit of the encoder (a conv, a
+  // residual block, a resampling) whose input and cached frames are the same as at its previous
+  // call is skipped and its previous output used, bit for bit what it would compute. FLF2V's
+  // conditioning video (first frame, zeros, last frame) repeats chunk after chunk, so most of its
+  // first levels' work goes. Only a host video's frames are compared; off, every unit runs.
+  void set_encode_memo(bool on) { encode_memo_ = on; }
+  // Diagnostic, as last_encode_passes(): the unit calls the last encode() skipped.
+  int64_t last_encode_skipped() const { return last_encode_skipped_; }
   // latent: normalised f32 [z_dim, T, h, w]. Returns [3, 1 + 4(T-1), 8h, 8w] clamped to [-1, 1],
   // on the model's device. Chunks: T.
   Tensor decode(const Tensor& latent, const VaeChunkFn& on_chunk = {}) const;
@@ -125,6 +133,8 @@ class WanVAE {
   DType conv_dtype_ = DType::F32;
   int64_t encode_frames_per_pass_ = 0;
   mutable int64_t last_encode_passes_ = 0;  // see last_encode_passes()
+  bool encode_memo_ = true;
+  mutable int64_t last_encode_skipped_ = 0;  // see last_encode_skipped()
   int64_t temporal_factor_ = 4, spatial_factor_ = 8;
   vae::Encoder3d encoder_;
   vae::Decoder3d decoder_;

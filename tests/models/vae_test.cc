@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstring>
 #include <cstdio>
 #include <ctime>
 #include <map>
@@ -78,6 +79,70 @@ TEST(WanVAE, EncodeFramesPerPassMatchesWholeChunks) {
     EXPECT_TENSOR_CLOSE(latent, f->get("latent"), test::kComponentRel);
     EXPECT_TENSOR_CLOSE(latent, whole, 1e-5);
   }
+}
+
+// ---- The encoder's exact reuse of repeated work (WanVAE::set_encode_memo) ----
+
+// A video of the fixture's size with `chunks` chunks after frame 0: each chunk's frames are zeros
+// or, where `fresh` says so, random (frame 0 and the last frame are always random, as FLF2V's
+// first and last images).
+Tensor memo_video(int64_t chunks, const std::set<int64_t>& fresh, uint32_t seed) {
+  const Tensor ref = test::open_fixture("vae.safetensors")->get("video");
+  const int64_t tf = model().temporal_factor(), F = 1 + tf * chunks, H = ref.size(2), W = ref.size(3);
+  Tensor v = Tensor::zeros({3, F, H, W}, DType::F32);
+  const Tensor noise = test::random_tensor({3, F, H, W}, seed, 0.5f);
+  for (int64_t t = 0; t < F; ++t) {
+    const int64_t chunk = t == 0 ? 0 : 1 + (t - 1) / tf;
+    if (t != 0 && t != F - 1 && fresh.count(chunk) == 0) continue;
+    for (int64_t c = 0; c < 3; ++c)
+      std::memcpy(v.data<float>() + (c * F + t) * H * W, noise.data<float>() + (c * F + t) * H * W,
+                  static_cast<size_t>(H * W) * sizeof(float));
+  }
+  return v;
+}
+
+// memo on and off (the plain path) on one video: bit-identical latents; returns the skips.
+int64_t memo_skips(const Tensor& video, int64_t per_pass) {
+  WanVAE on = model(), off = model();
+  on.set_encode_frames_per_pass(per_pass);
+  off.set_encode_frames_per_pass(per_pass);
+  off.set_encode_memo(false);
+  const Tensor a = on.encode(video), b = off.encode(video);
+  EXPECT_EQ(off.last_encode_skipped(), 0);
+  EXPECT_EQ(a.shape(), b.shape());
+  if (a.shape() == b.shape()) {
+    EXPECT_EQ(0, std::memcmp(a.raw(), b.raw(), static_cast<size_t>(a.nbytes()))) << "memo on and off differ";
+  }
+  std::printf("[measured] %s, %lld frames a pass: %lld unit calls skipped\n", video.str().c_str(),
+              static_cast<long long>(per_pass), static_cast<long long>(on.last_encode_skipped()));
+  return on.last_encode_skipped();
+}
+
+// FLF2V's conditioning video (first frame, zeros, last frame), long enough for the deeper units to
+// settle: the memo skips work and the latent is bit for bit the plain path's, whole chunks or a
+// frame or two at a time.
+TEST(WanVAEEncodeMemo, SkipsRepeatedWorkExactly) {
+  const Tensor video = memo_video(12, {}, 41);
+  for (const int64_t per_pass : {int64_t{0}, int64_t{1}, int64_t{2}}) {
+    SCOPED_TRACE(std::to_string(per_pass) + " frames a pass");
+    EXPECT_GT(memo_skips(video, per_pass), 0);
+  }
+}
+
+// A video where nothing repeats: nothing is skipped, and the result is the same.
+TEST(WanVAEEncodeMemo, SkipsNothingWithoutRepeats) {
+  std::set<int64_t> all;
+  for (int64_t c = 1; c <= 6; ++c) all.insert(c);
+  EXPECT_EQ(memo_skips(memo_video(6, all, 42), 0), 0);
+}
+
+// Zero runs broken by fresh chunks, a short run, the last frame right after a run: every unit
+// must notice when its input or its cached frames change again.
+TEST(WanVAEEncodeMemo, FollowsBrokenRuns) {
+  EXPECT_GT(memo_skips(memo_video(14, {7, 8}, 43), 0), 0);
+  EXPECT_GT(memo_skips(memo_video(14, {6}, 44), 1), 0);
+  EXPECT_GE(memo_skips(memo_video(4, {}, 45), 0), 0);
+  EXPECT_GE(memo_skips(memo_video(2, {}, 46), 2), 0);
 }
 
 TEST(WanVAE, DecodeMatchesFixture) {
