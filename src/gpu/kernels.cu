@@ -210,6 +210,28 @@ struct QkDev {
 
 constexpr int kMaxHalf = 256;  // head dims up to 512
 
+// Row r's head_dim/2 rotation angles (cos, sin; the same for every head) into cs and sn, by the
+// block's threads; a barrier must follow before they are read.
+__device__ void load_angles(const QkDev& a, int64_t r, double* cs, double* sn) {
+  // This token's place in the grid: frame f, row ra, column cb.
+  const int64_t rt = r % a.tokens;
+  const int64_t f = rt / (a.gh * a.gw), ra = (rt / a.gw) % a.gh, cb = rt % a.gw;
+  const int half = static_cast<int>(a.half), pf = static_cast<int>(a.pf), ph = static_cast<int>(a.ph),
+            pw = static_cast<int>(a.pw);
+  for (int j = threadIdx.x; j < half; j += blockDim.x) {
+    if (j < pf) {
+      cs[j] = a.cf[f * pf + j];
+      sn[j] = a.sf[f * pf + j];
+    } else if (j < pf + ph) {
+      cs[j] = a.ch[ra * ph + (j - pf)];
+      sn[j] = a.sh[ra * ph + (j - pf)];
+    } else {
+      cs[j] = a.cw[cb * pw + (j - pf - ph)];
+      sn[j] = a.sw[cb * pw + (j - pf - ph)];
+    }
+  }
+}
+
 // One block per row. The row's pairs are read as bf16x2; the token's head_dim/2 rotation angles
 // are looked up once per block into shared memory (they are the same for every head). The general
 // path: rows whose columns or stride are not multiples of 8 (qk_norm_vec_kernel below takes the rest).
@@ -227,24 +249,7 @@ __global__ void qk_norm_kernel(QkDev a) {
     row[2 * p + 1] = v.y;
     s += v.x * v.x + v.y * v.y;
   }
-  if (a.rope) {
-    // This token's place in the grid: frame f, row ra, column cb.
-    const int64_t rt = r % a.tokens;
-    const int64_t f = rt / (a.gh * a.gw), ra = (rt / a.gw) % a.gh, cb = rt % a.gw;
-    const int pf = static_cast<int>(a.pf), ph = static_cast<int>(a.ph), pw = static_cast<int>(a.pw);
-    for (int j = threadIdx.x; j < half; j += blockDim.x) {
-      if (j < pf) {
-        cs[j] = a.cf[f * pf + j];
-        sn[j] = a.sf[f * pf + j];
-      } else if (j < pf + ph) {
-        cs[j] = a.ch[ra * ph + (j - pf)];
-        sn[j] = a.sh[ra * ph + (j - pf)];
-      } else {
-        cs[j] = a.cw[cb * pw + (j - pf - ph)];
-        sn[j] = a.sw[cb * pw + (j - pf - ph)];
-      }
-    }
-  }
+  if (a.rope) load_angles(a, r, cs, sn);
   const float ms = block_sum(s, scratch) / static_cast<float>(cols);  // its barriers publish cs/sn too
   const float rn = 1.0f / sqrtf(ms + a.eps);
   for (int p = threadIdx.x; p < pairs; p += blockDim.x) {
@@ -289,23 +294,7 @@ __global__ void __launch_bounds__(kQkThreads, 6) qk_norm_vec_kernel(QkDev a) {
       s += f.x * f.x + f.y * f.y;
     }
   }
-  if (a.rope) {  // as qk_norm_kernel
-    const int64_t rt = r % a.tokens;
-    const int64_t f = rt / (a.gh * a.gw), ra = (rt / a.gw) % a.gh, cb = rt % a.gw;
-    const int pf = static_cast<int>(a.pf), ph = static_cast<int>(a.ph), pw = static_cast<int>(a.pw);
-    for (int j = threadIdx.x; j < half; j += blockDim.x) {
-      if (j < pf) {
-        cs[j] = a.cf[f * pf + j];
-        sn[j] = a.sf[f * pf + j];
-      } else if (j < pf + ph) {
-        cs[j] = a.ch[ra * ph + (j - pf)];
-        sn[j] = a.sh[ra * ph + (j - pf)];
-      } else {
-        cs[j] = a.cw[cb * pw + (j - pf - ph)];
-        sn[j] = a.sw[cb * pw + (j - pf - ph)];
-      }
-    }
-  }
+  if (a.rope) load_angles(a, r, cs, sn);
   const float ms = block_sum(s, scratch) / static_cast<float>(a.cols);  // its barriers publish cs/sn too
   const float rn = 1.0f / sqrtf(ms + a.eps);
 #pragma unroll
