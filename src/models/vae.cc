@@ -353,8 +353,9 @@ class EncodeMemo {
   }
 
   // Unit u of the chain (its slots taken from `cache` in order, as the unit itself takes them) on
-  // the tensor x with id in_id: compute(x) runs it (unit 0 reads the video itself; x is undefined). Returns the output's id and tensor (undefined when the unit was
-  // skipped and its output dropped: then the next unit is skipped too).
+  // the tensor x with id in_id: compute(x) runs it (unit 0 reads the video itself; x is
+  // undefined). Returns the output's id and tensor (undefined when the unit was skipped and its
+  // output dropped: then the next unit is skipped too).
   // `sole_input`: x is all the unit reads of the unit before it (not so for the temporal step after
   // frame-at-a-time passes, which reads every pass's output): the one before may then drop its
   // output once this unit is steady.

@@ -93,8 +93,8 @@ Tensor decode_to_host(const WanVAE& vae, const Tensor& latent, const VaeChunkFn&
   vae.decode_frames(
       latent,
       [&](const Tensor& frames, int64_t f0) {
-        IB_CHECK(frames.dtype() == DType::F32 && frames.dim() == 4 && frames.size(0) == 3, "vae decode: chunk {} (internal error)",
-                 frames.str());
+        IB_CHECK(frames.dtype() == DType::F32 && frames.dim() == 4 && frames.size(0) == 3,
+                 "vae decode: chunk {} (internal error)", frames.str());
         const int64_t n = frames.size(1);
         // [3, n, H, W] on the device -> channel c's frames f0 .. f0 + n - 1 of the host video.
         queue.push(frames.raw(), frames.nbytes(), [out, frames_total, f0, n, plane](const void* host) {
