@@ -291,169 +291,171 @@ Tensor run_head(const Tensor& norm, const Conv& conv, const Tensor& x, FeatCache
 // video is a first frame, zeros, a last frame: after a few chunks of zeros the first levels see
 // the same thing chunk after chunk, and each deeper unit a chunk or two later.
 //
-// Equality is tracked symbolically, never by comparing activations: every tensor gets an id, equal
-// ids meaning bitwise-equal values. The video's frames get theirs by comparing each frame with the
-// one before (a host video only; a device video's frames all get new ids, so nothing repeats). A
-// unit's output id is the id of its key (unit, input id, the ids of the frames in its slots, as
-// the slots hold them: the mirror of causal_conv and downsample_time's bookkeeping), so equal keys
-// give equal outputs. The output is kept for reuse while the unit's input repeats (the unit is then
-// about to become steady) and dropped once the next unit is steady too (it is then never read), so
-// only a frontier of one or two outputs is held beyond what the plain path holds.
+// Equality is tracked symbolically, never by comparing activations: every frame of every tensor
+// gets an id, equal ids meaning bitwise-equal frames. The video's frames get theirs by comparing
+// each frame with the one before (a host video only; a device video's frames all get new ids, so
+// nothing repeats). An output frame's id names what made it: the unit, the call's shape (its frame
+// count), the frame's place in the output, and the ids of the frames it reads (a causal conv's
+// three taps, a time conv's three, the frame itself for per-frame ops). That holds because every
+// op here computes an output frame from the frames it reads alone, in an order fixed by the shape:
+// the convs are GEMMs over the taps (on CUDA cuDNN's GEMM-like algorithms only, never FFT or
+// Winograd, with every padding as real zeros; on the CPU im2col + sgemm), norms and SiLU act per
+// position, the attention per frame. Tracking frames rather than whole tensors matters: a chunk's
+// last frames settle a chunk before its first ones (they read no frame of the chunk before), and
+// they are what the cache keeps, so each unit settles up to a chunk sooner.
+//
+// A unit's output is kept for reuse while the unit's input repeats (the unit is then about to
+// become steady) and dropped once the next unit is steady too (it is then never read), so only a
+// frontier of one or two outputs is held beyond what the plain path holds.
 class EncodeMemo {
  public:
   enum class Kind { Conv, Residual, Stateless, DownTime, Down3d };
+  using Frames = std::vector<int64_t>;  // the ids of a tensor's frames, in order
 
-  int64_t intern(const std::vector<int64_t>& key) {
-    const auto [it, fresh] = ids_.emplace(key, static_cast<int64_t>(ids_.size()));
-    return it->second;
-  }
-  int64_t fresh_id() { return intern({kFresh, next_fresh_++}); }
-  int64_t frame_id(int64_t tensor, int64_t k) { return intern({kFrame, tensor, k}); }
-  // The id of frames [t0, t1) of the whole video (frame ids from set_video_frames).
-  int64_t video_range(int64_t t0, int64_t t1) {
-    std::vector<int64_t> key{kRange};
-    for (int64_t t = t0; t < t1; ++t) key.push_back(video_frames_[static_cast<size_t>(t)]);
-    const int64_t id = intern(key);
-    // The range's own frames keep the video's frame ids.
-    for (int64_t t = t0; t < t1; ++t) alias(frame_id(id, t - t0), video_frames_[static_cast<size_t>(t)]);
-    count_[id] = t1 - t0;
-    return id;
-  }
   // Frame ids of the video: equal to the previous frame's when bitwise equal (a host video).
   void set_video_frames(const Tensor& video) {
     const int64_t F = video.size(1), plane = video.size(2) * video.size(3);
-    video_frames_.assign(static_cast<size_t>(F), 0);
+    video_.assign(static_cast<size_t>(F), 0);
     for (int64_t t = 0; t < F; ++t) {
       bool same = t > 0 && video.device() == Device::CPU;
       for (int64_t c = 0; same && c < 3; ++c) {
         const float* p = video.data<float>() + (c * F + t) * plane;
         same = std::memcmp(p, p - plane, static_cast<size_t>(plane) * sizeof(float)) == 0;
       }
-      video_frames_[static_cast<size_t>(t)] = same ? video_frames_[static_cast<size_t>(t - 1)] : fresh_id();
+      video_[static_cast<size_t>(t)] = same ? video_[static_cast<size_t>(t - 1)] : intern({kFresh, t});
     }
   }
-  // The id of tensors' frames cat'ed in order.
-  int64_t cat(const std::vector<int64_t>& parts) {
-    if (parts.size() == 1) return parts.front();
-    std::vector<int64_t> key{kCat};
-    for (const int64_t id : parts)
-      for (int64_t k = 0; k < count(id); ++k) key.push_back(frame(id, k));
-    const int64_t id = intern(key);
-    int64_t k = 0;
-    for (const int64_t pid : parts)
-      for (int64_t j = 0; j < count(pid); ++j) alias(frame_id(id, k++), frame(pid, j));
-    count_[id] = k;
-    return id;
-  }
-  // The frame count of the tensor with this id.
-  int64_t count(int64_t id) const {
-    const auto it = count_.find(id);
-    IB_CHECK(it != count_.end(), "vae encode: no frame count for tensor id {} (internal error)", id);
-    return it->second;
-  }
+  // The ids of frames [t0, t1) of the video.
+  Frames video_frames(int64_t t0, int64_t t1) const { return {video_.begin() + t0, video_.begin() + t1}; }
 
   // Unit u of the chain (its slots taken from `cache` in order, as the unit itself takes them) on
-  // the tensor x with id in_id: compute(x) runs it (unit 0 reads the video itself; x is
-  // undefined). Returns the output's id and tensor (undefined when the unit was skipped and its
-  // output dropped: then the next unit is skipped too).
+  // the tensor x whose frames are `in`: compute(x) runs it (unit 0 reads the video itself; x is
+  // undefined). Returns the output's frame ids and tensor (undefined when the unit was skipped and
+  // its output dropped: then the next unit is skipped too).
   // `sole_input`: x is all the unit reads of the unit before it (not so for the temporal step after
   // frame-at-a-time passes, which reads every pass's output): the one before may then drop its
   // output once this unit is steady.
-  std::pair<int64_t, Tensor> run(size_t u, Kind kind, int64_t in_id, const Tensor& x, FeatCache& cache,
-                                 const std::function<Tensor(const Tensor&)>& compute, bool sole_input = true) {
-    const int64_t n = count(in_id);
+  std::pair<Frames, Tensor> run(size_t u, Kind kind, const Frames& in, const Tensor& x, FeatCache& cache,
+                                const std::function<Tensor(const Tensor&)>& compute, bool sole_input = true) {
     if (units_.size() <= u) units_.resize(u + 1);
     Unit& unit = units_[u];
-    const int slots = kind == Kind::Residual ? 2 : kind == Kind::Stateless ? 0 : 1;
-    if (unit.slots.size() < static_cast<size_t>(slots)) unit.slots.resize(static_cast<size_t>(slots));
-    std::vector<int64_t> key{static_cast<int64_t>(u), in_id};
-    for (const auto& sl : unit.slots) {
+    const size_t slots = kind == Kind::Residual ? 2 : kind == Kind::Stateless ? 0 : 1;
+    unit.slots.resize(slots);
+    Frames key{static_cast<int64_t>(u), static_cast<int64_t>(in.size())};
+    key.insert(key.end(), in.begin(), in.end());
+    for (const Frames& sl : unit.slots) {
       key.push_back(static_cast<int64_t>(sl.size()));
       key.insert(key.end(), sl.begin(), sl.end());
     }
-    const bool first_time = kind == Kind::DownTime && unit.slots[0].empty();  // no temporal step
     if (unit.usable && key == unit.prev_key) {
-      for (int i = 0; i < slots; ++i) (void)cache.take();  // the slots already hold what this call would leave
+      for (size_t i = 0; i < slots; ++i) (void)cache.take();  // the slots already hold what this call would leave
       ++skipped_;
       if (sole_input && prev_skipped_ && u > 0 && prev_unit_ == u - 1) units_[u - 1].out = Tensor();
       prev_skipped_ = true;
       prev_unit_ = u;
-      return {unit.out_id, unit.out};
+      return {unit.out_frames, unit.out};
     }
     IB_CHECK(x.defined() || u == 0, "vae encode: unit {} must run but its input was dropped (internal error)", u);
     Tensor out = compute(x);
-    int64_t out_id = intern(key);
-    // The slots' frames after the call, as causal_conv and downsample_time leave them.
+    // The output's frames, and the slots' frames after the call as causal_conv and downsample_time
+    // leave them.
+    const auto U = static_cast<int64_t>(u);
+    Frames out_frames;
     switch (kind) {
       case Kind::Conv:
-        keep_last(unit.slots[0], frames(in_id, n), 2);
+        out_frames = taps(U, 0, unit.slots[0], in);
+        keep_last(unit.slots[0], in, 2);
         break;
-      case Kind::Residual: {  // the first conv's output depends on the input and the first slot only
-        std::vector<int64_t> inner{kInner, static_cast<int64_t>(u), in_id};
-        inner.insert(inner.end(), unit.slots[0].begin(), unit.slots[0].end());
-        const int64_t h = intern(inner);
-        keep_last(unit.slots[0], frames(in_id, n), 2);
-        keep_last(unit.slots[1], frames(h, n), 2);
+      case Kind::Residual: {  // R(x) + S(x): the second conv's frame k also reads x's frame k
+        const Frames h = taps(U, 0, unit.slots[0], in);
+        out_frames = taps(U, 1, unit.slots[1], h, &in);
+        keep_last(unit.slots[0], in, 2);
+        keep_last(unit.slots[1], h, 2);
         break;
       }
       case Kind::Stateless:
+        out_frames = each(U, 0, in);
         break;
       case Kind::DownTime:
-        if (first_time) out_id = in_id;  // the input passes through
-        unit.slots[0] = {frame(in_id, n - 1)};
-        break;
-      case Kind::Down3d: {  // the spatial conv (stateless), then the temporal step on its output
-        const int64_t spatial = intern({kInner, static_cast<int64_t>(u), in_id});
-        if (first_time) out_id = spatial;
-        unit.slots[0] = {frame(spatial, n - 1)};
+      case Kind::Down3d: {  // (Down3d: the spatial conv, per frame, then) the temporal step
+        const Frames y = kind == Kind::Down3d ? each(U, 0, in) : in;
+        out_frames = unit.slots[0].empty() ? y : time_taps(U, unit.slots[0].back(), y, out.size(1));
+        unit.slots[0] = {y.back()};
         break;
       }
     }
-    count_[out_id] = out.size(1);
+    IB_CHECK(static_cast<int64_t>(out_frames.size()) == out.size(1),
+             "vae encode: unit {} made {} frames, its memo counts {} (internal error)", u, out.size(1),
+             out_frames.size());
     // Kept for reuse while the input repeats (the unit may be steady next time).
-    unit.usable = in_id == unit.prev_in;
+    unit.usable = in == unit.prev_in;
     unit.out = unit.usable ? out : Tensor();
-    unit.out_id = out_id;
-    unit.prev_key = key;
-    unit.prev_in = in_id;
+    unit.out_frames = out_frames;
+    unit.prev_key = std::move(key);
+    unit.prev_in = in;
     prev_skipped_ = false;
     prev_unit_ = u;
-    return {out_id, out};
+    return {std::move(out_frames), std::move(out)};
   }
 
   int64_t skipped() const { return skipped_; }
 
  private:
-  static constexpr int64_t kFresh = -1, kFrame = -2, kRange = -3, kCat = -4, kInner = -5;
+  static constexpr int64_t kFresh = -1, kZero = -2, kTaps = -3, kEach = -4, kTime = -5;
   struct Unit {
-    std::vector<std::vector<int64_t>> slots;  // the frames each slot holds, oldest first
-    std::vector<int64_t> prev_key;
-    int64_t prev_in = -1, out_id = -1;
+    std::vector<Frames> slots;  // the frames each slot holds, oldest first
+    Frames prev_key, prev_in, out_frames;
     bool usable = false;  // prev_key's output may stand in (kept, or dropped as never read again)
     Tensor out;
   };
-  // A frame's id, following aliases (a range's or a cat's frames are their sources').
-  int64_t frame(int64_t tensor, int64_t k) {
-    const int64_t f = frame_id(tensor, k);
-    const auto it = alias_.find(f);
-    return it == alias_.end() ? f : it->second;
+
+  int64_t intern(const Frames& key) {
+    const auto [it, fresh] = ids_.emplace(key, static_cast<int64_t>(ids_.size()));
+    return it->second;
   }
-  void alias(int64_t from, int64_t to) { alias_[from] = to; }
-  std::vector<int64_t> frames(int64_t tensor, int64_t n) {
-    std::vector<int64_t> f;
-    for (int64_t k = 0; k < n; ++k) f.push_back(frame(tensor, k));
-    return f;
+  // A 3×3×3 causal conv (part `part` of unit u) over [zeros ; slot ; in]: output frame k reads
+  // frames k .. k+2 of that sequence, and frame k of `also` (a residual added) when given.
+  Frames taps(int64_t u, int64_t part, const Frames& slot, const Frames& in, const Frames* also = nullptr) {
+    Frames seq(2 - slot.size(), intern({kZero}));
+    seq.insert(seq.end(), slot.begin(), slot.end());
+    seq.insert(seq.end(), in.begin(), in.end());
+    const auto n = static_cast<int64_t>(in.size());
+    Frames out;
+    for (size_t k = 0; k < in.size(); ++k) {
+      Frames key{kTaps, u, part, n, static_cast<int64_t>(k), seq[k], seq[k + 1], seq[k + 2]};
+      if (also != nullptr) key.push_back((*also)[k]);
+      out.push_back(intern(key));
+    }
+    return out;
   }
-  static void keep_last(std::vector<int64_t>& slot, const std::vector<int64_t>& in, size_t n) {
+  // A per-frame op (part `part` of unit u): output frame k reads input frame k.
+  Frames each(int64_t u, int64_t part, const Frames& in) {
+    const auto n = static_cast<int64_t>(in.size());
+    Frames out;
+    for (size_t k = 0; k < in.size(); ++k) out.push_back(intern({kEach, u, part, n, static_cast<int64_t>(k), in[k]}));
+    return out;
+  }
+  // downsample_time's stride-2 conv over [last : y]: output frame j reads frames 2j .. 2j+2.
+  Frames time_taps(int64_t u, int64_t last, const Frames& y, int64_t count) {
+    Frames seq{last};
+    seq.insert(seq.end(), y.begin(), y.end());
+    const auto n = static_cast<int64_t>(y.size());
+    Frames out;
+    for (int64_t j = 0; j < count && 2 * j + 2 < static_cast<int64_t>(seq.size()); ++j) {
+      const auto s = static_cast<size_t>(2 * j);
+      out.push_back(intern({kTime, u, n, j, seq[s], seq[s + 1], seq[s + 2]}));
+    }
+    return out;
+  }
+  static void keep_last(Frames& slot, const Frames& in, size_t n) {
     slot.insert(slot.end(), in.begin(), in.end());
     if (slot.size() > n) slot.erase(slot.begin(), slot.end() - static_cast<std::ptrdiff_t>(n));
   }
 
-  std::map<std::vector<int64_t>, int64_t> ids_;
-  std::map<int64_t, int64_t> alias_, count_;
-  std::vector<int64_t> video_frames_;
+  std::map<Frames, int64_t> ids_;
+  Frames video_;
   std::vector<Unit> units_;
-  int64_t next_fresh_ = 0, skipped_ = 0;
+  int64_t skipped_ = 0;
   bool prev_skipped_ = false;
   size_t prev_unit_ = 0;
 };
@@ -489,19 +491,19 @@ Tensor encoder_chunk(const vae::Encoder3d& e, const Tensor& video, FeatCache& ca
     ++split;
   }
   const Resample* down3d = split < e.downsamples.size() ? &std::get<Resample>(e.downsamples[split]) : nullptr;
-  // A tensor flowing down the chain, with its id when there is a memo (undefined when the memo
-  // skipped the unit that made it and dropped its output: the next unit is then skipped too).
+  // A tensor flowing down the chain, with its frames' ids when there is a memo (undefined when the
+  // memo skipped the unit that made it and dropped its output: the next unit is then skipped too).
   struct Flow {
-    int64_t id = -1;
+    EncodeMemo::Frames ids;
     Tensor x;
   };
   size_t unit = 0;  // the units in chain order, the same every chunk
   auto step = [&](EncodeMemo::Kind kind, const Flow& in, const std::function<Tensor(const Tensor&)>& f,
                   bool sole_input = true) -> Flow {
     const size_t u = unit++;
-    if (memo == nullptr) return {-1, f(in.x)};
-    const auto [id, out] = memo->run(u, kind, in.id, in.x, cache, f, sole_input);
-    return {id, out};
+    if (memo == nullptr) return {{}, f(in.x)};
+    auto [ids, out] = memo->run(u, kind, in.ids, in.x, cache, f, sole_input);
+    return {std::move(ids), std::move(out)};
   };
   using K = EncodeMemo::Kind;
 
@@ -512,7 +514,7 @@ Tensor encoder_chunk(const vae::Encoder3d& e, const Tensor& video, FeatCache& ca
     cache.rewind(first_slot);
     unit = 0;
     const int64_t t1 = std::min(n, t + step_frames);
-    Flow x{memo ? memo->video_range(t0 + t, t0 + t1) : -1, Tensor()};
+    Flow x{memo ? memo->video_frames(t0 + t, t0 + t1) : EncodeMemo::Frames{}, Tensor()};
     x = step(K::Conv, x, [&](const Tensor&) {
       return causal_conv(e.conv1, ops::slice_frames(video, t, t1).to(device), cache.take(), act);
     });
@@ -526,13 +528,13 @@ Tensor encoder_chunk(const vae::Encoder3d& e, const Tensor& video, FeatCache& ca
   }
   Flow x = frames.front();
   if (frames.size() > 1) {
-    std::vector<int64_t> ids;
+    x = Flow{};
     std::vector<Tensor> parts;
     for (const Flow& f : frames) {
-      ids.push_back(f.id);
+      x.ids.insert(x.ids.end(), f.ids.begin(), f.ids.end());
       if (f.x.defined()) parts.push_back(f.x);
     }
-    x = {memo ? memo->cat(ids) : -1, parts.size() == frames.size() ? ops::cat_frames(parts) : Tensor()};
+    if (parts.size() == frames.size()) x.x = ops::cat_frames(parts);
   }
   const bool one_pass = frames.size() == 1;
   frames.clear();
