@@ -114,44 +114,37 @@ template <class C>
 __global__ void __launch_bounds__(kThreads, 1)
     hopper_attention_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                             const __grid_constant__ CUtensorMap tv, const HopperParams p) {
-  constexpr int kBlockN = C::kBlockN, kStages = C::kStages;
+  constexpr int kBlockN = C::kBlockN;
   extern __shared__ uint8_t smem_raw[];
-  const uint32_t base = (smem_addr(smem_raw) + 1023u) & ~1023u;  // the swizzle repeats every 1024 bytes
-  const uint32_t sq = base, sk = base + C::kKOff, sv = base + C::kVOff;
-  const KvBarriers<kStages> bar{base + C::kBarOff};
+  const BlockPlace<C> blk(smem_raw, p.lk);
 
-  const int tid = threadIdx.x, wg = tid / 128;
-  const int m_tile = blockIdx.x, head = blockIdx.y, batch = blockIdx.z;
-  const int n_tiles = (p.lk + kBlockN - 1) / kBlockN;
-  auto first_key = [&](int j) { return tile_first_key(j, n_tiles, kBlockN); };
-
-  if (tid == 0) bar.init(8);  // one arrival per consumer warp releases a buffer
+  if (blk.tid == 0) blk.bar.init(8);  // one arrival per consumer warp releases a buffer
   __syncthreads();
 
-  if (wg == 0) {  // ---- producer
+  if (blk.wg == 0) {  // ---- producer
     asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n");
-    if (tid == 0) {
-      const int col = head * kD;
-      mbar_expect_tx(bar.q_full(), C::kQBytes);
-      tma_load(sq, &tq, col, m_tile * kBlockM, batch, bar.q_full());
-      tma_load(sq + C::kQHalf, &tq, col + 64, m_tile * kBlockM, batch, bar.q_full());
+    if (blk.tid == 0) {
+      const int col = blk.head * kD;
+      mbar_expect_tx(blk.bar.q_full(), C::kQBytes);
+      tma_load(blk.sq, &tq, col, blk.m_tile * kBlockM, blk.batch, blk.bar.q_full());
+      tma_load(blk.sq + C::kQHalf, &tq, col + 64, blk.m_tile * kBlockM, blk.batch, blk.bar.q_full());
       // Each tile as two column halves (features 0-63, 64-127).
       auto load = [&](const CUtensorMap* map, uint32_t dst, int j, uint32_t full) {
         mbar_expect_tx(full, C::kKVBytes);
-        tma_load(dst, map, col, first_key(j), batch, full);
-        tma_load(dst + C::kKVHalf, map, col + 64, first_key(j), batch, full);
+        tma_load(dst, map, col, blk.first_key(j), blk.batch, full);
+        tma_load(dst + C::kKVHalf, map, col + 64, blk.first_key(j), blk.batch, full);
       };
       produce_kv(
-          bar, n_tiles, [&](int j, int st, uint32_t full) { load(&tk, sk + st * C::kKVBytes, j, full); },
-          [&](int j, int st, uint32_t full) { load(&tv, sv + st * C::kKVBytes, j, full); });
+          blk.bar, blk.n_tiles, [&](int j, int st, uint32_t full) { load(&tk, blk.sk + st * C::kKVBytes, j, full); },
+          [&](int j, int st, uint32_t full) { load(&tv, blk.sv + st * C::kKVBytes, j, full); });
     }
     return;
   }
 
   // ---- consumers
   asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n");
-  const int c = wg - 1;  // rows 64c .. 64c + 63 of the block's 128
-  const int warp = (tid % 128) / 32, lane = tid % 32;
+  const int c = blk.wg - 1;  // rows 64c .. 64c + 63 of the block's 128
+  const int lane = blk.tid % 32;
 
   float s[kBlockN / 2], o[64];
   uint32_t pf[kBlockN / 4];
@@ -162,10 +155,10 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   // This thread's logits and outputs: rows g and g + 8 of the warp's 16 (g = lane / 4), columns
   // 8 * jj + 2 * (lane % 4) + {0, 1}: s[4 jj + {0, 1}] in row g, s[4 jj + {2, 3}] in row g + 8.
-  const uint32_t q_rows = sq + static_cast<uint32_t>(c) * 8192u;  // 64 rows x 128 bytes in each half
+  const uint32_t q_rows = blk.sq + static_cast<uint32_t>(c) * 8192u;  // 64 rows x 128 bytes in each half
 
   auto issue_logits = [&](int stage) {
-    const uint32_t kt = sk + stage * C::kKVBytes;
+    const uint32_t kt = blk.sk + stage * C::kKVBytes;
 #pragma unroll
     for (int kk = 0; kk < kD / 16; ++kk) {  // 16 features a step: 4 steps per 128-byte half
       const uint32_t q_off = (kk / 4) * C::kQHalf + (kk % 4) * 32, k_off = (kk / 4) * C::kKVHalf + (kk % 4) * 32;
@@ -173,7 +166,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   };
   auto issue_pv = [&](int stage) {
-    const uint32_t vt = sv + stage * C::kKVBytes;
+    const uint32_t vt = blk.sv + stage * C::kKVBytes;
 #pragma unroll
     for (int kk = 0; kk < kBlockN / 16; ++kk) {  // 16 keys (rows of V, 2048 bytes) a step
       const uint32_t a[4] = {pf[4 * kk], pf[4 * kk + 1], pf[4 * kk + 2], pf[4 * kk + 3]};
@@ -184,7 +177,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   // row maxima, the probabilities in place of the logits, the row sums. Returns the factors by
   // which O and the sums of the previous tiles shrink.
   auto softmax = [&](bool first, float (&corr)[2]) {
-    if (first && n_tiles * kBlockN > p.lk) mask_keys(s, first_key(0), p.lk, lane);  // the partial tile
+    if (first && blk.n_tiles * kBlockN > p.lk) mask_keys(s, blk.first_key(0), p.lk, lane);  // the partial tile
     update_row_max(s, row_max, sl, corr);
     const float ms[2] = {row_max[0] * sl, row_max[1] * sl};
     float sum[2] = {0.0f, 0.0f};
@@ -204,7 +197,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int i = 0; i < kBlockN / 4; ++i) pf[i] = pack_bf16(s[2 * i], s[2 * i + 1]);
   };
 
-  consume_kv(bar, n_tiles, c, lane, s, o, issue_logits, issue_pv, softmax, rescale_and_pack);
+  consume_kv(blk.bar, blk.n_tiles, c, lane, s, o, issue_logits, issue_pv, softmax, rescale_and_pack);
 
   // O / row sum, rounded to bf16, straight to global memory.
   float inv[2];
@@ -215,9 +208,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     l += __shfl_xor_sync(0xffffffffu, l, 2);
     inv[r] = 1.0f / l;
   }
-  const int row0 = m_tile * kBlockM + 64 * c + 16 * warp + lane / 4;
-  store_rows_bf16(o, inv, row0, p.lq, p.out + batch * p.o_batch + static_cast<int64_t>(head) * kD + 2 * (lane % 4),
-                  p.o_row);
+  blk.store(o, inv, c, p.lq, p.out, p.o_batch, p.o_row);
 }
 
 #else  // host pass, or a device pass for an architecture without wgmma: never launched there

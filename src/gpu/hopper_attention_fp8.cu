@@ -128,20 +128,13 @@ __global__ void __launch_bounds__(kThreads, 1)
                       const __grid_constant__ CUtensorMap tvt, const Fp8Params p) {
   constexpr int kBlockN = C::kBlockN, kStages = C::kStages;
   extern __shared__ uint8_t smem_raw[];
-  const uint32_t base = (smem_addr(smem_raw) + 1023u) & ~1023u;  // the swizzle repeats every 1024 bytes
-  const uint32_t sq = base, sk = base + C::kKOff, sv = base + C::kVOff;
-  const KvBarriers<kStages> bar{base + C::kBarOff};
+  const BlockPlace<C> blk(smem_raw, p.lk);
 
-  const int tid = threadIdx.x, wg = tid / 128;
-  const int m_tile = blockIdx.x, head = blockIdx.y, batch = blockIdx.z;
-  const int n_tiles = (p.lk + kBlockN - 1) / kBlockN;
-  auto first_key = [&](int j) { return tile_first_key(j, n_tiles, kBlockN); };
-
-  if (tid == 0) bar.init(8);  // one arrival per consumer warp releases a buffer
+  if (blk.tid == 0) blk.bar.init(8);  // one arrival per consumer warp releases a buffer
   {  // the rows of ones under every value box (e4m3 1.0 = 0x38), seen by the tensor cores' proxy
     constexpr int kVtBox = C::kVtBox, kWords = kOnesRows * kVtBox / 4, kBoxes = kStages * (kBlockN / kVtBox);
-    uint8_t* const smem_base = smem_raw + (base - smem_addr(smem_raw));
-    for (int i = tid; i < kBoxes * kWords; i += kThreads) {
+    uint8_t* const smem_base = smem_raw + (blk.base - smem_addr(smem_raw));
+    for (int i = blk.tid; i < kBoxes * kWords; i += kThreads) {
       const int box = i / kWords, w = i % kWords;
       reinterpret_cast<uint32_t*>(smem_base + C::kVOff + box * C::kVBox + kD * kVtBox)[w] = 0x38383838u;
     }
@@ -149,23 +142,23 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
   __syncthreads();
 
-  if (wg == 0) {  // ---- producer
+  if (blk.wg == 0) {  // ---- producer
     asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n");
-    if (tid == 0) {
-      const int col = head * kD;
-      mbar_expect_tx(bar.q_full(), C::kQBytes);
-      tma_load(sq, &tq, col, m_tile * kBlockM, batch, bar.q_full());
+    if (blk.tid == 0) {
+      const int col = blk.head * kD;
+      mbar_expect_tx(blk.bar.q_full(), C::kQBytes);
+      tma_load(blk.sq, &tq, col, blk.m_tile * kBlockM, blk.batch, blk.bar.q_full());
       produce_kv(
-          bar, n_tiles,
+          blk.bar, blk.n_tiles,
           [&](int j, int st, uint32_t full) {
             mbar_expect_tx(full, C::kTileBytes);
-            tma_load(sk + st * C::kTileBytes, &tk, col, first_key(j), batch, full);
+            tma_load(blk.sk + st * C::kTileBytes, &tk, col, blk.first_key(j), blk.batch, full);
           },
           [&](int j, int st, uint32_t full) {  // kBlockN / kVtBox boxes of the transposed v
             mbar_expect_tx(full, C::kTileBytes);
 #pragma unroll
             for (int b = 0; b < kBlockN / C::kVtBox; ++b)
-              tma_load(sv + st * C::kVBytes + b * C::kVBox, &tvt, first_key(j) + b * C::kVtBox, col, batch, full);
+              tma_load(blk.sv + st * C::kVBytes + b * C::kVBox, &tvt, blk.first_key(j) + b * C::kVtBox, col, blk.batch, full);
           });
     }
     return;
@@ -173,8 +166,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   // ---- consumers
   asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n");
-  const int c = wg - 1;  // rows 64c .. 64c + 63 of the block's 128
-  const int warp = (tid % 128) / 32, lane = tid % 32;
+  const int c = blk.wg - 1;  // rows 64c .. 64c + 63 of the block's 128
+  const int lane = blk.tid % 32;
 
   // o[0 .. 63]: the output's 128 columns; o[64 .. 67]: columns 128 .. 135, the row sums.
   float s[kBlockN / 2], o[68];
@@ -186,16 +179,16 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   // This thread's logits and outputs: rows g and g + 8 of the warp's 16 (g = lane / 4), columns
   // 8 * jj + 2 * (lane % 4) + {0, 1}: s[4 jj + {0, 1}] in row g, s[4 jj + {2, 3}] in row g + 8.
-  const uint32_t q_rows = sq + static_cast<uint32_t>(c) * 64u * kD;
+  const uint32_t q_rows = blk.sq + static_cast<uint32_t>(c) * 64u * kD;
 
   auto issue_logits = [&](int stage) {
-    const uint32_t kt = sk + stage * C::kTileBytes;
+    const uint32_t kt = blk.sk + stage * C::kTileBytes;
 #pragma unroll
     for (int kk = 0; kk < kD / 32; ++kk)  // 32 features (bytes) a step
       wgmma_fp8_ss(s, smem_desc(q_rows + kk * 32, 16, 1024), smem_desc(kt + kk * 32, 16, 1024), kk > 0);
   };
   auto issue_pv = [&](int stage) {
-    const uint32_t vt = sv + stage * C::kVBytes;
+    const uint32_t vt = blk.sv + stage * C::kVBytes;
     constexpr int kSteps = C::kVtBox / 32;  // 32 keys a step
 #pragma unroll
     for (int kk = 0; kk < kBlockN / 32; ++kk) {
@@ -206,7 +199,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   // The online softmax of tile j (as hopper_attention.cu), the probabilities scaled by 2^8; the
   // row maxima in four independent chains, the row sums left to P V.
   auto softmax = [&](bool first, float (&corr)[2]) {
-    if (first && n_tiles * kBlockN > p.lk) mask_keys(s, first_key(0), p.lk, lane);  // the partial tile
+    if (first && blk.n_tiles * kBlockN > p.lk) mask_keys(s, blk.first_key(0), p.lk, lane);  // the partial tile
     update_row_max(s, row_max, sl, corr);
     const float ms[2] = {row_max[0] * sl - 8.0f, row_max[1] * sl - 8.0f};
 #pragma unroll
@@ -231,15 +224,13 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   };
 
-  consume_kv(bar, n_tiles, c, lane, s, o, issue_logits, issue_pv, softmax, rescale_and_pack);
+  consume_kv(blk.bar, blk.n_tiles, c, lane, s, o, issue_logits, issue_pv, softmax, rescale_and_pack);
 
   // O * descale(v) / row sum, rounded to bf16, straight to global memory. Every column of the
   // ones gives the row sum: o[64] for row g, o[66] for row g + 8.
   const float dv = p.scales[kDescaleV];
   const float inv[2] = {dv / o[64], dv / o[66]};
-  const int row0 = m_tile * kBlockM + 64 * c + 16 * warp + lane / 4;
-  store_rows_bf16(o, inv, row0, p.lq, p.out + batch * p.o_batch + static_cast<int64_t>(head) * kD + 2 * (lane % 4),
-                  p.o_row);
+  blk.store(o, inv, c, p.lq, p.out, p.o_batch, p.o_row);
 }
 
 #else  // host pass, or a device pass for an architecture without wgmma: never launched there

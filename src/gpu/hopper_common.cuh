@@ -285,6 +285,43 @@ __device__ __forceinline__ void store_rows_bf16(const float (&o)[kO], const floa
   }
 }
 
+// Where a block of either kernel stands: its shared memory (smem_raw aligned up to the swizzle's
+// 1024 bytes: q first, then C's key, value and barrier offsets), its thread and warpgroup (0 the
+// producer, 1 and 2 the consumers), its 128 query rows, head and batch entry, and its key tiles.
+template <class C>
+struct BlockPlace {
+  uint32_t base, sq, sk, sv;
+  KvBarriers<C::kStages> bar;
+  int tid, wg, m_tile, head, batch, n_tiles;
+
+  __device__ BlockPlace(const uint8_t* smem_raw, int lk)
+      : base((smem_addr(smem_raw) + 1023u) & ~1023u),
+        sq(base),
+        sk(base + C::kKOff),
+        sv(base + C::kVOff),
+        bar{base + C::kBarOff},
+        tid(static_cast<int>(threadIdx.x)),
+        wg(tid / 128),
+        m_tile(static_cast<int>(blockIdx.x)),
+        head(static_cast<int>(blockIdx.y)),
+        batch(static_cast<int>(blockIdx.z)),
+        n_tiles((lk + C::kBlockN - 1) / C::kBlockN) {}
+
+  // The first key of the j-th key tile processed (tile_first_key).
+  __device__ int first_key(int j) const { return tile_first_key(j, n_tiles, C::kBlockN); }
+
+  // Consumer c's output rows (its accumulator o, times inv) to out ([batch][rows][heads * 128],
+  // strides o_batch and o_row elements) as bf16 (store_rows_bf16).
+  template <int kO>
+  __device__ void store(const float (&o)[kO], const float (&inv)[2], int c, int lq, __nv_bfloat16* out,
+                        int64_t o_batch, int64_t o_row) const {
+    const int warp = (tid % 128) / 32, lane = tid % 32;
+    const int row0 = m_tile * kBlockM + 64 * c + 16 * warp + lane / 4;
+    store_rows_bf16(o, inv, row0, lq, out + batch * o_batch + static_cast<int64_t>(head) * kHeadDim + 2 * (lane % 4),
+                    o_row);
+  }
+};
+
 #endif  // IB_HOPPER_KERNEL
 
 // ---- Host side ----------------------------------------------------------------------------

@@ -210,6 +210,16 @@ struct QkDev {
 
 constexpr int kMaxHalf = 256;  // head dims up to 512
 
+// One pair of a q/k row, as both kernels compute it (the CPU composition's arithmetic): the norm
+// (x * rn, rounded to bf16, times gamma), then with `rope` the rotation by (c, s) in double.
+__device__ __forceinline__ __nv_bfloat162 qk_pair(float x0, float x1, float rn, float g0, float g1, bool rope, double c,
+                                                  double s) {
+  const float v0 = round_bf(x0 * rn) * g0, v1 = round_bf(x1 * rn) * g1;
+  if (!rope) return __floats2bfloat162_rn(v0, v1);
+  const double re = v0, im = v1;
+  return __floats2bfloat162_rn(static_cast<float>(re * c - im * s), static_cast<float>(re * s + im * c));
+}
+
 // Row r's head_dim/2 rotation angles (cos, sin; the same for every head) into cs and sn, by the
 // block's threads; a barrier must follow before they are read.
 __device__ void load_angles(const QkDev& a, int64_t r, double* cs, double* sn) {
@@ -253,16 +263,9 @@ __global__ void qk_norm_kernel(QkDev a) {
   const float ms = block_sum(s, scratch) / static_cast<float>(cols);  // its barriers publish cs/sn too
   const float rn = 1.0f / sqrtf(ms + a.eps);
   for (int p = threadIdx.x; p < pairs; p += blockDim.x) {
-    const float v0 = round_bf(row[2 * p] * rn) * a.gamma[2 * p];
-    const float v1 = round_bf(row[2 * p + 1] * rn) * a.gamma[2 * p + 1];
-    float o0 = v0, o1 = v1;
-    if (a.rope) {
-      const int j = p % half;
-      const double re = v0, im = v1;
-      o0 = static_cast<float>(re * cs[j] - im * sn[j]);
-      o1 = static_cast<float>(re * sn[j] + im * cs[j]);
-    }
-    x2[p] = __floats2bfloat162_rn(o0, o1);
+    const int j = p % half;
+    x2[p] = qk_pair(row[2 * p], row[2 * p + 1], rn, a.gamma[2 * p], a.gamma[2 * p + 1], a.rope, a.rope ? cs[j] : 1.0,
+                    a.rope ? sn[j] : 0.0);
   }
 }
 
@@ -318,15 +321,7 @@ __global__ void __launch_bounds__(kQkThreads, 6) qk_norm_vec_kernel(QkDev a) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const float2 x = __bfloat1622float2(h[e]);
-      const float v0 = round_bf(x.x * rn) * g[2 * e];
-      const float v1 = round_bf(x.y * rn) * g[2 * e + 1];
-      float o0 = v0, o1 = v1;
-      if (a.rope) {
-        const double re = v0, im = v1;
-        o0 = static_cast<float>(re * c4[e] - im * s4[e]);
-        o1 = static_cast<float>(re * s4[e] + im * c4[e]);
-      }
-      h[e] = __floats2bfloat162_rn(o0, o1);
+      h[e] = qk_pair(x.x, x.y, rn, g[2 * e], g[2 * e + 1], a.rope, c4[e], s4[e]);
     }
     x8[i] = raw[k];
   }
