@@ -750,12 +750,17 @@ Tensor WanVAE::encode(const Tensor& video, const VaeChunkFn& on_chunk) const {
   return ops::latent_normalize(mu, mean_, inv_std_);
 }
 
-void WanVAE::decode_frames(const Tensor& latent, const FramesFn& frames_fn, const VaeChunkFn& on_chunk) const {
+Shape WanVAE::decoded_shape(const Tensor& latent) const {
   IB_CHECK(latent.dtype() == DType::F32 && latent.dim() == 4 && latent.size(0) == cfg_.z_dim,
            "vae decode: expected an f32 latent [{}, T, h, w], got {}", cfg_.z_dim, latent.str());
   const int64_t T = latent.size(1), h = latent.size(2), w = latent.size(3);
   IB_CHECK(T >= 1 && h > 0 && w > 0, "vae decode: empty latent {}", latent.str());
-  const int64_t tf = temporal_factor_, sf = spatial_factor_;
+  return {3, 1 + temporal_factor_ * (T - 1), spatial_factor_ * h, spatial_factor_ * w};
+}
+
+void WanVAE::decode_frames(const Tensor& latent, const FramesFn& frames_fn, const VaeChunkFn& on_chunk) const {
+  const Shape out = decoded_shape(latent);
+  const int64_t T = latent.size(1);
 
   const Tensor z = latent.to(device_);
   const Tensor x = ops::conv3d(ops::latent_denormalize(z, mean_, inv_std_), conv2_.weight, conv2_.bias);
@@ -765,22 +770,18 @@ void WanVAE::decode_frames(const Tensor& latent, const FramesFn& frames_fn, cons
     cache.start_chunk();
     Tensor frames = decoder_chunk(decoder_, ops::slice_frames(x, t, t + 1), cache, conv_dtype_);  // [3, n, H, W]
     const int64_t n = frames.size(1);
-    IB_CHECK(f + n <= 1 + tf * (T - 1) && frames.size(2) == sf * h && frames.size(3) == sf * w,
+    IB_CHECK(f + n <= out[1] && frames.size(2) == out[2] && frames.size(3) == out[3],
              "vae decode: chunk {} produced {} (internal error)", t, frames.str());
     ops::clamp_(frames, -1.0f, 1.0f);  // elementwise: the same as clamping the whole video
     frames_fn(frames, f);
     f += n;
     if (on_chunk) on_chunk(t + 1, T);
   }
-  IB_CHECK(f == 1 + tf * (T - 1), "vae decode: produced {} frames, expected {} (internal error)", f, 1 + tf * (T - 1));
+  IB_CHECK(f == out[1], "vae decode: produced {} frames, expected {} (internal error)", f, out[1]);
 }
 
 Tensor WanVAE::decode(const Tensor& latent, const VaeChunkFn& on_chunk) const {
-  IB_CHECK(latent.dim() == 4, "vae decode: expected an f32 latent [{}, T, h, w], got {}", cfg_.z_dim, latent.str());
-  const int64_t T = latent.size(1), h = latent.size(2), w = latent.size(3);
-  Tensor video = Tensor::empty({3, 1 + temporal_factor_ * std::max<int64_t>(T - 1, 0), spatial_factor_ * h,
-                                spatial_factor_ * w},
-                               DType::F32, device_);
+  Tensor video = Tensor::empty(decoded_shape(latent), DType::F32, device_);
   decode_frames(
       latent,
       [&](const Tensor& frames, int64_t f) {

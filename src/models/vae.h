@@ -121,6 +121,9 @@ class WanVAE {
   // that keeps them copies them) and the index of its first frame; nothing else is assembled.
   // decode() is this with the chunks copied into one video.
   using FramesFn = std::function<void(const Tensor& frames, int64_t first_frame)>;
+  // The video decode() makes of `latent`: [3, 1 + 4(T-1), 8h, 8w]; checks the latent (f32
+  // [z_dim, T >= 1, h > 0, w > 0]) and fails with a message naming it otherwise.
+  Shape decoded_shape(const Tensor& latent) const;
   void decode_frames(const Tensor& latent, const FramesFn& frames, const VaeChunkFn& on_chunk = {}) const;
 
   const VaeConfig& config() const { return cfg_; }

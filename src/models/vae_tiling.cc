@@ -83,11 +83,10 @@ Tensor blend_tiles(const std::vector<PlacedTile>& tiles, int64_t height, int64_t
 
 Tensor decode_to_host(const WanVAE& vae, const Tensor& latent, const VaeChunkFn& on_chunk) {
   if (vae.device() == Device::CPU) return vae.decode(latent, on_chunk);
-  IB_CHECK(latent.dim() == 4, "vae decode: expected an f32 latent [z, T, h, w], got {}", latent.str());
-  const int64_t T = latent.size(1), sf = vae.spatial_factor(), tf = vae.temporal_factor();
-  const int64_t H = sf * latent.size(2), W = sf * latent.size(3), plane = H * W;
-  Tensor video = Tensor::empty({3, 1 + tf * std::max<int64_t>(T - 1, 0), H, W}, DType::F32, Device::CPU);
-  cuda::DeviceToHostQueue queue(static_cast<size_t>(3 * tf * plane) * sizeof(float));
+  Tensor video = Tensor::empty(vae.decoded_shape(latent), DType::F32, Device::CPU);
+  const int64_t plane = video.size(2) * video.size(3);
+  // A chunk is at most temporal_factor() frames.
+  cuda::DeviceToHostQueue queue(static_cast<size_t>(3 * vae.temporal_factor() * plane) * sizeof(float));
   float* const out = video.data<float>();
   const int64_t frames_total = video.size(1);
   vae.decode_frames(

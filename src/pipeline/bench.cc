@@ -572,8 +572,9 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
     const bool img = cfg.model_type != "t2v";
     // As generation builds it: the first and last images, zeros between, in host memory.
     const Tensor cond_video =
-        conditioning_video(random_device({3, o.height, o.width}, DType::F32, 31, 1.0f).to(Device::CPU),
-                           random_device({3, o.height, o.width}, DType::F32, 34, 1.0f).to(Device::CPU), o.frames);
+        img ? conditioning_video(random_device({3, o.height, o.width}, DType::F32, 31, 1.0f).to(Device::CPU),
+                                 random_device({3, o.height, o.width}, DType::F32, 34, 1.0f).to(Device::CPU), o.frames)
+            : Tensor();
     const Tensor pixels = random_device({2, 3, clip_cfg.image_size, clip_cfg.image_size}, DType::F32, 32, 1.0f);
     const Tensor noise = random_device({cfg.out_dim, lat_t, lat_h, lat_w}, DType::F32, 33, 1.7f);
     const bool cfg_on = o.guidance != 1.0;
