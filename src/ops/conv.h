@@ -73,6 +73,11 @@ void conv3d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv3dArgs&
 enum class ConvBackend { Auto, Cudnn, Gemm };
 void set_conv_backend(ConvBackend backend);
 bool conv_backend_available(ConvBackend backend);
+// Whether cuDNN's bf16 convs may compute extra zero output channels (rounded up to 64 or 128) when
+// its search finds that faster: Search (the default) times both; Never and Always pin one, for
+// tests and measurements. Changing it forgets the plans already chosen.
+enum class ConvOutputPadding { Search, Never, Always };
+void set_conv_output_padding(ConvOutputPadding mode);
 // The fused norm_silu_conv3d into y; false when this case has no fused path (the op then composes).
 // prefix: at most two parts (see the op).
 bool norm_silu_conv3d(const std::vector<Tensor>& prefix, const Tensor& x, const Tensor& gamma, const Tensor& w,

@@ -77,6 +77,10 @@ const std::vector<ConvCase>& conv_cases() {
       {"upsample3d time_conv C->2C", 16, 32, 1, 5, 9, 3, 1, 1, time_up(2), true, false},
       {"upsample3d time_conv cached", 16, 32, 3, 5, 9, 3, 1, 1, time_up(0), true, false},
       {"upsample conv 1x3x3 C->C/2", 32, 16, 2, 12, 20, 1, 3, 3, ops::Conv3dArgs::spatial_pad(1), true, false},
+      // Widths of whole 16-byte vectors take the vectorised packing and epilogue on CUDA (one
+      // column tile and a part of the next; Cin a few vectors, Cout over one 64-channel tile).
+      {"3x3x3 cached, width 40", 24, 72, 6, 5, 40, 3, 3, 3, causal(0), true, true},
+      {"1x3x3, width 48", 40, 16, 2, 6, 48, 1, 3, 3, ops::Conv3dArgs::spatial_pad(1), true, true},
   };
   return cases;
 }
@@ -90,10 +94,27 @@ const char* backend_name(ops::cuda::ConvBackend b) {
   return b == ops::cuda::ConvBackend::Cudnn ? "cudnn" : "gemm";
 }
 
-// Restores the automatic choice when a test ends.
+// Restores the automatic choices when a test ends.
 struct BackendGuard {
-  ~BackendGuard() { ops::cuda::set_conv_backend(ops::cuda::ConvBackend::Auto); }
+  ~BackendGuard() {
+    ops::cuda::set_conv_backend(ops::cuda::ConvBackend::Auto);
+    ops::cuda::set_conv_output_padding(ops::cuda::ConvOutputPadding::Search);
+  }
 };
+
+// The backends, and for cuDNN both output channel counts (as they are, and padded to 64 or 128
+// where that applies), each set before the call.
+template <class Body>
+void for_each_conv_path(Body body) {
+  for (ops::cuda::ConvBackend backend : conv_backends()) {
+    ops::cuda::set_conv_backend(backend);
+    for (const ops::cuda::ConvOutputPadding pad : {ops::cuda::ConvOutputPadding::Never, ops::cuda::ConvOutputPadding::Always}) {
+      if (backend == ops::cuda::ConvBackend::Gemm && pad == ops::cuda::ConvOutputPadding::Always) continue;
+      ops::cuda::set_conv_output_padding(pad);
+      body(std::string(backend_name(backend)) + (pad == ops::cuda::ConvOutputPadding::Always ? ", padded" : ""));
+    }
+  }
+}
 
 struct ConvInputs {
   Tensor x, w, b, r;
@@ -130,17 +151,16 @@ TEST(VaeOpsGpu, Conv3dF32) {
 // bf16 output).
 TEST(VaeOpsGpu, Conv3dBf16) {
   BackendGuard guard;
-  for (ops::cuda::ConvBackend backend : conv_backends()) {
-    ops::cuda::set_conv_backend(backend);
+  for_each_conv_path([&](const std::string& path) {
     uint32_t seed = 500;
     for (const ConvCase& c : conv_cases()) {
       const ConvInputs in = conv_inputs(c, seed += 10);
       const Tensor wb = in.w.to(DType::BF16);
       const Tensor ref = ops::conv3d(bf16_rounded(in.x), wb.to(DType::F32), in.b, c.args, in.r);
       const Tensor got = cpu(ops::conv3d(gpu(in.x), gpu(wb), gpu(in.b), c.args, gpu(in.r)));
-      EXPECT_TENSOR_CLOSE(got, ref, kBf16) << c.name << " [" << backend_name(backend) << "]";
+      EXPECT_TENSOR_CLOSE(got, ref, kBf16) << c.name << " [" << path << "]";
     }
-  }
+  });
 }
 
 // RMS_norm → SiLU → CausalConv3d with cached (un-normalised) frames, fused on CUDA, against the CPU
@@ -155,6 +175,9 @@ TEST(VaeOpsGpu, NormSiluConv3dMatchesComposition) {
       {"384 channels", 384, 384, 2, 1, 6, 10, 0, true},
       {"head 96->3", 96, 3, 2, 4, 8, 8, 0, false},
       {"1100 channels (composed)", 1100, 8, 0, 2, 4, 5, 2, false},
+      {"width 40 (16-byte rows), 2 cached frames", 96, 96, 2, 3, 5, 40, 0, true},
+      {"width 16, first chunk", 24, 40, 0, 1, 6, 16, 2, false},
+      {"640 channels, width 8 (scalar: over the vectorised packing's channels)", 640, 16, 1, 1, 3, 8, 1, false},
   };
   BackendGuard guard;
   for (ops::cuda::ConvBackend backend : conv_backends()) {
@@ -188,8 +211,7 @@ TEST(VaeOpsGpu, NormSiluConv3dMatchesComposition) {
 // operands; a bf16 output adds one more rounding, well inside the bound.
 TEST(VaeOpsGpu, Conv3dBf16Activations) {
   BackendGuard guard;
-  for (ops::cuda::ConvBackend backend : conv_backends()) {
-    ops::cuda::set_conv_backend(backend);
+  for_each_conv_path([&](const std::string& path) {
     uint32_t seed = 3000;
     for (const ConvCase& c : conv_cases()) {
       const ConvInputs in = conv_inputs(c, seed += 10);
@@ -199,25 +221,25 @@ TEST(VaeOpsGpu, Conv3dBf16Activations) {
           ops::conv3d(xb.to(DType::F32), wb.to(DType::F32), in.b, c.args, rb.defined() ? rb.to(DType::F32) : rb);
       const Tensor got = ops::conv3d(gpu(xb), gpu(wb), gpu(in.b), c.args, gpu(rb), DType::BF16);
       EXPECT_EQ(got.dtype(), DType::BF16);
-      EXPECT_TENSOR_CLOSE(cpu(got).to(DType::F32), ref, kBf16) << c.name << " bf16 -> bf16 [" << backend_name(backend)
+      EXPECT_TENSOR_CLOSE(cpu(got).to(DType::F32), ref, kBf16) << c.name << " bf16 -> bf16 [" << path
                                                                << "]";
       // f32 input, bf16 residual, f32 output (the decoder's switch from the f32 middle).
       const Tensor ref2 = ops::conv3d(bf16_rounded(in.x), wb.to(DType::F32), in.b, c.args,
                                       rb.defined() ? rb.to(DType::F32) : rb);
       const Tensor got2 = ops::conv3d(gpu(in.x), gpu(wb), gpu(in.b), c.args, gpu(rb));
-      EXPECT_TENSOR_CLOSE(cpu(got2), ref2, kBf16) << c.name << " f32 -> f32 [" << backend_name(backend) << "]";
+      EXPECT_TENSOR_CLOSE(cpu(got2), ref2, kBf16) << c.name << " f32 -> f32 [" << path << "]";
     }
-  }
+  });
 }
 
 // The fused norm + SiLU + causal conv with bf16 cached frames and input and a bf16 output.
 TEST(VaeOpsGpu, NormSiluConv3dBf16Activations) {
   struct Case { int64_t cin, cout, t_prefix, T, H, W, pad_front; bool residual; };
   const Case cases[] = {{96, 96, 2, 4, 8, 10, 0, true}, {32, 48, 1, 1, 7, 13, 1, false}, {96, 3, 2, 4, 8, 8, 0, false},
-                        {1100, 8, 0, 2, 4, 5, 2, false}};
+                        {1100, 8, 0, 2, 4, 5, 2, false}, {96, 96, 2, 2, 5, 40, 0, true},
+                        {192, 64, 1, 1, 4, 72, 1, true}};
   BackendGuard guard;
-  for (ops::cuda::ConvBackend backend : conv_backends()) {
-    ops::cuda::set_conv_backend(backend);
+  for_each_conv_path([&](const std::string& path) {
     uint32_t seed = 4000;
     for (const Case& c : cases) {
       const Tensor x = random_tensor({c.cin, c.T, c.H, c.W}, ++seed, 1.5f, 0.2f).to(DType::BF16);
@@ -237,10 +259,10 @@ TEST(VaeOpsGpu, NormSiluConv3dBf16Activations) {
       const Tensor ref = ops::conv3d(bf16_rounded(normed), wb.to(DType::F32), b, a, r.defined() ? r.to(DType::F32) : r);
       const Tensor got = ops::norm_silu_conv3d(gpu(prefix), gpu(x), gpu(g), gpu(wb), gpu(b), a, gpu(r), DType::BF16);
       EXPECT_EQ(got.dtype(), DType::BF16);
-      EXPECT_TENSOR_CLOSE(cpu(got).to(DType::F32), ref, kBf16) << c.cin << "->" << c.cout << " [" << backend_name(backend)
+      EXPECT_TENSOR_CLOSE(cpu(got).to(DType::F32), ref, kBf16) << c.cin << "->" << c.cout << " [" << path
                                                                << "]";
     }
-  }
+  });
 }
 
 // Cached frames in two parts (the encoder's frame-by-frame caches: the newest frame kept as it was,
@@ -249,19 +271,23 @@ TEST(VaeOpsGpu, NormSiluConv3dPrefixInTwoParts) {
   BackendGuard guard;
   for (ops::cuda::ConvBackend backend : conv_backends()) {
     ops::cuda::set_conv_backend(backend);
-    const Tensor p0 = gpu(random_tensor({96, 1, 8, 10}, 5001).to(DType::BF16));
-    const Tensor p1 = gpu(random_tensor({96, 1, 8, 10}, 5002).to(DType::BF16));
-    const Tensor x = gpu(random_tensor({96, 1, 8, 10}, 5003, 1.5f, 0.2f).to(DType::BF16));
-    const Tensor g = gpu(random_tensor({96, 1, 1, 1}, 5004));
-    const Tensor wb = gpu(random_tensor({64, 96, 3, 3, 3}, 5005, 0.02f).to(DType::BF16));
-    const Tensor b = gpu(random_tensor({64}, 5006));
-    const ops::Conv3dArgs a = causal(0);
-    const Tensor ref = cpu(ops::norm_silu_conv3d(ops::cat_frames({p0, p1}), x, g, wb, b, a, Tensor(), DType::BF16));
-    for (const Tensor& first : {p0, ops::to_dtype(p0, DType::F32)}) {
-      const Tensor got =
-          cpu(ops::norm_silu_conv3d(std::vector<Tensor>{first, p1}, x, g, wb, b, a, Tensor(), DType::BF16));
-      EXPECT_TENSOR_CLOSE(got.to(DType::F32), ref.to(DType::F32), 0.0)
-          << dtype_name(first.dtype()) << " first part [" << backend_name(backend) << "]";
+    // Width 16 packs with 16-byte rows on CUDA, except where the parts' dtypes differ: then the
+    // scalar packing must give the same bits.
+    for (const int64_t W : {int64_t{10}, int64_t{16}}) {
+      const Tensor p0 = gpu(random_tensor({96, 1, 8, W}, 5001).to(DType::BF16));
+      const Tensor p1 = gpu(random_tensor({96, 1, 8, W}, 5002).to(DType::BF16));
+      const Tensor x = gpu(random_tensor({96, 1, 8, W}, 5003, 1.5f, 0.2f).to(DType::BF16));
+      const Tensor g = gpu(random_tensor({96, 1, 1, 1}, 5004));
+      const Tensor wb = gpu(random_tensor({64, 96, 3, 3, 3}, 5005, 0.02f).to(DType::BF16));
+      const Tensor b = gpu(random_tensor({64}, 5006));
+      const ops::Conv3dArgs a = causal(0);
+      const Tensor ref = cpu(ops::norm_silu_conv3d(ops::cat_frames({p0, p1}), x, g, wb, b, a, Tensor(), DType::BF16));
+      for (const Tensor& first : {p0, ops::to_dtype(p0, DType::F32)}) {
+        const Tensor got =
+            cpu(ops::norm_silu_conv3d(std::vector<Tensor>{first, p1}, x, g, wb, b, a, Tensor(), DType::BF16));
+        EXPECT_TENSOR_CLOSE(got.to(DType::F32), ref.to(DType::F32), 0.0)
+            << dtype_name(first.dtype()) << " first part, width " << W << " [" << backend_name(backend) << "]";
+      }
     }
   }
 }
@@ -270,10 +296,9 @@ TEST(VaeOpsGpu, NormSiluConv3dPrefixInTwoParts) {
 // the f32 bound) and bf16 (bf16 input and output too).
 TEST(VaeOpsGpu, Upsample2xConv3dMatchesComposition) {
   struct Case { int64_t cin, cout, T, H, W; };
-  const Case cases[] = {{32, 16, 2, 6, 10}, {7, 5, 1, 5, 9}, {192, 96, 4, 9, 13}};
+  const Case cases[] = {{32, 16, 2, 6, 10}, {7, 5, 1, 5, 9}, {192, 96, 4, 9, 13}, {192, 96, 2, 5, 24}, {16, 72, 1, 3, 40}};
   BackendGuard guard;
-  for (ops::cuda::ConvBackend backend : conv_backends()) {
-    ops::cuda::set_conv_backend(backend);
+  for_each_conv_path([&](const std::string& path) {
     uint32_t seed = 5000;
     for (const Case& c : cases) {
       const Tensor x = random_tensor({c.cin, c.T, c.H, c.W}, ++seed);
@@ -283,15 +308,15 @@ TEST(VaeOpsGpu, Upsample2xConv3dMatchesComposition) {
       const Tensor up = ops::upsample_nearest2x(x);
       const Tensor ref = ops::conv3d(up, w, b, a);
       EXPECT_TENSOR_CLOSE(cpu(ops::upsample2x_conv3d(gpu(x), gpu(w), gpu(b), a)), ref, kF32)
-          << c.cin << "->" << c.cout << " [" << backend_name(backend) << "]";
+          << c.cin << "->" << c.cout << " [" << path << "]";
       const Tensor wb = w.to(DType::BF16), xb = x.to(DType::BF16);
       const Tensor ref16 = ops::conv3d(ops::upsample_nearest2x(xb.to(DType::F32)), wb.to(DType::F32), b, a);
       const Tensor got16 = ops::upsample2x_conv3d(gpu(xb), gpu(wb), gpu(b), a, DType::BF16);
       EXPECT_EQ(got16.dtype(), DType::BF16);
       EXPECT_TENSOR_CLOSE(cpu(got16).to(DType::F32), ref16, kBf16)
-          << c.cin << "->" << c.cout << " bf16 [" << backend_name(backend) << "]";
+          << c.cin << "->" << c.cout << " bf16 [" << path << "]";
     }
-  }
+  });
 }
 
 TEST(VaeOpsGpu, ToDtypeRoundsLikeTheCpu) {

@@ -9,6 +9,8 @@
 //    Activations (input, cached frames, residual, output) may be f32 or bf16 (the VAE's
 //    bf16 activations): the packing reads either, the epilogue adds in f32 and writes either.
 //    upsample2x_conv3d's packing reads the input at half the coordinates (nearest ×2, never stored).
+//    The packing and the epilogue move 16 bytes a thread where the rows allow it (pack_input_vec,
+//    unpack_output_vec), 2-4 bytes otherwise (pack_input, pack_input_norm, unpack_output).
 //  * im2col + cuBLAS GEMM: tiles of output positions, y[Cout, tile] += w[Cout, K] · col[K, tile]
 //    (K = Cin·kt·kh·kw). Used without cuDNN, and for shapes cuDNN offers no algorithm for.
 //  * 1×1×1 without stride or padding, f32 activations: the input already is the [Cin, P] matrix,
@@ -26,8 +28,11 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdlib>
 #include <map>
 #include <mutex>
+#include <string>
+#include <vector>
 
 #include "core/cuda_memory.h"
 #include "core/log.h"
@@ -199,6 +204,211 @@ __global__ void pack_input_norm(InputSource s, T* __restrict__ xp, ConvGeom g) {
       }
       out[i * g.Cin_p + c] = from_f32<T>(o);
     }
+  }
+}
+
+// ---- The packing and the epilogue with 16-byte accesses (the common case) ---------------------
+// The kernels above move 2 or 4 bytes a thread and reached 0.6-1.1 TB/s at the decoder's shapes
+// (bench/NOTES.md version 19); these move 16. They need every source row to start on 16 bytes
+// (the width, at the source's resolution, a multiple of 8) and at most kVecMaxChannels channels;
+// vec_layout_ok() checks, and the kernels above take the rest. Same arithmetic, element for element.
+
+constexpr int64_t kVecMaxChannels = 512;
+constexpr int kVecCols = 32;  // input columns a packing block takes
+
+template <typename E> constexpr int kPerVec = 16 / static_cast<int>(sizeof(E));
+
+template <typename E> __device__ __forceinline__ void from_vec(const uint4& v, float* out) {
+  if constexpr (sizeof(E) == 4) {
+    out[0] = __uint_as_float(v.x), out[1] = __uint_as_float(v.y), out[2] = __uint_as_float(v.z), out[3] = __uint_as_float(v.w);
+  } else {
+    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      out[2 * i] = __uint_as_float(w[i] << 16);
+      out[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    }
+  }
+}
+
+template <typename E> __device__ __forceinline__ uint4 to_vec(const float* in) {
+  if constexpr (sizeof(E) == 4) {
+    return make_uint4(__float_as_uint(in[0]), __float_as_uint(in[1]), __float_as_uint(in[2]), __float_as_uint(in[3]));
+  } else {
+    uint32_t w[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const __nv_bfloat162 h = __floats2bfloat162_rn(in[2 * i], in[2 * i + 1]);
+      w[i] = *reinterpret_cast<const uint32_t*>(&h);
+    }
+    return make_uint4(w[0], w[1], w[2], w[3]);
+  }
+}
+
+// N consecutive elements from p (aligned to N elements) as floats: 8, 16 or 32 bytes.
+template <typename E, int N> __device__ __forceinline__ void load_elems(const E* p, float* out) {
+  if constexpr (N * sizeof(E) >= 16) {
+#pragma unroll
+    for (int k = 0; k < N; k += kPerVec<E>) from_vec<E>(*reinterpret_cast<const uint4*>(p + k), out + k);
+  } else {
+    static_assert(N * sizeof(E) == 8, "load_elems: 8, 16 or 32 bytes");
+    const uint2 v = *reinterpret_cast<const uint2*>(p);
+    float both[8];
+    from_vec<E>(make_uint4(v.x, v.y, 0, 0), both);
+#pragma unroll
+    for (int k = 0; k < N; ++k) out[k] = both[k];
+  }
+}
+
+size_t vec_pack_smem(int64_t cin) { return static_cast<size_t>(cin * 33 + 8 * 32 + 32) * sizeof(float); }
+
+// Zeros [begin, end) of a channels-last row segment, 16 bytes a store (both ends multiples of the
+// vector: Cin_p is a multiple of 8).
+template <typename T> __device__ __forceinline__ void zero_vec(T* out, int64_t begin, int64_t end) {
+  uint4* o = reinterpret_cast<uint4*>(out);
+  for (int64_t i = begin / kPerVec<T> + threadIdx.y * 32 + threadIdx.x; i < end / kPerVec<T>; i += 256)
+    o[i] = make_uint4(0, 0, 0, 0);
+}
+
+// pack_input / pack_input_norm with 16-byte accesses. A block takes kVecCols input columns
+// [w0, w0 + 32) of one padded row (tp, hp) and all Cin channels: it loads them into shared memory
+// ([Cin][33] f32, so that both the loads and the per-position reads are free of bank conflicts),
+// with kNorm computes each position's RMS norm, and writes the positions' Cin_p values
+// channels-last at wp = w + pad_left. The first column tile also writes the left padding columns,
+// the last one the right padding; rows outside the input are zeros. TIn: the sources' element
+// (all parts the same), T: the packed element. Grid: (padded rows, column tiles); block 32×8.
+template <typename TIn, typename T, bool kNorm>
+__global__ void pack_input_vec(InputSource s, T* __restrict__ xp, ConvGeom g) {
+  extern __shared__ float smem[];
+  float* cache = smem;                 // [Cin][33]
+  float* partial = smem + g.Cin * 33;  // [8][32]
+  float* denom = partial + 8 * 32;     // [32]
+  const int tx = threadIdx.x, ty = threadIdx.y, tid = ty * 32 + tx;
+  const int64_t row = blockIdx.x, w0 = static_cast<int64_t>(blockIdx.y) * kVecCols;
+  const int64_t tp = row / g.Hp, hp = row % g.Hp;
+  const int64_t t = tp - g.pad_front, h = hp - g.pad_top;
+  T* out_row = xp + row * g.Wp * g.Cin_p;
+  const bool first_tile = blockIdx.y == 0, last_tile = blockIdx.y + 1 == gridDim.y;
+  // This block's output columns: [wp_begin, wp_end).
+  const int64_t wp_begin = first_tile ? 0 : w0 + g.pad_left;
+  const int64_t wp_end = min(g.Wp, last_tile ? g.Wp : w0 + kVecCols + g.pad_left);
+  if (t < 0 || t >= g.T || h < 0 || h >= g.H) {
+    zero_vec(out_row, wp_begin * g.Cin_p, wp_end * g.Cin_p);
+    return;
+  }
+  if (first_tile) zero_vec(out_row, 0, min(g.pad_left, g.Wp) * g.Cin_p);
+  if (last_tile) zero_vec(out_row, min(g.W + g.pad_left, g.Wp) * g.Cin_p, g.Wp * g.Cin_p);
+
+  int64_t cs = 0;
+  const Act src_act = source_row(s, g, t, h, &cs);
+  const TIn* src = static_cast<const TIn*>(src_act.p);
+  // The source columns of the tile: [w0, w0 + 32) at full resolution, [w0/2, w0/2 + 16) with up.
+  const int64_t sw0 = w0 >> s.up, sw_end = min(g.W >> s.up, (w0 + kVecCols) >> s.up);
+  const int vecs_per_row = (kVecCols >> s.up) / kPerVec<TIn>;
+  for (int64_t i = tid; i < g.Cin * vecs_per_row; i += 256) {
+    const int64_t c = i / vecs_per_row;
+    const int v = static_cast<int>(i % vecs_per_row);
+    const int64_t sw = sw0 + v * kPerVec<TIn>;
+    float vals[kPerVec<TIn>];
+    if (sw < sw_end) {
+      from_vec<TIn>(*reinterpret_cast<const uint4*>(src + c * cs + sw), vals);
+    } else {
+#pragma unroll
+      for (int j = 0; j < kPerVec<TIn>; ++j) vals[j] = 0.0f;
+    }
+    float* dst = cache + c * 33 + ((sw - sw0) << s.up);
+#pragma unroll
+    for (int j = 0; j < kPerVec<TIn>; ++j) {
+      dst[j << s.up] = vals[j];
+      if (s.up) dst[(j << 1) + 1] = vals[j];
+    }
+  }
+  __syncthreads();
+  if constexpr (kNorm) {
+    float ss = 0.0f;
+    for (int64_t c = ty; c < g.Cin; c += 8) {
+      const float v = cache[c * 33 + tx];
+      ss += v * v;
+    }
+    partial[ty * 32 + tx] = ss;
+    __syncthreads();
+    if (ty == 0) {
+      float total = 0.0f;
+#pragma unroll
+      for (int r = 0; r < 8; ++r) total += partial[r * 32 + tx];
+      denom[tx] = fmaxf(sqrtf(total), 1e-12f);  // F.normalize: x / max(‖x‖, eps), then · √C · γ
+    }
+    __syncthreads();
+  }
+  // Each warp writes 8 positions × 4 vectors a step (lane = position · 4 + vector): 64 contiguous
+  // bytes per position, and shared-memory reads spread over all 32 banks.
+  const int64_t n_pos = min(static_cast<int64_t>(kVecCols), g.W - w0);
+  const int64_t vecs = g.Cin_p / kPerVec<T>;  // vectors per position
+  const int64_t groups = (vecs + 3) / 4;
+  const int lp_in = tx >> 2, q = tx & 3;
+  for (int64_t item = ty; item < 4 * groups; item += 8) {
+    const int64_t lp = (item % 4) * 8 + lp_in, vec = (item / 4) * 4 + q;
+    if (lp >= n_pos || vec >= vecs) continue;
+    const int64_t wp = w0 + lp + g.pad_left;
+    if (wp >= g.Wp) continue;
+    float o[kPerVec<T>];
+#pragma unroll
+    for (int j = 0; j < kPerVec<T>; ++j) {
+      const int64_t c = vec * kPerVec<T> + j;
+      float v = 0.0f;
+      if (c < g.Cin) {
+        v = cache[c * 33 + lp];
+        if constexpr (kNorm) {
+          v = v / denom[lp] * s.scale * s.gamma[c];
+          v = v / (1.0f + expf(-v));
+        }
+      }
+      o[j] = v;
+    }
+    reinterpret_cast<uint4*>(out_row + wp * g.Cin_p)[vec] = to_vec<T>(o);
+  }
+}
+
+// unpack_output with 16-byte accesses: a block takes 64 positions × 64 channels, reads them
+// channels-last a vector at a time into shared memory ([64][65] f32), and writes each channel's 64
+// positions (with bias and residual) a vector at a time. Needs P a multiple of 8. Grid: (position
+// tiles, channel tiles); block 256.
+template <typename T, typename TR, typename TY>
+__global__ void unpack_output_vec(const T* __restrict__ yp, const float* __restrict__ bias, const TR* residual,
+                                  TY* __restrict__ y, ConvGeom g) {
+  __shared__ float tile[64][65];
+  const int64_t P = g.To * g.Ho * g.Wo;
+  const int64_t p0 = static_cast<int64_t>(blockIdx.x) * 64, c0 = static_cast<int64_t>(blockIdx.y) * 64;
+  constexpr int kIn = kPerVec<T>, kOut = kPerVec<TY>;
+  const int tid = threadIdx.x;
+  for (int i = tid; i < 64 * (64 / kIn); i += 256) {
+    const int pl = i / (64 / kIn), cl = (i % (64 / kIn)) * kIn;
+    const int64_t p = p0 + pl, c = c0 + cl;
+    float v[kIn];
+    if (p < P && c < g.Cout_p) {
+      from_vec<T>(*reinterpret_cast<const uint4*>(yp + p * g.Cout_p + c), v);
+    } else {
+#pragma unroll
+      for (int j = 0; j < kIn; ++j) v[j] = 0.0f;
+    }
+#pragma unroll
+    for (int j = 0; j < kIn; ++j) tile[cl + j][pl] = v[j];
+  }
+  __syncthreads();
+  for (int i = tid; i < 64 * (64 / kOut); i += 256) {
+    const int cl = i / (64 / kOut), pl = (i % (64 / kOut)) * kOut;
+    const int64_t c = c0 + cl, p = p0 + pl;
+    if (c >= g.Cout || p >= P) continue;
+    float v[kOut], r[kOut];
+    if (residual != nullptr) load_elems<TR, kOut>(residual + c * P + p, r);
+    const float b = bias != nullptr ? bias[c] : 0.0f;
+#pragma unroll
+    for (int j = 0; j < kOut; ++j) {
+      v[j] = tile[cl][pl + j];
+      if (bias != nullptr) v[j] += b;
+      if (residual != nullptr) v[j] += r[j];
+    }
+    *reinterpret_cast<uint4*>(y + c * P + p) = to_vec<TY>(v);
   }
 }
 
@@ -427,6 +637,7 @@ struct Plan {
   cudnnMathType_t math = CUDNN_FMA_MATH;
   size_t workspace = 0;
   float ms = 0.0f;  // cuDNN's timing of it (bf16 search only)
+  int64_t cout_p = 0;  // the output channels it computes (ConvGeom::Cout_p, or more: see plan_for)
 };
 
 using PlanKey = std::array<int64_t, 12>;
@@ -476,6 +687,11 @@ Plan search(const ConvGeom& g, bool bf16, bool as_2d, const void* xp, const void
                                                        CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf),
                 "cudnnGetConvolutionForwardAlgorithm_v7");
   }
+  for (int i = 0; i < n; ++i)
+    spdlog::trace("conv3d cuDNN search {}->{} k{}x{}x{} in {}x{}x{} Cout_p {}{}: #{} algo {} math {} status {} {:.3f} ms, {} KiB",
+                  g.Cin, g.Cout, g.kt, g.kh, g.kw, g.Tp, g.Hp, g.Wp, g.Cout_p, as_2d ? " as 2-D" : "", i,
+                  static_cast<int>(perf[i].algo), static_cast<int>(perf[i].mathType), static_cast<int>(perf[i].status),
+                  perf[i].time, perf[i].memory >> 10);
   for (int i = 0; i < n; ++i) {
     const cudnnConvolutionFwdAlgoPerf_t& p = perf[i];
     if (p.status != CUDNN_STATUS_SUCCESS || !allowed_algo(p.algo)) continue;
@@ -500,28 +716,146 @@ Plan search(const ConvGeom& g, bool bf16, bool as_2d, const void* xp, const void
   return plan;
 }
 
-Plan plan_for(const ConvGeom& g, bool bf16, const void* xp, const void* wp, void* yp) {
+// w [Cout, Cin, kt, kh, kw] (f32 or bf16) into a new [g.Cout_p, kt, kh, kw, Cin_p] tensor.
+template <typename T>
+Tensor packed_weight(const Tensor& w, const ConvGeom& g, DType dt) {
+  const Tensor wp = Tensor::empty({g.Cout_p, g.kt, g.kh, g.kw, g.Cin_p}, dt, Device::CUDA);
+  if (w.dtype() == DType::BF16) {
+    pack_weight<<<blocks_for(wp.numel()), 256>>>(static_cast<const __nv_bfloat16*>(w.raw()), static_cast<T*>(wp.raw()), g);
+  } else {
+    pack_weight<<<blocks_for(wp.numel()), 256>>>(w.data<float>(), static_cast<T*>(wp.raw()), g);
+  }
+  check_launch("pack_weight");
+  return wp;
+}
+
+// The output channel counts a bf16 search tries: the real ones rounded to 8, and rounded up to 64
+// or 128 where that adds at most half as many again. cuDNN's Hopper kernels take output channels
+// in tiles of 64-128: at 96 channels (the decoder's last level) it offered only an sm80 kernel
+// with tiles of 32 channels (~300 TFLOP/s, bench/NOTES.md version 19); the extra channels are
+// zero weights whose outputs the epilogue never reads.
+ConvOutputPadding g_output_padding = ConvOutputPadding::Search;
+
+std::vector<int64_t> cout_candidates(const ConvGeom& g, bool bf16) {
+  std::vector<int64_t> c{g.Cout_p};
+  if (!bf16 || g_output_padding == ConvOutputPadding::Never) return c;
+  for (const int64_t q : {int64_t{64}, int64_t{128}}) {
+    const int64_t r = (g.Cout + q - 1) / q * q;
+    if (r != c.back() && 2 * r <= 3 * g.Cout_p) c.push_back(r);
+  }
+  if (g_output_padding == ConvOutputPadding::Always && c.size() > 1) c.erase(c.begin());
+  return c;
+}
+
+// The plan of a conv (cached per shape): for each output channel count of cout_candidates, the
+// weight packed to it and searched; the fastest by cuDNN's timing kept.
+template <typename T>
+Plan plan_for(const ConvGeom& g, bool bf16, const void* xp, const Tensor& w) {
   const PlanKey key = plan_key(g, bf16);
   {
     std::lock_guard<std::mutex> lock(g_plans_mutex);
     if (auto it = g_plans.find(key); it != g_plans.end()) return it->second;
   }
-  Plan plan = search(g, bf16, false, xp, wp, yp);
-  // A bf16 stride-1 conv with one tap in time (the decoder's upsampling 1×3×3 convs, the 1×1×1
-  // shortcut) is also timed as a 2-D conv over the frames, and the faster description kept: at
-  // 480p cuDNN's 2-D kernels ran the 384 -> 192 1×3×3 in 0.99 ms against 2.3 ms as 3-D. (The
-  // encoder's stride-2 downsampling convs keep the 3-D description: the one device run that let
-  // them choose measured the encode 1.6% slower, within noise but not better.)
-  if (bf16 && g.kt == 1 && g.st == 1 && g.sh == 1 && g.sw == 1) {
-    const Plan p2 = search(g, bf16, true, xp, wp, yp);
-    if (p2.ok && (!plan.ok || p2.ms < plan.ms)) plan = p2;
+  const DType dt = bf16 ? DType::BF16 : DType::F32;
+  Plan plan;
+  for (const int64_t cout_p : cout_candidates(g, bf16)) {
+    ConvGeom gc = g;
+    gc.Cout_p = cout_p;
+    const Tensor wp = packed_weight<T>(w, gc, dt);
+    const Tensor yp = Tensor::empty({gc.To, gc.Ho, gc.Wo, gc.Cout_p}, dt, Device::CUDA);
+    Plan p = search(gc, bf16, false, xp, wp.raw(), yp.raw());
+    // A bf16 stride-1 conv with one tap in time (the decoder's upsampling 1×3×3 convs, the 1×1×1
+    // shortcut) is also timed as a 2-D conv over the frames, and the faster description kept: at
+    // 480p cuDNN's 2-D kernels ran the 384 -> 192 1×3×3 in 0.99 ms against 2.3 ms as 3-D. (The
+    // encoder's stride-2 downsampling convs keep the 3-D description: the one device run that let
+    // them choose measured the encode 1.6% slower, within noise but not better.)
+    if (bf16 && g.kt == 1 && g.st == 1 && g.sh == 1 && g.sw == 1) {
+      const Plan p2 = search(gc, bf16, true, xp, wp.raw(), yp.raw());
+      if (p2.ok && (!p.ok || p2.ms < p.ms)) p = p2;
+    }
+    p.cout_p = cout_p;
+    if (p.ok && (!plan.ok || p.ms < plan.ms)) plan = p;
   }
-  if (!plan.ok)  // expected for f32 at large sizes (cuDNN offers no FMA kernel there)
+  if (!plan.ok) {  // expected for f32 at large sizes (cuDNN offers no FMA kernel there)
     spdlog::debug("conv3d: cuDNN has no {} algorithm for {}->{} k{}x{}x{} on {}x{}x{}; using im2col + GEMM",
                   bf16 ? "bf16" : "f32", g.Cin, g.Cout, g.kt, g.kh, g.kw, g.Tp, g.Hp, g.Wp);
+  } else if (plan.cout_p != g.Cout_p) {
+    spdlog::debug("conv3d cuDNN: {}->{} k{}x{}x{} computes {} output channels ({:.3f} ms)", g.Cin, g.Cout, g.kt,
+                  g.kh, g.kw, plan.cout_p, plan.ms);
+  }
   std::lock_guard<std::mutex> lock(g_plans_mutex);
   g_plans[key] = plan;
   return plan;
+}
+
+// IB_CONV_SCALAR_PACKING=1 (a development switch, read once) keeps every conv on the scalar
+// packing and epilogue, to time the two in one build.
+bool vec_kernels_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("IB_CONV_SCALAR_PACKING");
+    return e == nullptr || std::string(e) != "1";
+  }();
+  return on;
+}
+
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+
+// Whether pack_input_vec can take this packing: every source row on 16 bytes, the channels in
+// shared memory, all source parts of one dtype.
+bool vec_pack_ok(const InputSource& s, const ConvGeom& g) {
+  if (!vec_kernels_enabled() || g.Cin > kVecMaxChannels || (g.W >> s.up) % 8 != 0 || !aligned16(s.x.p)) return false;
+  for (int i = 0; i < 2; ++i)
+    if (s.prefix_t[i] > 0 && (s.prefix[i].bf16 != s.x.bf16 || !aligned16(s.prefix[i].p))) return false;
+  return true;
+}
+
+template <typename TIn, typename T, bool kNorm>
+void launch_pack_vec(const InputSource& src, T* xp, const ConvGeom& g) {
+  static const cudaError_t attr = cudaFuncSetAttribute(pack_input_vec<TIn, T, kNorm>,
+                                                       cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                       static_cast<int>(vec_pack_smem(kVecMaxChannels)));
+  check_cuda(attr, "cudaFuncSetAttribute (pack_input_vec)");
+  IB_CHECK(g.Tp * g.Hp <= 0x7fffffff && (g.W + kVecCols - 1) / kVecCols <= 65535,
+           "conv3d on CUDA: input {}x{}x{} is too large", g.Tp, g.Hp, g.Wp);
+  const dim3 grid(static_cast<unsigned>(g.Tp * g.Hp), static_cast<unsigned>((g.W + kVecCols - 1) / kVecCols));
+  pack_input_vec<TIn, T, kNorm><<<grid, dim3(32, 8), vec_pack_smem(g.Cin)>>>(src, xp, g);
+  check_launch("pack_input_vec");
+}
+
+template <typename T>
+void pack_input_fast(const InputSource& src, T* xp, const ConvGeom& g) {
+  const bool norm = src.gamma != nullptr;
+  if (src.x.bf16) {
+    norm ? launch_pack_vec<__nv_bfloat16, T, true>(src, xp, g) : launch_pack_vec<__nv_bfloat16, T, false>(src, xp, g);
+  } else {
+    norm ? launch_pack_vec<float, T, true>(src, xp, g) : launch_pack_vec<float, T, false>(src, xp, g);
+  }
+}
+
+template <typename T, typename TR, typename TY>
+void launch_unpack_vec(const T* yp, const float* bias, const void* residual, void* y, const ConvGeom& g) {
+  const int64_t P = g.To * g.Ho * g.Wo;
+  IB_CHECK((P + 63) / 64 <= 0x7fffffff, "conv3d on CUDA: output of {} positions is too large", P);
+  const dim3 grid(static_cast<unsigned>((P + 63) / 64), static_cast<unsigned>((g.Cout + 63) / 64));
+  unpack_output_vec<T, TR, TY><<<grid, 256>>>(yp, bias, static_cast<const TR*>(residual), static_cast<TY*>(y), g);
+  check_launch("unpack_output_vec");
+}
+
+// The epilogue through unpack_output_vec when the positions come in whole vectors; false otherwise.
+template <typename T>
+bool unpack_output_fast(const T* yp, const float* bias, const Act& residual, const Act& y, const ConvGeom& g) {
+  const int64_t P = g.To * g.Ho * g.Wo;
+  if (!vec_kernels_enabled() || P % 8 != 0 || !aligned16(yp) || !aligned16(y.p) || !aligned16(residual.p)) return false;
+  using bf = __nv_bfloat16;
+  const bool rb = residual.p != nullptr ? residual.bf16 : y.bf16;  // no residual: any type
+  void* out = const_cast<void*>(y.p);
+  if (y.bf16) {
+    rb ? launch_unpack_vec<T, bf, bf>(yp, bias, residual.p, out, g) : launch_unpack_vec<T, float, bf>(yp, bias, residual.p, out, g);
+  } else {
+    rb ? launch_unpack_vec<T, bf, float>(yp, bias, residual.p, out, g)
+       : launch_unpack_vec<T, float, float>(yp, bias, residual.p, out, g);
+  }
+  return true;
 }
 
 template <typename T>
@@ -531,7 +865,9 @@ bool conv_cudnn_typed(const InputSource& src, const Tensor& w, const Tensor& b, 
   const DType dt = bf16 ? DType::BF16 : DType::F32;
   const Tensor xp = Tensor::empty({g.Tp, g.Hp, g.Wp, g.Cin_p}, dt, Device::CUDA);
   const dim3 block(32, 8);
-  if (src.gamma != nullptr) {
+  if (vec_pack_ok(src, g)) {
+    pack_input_fast<T>(src, static_cast<T*>(xp.raw()), g);
+  } else if (src.gamma != nullptr) {
     static const cudaError_t attr = cudaFuncSetAttribute(pack_input_norm<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                          static_cast<int>(norm_pack_smem(kNormPackMaxChannels)));
     check_cuda(attr, "cudaFuncSetAttribute (pack_input_norm)");
@@ -546,18 +882,13 @@ bool conv_cudnn_typed(const InputSource& src, const Tensor& w, const Tensor& b, 
     pack_input<T><<<grid_in, block>>>(src, static_cast<T*>(xp.raw()), g);
     check_launch("pack_input");
   }
-  const Tensor wp = Tensor::empty({g.Cout_p, g.kt, g.kh, g.kw, g.Cin_p}, dt, Device::CUDA);
-  if (w.dtype() == DType::BF16) {
-    pack_weight<<<blocks_for(wp.numel()), 256>>>(static_cast<const __nv_bfloat16*>(w.raw()), static_cast<T*>(wp.raw()), g);
-  } else {
-    pack_weight<<<blocks_for(wp.numel()), 256>>>(w.data<float>(), static_cast<T*>(wp.raw()), g);
-  }
-  check_launch("pack_weight");
-  const Tensor yp = Tensor::empty({g.To, g.Ho, g.Wo, g.Cout_p}, dt, Device::CUDA);
-
-  const Plan plan = plan_for(g, bf16, xp.raw(), wp.raw(), yp.raw());
+  const Plan plan = plan_for<T>(g, bf16, xp.raw(), w);
   if (!plan.ok) return false;
-  Descriptors d(g, bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT, plan.as_2d);
+  ConvGeom gr = g;  // as the plan runs it: maybe more output channels than g.Cout_p
+  gr.Cout_p = plan.cout_p;
+  const Tensor wp = packed_weight<T>(w, gr, dt);
+  const Tensor yp = Tensor::empty({gr.To, gr.Ho, gr.Wo, gr.Cout_p}, dt, Device::CUDA);
+  Descriptors d(gr, bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT, plan.as_2d);
   check_cudnn(cudnnSetConvolutionMathType(d.conv, plan.math), "cudnnSetConvolutionMathType");
   Tensor ws;
   if (plan.workspace > 0) ws = Tensor::empty({static_cast<int64_t>(plan.workspace)}, DType::U8, Device::CUDA);
@@ -574,11 +905,12 @@ bool conv_cudnn_typed(const InputSource& src, const Tensor& w, const Tensor& b, 
   }
   check_cudnn(st, "cudnnConvolutionForward");
 
-  const int64_t P = g.To * g.Ho * g.Wo;
-  const dim3 grid_out(static_cast<unsigned>((P + 31) / 32), static_cast<unsigned>((g.Cout + 31) / 32));
-  const Act y_act = act(y, "conv3d");
-  unpack_output<T><<<grid_out, block>>>(static_cast<const T*>(yp.raw()), optional_f32(b), act(residual, "conv3d"),
-                                        const_cast<void*>(y_act.p), y_act.bf16, g);
+  const int64_t P = gr.To * gr.Ho * gr.Wo;
+  const dim3 grid_out(static_cast<unsigned>((P + 31) / 32), static_cast<unsigned>((gr.Cout + 31) / 32));
+  const Act y_act = act(y, "conv3d"), r_act = act(residual, "conv3d");
+  if (unpack_output_fast<T>(static_cast<const T*>(yp.raw()), optional_f32(b), r_act, y_act, gr)) return true;
+  unpack_output<T><<<grid_out, block>>>(static_cast<const T*>(yp.raw()), optional_f32(b), r_act,
+                                        const_cast<void*>(y_act.p), y_act.bf16, gr);
   check_launch("unpack_output");
   return true;
 }
@@ -596,6 +928,16 @@ bool conv_cudnn(const InputSource& src, const Tensor& w, const Tensor& b, const 
 void set_conv_backend(ConvBackend backend) {
   IB_CHECK(conv_backend_available(backend), "conv3d on CUDA: this build has no cuDNN");
   g_backend = backend;
+}
+
+void set_conv_output_padding(ConvOutputPadding mode) {
+#ifdef IB_CUDA_HAVE_CUDNN
+  std::lock_guard<std::mutex> lock(g_plans_mutex);
+  g_output_padding = mode;
+  g_plans.clear();
+#else
+  (void)mode;
+#endif
 }
 
 bool conv_backend_available(ConvBackend backend) {
