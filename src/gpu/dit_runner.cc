@@ -625,14 +625,18 @@ std::vector<Tensor> DitRunner::forward_batch(const Tensor& x, double t, const st
     }
   };
   // The o and co products of att (all rows): quantised into a8, where the product would otherwise
-  // quantise into scratch of its own beside a8.
-  auto linear_att = [&](const LinearWeight& l, void* out) {
+  // quantise into scratch of its own beside a8. With att2 (the image cross-attention's output) the
+  // product's input is bf16(att + att2): added into att first, or, quantising, on the fly (the same
+  // values, one memory pass fewer).
+  auto linear_att = [&](const LinearWeight& l, void* out, const void* att2_or_null = nullptr) {
     if (!fp8_in || l.format != Format::FP8) {
+      if (att2_or_null != nullptr) add_bf16(att.raw(), att2_or_null, att.raw(), R * dim);  // in f32, then bf16
       linear(att.raw(), R, dim, l, Epilogue::Bias, out, dim);
       return;
     }
     QuantizeRowsArgs qa;
     qa.x = att.raw();
+    qa.x2 = att2_or_null;
     qa.rows = R;
     qa.cols = qa.ld = dim;
     qa.q = a8.raw();
@@ -793,9 +797,8 @@ std::vector<Tensor> DitRunner::forward_batch(const Tensor& x, double t, const st
         attention(ci, backend_);
       }
     }
-    if (has_img_) add_bf16(att.raw(), att2.raw(), att.raw(), R * dim);  // o_txt + o_img in f32, then bf16
     ev.mark("o_gemm");
-    linear_att(g.co, proj.raw());
+    linear_att(g.co, proj.raw(), has_img_ ? att2.raw() : nullptr);  // o_txt + o_img
     ev.mark("residual_norm");
     {  // x += cross; a = LN(x) * (1 + scale2) + shift2
       ResidualNormArgs r = norm_args(m, 3, 4);

@@ -25,46 +25,60 @@ __device__ float block_max(float v, float* scratch) {
   return m;
 }
 
-// One block per row. V = 8: 16-byte loads of 8 bf16 and 8-byte stores of 8 e4m3.
-template <int V>
+// Element k of a row as quantize_rows_kernel reads it: x, or with x2 the bf16-rounded f32 sum.
+template <bool kSum>
+__device__ __forceinline__ float row_value(__nv_bfloat16 a, __nv_bfloat16 b) {
+  if constexpr (kSum) return __bfloat162float(__float2bfloat16_rn(__bfloat162float(a) + __bfloat162float(b)));
+  return __bfloat162float(a);
+}
+
+// V values of a row from element i * V on (V = 8: one 16-byte load from each input).
+template <int V, bool kSum>
+__device__ __forceinline__ void load_row(const __nv_bfloat16* x, const __nv_bfloat16* x2, int64_t i, float* f) {
+  if constexpr (V == 8) {
+    const uint4 t = *reinterpret_cast<const uint4*>(x + i * 8);
+    uint4 t2 = t;
+    if constexpr (kSum) t2 = *reinterpret_cast<const uint4*>(x2 + i * 8);
+    const auto* h = reinterpret_cast<const __nv_bfloat16*>(&t);
+    const auto* h2 = reinterpret_cast<const __nv_bfloat16*>(&t2);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) f[k] = row_value<kSum>(h[k], h2[k]);
+  } else {
+    f[0] = row_value<kSum>(x[i], kSum ? x2[i] : x[i]);
+  }
+}
+
+// One block per row. V = 8: 16-byte loads of 8 bf16 and 8-byte stores of 8 e4m3. kSum: the row is
+// x + x2 (QuantizeRowsArgs::x2).
+template <int V, bool kSum>
 __global__ void quantize_rows_kernel(QuantizeRowsArgs a) {
   __shared__ float scratch[kThreads / 32];
   const int64_t r = blockIdx.x;
   const auto* x = static_cast<const __nv_bfloat16*>(a.x) + r * a.ld;
+  const auto* x2 = kSum ? static_cast<const __nv_bfloat16*>(a.x2) + r * a.ld : x;
   auto* q = static_cast<uint8_t*>(a.q) + r * a.cols;
   const int64_t nv = a.cols / V;
   float m = 0.0f;
   for (int64_t i = threadIdx.x; i < nv; i += kThreads) {
-    if constexpr (V == 8) {
-      const uint4 t = *reinterpret_cast<const uint4*>(x + i * 8);
-      const auto* h = reinterpret_cast<const __nv_bfloat162*>(&t);
+    float f[V];
+    load_row<V, kSum>(x, x2, i, f);
 #pragma unroll
-      for (int k = 0; k < 4; ++k) {
-        const float2 f = __bfloat1622float2(h[k]);
-        m = fmaxf(m, fmaxf(fabsf(f.x), fabsf(f.y)));
-      }
-    } else {
-      m = fmaxf(m, fabsf(__bfloat162float(x[i])));
-    }
+    for (int k = 0; k < V; ++k) m = fmaxf(m, fabsf(f[k]));
   }
   const float amax = block_max(m, scratch);
   // IEEE division (no fast math in this file): the CPU reference computes the same f32 values.
   const float inv = fp8_rows::inverse_scale(amax);
   if (threadIdx.x == 0) a.scale[r] = fp8_rows::scale(amax);
   for (int64_t i = threadIdx.x; i < nv; i += kThreads) {
+    float f[V];
+    load_row<V, kSum>(x, x2, i, f);
     if constexpr (V == 8) {
-      const uint4 t = *reinterpret_cast<const uint4*>(x + i * 8);
-      const auto* h = reinterpret_cast<const __nv_bfloat162*>(&t);
       uint8_t b[8];
 #pragma unroll
-      for (int k = 0; k < 4; ++k) {
-        const float2 f = __bfloat1622float2(h[k]);
-        b[2 * k] = fp8_rows::code(f.x, inv);
-        b[2 * k + 1] = fp8_rows::code(f.y, inv);
-      }
+      for (int k = 0; k < 8; ++k) b[k] = fp8_rows::code(f[k], inv);
       *reinterpret_cast<uint2*>(q + i * 8) = *reinterpret_cast<const uint2*>(b);
     } else {
-      q[i] = fp8_rows::code(__bfloat162float(x[i]), inv);
+      q[i] = fp8_rows::code(f[0], inv);
     }
   }
 }
@@ -90,12 +104,14 @@ void quantize_rows_fp8(const QuantizeRowsArgs& a, cudaStream_t stream) {
            "quantize_rows_fp8: bad arguments ({} rows, {} columns, row stride {})", a.rows, a.cols, a.ld);
   if (a.rows == 0) return;
   const bool vec = a.cols % 8 == 0 && a.ld % 8 == 0 && reinterpret_cast<uintptr_t>(a.x) % 16 == 0 &&
-                   reinterpret_cast<uintptr_t>(a.q) % 8 == 0;
+                   reinterpret_cast<uintptr_t>(a.x2) % 16 == 0 && reinterpret_cast<uintptr_t>(a.q) % 8 == 0;
   const auto grid = static_cast<unsigned>(a.rows);
-  if (vec) {
-    quantize_rows_kernel<8><<<grid, kThreads, 0, stream>>>(a);
+  if (a.x2 != nullptr) {
+    vec ? quantize_rows_kernel<8, true><<<grid, kThreads, 0, stream>>>(a)
+        : quantize_rows_kernel<1, true><<<grid, kThreads, 0, stream>>>(a);
   } else {
-    quantize_rows_kernel<1><<<grid, kThreads, 0, stream>>>(a);
+    vec ? quantize_rows_kernel<8, false><<<grid, kThreads, 0, stream>>>(a)
+        : quantize_rows_kernel<1, false><<<grid, kThreads, 0, stream>>>(a);
   }
   check_launch("quantize_rows_fp8");
 }

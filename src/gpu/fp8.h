@@ -12,6 +12,10 @@ namespace ib::gpu {
 // q[r, :] = e4m3(x[r, :] * 448 / amax(x[r, :])), scale[r] = amax / 448 (1 and 0 for a zero row).
 struct QuantizeRowsArgs {
   const void* x = nullptr;  // bf16 [rows, cols], row stride ld (elements)
+  // Optional second bf16 input of x's layout: the rows quantised are then bf16(x + x2), added in
+  // f32 and rounded once (add_bf16's values, which are never stored: the DiT's text and image
+  // cross-attention outputs go to the co product this way).
+  const void* x2 = nullptr;
   int64_t rows = 0, cols = 0, ld = 0;
   void* q = nullptr;       // e4m3 [rows, cols], dense
   float* scale = nullptr;  // f32 [rows]

@@ -357,6 +357,21 @@ __global__ void add_bf16_kernel(const __nv_bfloat16* a, const __nv_bfloat16* b, 
     out[i] = __float2bfloat16_rn(bf(a[i]) + bf(b[i]));
 }
 
+// The same, 8 elements (16 bytes) a thread: n8 vectors.
+__global__ void add_bf16_vec_kernel(const uint4* a, const uint4* b, uint4* out, int64_t n8) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n8;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const uint4 va = a[i], vb = b[i];
+    uint4 vo;
+    const auto* ha = reinterpret_cast<const __nv_bfloat16*>(&va);
+    const auto* hb = reinterpret_cast<const __nv_bfloat16*>(&vb);
+    auto* ho = reinterpret_cast<__nv_bfloat16*>(&vo);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) ho[k] = __float2bfloat16_rn(bf(ha[k]) + bf(hb[k]));
+    out[i] = vo;
+  }
+}
+
 __global__ void patchify_kernel(const float* x, int64_t cx, const float* y, int64_t T, int64_t h, int64_t w,
                                 int64_t F, __nv_bfloat16* tokens, int64_t n) {
   const int64_t hp = h / 2, wp = w / 2;
@@ -569,6 +584,12 @@ Tensor make_rope_tables(const ops::RopeGrid& grid, int64_t head_dim, RopeTables&
 
 void add_bf16(const void* a, const void* b, void* out, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
+  if (n % 8 == 0 && (reinterpret_cast<uintptr_t>(a) | reinterpret_cast<uintptr_t>(b) | reinterpret_cast<uintptr_t>(out)) % 16 == 0) {
+    add_bf16_vec_kernel<<<grid_for(n / 8), 256, 0, stream>>>(static_cast<const uint4*>(a), static_cast<const uint4*>(b),
+                                                             static_cast<uint4*>(out), n / 8);
+    check_launch("add_bf16");
+    return;
+  }
   add_bf16_kernel<<<grid_for(n), 256, 0, stream>>>(static_cast<const __nv_bfloat16*>(a),
                                                    static_cast<const __nv_bfloat16*>(b),
                                                    static_cast<__nv_bfloat16*>(out), n);

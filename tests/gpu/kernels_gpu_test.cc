@@ -390,6 +390,29 @@ TEST(GpuEngineKernels, QuantizeRowsFp8MatchesCpuBitForBit) {
     EXPECT_EQ(0, std::memcmp(qh.raw(), ref.q.raw(), static_cast<size_t>(c.rows * c.cols)))
         << fmt::format("{} x {} (ld {})", c.rows, c.cols, ld);
     EXPECT_EQ(0, std::memcmp(sh.raw(), ref.scale.raw(), static_cast<size_t>(c.rows) * 4));
+    {  // With a second input: the rows of bf16(x + x2), the f32 sum rounded once (add_bf16's values).
+      const Tensor x2 = bf16_round(random_tensor({c.rows, c.cols}, ++seed, 3.0f));
+      const ops::QuantizedRows ref2 = ops::quantize_rows_e4m3(bf16_round(ops::add(x, x2)));
+      Tensor x2w = Tensor::zeros({c.rows, ld}, DType::F32);
+      for (int64_t r = 0; r < c.rows; ++r)
+        std::memcpy(x2w.data<float>() + r * ld, x2.data<float>() + r * c.cols, static_cast<size_t>(c.cols) * 4);
+      const Tensor x2d = x2w.to(DType::BF16).to(Device::CUDA);
+      cuda_poison(q);
+      cuda_poison(sc);
+      gpu::QuantizeRowsArgs a;
+      a.x = xd.raw();
+      a.x2 = x2d.raw();
+      a.rows = c.rows;
+      a.cols = c.cols;
+      a.ld = ld;
+      a.q = q.raw();
+      a.scale = sc.data<float>();
+      gpu::quantize_rows_fp8(a);
+      const Tensor q2h = q.to(Device::CPU), s2h = sc.to(Device::CPU);
+      EXPECT_EQ(0, std::memcmp(q2h.raw(), ref2.q.raw(), static_cast<size_t>(c.rows * c.cols)))
+          << fmt::format("x + x2: {} x {} (ld {})", c.rows, c.cols, ld);
+      EXPECT_EQ(0, std::memcmp(s2h.raw(), ref2.scale.raw(), static_cast<size_t>(c.rows) * 4));
+    }
     // The reference itself round-trips within e4m3's half unit (2^-4 relative) of each row's amax.
     const Tensor back = ops::dequantize_rows(ref);
     for (int64_t r = 0; r < c.rows; ++r) {
@@ -549,11 +572,13 @@ TEST(GpuEngineKernels, SinusoidalEmbeddingMatchesHost) {
 }
 
 TEST(GpuEngineKernels, AddBf16RoundsTheF32Sum) {
-  const Tensor a = bf16_round(random_tensor({1000}, 800)), b = bf16_round(random_tensor({1000}, 801));
-  const Tensor ad = a.to(DType::BF16).to(Device::CUDA), bd = b.to(DType::BF16).to(Device::CUDA);
-  Tensor out = Tensor::empty({1000}, DType::BF16, Device::CUDA);
-  gpu::add_bf16(ad.raw(), bd.raw(), out.raw(), 1000);
-  EXPECT_LE(worst_ratio(host(out), bf16_round(ops::add(a, b)), 0.0, 1e-30), 1.0);
+  for (const int64_t n : {int64_t{1000}, int64_t{1003}}) {  // 16-byte vectors, and the scalar kernel
+    const Tensor a = bf16_round(random_tensor({n}, 800)), b = bf16_round(random_tensor({n}, 801));
+    const Tensor ad = a.to(DType::BF16).to(Device::CUDA), bd = b.to(DType::BF16).to(Device::CUDA);
+    Tensor out = Tensor::empty({n}, DType::BF16, Device::CUDA);
+    gpu::add_bf16(ad.raw(), bd.raw(), out.raw(), n);
+    EXPECT_LE(worst_ratio(host(out), bf16_round(ops::add(a, b)), 0.0, 1e-30), 1.0) << n;
+  }
 }
 
 // Patch tokens and the velocity layout, against the index formulas of spec 7.2 and 7.8.
