@@ -81,6 +81,7 @@ const std::vector<ConvCase>& conv_cases() {
       // column tile and a part of the next; Cin a few vectors, Cout over one 64-channel tile).
       {"3x3x3 cached, width 40", 24, 72, 6, 5, 40, 3, 3, 3, causal(0), true, true},
       {"1x3x3, width 48", 40, 16, 2, 6, 48, 1, 3, 3, ops::Conv3dArgs::spatial_pad(1), true, true},
+      {"3x3x3, 320 channels (narrow tiles), width 40", 320, 16, 3, 3, 40, 3, 3, 3, causal(0), true, false},
   };
   return cases;
 }
@@ -177,6 +178,7 @@ TEST(VaeOpsGpu, NormSiluConv3dMatchesComposition) {
       {"1100 channels (composed)", 1100, 8, 0, 2, 4, 5, 2, false},
       {"width 40 (16-byte rows), 2 cached frames", 96, 96, 2, 3, 5, 40, 0, true},
       {"width 16, first chunk", 24, 40, 0, 1, 6, 16, 2, false},
+      {"384 channels (narrow tiles), width 72", 384, 64, 1, 1, 3, 72, 1, false},
       {"640 channels, width 8 (scalar: over the vectorised packing's channels)", 640, 16, 1, 1, 3, 8, 1, false},
   };
   BackendGuard guard;

@@ -215,7 +215,6 @@ __global__ void pack_input_norm(InputSource s, T* __restrict__ xp, ConvGeom g) {
 // but for the norm's division and the SiLU's exponential (the hardware's approximations here).
 
 constexpr int64_t kVecMaxChannels = 512;
-constexpr int kVecCols = 32;  // input columns a packing block takes
 
 template <typename E> constexpr int kPerVec = 16 / static_cast<int>(sizeof(E));
 
@@ -261,7 +260,9 @@ template <typename E, int N> __device__ __forceinline__ void load_elems(const E*
   }
 }
 
-size_t vec_pack_smem(int64_t cin) { return static_cast<size_t>(cin * 33 + 8 * 32 + 32) * sizeof(float); }
+size_t vec_pack_smem(int64_t cin, int cols) {
+  return static_cast<size_t>(cin * (cols + 1) + 9 * cols) * sizeof(float);
+}
 
 // Zeros [begin, end) of a channels-last row segment, 16 bytes a store (both ends multiples of the
 // vector: Cin_p is a multiple of 8).
@@ -271,28 +272,32 @@ template <typename T> __device__ __forceinline__ void zero_vec(T* out, int64_t b
     o[i] = make_uint4(0, 0, 0, 0);
 }
 
-// pack_input / pack_input_norm with 16-byte accesses. A block takes kVecCols input columns
-// [w0, w0 + 32) of one padded row (tp, hp) and all Cin channels: it loads them into shared memory
-// ([Cin][33] f32, so that both the loads and the per-position reads are free of bank conflicts),
-// with kNorm computes each position's RMS norm, and writes the positions' Cin_p values
-// channels-last at wp = w + pad_left. The first column tile also writes the left padding columns,
-// the last one the right padding; rows outside the input are zeros. TIn: the sources' element
-// (all parts the same), T: the packed element. Grid: (padded rows, column tiles); block 32×8.
-template <typename TIn, typename T, bool kNorm>
+// pack_input / pack_input_norm with 16-byte accesses. A block takes kCols input columns
+// [w0, w0 + kCols) of one padded row (tp, hp) and all Cin channels: it loads them into shared
+// memory ([Cin][kCols + 1] f32, so that the per-position reads are free of bank conflicts), with
+// kNorm computes each position's RMS norm, and writes the positions' Cin_p values channels-last at
+// wp = w + pad_left. The first column tile also writes the left padding columns, the last one the
+// right padding; rows outside the input are zeros. TIn: the sources' element (all parts the same),
+// T: the packed element. Grid: (padded rows, column tiles); block 32×8; dynamic shared memory
+// vec_pack_smem(Cin, kCols). Indices are 32-bit inside a row (the caller checks the sizes).
+template <typename TIn, typename T, bool kNorm, int kCols>
 __global__ void pack_input_vec(InputSource s, T* __restrict__ xp, ConvGeom g) {
+  constexpr int kStride = kCols + 1;
   extern __shared__ float smem[];
-  float* cache = smem;                 // [Cin][33]
-  float* partial = smem + g.Cin * 33;  // [8][32]
-  float* denom = partial + 8 * 32;     // [32]
+  float* cache = smem;                             // [Cin][kStride]
+  float* partial = smem + g.Cin * kStride;         // [8][kCols]
+  float* denom = partial + 8 * kCols;              // [kCols]
   const int tx = threadIdx.x, ty = threadIdx.y, tid = ty * 32 + tx;
-  const int64_t row = blockIdx.x, w0 = static_cast<int64_t>(blockIdx.y) * kVecCols;
+  const int cin = static_cast<int>(g.Cin), cin_p = static_cast<int>(g.Cin_p);
+  const int64_t row = blockIdx.x;
+  const int w0 = static_cast<int>(blockIdx.y) * kCols;
   const int64_t tp = row / g.Hp, hp = row % g.Hp;
   const int64_t t = tp - g.pad_front, h = hp - g.pad_top;
   T* out_row = xp + row * g.Wp * g.Cin_p;
   const bool first_tile = blockIdx.y == 0, last_tile = blockIdx.y + 1 == gridDim.y;
   // This block's output columns: [wp_begin, wp_end).
   const int64_t wp_begin = first_tile ? 0 : w0 + g.pad_left;
-  const int64_t wp_end = min(g.Wp, last_tile ? g.Wp : w0 + kVecCols + g.pad_left);
+  const int64_t wp_end = min(g.Wp, last_tile ? g.Wp : w0 + kCols + g.pad_left);
   if (t < 0 || t >= g.T || h < 0 || h >= g.H) {
     zero_vec(out_row, wp_begin * g.Cin_p, wp_end * g.Cin_p);
     return;
@@ -303,13 +308,13 @@ __global__ void pack_input_vec(InputSource s, T* __restrict__ xp, ConvGeom g) {
   int64_t cs = 0;
   const Act src_act = source_row(s, g, t, h, &cs);
   const TIn* src = static_cast<const TIn*>(src_act.p);
-  // The source columns of the tile: [w0, w0 + 32) at full resolution, [w0/2, w0/2 + 16) with up.
-  const int64_t sw0 = w0 >> s.up, sw_end = min(g.W >> s.up, (w0 + kVecCols) >> s.up);
-  const int vecs_per_row = (kVecCols >> s.up) / kPerVec<TIn>;
-  for (int64_t i = tid; i < g.Cin * vecs_per_row; i += 256) {
-    const int64_t c = i / vecs_per_row;
-    const int v = static_cast<int>(i % vecs_per_row);
-    const int64_t sw = sw0 + v * kPerVec<TIn>;
+  // The source columns of the tile: [w0, w0 + kCols) at full resolution, half that with up.
+  const int sw0 = w0 >> s.up, sw_end = static_cast<int>(min(g.W >> s.up, static_cast<int64_t>((w0 + kCols) >> s.up)));
+  const int vec_shift = (s.up ? (kCols == 64 ? 5 : 4) : (kCols == 64 ? 6 : 5)) - (sizeof(TIn) == 2 ? 3 : 2);
+  const int vecs_per_row = 1 << vec_shift;  // (kCols >> up) / kPerVec<TIn>: a power of two
+  for (int i = tid; i < cin * vecs_per_row; i += 256) {
+    const int c = i >> vec_shift, v = i & (vecs_per_row - 1);
+    const int sw = sw0 + v * kPerVec<TIn>;
     float vals[kPerVec<TIn>];
     if (sw < sw_end) {
       from_vec<TIn>(*reinterpret_cast<const uint4*>(src + c * cs + sw), vals);
@@ -317,7 +322,7 @@ __global__ void pack_input_vec(InputSource s, T* __restrict__ xp, ConvGeom g) {
 #pragma unroll
       for (int j = 0; j < kPerVec<TIn>; ++j) vals[j] = 0.0f;
     }
-    float* dst = cache + c * 33 + ((sw - sw0) << s.up);
+    float* dst = cache + c * kStride + ((sw - sw0) << s.up);
 #pragma unroll
     for (int j = 0; j < kPerVec<TIn>; ++j) {
       dst[j << s.up] = vals[j];
@@ -326,43 +331,49 @@ __global__ void pack_input_vec(InputSource s, T* __restrict__ xp, ConvGeom g) {
   }
   __syncthreads();
   if constexpr (kNorm) {
-    float ss = 0.0f;
-    for (int64_t c = ty; c < g.Cin; c += 8) {
-      const float v = cache[c * 33 + tx];
-      ss += v * v;
+#pragma unroll
+    for (int part = 0; part < kCols; part += 32) {
+      float ss = 0.0f;
+      for (int c = ty; c < cin; c += 8) {
+        const float v = cache[c * kStride + part + tx];
+        ss += v * v;
+      }
+      partial[ty * kCols + part + tx] = ss;
     }
-    partial[ty * 32 + tx] = ss;
     __syncthreads();
-    if (ty == 0) {
+    if (ty < kCols / 32) {
+      const int lp = ty * 32 + tx;
       float total = 0.0f;
 #pragma unroll
-      for (int r = 0; r < 8; ++r) total += partial[r * 32 + tx];
-      denom[tx] = fmaxf(sqrtf(total), 1e-12f);  // F.normalize: x / max(‖x‖, eps), then · √C · γ
+      for (int r = 0; r < 8; ++r) total += partial[r * kCols + lp];
+      denom[lp] = fmaxf(sqrtf(total), 1e-12f);  // F.normalize: x / max(‖x‖, eps), then · √C · γ
     }
     __syncthreads();
   }
   // Each warp writes 8 positions × 4 vectors a step (lane = position · 4 + vector): 64 contiguous
   // bytes per position, and shared-memory reads spread over all 32 banks.
-  const int64_t n_pos = min(static_cast<int64_t>(kVecCols), g.W - w0);
-  const int64_t vecs = g.Cin_p / kPerVec<T>;  // vectors per position
-  const int64_t groups = (vecs + 3) / 4;
+  const int n_pos = static_cast<int>(min(static_cast<int64_t>(kCols), g.W - w0));
+  const int vecs = cin_p / kPerVec<T>;  // vectors per position
+  const int groups = (vecs + 3) / 4;
   const int lp_in = tx >> 2, q = tx & 3;
-  for (int64_t item = ty; item < 4 * groups; item += 8) {
-    const int64_t lp = (item % 4) * 8 + lp_in, vec = (item / 4) * 4 + q;
+  for (int item = ty; item < (kCols / 8) * groups; item += 8) {
+    const int lp = (item % (kCols / 8)) * 8 + lp_in, vec = (item / (kCols / 8)) * 4 + q;
     if (lp >= n_pos || vec >= vecs) continue;
     const int64_t wp = w0 + lp + g.pad_left;
     if (wp >= g.Wp) continue;
     float o[kPerVec<T>];
+    float inv_denom = 0.0f;
+    if constexpr (kNorm) inv_denom = denom[lp];
 #pragma unroll
     for (int j = 0; j < kPerVec<T>; ++j) {
-      const int64_t c = vec * kPerVec<T> + j;
+      const int c = vec * kPerVec<T> + j;
       float v = 0.0f;
-      if (c < g.Cin) {
-        v = cache[c * 33 + lp];
+      if (c < cin) {
+        v = cache[c * kStride + lp];
         if constexpr (kNorm) {
           // The hardware's approximate division and exponential (2 ulp): the IEEE ones made
           // the arithmetic, not the memory, this kernel's bound (0.86 -> 0.84 s a 480p decode).
-          v = __fdividef(v, denom[lp]) * s.scale * s.gamma[c];
+          v = __fdividef(v, inv_denom) * s.scale * s.gamma[c];
           v = __fdividef(v, 1.0f + __expf(-v));
         }
       }
@@ -812,17 +823,27 @@ bool vec_pack_ok(const InputSource& s, const ConvGeom& g) {
   return true;
 }
 
+// Input columns a packing block takes: 64 up to kWideTileChannels channels (fewer, larger
+// blocks), else 32 (the shared memory of 512 channels).
+constexpr int64_t kWideTileChannels = 256;
+
+template <typename TIn, typename T, bool kNorm, int kCols>
+void launch_pack_vec(const InputSource& src, T* xp, const ConvGeom& g) {
+  static const cudaError_t attr = cudaFuncSetAttribute(
+      pack_input_vec<TIn, T, kNorm, kCols>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+      static_cast<int>(vec_pack_smem(kCols == 64 ? kWideTileChannels : kVecMaxChannels, kCols)));
+  check_cuda(attr, "cudaFuncSetAttribute (pack_input_vec)");
+  IB_CHECK(g.Tp * g.Hp <= 0x7fffffff && (g.W + kCols - 1) / kCols <= 65535,
+           "conv3d on CUDA: input {}x{}x{} is too large", g.Tp, g.Hp, g.Wp);
+  const dim3 grid(static_cast<unsigned>(g.Tp * g.Hp), static_cast<unsigned>((g.W + kCols - 1) / kCols));
+  pack_input_vec<TIn, T, kNorm, kCols><<<grid, dim3(32, 8), vec_pack_smem(g.Cin, kCols)>>>(src, xp, g);
+  check_launch("pack_input_vec");
+}
+
 template <typename TIn, typename T, bool kNorm>
 void launch_pack_vec(const InputSource& src, T* xp, const ConvGeom& g) {
-  static const cudaError_t attr = cudaFuncSetAttribute(pack_input_vec<TIn, T, kNorm>,
-                                                       cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                       static_cast<int>(vec_pack_smem(kVecMaxChannels)));
-  check_cuda(attr, "cudaFuncSetAttribute (pack_input_vec)");
-  IB_CHECK(g.Tp * g.Hp <= 0x7fffffff && (g.W + kVecCols - 1) / kVecCols <= 65535,
-           "conv3d on CUDA: input {}x{}x{} is too large", g.Tp, g.Hp, g.Wp);
-  const dim3 grid(static_cast<unsigned>(g.Tp * g.Hp), static_cast<unsigned>((g.W + kVecCols - 1) / kVecCols));
-  pack_input_vec<TIn, T, kNorm><<<grid, dim3(32, 8), vec_pack_smem(g.Cin)>>>(src, xp, g);
-  check_launch("pack_input_vec");
+  if (g.Cin <= kWideTileChannels) return launch_pack_vec<TIn, T, kNorm, 64>(src, xp, g);
+  launch_pack_vec<TIn, T, kNorm, 32>(src, xp, g);
 }
 
 template <typename T>
