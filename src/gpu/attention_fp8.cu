@@ -30,12 +30,14 @@ __device__ void atomic_max_nonneg(float* at, float v) {
   atomicMax(reinterpret_cast<int*>(at), __float_as_int(v));
 }
 
-// amax of each of the three column blocks; 8 bf16 per load (dim % 8 == 0: a load never straddles).
-__global__ void qkv_amax_kernel(const __nv_bfloat16* qkv, int64_t rows, int64_t dim, int64_t ld, float* amax3) {
-  const int64_t per_row = 3 * dim / 8, n = rows * per_row;
+// amax of each of the three column blocks from block `first` on (0: q, k and v; 2: v only); 8 bf16
+// per load (dim % 8 == 0: a load never straddles).
+__global__ void qkv_amax_kernel(const __nv_bfloat16* qkv, int64_t rows, int64_t dim, int64_t ld, int first,
+                                float* amax3) {
+  const int64_t per_row = (3 - first) * dim / 8, n = rows * per_row;
   float m[3] = {0.0f, 0.0f, 0.0f};
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
-    const int64_t r = i / per_row, c = (i % per_row) * 8;
+    const int64_t r = i / per_row, c = first * dim + (i % per_row) * 8;
     const uint4 t = *reinterpret_cast<const uint4*>(qkv + r * ld + c);
     const auto* h = reinterpret_cast<const __nv_bfloat162*>(&t);
     float v = 0.0f;
@@ -58,7 +60,7 @@ __global__ void qkv_amax_kernel(const __nv_bfloat16* qkv, int64_t rows, int64_t 
     if (lane == 0) red[s][warp] = v;
   }
   __syncthreads();
-  if (threadIdx.x < 3) {
+  if (threadIdx.x < 3 && threadIdx.x >= first) {
     float v = 0.0f;
     for (int w = 0; w < kThreads / 32; ++w) v = fmaxf(v, red[threadIdx.x][w]);
     atomic_max_nonneg(amax3 + threadIdx.x, v);
@@ -172,7 +174,7 @@ void quantize_qkv_fp8(const void* qkv, int64_t rows, int64_t dim, int64_t ld, vo
   const int64_t n = rows * 3 * dim / 8;
   const auto* x = static_cast<const __nv_bfloat16*>(qkv);
   if (n > 0) {
-    qkv_amax_kernel<<<grid_for(n), kThreads, 0, stream>>>(x, rows, dim, ld, scales + kAmaxQ);
+    qkv_amax_kernel<<<grid_for(n), kThreads, 0, stream>>>(x, rows, dim, ld, 0, scales + kAmaxQ);
     check_launch("quantize_qkv_fp8 (amax)");
   }
   // Also with no rows: the scales are then written (amax 0: scale 1).
@@ -181,7 +183,7 @@ void quantize_qkv_fp8(const void* qkv, int64_t rows, int64_t dim, int64_t ld, vo
 }
 
 void quantize_qkv_fp8_vt(const void* qkv, int64_t batch, int64_t tokens, int64_t dim, int64_t ld, void* qk8, void* vt,
-                         float* scales, cudaStream_t stream) {
+                         float* scales, cudaStream_t stream, bool qk_amax_ready) {
   const int64_t rows = batch * tokens;
   IB_CHECK(qkv != nullptr && qk8 != nullptr && vt != nullptr && scales != nullptr && batch > 0 && tokens > 0 &&
                batch <= 65535 && dim > 0 && dim % 128 == 0 && dim / 128 <= 65535 && ld >= 3 * dim && ld % 8 == 0 &&
@@ -189,11 +191,13 @@ void quantize_qkv_fp8_vt(const void* qkv, int64_t batch, int64_t tokens, int64_t
            "quantize_qkv_fp8_vt: bad arguments ({} x {} rows, dim {}, row stride {}; dim a multiple of 128, the "
            "stride of 8, pointers 16-byte aligned)",
            batch, tokens, dim, ld);
-  const cudaError_t e = cudaMemsetAsync(scales + kAmaxQ, 0, 3 * sizeof(float), stream);
+  static_assert(kAmaxK == kAmaxQ + 1 && kAmaxV == kAmaxQ + 2, "the amax kernel writes q, k, v in a row");
+  const int first = qk_amax_ready ? 2 : 0;  // the first column block whose amax is measured here
+  const cudaError_t e = cudaMemsetAsync(scales + kAmaxQ + first, 0, (3 - first) * sizeof(float), stream);
   IB_CHECK(e == cudaSuccess, "quantize_qkv_fp8_vt: cudaMemsetAsync failed: {}", cudaGetErrorString(e));
   const auto* x = static_cast<const __nv_bfloat16*>(qkv);
-  const int64_t n = rows * 3 * dim / 8;
-  qkv_amax_kernel<<<grid_for(n), kThreads, 0, stream>>>(x, rows, dim, ld, scales + kAmaxQ);
+  const int64_t n = rows * (3 - first) * dim / 8;
+  qkv_amax_kernel<<<grid_for(n), kThreads, 0, stream>>>(x, rows, dim, ld, first, scales + kAmaxQ);
   check_launch("quantize_qkv_fp8_vt (amax)");
   qkv_quantize_kernel<<<grid_for(rows * 2 * dim / 8), kThreads, 0, stream>>>(x, rows, dim, ld, 2,
                                                                              static_cast<uint8_t*>(qk8), scales);

@@ -63,9 +63,11 @@ constexpr int fp8_vt_position(int c) {
 }
 
 // The rows are `batch` entries of `tokens` tokens each; dim a multiple of 128 (the kernel's head
-// dim), ld a multiple of 8, pointers 16-byte aligned. Fills the scales as quantize_qkv_fp8.
+// dim), ld a multiple of 8, pointers 16-byte aligned. Fills the scales as quantize_qkv_fp8. With
+// qk_amax_ready, scales[kAmaxQ] and scales[kAmaxK] already hold q's and k's amax (qk_norm's
+// QkNormArgs::amax wrote them): only v's is measured.
 void quantize_qkv_fp8_vt(const void* qkv, int64_t batch, int64_t tokens, int64_t dim, int64_t ld, void* qk8, void* vt,
-                         float* scales, cudaStream_t stream = nullptr);
+                         float* scales, cudaStream_t stream = nullptr, bool qk_amax_ready = false);
 
 // Self-attention of one batch entry over that layout, output bf16 [tokens, heads*head_dim]; for
 // several entries set batch and the q/k batch strides (tokens * 2*dim) and o_batch_stride.

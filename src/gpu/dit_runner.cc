@@ -727,13 +727,19 @@ std::vector<Tensor> DitRunner::forward_batch(const Tensor& x, double t, const st
     qa.rope = &rope;
     qa.x = qkv.raw();
     qa.gamma = g.norm_q.data<float>();
+    if (hopper8) {  // the norms also measure q's and k's amax for the quantisation below
+      cuda::memset_device(scales8.data<float>() + kAmaxQ, 0, 2 * sizeof(float));
+      qa.amax = scales8.data<float>() + kAmaxQ;
+    }
     qk_norm(qa);
     qa.x = bp(qkv) + dim * el;
     qa.gamma = g.norm_k.data<float>();
+    if (hopper8) qa.amax = scales8.data<float>() + kAmaxK;
     qk_norm(qa);
     if (hopper8) {
       ev.mark("fp8_quantize");
-      quantize_qkv_fp8_vt(qkv.raw(), B, L, dim, 3 * dim, qkv8.raw(), vt8.raw(), scales8.data<float>());
+      quantize_qkv_fp8_vt(qkv.raw(), B, L, dim, 3 * dim, qkv8.raw(), vt8.raw(), scales8.data<float>(), nullptr,
+                          /*qk_amax_ready=*/true);
       ev.mark("self_attention");
       attention(self8, backend_);
     } else if (fp8_attention_) {

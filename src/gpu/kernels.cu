@@ -206,9 +206,19 @@ struct QkDev {
   const double *cf, *sf, *ch, *sh, *cw, *sw;
   int64_t gh, gw, pf, ph, pw;
   int64_t tokens;  // rows of one video
+  float* amax;     // null, or where the rows' largest |bf16 output| is maxed
 };
 
-constexpr int kMaxHalf = 256;  // head dims up to 512
+constexpr int kMaxHalf = 256;
+
+// Non-negative floats order like their bit patterns, so an integer atomicMax is a float max.
+__device__ void atomic_max_nonneg(float* at, float v) { atomicMax(reinterpret_cast<int*>(at), __float_as_int(v)); }
+
+// |the larger half| of a bf16 pair, for the amax of what qk_norm writes.
+__device__ __forceinline__ float abs_max2(__nv_bfloat162 v) {
+  const float2 f = __bfloat1622float2(v);
+  return fmaxf(fabsf(f.x), fabsf(f.y));
+}  // head dims up to 512
 
 // One pair of a q/k row, as both kernels compute it (the CPU composition's arithmetic): the norm
 // (x * rn, rounded to bf16, times gamma), then with `rope` the rotation by (c, s) in double.
@@ -262,10 +272,17 @@ __global__ void qk_norm_kernel(QkDev a) {
   if (a.rope) load_angles(a, r, cs, sn);
   const float ms = block_sum(s, scratch) / static_cast<float>(cols);  // its barriers publish cs/sn too
   const float rn = 1.0f / sqrtf(ms + a.eps);
+  float m = 0.0f;
   for (int p = threadIdx.x; p < pairs; p += blockDim.x) {
     const int j = p % half;
-    x2[p] = qk_pair(row[2 * p], row[2 * p + 1], rn, a.gamma[2 * p], a.gamma[2 * p + 1], a.rope, a.rope ? cs[j] : 1.0,
-                    a.rope ? sn[j] : 0.0);
+    const __nv_bfloat162 o = qk_pair(row[2 * p], row[2 * p + 1], rn, a.gamma[2 * p], a.gamma[2 * p + 1], a.rope,
+                                     a.rope ? cs[j] : 1.0, a.rope ? sn[j] : 0.0);
+    x2[p] = o;
+    m = fmaxf(m, abs_max2(o));
+  }
+  if (a.amax != nullptr) {
+    m = block_max(m, scratch);
+    if (threadIdx.x == 0) atomic_max_nonneg(a.amax, m);
   }
 }
 
@@ -300,6 +317,7 @@ __global__ void __launch_bounds__(kQkThreads, 6) qk_norm_vec_kernel(QkDev a) {
   if (a.rope) load_angles(a, r, cs, sn);
   const float ms = block_sum(s, scratch) / static_cast<float>(a.cols);  // its barriers publish cs/sn too
   const float rn = 1.0f / sqrtf(ms + a.eps);
+  float m = 0.0f;  // the largest |output| (for a.amax)
 #pragma unroll
   for (int k = 0; k < kQkMaxVec; ++k) {
     const int i = threadIdx.x + k * kQkThreads;
@@ -322,8 +340,13 @@ __global__ void __launch_bounds__(kQkThreads, 6) qk_norm_vec_kernel(QkDev a) {
     for (int e = 0; e < 4; ++e) {
       const float2 x = __bfloat1622float2(h[e]);
       h[e] = qk_pair(x.x, x.y, rn, g[2 * e], g[2 * e + 1], a.rope, c4[e], s4[e]);
+      m = fmaxf(m, abs_max2(h[e]));
     }
     x8[i] = raw[k];
+  }
+  if (a.amax != nullptr) {
+    m = block_max(m, scratch);
+    if (threadIdx.x == 0) atomic_max_nonneg(a.amax, m);
   }
 }
 
@@ -515,6 +538,7 @@ void qk_norm(const QkNormArgs& a, cudaStream_t stream) {
   d.half = a.cols / a.heads / 2;
   d.rope = a.rope != nullptr;
   d.tokens = a.tokens > 0 ? a.tokens : a.rows;
+  d.amax = a.amax;
   IB_CHECK(a.rows % d.tokens == 0, "qk_norm: {} rows are not whole videos of {} tokens", a.rows, d.tokens);
   if (d.rope) {
     const RopeTables& t = *a.rope;

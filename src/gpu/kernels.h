@@ -65,6 +65,10 @@ struct QkNormArgs {
   int64_t heads = 1;
   const RopeTables* rope = nullptr;  // null: no RoPE (cross-attention)
   int64_t tokens = 0;  // rows of one video (RoPE's grid); several videos may be stacked; 0: all rows
+  // Non-null: the largest magnitude of the bf16 values written is maxed into *amax (which the
+  // caller zeroes first): the fp8 attention's q or k amax, without a pass of its own
+  // (quantize_qkv_fp8_vt's qk_amax_ready).
+  float* amax = nullptr;
 };
 void qk_norm(const QkNormArgs& a, cudaStream_t stream = nullptr);
 

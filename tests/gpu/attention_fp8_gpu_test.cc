@@ -273,6 +273,29 @@ TEST(HopperFp8Attention, TransposedLayoutHoldsTheDenseCodes) {
     EXPECT_EQ(pad_nonzero, 0) << "positions past the last key are not zero";
     const std::vector<float> s = scales_of(scales), sd = scales_of(dense_scales);
     for (int i : {gpu::kDescaleQ, gpu::kDescaleK, gpu::kDescaleV}) EXPECT_EQ(s[static_cast<size_t>(i)], sd[static_cast<size_t>(i)]) << i;
+
+    // With q's and k's amax given (as the DiT's q/k norms measure them: the largest |bf16 value| of
+    // each block, here from the host), only v's is measured: the same codes and scales, bit for bit.
+    float amax_q = 0.0f, amax_k = 0.0f;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < dim; ++c) {
+        amax_q = std::max(amax_q, std::fabs(bf16_to_f32(f.host[static_cast<size_t>(r * f.ld + c)])));
+        amax_k = std::max(amax_k, std::fabs(bf16_to_f32(f.host[static_cast<size_t>(r * f.ld + dim + c)])));
+      }
+    Tensor qk2 = Tensor::empty({rows, 2 * dim}, DType::F8E4M3, Device::CUDA);
+    Tensor vt2 = Tensor::empty({batch, dim, vk}, DType::F8E4M3, Device::CUDA);
+    ASSERT_EQ(cudaMemset(vt2.raw(), 0x55, static_cast<size_t>(vt2.nbytes())), cudaSuccess);
+    Tensor given = Tensor::zeros({gpu::kFp8ScaleCount}, DType::F32);
+    given.data<float>()[gpu::kAmaxQ] = amax_q;
+    given.data<float>()[gpu::kAmaxK] = amax_k;
+    given.data<float>()[gpu::kAmaxV] = -1.0f;  // must be measured, not kept
+    Tensor scales2 = given.to(Device::CUDA);
+    gpu::quantize_qkv_fp8_vt(in.raw(), batch, tokens, dim, f.ld, qk2.raw(), vt2.raw(), scales2.data<float>(), nullptr,
+                             /*qk_amax_ready=*/true);
+    const Tensor q2 = qk2.to(Device::CPU), v2 = vt2.to(Device::CPU);
+    EXPECT_EQ(0, std::memcmp(q2.raw(), q.raw(), static_cast<size_t>(q.nbytes()))) << "q | k codes, amax given";
+    EXPECT_EQ(0, std::memcmp(v2.raw(), v.raw(), static_cast<size_t>(v.nbytes()))) << "transposed v, amax given";
+    EXPECT_EQ(scales_of(scales2), s) << "scales, amax given";
   }
 }
 

@@ -306,6 +306,8 @@ TEST(GpuEngineKernels, QkNormRopeMatchesCpuComposition) {
     a.heads = c.heads;
     a.rope = c.rope ? &tables : nullptr;
     a.tokens = N;
+    const Tensor amax = Tensor::zeros({1}, DType::F32).to(Device::CUDA);
+    a.amax = amax.data<float>();
     gpu::qk_norm(a);
     const Tensor got_wide = host(xd);
     Tensor got = Tensor::empty({L, C}, DType::F32);
@@ -316,6 +318,9 @@ TEST(GpuEngineKernels, QkNormRopeMatchesCpuComposition) {
     }
     EXPECT_LE(worst_ratio(got, ref, 4.0, 1e-3 * max_abs(ref)), 1.0)
         << fmt::format("grid {}x{}x{} heads {} dim {}", c.frames, c.height, c.width, c.heads, c.head_dim);
+    // The amax it measured (for the fp8 attention's q and k scales) is the largest |value| it wrote.
+    EXPECT_EQ(host(amax).data<float>()[0], static_cast<float>(max_abs(got)))
+        << fmt::format("amax: grid {}x{}x{} heads {} dim {}", c.frames, c.height, c.width, c.heads, c.head_dim);
   }
 }
 
