@@ -1,7 +1,8 @@
 // plan_vram (see vram_plan.h). The activation and VAE figures are the GPU engine's buffers as
 // DitRunner allocates them (models/dit_memory.h) and the VAE decode's measured peak per output
-// pixel (BENCHMARKS.md, bf16 decoder: 4.06 GiB at 832x480, 8.97 GiB at 1280x720, ~11 KB a pixel of
-// one frame: the decode is chunked in time, so its peak does not grow with the frame count), and
+// pixel (BENCHMARKS.md, bf16 decoder: 4.16 GiB at 832x480, 9.20 GiB at 1280x720 with cuDNN's padded
+// output channels, 10.9 / 10.7 KB a pixel of one frame: the decode is chunked in time, so its peak
+// does not grow with the frame count), and
 // the VAE encode's the same way.
 #include "pipeline/vram_plan.h"
 
