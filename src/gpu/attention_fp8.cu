@@ -17,6 +17,7 @@ namespace {
 
 constexpr int kThreads = 256;
 // The per-tensor rule is the per-row rule with one amax for the whole tensor.
+using fp8_rows::atomic_max_nonneg;
 using fp8_rows::code;
 using fp8_rows::inverse_scale;
 using fp8_rows::kE4M3Max;
@@ -25,10 +26,6 @@ using ops::cuda::check_launch;
 
 unsigned grid_for(int64_t n) { return static_cast<unsigned>(std::clamp<int64_t>((n + kThreads - 1) / kThreads, 1, 132 * 8)); }
 
-// Non-negative floats order like their bit patterns, so an integer atomicMax is a float max.
-__device__ void atomic_max_nonneg(float* at, float v) {
-  atomicMax(reinterpret_cast<int*>(at), __float_as_int(v));
-}
 
 // amax of each of the three column blocks from block `first` on (0: q, k and v; 2: v only); 8 bf16
 // per load (dim % 8 == 0: a load never straddles).

@@ -17,6 +17,12 @@ constexpr float kE4M3Max = 448.0f;  // ops::kE4M3Max
 __device__ __forceinline__ float inverse_scale(float amax) { return amax > 0.0f ? kE4M3Max / amax : 1.0f; }
 // The row's scale, x ~= q * scale (1 for a zero row).
 __device__ __forceinline__ float scale(float amax) { return amax > 0.0f ? amax / kE4M3Max : 1.0f; }
+// Maxes an amax slot: non-negative floats order like their bit patterns, so an integer atomicMax
+// is a float max (the slot starts at 0). For the kernels that measure an amax across blocks.
+__device__ inline void atomic_max_nonneg(float* at, float v) {
+  atomicMax(reinterpret_cast<int*>(at), __float_as_int(v));
+}
+
 // One value's code: e4m3(v * inv), round to nearest even, saturating.
 __device__ __forceinline__ uint8_t code(float v, float inv) {
   return static_cast<uint8_t>(__nv_cvt_float_to_fp8(__fmul_rn(v, inv), __NV_SATFINITE, __NV_E4M3));

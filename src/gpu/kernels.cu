@@ -209,16 +209,13 @@ struct QkDev {
   float* amax;     // null, or where the rows' largest |bf16 output| is maxed
 };
 
-constexpr int kMaxHalf = 256;
-
-// Non-negative floats order like their bit patterns, so an integer atomicMax is a float max.
-__device__ void atomic_max_nonneg(float* at, float v) { atomicMax(reinterpret_cast<int*>(at), __float_as_int(v)); }
+constexpr int kMaxHalf = 256;  // head dims up to 512
 
 // |the larger half| of a bf16 pair, for the amax of what qk_norm writes.
 __device__ __forceinline__ float abs_max2(__nv_bfloat162 v) {
   const float2 f = __bfloat1622float2(v);
   return fmaxf(fabsf(f.x), fabsf(f.y));
-}  // head dims up to 512
+}
 
 // One pair of a q/k row, as both kernels compute it (the CPU composition's arithmetic): the norm
 // (x * rn, rounded to bf16, times gamma), then with `rope` the rotation by (c, s) in double.
@@ -282,7 +279,7 @@ __global__ void qk_norm_kernel(QkDev a) {
   }
   if (a.amax != nullptr) {
     m = block_max(m, scratch);
-    if (threadIdx.x == 0) atomic_max_nonneg(a.amax, m);
+    if (threadIdx.x == 0) fp8_rows::atomic_max_nonneg(a.amax, m);
   }
 }
 
@@ -346,7 +343,7 @@ __global__ void __launch_bounds__(kQkThreads, 6) qk_norm_vec_kernel(QkDev a) {
   }
   if (a.amax != nullptr) {
     m = block_max(m, scratch);
-    if (threadIdx.x == 0) atomic_max_nonneg(a.amax, m);
+    if (threadIdx.x == 0) fp8_rows::atomic_max_nonneg(a.amax, m);
   }
 }
 

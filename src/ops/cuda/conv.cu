@@ -743,13 +743,13 @@ Tensor packed_weight(const Tensor& w, const ConvGeom& g, DType dt) {
   return wp;
 }
 
+ConvOutputPadding g_output_padding = ConvOutputPadding::Search;  // set_conv_output_padding
+
 // The output channel counts a bf16 search tries: the real ones rounded to 8, and rounded up to 64
 // or 128 where that adds at most half as many again. cuDNN's Hopper kernels take output channels
 // in tiles of 64-128: at 96 channels (the decoder's last level) it offered only an sm80 kernel
 // with tiles of 32 channels (~300 TFLOP/s, bench/NOTES.md version 19); the extra channels are
-// zero weights whose outputs the epilogue never reads.
-ConvOutputPadding g_output_padding = ConvOutputPadding::Search;
-
+// zero weights whose outputs the epilogue never reads. Never keeps the first, Always drops it.
 std::vector<int64_t> cout_candidates(const ConvGeom& g, bool bf16) {
   std::vector<int64_t> c{g.Cout_p};
   if (!bf16 || g_output_padding == ConvOutputPadding::Never) return c;
