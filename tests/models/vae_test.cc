@@ -141,8 +141,9 @@ TEST(WanVAEEncodeMemo, SkipsNothingWithoutRepeats) {
 TEST(WanVAEEncodeMemo, FollowsBrokenRuns) {
   EXPECT_GT(memo_skips(memo_video(14, {7, 8}, 43), 0), 0);
   EXPECT_GT(memo_skips(memo_video(14, {6}, 44), 1), 0);
-  EXPECT_GE(memo_skips(memo_video(4, {}, 45), 0), 0);
-  EXPECT_GE(memo_skips(memo_video(2, {}, 46), 2), 0);
+  // Runs too short for every model to settle: what is checked is memo_skips's bit equality.
+  memo_skips(memo_video(4, {}, 45), 0);
+  memo_skips(memo_video(2, {}, 46), 2);
 }
 
 TEST(WanVAE, DecodeMatchesFixture) {
