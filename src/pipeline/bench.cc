@@ -117,6 +117,14 @@ Tensor random_device(const Shape& s, DType dt, uint64_t seed, float bound) {
   return t;
 }
 
+// FLF2V's conditioning video as generation builds it, in host memory: random first and last
+// images (seeds seed_first and seed_last), zeros between.
+Tensor random_conditioning_video(int64_t frames, int64_t height, int64_t width, uint64_t seed_first,
+                                 uint64_t seed_last) {
+  return conditioning_video(random_device({3, height, width}, DType::F32, seed_first, 1.0f).to(Device::CPU),
+                            random_device({3, height, width}, DType::F32, seed_last, 1.0f).to(Device::CPU), frames);
+}
+
 // The process's peak resident memory so far (getrusage's ru_maxrss, KiB on Linux).
 double peak_rss_gib() {
   rusage u{};
@@ -262,9 +270,7 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
       // between) in host memory (the encode takes it to the GPU a chunk at a time), whose zero
       // chunks the encoder's memo partly skips; then, for comparison with the figures before the
       // memo, a random video on the device (nothing repeats: every unit runs).
-      const Tensor video = conditioning_video(random_device({3, o.height, o.width}, DType::F32, 22, 1.0f).to(Device::CPU),
-                                              random_device({3, o.height, o.width}, DType::F32, 24, 1.0f).to(Device::CPU),
-                                              o.frames);
+      const Tensor video = random_conditioning_video(o.frames, o.height, o.width, 22, 24);
       // The memo is exact only if every kernel's output frame depends on the frames it reads alone
       // (vae.cc, EncodeMemo): checked here at this size and on these weights, one encode with it
       // off against one with it on, before the timing (and its peak memory).
@@ -571,10 +577,7 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
     // image decoding and file writing are left out.
     const bool img = cfg.model_type != "t2v";
     // As generation builds it: the first and last images, zeros between, in host memory.
-    const Tensor cond_video =
-        img ? conditioning_video(random_device({3, o.height, o.width}, DType::F32, 31, 1.0f).to(Device::CPU),
-                                 random_device({3, o.height, o.width}, DType::F32, 34, 1.0f).to(Device::CPU), o.frames)
-            : Tensor();
+    const Tensor cond_video = img ? random_conditioning_video(o.frames, o.height, o.width, 31, 34) : Tensor();
     const Tensor pixels = random_device({2, 3, clip_cfg.image_size, clip_cfg.image_size}, DType::F32, 32, 1.0f);
     const Tensor noise = random_device({cfg.out_dim, lat_t, lat_h, lat_w}, DType::F32, 33, 1.7f);
     const bool cfg_on = o.guidance != 1.0;
