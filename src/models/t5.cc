@@ -226,6 +226,13 @@ Tensor T5Encoder::encode(const std::vector<int32_t>& ids, const std::vector<int3
   return out;
 }
 
+Tensor T5Encoder::encode_prefix(const std::vector<int32_t>& ids, int64_t length) const {
+  IB_CHECK(length >= 1 && length <= static_cast<int64_t>(ids.size()),
+           "T5 encode: the prompt's length {} must be in 1..{} (the ids given)", length, ids.size());
+  const std::vector<int32_t> prompt(ids.begin(), ids.begin() + length);
+  return encode(prompt, std::vector<int32_t>(prompt.size(), 1));
+}
+
 // ---- The weight list: what load() reads and synthetic models write --------------------------
 
 WeightShapes t5_weight_shapes(const T5Config& c) {

@@ -44,6 +44,13 @@ class T5Encoder {
   // building the [H, L, L] index of the position-bias lookup; both are copied to the device once.
   Tensor encode(const std::vector<int32_t>& ids, const std::vector<int32_t>& mask) const;
 
+  // The rows a prompt keeps (spec 3.9): ids padded after its first `length` tokens (mask 1 then
+  // 0, as the tokenizer writes them) -> f32 [length, dim], encoding the `length` tokens alone.
+  // The same numbers as encode(ids, mask).slice(0, length): padded keys get the mask value as
+  // their bias, so they weigh exactly 0 in every kept row's softmax, and the position bias depends
+  // on key - query only. The work is that of the prompt, not of text_len (512) tokens.
+  Tensor encode_prefix(const std::vector<int32_t>& ids, int64_t length) const;
+
   // Moves every weight to `device`; encode() then runs there. On CUDA the matrices of the linear
   // layers become `linear_dtype` (bf16: the release's own dtype, as upstream runs T5; or f32,
   // exact but twice the memory: 22 GB for umT5-XXL), the token embedding keeps its stored float

@@ -175,8 +175,7 @@ struct Pipeline::Impl {
       if (t5_on_gpu()) t5->to(Device::CUDA, gpu_dtype());
     }
     const text::Tokens tok = tokenizer->encode(text::clean_prompt(prompt), folder.dit.text_len);
-    const Tensor hidden = t5->encode(tok.ids, tok.mask);
-    return hidden.slice(0, tok.length).clone();
+    return t5->encode_prefix(tok.ids, tok.length);  // the kept rows, without the padding's work
   }
 };
 
@@ -522,7 +521,8 @@ GeneratedVideo generate_from(Pipeline& pipeline, const GenerateOptions& o, const
     report("clip", 0, 1, -1);
     if (!im.clip) {
       im.clip = ClipVision::load(*open_tensor_store(f.clip_path), f.clip);
-      if (im.device == Device::CUDA) im.clip->to(Device::CUDA, DType::F32);
+      // Upstream runs CLIP in f16; bf16 weights here as for T5 (--precision f32: f32, exact).
+      if (im.device == Device::CUDA) im.clip->to(Device::CUDA, im.gpu_dtype());
     }
     const int64_t n_img = uses_last ? 2 : 1;
     Tensor pixels = Tensor::empty({n_img, 3, f.clip.image_size, f.clip.image_size}, DType::F32);

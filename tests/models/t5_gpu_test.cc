@@ -73,6 +73,11 @@ void check_fixtures(const T5Encoder& enc, double rel, const char* what) {
       worst = std::max(worst, c.max_abs_err / (1.0 + c.max_abs_ref));
       std::printf("[measured] T5 %s %s row %lld: max_abs_err=%.3g, err/(1+max|ref|)=%.3g (bound %.3g)\n", what, file,
                   static_cast<long long>(b), c.max_abs_err, c.max_abs_err / (1.0 + c.max_abs_ref), rel);
+      // As generation encodes a prompt: its own tokens only (encode_prefix), the kept rows.
+      const std::vector<int32_t> m = row(mask, b);
+      int64_t valid = 0;
+      for (int32_t v : m) valid += v;
+      EXPECT_TENSOR_CLOSE(enc.encode_prefix(row(ids, b), valid), hidden.select(b).slice(0, valid), rel);
     }
   }
   std::printf("[measured] T5 %s worst err/(1+max|ref|) = %.3g\n", what, worst);

@@ -208,5 +208,27 @@ TEST(T5Fixture, ValidRowsIndependentOfPaddingLength) {
   }
 }
 
+// What generation runs (pipeline.cc): the prompt's own tokens, without the padding; the kept rows
+// equal the padded encode's and the fixture's.
+TEST(T5Fixture, EncodePrefixGivesTheKeptRows) {
+  for (const char* file : {"t5.safetensors", "t5_short.safetensors"}) {
+    const auto f = test::open_fixture(file);
+    const Tensor ids = f->get("ids"), mask = f->get("mask"), hidden = f->get("hidden");
+    for (int64_t b = 0; b < ids.size(0); ++b) {
+      SCOPED_TRACE(std::string(file) + " row " + std::to_string(b));
+      const std::vector<int32_t> id = row(ids, b), m = row(mask, b);
+      int64_t valid = 0;
+      for (int32_t v : m) valid += v;
+      ASSERT_GT(valid, 0);
+      const Tensor out = encoder().encode_prefix(id, valid);
+      ASSERT_EQ(out.shape(), (Shape{valid, hidden.size(2)}));
+      EXPECT_TENSOR_CLOSE(out, encoder().encode(id, m).slice(0, valid), 1e-6);
+      EXPECT_TENSOR_CLOSE(out, hidden.select(b).slice(0, valid), test::kComponentRel);
+    }
+  }
+  test::expect_error([&] { encoder().encode_prefix({1, 2, 3}, 0); }, {"prompt's length 0", "1..3"});
+  test::expect_error([&] { encoder().encode_prefix({1, 2, 3}, 4); }, {"prompt's length 4", "1..3"});
+}
+
 }  // namespace
 }  // namespace ib

@@ -749,13 +749,16 @@ ConvOutputPadding g_output_padding = ConvOutputPadding::Search;  // set_conv_out
 // or 128 where that adds at most half as many again. cuDNN's Hopper kernels take output channels
 // in tiles of 64-128: at 96 channels (the decoder's last level) it offered only an sm80 kernel
 // with tiles of 32 channels (~300 TFLOP/s, bench/NOTES.md version 19); the extra channels are
-// zero weights whose outputs the epilogue never reads. Never keeps the first, Always drops it.
+// zero weights whose outputs the epilogue never reads. A few output channels (the decoder's head,
+// 96 -> 3) also try 16, 32 and 64: there the input's bytes, not the products, set the time.
+// Never keeps the first, Always drops it.
 std::vector<int64_t> cout_candidates(const ConvGeom& g, bool bf16) {
   std::vector<int64_t> c{g.Cout_p};
   if (!bf16 || g_output_padding == ConvOutputPadding::Never) return c;
-  for (const int64_t q : {int64_t{64}, int64_t{128}}) {
+  for (const int64_t q : {int64_t{16}, int64_t{32}, int64_t{64}, int64_t{128}}) {
     const int64_t r = (g.Cout + q - 1) / q * q;
-    if (r != c.back() && 2 * r <= 3 * g.Cout_p) c.push_back(r);
+    const bool few = g.Cout_p <= 8 && q <= 64;  // at most 64 computed channels for a handful
+    if (r != c.back() && (few || (q >= 64 && 2 * r <= 3 * g.Cout_p))) c.push_back(r);
   }
   if (g_output_padding == ConvOutputPadding::Always && c.size() > 1) c.erase(c.begin());
   return c;
