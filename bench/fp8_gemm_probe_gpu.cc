@@ -13,16 +13,25 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <random>
+#include <optional>
 #include <vector>
+
+#include "gpu/gemm_lt.h"
+
+namespace gpu = ib::gpu;
 
 namespace {
 
+using Mode = std::optional<cublasLtMatmulMatrixScale_t>;  // nullopt: no scale
+
+// One configuration: the engine's description of the product (gpu/gemm_lt.h) with other scaling
+// modes, epilogues or output types.
 struct Config {
   const char* name;
-  int a_mode, b_mode;  // cublasLtMatmulMatrixScale_t, -1: no scale pointer
-  cublasLtEpilogue_t ep;
-  bool bias_type;
+  Mode a_mode, b_mode;
+  gpu::Epilogue ep;
   cudaDataType_t d_type;
   bool alpha_vector;
 };
@@ -53,67 +62,55 @@ int main(int argc, char** argv) {
   }
   cudaMemset(sa, 0, N * K / 16 * 4 + 4096);
   cudaMemset(sb, 0, M * K / 16 * 4 + 4096);
-  const int S = CUBLASLT_MATMUL_MATRIX_SCALE_SCALAR_32F, O = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F,
-            V = CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F, B = CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F;
+  const Mode S = CUBLASLT_MATMUL_MATRIX_SCALE_SCALAR_32F, O = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F,
+             V = CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F, B = CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F, none;
+  using E = gpu::Epilogue;
   const Config cfgs[] = {
-      {"outer-vec, bias epilogue", O, O, CUBLASLT_EPILOGUE_BIAS, true, CUDA_R_16BF, false},
-      {"outer-vec, gelu+bias epilogue", O, O, CUBLASLT_EPILOGUE_GELU_BIAS, true, CUDA_R_16BF, false},
-      {"outer-vec, no epilogue", O, O, CUBLASLT_EPILOGUE_DEFAULT, false, CUDA_R_16BF, false},
-      {"outer-vec, no epilogue, f32 out", O, O, CUBLASLT_EPILOGUE_DEFAULT, false, CUDA_R_32F, false},
-      {"scalar, no epilogue", S, S, CUBLASLT_EPILOGUE_DEFAULT, false, CUDA_R_16BF, false},
-      {"scalar, bias epilogue", S, S, CUBLASLT_EPILOGUE_BIAS, true, CUDA_R_16BF, false},
-      {"scalar, gelu+bias epilogue", S, S, CUBLASLT_EPILOGUE_GELU_BIAS, true, CUDA_R_16BF, false},
-      {"no scales, f32 out", -1, -1, CUBLASLT_EPILOGUE_DEFAULT, false, CUDA_R_32F, false},
-      {"alpha vector + scalar b, no epilogue", -1, S, CUBLASLT_EPILOGUE_DEFAULT, false, CUDA_R_16BF, true},
-      {"alpha vector + scalar b, bias epilogue", -1, S, CUBLASLT_EPILOGUE_BIAS, true, CUDA_R_16BF, true},
-      {"blk128x128 a + vec128 b, no epilogue", B, V, CUBLASLT_EPILOGUE_DEFAULT, false, CUDA_R_16BF, false},
-      {"blk128x128 a + vec128 b, bias epilogue", B, V, CUBLASLT_EPILOGUE_BIAS, true, CUDA_R_16BF, false},
+      {"outer-vec, bias epilogue (the engine's)", O, O, E::Bias, CUDA_R_16BF, false},
+      {"outer-vec, gelu+bias epilogue (the engine's)", O, O, E::BiasGelu, CUDA_R_16BF, false},
+      {"outer-vec, no epilogue", O, O, E::None, CUDA_R_16BF, false},
+      {"outer-vec, no epilogue, f32 out", O, O, E::None, CUDA_R_32F, false},
+      {"scalar, no epilogue", S, S, E::None, CUDA_R_16BF, false},
+      {"scalar, bias epilogue", S, S, E::Bias, CUDA_R_16BF, false},
+      {"scalar, gelu+bias epilogue", S, S, E::BiasGelu, CUDA_R_16BF, false},
+      {"no scales, f32 out", none, none, E::None, CUDA_R_32F, false},
+      {"alpha vector + scalar b, no epilogue", none, S, E::None, CUDA_R_16BF, true},
+      {"alpha vector + scalar b, bias epilogue", none, S, E::Bias, CUDA_R_16BF, true},
+      {"blk128x128 a + vec128 b, no epilogue", B, V, E::None, CUDA_R_16BF, false},
+      {"blk128x128 a + vec128 b, bias epilogue", B, V, E::Bias, CUDA_R_16BF, false},
   };
   std::vector<float> alpha_host(static_cast<size_t>(N), 1.0f);
   for (const Config& c : cfgs) {
-    cublasLtMatmulDesc_t op;
-    cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F);
-    const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-    cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta));
-    cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb));
-    cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &c.ep, sizeof(c.ep));
-    if (c.bias_type) {
-      const cudaDataType_t bt = CUDA_R_16BF;
-      cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof(bt));
+    gpu::LtProductSpec spec;
+    spec.M = M, spec.N = N, spec.K = K, spec.ldx = K, spec.ldy = N;
+    spec.fp8 = true;
+    spec.ep = c.ep;
+    spec.a_scale_mode = c.a_mode;
+    spec.b_scale_mode = c.b_mode;
+    spec.d_type = c.d_type;
+    spec.bias = bias;
+    spec.a_scale = sa;
+    spec.b_scale = sb;
+    std::optional<gpu::LtProduct> made;
+    try {
+      made.emplace(spec);
+    } catch (const std::exception& e) {
+      std::printf("%-44s refused: %s\n", c.name, e.what());
+      continue;
     }
-    if (c.ep != CUBLASLT_EPILOGUE_DEFAULT)
-      cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias));
-    if (c.a_mode >= 0) {
-      const auto m = static_cast<cublasLtMatmulMatrixScale_t>(c.a_mode);
-      cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &m, sizeof(m));
-      cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sa, sizeof(sa));
-    }
-    if (c.b_mode >= 0) {
-      const auto m = static_cast<cublasLtMatmulMatrixScale_t>(c.b_mode);
-      cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &m, sizeof(m));
-      cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sb, sizeof(sb));
-    }
+    const gpu::LtProduct& prod = *made;
     void* alpha_dev = nullptr;
     if (c.alpha_vector) {
       const cublasLtPointerMode_t pm = CUBLASLT_POINTER_MODE_ALPHA_DEVICE_VECTOR_BETA_ZERO;
-      cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_POINTER_MODE, &pm, sizeof(pm));
+      cublasLtMatmulDescSetAttribute(prod.op, CUBLASLT_MATMUL_DESC_POINTER_MODE, &pm, sizeof(pm));
       cudaMalloc(&alpha_dev, N * 4);
       cudaMemcpy(alpha_dev, alpha_host.data(), N * 4, cudaMemcpyHostToDevice);
     }
-    cublasLtMatrixLayout_t la, lb, lc, ld;
-    cublasLtMatrixLayoutCreate(&la, CUDA_R_8F_E4M3, K, N, K);
-    cublasLtMatrixLayoutCreate(&lb, CUDA_R_8F_E4M3, K, M, K);
-    cublasLtMatrixLayoutCreate(&lc, c.d_type == CUDA_R_32F ? CUDA_R_32F : CUDA_R_16BF, N, M, N);
-    cublasLtMatrixLayoutCreate(&ld, c.d_type, N, M, N);
-    cublasLtMatmulPreference_t pref;
-    cublasLtMatmulPreferenceCreate(&pref);
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsz, sizeof(wsz));
-    cublasLtMatmulHeuristicResult_t res{};
-    int found = 0;
-    const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(h, op, la, lb, lc, ld, pref, 1, &res, &found);
-    if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
-      std::printf("%-44s none (status %d)\n", c.name, static_cast<int>(st));
+    const std::vector<cublasLtMatmulHeuristicResult_t> found = prod.heuristic(h, wsz, 1);
+    if (found.empty()) {
+      std::printf("%-44s none\n", c.name);
     } else {
+      const cublasLtMatmulHeuristicResult_t& res = found[0];
       const float one = 1.0f, zero = 0.0f;
       const void* alpha = c.alpha_vector ? alpha_dev : static_cast<const void*>(&one);
       cudaEvent_t e0, e1;
@@ -121,11 +118,11 @@ int main(int argc, char** argv) {
       cudaEventCreate(&e1);
       cublasStatus_t rs = CUBLAS_STATUS_SUCCESS;
       for (int i = 0; i < 2; ++i)
-        rs = cublasLtMatmul(h, op, alpha, a, la, b, lb, &zero, d, lc, d, ld, &res.algo, ws, wsz, nullptr);
+        rs = cublasLtMatmul(h, prod.op, alpha, a, prod.a, b, prod.b, &zero, d, prod.d, d, prod.d, &res.algo, ws, wsz, nullptr);
       constexpr int kCalls = 20;
       cudaEventRecord(e0);
       for (int i = 0; i < kCalls; ++i)
-        rs = cublasLtMatmul(h, op, alpha, a, la, b, lb, &zero, d, lc, d, ld, &res.algo, ws, wsz, nullptr);
+        rs = cublasLtMatmul(h, prod.op, alpha, a, prod.a, b, prod.b, &zero, d, prod.d, d, prod.d, &res.algo, ws, wsz, nullptr);
       cudaEventRecord(e1);
       cudaEventSynchronize(e1);
       float total = 0;
@@ -135,12 +132,6 @@ int main(int argc, char** argv) {
                   2.0 * M * N * K / (t * 1e-3) / 1e12, static_cast<int>(rs), cudaGetErrorString(cudaGetLastError()));
     }
     if (alpha_dev) cudaFree(alpha_dev);
-    cublasLtMatmulPreferenceDestroy(pref);
-    cublasLtMatrixLayoutDestroy(la);
-    cublasLtMatrixLayoutDestroy(lb);
-    cublasLtMatrixLayoutDestroy(lc);
-    cublasLtMatrixLayoutDestroy(ld);
-    cublasLtMatmulDescDestroy(op);
   }
   return 0;
 }

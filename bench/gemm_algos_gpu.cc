@@ -1,7 +1,8 @@
 // How far cuBLASLt's first heuristic choice is from the fastest of its candidates, at the DiT's
 // product shapes, in the configuration gpu/gemm.cc runs: e4m3 weight and input with outer-vector
 // scales, the bias (or GELU + bias) epilogue, bf16 output; or bf16 operands. For each shape it
-// times the first kCandidates algorithms the heuristic offers (median of 9 after 2 warm-ups, the
+// times the first kCandidates algorithms the heuristic offers for the engine's own description of
+// the product (gpu/gemm_lt.h) (median of 9 after 2 warm-ups, the
 // operands random: the power a product draws, and so the clock, depends on the values) and prints
 // them in the heuristic's order. Development tool for choosing whether gemm.cc should time its
 // candidates.
@@ -15,6 +16,10 @@
 #include <cstdlib>
 #include <vector>
 
+#include "gpu/gemm_lt.h"
+
+namespace gpu = ib::gpu;
+
 namespace {
 
 constexpr int kCandidates = 16;
@@ -22,7 +27,7 @@ constexpr int kCandidates = 16;
 struct Shape {
   const char* name;
   long long N, K;
-  cublasLtEpilogue_t ep;
+  gpu::Epilogue ep;
 };
 
 void fill_random(void* p, size_t bytes, uint64_t seed, bool fp8) {
@@ -49,9 +54,9 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) Ms.push_back(std::atoll(argv[i]));
   if (Ms.empty()) Ms = {32760, 75600};
   const Shape shapes[] = {
-      {"qkv", 15360, 5120, CUBLASLT_EPILOGUE_BIAS},       {"o", 5120, 5120, CUBLASLT_EPILOGUE_BIAS},
-      {"ffn up", 13824, 5120, CUBLASLT_EPILOGUE_GELU_BIAS}, {"ffn down", 5120, 13824, CUBLASLT_EPILOGUE_BIAS},
-      {"cross q", 5120, 5120, CUBLASLT_EPILOGUE_BIAS},
+      {"qkv", 15360, 5120, gpu::Epilogue::Bias},       {"o", 5120, 5120, gpu::Epilogue::Bias},
+      {"ffn up", 13824, 5120, gpu::Epilogue::BiasGelu}, {"ffn down", 5120, 13824, gpu::Epilogue::Bias},
+      {"cross q", 5120, 5120, gpu::Epilogue::Bias},
   };
   cublasLtHandle_t h;
   cublasLtCreate(&h);
@@ -79,33 +84,16 @@ int main(int argc, char** argv) {
         std::vector<float> ones(std::max(M, N), 0.01f);
         cudaMemcpy(sa, ones.data(), N * 4, cudaMemcpyHostToDevice);
         cudaMemcpy(sb, ones.data(), M * 4, cudaMemcpyHostToDevice);
-        cublasLtMatmulDesc_t op;
-        cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F);
-        const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta));
-        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb));
-        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &sh.ep, sizeof(sh.ep));
-        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias));
-        if (fp8) {
-          const cudaDataType_t bt = CUDA_R_16BF;
-          cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof(bt));
-          const cublasLtMatmulMatrixScale_t m = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
-          cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &m, sizeof(m));
-          cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &m, sizeof(m));
-          cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sa, sizeof(sa));
-          cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sb, sizeof(sb));
-        }
-        const cudaDataType_t in = fp8 ? CUDA_R_8F_E4M3 : CUDA_R_16BF;
-        cublasLtMatrixLayout_t la, lb, ld;
-        cublasLtMatrixLayoutCreate(&la, in, K, N, K);
-        cublasLtMatrixLayoutCreate(&lb, in, K, M, K);
-        cublasLtMatrixLayoutCreate(&ld, CUDA_R_16BF, N, M, N);
-        cublasLtMatmulPreference_t pref;
-        cublasLtMatmulPreferenceCreate(&pref);
-        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsz, sizeof(wsz));
-        cublasLtMatmulHeuristicResult_t res[kCandidates] = {};
-        int found = 0;
-        cublasLtMatmulAlgoGetHeuristic(h, op, la, lb, ld, ld, pref, kCandidates, res, &found);
+        // The engine's own description of the product (gpu/gemm_lt.h), every candidate asked for.
+        gpu::LtProductSpec spec;
+        spec.M = M, spec.N = N, spec.K = K, spec.ldx = K, spec.ldy = N;
+        spec.fp8 = fp8;
+        spec.ep = sh.ep;
+        spec.bias = bias;
+        if (fp8) spec.a_scale = sa, spec.b_scale = sb;
+        const gpu::LtProduct prod(spec);
+        const std::vector<cublasLtMatmulHeuristicResult_t> res = prod.heuristic(h, wsz, kCandidates);
+        const int found = static_cast<int>(res.size());
         cudaEvent_t e0, e1;
         cudaEventCreate(&e0);
         cudaEventCreate(&e1);
@@ -118,7 +106,8 @@ int main(int argc, char** argv) {
           cublasStatus_t rs = CUBLAS_STATUS_SUCCESS;
           for (int i = 0; i < 11 && rs == CUBLAS_STATUS_SUCCESS; ++i) {
             cudaEventRecord(e0);
-            rs = cublasLtMatmul(h, op, &one, a, la, b, lb, &zero, d, ld, d, ld, &res[c].algo, ws, wsz, nullptr);
+            rs = cublasLtMatmul(h, prod.op, &one, a, prod.a, b, prod.b, &zero, d, prod.d, d, prod.d, &res[c].algo, ws, wsz,
+                                nullptr);
             cudaEventRecord(e1);
             cudaEventSynchronize(e1);
             float t = 0;
@@ -147,11 +136,6 @@ int main(int argc, char** argv) {
         std::printf("  first %.3f ms, best #%d %.3f ms: %.1f%%\n", first, best_i, best, 100.0 * (first - best) / first);
         heur_total += first;
         best_total += best;
-        cublasLtMatmulPreferenceDestroy(pref);
-        cublasLtMatrixLayoutDestroy(la);
-        cublasLtMatrixLayoutDestroy(lb);
-        cublasLtMatrixLayoutDestroy(ld);
-        cublasLtMatmulDescDestroy(op);
         cudaFree(a), cudaFree(b), cudaFree(d), cudaFree(bias), cudaFree(sa), cudaFree(sb);
       }
       std::printf("SUMMARY %s M %lld: per block first %.2f ms, best %.2f ms (x40: %.0f -> %.0f ms a forward)\n",

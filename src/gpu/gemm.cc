@@ -1,7 +1,6 @@
-// cuBLASLt products for the GPU engine (see gemm.h). Row-major y[M,N] = x[M,K] w[N,K]^T is the
-// column-major product y^T[N,M] = w^T(op T of the stored K x N) x^T(K x M), so the bias, a vector
-// over N, is cuBLASLt's per-row bias of D. One handle and workspace per thread; the algorithm of
-// each (M, N, K, epilogue) is looked up once and cached.
+// cuBLASLt products for the GPU engine (see gemm.h), described by LtProduct (gemm_lt.h: the
+// row-major product as cuBLASLt's column-major one, the bias and scales). One handle and workspace
+// per thread; the algorithm of each (M, N, K, epilogue) is looked up once and cached.
 #include "gpu/gemm.h"
 
 #include <cublasLt.h>
@@ -10,9 +9,12 @@
 #include <compare>
 #include <map>
 #include <mutex>
+#include <optional>
+#include <utility>
 
 #include "core/check.h"
 #include "gpu/fp8.h"
+#include "gpu/gemm_lt.h"
 #include "gpu/kernels.h"
 
 namespace ib::gpu {
@@ -25,9 +27,109 @@ void check_lt(cublasStatus_t s, const char* what) {
 
 constexpr size_t kWorkspace = 64u << 20;
 
+}  // namespace
+
+// ---- LtProduct (gemm_lt.h) ---------------------------------------------------------------
+
+LtProduct::LtProduct(const LtProductSpec& s) {
+  try {
+    check_lt(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate");
+    const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    check_lt(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)), "TRANSA");
+    check_lt(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)), "TRANSB");
+    const cublasLtEpilogue_t e = s.ep == Epilogue::Bias       ? CUBLASLT_EPILOGUE_BIAS
+                                 : s.ep == Epilogue::BiasGelu ? CUBLASLT_EPILOGUE_GELU_BIAS
+                                                              : CUBLASLT_EPILOGUE_DEFAULT;
+    check_lt(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof(e)), "EPILOGUE");
+    if (s.fp8) {
+      if (s.a_scale_mode) {
+        check_lt(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &*s.a_scale_mode,
+                                                sizeof(*s.a_scale_mode)),
+                 "A_SCALE_MODE");
+        check_lt(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &s.a_scale, sizeof(s.a_scale)),
+                 "A_SCALE_POINTER");
+      }
+      if (s.b_scale_mode) {
+        check_lt(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &*s.b_scale_mode,
+                                                sizeof(*s.b_scale_mode)),
+                 "B_SCALE_MODE");
+        check_lt(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &s.b_scale, sizeof(s.b_scale)),
+                 "B_SCALE_POINTER");
+      }
+      if (s.ep != Epilogue::None) {
+        const cudaDataType_t bias_type = CUDA_R_16BF;
+        check_lt(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type)),
+                 "BIAS_DATA_TYPE");
+      }
+    }
+    if (s.ep != Epilogue::None) set_bias(s.bias);
+    const cudaDataType_t in_type = s.fp8 ? CUDA_R_8F_E4M3 : CUDA_R_16BF;
+    const auto u = [](int64_t v) { return static_cast<uint64_t>(v); };
+    check_lt(cublasLtMatrixLayoutCreate(&a, in_type, u(s.K), u(s.N), s.K), "layout A");
+    check_lt(cublasLtMatrixLayoutCreate(&b, in_type, u(s.K), u(s.M), s.ldx), "layout B");
+    check_lt(cublasLtMatrixLayoutCreate(&d, s.d_type, u(s.N), u(s.M), s.ldy), "layout D");
+  } catch (...) {
+    release();
+    throw;
+  }
+}
+
+LtProduct::~LtProduct() { release(); }
+
+void LtProduct::release() {
+  if (d) cublasLtMatrixLayoutDestroy(d);
+  if (b) cublasLtMatrixLayoutDestroy(b);
+  if (a) cublasLtMatrixLayoutDestroy(a);
+  if (op) cublasLtMatmulDescDestroy(op);
+  op = nullptr;
+  a = b = d = nullptr;
+}
+
+LtProduct::LtProduct(LtProduct&& o) noexcept : op(o.op), a(o.a), b(o.b), d(o.d) {
+  o.op = nullptr;
+  o.a = o.b = o.d = nullptr;
+}
+
+LtProduct& LtProduct::operator=(LtProduct&& o) noexcept {
+  if (this != &o) {
+    release();
+    std::swap(op, o.op), std::swap(a, o.a), std::swap(b, o.b), std::swap(d, o.d);
+  }
+  return *this;
+}
+
+void LtProduct::set_bias(const void* bias) const {
+  check_lt(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)), "BIAS_POINTER");
+}
+
+void LtProduct::set_scales(const void* a_scale, const void* b_scale) const {
+  check_lt(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &a_scale, sizeof(a_scale)),
+           "A_SCALE_POINTER");
+  check_lt(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &b_scale, sizeof(b_scale)),
+           "B_SCALE_POINTER");
+}
+
+std::vector<cublasLtMatmulHeuristicResult_t> LtProduct::heuristic(cublasLtHandle_t handle, size_t workspace,
+                                                                  int n) const {
+  cublasLtMatmulPreference_t pref = nullptr;
+  check_lt(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
+  check_lt(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace,
+                                                sizeof(workspace)),
+           "MAX_WORKSPACE_BYTES");
+  std::vector<cublasLtMatmulHeuristicResult_t> res(static_cast<size_t>(n));
+  int found = 0;
+  // The bias pointer is not part of the heuristic; the operands' alignment is (16 bytes here).
+  const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(handle, op, a, b, d, d, pref, n, res.data(), &found);
+  cublasLtMatmulPreferenceDestroy(pref);
+  res.resize(st == CUBLAS_STATUS_SUCCESS ? static_cast<size_t>(found) : 0);
+  return res;
+}
+
+namespace {
+
+
 struct Plan {
-  cublasLtMatmulDesc_t op = nullptr;
-  cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
+  LtProduct product;
   cublasLtMatmulAlgo_t algo{};
   // The epilogue cuBLASLt runs; what it cannot (some fp8 algorithms) runs after as bias_act_bf16.
   Epilogue in_product = Epilogue::None, after = Epilogue::None;
@@ -39,33 +141,6 @@ struct PlanKey {
   auto operator<=>(const PlanKey&) const = default;
 };
 
-// The per-call pointers of a product: the bias, and the fp8 scale vectors (null for bf16).
-struct Ptrs {
-  const void* bias = nullptr;
-  const void* a_scale = nullptr;
-  const void* b_scale = nullptr;
-};
-
-void set_bias(const Plan& p, const void* bias) {
-  check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)),
-           "BIAS_POINTER");
-}
-
-void set_scales(const Plan& p, const Ptrs& ptrs) {
-  check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &ptrs.a_scale,
-                                          sizeof(ptrs.a_scale)),
-           "A_SCALE_POINTER");
-  check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &ptrs.b_scale,
-                                          sizeof(ptrs.b_scale)),
-           "B_SCALE_POINTER");
-}
-
-cublasLtEpilogue_t lt_epilogue(Epilogue ep) {
-  if (ep == Epilogue::Bias) return CUBLASLT_EPILOGUE_BIAS;
-  if (ep == Epilogue::BiasGelu) return CUBLASLT_EPILOGUE_GELU_BIAS;
-  return CUBLASLT_EPILOGUE_DEFAULT;
-}
-
 struct LtContext {
   cublasLtHandle_t handle = nullptr;
   Tensor workspace;
@@ -76,79 +151,29 @@ struct LtContext {
     workspace = Tensor::empty({static_cast<int64_t>(kWorkspace)}, DType::U8, Device::CUDA);
   }
 
-  // Descriptors and the heuristic's first algorithm for one epilogue, or false when it has none.
-  // The scale and bias pointers are set before the heuristic: with outer-vector scaling,
-  // cuBLASLt offers no algorithm while they are null (measured on the H200, cuBLASLt 13.1).
-  bool try_plan(Plan& p, int64_t M, int64_t N, int64_t K, int64_t ldx, int64_t ldy, Epilogue ep, const Ptrs& ptrs) {
-    const bool fp8 = ptrs.a_scale != nullptr;
-    check_lt(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate");
-    const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-    check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)), "TRANSA");
-    check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)), "TRANSB");
-    const cublasLtEpilogue_t e = lt_epilogue(ep);
-    check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof(e)), "EPILOGUE");
-    const cudaDataType_t in_type = fp8 ? CUDA_R_8F_E4M3 : CUDA_R_16BF;
-    if (fp8) {
-      // A = the weight (its N rows scaled by w.scale), B = the quantised input (M rows, scaled per
-      // row): cuBLASLt's outer-vector scaling multiplies D[n, m] by a_scale[n] * b_scale[m].
-      const cublasLtMatmulMatrixScale_t mode = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
-      check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &mode, sizeof(mode)),
-               "A_SCALE_MODE");
-      check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode, sizeof(mode)),
-               "B_SCALE_MODE");
-      set_scales(p, ptrs);
-      if (ep != Epilogue::None) {
-        const cudaDataType_t bias_type = CUDA_R_16BF;
-        check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
-                                                sizeof(bias_type)),
-                 "BIAS_DATA_TYPE");
-      }
-    }
-    if (ep != Epilogue::None) set_bias(p, ptrs.bias);
-    check_lt(cublasLtMatrixLayoutCreate(&p.a, in_type, static_cast<uint64_t>(K), static_cast<uint64_t>(N), K),
-             "layout A");
-    check_lt(cublasLtMatrixLayoutCreate(&p.b, in_type, static_cast<uint64_t>(K), static_cast<uint64_t>(M), ldx),
-             "layout B");
-    check_lt(cublasLtMatrixLayoutCreate(&p.d, CUDA_R_16BF, static_cast<uint64_t>(N), static_cast<uint64_t>(M), ldy),
-             "layout D");
-    cublasLtMatmulPreference_t pref = nullptr;
-    check_lt(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
-    const size_t ws = kWorkspace;
-    check_lt(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)),
-             "MAX_WORKSPACE_BYTES");
-    cublasLtMatmulHeuristicResult_t res{};
-    int found = 0;
-    // The bias pointer is not part of the heuristic; alignment of the operands is (16 bytes here).
-    const cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(handle, p.op, p.a, p.b, p.d, p.d, pref, 1, &res, &found);
-    cublasLtMatmulPreferenceDestroy(pref);
-    if (s == CUBLAS_STATUS_SUCCESS && found > 0) {
-      p.algo = res.algo;
-      p.in_product = ep;
-      return true;
-    }
-    cublasLtMatrixLayoutDestroy(p.a);
-    cublasLtMatrixLayoutDestroy(p.b);
-    cublasLtMatrixLayoutDestroy(p.d);
-    cublasLtMatmulDescDestroy(p.op);
-    p = Plan{};
-    return false;
+  // The description and the heuristic's first algorithm for one epilogue, or nullopt when it has
+  // none.
+  std::optional<Plan> try_plan(LtProductSpec spec, Epilogue ep) {
+    spec.ep = ep;
+    LtProduct prod(spec);
+    const std::vector<cublasLtMatmulHeuristicResult_t> found = prod.heuristic(handle, kWorkspace, 1);
+    if (found.empty()) return std::nullopt;
+    return Plan{std::move(prod), found[0].algo, ep, Epilogue::None};
   }
 
-  // M rows of x (ld ldx), N = out, K = in, output ld ldy.
-  const Plan& plan(int64_t M, int64_t N, int64_t K, int64_t ldx, int64_t ldy, Epilogue ep, const Ptrs& ptrs) {
-    const bool fp8 = ptrs.a_scale != nullptr;
-    const PlanKey key{M, N, K, ldx, ldy, static_cast<int>(ep), fp8 ? 1 : 0};
+  const Plan& plan(const LtProductSpec& spec) {
+    const PlanKey key{spec.M, spec.N, spec.K, spec.ldx, spec.ldy, static_cast<int>(spec.ep), spec.fp8 ? 1 : 0};
     auto it = plans.find(key);
     if (it != plans.end()) return it->second;
-    Plan p;
-    if (!try_plan(p, M, N, K, ldx, ldy, ep, ptrs)) {
+    std::optional<Plan> p = try_plan(spec, spec.ep);
+    if (!p) {
       // An fp8 algorithm without this epilogue: the bare product, then bias_act_bf16.
-      IB_CHECK(fp8 && ep != Epilogue::None && try_plan(p, M, N, K, ldx, ldy, Epilogue::None, ptrs),
-               "cuBLASLt has no algorithm for a {} product of {} x {} x {} (epilogue {})", fp8 ? "fp8" : "bf16", M, N,
-               K, static_cast<int>(ep));
-      p.after = ep;
+      if (spec.fp8 && spec.ep != Epilogue::None) p = try_plan(spec, Epilogue::None);
+      IB_CHECK(p.has_value(), "cuBLASLt has no algorithm for a {} product of {} x {} x {} (epilogue {})",
+               spec.fp8 ? "fp8" : "bf16", spec.M, spec.N, spec.K, static_cast<int>(spec.ep));
+      p->after = spec.ep;
     }
-    return plans.emplace(key, p).first->second;
+    return plans.emplace(key, std::move(*p)).first->second;
   }
 };
 
@@ -171,22 +196,29 @@ void check_weight(const LinearWeight& w, Epilogue ep) {
 void product(const void* b_ptr, const float* b_scale, int64_t M, int64_t ldb, const LinearWeight& w, Epilogue ep,
              void* y, int64_t ldy, cudaStream_t stream) {
   const bool fp8 = w.format == LinearWeight::Format::FP8;
-  const int64_t N = w.out_features(), K = w.in_features();
   LtContext& c = context();
-  Ptrs ptrs;
-  ptrs.bias = w.bias.defined() ? w.bias.raw() : nullptr;
+  LtProductSpec spec;
+  spec.M = M;
+  spec.N = w.out_features();
+  spec.K = w.in_features();
+  spec.ldx = ldb;
+  spec.ldy = ldy;
+  spec.fp8 = fp8;
+  spec.ep = ep;
+  spec.bias = w.bias.defined() ? w.bias.raw() : nullptr;
   if (fp8) {
-    ptrs.a_scale = w.scale.raw();
-    ptrs.b_scale = b_scale;
+    spec.a_scale = w.scale.raw();
+    spec.b_scale = b_scale;
   }
-  const Plan& p = c.plan(M, N, K, ldb, ldy, ep, ptrs);
-  if (p.in_product != Epilogue::None) set_bias(p, ptrs.bias);
-  if (fp8) set_scales(p, ptrs);
+  const Plan& p = c.plan(spec);
+  if (p.in_product != Epilogue::None) p.product.set_bias(spec.bias);
+  if (fp8) p.product.set_scales(spec.a_scale, spec.b_scale);
   const float one = 1.0f, zero = 0.0f;
-  check_lt(cublasLtMatmul(c.handle, p.op, &one, w.w.raw(), p.a, b_ptr, p.b, &zero, y, p.d, y, p.d, &p.algo,
+  const LtProduct& d = p.product;
+  check_lt(cublasLtMatmul(c.handle, d.op, &one, w.w.raw(), d.a, b_ptr, d.b, &zero, y, d.d, y, d.d, &p.algo,
                           c.workspace.raw(), kWorkspace, stream),
            "cublasLtMatmul");
-  if (p.after != Epilogue::None) bias_act_bf16(y, M, N, ldy, w.bias.raw(), p.after == Epilogue::BiasGelu, stream);
+  if (p.after != Epilogue::None) bias_act_bf16(y, spec.M, spec.N, ldy, w.bias.raw(), p.after == Epilogue::BiasGelu, stream);
 }
 
 void run(const void* x, int64_t M, int64_t ldx, const LinearWeight& w, Epilogue ep, void* y, int64_t ldy,

@@ -467,6 +467,36 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
         log("attention_hopper_fp8: the Hopper fp8 kernel does not take this problem here (an sm_90 GPU only)");
       }
     }
+    // The cross-attention's shapes: the L queries against the text's text_len keys and against the
+    // images' tokens (FLF2V: both images' 514 in one softmax; the forward runs both per block): bf16 as the forward runs it (Auto), through
+    // the Hopper kernels too, and fp8 through ours (k and the transposed v quantised from the first
+    // lk rows; for timing, the kernel reads q with those rows' scales).
+    for (const int64_t lk : {cfg.text_len, img_tokens}) {
+      if (lk < 1 || lk > L) continue;
+      gpu::AttentionProblem pc = p;
+      pc.lk = lk;
+      const double cflops = 4.0 * static_cast<double>(L) * static_cast<double>(lk) * static_cast<double>(dim);
+      add_row(fmt::format("cross_attention_{}_auto", lk), time_it(o.repeats, [&] { gpu::attention(pc); }), cflops,
+              fmt::format("{} queries x {} keys, bf16 (the forward's choice)", L, lk));
+      if (gpu::hopper_attention_supports(pc))
+        add_row(fmt::format("cross_attention_{}_hopper", lk),
+                time_it(o.repeats, [&] { gpu::attention(pc, gpu::AttentionBackend::Hopper); }), cflops,
+                fmt::format("{} queries x {} keys, bf16, our Hopper kernel", L, lk));
+      if (!gpu::fp8_supported() || !gpu::hopper_fp8_available()) continue;
+      Tensor q8 = Tensor::empty({L, 2 * dim}, DType::F8E4M3, Device::CUDA);
+      Tensor k8 = Tensor::empty({lk, 2 * dim}, DType::F8E4M3, Device::CUDA);
+      Tensor vt8 = Tensor::empty({dim, gpu::fp8_vt_keys(lk)}, DType::F8E4M3, Device::CUDA);
+      Tensor vt8_full = Tensor::empty({dim, gpu::fp8_vt_keys(L)}, DType::F8E4M3, Device::CUDA);
+      Tensor scales = Tensor::empty({gpu::kFp8ScaleCount}, DType::F32, Device::CUDA);
+      gpu::quantize_qkv_fp8_vt(qkv.raw(), 1, L, dim, 3 * dim, q8.raw(), vt8_full.raw(), scales.data<float>());
+      gpu::quantize_qkv_fp8_vt(qkv.raw(), 1, lk, dim, 3 * dim, k8.raw(), vt8.raw(), scales.data<float>());
+      gpu::AttentionProblem c8 = gpu::fp8_self_attention_vt(q8.raw(), vt8.raw(), out.raw(), scales.data<float>(), L, H, D);
+      c8.k = static_cast<const char*>(k8.raw()) + dim;
+      c8.lk = lk;
+      if (gpu::hopper_attention_fp8_supports(c8))
+        add_row(fmt::format("cross_attention_{}_hopper_fp8", lk), time_it(o.repeats, [&] { gpu::attention(c8); }),
+                cflops, fmt::format("{} queries x {} keys, e4m3 q/k/v/P, bf16 out", L, lk));
+    }
   }
 
   if (wanted(o, "gemm")) {
