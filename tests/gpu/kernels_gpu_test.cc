@@ -268,8 +268,8 @@ TEST(GpuEngineKernels, QkNormRopeMatchesCpuComposition) {
   const Case cases[] = {{3, 2, 5, 4, 32, 0, true},   {2, 3, 4, 2, 128, 256, true}, {1, 1, 7, 3, 16, 16, true},
                         {2, 4, 3, 40, 128, 0, true},  {5, 1, 1, 4, 64, 64, false},  {2, 3, 5, 4, 32, 96, true, 2},
                         {1, 2, 3, 2, 64, 0, true, 3},
-                        // a head of 48 (pairs straddling the frame / height / width tables within
-                        // one vector), and 7168 columns (seven vectors a thread)
+                        // a head of 48 (24 pairs: 128 columns hold 2 2/3 heads), and 7168 columns
+                        // (seven 16-byte vectors a thread)
                         {2, 2, 3, 2, 48, 16, true},  {1, 2, 2, 56, 128, 0, true},
                         // the general (non-vector) kernel: columns and stride not multiples of 8,
                         // or heads whose pairs do not come in fours
