@@ -7,7 +7,7 @@
 // so its seconds dwarf the first-call costs). The peak is the allocator's (tensors only, weights
 // and input included).
 // The "convs" case times conv3d alone at the decoder's per-chunk shapes (TFLOP/s), the VAE's cost.
-//   bench_vae_gpu [case ...]   cases: convs-bf16 convs-f32 {encode480,encode720,decode480,decode720}-{bf16,f32}
+//   bench_vae_gpu [case ...]   cases: convs-bf16 convs-f32 {encode480,encode720,decode480,decode720,decode64}-{bf16,f32}
 // INBETWEEN_LOG=debug also prints the algorithm cuDNN chose for every new conv shape.
 #include <cuda_runtime.h>
 
@@ -171,7 +171,10 @@ int main(int argc, char** argv) {
   const std::map<std::string, VaeCase> vae_cases = {{"encode480", {"encode480", true, 480, 832}},
                                                     {"encode720", {"encode720", true, 720, 1280}},
                                                     {"decode480", {"decode480", false, 480, 832}},
-                                                    {"decode720", {"decode720", false, 720, 1280}}};
+                                                    {"decode720", {"decode720", false, 720, 1280}},
+                                                    // 81 frames of 64 x 64: next to no device work,
+                                                    // so the time is the decode's host side and launches
+                                                    {"decode64", {"decode64", false, 64, 64}}};
   try {
     const ib::VaeConfig cfg;  // the release's sizes
     const auto t0 = std::chrono::steady_clock::now();
