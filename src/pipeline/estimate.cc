@@ -87,7 +87,8 @@ WorkCount count_work(const ModelFolder& f, int64_t frames, int64_t height, int64
   WorkCount w;
   const DitConfig& d = f.dit;
   const bool image = d.model_type != "t2v";
-  // umT5 over text_len tokens (the prompt is padded to it): its products and attention.
+  // umT5 over the prompt's own tokens (T5Encoder::encode_prefix), counted at text_len, their most
+  // (the prompt is not tokenised here): its products and attention.
   const T5Config& t5 = f.t5;
   const double lt = static_cast<double>(d.text_len);
   const double t5_layer =
