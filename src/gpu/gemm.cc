@@ -42,20 +42,18 @@ LtProduct::LtProduct(const LtProductSpec& s) {
                                                               : CUBLASLT_EPILOGUE_DEFAULT;
     check_lt(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof(e)), "EPILOGUE");
     if (s.fp8) {
-      if (s.a_scale_mode) {
-        check_lt(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &*s.a_scale_mode,
-                                                sizeof(*s.a_scale_mode)),
-                 "A_SCALE_MODE");
-        check_lt(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &s.a_scale, sizeof(s.a_scale)),
-                 "A_SCALE_POINTER");
-      }
-      if (s.b_scale_mode) {
-        check_lt(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &*s.b_scale_mode,
-                                                sizeof(*s.b_scale_mode)),
-                 "B_SCALE_MODE");
-        check_lt(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &s.b_scale, sizeof(s.b_scale)),
-                 "B_SCALE_POINTER");
-      }
+      // One operand's scaling: its mode and its scale pointer (none without a mode).
+      const auto scale = [&](const std::optional<cublasLtMatmulMatrixScale_t>& mode, const void* ptr,
+                             cublasLtMatmulDescAttributes_t mode_attr, cublasLtMatmulDescAttributes_t ptr_attr,
+                             const char* what) {
+        if (!mode) return;
+        check_lt(cublasLtMatmulDescSetAttribute(op, mode_attr, &*mode, sizeof(*mode)), what);
+        check_lt(cublasLtMatmulDescSetAttribute(op, ptr_attr, &ptr, sizeof(ptr)), what);
+      };
+      scale(s.a_scale_mode, s.a_scale, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER,
+            "A's scale");
+      scale(s.b_scale_mode, s.b_scale, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER,
+            "B's scale");
       if (s.ep != Epilogue::None) {
         const cudaDataType_t bias_type = CUDA_R_16BF;
         check_lt(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type)),
