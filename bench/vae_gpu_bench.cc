@@ -7,7 +7,7 @@
 // so its seconds dwarf the first-call costs). The peak is the allocator's (tensors only, weights
 // and input included).
 // The "convs" case times conv3d alone at the decoder's per-chunk shapes (TFLOP/s), the VAE's cost.
-//   bench_vae_gpu [case ...]   cases: convs-bf16 convs-f32 {encode480,encode720,decode480,decode720,decode64}-{bf16,f32}
+//   bench_vae_gpu [case ...]   cases: convs-bf16 convs-f32 {encode480,encode720,decode480,decode720,decode64,decode480host,decode720host}-{bf16,f32}
 // INBETWEEN_LOG=debug also prints the algorithm cuDNN chose for every new conv shape.
 #include <cuda_runtime.h>
 
@@ -24,6 +24,7 @@
 #include "core/tensor.h"
 #include "io/tensor_store.h"
 #include "models/vae.h"
+#include "models/vae_tiling.h"
 #include "ops/conv.h"
 #include "ops/vae_norm.h"
 #include "synth/synth_model.h"
@@ -123,7 +124,7 @@ void bench_convs(DType dtype) {
 
 // --- whole encode / decode ----------------------------------------------------------------------
 
-struct VaeCase { std::string name; bool encode; int64_t H, W; };
+struct VaeCase { std::string name; bool encode; int64_t H, W; bool to_host = false; };
 
 void bench_vae(const ib::WanVAE& vae, const VaeCase& c, DType dtype) {
   Tensor input;
@@ -132,7 +133,10 @@ void bench_vae(const ib::WanVAE& vae, const VaeCase& c, DType dtype) {
   } else {
     input = normal_like({16, 21, c.H / 8, c.W / 8}, 12).to(Device::CUDA);
   }
-  auto run = [&] { return c.encode ? vae.encode(input) : vae.decode(input); };
+  auto run = [&] {
+    if (c.to_host) return ib::decode_to_host(vae, input);  // what generation runs
+    return c.encode ? vae.encode(input) : vae.decode(input);
+  };
   auto t0 = std::chrono::steady_clock::now();
   Tensor out;
   double warm = 0;
@@ -174,7 +178,10 @@ int main(int argc, char** argv) {
                                                     {"decode720", {"decode720", false, 720, 1280}},
                                                     // 81 frames of 64 x 64: next to no device work,
                                                     // so the time is the decode's host side and launches
-                                                    {"decode64", {"decode64", false, 64, 64}}};
+                                                    {"decode64", {"decode64", false, 64, 64}},
+                                                    // into host memory, as generation decodes
+                                                    {"decode480host", {"decode480host", false, 480, 832, true}},
+                                                    {"decode720host", {"decode720host", false, 720, 1280, true}}};
   try {
     const ib::VaeConfig cfg;  // the release's sizes
     const auto t0 = std::chrono::steady_clock::now();

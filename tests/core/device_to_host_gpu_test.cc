@@ -1,9 +1,11 @@
 // cuda::DeviceToHostQueue: chunks of a device buffer delivered to their places in host memory
 // (more pushes than staging buffers, so both are reused), a push larger than the buffers refused,
-// and an error from a delivery reported by finish().
+// an error from a delivery reported by finish(), and later queues of other sizes (their staging
+// buffers kept from one queue to the next) delivering their own bytes.
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "common/expect_error.h"
@@ -44,6 +46,29 @@ TEST(DeviceToHostQueue, RefusesOversizedPushesAndReportsDeliveryErrors) {
   q.push(dev.raw(), sizeof(float), [&got](const void* host) { std::memcpy(&got, host, sizeof(float)); });
   q.finish();
   EXPECT_EQ(got, 0.0f);
+}
+
+// Queue after queue, of other sizes: staging buffers kept from earlier queues are reused where
+// they are large enough (a smaller queue after a larger one) and new ones made where not.
+TEST(DeviceToHostQueue, LaterQueuesDeliverTheirOwnBytes) {
+  ASSERT_GT(cuda::device_count(), 0) << "a gpu-labelled test on a machine without a CUDA device";
+  int round = 0;
+  for (const int64_t chunk : {int64_t{1} << 16, int64_t{1} << 18, int64_t{1} << 12, int64_t{1} << 18, int64_t{1} << 19}) {
+    SCOPED_TRACE("chunk of " + std::to_string(chunk) + " floats");
+    ++round;
+    constexpr int64_t kChunks = 3;
+    Tensor host_src = Tensor::empty({kChunks * chunk}, DType::F32);
+    for (int64_t i = 0; i < host_src.numel(); ++i) host_src.data<float>()[i] = static_cast<float>(round * 7 + i % 1009);
+    const Tensor dev = host_src.to(Device::CUDA);
+    std::vector<float> out(static_cast<size_t>(kChunks * chunk), -1.0f);
+    cuda::DeviceToHostQueue q(static_cast<size_t>(chunk) * sizeof(float));
+    for (int64_t c = 0; c < kChunks; ++c)
+      q.push(dev.data<float>() + c * chunk, static_cast<size_t>(chunk) * sizeof(float), [&out, c, chunk](const void* host) {
+        std::memcpy(out.data() + c * chunk, host, static_cast<size_t>(chunk) * sizeof(float));
+      });
+    q.finish();
+    EXPECT_EQ(0, std::memcmp(out.data(), host_src.raw(), out.size() * sizeof(float)));
+  }
 }
 
 }  // namespace
