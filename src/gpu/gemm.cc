@@ -216,7 +216,8 @@ void product(const void* b_ptr, const float* b_scale, int64_t M, int64_t ldb, co
   check_lt(cublasLtMatmul(c.handle, d.op, &one, w.w.raw(), d.a, b_ptr, d.b, &zero, y, d.d, y, d.d, &p.algo,
                           c.workspace.raw(), kWorkspace, stream),
            "cublasLtMatmul");
-  if (p.after != Epilogue::None) bias_act_bf16(y, spec.M, spec.N, ldy, w.bias.raw(), p.after == Epilogue::BiasGelu, stream);
+  if (p.after != Epilogue::None)
+    bias_act_bf16(y, spec.M, spec.N, ldy, w.bias.raw(), p.after == Epilogue::BiasGelu, stream);
 }
 
 void run(const void* x, int64_t M, int64_t ldx, const LinearWeight& w, Epilogue ep, void* y, int64_t ldy,

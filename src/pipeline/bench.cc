@@ -248,8 +248,9 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
     if (wanted(o, "t5")) {
       add_row("t5_encode", time_it(o.repeats, [&] { (void)t5->encode(ids, mask); }), 0,
               fmt::format("{} tokens, bf16 weights", text_len));
-      add_row("t5_encode_prompt", time_it(o.repeats, [&] { (void)t5->encode_prefix(ids, std::max<int64_t>(1, text_len / 4)); }), 0,
-              fmt::format("a prompt of {} tokens (its own rows, as generation encodes it), bf16 weights", std::max<int64_t>(1, text_len / 4)));
+      const int64_t prompt = std::max<int64_t>(1, text_len / 4);
+      add_row("t5_encode_prompt", time_it(o.repeats, [&] { (void)t5->encode_prefix(ids, prompt); }), 0,
+              fmt::format("a prompt of {} tokens (its own rows, as generation encodes it), bf16 weights", prompt));
     }
     if (!gen) t5.reset();  // each stage's peak is its own
   }
@@ -468,9 +469,10 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
       }
     }
     // The cross-attention's shapes: the L queries against the text's text_len keys and against the
-    // images' tokens (FLF2V: both images' 514 in one softmax; the forward runs both per block): bf16 as the forward runs it (Auto), through
-    // the Hopper kernels too, and fp8 through ours (k and the transposed v quantised from the first
-    // lk rows; for timing, the kernel reads q with those rows' scales).
+    // images' tokens (FLF2V: both images' 514 in one softmax; the forward runs both per block):
+    // bf16 as the forward runs it (Auto), through the Hopper kernels too, and fp8 through ours (k
+    // and the transposed v quantised from the first lk rows; for timing, the kernel reads q with
+    // those rows' scales).
     for (const int64_t lk : {cfg.text_len, img_tokens}) {
       if (lk < 1 || lk > L) continue;
       gpu::AttentionProblem pc = p;
@@ -490,7 +492,8 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
       Tensor scales = Tensor::empty({gpu::kFp8ScaleCount}, DType::F32, Device::CUDA);
       gpu::quantize_qkv_fp8_vt(qkv.raw(), 1, L, dim, 3 * dim, q8.raw(), vt8_full.raw(), scales.data<float>());
       gpu::quantize_qkv_fp8_vt(qkv.raw(), 1, lk, dim, 3 * dim, k8.raw(), vt8.raw(), scales.data<float>());
-      gpu::AttentionProblem c8 = gpu::fp8_self_attention_vt(q8.raw(), vt8.raw(), out.raw(), scales.data<float>(), L, H, D);
+      gpu::AttentionProblem c8 =
+          gpu::fp8_self_attention_vt(q8.raw(), vt8.raw(), out.raw(), scales.data<float>(), L, H, D);
       c8.k = static_cast<const char*>(k8.raw()) + dim;
       c8.lk = lk;
       if (gpu::hopper_attention_fp8_supports(c8))

@@ -53,7 +53,8 @@ TEST(DeviceToHostQueue, RefusesOversizedPushesAndReportsDeliveryErrors) {
 TEST(DeviceToHostQueue, LaterQueuesDeliverTheirOwnBytes) {
   ASSERT_GT(cuda::device_count(), 0) << "a gpu-labelled test on a machine without a CUDA device";
   int round = 0;
-  for (const int64_t chunk : {int64_t{1} << 16, int64_t{1} << 18, int64_t{1} << 12, int64_t{1} << 18, int64_t{1} << 19}) {
+  for (const int64_t chunk :
+       {int64_t{1} << 16, int64_t{1} << 18, int64_t{1} << 12, int64_t{1} << 18, int64_t{1} << 19}) {
     SCOPED_TRACE("chunk of " + std::to_string(chunk) + " floats");
     ++round;
     constexpr int64_t kChunks = 3;
@@ -61,11 +62,11 @@ TEST(DeviceToHostQueue, LaterQueuesDeliverTheirOwnBytes) {
     for (int64_t i = 0; i < host_src.numel(); ++i) host_src.data<float>()[i] = static_cast<float>(round * 7 + i % 1009);
     const Tensor dev = host_src.to(Device::CUDA);
     std::vector<float> out(static_cast<size_t>(kChunks * chunk), -1.0f);
-    cuda::DeviceToHostQueue q(static_cast<size_t>(chunk) * sizeof(float));
+    const size_t bytes = static_cast<size_t>(chunk) * sizeof(float);
+    cuda::DeviceToHostQueue q(bytes);
     for (int64_t c = 0; c < kChunks; ++c)
-      q.push(dev.data<float>() + c * chunk, static_cast<size_t>(chunk) * sizeof(float), [&out, c, chunk](const void* host) {
-        std::memcpy(out.data() + c * chunk, host, static_cast<size_t>(chunk) * sizeof(float));
-      });
+      q.push(dev.data<float>() + c * chunk, bytes,
+             [&out, c, chunk, bytes](const void* host) { std::memcpy(out.data() + c * chunk, host, bytes); });
     q.finish();
     EXPECT_EQ(0, std::memcmp(out.data(), host_src.raw(), out.size() * sizeof(float)));
   }
