@@ -10,6 +10,7 @@
 
 #include "core/check.h"
 #include "core/cuda_memory.h"
+#include "core/gpu_monitor.h"
 #include "io/model_config.h"
 #include "ops/sampler.h"
 #include "pipeline/conditioning.h"
@@ -93,13 +94,18 @@ bool wanted(const BenchOptions& o, const std::string& stage, bool in_default_set
   return false;
 }
 
+// The SM clock and power sampled over the last timed runs (time_it, the generate stage), for the
+// next add_row to print beside its figure; cleared when printed.
+cuda::GpuMonitor::Summary g_monitored;
+
 // Runs fn once untimed, then `repeats` times; returns {mean, min} seconds, the device idle around
-// each run.
+// each run. The timed runs' SM clock and power go to g_monitored.
 template <typename Fn>
 std::pair<double, double> time_it(int repeats, Fn&& fn) {
   fn();
   cuda::synchronize("bench warm-up");
   double sum = 0, best = 1e30;
+  cuda::GpuMonitor monitor;
   for (int i = 0; i < repeats; ++i) {
     const auto t0 = Clock::now();
     fn();
@@ -108,6 +114,7 @@ std::pair<double, double> time_it(int repeats, Fn&& fn) {
     sum += s;
     best = std::min(best, s);
   }
+  g_monitored = monitor.stop();
   return {sum / repeats, best};
 }
 
@@ -205,9 +212,11 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
     row.tflops = flops > 0 ? flops / t.first / 1e12 : 0;
     row.peak_gib = gib(cuda::memory_stats().peak_in_use);
     row.note = note;
+    if (const std::string m = g_monitored.str(); !m.empty()) row.note += " [" + m + "]";
+    g_monitored = {};
     r.rows.push_back(row);
     log(fmt::format("{:<26} {:9.4f} s  {:7.1f} TFLOP/s  peak {:.1f} GiB  {}", stage, row.seconds, row.tflops,
-                    row.peak_gib, note));
+                    row.peak_gib, row.note));
   };
   // The encoders and the VAE with the release's sizes and random weights made on the CPU, or a
   // folder's weights. Each stage's peak is its own; the generate stage keeps them all loaded.
@@ -533,7 +542,9 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
       const auto with = time_it(o.repeats * 3, [&] {
         gpu::linear(x.raw(), L, s.w->in_features(), *s.w, s.ep, y.raw(), s.w->out_features());
       });
+      const cuda::GpuMonitor::Summary with_monitored = g_monitored;
       const auto bare = time_it(o.repeats * 3, [&] { gpu::matmul_bare(x.raw(), L, *s.w, y.raw()); });
+      g_monitored = with_monitored;  // the row's figure is the product with its epilogue
       add_row(s.name, with, flops,
               fmt::format("{} {} x {} -> {}; bare product {:.1f} TFLOP/s, epilogue version at {:.0f}%{}", fmt_name, L,
                           s.w->in_features(), s.w->out_features(), flops / bare.first / 1e12,
@@ -670,7 +681,9 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
     cuda::synchronize("bench generate warm-up");
     cuda::reset_peak_memory();
     const auto t0 = Clock::now();
+    cuda::GpuMonitor monitor;
     run_once(o.steps);
+    g_monitored = monitor.stop();
     const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
     const std::pair<double, double> t{secs, secs};
     add_row("generate", t, 0,
