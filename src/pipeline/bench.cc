@@ -680,11 +680,11 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
     run_once(1);  // warm-up: cuDNN and cuBLASLt pick their algorithms for every shape once
     cuda::synchronize("bench generate warm-up");
     cuda::reset_peak_memory();
-    const auto t0 = Clock::now();
     cuda::GpuMonitor monitor;
+    const auto t0 = Clock::now();
     run_once(o.steps);
-    g_monitored = monitor.stop();
     const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    g_monitored = monitor.stop();  // after the clock: stopping waits up to one sampling period
     const std::pair<double, double> t{secs, secs};
     add_row("generate", t, 0,
             fmt::format("{} steps, guidance {}: text {:.2f} s, clip {:.2f} s, vae-encode {:.2f} s ({} unit calls "
