@@ -85,6 +85,10 @@ for name in ("config.json", "inbetween.json"):
 put("fuzz_model_config", "bomb_nested", "{\"t5\": " + "[" * ((1 << 20) - 16))  # within the 1 MiB limit
 put("fuzz_model_config", "big_text_len", json.dumps({"model_type": "flf2v", "text_len": 65536, "in_dim": 36,
     "dim": 5120, "ffn_dim": 13824, "freq_dim": 256, "out_dim": 16, "num_heads": 40, "num_layers": 40, "eps": 1e-6}))
+# Findings kept as seeds: epsilons in (0, 1) as doubles that round to 0 or 1 as floats (2026-12-01).
+for name, eps in (("eps_rounds_to_0", "1e-96"), ("eps_rounds_to_1", "0.99999999999")):
+    put("fuzz_model_config", name, '{"model_type": "flf2v", "text_len": 16, "in_dim": 36, "dim": 128, "ffn_dim": 256, '
+        '"freq_dim": 136, "out_dim": 16, "num_heads": 4, "num_layers": 2, "eps": ' + eps + '}')
 for img in glob.glob(os.path.join(root, "assets", "*.png")):
     put("fuzz_image_decode", os.path.basename(img), open(img, "rb").read())
 cases = json.load(open(os.path.join(fixture, "tokenizer.json")))["cases"]

@@ -93,10 +93,15 @@ int64_t positive_int(const json& v, const std::string& key, const std::string& f
   return i;
 }
 
+// A number in (0, 1) as the f32 the models compute with: one that rounds to 0 (below ~1e-45) or to
+// 1 (above 1 - 2^-25) is refused too, not turned into an epsilon of 0 or 1.
 float positive_float(const json& v, const std::string& key, const std::string& file) {
   IB_CHECK(v.is_number() && std::isfinite(v.get<double>()) && v.get<double>() > 0 && v.get<double>() < 1,
            "'{}': '{}' must be a number in (0, 1), found {}", file, key, describe(v));
-  return static_cast<float>(v.get<double>());
+  const auto f = static_cast<float>(v.get<double>());
+  IB_CHECK(f > 0.0f && f < 1.0f, "'{}': '{}' = {} rounds to {} as a 32-bit float; it must stay in (0, 1)", file, key,
+           describe(v), f);
+  return f;
 }
 
 // Applies the known keys of one JSON object through `setters`; any other key is an error.

@@ -176,6 +176,8 @@ TEST(ModelFolderBad, ConfigJson) {
   bad("model_type", "\"ti2v\"", {"model_type 'ti2v'", "flf2v, i2v, t2v"});
   bad("model_type", "3", {"'model_type'", "string"});
   bad("eps", "\"tiny\"", {"'eps'"});
+  bad("eps", "1e-96", {"'eps'", "rounds to 0 as a 32-bit float"});          // a fuzzer's finding
+  bad("eps", "0.99999999999", {"'eps'", "rounds to 1 as a 32-bit float"});
   bad("text_len", "1.5", {"'text_len'", "positive integer"});
 }
 
@@ -191,6 +193,7 @@ TEST(ModelFolderBad, InbetweenJson) {
   expect_json_error("inbetween.json", R"({"t5": {"dim_attn": 64, "num_heads": 5}})", {"t5.dim_attn 64", "t5.num_heads 5"});
   expect_json_error("inbetween.json", R"({"clip": {"image_size": 30}})", {"clip.image_size 30", "clip.patch_size 14"});
   expect_json_error("inbetween.json", "{", {"not valid JSON"});
+  expect_json_error("inbetween.json", R"({"t5": {"eps": 1e-50}})", {"'t5.eps'", "rounds to 0"});
 }
 
 }  // namespace
