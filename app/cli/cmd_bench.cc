@@ -74,8 +74,9 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--frames", a->o.frames, "Frame count, 4n+1")->capture_default_str();
   cmd->add_option("--repeats", a->o.repeats, "Timed runs per stage after one warm-up")->capture_default_str();
   cmd->add_option("--stages", a->stages,
-                  "Comma-separated subset of: t5, clip, vae, attention, gemm, dit, generate, load (the DiT's load alone; "
-                  "default: all but generate and load)");
+                  "Comma-separated subset of: t5, clip, vae, attention, gemm, dit, generate (with the MP4 write), load "
+                  "(the DiT's load alone), mp4 (the MP4 writer alone on smooth and noisy video; default: all but "
+                  "generate, load and mp4)");
   cmd->add_option("--steps", a->o.steps, "The generate stage's denoising steps")->capture_default_str();
   cmd->add_option("--guidance", a->o.guidance, "The generate stage's guidance scale (1: one forward per step)")
       ->capture_default_str();

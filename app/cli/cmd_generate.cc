@@ -3,6 +3,7 @@
 // SIGTERM stop the generation at the next step or VAE chunk (a second signal ends it at once).
 #include <chrono>
 #include <filesystem>
+#include <memory>
 
 #include "app_commands.h"
 #include "core/check.h"
@@ -28,15 +29,20 @@ void run(const GenerateArgs& a) {
   Pipeline pipeline(a.pipeline);
   pipeline.validate(a.gen);
   if (!a.quiet) print_estimate(pipeline, a);
+  // An MP4 is encoded while the decode makes its frames (the write then waits for the last few).
+  std::unique_ptr<VideoFileWriter> writer = open_output(a);
   ProgressBar bar(a.quiet);
   GeneratedVideo v;
   {
     StopSignals signals;
     try {
-      v = pipeline.generate(a.gen, [&](const Progress& p) {
-        if (StopSignals::requested()) throw Cancelled();
-        bar.update(p);
-      });
+      v = pipeline.generate(
+          a.gen,
+          [&](const Progress& p) {
+            if (StopSignals::requested()) throw Cancelled();
+            bar.update(p);
+          },
+          writer->frames());
     } catch (const Cancelled&) {
       bar.finish();
       fail("stopped by a signal; nothing was written");
@@ -44,7 +50,7 @@ void run(const GenerateArgs& a) {
   }
   bar.update(Progress{"write", 0, 1, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), -1, -1});
   bar.finish();
-  const double write_s = write_output(a, v);
+  const double write_s = write_output(a, v, writer.get());
   print_summary(a, v, write_s, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
 }
 

@@ -118,10 +118,22 @@ void finish_generation_options(GenerateArgs& a) {
   a.gen.steps = n;
 }
 
-double write_output(const GenerateArgs& a, const GeneratedVideo& v) {
+std::unique_ptr<VideoFileWriter> open_output(const GenerateArgs& a) {
+  try {
+    return std::make_unique<VideoFileWriter>(a.output, a.fps);
+  } catch (const Error& e) {
+    fail("--output: {}", e.what());
+  }
+}
+
+double write_output(const GenerateArgs& a, const GeneratedVideo& v, VideoFileWriter* writer) {
   const auto tw = std::chrono::steady_clock::now();
   try {
-    write_video(a.output, v, a.fps);
+    if (writer != nullptr) {
+      writer->finish(v);
+    } else {
+      write_video(a.output, v, a.fps);
+    }
   } catch (const Error& e) {
     fail("--output: {}", e.what());
   }

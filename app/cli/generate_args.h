@@ -4,10 +4,12 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "inbetween/pipeline.h"
+#include "inbetween/video.h"
 
 namespace ib::cli {
 
@@ -55,8 +57,12 @@ class StopSignals {
   static bool requested();
 };
 
-// Writes the video to a.output ("--output: ..." on failure) and returns the seconds it took.
-double write_output(const GenerateArgs& a, const GeneratedVideo& v);
+// The writer of a.output ("--output: ..." on failure), made before the generation so that an MP4
+// is encoded while the video is decoded (pass its frames() to Pipeline::generate).
+std::unique_ptr<VideoFileWriter> open_output(const GenerateArgs& a);
+// Writes the video to a.output ("--output: ..." on failure), through `writer` when given (what is
+// left of its early writing), and returns the seconds it took.
+double write_output(const GenerateArgs& a, const GeneratedVideo& v, VideoFileWriter* writer = nullptr);
 // "wrote FILE: ..." and the stage timings table, with the write and the total.
 void print_summary(const GenerateArgs& a, const GeneratedVideo& v, double write_s, double total_s);
 

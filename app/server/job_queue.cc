@@ -322,8 +322,10 @@ void JobQueue::run_job(const std::string& id) {
   std::string error;
   GeneratedVideo video;
   try {
+    // video.mp4 (H.264), encoded while the decode makes its frames (a story's at the end).
+    VideoFileWriter writer(store_.video_path(id), snapshot.params.fps);
     video = snapshot.params.keyframe_files.empty()
-                ? pipeline_.generate(generate_options(snapshot.params, store_.job_dir(id)), progress)
+                ? pipeline_.generate(generate_options(snapshot.params, store_.job_dir(id)), progress, writer.frames())
                 : run_story(pipeline_, snapshot.params, store_.job_dir(id), progress);
     {
       std::lock_guard lock(mu_);
@@ -333,7 +335,7 @@ void JobQueue::run_job(const std::string& id) {
       job.total = 1;
       update(job);
     }
-    write_video(store_.video_path(id), video, snapshot.params.fps);  // video.mp4: H.264
+    writer.finish(video);
     store_.refresh(id);
   } catch (const Cancelled&) {
     final_state = JobState::Cancelled;

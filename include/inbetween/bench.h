@@ -19,7 +19,7 @@ struct BenchOptions {
   std::string preset = "flf2v-14b";  // the release's sizes (dim 5120, 40 layers, 40 heads)
   int64_t width = 832, height = 480, frames = 81;
   int repeats = 3;  // timed runs per stage after one warm-up
-  std::vector<std::string> stages;  // empty: t5, clip, vae, attention, gemm, dit (not generate)
+  std::vector<std::string> stages;  // empty: t5, clip, vae, attention, gemm, dit (not generate, load, mp4)
   int steps = 50;          // the generate stage: denoising steps
   double guidance = 5.0;   // the generate stage: 1 runs one forward per step
   std::string attention = "auto";   // auto, flash, cudnn or hopper (bf16), fp8 (our Hopper kernel where it runs) or fp8-cudnn

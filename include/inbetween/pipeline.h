@@ -87,6 +87,19 @@ struct Progress {
 // Called at every step and VAE chunk; may throw ib::Cancelled to stop the job there.
 using ProgressFn = std::function<void(const Progress&)>;
 
+// Frames of the video handed out while generate() still runs, as the decode finishes them:
+// frames [first, first + count) as f32 [3, count, height, width] values in [-1, 1] (clamped, the
+// values GeneratedVideo::data will hold) at `data`, valid during the call only. Every frame comes
+// exactly once, in order. It is called on the thread that moves the decoded frames to host memory,
+// so it should return quickly (a slow one holds up the decode; inbetween/video.h's
+// VideoFileWriter queues MP4 frames for its own encoder thread); an exception it throws ends the
+// generation with that error.
+struct DecodedFrames {
+  const float* data = nullptr;
+  int64_t first = 0, count = 0, height = 0, width = 0;
+};
+using FramesFn = std::function<void(const DecodedFrames&)>;
+
 struct StageTime {
   std::string stage;
   double seconds = 0;
@@ -149,7 +162,10 @@ class Pipeline {
   // tensor lists and shapes are what config.json and inbetween.json imply (headers only; the
   // first call checks, later ones return at once).
   void check_files() const;
-  GeneratedVideo generate(const GenerateOptions& options, const ProgressFn& progress = {});
+  // frames (optional): the decoded frames as they are made (see DecodedFrames), e.g. to encode the
+  // video file during the decode; the returned video holds them all as well.
+  GeneratedVideo generate(const GenerateOptions& options, const ProgressFn& progress = {},
+                          const FramesFn& frames = {});
 
   // The expected run time of generate(options). image_width/height: the first image's size when
   // options.width/height are 0 (then the size follows max_area); 0 reads options.first_image.

@@ -4,13 +4,17 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cctype>
+#include <cerrno>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <deque>
+#include <exception>
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <thread>
 
 #ifdef INBETWEEN_HAVE_LIBAV
 extern "C" {
@@ -126,69 +130,90 @@ std::vector<uint8_t> video_to_rgb8(const Tensor& video) {
 }
 
 #ifdef INBETWEEN_HAVE_LIBAV
-void write_mp4(const std::string& path, const Tensor& video, int fps) {
-  VideoDims d;
-  const Tensor v = checked_video(video, fmt::format("MP4 '{}'", path), &d);
-  IB_CHECK(d.height % 2 == 0 && d.width % 2 == 0,
-           "MP4 '{}': width and height must be even for yuv420p, got {}x{}", path, d.width, d.height);
-  IB_CHECK(fps >= 1 && fps <= 1000, "MP4 '{}': fps must be in [1, 1000], got {}", path, fps);
-  const int W = static_cast<int>(d.width), H = static_cast<int>(d.height);
-  quiet_libav_once();
+bool mp4_supported() { return true; }
 
-  const AVCodec* codec = avcodec_find_encoder_by_name("libx264");
-  IB_CHECK(codec != nullptr, "MP4 '{}': this FFmpeg has no libx264 encoder", path);
+// The encoder (libav objects, opened at the first add()) and the thread that feeds it. Members are
+// destroyed in reverse order: the thread is joined first (~Mp4Stream), libav closes the file, and
+// the AtomicFile, declared first, removes an uncommitted temporary file last.
+struct Mp4Stream::Impl {
+  std::string path;
+  int fps = 0;
+  int W = 0, H = 0;
+  std::unique_ptr<AtomicFile> file;
+  std::unique_ptr<AVFormatContext, FormatContextFree> oc;
+  std::unique_ptr<AVCodecContext, CodecContextFree> enc;
+  AVStream* st = nullptr;
+  std::unique_ptr<SwsContext, SwsFree> sws;
+  std::unique_ptr<AVFrame, FrameFree> frame;
+  std::unique_ptr<AVPacket, PacketFree> pkt;
+  int64_t added = 0, encoded = 0;
+  bool finished = false;
 
-  AtomicFile file(path);  // declared first: removes the temporary file last, after libav closed it
-  const std::string& temp = file.temp_path();
-  auto check = [&](int r, const char* step) {
-    IB_CHECK(r >= 0, "MP4 '{}': {} failed: {}", path, step, av_error(r));
-  };
+  // Frames handed from add() to the encoder thread, as RGB bytes.
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::vector<uint8_t>> queue;
+  bool closing = false;
+  std::exception_ptr error;
+  std::thread worker;
 
-  AVFormatContext* oc_raw = nullptr;
-  check(avformat_alloc_output_context2(&oc_raw, nullptr, "mp4", temp.c_str()), "creating the MP4 muxer");
-  std::unique_ptr<AVFormatContext, FormatContextFree> oc(oc_raw);
+  void check(int r, const char* step) const { IB_CHECK(r >= 0, "MP4 '{}': {} failed: {}", path, step, av_error(r)); }
 
-  std::unique_ptr<AVCodecContext, CodecContextFree> enc(avcodec_alloc_context3(codec));
-  IB_CHECK(enc != nullptr, "MP4 '{}': out of memory", path);
-  enc->width = W;
-  enc->height = H;
-  enc->pix_fmt = AV_PIX_FMT_YUV420P;
-  enc->time_base = AVRational{1, fps};
-  enc->framerate = AVRational{fps, 1};
-  if (oc->oformat->flags & AVFMT_GLOBALHEADER) enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
-  {
-    Dict opts;
-    av_dict_set(&opts.d, "crf", "10", 0);  // imageio quality 8 -> crf int((1 - 0.8) * 51)
-    check(avcodec_open2(enc.get(), codec, &opts.d), "opening libx264");
+  void open(int width, int height) {
+    W = width;
+    H = height;
+    quiet_libav_once();
+    const AVCodec* codec = avcodec_find_encoder_by_name("libx264");
+    IB_CHECK(codec != nullptr, "MP4 '{}': this FFmpeg has no libx264 encoder", path);
+    file = std::make_unique<AtomicFile>(path);
+    const std::string& temp = file->temp_path();
+
+    AVFormatContext* oc_raw = nullptr;
+    check(avformat_alloc_output_context2(&oc_raw, nullptr, "mp4", temp.c_str()), "creating the MP4 muxer");
+    oc.reset(oc_raw);
+
+    enc.reset(avcodec_alloc_context3(codec));
+    IB_CHECK(enc != nullptr, "MP4 '{}': out of memory", path);
+    enc->width = W;
+    enc->height = H;
+    enc->pix_fmt = AV_PIX_FMT_YUV420P;
+    enc->time_base = AVRational{1, fps};
+    enc->framerate = AVRational{fps, 1};
+    if (oc->oformat->flags & AVFMT_GLOBALHEADER) enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+    {
+      Dict opts;
+      av_dict_set(&opts.d, "crf", "10", 0);  // imageio quality 8 -> crf int((1 - 0.8) * 51)
+      check(avcodec_open2(enc.get(), codec, &opts.d), "opening libx264");
+    }
+
+    st = avformat_new_stream(oc.get(), nullptr);
+    IB_CHECK(st != nullptr, "MP4 '{}': out of memory", path);
+    st->time_base = enc->time_base;
+    st->avg_frame_rate = enc->framerate;
+    check(avcodec_parameters_from_context(st->codecpar, enc.get()), "setting the stream parameters");
+
+    check(avio_open(&oc->pb, temp.c_str(), AVIO_FLAG_WRITE), "opening the output");
+    {
+      Dict opts;
+      av_dict_set(&opts.d, "movflags", "+faststart", 0);
+      check(avformat_write_header(oc.get(), &opts.d), "writing the MP4 header");
+    }
+
+    // swscale with the ffmpeg command line's default flags; BT.601 limited range is its default.
+    sws.reset(sws_getContext(W, H, AV_PIX_FMT_RGB24, W, H, AV_PIX_FMT_YUV420P, SWS_BICUBIC, nullptr, nullptr, nullptr));
+    IB_CHECK(sws != nullptr, "MP4 '{}': cannot set up RGB -> YUV conversion", path);
+
+    frame.reset(av_frame_alloc());
+    pkt.reset(av_packet_alloc());
+    IB_CHECK(frame != nullptr && pkt != nullptr, "MP4 '{}': out of memory", path);
+    frame->format = AV_PIX_FMT_YUV420P;
+    frame->width = W;
+    frame->height = H;
+    check(av_frame_get_buffer(frame.get(), 0), "allocating a frame");
+    worker = std::thread([this] { work(); });
   }
 
-  AVStream* st = avformat_new_stream(oc.get(), nullptr);
-  IB_CHECK(st != nullptr, "MP4 '{}': out of memory", path);
-  st->time_base = enc->time_base;
-  st->avg_frame_rate = enc->framerate;
-  check(avcodec_parameters_from_context(st->codecpar, enc.get()), "setting the stream parameters");
-
-  check(avio_open(&oc->pb, temp.c_str(), AVIO_FLAG_WRITE), "opening the output");
-  {
-    Dict opts;
-    av_dict_set(&opts.d, "movflags", "+faststart", 0);
-    check(avformat_write_header(oc.get(), &opts.d), "writing the MP4 header");
-  }
-
-  // swscale with the ffmpeg command line's default flags; BT.601 limited range is its default.
-  std::unique_ptr<SwsContext, SwsFree> sws(sws_getContext(W, H, AV_PIX_FMT_RGB24, W, H, AV_PIX_FMT_YUV420P,
-                                                          SWS_BICUBIC, nullptr, nullptr, nullptr));
-  IB_CHECK(sws != nullptr, "MP4 '{}': cannot set up RGB -> YUV conversion", path);
-
-  std::unique_ptr<AVFrame, FrameFree> frame(av_frame_alloc());
-  std::unique_ptr<AVPacket, PacketFree> pkt(av_packet_alloc());
-  IB_CHECK(frame != nullptr && pkt != nullptr, "MP4 '{}': out of memory", path);
-  frame->format = AV_PIX_FMT_YUV420P;
-  frame->width = W;
-  frame->height = H;
-  check(av_frame_get_buffer(frame.get(), 0), "allocating a frame");
-
-  auto drain = [&] {
+  void drain() {
     for (;;) {
       const int r = avcodec_receive_packet(enc.get(), pkt.get());
       if (r == AVERROR(EAGAIN) || r == AVERROR_EOF) return;
@@ -197,31 +222,132 @@ void write_mp4(const std::string& path, const Tensor& video, int fps) {
       pkt->stream_index = st->index;
       check(av_interleaved_write_frame(oc.get(), pkt.get()), "writing a packet");
     }
-  };
+  }
 
-  std::vector<uint8_t> rgb(static_cast<size_t>(W) * static_cast<size_t>(H) * 3);
-  for (int64_t f = 0; f < d.frames; ++f) {
-    frame_rgb8(v, d, f, rgb.data());
+  void encode(const std::vector<uint8_t>& rgb) {
     check(av_frame_make_writable(frame.get()), "allocating a frame");
     const uint8_t* src[1] = {rgb.data()};
     const int src_stride[1] = {3 * W};
     sws_scale(sws.get(), src, src_stride, 0, H, frame->data, frame->linesize);
-    frame->pts = f;
+    frame->pts = encoded++;
     check(avcodec_send_frame(enc.get(), frame.get()), "encoding");
     drain();
   }
-  check(avcodec_send_frame(enc.get(), nullptr), "flushing the encoder");
-  drain();
-  check(av_write_trailer(oc.get()), "finishing the MP4");
-  check(avio_closep(&oc->pb), "closing the output");
-  file.commit();
+
+  // The encoder thread: frames in order until finish() (or the destructor) closes the queue; the
+  // first error stops it and is kept for add() / finish() to rethrow.
+  void work() {
+    for (;;) {
+      std::vector<uint8_t> rgb;
+      {
+        std::unique_lock lock(mu);
+        cv.wait(lock, [&] { return closing || !queue.empty(); });
+        if (queue.empty()) return;
+        rgb = std::move(queue.front());
+        queue.pop_front();
+      }
+      try {
+        encode(rgb);
+      } catch (...) {
+        std::lock_guard lock(mu);
+        error = std::current_exception();
+        queue.clear();
+        return;
+      }
+    }
+  }
+
+  void rethrow_locked() {
+    if (error) std::rethrow_exception(error);
+  }
+
+  void stop_worker() {
+    {
+      std::lock_guard lock(mu);
+      closing = true;
+    }
+    cv.notify_all();
+    if (worker.joinable()) worker.join();
+  }
+};
+
+Mp4Stream::Mp4Stream(const std::string& path, int fps) : impl_(std::make_unique<Impl>()) {
+  IB_CHECK(fps >= 1 && fps <= 1000, "MP4 '{}': fps must be in [1, 1000], got {}", path, fps);
+  impl_->path = path;
+  impl_->fps = fps;
 }
+
+Mp4Stream::~Mp4Stream() {
+  if (!impl_) return;
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->queue.clear();  // abandoned: nothing more is encoded
+  }
+  impl_->stop_worker();
+}
+
+void Mp4Stream::add(const Tensor& frames) {
+  Impl& s = *impl_;
+  IB_CHECK(!s.finished, "MP4 '{}': frames added after finish() (internal error)", s.path);
+  VideoDims d;
+  const Tensor v = checked_video(frames, fmt::format("MP4 '{}'", s.path), &d);
+  if (s.W == 0) {
+    IB_CHECK(d.height % 2 == 0 && d.width % 2 == 0,
+             "MP4 '{}': width and height must be even for yuv420p, got {}x{}", s.path, d.width, d.height);
+    s.open(static_cast<int>(d.width), static_cast<int>(d.height));
+  }
+  IB_CHECK(d.height == s.H && d.width == s.W, "MP4 '{}': frames of {}x{} after frames of {}x{}", s.path, d.width,
+           d.height, s.W, s.H);
+  const auto frame_bytes = static_cast<size_t>(d.height * d.width * 3);
+  for (int64_t f = 0; f < d.frames; ++f) {
+    std::vector<uint8_t> rgb(frame_bytes);
+    frame_rgb8(v, d, f, rgb.data());
+    {
+      std::lock_guard lock(s.mu);
+      s.rethrow_locked();
+      s.queue.push_back(std::move(rgb));
+    }
+    s.cv.notify_one();
+    ++s.added;
+  }
+}
+
+void Mp4Stream::finish() {
+  Impl& s = *impl_;
+  IB_CHECK(s.added > 0, "MP4 '{}': no frames to write", s.path);
+  IB_CHECK(!s.finished, "MP4 '{}': finished twice (internal error)", s.path);
+  s.stop_worker();
+  s.rethrow_locked();
+  s.check(avcodec_send_frame(s.enc.get(), nullptr), "flushing the encoder");
+  s.drain();
+  s.check(av_write_trailer(s.oc.get()), "finishing the MP4");
+  s.check(avio_closep(&s.oc->pb), "closing the output");
+  s.file->commit();
+  s.finished = true;
+}
+
+int64_t Mp4Stream::frames() const { return impl_->added; }
+
 #else
-void write_mp4(const std::string& path, const Tensor&, int) {
+bool mp4_supported() { return false; }
+
+struct Mp4Stream::Impl {};
+
+Mp4Stream::Mp4Stream(const std::string& path, int) {
   fail("cannot write '{}': this build of inbetween has no MP4 writer (configured with -DINBETWEEN_MP4=OFF); "
        "write a .safetensors file or a folder of PNG frames instead", path);
 }
+Mp4Stream::~Mp4Stream() = default;
+void Mp4Stream::add(const Tensor&) {}
+void Mp4Stream::finish() {}
+int64_t Mp4Stream::frames() const { return 0; }
 #endif  // INBETWEEN_HAVE_LIBAV
+
+void write_mp4(const std::string& path, const Tensor& video, int fps) {
+  Mp4Stream stream(path, fps);
+  stream.add(video);
+  stream.finish();
+}
 
 // ---- PNG ----
 
@@ -276,12 +402,24 @@ void write_png_frames(const std::string& dir, const Tensor& video) {
 
 // ---- dispatch ----
 
-void write_video(const std::string& path, const Tensor& video, int fps) {
-  IB_CHECK(!path.empty(), "the output path is empty");
+namespace {
+std::string lower_extension(const std::string& path) {
   std::string ext = fs::path(path).extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return ext;
+}
+bool is_folder_path(const std::string& path) {
   std::error_code ec;
-  if (path.back() == '/' || fs::is_directory(path, ec)) {
+  return !path.empty() && (path.back() == '/' || fs::is_directory(path, ec));
+}
+}  // namespace
+
+bool is_mp4_path(const std::string& path) { return !is_folder_path(path) && lower_extension(path) == ".mp4"; }
+
+void write_video(const std::string& path, const Tensor& video, int fps) {
+  IB_CHECK(!path.empty(), "the output path is empty");
+  const std::string ext = lower_extension(path);
+  if (is_folder_path(path)) {
     write_png_frames(path, video);
   } else if (ext == ".mp4") {
     write_mp4(path, video, fps);
@@ -320,10 +458,9 @@ void probe_writable(const fs::path& folder, const std::string& path) {
 
 void check_video_output(const std::string& path) {
   IB_CHECK(!path.empty(), "the output path is empty");
-  std::string ext = fs::path(path).extension().string();
-  for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const std::string ext = lower_extension(path);
   std::error_code ec;
-  const bool folder = path.back() == '/' || fs::is_directory(path, ec) || ext.empty();
+  const bool folder = is_folder_path(path) || ext.empty();
   if (folder) {
     fs::path dir(path);
     if (!dir.has_filename() && dir.has_parent_path() && dir.parent_path() != dir) dir = dir.parent_path();

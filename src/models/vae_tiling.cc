@@ -81,38 +81,61 @@ Tensor blend_tiles(const std::vector<PlacedTile>& tiles, int64_t height, int64_t
   return out;
 }
 
-Tensor decode_to_host(const WanVAE& vae, const Tensor& latent, const VaeChunkFn& on_chunk) {
-  if (vae.device() == Device::CPU) return vae.decode(latent, on_chunk);
+Tensor decode_to_host(const WanVAE& vae, const Tensor& latent, const VaeChunkFn& on_chunk,
+                      const WanVAE::FramesFn& on_frames) {
   Tensor video = Tensor::empty(vae.decoded_shape(latent), DType::F32, Device::CPU);
   const int64_t plane = video.size(2) * video.size(3);
-  // A chunk is at most temporal_factor() frames.
-  cuda::DeviceToHostQueue queue(static_cast<size_t>(3 * vae.temporal_factor() * plane) * sizeof(float));
   float* const out = video.data<float>();
   const int64_t frames_total = video.size(1);
+  // Chunk frames [3, n, H, W] (host memory at src) -> channel c's frames f0 .. f0 + n - 1 of the
+  // video, then to on_frames.
+  auto place = [out, frames_total, plane, &video, &on_frames](const float* src, int64_t f0, int64_t n) {
+    for (int64_t c = 0; c < 3; ++c)
+      std::memcpy(out + (c * frames_total + f0) * plane, src + c * n * plane,
+                  static_cast<size_t>(n * plane) * sizeof(float));
+    if (on_frames) {
+      const Shape shape{3, n, video.size(2), video.size(3)};
+      const size_t bytes = static_cast<size_t>(3 * n * plane) * sizeof(float);
+      on_frames(Tensor::from_storage(Storage::borrow(const_cast<float*>(src), bytes, Device::CPU, nullptr), 0, shape,
+                                     DType::F32),
+                f0);
+    }
+  };
+  auto check_chunk = [](const Tensor& frames) {
+    IB_CHECK(frames.dtype() == DType::F32 && frames.dim() == 4 && frames.size(0) == 3,
+             "vae decode: chunk {} (internal error)", frames.str());
+  };
+  if (vae.device() == Device::CPU) {
+    vae.decode_frames(
+        latent,
+        [&](const Tensor& frames, int64_t f0) {
+          check_chunk(frames);
+          place(frames.data<float>(), f0, frames.size(1));
+        },
+        on_chunk);
+    return video;
+  }
+  // A chunk is at most temporal_factor() frames.
+  cuda::DeviceToHostQueue queue(static_cast<size_t>(3 * vae.temporal_factor() * plane) * sizeof(float));
   vae.decode_frames(
       latent,
       [&](const Tensor& frames, int64_t f0) {
-        IB_CHECK(frames.dtype() == DType::F32 && frames.dim() == 4 && frames.size(0) == 3,
-                 "vae decode: chunk {} (internal error)", frames.str());
+        check_chunk(frames);
         const int64_t n = frames.size(1);
-        // [3, n, H, W] on the device -> channel c's frames f0 .. f0 + n - 1 of the host video.
-        queue.push(frames.raw(), frames.nbytes(), [out, frames_total, f0, n, plane](const void* host) {
-          const auto* src = static_cast<const float*>(host);
-          for (int64_t c = 0; c < 3; ++c)
-            std::memcpy(out + (c * frames_total + f0) * plane, src + c * n * plane,
-                        static_cast<size_t>(n * plane) * sizeof(float));
-        });
+        queue.push(frames.raw(), frames.nbytes(),
+                   [&place, f0, n](const void* host) { place(static_cast<const float*>(host), f0, n); });
       },
       on_chunk);
   queue.finish();
   return video;
 }
 
-Tensor decode_tiled(const WanVAE& vae, const Tensor& latent, const VaeTiling& tiling, const VaeChunkFn& on_chunk) {
+Tensor decode_tiled(const WanVAE& vae, const Tensor& latent, const VaeTiling& tiling, const VaeChunkFn& on_chunk,
+                    const WanVAE::FramesFn& on_frames) {
   IB_CHECK(latent.dim() == 4, "decode_tiled: expected a latent [z, T, h, w], got {}", latent.str());
   const int64_t T = latent.size(1), h = latent.size(2), w = latent.size(3);
   const int64_t tile_w = tiling.tile_w > 0 ? tiling.tile_w : tiling.tile;
-  if (tiling.tile <= 0 || (tiling.tile >= h && tile_w >= w)) return decode_to_host(vae, latent, on_chunk);
+  if (tiling.tile <= 0 || (tiling.tile >= h && tile_w >= w)) return decode_to_host(vae, latent, on_chunk, on_frames);
   const Tensor lat = latent.to(Device::CPU);
   const int64_t th = std::min(tiling.tile, h), tw = std::min(tile_w, w), sf = vae.spatial_factor();
   const std::vector<int64_t> ys = tile_starts(h, th, std::min(tiling.overlap, th - 1));
@@ -127,7 +150,9 @@ Tensor decode_tiled(const WanVAE& vae, const Tensor& latent, const VaeTiling& ti
       tiles.push_back({decode_to_host(vae, crop(lat, y0, th, x0, tw), tick), y0 * sf, x0 * sf});
       ++k;
     }
-  return blend_tiles(tiles, h * sf, w * sf, std::max<int64_t>(1, tiling.overlap * sf));
+  Tensor video = blend_tiles(tiles, h * sf, w * sf, std::max<int64_t>(1, tiling.overlap * sf));
+  if (on_frames) on_frames(video, 0);
+  return video;
 }
 
 }  // namespace ib

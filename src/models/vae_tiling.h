@@ -34,10 +34,17 @@ Tensor blend_tiles(const std::vector<PlacedTile>& tiles, int64_t height, int64_t
 // vae.decode of `latent` into a CPU tensor [3, 1 + 4(T-1), 8h, 8w]. On the GPU each chunk's frames
 // go to the host behind the next chunk's work (cuda::DeviceToHostQueue), instead of the whole
 // video after the decode (0.27 s of a 1.46 s 480p decode on the H200).
-Tensor decode_to_host(const WanVAE& vae, const Tensor& latent, const VaeChunkFn& on_chunk = {});
+// on_frames (optional) gets each chunk's final frames as soon as they are in host memory, in order
+// (a CPU f32 [3, n, H, W] valid during the call, and its first frame's index): on the GPU on the
+// queue's worker thread, so it should be quick (a slow one holds up the decode). An exception it
+// throws ends the decode with that error.
+Tensor decode_to_host(const WanVAE& vae, const Tensor& latent, const VaeChunkFn& on_chunk = {},
+                      const WanVAE::FramesFn& on_frames = {});
 
 // vae.decode of `latent` in tiles (see above); on_chunk counts every tile's chunks. Returns a CPU
-// tensor [3, 1 + 4(T-1), 8h, 8w].
-Tensor decode_tiled(const WanVAE& vae, const Tensor& latent, const VaeTiling& tiling, const VaeChunkFn& on_chunk = {});
+// tensor [3, 1 + 4(T-1), 8h, 8w]. on_frames as decode_to_host's; in tiles the frames are final
+// only once every tile is blended, so it then gets the whole video at the end.
+Tensor decode_tiled(const WanVAE& vae, const Tensor& latent, const VaeTiling& tiling, const VaeChunkFn& on_chunk = {},
+                    const WanVAE::FramesFn& on_frames = {});
 
 }  // namespace ib

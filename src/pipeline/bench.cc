@@ -29,6 +29,7 @@
 #include "gpu/dit_runner.h"
 #include "gpu/fp8.h"
 #include "io/safetensors.h"
+#include "io/video_writer.h"
 #include "models/clip.h"
 #include "models/lora.h"
 #include "models/t5.h"
@@ -50,8 +51,8 @@ void validate(const BenchOptions& o) {
   IB_CHECK(o.repeats >= 1 && o.repeats <= 100, "bench: --repeats must be in 1..100, got {}", o.repeats);
   for (const std::string& s : o.stages)
     IB_CHECK(s == "dit" || s == "attention" || s == "gemm" || s == "t5" || s == "clip" || s == "vae" || s == "generate" ||
-                 s == "load",
-             "bench: unknown stage '{}' (expected t5, clip, vae, attention, gemm, dit, generate, load)", s);
+                 s == "load" || s == "mp4",
+             "bench: unknown stage '{}' (expected t5, clip, vae, attention, gemm, dit, generate, load, mp4)", s);
   IB_CHECK(o.steps >= 1 && o.steps <= 1000, "bench: --steps must be in 1..1000, got {}", o.steps);
   IB_CHECK(std::isfinite(o.guidance) && o.guidance >= 0, "bench: --guidance must be >= 0, got {}", o.guidance);
   IB_CHECK(o.vae_precision == Precision::BF16 || o.vae_precision == Precision::F32,
@@ -130,6 +131,27 @@ Tensor random_conditioning_video(int64_t frames, int64_t height, int64_t width, 
                                  uint64_t seed_last) {
   return conditioning_video(random_device({3, height, width}, DType::F32, seed_first, 1.0f).to(Device::CPU),
                             random_device({3, height, width}, DType::F32, seed_last, 1.0f).to(Device::CPU), frames);
+}
+
+// A temporary MP4 path of this process (the generate and mp4 stages write there and remove it).
+std::string bench_mp4_path() {
+  return (std::filesystem::temp_directory_path() / fmt::format("inbetween-bench-{}.mp4", static_cast<long>(getpid())))
+      .string();
+}
+
+// A smooth video: colour gradients that drift with the frame index, [3, F, H, W] in [-1, 1].
+Tensor moving_gradient_video(int64_t F, int64_t H, int64_t W) {
+  Tensor v = Tensor::empty({3, F, H, W}, DType::F32);
+  float* p = v.data<float>();
+  for (int64_t c = 0; c < 3; ++c)
+    for (int64_t f = 0; f < F; ++f)
+      for (int64_t y = 0; y < H; ++y)
+        for (int64_t x = 0; x < W; ++x) {
+          const double a = static_cast<double>(x + 2 * f) / static_cast<double>(W) +
+                           static_cast<double>(c) * static_cast<double>(y + f) / static_cast<double>(H);
+          p[((c * F + f) * H + y) * W + x] = static_cast<float>(0.8 * std::sin(3.0 * a + static_cast<double>(c)));
+        }
+  return v;
 }
 
 // The process's peak resident memory so far (getrusage's ru_maxrss, KiB on Linux).
@@ -331,6 +353,30 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
     clip_model.reset();
     vae_model.reset();
     cuda::empty_cache();  // the encoders' memory goes back before the DiT arrives
+  }
+  if (wanted(o, "mp4", false)) {
+    // The MP4 writer alone (what generate runs beside the decode, on the CPU) on two videos of the
+    // bench's size: a smooth moving gradient and uniform noise, the easy and the hard end for H.264.
+    // A synthetic model's video is near the noise end, a real model's nearer the smooth one.
+    IB_CHECK(mp4_supported(), "bench: the mp4 stage needs a build with the MP4 writer (-DINBETWEEN_MP4=ON)");
+    const std::string path = bench_mp4_path();
+    for (const bool noise : {false, true}) {
+      const Tensor v = noise ? random_device({3, o.frames, o.height, o.width}, DType::F32, 35, 1.0f).to(Device::CPU)
+                             : moving_gradient_video(o.frames, o.height, o.width);
+      uintmax_t bytes = 0;
+      const auto t = time_it(o.repeats, [&] {
+        Mp4Stream stream(path, 16);
+        stream.add(v);
+        stream.finish();
+        std::error_code ec;
+        bytes = std::filesystem::file_size(path, ec);
+        std::filesystem::remove(path, ec);
+      });
+      add_row(noise ? "mp4_noise" : "mp4_smooth", t, 0,
+              fmt::format("{} frames {}x{} {}: {:.1f} MB, {:.2f} bits a pixel", o.frames, o.width, o.height,
+                          noise ? "of uniform noise" : "of a moving gradient", static_cast<double>(bytes) / 1e6,
+                          8.0 * static_cast<double>(bytes) / static_cast<double>(o.frames * o.width * o.height)));
+    }
   }
   const bool need_dit = wanted(o, "dit") || wanted(o, "attention") || wanted(o, "gemm") || gen || wanted(o, "load", false);
   if (!need_dit) return r;
@@ -619,10 +665,13 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
     }
   }
   if (gen) {
-    // The whole generation's compute, as `generate --device cuda` runs it, back to back on the
-    // device: T5 (both prompts, or one with guidance 1), CLIP on two images, VAE encode of the
-    // conditioning video, the context projections, `steps` denoising steps, VAE decode. Loading,
-    // image decoding and file writing are left out.
+    // The whole generation, as `generate --device cuda` runs it, back to back on the device: T5
+    // (both prompts, or one with guidance 1), CLIP on two images, VAE encode of the conditioning
+    // video, the context projections, `steps` denoising steps, VAE decode, and (in builds with the
+    // MP4 writer) the MP4 encoded from the decoded frames as they arrive, as generate writes it
+    // (to a temporary file, removed after). Loading and image decoding are left out.
+    const bool mp4 = mp4_supported();
+    const std::string mp4_path = bench_mp4_path();
     const bool img = cfg.model_type != "t2v";
     // As generation builds it: the first and last images, zeros between, in host memory.
     const Tensor cond_video = img ? random_conditioning_video(o.frames, o.height, o.width, 31, 34) : Tensor();
@@ -674,8 +723,18 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
         x = sched->step(v, x);
       }
       lap();
-      (void)decode_tiled(*vae_model, x, plan ? plan->vae_tiling() : VaeTiling{});  // into host memory
-      lap();
+      {
+        std::optional<Mp4Stream> stream;
+        if (mp4) stream.emplace(mp4_path, 16);
+        WanVAE::FramesFn to_mp4;
+        if (stream) to_mp4 = [&](const Tensor& frames, int64_t) { stream->add(frames); };
+        (void)decode_tiled(*vae_model, x, plan ? plan->vae_tiling() : VaeTiling{}, {}, to_mp4);  // into host memory
+        lap();
+        if (stream) stream->finish();  // what is left of the encode after the decode
+        lap();
+      }
+      std::error_code ec;
+      std::filesystem::remove(mp4_path, ec);
     };
     run_once(1);  // warm-up: cuDNN and cuBLASLt pick their algorithms for every shape once
     cuda::synchronize("bench generate warm-up");
@@ -688,9 +747,11 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
     const std::pair<double, double> t{secs, secs};
     add_row("generate", t, 0,
             fmt::format("{} steps, guidance {}: text {:.2f} s, clip {:.2f} s, vae-encode {:.2f} s ({} unit calls "
-                        "skipped), denoise {:.2f} s, vae-decode {:.2f} s (to host memory)",
+                        "skipped), denoise {:.2f} s, vae-decode {:.2f} s (to host memory), {}",
                         o.steps, o.guidance, stage_s[0], stage_s[1], stage_s[2],
-                        img ? vae_model->last_encode_skipped() : 0, stage_s[3], stage_s[4]));
+                        img ? vae_model->last_encode_skipped() : 0, stage_s[3], stage_s[4],
+                        mp4 ? fmt::format("mp4 {:.2f} s after the decode (encoded during it)", stage_s[5])
+                            : std::string("no MP4 writer in this build: the MP4 is not written")));
   }
   return r;
 }

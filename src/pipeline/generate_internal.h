@@ -29,7 +29,7 @@ struct PreparedImages {
 // generate() on images given in memory (nullptr: read o.first_image and o.last_image, as generate()
 // does); o's options must have passed Pipeline::validate().
 GeneratedVideo generate_from(Pipeline& pipeline, const GenerateOptions& o, const PreparedImages* given,
-                             const ProgressFn& progress);
+                             const ProgressFn& progress, const FramesFn& frames = {});
 // An image brought to height x width by a --last-frame-fit rule.
 Tensor fit_keyframe(const Tensor& image, int64_t height, int64_t width, LastFrameFit rule);
 

@@ -424,13 +424,13 @@ TimeEstimate Pipeline::estimate(const GenerateOptions& o, int64_t image_width, i
   return e;
 }
 
-GeneratedVideo Pipeline::generate(const GenerateOptions& o, const ProgressFn& progress) {
+GeneratedVideo Pipeline::generate(const GenerateOptions& o, const ProgressFn& progress, const FramesFn& frames) {
   validate(o);
-  return generate_from(*this, o, nullptr, progress);
+  return generate_from(*this, o, nullptr, progress, frames);
 }
 
 GeneratedVideo generate_from(Pipeline& pipeline, const GenerateOptions& o, const PreparedImages* given,
-                             const ProgressFn& progress) {
+                             const ProgressFn& progress, const FramesFn& frames) {
   Pipeline::Impl& im = pipeline.impl();
   const ModelFolder& f = im.folder;
   const auto t0 = Clock::now();
@@ -657,7 +657,12 @@ GeneratedVideo generate_from(Pipeline& pipeline, const GenerateOptions& o, const
   const VaeTiling tiling = plan ? plan->vae_tiling() : VaeTiling{};
   // Under a budget the denoising's cached buffers go back first (without one they stay for the next job).
   if (im.opts.vram_budget_gib > 0 && im.device == Device::CUDA) cuda::empty_cache();
-  const Tensor video = decode_tiled(*im.vae, latent, tiling, chunk_progress("vae-decode", 0));
+  WanVAE::FramesFn on_frames;
+  if (frames)
+    on_frames = [&frames](const Tensor& t, int64_t first) {
+      frames(DecodedFrames{t.data<float>(), first, t.size(1), t.size(2), t.size(3)});
+    };
+  const Tensor video = decode_tiled(*im.vae, latent, tiling, chunk_progress("vae-decode", 0), on_frames);
   im.emit("video", video);
   end_stage("vae-decode");
 

@@ -170,6 +170,74 @@ TEST(WriteMp4, ErrorsLeaveNothingBehind) {
   EXPECT_TRUE(fs::is_empty(dir));
 }
 
+// Frames [f0, f1) of a [3, F, H, W] video.
+Tensor frames_of(const Tensor& v, int64_t f0, int64_t f1) {
+  const int64_t F = v.size(1), plane = v.size(2) * v.size(3);
+  Tensor out = Tensor::empty({3, f1 - f0, v.size(2), v.size(3)}, DType::F32);
+  for (int64_t c = 0; c < 3; ++c)
+    std::memcpy(out.data<float>() + c * (f1 - f0) * plane, v.data<float>() + (c * F + f0) * plane,
+                static_cast<size_t>((f1 - f0) * plane) * sizeof(float));
+  return out;
+}
+
+std::string decoded_rgb(const std::string& path) {
+  int status = 0;
+  std::string out = run_capture("ffmpeg -v error -i '" + path + "' -f rawvideo -pix_fmt rgb24 -", &status);
+  EXPECT_EQ(status, 0) << path;
+  return out;
+}
+
+// Frames added a few at a time (as the decode hands them out) make the same MP4 as the whole video
+// at once, and the file appears only at finish().
+TEST(Mp4Stream, FramesAddedInPiecesEqualTheWholeVideo) {
+  ASSERT_TRUE(have_tool("ffmpeg")) << "ffmpeg is needed to check the MP4 (scripts/setup.sh installs it)";
+  const std::string dir = test::temp_dir();
+  const Tensor v = gradient_video(9, 48, 64);
+  write_mp4(dir + "/whole.mp4", v, 16);
+  const std::string path = dir + "/pieces.mp4";
+  {
+    Mp4Stream s(path, 16);
+    s.add(frames_of(v, 0, 1));
+    s.add(frames_of(v, 1, 5));
+    s.add(frames_of(v, 5, 9));
+    EXPECT_EQ(s.frames(), 9);
+    EXPECT_FALSE(fs::exists(path)) << "the MP4 appeared before finish()";
+    s.finish();
+  }
+  ASSERT_TRUE(fs::exists(path));
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator()), 2);  // no temp file left
+  const std::string whole = decoded_rgb(dir + "/whole.mp4"), pieces = decoded_rgb(path);
+  ASSERT_EQ(pieces.size(), 9u * 48 * 64 * 3);
+  EXPECT_TRUE(pieces == whole) << "the MP4 made in pieces decodes differently from the whole video's";
+}
+
+TEST(Mp4Stream, AnAbandonedOrFailedStreamLeavesNothingBehind) {
+  const std::string dir = test::temp_dir();
+  {
+    Mp4Stream s(dir + "/abandoned.mp4", 16);
+    s.add(gradient_video(3, 48, 64));
+  }  // destroyed before finish(): an error or a cancelled job
+  {
+    Mp4Stream s(dir + "/resized.mp4", 16);
+    s.add(gradient_video(2, 48, 64));
+    try {
+      s.add(gradient_video(2, 48, 32));
+      ADD_FAILURE() << "frames of another size accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("32x48 after frames of 64x48"), std::string::npos) << e.what();
+    }
+  }
+  try {
+    Mp4Stream s(dir + "/empty.mp4", 16);
+    s.finish();
+    ADD_FAILURE() << "an MP4 without frames finished";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no frames"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(Mp4Stream(dir + "/fps.mp4", 0), Error);
+  EXPECT_TRUE(fs::is_empty(dir));
+}
+
 struct PngInfo {
   png_uint_32 width = 0, height = 0;
   std::vector<uint8_t> rgb;

@@ -8,11 +8,14 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common/fixture.h"
 #include "io/model_config.h"
 #include "models/vae.h"
 #include "models/vae_tiling.h"
+#include "ops/vae_layout.h"
 
 namespace ib {
 namespace {
@@ -111,10 +114,26 @@ TEST(WanVAEGpu, DecodeToHostEqualsDecode) {
     SCOPED_TRACE(name);
     const Tensor latent = f->get(name).to(DType::F32);
     const Tensor whole = vae.decode(latent.to(Device::CUDA)).to(Device::CPU);
-    const Tensor host = decode_to_host(vae, latent);
+    // The frames handed out on the queue's worker thread as they land: in order, each once, the
+    // bytes the returned video holds.
+    std::vector<std::pair<int64_t, Tensor>> pieces;
+    const Tensor host = decode_to_host(vae, latent, {}, [&](const Tensor& frames, int64_t first) {
+      pieces.emplace_back(first, frames.clone());
+    });
     ASSERT_EQ(host.device(), Device::CPU);
     ASSERT_EQ(host.shape(), whole.shape());
     EXPECT_EQ(0, std::memcmp(host.raw(), whole.raw(), static_cast<size_t>(whole.nbytes())));
+    ASSERT_EQ(static_cast<int64_t>(pieces.size()), latent.size(1));
+    int64_t next = 0;
+    for (const auto& [first, frames] : pieces) {
+      ASSERT_EQ(first, next);
+      ASSERT_EQ(frames.device(), Device::CPU);
+      EXPECT_EQ(0, std::memcmp(frames.raw(), ops::slice_frames(host, first, first + frames.size(1)).raw(),
+                               static_cast<size_t>(frames.nbytes())))
+          << "frames from " << first;
+      next += frames.size(1);
+    }
+    EXPECT_EQ(next, host.size(1));
     const double p = psnr(host, f->get(std::string(name) == "latent" ? "decoded" : "random_decoded"));
     std::printf("[measured] decode_to_host (bf16) %s: PSNR %.1f dB against the fixture\n", name, p);
     EXPECT_GE(p, 35.0);

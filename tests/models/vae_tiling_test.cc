@@ -5,6 +5,8 @@
 
 #include <cmath>
 #include <cstdio>
+#include <utility>
+#include <vector>
 
 #include "common/fixture.h"
 #include "io/model_config.h"
@@ -62,11 +64,18 @@ TEST(VaeTiling, DecodeInTilesMatchesThePlainDecode) {
     const VaeTiling t{tile, tile / 2};
     if (tile >= h && tile >= w) continue;
     int64_t chunks = 0, total = 0;
-    const Tensor tiled = decode_tiled(model(), latent, t, [&](int64_t done, int64_t all) {
-      chunks = done;
-      total = all;
-    });
+    std::vector<std::pair<int64_t, Tensor>> handed;  // tiles are final only once blended: all at the end
+    const Tensor tiled = decode_tiled(
+        model(), latent, t,
+        [&](int64_t done, int64_t all) {
+          chunks = done;
+          total = all;
+        },
+        [&](const Tensor& frames, int64_t first) { handed.emplace_back(first, frames.clone()); });
     ASSERT_EQ(tiled.shape(), plain.shape());
+    ASSERT_EQ(handed.size(), 1u);
+    EXPECT_EQ(handed[0].first, 0);
+    EXPECT_TENSOR_CLOSE_ABS(handed[0].second, tiled, 0.0);
     EXPECT_EQ(chunks, total);
     const int64_t th = std::min(tile, h), tw = std::min(tile, w);
     const auto n_tiles = static_cast<int64_t>(tile_starts(h, th, std::min(tile / 2, th - 1)).size() *

@@ -1,6 +1,6 @@
 // Progress of a generation: every stage reports under the name its timing has, the VAE stages
-// report each chunk with the time left, and a cancel requested during the VAE encode takes effect
-// at the next chunk.
+// report each chunk with the time left, the decoded frames are handed out chunk by chunk during the
+// decode, and a cancel requested during the VAE encode takes effect at the next chunk.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -45,7 +45,46 @@ TEST(Progress, StagesMatchTheTimingsAndTheVaeReportsEachChunk) {
   GenerateOptions g = options();
   g.width = 128;
   g.height = 64;
-  const GeneratedVideo v = pipeline.generate(g, [&](const Progress& p) { seen.push_back(p); });
+  // The decoded frames handed out during the decode (what VideoFileWriter encodes from), and how
+  // many had come at each of the decode's reports.
+  std::vector<float> handed;  // [3, F, H, W] once complete
+  std::vector<DecodedFrames> pieces;
+  std::vector<int64_t> frames_at_report;
+  int64_t frames_so_far = 0;
+  const GeneratedVideo v = pipeline.generate(
+      g,
+      [&](const Progress& p) {
+        seen.push_back(p);
+        if (p.stage == "vae-decode") frames_at_report.push_back(frames_so_far);
+      },
+      [&](const DecodedFrames& d) {
+        pieces.push_back(d);
+        handed.insert(handed.end(), d.data, d.data + 3 * d.count * d.height * d.width);
+        frames_so_far += d.count;
+      });
+  // Every frame once, in order, before the decode reported its chunk done, with the values the
+  // returned video holds.
+  ASSERT_EQ(pieces.size(), 9u);  // one piece per latent frame: 1 frame, then 4 each
+  int64_t next = 0;
+  for (const DecodedFrames& d : pieces) {
+    EXPECT_EQ(d.first, next);
+    EXPECT_EQ(d.count, next == 0 ? 1 : 4);
+    EXPECT_EQ(d.height, v.height);
+    EXPECT_EQ(d.width, v.width);
+    next += d.count;
+  }
+  EXPECT_EQ(next, v.frames);
+  EXPECT_EQ(frames_at_report, (std::vector<int64_t>{0, 1, 5, 9, 13, 17, 21, 25, 29, 33}));
+  const int64_t plane = v.height * v.width;
+  size_t at = 0;  // handed holds the pieces one after another, each [3, n, H, W]
+  for (const DecodedFrames& d : pieces) {
+    for (int64_t c = 0; c < 3; ++c)
+      for (int64_t i = 0; i < d.count * plane; ++i)
+        ASSERT_EQ(handed[at + static_cast<size_t>(c * d.count * plane + i)],
+                  v.data[static_cast<size_t>((c * v.frames + d.first) * plane + i)])
+            << "frame " << d.first + i / plane << " channel " << c;
+    at += static_cast<size_t>(3 * d.count * plane);
+  }
   // Stage names in the order of their first report equal the timings' names.
   std::vector<std::string> stages, timed;
   for (const Progress& p : seen)

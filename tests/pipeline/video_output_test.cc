@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 
 #include "common/fixture.h"
 #include "inbetween/error.h"
@@ -50,6 +52,69 @@ TEST(VideoOutput, RefusesDataThatDoesNotMatchTheSizes) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("bad.safetensors"), std::string::npos) << e.what();
   }
+}
+
+std::string file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// The frames a generation hands out as it decodes, fed to the writer: the MP4 is the one
+// write_video makes of the whole video, byte for byte, and appears only at finish().
+TEST(VideoFileWriter, AnMp4WrittenDuringTheDecodeIsTheWholeVideosMp4) {
+  const std::string dir = test::temp_dir();
+  GeneratedVideo v = small_video();
+  write_video(dir + "/whole.mp4", v, 16);
+  const int64_t plane = v.height * v.width;
+  {
+    VideoFileWriter w(dir + "/early.mp4", 16);
+    const FramesFn frames = w.frames();
+    ASSERT_TRUE(static_cast<bool>(frames));
+    for (int64_t f = 0; f < v.frames; ++f) {  // one frame a call, [3, 1, H, W] each
+      std::vector<float> chunk(static_cast<size_t>(3 * plane));
+      for (int64_t c = 0; c < 3; ++c)
+        std::copy_n(v.data.begin() + (c * v.frames + f) * plane, plane, chunk.begin() + c * plane);
+      frames(DecodedFrames{chunk.data(), f, 1, v.height, v.width});
+    }
+    EXPECT_FALSE(fs::exists(dir + "/early.mp4"));
+    w.finish(v);
+  }
+  EXPECT_EQ(file_bytes(dir + "/early.mp4"), file_bytes(dir + "/whole.mp4"));
+
+  // Nothing handed out early (a front end that did not pass frames()): finish writes it all.
+  {
+    VideoFileWriter w(dir + "/late.mp4", 16);
+    w.finish(v);
+  }
+  EXPECT_EQ(file_bytes(dir + "/late.mp4"), file_bytes(dir + "/whole.mp4"));
+  // Other forms are written at finish() only.
+  {
+    VideoFileWriter w(dir + "/raw.safetensors", 16);
+    EXPECT_FALSE(static_cast<bool>(w.frames()));
+    w.finish(v);
+  }
+  EXPECT_TRUE(fs::is_regular_file(dir + "/raw.safetensors"));
+}
+
+TEST(VideoFileWriter, FramesOutOfOrderOrAnAbandonedWriterLeaveNothing) {
+  const std::string dir = test::temp_dir();
+  const GeneratedVideo v = small_video();
+  {
+    VideoFileWriter w(dir + "/v.mp4", 16);
+    const FramesFn frames = w.frames();
+    try {
+      frames(DecodedFrames{v.data.data(), 1, 1, v.height, v.width});
+      ADD_FAILURE() << "frame 1 accepted first";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("frame 0 was due"), std::string::npos) << e.what();
+    }
+  }
+  {
+    VideoFileWriter w(dir + "/v.mp4", 16);
+    std::vector<float> frame(static_cast<size_t>(3 * v.height * v.width), 0.0f);
+    w.frames()(DecodedFrames{frame.data(), 0, 1, v.height, v.width});
+  }  // destroyed before finish(): a failed or cancelled generation
+  EXPECT_TRUE(fs::is_empty(dir));
 }
 
 }  // namespace
