@@ -120,6 +120,32 @@ void bench_convs(DType dtype) {
                   2.0 * static_cast<double>(x.nbytes()) / sn / 1e9);
     row(line);
   }
+  if (dtype != DType::BF16) return;
+  // The decoder's three spatial upsamplings of a later 720p chunk as the decode runs them: bf16
+  // activations in and out, nearest x2 and the 3x3 conv in one op (upsample2x_conv3d, the x2 in the
+  // conv's packing), unlike the "upsample" row above (conv3d on an upsampled f32 input).
+  struct Up { const char* name; int64_t cin, cout, T, h, w; };
+  const Up ups[] = {{"384->192 from 90x160", 384, 192, 2, 90, 160},
+                    {"384->192 from 180x320", 384, 192, 4, 180, 320},
+                    {"192->96 from 360x640", 192, 96, 4, 360, 640}};
+  for (const Up& u : ups) {
+    const ib::ops::Conv3dArgs a = ib::ops::Conv3dArgs::spatial_pad(1);
+    const Tensor x = normal_like({u.cin, u.T, u.h, u.w}, 5).to(DType::BF16).to(Device::CUDA);
+    const Tensor w = uniform({u.cout, u.cin, 1, 3, 3}, 0.05f, 6).to(DType::BF16).to(Device::CUDA);
+    const Tensor b = Tensor::zeros({u.cout}).to(Device::CUDA);
+    (void)ib::ops::upsample2x_conv3d(x, w, b, a, DType::BF16);
+    sync();
+    constexpr int kReps = 5;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < kReps; ++i) (void)ib::ops::upsample2x_conv3d(x, w, b, a, DType::BF16);
+    sync();
+    const double s = seconds_since(t0) / kReps;
+    const double flop = 2.0 * 9.0 * static_cast<double>(u.cin * u.cout) * static_cast<double>(u.T * 4 * u.h * u.w);
+    char line[256];
+    std::snprintf(line, sizeof line, "upsample2x_conv3d bf16 %-26s %8.2f ms %7.1f TFLOP/s",
+                  u.name, s * 1e3, flop / s / 1e12);
+    row(line);
+  }
 }
 
 // --- whole encode / decode ----------------------------------------------------------------------

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <sstream>
 
 #include "app_commands.h"
@@ -117,15 +118,20 @@ void run(StoryArgs& a) {
     first.gen = segment_options(s, 0, s.generate.seed);
     print_estimate(pipeline, first, segments);
   }
+  // An MP4 is encoded segment by segment while the later segments are generated.
+  std::unique_ptr<VideoFileWriter> writer = open_output(g);
   ProgressBar bar(g.quiet);
   StoryResult r;
   {
     StopSignals signals;
     try {
-      r = generate_story(pipeline, s, [&](const Progress& p) {
-        if (StopSignals::requested()) throw Cancelled();
-        bar.update(p);
-      });
+      r = generate_story(
+          pipeline, s,
+          [&](const Progress& p) {
+            if (StopSignals::requested()) throw Cancelled();
+            bar.update(p);
+          },
+          writer->frames());
     } catch (const Cancelled&) {
       bar.finish();
       if (s.parts_dir.empty()) fail("stopped by a signal; nothing was written");
@@ -136,7 +142,7 @@ void run(StoryArgs& a) {
   bar.update(Progress{"write", 0, 1, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), -1,
                       -1, segments, segments});
   bar.finish();
-  const double write_s = write_output(g, r.video);
+  const double write_s = write_output(g, r.video, writer.get());
   if (!s.parts_dir.empty()) {
     std::error_code ec;
     fs::remove_all(s.parts_dir, ec);

@@ -322,11 +322,11 @@ void JobQueue::run_job(const std::string& id) {
   std::string error;
   GeneratedVideo video;
   try {
-    // video.mp4 (H.264), encoded while the decode makes its frames (a story's at the end).
+    // video.mp4 (H.264), encoded while the decode makes its frames (a story's segment by segment).
     VideoFileWriter writer(store_.video_path(id), snapshot.params.fps);
     video = snapshot.params.keyframe_files.empty()
                 ? pipeline_.generate(generate_options(snapshot.params, store_.job_dir(id)), progress, writer.frames())
-                : run_story(pipeline_, snapshot.params, store_.job_dir(id), progress);
+                : run_story(pipeline_, snapshot.params, store_.job_dir(id), progress, writer.frames());
     {
       std::lock_guard lock(mu_);
       Job& job = jobs_.at(id);

@@ -77,8 +77,9 @@ StoryOptions story_options(const JobParams& p, const std::string& dir) {
   return s;
 }
 
-GeneratedVideo run_story(Pipeline& pipeline, const JobParams& p, const std::string& dir, const ProgressFn& progress) {
-  return generate_story(pipeline, story_options(p, dir), progress).video;
+GeneratedVideo run_story(Pipeline& pipeline, const JobParams& p, const std::string& dir, const ProgressFn& progress,
+                         const FramesFn& frames) {
+  return generate_story(pipeline, story_options(p, dir), progress, frames).video;
 }
 
 }  // namespace ib::server

@@ -29,6 +29,7 @@ StoryRequest parse_story_request(const httplib::Request& req, const Limits& limi
 StoryOptions story_options(const JobParams& p, const std::string& dir);
 
 // Runs a story job: generate_story on the server's pipeline (no parts folder: a story is one job).
-GeneratedVideo run_story(Pipeline& pipeline, const JobParams& p, const std::string& dir, const ProgressFn& progress);
+GeneratedVideo run_story(Pipeline& pipeline, const JobParams& p, const std::string& dir, const ProgressFn& progress,
+                         const FramesFn& frames = {});
 
 }  // namespace ib::server

@@ -58,6 +58,10 @@ void validate_story(const Pipeline& pipeline, const StoryOptions& story);
 // reused and written when parts_dir is set). progress gets every segment's stages with segment and
 // segments set and the time left for the whole story; it may throw ib::Cancelled (finished parts
 // stay in parts_dir).
-StoryResult generate_story(Pipeline& pipeline, const StoryOptions& story, const ProgressFn& progress = {});
+// frames (optional): the story's frames as each segment's decode makes them (or as a reused
+// segment is read), in the story's numbering: every frame once, in order (see DecodedFrames), so
+// that a VideoFileWriter encodes the MP4 while later segments are still being generated.
+StoryResult generate_story(Pipeline& pipeline, const StoryOptions& story, const ProgressFn& progress = {},
+                           const FramesFn& frames = {});
 
 }  // namespace ib

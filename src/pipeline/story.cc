@@ -11,6 +11,7 @@
 #include <limits>
 #include <map>
 #include <random>
+#include <vector>
 
 #include <fmt/ranges.h>
 
@@ -229,7 +230,29 @@ void validate_story(const Pipeline& pipeline, const StoryOptions& s) {
   }
 }
 
-StoryResult generate_story(Pipeline& pipeline, const StoryOptions& s, const ProgressFn& progress) {
+namespace {
+
+// Segment k's decoded frames as the story's: segment 0's as they are, frames 1..F-1 of a later one
+// moved to 1 + k(F-1) onwards (its frame 0 is the previous segment's last, handed out already).
+void hand_out_segment_frames(const FramesFn& frames, const DecodedFrames& d, int k, int64_t segment_frames) {
+  const int64_t skip = (k > 0 && d.first == 0) ? 1 : 0, count = d.count - skip;
+  if (count <= 0) return;
+  const int64_t at = k == 0 ? d.first : 1 + k * (segment_frames - 1) + (d.first + skip - 1);
+  if (skip == 0) {
+    frames(DecodedFrames{d.data, at, count, d.height, d.width});
+    return;
+  }
+  const int64_t plane = d.height * d.width;
+  std::vector<float> rest(static_cast<size_t>(3 * count * plane));
+  for (int64_t c = 0; c < 3; ++c)
+    std::copy_n(d.data + (c * d.count + skip) * plane, count * plane, rest.data() + c * count * plane);
+  frames(DecodedFrames{rest.data(), at, count, d.height, d.width});
+}
+
+}  // namespace
+
+StoryResult generate_story(Pipeline& pipeline, const StoryOptions& s, const ProgressFn& progress,
+                           const FramesFn& frames) {
   validate_story(pipeline, s);
   const int n = static_cast<int>(s.keyframes.size()), segments = story_segments(s);
   const int64_t seed = story_seed(s);
@@ -294,20 +317,29 @@ StoryResult generate_story(Pipeline& pipeline, const StoryOptions& s, const Prog
       v.data.assign(t.data<float>(), t.data<float>() + t.numel());
       result.reused_segments.push_back(k);
       ++result.reused;
+      if (frames)
+        hand_out_segment_frames(frames, DecodedFrames{v.data.data(), 0, v.frames, v.height, v.width}, k,
+                                s.generate.frames);
     } else {
       --later;
       clock.begin_segment();
       const PreparedImages images{keys[static_cast<size_t>(k)], keys[static_cast<size_t>((k + 1) % n)], ref_h, ref_w};
-      v = generate_from(pipeline, opts[static_cast<size_t>(k)], &images, [&](const Progress& p) {
-        clock.on_stage(p.stage);
-        if (!progress) return;
-        Progress q = p;
-        q.segment = k + 1;
-        q.segments = segments;
-        q.elapsed_s = seconds_since(clock.start);
-        q.remaining_s = clock.remaining(p, later);
-        progress(q);
-      });
+      FramesFn segment_frames;
+      if (frames)
+        segment_frames = [&, k](const DecodedFrames& d) { hand_out_segment_frames(frames, d, k, s.generate.frames); };
+      v = generate_from(
+          pipeline, opts[static_cast<size_t>(k)], &images,
+          [&](const Progress& p) {
+            clock.on_stage(p.stage);
+            if (!progress) return;
+            Progress q = p;
+            q.segment = k + 1;
+            q.segments = segments;
+            q.elapsed_s = seconds_since(clock.start);
+            q.remaining_s = clock.remaining(p, later);
+            progress(q);
+          },
+          segment_frames);
       clock.end_segment();
       add_timings(result.video.timings, v.timings);
       if (!s.parts_dir.empty()) {

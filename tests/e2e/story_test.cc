@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <fstream>
 #include <set>
+#include <vector>
 
 #include "common/command.h"
 #include "common/fixture.h"
@@ -98,6 +99,36 @@ GeneratedVideo single_run(Pipeline& pipeline, const StoryOptions& s, const std::
   return pipeline.generate(o);
 }
 
+// The frames a story hands out (StoryOptions' FramesFn), put together: each frame once, in order,
+// into a video of the story's layout [3, F, H, W].
+struct HandedFrames {
+  std::vector<DecodedFrames> pieces;
+  std::vector<std::vector<float>> data;
+  FramesFn fn() {
+    return [this](const DecodedFrames& d) {
+      pieces.push_back(d);
+      data.emplace_back(d.data, d.data + 3 * d.count * d.height * d.width);
+    };
+  }
+  // Checks the order and returns the assembled video's values (empty on a gap or an overlap).
+  std::vector<float> video(int64_t frames) const {
+    if (pieces.empty()) return {};
+    const int64_t plane = pieces[0].height * pieces[0].width;
+    std::vector<float> out(static_cast<size_t>(3 * frames * plane));
+    int64_t next = 0;
+    for (size_t i = 0; i < pieces.size(); ++i) {
+      const DecodedFrames& d = pieces[i];
+      EXPECT_EQ(d.first, next) << "piece " << i;
+      if (d.first != next || d.first + d.count > frames) return {};
+      for (int64_t c = 0; c < 3; ++c)
+        std::copy_n(data[i].begin() + c * d.count * plane, d.count * plane, out.begin() + (c * frames + d.first) * plane);
+      next += d.count;
+    }
+    EXPECT_EQ(next, frames);
+    return out;
+  }
+};
+
 TEST(Story, SegmentsAreTheSingleGenerations) {
   const std::string dir = test::temp_dir();
   StoryOptions s = quick_story(three_keyframes(dir));
@@ -106,11 +137,18 @@ TEST(Story, SegmentsAreTheSingleGenerations) {
   const int64_t encodes_before = text_encodings(pipeline);
   std::set<int> segments_seen;
   int64_t reports = 0;
-  const StoryResult r = generate_story(pipeline, s, [&](const Progress& p) {
-    ++reports;
-    EXPECT_EQ(p.segments, 2);
-    segments_seen.insert(p.segment);
-  });
+  HandedFrames handed;
+  const StoryResult r = generate_story(
+      pipeline, s,
+      [&](const Progress& p) {
+        ++reports;
+        EXPECT_EQ(p.segments, 2);
+        segments_seen.insert(p.segment);
+      },
+      handed.fn());
+  // The frames came out segment by segment as each was decoded, and make the story's video.
+  EXPECT_GT(handed.pieces.size(), 2u);
+  EXPECT_EQ(handed.video(r.video.frames), r.video.data);
   // Two prompts and the default negative prompt, each encoded once for the whole story.
   EXPECT_EQ(text_encodings(pipeline) - encodes_before, 3);
   EXPECT_EQ(segments_seen, (std::set<int>{1, 2}));
@@ -183,13 +221,18 @@ TEST(Story, ResumeKeepsFinishedSegmentsAndRedoesChangedOnes) {
   // The same story again: segments 0 and 1 come from the parts (no DiT runs for them), the rest is
   // generated, and the video is the uninterrupted one.
   int generated_segments_reported = 0;
-  StoryResult r = generate_story(pipeline, s, [&](const Progress& p) {
-    if (p.stage == "denoise" && p.step == 0) ++generated_segments_reported;
-  });
+  HandedFrames handed;  // the reused segments' frames too, in the story's order
+  StoryResult r = generate_story(
+      pipeline, s,
+      [&](const Progress& p) {
+        if (p.stage == "denoise" && p.step == 0) ++generated_segments_reported;
+      },
+      handed.fn());
   EXPECT_EQ(r.reused, 2);
   EXPECT_EQ(r.reused_segments, (std::vector<int>{0, 1}));
   EXPECT_EQ(generated_segments_reported, 1);
   EXPECT_EQ(r.video.data, fresh.data);
+  EXPECT_EQ(handed.video(r.video.frames), fresh.data);
 
   // A changed prompt invalidates its segment only; its old part is removed.
   s.prompts[1] = "two, changed";
