@@ -78,6 +78,13 @@ bool conv_backend_available(ConvBackend backend);
 // tests and measurements. Changing it forgets the plans already chosen.
 enum class ConvOutputPadding { Search, Never, Always };
 void set_conv_output_padding(ConvOutputPadding mode);
+// cuDNN's plan searches (each times the algorithms of one new bf16 or f32 conv shape) made by this
+// process so far. The bf16 plans found are also kept on disk (core/cache_file.h's cache_dir(),
+// cudnn-conv-plans.txt, valid for one GPU model and cuDNN version) and read by later processes
+// instead of searching; forget_conv_plans() drops the plans held in memory, so that the next conv
+// reads the file again (for the tests).
+int64_t conv_plan_searches();
+void forget_conv_plans();
 // The fused norm_silu_conv3d into y; false when this case has no fused path (the op then composes).
 // prefix: at most two parts (see the op).
 bool norm_silu_conv3d(const std::vector<Tensor>& prefix, const Tensor& x, const Tensor& gamma, const Tensor& w,

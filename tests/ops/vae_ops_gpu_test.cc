@@ -9,10 +9,14 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <string>
 #include <vector>
 
 #include "common/fixture.h"
+#include "core/cache_file.h"
 #include "ops/activation.h"
 #include "ops/conv.h"
 #include "ops/convert.h"
@@ -325,6 +329,50 @@ TEST(VaeOpsGpu, Upsample2xConv3dMatchesComposition) {
       EXPECT_LT(rms, 1e-2) << c.cin << "->" << c.cout << " bf16 [" << path << "]";
     }
   });
+}
+
+// cuDNN's bf16 plans outlive the process (ops/conv.h): a search writes
+// <cache_dir>/cudnn-conv-plans.txt; once the plans in memory are forgotten, the same conv takes its
+// plan from the file (no search) and gives the same bits; a file from another GPU or cuDNN (another
+// header) is searched past and replaced; an empty INBETWEEN_CACHE_DIR keeps nothing on disk.
+TEST(VaeOpsGpu, ConvPlansAreKeptOnDiskForLaterProcesses) {
+  const std::string dir = test::temp_dir();
+  const std::string file = dir + "/cudnn-conv-plans.txt";
+  ::setenv("INBETWEEN_CACHE_DIR", dir.c_str(), 1);
+  ops::cuda::forget_conv_plans();
+  const Tensor x = gpu(random_tensor({40, 3, 10, 14}, 7001).to(DType::BF16));
+  const Tensor w = gpu(random_tensor({24, 40, 3, 3, 3}, 7002, 0.05f).to(DType::BF16));
+  const Tensor b = gpu(random_tensor({24}, 7003));
+  const ops::Conv3dArgs a = ops::Conv3dArgs::spatial_pad(1);
+  auto conv = [&] { return cpu(ops::conv3d(x, w, b, a, Tensor(), DType::BF16)); };
+  const int64_t s0 = ops::cuda::conv_plan_searches();
+  const Tensor y1 = conv();
+  EXPECT_EQ(ops::cuda::conv_plan_searches(), s0 + 1);
+  const std::vector<std::string> lines = read_cache_lines(file);
+  ASSERT_EQ(lines.size(), 2u) << "a header and one plan";
+  EXPECT_NE(lines[0].find("cudnn"), std::string::npos) << lines[0];
+
+  ops::cuda::forget_conv_plans();  // what a new process starts with
+  const Tensor y2 = conv();
+  EXPECT_EQ(ops::cuda::conv_plan_searches(), s0 + 1) << "searched again instead of reading the file";
+  EXPECT_EQ(0, std::memcmp(y1.raw(), y2.raw(), static_cast<size_t>(y1.nbytes())));
+
+  ASSERT_TRUE(write_cache_lines(file, {"inbetween cudnn conv plans v1 | another GPU", lines[1]}));
+  ops::cuda::forget_conv_plans();
+  (void)conv();
+  EXPECT_EQ(ops::cuda::conv_plan_searches(), s0 + 2) << "a plan of another GPU was used";
+  const std::vector<std::string> replaced = read_cache_lines(file);  // the plan's timing may differ
+  ASSERT_EQ(replaced.size(), 2u);
+  EXPECT_EQ(replaced[0], lines[0]) << "the other GPU's file was not replaced";
+
+  ::setenv("INBETWEEN_CACHE_DIR", "", 1);
+  std::filesystem::remove(file);
+  ops::cuda::forget_conv_plans();
+  (void)conv();
+  EXPECT_EQ(ops::cuda::conv_plan_searches(), s0 + 3);
+  EXPECT_FALSE(std::filesystem::exists(file));
+  ::unsetenv("INBETWEEN_CACHE_DIR");
+  ops::cuda::forget_conv_plans();
 }
 
 TEST(VaeOpsGpu, ToDtypeRoundsLikeTheCpu) {

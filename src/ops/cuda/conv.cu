@@ -31,9 +31,11 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include "core/cache_file.h"
 #include "core/cuda_memory.h"
 #include "core/log.h"
 #include "ops/conv.h"
@@ -654,14 +656,81 @@ struct Plan {
   int64_t cout_p = 0;  // the output channels it computes (ConvGeom::Cout_p, or more: see plan_for)
 };
 
-using PlanKey = std::array<int64_t, 12>;
-std::mutex g_plans_mutex;
-std::map<PlanKey, Plan> g_plans;
-
 // The GEMM-like algorithms only: FFT and Winograd trade accuracy for speed.
 bool allowed_algo(cudnnConvolutionFwdAlgo_t a) {
   return a == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM || a == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM ||
          a == CUDNN_CONVOLUTION_FWD_ALGO_GEMM;
+}
+
+using PlanKey = std::array<int64_t, 12>;
+std::mutex g_plans_mutex;
+std::map<PlanKey, Plan> g_plans;
+int64_t g_searches = 0;  // plan_for's searches in this process (conv_plan_searches)
+
+// ---- Plans kept across processes ----------------------------------------------------------------
+// cuDNN's timed search costs ~1 s in a 480p decode's first run (once per conv shape per process,
+// bench_vae_gpu's "first run"). The bf16 plans found are kept in <cache_dir>/cudnn-conv-plans.txt
+// (core/cache_file.h), under a header naming the GPU, its compute capability and the cuDNN version
+// (a file from another GPU or cuDNN is ignored and replaced), one line per shape and output-padding
+// mode; a later process takes its plans from there instead of searching. A kept plan whose
+// workspace would not fit what the device (or the --vram-budget) has now is searched again.
+struct DiskPlans {
+  bool loaded = false;
+  std::string path, header;
+  std::map<std::pair<int, PlanKey>, Plan> plans;  // (ConvOutputPadding, shape)
+};
+DiskPlans g_disk;  // under g_plans_mutex
+
+std::string plans_header() {
+  cudaDeviceProp prop{};
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || cudaGetDeviceProperties(&prop, device) != cudaSuccess) return "";
+  return fmt::format("inbetween cudnn conv plans v1 | {} | sm {}.{} | cudnn {}", prop.name, prop.major, prop.minor,
+                     cudnnGetVersion());
+}
+
+void load_disk_plans_locked() {
+  if (g_disk.loaded) return;
+  g_disk.loaded = true;
+  const std::string dir = ::ib::cache_dir();
+  g_disk.header = plans_header();
+  if (dir.empty() || g_disk.header.empty()) return;
+  g_disk.path = dir + "/cudnn-conv-plans.txt";
+  const std::vector<std::string> lines = read_cache_lines(g_disk.path);
+  if (lines.empty() || lines[0] != g_disk.header) return;
+  for (size_t i = 1; i < lines.size(); ++i) {
+    std::istringstream in(lines[i]);
+    int mode = 0, ok = 0, as_2d = 0, algo = 0, math = 0;
+    PlanKey key{};
+    Plan p;
+    in >> mode;
+    for (int64_t& k : key) in >> k;
+    in >> ok >> as_2d >> algo >> math >> p.workspace >> p.ms >> p.cout_p;
+    if (!in || mode < 0 || mode > 2 || algo < 0 || algo >= CUDNN_CONVOLUTION_FWD_ALGO_COUNT ||
+        !allowed_algo(static_cast<cudnnConvolutionFwdAlgo_t>(algo)) || p.cout_p < key[2]) {
+      spdlog::debug("conv3d: line {} of '{}' is not a plan; ignored", i + 1, g_disk.path);
+      continue;
+    }
+    p.ok = ok != 0;
+    p.as_2d = as_2d != 0;
+    p.algo = static_cast<cudnnConvolutionFwdAlgo_t>(algo);
+    p.math = static_cast<cudnnMathType_t>(math);
+    g_disk.plans[{mode, key}] = p;
+  }
+  spdlog::debug("conv3d: {} cuDNN plans read from '{}'", g_disk.plans.size(), g_disk.path);
+}
+
+void save_disk_plans_locked() {
+  if (g_disk.path.empty()) return;
+  std::vector<std::string> lines{g_disk.header};
+  for (const auto& [mk, p] : g_disk.plans) {
+    std::string line = std::to_string(mk.first);
+    for (const int64_t k : mk.second) line += " " + std::to_string(k);
+    line += fmt::format(" {} {} {} {} {} {} {}", p.ok ? 1 : 0, p.as_2d ? 1 : 0, static_cast<int>(p.algo),
+                        static_cast<int>(p.math), p.workspace, p.ms, p.cout_p);
+    lines.push_back(line);
+  }
+  if (!write_cache_lines(g_disk.path, lines)) spdlog::debug("conv3d: cannot write '{}'", g_disk.path);
 }
 
 constexpr size_t kMaxWorkspace = size_t{1} << 30;
@@ -769,9 +838,17 @@ std::vector<int64_t> cout_candidates(const ConvGeom& g, bool bf16) {
 template <typename T>
 Plan plan_for(const ConvGeom& g, bool bf16, const void* xp, const Tensor& w) {
   const PlanKey key = plan_key(g, bf16);
+  const int mode = static_cast<int>(g_output_padding);
   {
     std::lock_guard<std::mutex> lock(g_plans_mutex);
     if (auto it = g_plans.find(key); it != g_plans.end()) return it->second;
+    if (bf16) {  // a plan an earlier process found (see DiskPlans)
+      load_disk_plans_locked();
+      if (auto it = g_disk.plans.find({mode, key}); it != g_disk.plans.end()) {
+        const size_t room = std::min(kMaxWorkspace, ::ib::cuda::available_bytes() / 4);
+        if (!it->second.ok || it->second.workspace <= room) return g_plans[key] = it->second;
+      }
+    }
   }
   const DType dt = bf16 ? DType::BF16 : DType::F32;
   Plan plan;
@@ -801,7 +878,12 @@ Plan plan_for(const ConvGeom& g, bool bf16, const void* xp, const Tensor& w) {
                   g.kh, g.kw, plan.cout_p, plan.ms);
   }
   std::lock_guard<std::mutex> lock(g_plans_mutex);
+  ++g_searches;
   g_plans[key] = plan;
+  if (bf16) {
+    g_disk.plans[{mode, key}] = plan;
+    save_disk_plans_locked();
+  }
   return plan;
 }
 
@@ -928,6 +1010,7 @@ bool conv_cudnn_typed(const InputSource& src, const Tensor& w, const Tensor& b, 
                  g.Cin, g.Cout, g.kt, g.kh, g.kw, cudnnGetErrorString(st));
     std::lock_guard<std::mutex> lock(g_plans_mutex);
     g_plans[plan_key(g, bf16)].ok = false;
+    if (g_disk.plans.erase({static_cast<int>(g_output_padding), plan_key(g, bf16)}) > 0) save_disk_plans_locked();
     return false;
   }
   check_cudnn(st, "cudnnConvolutionForward");
@@ -964,6 +1047,23 @@ void set_conv_output_padding(ConvOutputPadding mode) {
   g_plans.clear();
 #else
   (void)mode;
+#endif
+}
+
+int64_t conv_plan_searches() {
+#ifdef IB_CUDA_HAVE_CUDNN
+  std::lock_guard<std::mutex> lock(g_plans_mutex);
+  return g_searches;
+#else
+  return 0;
+#endif
+}
+
+void forget_conv_plans() {
+#ifdef IB_CUDA_HAVE_CUDNN
+  std::lock_guard<std::mutex> lock(g_plans_mutex);
+  g_plans.clear();
+  g_disk = DiskPlans{};
 #endif
 }
 
