@@ -12,6 +12,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <iterator>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -334,7 +336,8 @@ TEST(VaeOpsGpu, Upsample2xConv3dMatchesComposition) {
 // cuDNN's bf16 plans outlive the process (ops/conv.h): a search writes
 // <cache_dir>/cudnn-conv-plans.txt; once the plans in memory are forgotten, the same conv takes its
 // plan from the file (no search) and gives the same bits; a file from another GPU or cuDNN (another
-// header) is searched past and replaced; an empty INBETWEEN_CACHE_DIR keeps nothing on disk.
+// header) is searched past and replaced, and so are damaged lines; an empty INBETWEEN_CACHE_DIR
+// keeps nothing on disk.
 TEST(VaeOpsGpu, ConvPlansAreKeptOnDiskForLaterProcesses) {
   const std::string dir = test::temp_dir();
   const std::string file = dir + "/cudnn-conv-plans.txt";
@@ -365,11 +368,25 @@ TEST(VaeOpsGpu, ConvPlansAreKeptOnDiskForLaterProcesses) {
   ASSERT_EQ(replaced.size(), 2u);
   EXPECT_EQ(replaced[0], lines[0]) << "the other GPU's file was not replaced";
 
+  // A damaged file (a line that is no plan, a plan with a math type cuDNN does not have) is searched
+  // past, never run.
+  std::istringstream fields(replaced[1]);
+  std::vector<std::string> tokens{std::istream_iterator<std::string>(fields), std::istream_iterator<std::string>()};
+  ASSERT_EQ(tokens.size(), 20u) << replaced[1];
+  tokens[16] = "99";  // mode, 12 key fields, ok, as_2d, algo, then math
+  std::string bad_math;
+  for (const std::string& t : tokens) bad_math += (bad_math.empty() ? "" : " ") + t;
+  ASSERT_TRUE(write_cache_lines(file, {replaced[0], "not a plan", bad_math}));
+  ops::cuda::forget_conv_plans();
+  const Tensor y3 = conv();
+  EXPECT_EQ(ops::cuda::conv_plan_searches(), s0 + 3) << "a damaged plan was used";
+  EXPECT_TENSOR_CLOSE(y3.to(DType::F32), y1.to(DType::F32), kBf16);
+
   ::setenv("INBETWEEN_CACHE_DIR", "", 1);
   std::filesystem::remove(file);
   ops::cuda::forget_conv_plans();
   (void)conv();
-  EXPECT_EQ(ops::cuda::conv_plan_searches(), s0 + 3);
+  EXPECT_EQ(ops::cuda::conv_plan_searches(), s0 + 4);
   EXPECT_FALSE(std::filesystem::exists(file));
   ::unsetenv("INBETWEEN_CACHE_DIR");
   ops::cuda::forget_conv_plans();

@@ -706,8 +706,15 @@ void load_disk_plans_locked() {
     in >> mode;
     for (int64_t& k : key) in >> k;
     in >> ok >> as_2d >> algo >> math >> p.workspace >> p.ms >> p.cout_p;
+    // Only what a search can produce (an edited or damaged line is searched again, never run): an
+    // allowed algorithm, a math type cuDNN knows, the output channels of cout_candidates, a 2-D
+    // description only where the conv has one tap and no stride in time.
+    const bool math_ok = math == CUDNN_DEFAULT_MATH || math == CUDNN_TENSOR_OP_MATH ||
+                         math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION || math == CUDNN_FMA_MATH;
+    const bool cout_ok = p.cout_p >= key[2] && p.cout_p % 8 == 0 && p.cout_p <= std::max<int64_t>(64, 2 * key[2]);
+    const bool as_2d_ok = as_2d == 0 || (key[3] == 1 && key[6] == 1);
     if (!in || mode < 0 || mode > 2 || algo < 0 || algo >= CUDNN_CONVOLUTION_FWD_ALGO_COUNT ||
-        !allowed_algo(static_cast<cudnnConvolutionFwdAlgo_t>(algo)) || p.cout_p < key[2]) {
+        !allowed_algo(static_cast<cudnnConvolutionFwdAlgo_t>(algo)) || !math_ok || !cout_ok || !as_2d_ok) {
       spdlog::debug("conv3d: line {} of '{}' is not a plan; ignored", i + 1, g_disk.path);
       continue;
     }
