@@ -86,6 +86,11 @@ Tensor Tensor::full(const Shape& shape, float value) {
   return t;
 }
 
+Tensor Tensor::host_view(const float* data, const Shape& shape) {
+  const size_t bytes = static_cast<size_t>(shape_numel(shape)) * sizeof(float);
+  return from_storage(Storage::borrow(const_cast<float*>(data), bytes, Device::CPU, nullptr), 0, shape, DType::F32);
+}
+
 Tensor Tensor::from_storage(std::shared_ptr<Storage> storage, size_t byte_offset, const Shape& shape,
                             DType dtype) {
   Tensor t;

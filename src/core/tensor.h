@@ -62,6 +62,9 @@ class Tensor {
   static Tensor full(const Shape& shape, float value);  // f32, CPU
   static Tensor from_storage(std::shared_ptr<Storage> storage, size_t byte_offset,
                              const Shape& shape, DType dtype);
+  // An f32 CPU tensor over shape_numel(shape) floats at `data`, not copied: the caller keeps them
+  // alive and unchanged while the tensor (or a view of it) is in use.
+  static Tensor host_view(const float* data, const Shape& shape);
   template <typename T>
   static Tensor from_vector(const std::vector<T>& v, const Shape& shape) {
     IB_CHECK(static_cast<int64_t>(v.size()) == shape_numel(shape),

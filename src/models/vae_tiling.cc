@@ -93,13 +93,7 @@ Tensor decode_to_host(const WanVAE& vae, const Tensor& latent, const VaeChunkFn&
     for (int64_t c = 0; c < 3; ++c)
       std::memcpy(out + (c * frames_total + f0) * plane, src + c * n * plane,
                   static_cast<size_t>(n * plane) * sizeof(float));
-    if (on_frames) {
-      const Shape shape{3, n, video.size(2), video.size(3)};
-      const size_t bytes = static_cast<size_t>(3 * n * plane) * sizeof(float);
-      on_frames(Tensor::from_storage(Storage::borrow(const_cast<float*>(src), bytes, Device::CPU, nullptr), 0, shape,
-                                     DType::F32),
-                f0);
-    }
+    if (on_frames) on_frames(Tensor::host_view(src, {3, n, video.size(2), video.size(3)}), f0);
   };
   auto check_chunk = [](const Tensor& frames) {
     IB_CHECK(frames.dtype() == DType::F32 && frames.dim() == 4 && frames.size(0) == 3,

@@ -623,9 +623,9 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
     const double flops = runner->forward_flops(L);
     cuda::reset_peak_memory();
     const auto cond = time_it(o.repeats, [&] { (void)runner->forward(x, 999.0, cc, y); });
-  add_row("dit_forward_cond", cond, flops,
-          fmt::format("{:.3f} PFLOP; the first call {:.3f} s (what a new process's first forward adds: {:.3f} s)",
-                      flops / 1e15, g_first_call_s, g_first_call_s - cond.first));
+    add_row("dit_forward_cond", cond, flops,
+            fmt::format("{:.3f} PFLOP; the first call {:.3f} s (what a new process's first forward adds: {:.3f} s)",
+                        flops / 1e15, g_first_call_s, g_first_call_s - cond.first));
     if (runner->resident_blocks() < cfg.num_layers) {
       const double copy_ms = runner->last_copy_ms();
       const int64_t streamed = cfg.num_layers - runner->resident_blocks();

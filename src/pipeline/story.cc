@@ -237,7 +237,7 @@ namespace {
 void hand_out_segment_frames(const FramesFn& frames, const DecodedFrames& d, int k, int64_t segment_frames) {
   const int64_t skip = (k > 0 && d.first == 0) ? 1 : 0, count = d.count - skip;
   if (count <= 0) return;
-  const int64_t at = k == 0 ? d.first : 1 + k * (segment_frames - 1) + (d.first + skip - 1);
+  const int64_t at = k * (segment_frames - 1) + d.first + skip;
   if (skip == 0) {
     frames(DecodedFrames{d.data, at, count, d.height, d.width});
     return;

@@ -8,21 +8,13 @@
 
 namespace ib {
 
-namespace {
-// The video's values as a CPU tensor over the same memory (no copy of the ~0.4-0.9 GB).
-Tensor borrowed_video(const GeneratedVideo& v) {
-  return Tensor::from_storage(Storage::borrow(const_cast<float*>(v.data.data()), v.data.size() * sizeof(float),
-                                              Device::CPU, nullptr),
-                              0, {3, v.frames, v.height, v.width}, DType::F32);
-}
-}  // namespace
-
 void write_video(const std::string& path, const GeneratedVideo& video, int fps) {
   IB_CHECK(video.frames > 0 && video.height > 0 && video.width > 0 &&
                video.data.size() == static_cast<size_t>(3 * video.frames * video.height * video.width),
            "cannot write '{}': the video holds {} values, not 3 x {} x {} x {}", path, video.data.size(), video.frames,
            video.height, video.width);
-  write_video(path, borrowed_video(video), fps);
+  // Over the video's own memory: no copy of its ~0.4-0.9 GB.
+  write_video(path, Tensor::host_view(video.data.data(), {3, video.frames, video.height, video.width}), fps);
 }
 
 struct VideoFileWriter::Impl {
@@ -46,9 +38,7 @@ FramesFn VideoFileWriter::frames() {
     Impl& w = *impl_;
     IB_CHECK(d.first == w.next && d.count > 0, "'{}': frames from {} arrived where frame {} was due (internal error)",
              w.path, d.first, w.next);
-    const size_t bytes = static_cast<size_t>(3 * d.count * d.height * d.width) * sizeof(float);
-    w.mp4->add(Tensor::from_storage(Storage::borrow(const_cast<float*>(d.data), bytes, Device::CPU, nullptr), 0,
-                                    {3, d.count, d.height, d.width}, DType::F32));
+    w.mp4->add(Tensor::host_view(d.data, {3, d.count, d.height, d.width}));
     w.next += d.count;
   };
 }

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <vector>
 
 #include "core/parallel.h"
 #include "core/tensor.h"
@@ -116,6 +117,18 @@ TEST(Parallel, ManyShortRegionsRunEachIndexOnce) {
     for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1) << "region " << region << " index " << i;
   }
   set_num_threads(0);
+}
+
+// host_view: the caller's floats as an f32 CPU tensor, shared, not copied.
+TEST(Tensor, HostViewSharesTheCallersMemory) {
+  std::vector<float> values{1, 2, 3, 4, 5, 6};
+  const Tensor t = Tensor::host_view(values.data(), {2, 3});
+  EXPECT_EQ(t.shape(), (Shape{2, 3}));
+  EXPECT_EQ(t.dtype(), DType::F32);
+  EXPECT_EQ(t.device(), Device::CPU);
+  EXPECT_EQ(t.data<float>(), values.data());
+  values[4] = 50;
+  EXPECT_EQ(t.data<float>()[4], 50.0f);
 }
 
 }  // namespace
