@@ -1,6 +1,6 @@
 // Picks the attention back-end for the GPU engine (Auto): our Hopper kernel where it takes the
-// problem and the keys are many (head dim 128 on sm_90: faster than cuDNN 9.14's fused SDPA there,
-// bench/NOTES.md), else cuDNN's fused SDPA, else our flash kernel; Flash, Cudnn and Hopper force
+// problem (head dim 128 on sm_90: faster than cuDNN 9.14's fused SDPA there, bench/NOTES.md), else
+// cuDNN's fused SDPA, else our flash kernel; Flash, Cudnn and Hopper force
 // one of them. fp8 problems go to the kernel whose layout they were quantised into.
 #include "gpu/attention.h"
 
@@ -11,7 +11,9 @@
 namespace ib::gpu {
 
 namespace {
-constexpr int64_t kHopperMinKeys = 2048;  // Auto's shortest key sequence for the Hopper kernel
+// The shortest key sequence for which fp8 self-attention is quantised into our Hopper kernel's
+// layout (fp8_attention_uses_hopper).
+constexpr int64_t kHopperMinKeys = 2048;
 }  // namespace
 
 void attention(const AttentionProblem& p, AttentionBackend backend) {
@@ -50,10 +52,11 @@ void attention(const AttentionProblem& p, AttentionBackend backend) {
       cudnn_attention(p);
       return;
     case AttentionBackend::Auto:
-      // Short key sequences (the cross-attention's 512 text and 514 image keys) go to cuDNN: with
-      // three key tiles a block, our kernel's per-block start and end are exposed (measured per 480p
-      // forward: 102 ms against cuDNN's 86).
-      if (p.lk >= kHopperMinKeys && hopper_attention_supports(p)) {
+      // Short key sequences too (the cross-attention's 512 text and 514 image keys): our kernel
+      // runs them as streams of persistent blocks, within 3% of cuDNN's time in a 480p forward,
+      // and spares each process cuDNN's runtime compilation of its attention graphs (0.2 s, and
+      // 2.4 s on a machine's first run: bench/NOTES.md version 30).
+      if (hopper_attention_supports(p)) {
         hopper_attention(p);
         return;
       }

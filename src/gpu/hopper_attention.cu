@@ -2,8 +2,11 @@
 // TMA loads into 128-byte-swizzled shared memory, warpgroup MMAs (wgmma) with f32 accumulators,
 // a producer warpgroup and two consumer warpgroups.
 //
-// One block (3 warpgroups, 384 threads) takes 128 query rows of one head of one batch entry:
-// - warpgroup 0 is the producer: one thread loads the Q tile once, then every key and value tile
+// A work item is 128 query rows of one head of one batch entry. With many keys (>= 2048) a block
+// takes one item; with few (the cross-attention's), persistent blocks (one per SM) take items in
+// turn and run their key tiles as one stream, the next item's first logits overlapping the last
+// P V of the one before (hopper_common.cuh: consume_kv). A block has 3 warpgroups, 384 threads:
+// - warpgroup 0 is the producer: one thread loads each item's Q tile, then every key and value tile
 //   of the head (128 rows x 128 features each) into kStages buffers, each buffer guarded by a
 //   "full" mbarrier (the TMA's bytes arrived) and an "empty" one (both consumers are done with
 //   it). It gives most of its registers to the consumers (setmaxnreg).
@@ -59,6 +62,7 @@ struct HopperParams {
   int64_t o_row, o_batch;  // elements
   int lq, lk;
   float scale_log2;        // scale * log2(e)
+  WorkGrid grid;
 };
 
 #ifdef IB_HOPPER_KERNEL
@@ -110,13 +114,13 @@ __device__ __forceinline__ void wgmma_rs(float (&d)[64], const uint32_t (&a)[4],
 
 // ---- Kernel -------------------------------------------------------------------------------
 
-template <class C>
+template <class C, bool kStream>
 __global__ void __launch_bounds__(kThreads, 1)
     hopper_attention_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                             const __grid_constant__ CUtensorMap tv, const HopperParams p) {
   constexpr int kBlockN = C::kBlockN;
   extern __shared__ uint8_t smem_raw[];
-  const BlockPlace<C> blk(smem_raw, p.lk);
+  const BlockPlace<C> blk(smem_raw, p.lk, p.grid);
 
   if (blk.tid == 0) blk.bar.init(8);  // one arrival per consumer warp releases a buffer
   __syncthreads();
@@ -124,19 +128,23 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (blk.wg == 0) {  // ---- producer
     asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n");
     if (blk.tid == 0) {
-      const int col = blk.head * kD;
-      mbar_expect_tx(blk.bar.q_full(), C::kQBytes);
-      tma_load(blk.sq, &tq, col, blk.m_tile * kBlockM, blk.batch, blk.bar.q_full());
-      tma_load(blk.sq + C::kQHalf, &tq, col + 64, blk.m_tile * kBlockM, blk.batch, blk.bar.q_full());
-      // Each tile as two column halves (features 0-63, 64-127).
-      auto load = [&](const CUtensorMap* map, uint32_t dst, int j, uint32_t full) {
+      auto load_q = [&](int i, uint32_t full) {  // as two column halves (features 0-63, 64-127)
+        const WorkItem it = blk.item(i);
+        mbar_expect_tx(full, C::kQBytes);
+        tma_load(blk.sq, &tq, it.head * kD, it.m_tile * kBlockM, it.batch, full);
+        tma_load(blk.sq + C::kQHalf, &tq, it.head * kD + 64, it.m_tile * kBlockM, it.batch, full);
+      };
+      // Each key or value tile as two column halves too.
+      auto load = [&](const CUtensorMap* map, uint32_t dst, int i, int j, uint32_t full) {
+        const WorkItem it = blk.item(i);
         mbar_expect_tx(full, C::kKVBytes);
-        tma_load(dst, map, col, blk.first_key(j), blk.batch, full);
-        tma_load(dst + C::kKVHalf, map, col + 64, blk.first_key(j), blk.batch, full);
+        tma_load(dst, map, it.head * kD, blk.first_key(j), it.batch, full);
+        tma_load(dst + C::kKVHalf, map, it.head * kD + 64, blk.first_key(j), it.batch, full);
       };
       produce_kv(
-          blk.bar, blk.n_tiles, [&](int j, int st, uint32_t full) { load(&tk, blk.sk + st * C::kKVBytes, j, full); },
-          [&](int j, int st, uint32_t full) { load(&tv, blk.sv + st * C::kKVBytes, j, full); });
+          blk.bar, blk.items, blk.n_tiles, load_q,
+          [&](int i, int j, int st, uint32_t full) { load(&tk, blk.sk + st * C::kKVBytes, i, j, full); },
+          [&](int i, int j, int st, uint32_t full) { load(&tv, blk.sv + st * C::kKVBytes, i, j, full); });
     }
     return;
   }
@@ -150,7 +158,9 @@ __global__ void __launch_bounds__(kThreads, 1)
   uint32_t pf[kBlockN / 4];
 #pragma unroll
   for (int i = 0; i < 64; ++i) o[i] = 0.0f;
-  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};
+  // The running row maxima and sums of the current item; done_sum: the previous item's sums, kept
+  // by its successor's first softmax until finish stores that item.
+  float row_max[2], row_sum[2] = {0.0f, 0.0f}, done_sum[2];
   const float sl = p.scale_log2;
 
   // This thread's logits and outputs: rows g and g + 8 of the warp's 16 (g = lane / 4), columns
@@ -177,7 +187,12 @@ __global__ void __launch_bounds__(kThreads, 1)
   // row maxima, the probabilities in place of the logits, the row sums. Returns the factors by
   // which O and the sums of the previous tiles shrink.
   auto softmax = [&](bool first, float (&corr)[2]) {
-    if (first && blk.n_tiles * kBlockN > p.lk) mask_keys(s, blk.first_key(0), p.lk, lane);  // the partial tile
+    if (first) {  // a new item: its rows start afresh (corr comes out 0)
+      done_sum[0] = row_sum[0];
+      done_sum[1] = row_sum[1];
+      row_max[0] = row_max[1] = -INFINITY;
+      if (blk.n_tiles * kBlockN > p.lk) mask_keys(s, blk.first_key(0), p.lk, lane);  // the partial tile
+    }
     update_row_max(s, row_max, sl, corr);
     const float ms[2] = {row_max[0] * sl, row_max[1] * sl};
     float sum[2] = {0.0f, 0.0f};
@@ -197,23 +212,28 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int i = 0; i < kBlockN / 4; ++i) pf[i] = pack_bf16(s[2 * i], s[2 * i + 1]);
   };
 
-  consume_kv(blk.bar, blk.n_tiles, c, lane, s, o, issue_logits, issue_pv, softmax, rescale_and_pack);
-
-  // O / row sum, rounded to bf16, straight to global memory.
-  float inv[2];
+  // Item i's O / row sum, rounded to bf16, straight to global memory (the last item's sums are
+  // still the running ones).
+  auto finish = [&](int i) {
+    const bool last = i + 1 == blk.items;
+    float inv[2];
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    float l = row_sum[r];
-    l += __shfl_xor_sync(0xffffffffu, l, 1);
-    l += __shfl_xor_sync(0xffffffffu, l, 2);
-    inv[r] = 1.0f / l;
-  }
-  blk.store(o, inv, c, p.lq, p.out, p.o_batch, p.o_row);
+    for (int r = 0; r < 2; ++r) {
+      float l = last ? row_sum[r] : done_sum[r];
+      l += __shfl_xor_sync(0xffffffffu, l, 1);
+      l += __shfl_xor_sync(0xffffffffu, l, 2);
+      inv[r] = 1.0f / l;
+    }
+    blk.store(blk.item(i), o, inv, c, p.lq, p.out, p.o_batch, p.o_row);
+  };
+
+  consume_kv<kStream>(blk.bar, blk.items, blk.n_tiles, c, lane, s, o, issue_logits, issue_pv, softmax, rescale_and_pack,
+             finish);
 }
 
 #else  // host pass, or a device pass for an architecture without wgmma: never launched there
 
-template <class C>
+template <class C, bool kStream>
 __global__ void hopper_attention_kernel(const __grid_constant__ CUtensorMap, const __grid_constant__ CUtensorMap,
                                         const __grid_constant__ CUtensorMap, const HopperParams) {}
 
@@ -252,7 +272,12 @@ void launch(const AttentionProblem& p) {
   hp.lq = static_cast<int>(p.lq);
   hp.lk = static_cast<int>(p.lk);
   hp.scale_log2 = p.scale * 1.4426950408889634f;
-  hopper::launch<hopper_attention_kernel<C>, C::kSmemBytes>("hopper attention", p, tq, tk, tv, hp);
+  hp.grid = hopper::work_grid(p);
+  if (hopper::streams(p)) {
+    hopper::launch<hopper_attention_kernel<C, true>, C::kSmemBytes, true>("hopper attention", p, hp.grid, tq, tk, tv, hp);
+  } else {
+    hopper::launch<hopper_attention_kernel<C, false>, C::kSmemBytes, false>("hopper attention", p, hp.grid, tq, tk, tv, hp);
+  }
 }
 
 // The dev switch IB_HOPPER_VARIANT=<n> picks a tile shape other than the default (for timing them

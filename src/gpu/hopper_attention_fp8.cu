@@ -65,6 +65,7 @@ struct Fp8Params {
   int lq, lk;
   float scale_log2;        // scale * log2(e), before the descales of q and k
   const float* scales;     // the device scales (Fp8Scale)
+  WorkGrid grid;
 };
 
 #ifdef IB_HOPPER_KERNEL
@@ -122,13 +123,13 @@ __device__ __forceinline__ uint32_t pack_e4m3(float a, float b, float c, float d
 
 // ---- Kernel -------------------------------------------------------------------------------
 
-template <class C>
+template <class C, bool kStream>
 __global__ void __launch_bounds__(kThreads, 1)
     hopper_fp8_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                       const __grid_constant__ CUtensorMap tvt, const Fp8Params p) {
   constexpr int kBlockN = C::kBlockN, kStages = C::kStages;
   extern __shared__ uint8_t smem_raw[];
-  const BlockPlace<C> blk(smem_raw, p.lk);
+  const BlockPlace<C> blk(smem_raw, p.lk, p.grid);
 
   if (blk.tid == 0) blk.bar.init(8);  // one arrival per consumer warp releases a buffer
   {  // the rows of ones under every value box (e4m3 1.0 = 0x38), seen by the tensor cores' proxy
@@ -145,20 +146,25 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (blk.wg == 0) {  // ---- producer
     asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n");
     if (blk.tid == 0) {
-      const int col = blk.head * kD;
-      mbar_expect_tx(blk.bar.q_full(), C::kQBytes);
-      tma_load(blk.sq, &tq, col, blk.m_tile * kBlockM, blk.batch, blk.bar.q_full());
       produce_kv(
-          blk.bar, blk.n_tiles,
-          [&](int j, int st, uint32_t full) {
-            mbar_expect_tx(full, C::kTileBytes);
-            tma_load(blk.sk + st * C::kTileBytes, &tk, col, blk.first_key(j), blk.batch, full);
+          blk.bar, blk.items, blk.n_tiles,
+          [&](int i, uint32_t full) {
+            const WorkItem it = blk.item(i);
+            mbar_expect_tx(full, C::kQBytes);
+            tma_load(blk.sq, &tq, it.head * kD, it.m_tile * kBlockM, it.batch, full);
           },
-          [&](int j, int st, uint32_t full) {  // kBlockN / kVtBox boxes of the transposed v
+          [&](int i, int j, int st, uint32_t full) {
+            const WorkItem it = blk.item(i);
+            mbar_expect_tx(full, C::kTileBytes);
+            tma_load(blk.sk + st * C::kTileBytes, &tk, it.head * kD, blk.first_key(j), it.batch, full);
+          },
+          [&](int i, int j, int st, uint32_t full) {  // kBlockN / kVtBox boxes of the transposed v
+            const WorkItem it = blk.item(i);
             mbar_expect_tx(full, C::kTileBytes);
 #pragma unroll
             for (int b = 0; b < kBlockN / C::kVtBox; ++b)
-              tma_load(blk.sv + st * C::kVBytes + b * C::kVBox, &tvt, blk.first_key(j) + b * C::kVtBox, col, blk.batch, full);
+              tma_load(blk.sv + st * C::kVBytes + b * C::kVBox, &tvt, blk.first_key(j) + b * C::kVtBox, it.head * kD,
+                       it.batch, full);
           });
     }
     return;
@@ -174,7 +180,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   uint32_t pf[kBlockN / 8];
 #pragma unroll
   for (int i = 0; i < 68; ++i) o[i] = 0.0f;
-  float row_max[2] = {-INFINITY, -INFINITY};
+  float row_max[2];
   const float sl = p.scale_log2 * p.scales[kDescaleQ] * p.scales[kDescaleK];
 
   // This thread's logits and outputs: rows g and g + 8 of the warp's 16 (g = lane / 4), columns
@@ -199,7 +205,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   // The online softmax of tile j (as hopper_attention.cu), the probabilities scaled by 2^8; the
   // row maxima in four independent chains, the row sums left to P V.
   auto softmax = [&](bool first, float (&corr)[2]) {
-    if (first && blk.n_tiles * kBlockN > p.lk) mask_keys(s, blk.first_key(0), p.lk, lane);  // the partial tile
+    if (first) {  // a new item: its rows start afresh (corr comes out 0)
+      row_max[0] = row_max[1] = -INFINITY;
+      if (blk.n_tiles * kBlockN > p.lk) mask_keys(s, blk.first_key(0), p.lk, lane);  // the partial tile
+    }
     update_row_max(s, row_max, sl, corr);
     const float ms[2] = {row_max[0] * sl - 8.0f, row_max[1] * sl - 8.0f};
 #pragma unroll
@@ -224,18 +233,21 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   };
 
-  consume_kv(blk.bar, blk.n_tiles, c, lane, s, o, issue_logits, issue_pv, softmax, rescale_and_pack);
-
-  // O * descale(v) / row sum, rounded to bf16, straight to global memory. Every column of the
-  // ones gives the row sum: o[64] for row g, o[66] for row g + 8.
+  // Item i's O * descale(v) / row sum, rounded to bf16, straight to global memory. Every column of
+  // the ones gives the row sum: o[64] for row g, o[66] for row g + 8.
   const float dv = p.scales[kDescaleV];
-  const float inv[2] = {dv / o[64], dv / o[66]};
-  blk.store(o, inv, c, p.lq, p.out, p.o_batch, p.o_row);
+  auto finish = [&](int i) {
+    const float inv[2] = {dv / o[64], dv / o[66]};
+    blk.store(blk.item(i), o, inv, c, p.lq, p.out, p.o_batch, p.o_row);
+  };
+
+  consume_kv<kStream>(blk.bar, blk.items, blk.n_tiles, c, lane, s, o, issue_logits, issue_pv, softmax, rescale_and_pack,
+             finish);
 }
 
 #else  // host pass, or a device pass for an architecture without wgmma: never launched there
 
-template <class C>
+template <class C, bool kStream>
 __global__ void hopper_fp8_kernel(const __grid_constant__ CUtensorMap, const __grid_constant__ CUtensorMap,
                                   const __grid_constant__ CUtensorMap, const Fp8Params) {}
 
@@ -259,7 +271,12 @@ void launch(const AttentionProblem& p) {
   hp.lk = static_cast<int>(p.lk);
   hp.scale_log2 = p.scale * 1.4426950408889634f;
   hp.scales = p.fp8_scales;
-  hopper::launch<hopper_fp8_kernel<C>, C::kSmemBytes>("hopper fp8 attention", p, tq, tk, tvt, hp);
+  hp.grid = hopper::work_grid(p);
+  if (hopper::streams(p)) {
+    hopper::launch<hopper_fp8_kernel<C, true>, C::kSmemBytes, true>("hopper fp8 attention", p, hp.grid, tq, tk, tvt, hp);
+  } else {
+    hopper::launch<hopper_fp8_kernel<C, false>, C::kSmemBytes, false>("hopper fp8 attention", p, hp.grid, tq, tk, tvt, hp);
+  }
 }
 
 // The dev switch IB_HOPPER_FP8_VARIANT=<n> picks a tile shape other than the default (for timing

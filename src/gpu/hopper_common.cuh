@@ -11,7 +11,9 @@
 #include <cuda_runtime.h>
 #include <cudaTypedefs.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <mutex>
 
 #include "core/check.h"
@@ -25,8 +27,14 @@ constexpr int kHeadDim = 128;
 constexpr int kBlockM = 128;
 constexpr int kThreads = 384;
 
+// A launch's work items (WorkItem below): query tiles of 128 rows, heads, and their product with
+// the batch entries. Both kernels take it in their parameters.
+struct WorkGrid {
+  int m_tiles, heads, items;
+};
+
 // The shared-memory bytes of a kStages-deep key/value pipeline's barriers (KvBarriers below).
-constexpr int kv_barrier_bytes(int stages) { return 8 * (1 + 4 * stages); }
+constexpr int kv_barrier_bytes(int stages) { return 8 * (2 + 4 * stages); }
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define IB_HOPPER_KERNEL 1
@@ -117,7 +125,8 @@ __device__ __forceinline__ int tile_first_key(int j, int n_tiles, int block_n) {
 
 // The shared-memory barriers of a kStages-deep key/value pipeline, 8 bytes each from `base`:
 // q_full, k_full[kStages], v_full[kStages] (the TMA's bytes arrived), k_empty[kStages],
-// v_empty[kStages] (every consumer warp is done with the buffer).
+// v_empty[kStages] (every consumer warp is done with the buffer), q_empty (every consumer warp has
+// issued and waited for its work item's last logits product: the next item's Q may come in).
 template <int kStages>
 struct KvBarriers {
   uint32_t base;
@@ -126,9 +135,11 @@ struct KvBarriers {
   __device__ uint32_t v_full(int s) const { return base + 8u * (1 + kStages + s); }
   __device__ uint32_t k_empty(int s) const { return base + 8u * (1 + 2 * kStages + s); }
   __device__ uint32_t v_empty(int s) const { return base + 8u * (1 + 3 * kStages + s); }
+  __device__ uint32_t q_empty() const { return base + 8u * (1 + 4 * kStages); }
   // By one thread, before the block's first __syncthreads.
   __device__ void init(uint32_t consumer_warps) const {
     mbar_init(q_full(), 1);
+    mbar_init(q_empty(), consumer_warps);
     for (int s = 0; s < kStages; ++s) {
       mbar_init(k_full(s), 1);
       mbar_init(v_full(s), 1);
@@ -139,42 +150,65 @@ struct KvBarriers {
   }
 };
 
-// The producer's loop (one thread): key and value tiles 0 .. n_tiles - 1 into stage j % kStages
-// as soon as the consumers have released it. load_k(j, stage, full_barrier) and load_v(...) set
-// the barrier's expected bytes and issue the TMA loads.
-template <int kStages, class LoadK, class LoadV>
-__device__ __forceinline__ void produce_kv(const KvBarriers<kStages>& b, int n_tiles, LoadK load_k, LoadV load_v) {
-  for (int j = 0; j < n_tiles; ++j) {
-    const int s = j % kStages;
-    const uint32_t parity = ((j / kStages) & 1) ^ 1;  // a fresh barrier counts as released
-    mbar_wait(b.k_empty(s), parity);
-    load_k(j, s, b.k_full(s));
-    mbar_wait(b.v_empty(s), parity);
-    load_v(j, s, b.v_full(s));
+// The producer's loop (one thread) over the block's work items (items: how many): for item i, Q
+// (load_q(i, full_barrier), once the consumers have released the previous item's) and key and
+// value tiles 0 .. n_tiles - 1, each into the next stage of the pipeline as soon as the consumers
+// have released it. The stages and their phases run on from one item to the next (the t-th tile
+// of the block goes to stage t % kStages), so the next item's Q and first tiles arrive while the
+// consumers finish the current one. load_k(i, j, stage, full_barrier) and load_v(...) set the
+// barrier's expected bytes and issue the TMA loads.
+template <int kStages, class LoadQ, class LoadK, class LoadV>
+__device__ __forceinline__ void produce_kv(const KvBarriers<kStages>& b, int items, int n_tiles, LoadQ load_q,
+                                           LoadK load_k, LoadV load_v) {
+  int t = 0;
+  for (int i = 0; i < items; ++i) {
+    for (int j = 0; j < n_tiles; ++j, ++t) {
+      const int s = t % kStages;
+      const uint32_t parity = ((t / kStages) & 1) ^ 1;  // a fresh barrier counts as released
+      mbar_wait(b.k_empty(s), parity);
+      load_k(i, j, s, b.k_full(s));
+      if (j == 0) {
+        mbar_wait(b.q_empty(), (i & 1) ^ 1);
+        load_q(i, b.q_full());
+      }
+      mbar_wait(b.v_empty(s), parity);
+      load_v(i, j, s, b.v_full(s));
+    }
   }
 }
 
-// The loop of consumer warpgroup c (0 or 1) of two, over n_tiles key tiles, with the logits in s
-// and the output accumulator in o. Per tile j it issues S_j = Q K_j^T (issue_logits(stage)) and
-// P_{j-1} V_{j-1} (issue_pv(stage)) while holding the tensor cores (the two warpgroups take turns:
-// named barriers 1 and 2, "ping-pong"), waits for them, releases the buffers, runs
-// softmax(first_tile, corr) on S_j and rescale_and_pack(corr) (O rescaled, P_j packed into the A
-// registers of the next P V). Tile 0 has no P V before it; the last tile's P V closes the loop.
-template <int kStages, int kS, int kO, class IssueS, class IssuePV, class Softmax, class Pack>
-__device__ __forceinline__ void consume_kv(const KvBarriers<kStages>& b, int n_tiles, int c, int lane,
+// The loop of consumer warpgroup c (0 or 1) of two over the block's work items. kStream (a
+// persistent block, several items): their key tiles are one stream (the t-th tile of the block, tile t % n_tiles of item t / n_tiles, in stage
+// t % kStages), with the logits in s and the output accumulator in o. Per tile t it issues
+// S_t = Q K_t^T (issue_logits(stage)) and P_{t-1} V_{t-1} (issue_pv(stage)) while holding the
+// tensor cores (the two warpgroups take turns: named barriers 1 and 2, "ping-pong"), waits for
+// them, releases the buffers, runs softmax(first_tile_of_item, corr) on S_t and
+// rescale_and_pack(corr) (O rescaled, P_t packed into the A registers of the next P V). An item's
+// first tile overlaps the previous item's last P V: once that is in, finish(i) stores item i's
+// output from o (the softmax of a first tile has already restarted the row state, and its corr of
+// 0 then clears O). Tile 0 has no P V before it; the last tile's P V closes the stream. Q is
+// released once an item's last logits are in, so the producer can load the next item's. Without
+// kStream the block has one item, and none of the per-item branches is compiled into the loop
+// (with many key tiles an item, the branches cost more than the overlap gains: bench/NOTES.md
+// version 30).
+template <bool kStream, int kStages, int kS, int kO, class IssueS, class IssuePV, class Softmax, class Pack,
+          class Finish>
+__device__ __forceinline__ void consume_kv(const KvBarriers<kStages>& b, int items, int n_tiles, int c, int lane,
                                            float (&s)[kS], float (&o)[kO], IssueS issue_logits, IssuePV issue_pv,
-                                           Softmax softmax, Pack rescale_and_pack) {
+                                           Softmax softmax, Pack rescale_and_pack, Finish finish) {
   const int my_bar = 1 + c, other_bar = 2 - c;  // named barriers 1 and 2 (0 is __syncthreads)
+  // The phase parity of the stage's use by tile t.
+  auto phase = [](int t) { return static_cast<uint32_t>((t / kStages) & 1); };
   // One warp's arrival on an "empty" barrier once all its lanes are past their wgmma wait.
   auto release = [&](uint32_t bar) {
     __syncwarp();
     if (lane == 0) mbar_arrive(bar);
   };
   if (c == 1) named_bar_arrive(1);  // consumer 0 issues first
-  mbar_wait(b.q_full(), 0);
 
   // Tile 0: logits only.
   float corr[2];
+  mbar_wait(b.q_full(), 0);
   mbar_wait(b.k_full(0), 0);
   named_bar_sync(my_bar);
   wgmma_fence();
@@ -184,24 +218,28 @@ __device__ __forceinline__ void consume_kv(const KvBarriers<kStages>& b, int n_t
   wgmma_wait<0>();
   pin(s);
   release(b.k_empty(0));
+  if (kStream && n_tiles == 1) release(b.q_empty());
   softmax(true, corr);
   rescale_and_pack(corr);
 
-  for (int j = 1; j < n_tiles; ++j) {
-    const int sj = j % kStages, sp = (j - 1) % kStages;
-    mbar_wait(b.k_full(sj), (j / kStages) & 1);
-    mbar_wait(b.v_full(sp), ((j - 1) / kStages) & 1);
+  const int total = items * n_tiles;
+  for (int t = 1, j = 1 % n_tiles; t < total; ++t, j = j + 1 == n_tiles ? 0 : j + 1) {  // j = t % n_tiles
+    const int st = t % kStages, sp = (t - 1) % kStages;
+    if (kStream && j == 0) mbar_wait(b.q_full(), static_cast<uint32_t>((t / n_tiles) & 1));  // the item's Q
+    mbar_wait(b.k_full(st), phase(t));
+    mbar_wait(b.v_full(sp), phase(t - 1));
     named_bar_sync(my_bar);
     wgmma_fence();
-    issue_logits(sj);
+    issue_logits(st);
     wgmma_commit();
     issue_pv(sp);
     wgmma_commit();
     named_bar_arrive(other_bar);
-    wgmma_wait<1>();  // the logits of tile j; P_{j-1} V_{j-1} may still run
+    wgmma_wait<1>();  // the logits of tile t; P_{t-1} V_{t-1} may still run
     pin(s);
-    release(b.k_empty(sj));
-    softmax(false, corr);
+    release(b.k_empty(st));
+    if (kStream && j == n_tiles - 1) release(b.q_empty());  // the item's last logits are in
+    softmax(kStream && j == 0, corr);
     // ptxas moves this wait up to the one above (the top of the basic block; seen in the SASS,
     // sixth session), so the softmax does not overlap this warpgroup's own P V, only the other
     // warpgroup's products. Forcing it down (a never-taken branch on a softmax result ending the
@@ -209,12 +247,13 @@ __device__ __forceinline__ void consume_kv(const KvBarriers<kStages>& b, int n_t
     wgmma_wait<0>();
     pin(o);
     release(b.v_empty(sp));
+    if (kStream && j == 0) finish(t / n_tiles - 1);  // O holds the previous item's whole output
     rescale_and_pack(corr);
   }
 
   // The last tile's P V.
-  const int sl = (n_tiles - 1) % kStages;
-  mbar_wait(b.v_full(sl), ((n_tiles - 1) / kStages) & 1);
+  const int sl = (total - 1) % kStages;
+  mbar_wait(b.v_full(sl), phase(total - 1));
   named_bar_sync(my_bar);
   wgmma_fence();
   issue_pv(sl);
@@ -223,6 +262,7 @@ __device__ __forceinline__ void consume_kv(const KvBarriers<kStages>& b, int n_t
   wgmma_wait<0>();
   pin(o);
   release(b.v_empty(sl));
+  finish(items - 1);
   if (c == 0) named_bar_sync(my_bar);  // consumer 1's last arrival
 }
 
@@ -285,16 +325,25 @@ __device__ __forceinline__ void store_rows_bf16(const float (&o)[kO], const floa
   }
 }
 
+// A work item: 128 query rows (m_tile) of one head of one batch entry. Items are numbered with
+// the query tiles fastest, then heads, then batch entries, so that blocks running side by side
+// work on one head and share its keys and values in L2.
+struct WorkItem {
+  int m_tile, head, batch;
+};
+
 // Where a block of either kernel stands: its shared memory (smem_raw aligned up to the swizzle's
 // 1024 bytes: q first, then C's key, value and barrier offsets), its thread and warpgroup (0 the
-// producer, 1 and 2 the consumers), its 128 query rows, head and batch entry, and its key tiles.
+// producer, 1 and 2 the consumers), its work items (blockIdx.x, + gridDim.x, ... below
+// grid.items: the grid is persistent) and the key tiles of each.
 template <class C>
 struct BlockPlace {
   uint32_t base, sq, sk, sv;
   KvBarriers<C::kStages> bar;
-  int tid, wg, m_tile, head, batch, n_tiles;
+  int tid, wg, n_tiles, items;
+  WorkGrid grid;
 
-  __device__ BlockPlace(const uint8_t* smem_raw, int lk)
+  __device__ BlockPlace(const uint8_t* smem_raw, int lk, const WorkGrid& g)
       : base((smem_addr(smem_raw) + 1023u) & ~1023u),
         sq(base),
         sk(base + C::kKOff),
@@ -302,23 +351,28 @@ struct BlockPlace {
         bar{base + C::kBarOff},
         tid(static_cast<int>(threadIdx.x)),
         wg(tid / 128),
-        m_tile(static_cast<int>(blockIdx.x)),
-        head(static_cast<int>(blockIdx.y)),
-        batch(static_cast<int>(blockIdx.z)),
-        n_tiles((lk + C::kBlockN - 1) / C::kBlockN) {}
+        n_tiles((lk + C::kBlockN - 1) / C::kBlockN),
+        items((g.items - static_cast<int>(blockIdx.x) + static_cast<int>(gridDim.x) - 1) / static_cast<int>(gridDim.x)),
+        grid(g) {}
+
+  // This block's i-th work item.
+  __device__ WorkItem item(int i) const {
+    const int w = static_cast<int>(blockIdx.x) + i * static_cast<int>(gridDim.x);
+    return WorkItem{w % grid.m_tiles, (w / grid.m_tiles) % grid.heads, w / (grid.m_tiles * grid.heads)};
+  }
 
   // The first key of the j-th key tile processed (tile_first_key).
   __device__ int first_key(int j) const { return tile_first_key(j, n_tiles, C::kBlockN); }
 
-  // Consumer c's output rows (its accumulator o, times inv) to out ([batch][rows][heads * 128],
-  // strides o_batch and o_row elements) as bf16 (store_rows_bf16).
+  // Consumer c's output rows of item it (its accumulator o, times inv) to out ([batch][rows][heads
+  // * 128], strides o_batch and o_row elements) as bf16 (store_rows_bf16).
   template <int kO>
-  __device__ void store(const float (&o)[kO], const float (&inv)[2], int c, int lq, __nv_bfloat16* out,
-                        int64_t o_batch, int64_t o_row) const {
+  __device__ void store(const WorkItem& it, const float (&o)[kO], const float (&inv)[2], int c, int lq,
+                        __nv_bfloat16* out, int64_t o_batch, int64_t o_row) const {
     const int warp = (tid % 128) / 32, lane = tid % 32;
-    const int row0 = m_tile * kBlockM + 64 * c + 16 * warp + lane / 4;
-    store_rows_bf16(o, inv, row0, lq, out + batch * o_batch + static_cast<int64_t>(head) * kHeadDim + 2 * (lane % 4),
-                    o_row);
+    const int row0 = it.m_tile * kBlockM + 64 * c + 16 * warp + lane / 4;
+    store_rows_bf16(o, inv, row0, lq,
+                    out + it.batch * o_batch + static_cast<int64_t>(it.head) * kHeadDim + 2 * (lane % 4), o_row);
   }
 };
 
@@ -385,23 +439,48 @@ inline bool available() {
 inline bool problem_fits(const AttentionProblem& p) {
   if (p.head_dim != kHeadDim || p.lq <= 0 || p.lk <= 0 || p.batch <= 0 || p.heads <= 0) return false;
   if (p.batch > 65535 || p.heads > 65535 || p.lq > (int64_t{1} << 30) || p.lk > (int64_t{1} << 30)) return false;
+  if ((p.lq + kBlockM - 1) / kBlockM * p.heads * p.batch > (int64_t{1} << 30)) return false;  // work items in an int
   if (p.o_row_stride % 2 != 0 || p.o_batch_stride % 2 != 0 || reinterpret_cast<uintptr_t>(p.out) % 4 != 0) return false;
   return available();
 }
 
-// Launches Kernel over p's grid (one block per 128 query rows, head and batch entry) with
-// kSmemBytes of dynamic shared memory (the attribute set before its first launch) on p's stream;
-// `what` names the kernel in errors.
-template <auto Kernel, int kSmemBytes, class... Args>
-void launch(const char* what, const AttentionProblem& p, const Args&... args) {
+// p's work items: one per 128 query rows, head and batch entry (problem_fits bounds their count).
+inline WorkGrid work_grid(const AttentionProblem& p) {
+  const auto m_tiles = static_cast<int>((p.lq + kBlockM - 1) / kBlockM);
+  return WorkGrid{m_tiles, static_cast<int>(p.heads), m_tiles * static_cast<int>(p.heads) * static_cast<int>(p.batch)};
+}
+
+// The current device's SM count, asked once.
+inline int sm_count() {
+  static const int n = [] {
+    int dev = 0, v = 0;
+    return cudaGetDevice(&dev) == cudaSuccess &&
+                   cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess && v > 0
+               ? v
+               : 1;
+  }();
+  return n;
+}
+
+// Whether a problem's work items run as streams of persistent blocks (consume_kv's kStream):
+// those with fewer keys than this (the cross-attention's 512 and 514: three key tiles an item,
+// whose start and end a block of its own would leave exposed). Longer ones take a block each.
+constexpr int64_t kStreamBelowKeys = 2048;
+inline bool streams(const AttentionProblem& p) { return p.lk < kStreamBelowKeys; }
+
+// Launches Kernel with one block per work item or, kStream, a persistent grid (one block per SM,
+// each looping over the work items blockIdx.x, + gridDim.x, ...; fewer blocks when there are fewer
+// items), with kSmemBytes of dynamic shared memory (the attribute set before its first launch) on
+// p's stream; `what` names the kernel in errors.
+template <auto Kernel, int kSmemBytes, bool kStream, class... Args>
+void launch(const char* what, const AttentionProblem& p, const WorkGrid& work, const Args&... args) {
   static std::once_flag attr;
   std::call_once(attr, [what] {
     IB_CHECK(cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes) == cudaSuccess,
              "{}: cannot set {} bytes of shared memory", what, kSmemBytes);
   });
-  const dim3 grid(static_cast<unsigned>((p.lq + kBlockM - 1) / kBlockM), static_cast<unsigned>(p.heads),
-                  static_cast<unsigned>(p.batch));
-  Kernel<<<grid, kThreads, kSmemBytes, p.stream>>>(args...);
+  const int blocks = kStream ? std::min(work.items, sm_count()) : work.items;
+  Kernel<<<dim3(static_cast<unsigned>(blocks)), kThreads, kSmemBytes, p.stream>>>(args...);
   IB_CHECK(cudaGetLastError() == cudaSuccess, "{}: launch failed", what);
 }
 

@@ -99,18 +99,12 @@ bool wanted(const BenchOptions& o, const std::string& stage, bool in_default_set
 // next add_row to print beside its figure; cleared when printed.
 cuda::GpuMonitor::Summary g_monitored;
 
-// The untimed first run of the last time_it (one-time setup included: plans, heuristics, lazily
-// loaded kernels), for rows that report it.
-double g_first_call_s = 0;
-
 // Runs fn once untimed, then `repeats` times; returns {mean, min} seconds, the device idle around
 // each run. The timed runs' SM clock and power go to g_monitored.
 template <typename Fn>
 std::pair<double, double> time_it(int repeats, Fn&& fn) {
-  const auto first = Clock::now();
   fn();
   cuda::synchronize("bench warm-up");
-  g_first_call_s = std::chrono::duration<double>(Clock::now() - first).count();
   double sum = 0, best = 1e30;
   cuda::GpuMonitor monitor;
   for (int i = 0; i < repeats; ++i) {
@@ -531,7 +525,7 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
     }
     // The cross-attention's shapes: the L queries against the text's text_len keys and against the
     // images' tokens (FLF2V: both images' 514 in one softmax; the forward runs both per block):
-    // bf16 as the forward runs it (Auto), through the Hopper kernels too, and fp8 through ours (k
+    // bf16 as the forward runs it (Auto: our Hopper kernel on sm_90), through cuDNN, and fp8 through ours (k
     // and the transposed v quantised from the first lk rows; for timing, the kernel reads q with
     // those rows' scales).
     for (const int64_t lk : {cfg.text_len, img_tokens}) {
@@ -541,10 +535,10 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
       const double cflops = 4.0 * static_cast<double>(L) * static_cast<double>(lk) * static_cast<double>(dim);
       add_row(fmt::format("cross_attention_{}_auto", lk), time_it(o.repeats, [&] { gpu::attention(pc); }), cflops,
               fmt::format("{} queries x {} keys, bf16 (the forward's choice)", L, lk));
-      if (gpu::hopper_attention_supports(pc))
-        add_row(fmt::format("cross_attention_{}_hopper", lk),
-                time_it(o.repeats, [&] { gpu::attention(pc, gpu::AttentionBackend::Hopper); }), cflops,
-                fmt::format("{} queries x {} keys, bf16, our Hopper kernel", L, lk));
+      if (gpu::cudnn_attention_supports(pc))
+        add_row(fmt::format("cross_attention_{}_cudnn", lk),
+                time_it(o.repeats, [&] { gpu::attention(pc, gpu::AttentionBackend::Cudnn); }), cflops,
+                fmt::format("{} queries x {} keys, bf16, cuDNN's fused SDPA", L, lk));
       if (!gpu::fp8_supported() || !gpu::hopper_fp8_available()) continue;
       Tensor q8 = Tensor::empty({L, 2 * dim}, DType::F8E4M3, Device::CUDA);
       Tensor k8 = Tensor::empty({lk, 2 * dim}, DType::F8E4M3, Device::CUDA);
@@ -622,10 +616,26 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
                                       gib(cuda::memory_stats().in_use));
     const double flops = runner->forward_flops(L);
     cuda::reset_peak_memory();
+    // The process's first forward, with its stages timed when profiling: what one-time setup
+    // (plans, heuristics, lazily loaded or runtime-compiled kernels) costs, and in which stage.
+    gpu::DitProfile first_prof;
+    const auto first_t0 = Clock::now();
+    (void)runner->forward(x, 999.0, cc, y, o.profile ? &first_prof : nullptr);
+    cuda::synchronize("bench first forward");
+    const double first_s = std::chrono::duration<double>(Clock::now() - first_t0).count();
     const auto cond = time_it(o.repeats, [&] { (void)runner->forward(x, 999.0, cc, y); });
+    // How long the host takes to enqueue a forward's launches against the device's time for it:
+    // when the host is far ahead (and nothing in the forward waits for the device), the device's
+    // queue never runs dry and a CUDA graph could save only the first launch's latency.
+    const auto enq_t0 = Clock::now();
+    (void)runner->forward(x, 999.0, cc, y);
+    const double enqueue_s = std::chrono::duration<double>(Clock::now() - enq_t0).count();
+    cuda::synchronize("bench enqueue");
+    const double enqueue_total_s = std::chrono::duration<double>(Clock::now() - enq_t0).count();
     add_row("dit_forward_cond", cond, flops,
-            fmt::format("{:.3f} PFLOP; the first call {:.3f} s (what a new process's first forward adds: {:.3f} s)",
-                        flops / 1e15, g_first_call_s, g_first_call_s - cond.first));
+            fmt::format("{:.3f} PFLOP; the process's first call {:.3f} s (what a new process's first forward adds: "
+                        "{:.3f} s); the host enqueues a forward in {:.1f} ms of its {:.3f} s",
+                        flops / 1e15, first_s, first_s - cond.first, enqueue_s * 1e3, enqueue_total_s));
     if (runner->resident_blocks() < cfg.num_layers) {
       const double copy_ms = runner->last_copy_ms();
       const int64_t streamed = cfg.num_layers - runner->resident_blocks();
@@ -661,7 +671,9 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
         BenchRow row;
         row.stage = name;
         row.seconds = ms / 1e3;
-        row.note = fmt::format("{:.1f}%", 100.0 * ms / prof.total_ms);
+        const auto first = first_prof.ms.find(name);
+        row.note = fmt::format("{:.1f}%; in the process's first forward {:.1f} ms", 100.0 * ms / prof.total_ms,
+                               first == first_prof.ms.end() ? 0.0 : first->second);
         r.profile.push_back(row);
       }
       std::sort(r.profile.begin(), r.profile.end(),

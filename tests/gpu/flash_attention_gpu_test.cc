@@ -47,6 +47,10 @@ const Case kCases[] = {
     {"d128 lq1 lk1", 1, 1, 128, 1, 1, false, 0, 1},
     {"d128 scale 0.3", 1, 2, 128, 129, 65, false, 0.3f, 1},
     {"d128 many key tiles", 1, 4, 128, 257, 1000, false, 0, 1},
+    // The Hopper kernel's two launch forms: more work items (3 x 48) than the H200's 132 SMs, so
+    // that persistent blocks take several (keys < 2048), and one block per item (keys >= 2048).
+    {"d128 many items", 1, 48, 128, 300, 129, false, 0, 1},
+    {"d128 long keys", 1, 2, 128, 300, 2100, false, 0, 1},
     // Logits of sd 9*8 = 72 (max ~200): exp overflows f32 past 88, so without the running max
     // every row would be inf/inf. The row maxima also move between key tiles.
     {"d64 large logits", 1, 2, 64, 90, 390, false, 1.0f, 3},
