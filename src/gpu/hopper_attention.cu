@@ -227,8 +227,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     blk.store(blk.item(i), o, inv, c, p.lq, p.out, p.o_batch, p.o_row);
   };
 
-  consume_kv<kStream>(blk.bar, blk.items, blk.n_tiles, c, lane, s, o, issue_logits, issue_pv, softmax, rescale_and_pack,
-             finish);
+  consume_kv<kStream>(blk.bar, blk.items, blk.n_tiles, c, lane, s, o, issue_logits, issue_pv, softmax,
+                      rescale_and_pack, finish);
 }
 
 #else  // host pass, or a device pass for an architecture without wgmma: never launched there
@@ -274,9 +274,11 @@ void launch(const AttentionProblem& p) {
   hp.scale_log2 = p.scale * 1.4426950408889634f;
   hp.grid = hopper::work_grid(p);
   if (hopper::streams(p)) {
-    hopper::launch<hopper_attention_kernel<C, true>, C::kSmemBytes, true>("hopper attention", p, hp.grid, tq, tk, tv, hp);
+    hopper::launch<hopper_attention_kernel<C, true>, C::kSmemBytes, true>("hopper attention", p, hp.grid,
+                                                                          tq, tk, tv, hp);
   } else {
-    hopper::launch<hopper_attention_kernel<C, false>, C::kSmemBytes, false>("hopper attention", p, hp.grid, tq, tk, tv, hp);
+    hopper::launch<hopper_attention_kernel<C, false>, C::kSmemBytes, false>("hopper attention", p, hp.grid,
+                                                                            tq, tk, tv, hp);
   }
 }
 

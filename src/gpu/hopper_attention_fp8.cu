@@ -11,8 +11,10 @@
 //   9 + 2t). Instead of trading bytes between threads, the transposed v stores the keys of each
 //   32-key group in that order (fp8_vt_position), so the sum over the keys pairs each P byte with
 //   its own v row.
-// - The probabilities are scaled by 256 (exp2(x + 8), exact) into e4m3's range; the output divides
-//   by the row sum of the same scaled values, so the factor cancels. The output is bf16:
+// - The probabilities are scaled by 2^7 .. 2^8.75 (a power of two per row, exact) into e4m3's
+//   range; after a row's first tile they are computed before the tile's row maxima, which only
+//   decide whether to redo them (the softmax below). The output divides by the row sum of the same
+//   scaled values, so the factor cancels. The output is bf16:
 //   O * descale(v) / row sum, straight to global memory (no e4m3 output, no dequantisation pass).
 // Tests: tests/gpu/attention_fp8_gpu_test.cc (against the CPU composition: per-tensor e4m3 q, k, v
 // dequantised, then ops::cpu::attention in f32).
@@ -121,6 +123,23 @@ __device__ __forceinline__ uint32_t pack_e4m3(float a, float b, float c, float d
   return lo | (hi << 16);
 }
 
+// This tile's probabilities 2^(x - jump of the row) (x: the logits after the row's offset, s's
+// accumulator layout) into the A fragments of P V: per 32 keys (x[16 kk ..]), register 0 holds row
+// g's keys 2t, 2t+1, 8+2t, 9+2t (positions 4t .. 4t+3 of the permuted v), register 1 row g + 8's,
+// registers 2 and 3 the same for keys 16 ... kShift = false: no jump (j0, j1 unused).
+template <bool kShift, int kS>
+__device__ __forceinline__ void pack_probabilities(const float (&x)[kS], uint32_t (&pf)[kS / 4], float j0, float j1) {
+  auto e = [&](float v, float j) { return fast_exp2(kShift ? v - j : v); };
+#pragma unroll
+  for (int kk = 0; kk < kS / 16; ++kk) {
+    const float* v = x + 16 * kk;
+    pf[4 * kk + 0] = pack_e4m3(e(v[0], j0), e(v[1], j0), e(v[4], j0), e(v[5], j0));
+    pf[4 * kk + 1] = pack_e4m3(e(v[2], j1), e(v[3], j1), e(v[6], j1), e(v[7], j1));
+    pf[4 * kk + 2] = pack_e4m3(e(v[8], j0), e(v[9], j0), e(v[12], j0), e(v[13], j0));
+    pf[4 * kk + 3] = pack_e4m3(e(v[10], j1), e(v[11], j1), e(v[14], j1), e(v[15], j1));
+  }
+}
+
 // ---- Kernel -------------------------------------------------------------------------------
 
 template <class C, bool kStream>
@@ -180,7 +199,6 @@ __global__ void __launch_bounds__(kThreads, 1)
   uint32_t pf[kBlockN / 8];
 #pragma unroll
   for (int i = 0; i < 68; ++i) o[i] = 0.0f;
-  float row_max[2];
   const float sl = p.scale_log2 * p.scales[kDescaleQ] * p.scales[kDescaleK];
 
   // This thread's logits and outputs: rows g and g + 8 of the warp's 16 (g = lane / 4), columns
@@ -202,34 +220,55 @@ __global__ void __launch_bounds__(kThreads, 1)
       wgmma_fp8_rs(o, a, smem_desc(vt + (kk / kSteps) * C::kVBox + (kk % kSteps) * 32, 16, 8 * C::kVtBox, C::kVtBox));
     }
   };
-  // The online softmax of tile j (as hopper_attention.cu), the probabilities scaled by 2^8; the
-  // row maxima in four independent chains, the row sums left to P V.
+  // The online softmax of a tile, its probabilities packed into the A fragments of the next P V
+  // (the row sums are left to P V). off[r]: row r's offset, (its maximum so far) * sl - 7, so that
+  // P = 2^(s * sl - off) <= 2^7 at that maximum, in e4m3's range (the factor cancels in the row
+  // sum). An item's first tile takes its maxima first. Later tiles do not wait for theirs: x = s *
+  // sl - off replaces s, 2^x is packed at once, and the tile's maxima of x, taken alongside, only
+  // decide afterwards whether a row passed the headroom kHeadroom above 7 (P up to 2^8.75 = 430 of
+  // e4m3's 448). Only then does the warp pack again: that row's offset rises by J = max x - 7, its O
+  // shrinks by 2^-J, its P = 2^(x - J). Exact whatever the jump (x is kept); bench/NOTES.md
+  // version 31.
+  constexpr float kTop = 7.0f, kHeadroom = 1.75f;
+  float off[2];
   auto softmax = [&](bool first, float (&corr)[2]) {
-    if (first) {  // a new item: its rows start afresh (corr comes out 0)
-      row_max[0] = row_max[1] = -INFINITY;
+    float m[2];
+    if (first) {  // a new item: its rows start afresh, O is cleared (corr 0)
       if (blk.n_tiles * kBlockN > p.lk) mask_keys(s, blk.first_key(0), p.lk, lane);  // the partial tile
-    }
-    update_row_max(s, row_max, sl, corr);
-    const float ms[2] = {row_max[0] * sl - 8.0f, row_max[1] * sl - 8.0f};
+      tile_row_max(s, m);
 #pragma unroll
-    for (int i = 0; i < kBlockN / 2; ++i) s[i] = fast_exp2(fmaf(s[i], sl, -ms[(i / 2) % 2]));
+      for (int r = 0; r < 2; ++r) {
+        off[r] = m[r] * sl - kTop;
+        corr[r] = 0.0f;
+      }
+#pragma unroll
+      for (int i = 0; i < kBlockN / 2; ++i) s[i] = fmaf(s[i], sl, -off[(i / 2) % 2]);
+      pack_probabilities<false>(s, pf, 0.0f, 0.0f);
+      return;
+    }
+#pragma unroll
+    for (int i = 0; i < kBlockN / 2; ++i) s[i] = fmaf(s[i], sl, -off[(i / 2) % 2]);
+    pack_probabilities<false>(s, pf, 0.0f, 0.0f);
+    tile_row_max(s, m);
+    const bool over[2] = {m[0] > kTop + kHeadroom, m[1] > kTop + kHeadroom};
+    corr[0] = corr[1] = 1.0f;
+    if (__any_sync(0xffffffffu, over[0] || over[1])) {
+      float jump[2];
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        jump[r] = over[r] ? m[r] - kTop : 0.0f;
+        off[r] += jump[r];
+        if (over[r]) corr[r] = fast_exp2(-jump[r]);
+      }
+      pack_probabilities<true>(s, pf, jump[0], jump[1]);
+    }
   };
-  // O rescaled; P into the A fragments of P V: per 32 keys (s[16 kk ..]), register 0 holds row g's
-  // keys 2t, 2t+1, 8+2t, 9+2t (positions 4t .. 4t+3 of the permuted v), register 1 row g + 8's,
-  // registers 2 and 3 the same for keys 16 ...
+  // O rescaled where a row's offset moved (for the whole warp mostly not: skip the multiplications,
+  // exact).
   auto rescale_and_pack = [&](const float (&corr)[2]) {
-    // Once the row maxima settle, corr is 1 for the whole warp: skip the multiplications (exact).
     if (__any_sync(0xffffffffu, corr[0] != 1.0f || corr[1] != 1.0f)) {
 #pragma unroll
       for (int i = 0; i < 68; ++i) o[i] *= corr[(i / 2) % 2];
-    }
-#pragma unroll
-    for (int kk = 0; kk < kBlockN / 32; ++kk) {
-      const float* x = s + 16 * kk;
-      pf[4 * kk + 0] = pack_e4m3(x[0], x[1], x[4], x[5]);
-      pf[4 * kk + 1] = pack_e4m3(x[2], x[3], x[6], x[7]);
-      pf[4 * kk + 2] = pack_e4m3(x[8], x[9], x[12], x[13]);
-      pf[4 * kk + 3] = pack_e4m3(x[10], x[11], x[14], x[15]);
     }
   };
 
@@ -241,8 +280,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     blk.store(blk.item(i), o, inv, c, p.lq, p.out, p.o_batch, p.o_row);
   };
 
-  consume_kv<kStream>(blk.bar, blk.items, blk.n_tiles, c, lane, s, o, issue_logits, issue_pv, softmax, rescale_and_pack,
-             finish);
+  consume_kv<kStream>(blk.bar, blk.items, blk.n_tiles, c, lane, s, o, issue_logits, issue_pv, softmax,
+                      rescale_and_pack, finish);
 }
 
 #else  // host pass, or a device pass for an architecture without wgmma: never launched there
@@ -273,9 +312,11 @@ void launch(const AttentionProblem& p) {
   hp.scales = p.fp8_scales;
   hp.grid = hopper::work_grid(p);
   if (hopper::streams(p)) {
-    hopper::launch<hopper_fp8_kernel<C, true>, C::kSmemBytes, true>("hopper fp8 attention", p, hp.grid, tq, tk, tvt, hp);
+    hopper::launch<hopper_fp8_kernel<C, true>, C::kSmemBytes, true>("hopper fp8 attention", p, hp.grid,
+                                                                    tq, tk, tvt, hp);
   } else {
-    hopper::launch<hopper_fp8_kernel<C, false>, C::kSmemBytes, false>("hopper fp8 attention", p, hp.grid, tq, tk, tvt, hp);
+    hopper::launch<hopper_fp8_kernel<C, false>, C::kSmemBytes, false>("hopper fp8 attention", p, hp.grid,
+                                                                      tq, tk, tvt, hp);
   }
 }
 

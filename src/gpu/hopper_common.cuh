@@ -183,7 +183,8 @@ __device__ __forceinline__ void produce_kv(const KvBarriers<kStages>& b, int ite
 // S_t = Q K_t^T (issue_logits(stage)) and P_{t-1} V_{t-1} (issue_pv(stage)) while holding the
 // tensor cores (the two warpgroups take turns: named barriers 1 and 2, "ping-pong"), waits for
 // them, releases the buffers, runs softmax(first_tile_of_item, corr) on S_t and
-// rescale_and_pack(corr) (O rescaled, P_t packed into the A registers of the next P V). An item's
+// rescale_and_pack(corr) (O rescaled, P_t packed into the A registers of the next P V, unless the
+// softmax did that). An item's
 // first tile overlaps the previous item's last P V: once that is in, finish(i) stores item i's
 // output from o (the softmax of a first tile has already restarted the row state, and its corr of
 // 0 then clears O). Tile 0 has no P V before it; the last tile's P V closes the stream. Q is
@@ -223,7 +224,8 @@ __device__ __forceinline__ void consume_kv(const KvBarriers<kStages>& b, int ite
   rescale_and_pack(corr);
 
   const int total = items * n_tiles;
-  for (int t = 1, j = 1 % n_tiles; t < total; ++t, j = j + 1 == n_tiles ? 0 : j + 1) {  // j = t % n_tiles
+  // j = t % n_tiles
+  for (int t = 1, j = 1 % n_tiles; t < total; ++t, j = j + 1 == n_tiles ? 0 : j + 1) {
     const int st = t % kStages, sp = (t - 1) % kStages;
     if (kStream && j == 0) mbar_wait(b.q_full(), static_cast<uint32_t>((t / n_tiles) & 1));  // the item's Q
     mbar_wait(b.k_full(st), phase(t));
@@ -235,18 +237,19 @@ __device__ __forceinline__ void consume_kv(const KvBarriers<kStages>& b, int ite
     issue_pv(sp);
     wgmma_commit();
     named_bar_arrive(other_bar);
-    wgmma_wait<1>();  // the logits of tile t; P_{t-1} V_{t-1} may still run
+    wgmma_wait<1>();  // the logits of tile t
     pin(s);
     release(b.k_empty(st));
     if (kStream && j == n_tiles - 1) release(b.q_empty());  // the item's last logits are in
-    softmax(kStream && j == 0, corr);
-    // ptxas moves this wait up to the one above (the top of the basic block; seen in the SASS,
-    // sixth session), so the softmax does not overlap this warpgroup's own P V, only the other
-    // warpgroup's products. Forcing it down (a never-taken branch on a softmax result ending the
-    // block) measured slower in both kernels (bench/NOTES.md, version 15), so it stays.
+    // P_{t-1} V_{t-1} too, before the softmax: so the softmax does not overlap this warpgroup's
+    // own P V, only the other warpgroup's products. (ptxas moved this wait up here even when the
+    // source had it after the softmax (the SASS, sixth session); forcing it below the softmax
+    // measured slower in both kernels, bench/NOTES.md version 15.) The softmax may thus write
+    // P's registers, which that P V read.
     wgmma_wait<0>();
     pin(o);
     release(b.v_empty(sp));
+    softmax(kStream && j == 0, corr);
     if (kStream && j == 0) finish(t / n_tiles - 1);  // O holds the previous item's whole output
     rescale_and_pack(corr);
   }
@@ -281,28 +284,40 @@ __device__ __forceinline__ void mask_keys(float (&s)[kS], int key0, int lk, int 
       if (key0 + 8 * jj + 2 * (lane % 4) + (e & 1) >= lk) s[4 * jj + e] = -INFINITY;
 }
 
-// The running row maxima of rows g and g + 8 updated with this tile's logits (four independent
-// chains a row, then the quad's shuffles); corr[r] = exp2((old - new) * sl), the factor by which
-// the earlier tiles' sums and O shrink (0 on the first tile: the old maximum is -inf).
+// The maxima of rows g and g + 8 over this tile's values x (four independent chains a row, then
+// the quad's shuffles: every thread of a row's quad gets the row's maximum).
 template <int kS>
-__device__ __forceinline__ void update_row_max(const float (&s)[kS], float (&row_max)[2], float sl, float (&corr)[2]) {
+__device__ __forceinline__ void tile_row_max(const float (&x)[kS], float (&m)[2]) {
   static_assert(kS % 4 == 0 && kS >= 16, "whole column groups, at least 4");
   float m4[2][4];
 #pragma unroll
   for (int q = 0; q < 4; ++q) {
-    m4[0][q] = fmaxf(s[4 * q], s[4 * q + 1]);
-    m4[1][q] = fmaxf(s[4 * q + 2], s[4 * q + 3]);
+    m4[0][q] = fmaxf(x[4 * q], x[4 * q + 1]);
+    m4[1][q] = fmaxf(x[4 * q + 2], x[4 * q + 3]);
   }
 #pragma unroll
   for (int jj = 4; jj < kS / 4; ++jj) {
-    m4[0][jj % 4] = fmaxf(m4[0][jj % 4], fmaxf(s[4 * jj], s[4 * jj + 1]));
-    m4[1][jj % 4] = fmaxf(m4[1][jj % 4], fmaxf(s[4 * jj + 2], s[4 * jj + 3]));
+    m4[0][jj % 4] = fmaxf(m4[0][jj % 4], fmaxf(x[4 * jj], x[4 * jj + 1]));
+    m4[1][jj % 4] = fmaxf(m4[1][jj % 4], fmaxf(x[4 * jj + 2], x[4 * jj + 3]));
   }
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    float mx = fmaxf(fmaxf(row_max[r], fmaxf(m4[r][0], m4[r][1])), fmaxf(m4[r][2], m4[r][3]));
+    float mx = fmaxf(fmaxf(m4[r][0], m4[r][1]), fmaxf(m4[r][2], m4[r][3]));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    m[r] = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+  }
+}
+
+// The running row maxima of rows g and g + 8 updated with this tile's logits; corr[r] =
+// exp2((old - new) * sl), the factor by which the earlier tiles' sums and O shrink (0 on the first
+// tile: the old maximum is -inf).
+template <int kS>
+__device__ __forceinline__ void update_row_max(const float (&s)[kS], float (&row_max)[2], float sl, float (&corr)[2]) {
+  float m[2];
+  tile_row_max(s, m);
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const float mx = fmaxf(row_max[r], m[r]);
     corr[r] = fast_exp2((row_max[r] - mx) * sl);
     row_max[r] = mx;
   }
