@@ -231,6 +231,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   // version 31.
   constexpr float kTop = 7.0f, kHeadroom = 1.75f;
   float off[2];
+  bool rescale = true;  // whether O must be multiplied by corr (a first tile or a redo), warp-uniform
   auto softmax = [&](bool first, float (&corr)[2]) {
     float m[2];
     if (first) {  // a new item: its rows start afresh, O is cleared (corr 0)
@@ -244,6 +245,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
       for (int i = 0; i < kBlockN / 2; ++i) s[i] = fmaf(s[i], sl, -off[(i / 2) % 2]);
       pack_probabilities<false>(s, pf, 0.0f, 0.0f);
+      rescale = true;
       return;
     }
 #pragma unroll
@@ -252,7 +254,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     tile_row_max(s, m);
     const bool over[2] = {m[0] > kTop + kHeadroom, m[1] > kTop + kHeadroom};
     corr[0] = corr[1] = 1.0f;
-    if (__any_sync(0xffffffffu, over[0] || over[1])) {
+    rescale = __any_sync(0xffffffffu, over[0] || over[1]);
+    if (rescale) {
       float jump[2];
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
@@ -263,10 +266,10 @@ __global__ void __launch_bounds__(kThreads, 1)
       pack_probabilities<true>(s, pf, jump[0], jump[1]);
     }
   };
-  // O rescaled where a row's offset moved (for the whole warp mostly not: skip the multiplications,
-  // exact).
+  // O rescaled where the softmax moved a row's offset (a first tile, a redo); otherwise every corr
+  // is 1 and the multiplications are skipped, on the softmax's own vote.
   auto rescale_and_pack = [&](const float (&corr)[2]) {
-    if (__any_sync(0xffffffffu, corr[0] != 1.0f || corr[1] != 1.0f)) {
+    if (rescale) {
 #pragma unroll
       for (int i = 0; i < 68; ++i) o[i] *= corr[(i / 2) % 2];
     }
