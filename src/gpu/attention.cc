@@ -1,7 +1,7 @@
 // Picks the attention back-end for the GPU engine (Auto): our Hopper kernel where it takes the
 // problem (head dim 128 on sm_90: faster than cuDNN 9.14's fused SDPA there, bench/NOTES.md), else
-// cuDNN's fused SDPA, else our flash kernel; Flash, Cudnn and Hopper force
-// one of them. fp8 problems go to the kernel whose layout they were quantised into.
+// cuDNN's fused SDPA, else our flash kernel; Flash, Cudnn and Hopper force one of them. fp8
+// problems go to the kernel whose layout they were quantised into.
 #include "gpu/attention.h"
 
 #include <cmath>
@@ -53,9 +53,9 @@ void attention(const AttentionProblem& p, AttentionBackend backend) {
       return;
     case AttentionBackend::Auto:
       // Short key sequences too (the cross-attention's 512 text and 514 image keys): our kernel
-      // runs them as streams of persistent blocks, within 3% of cuDNN's time in a 480p forward,
-      // and spares each process cuDNN's runtime compilation of its attention graphs (0.2 s, and
-      // 2.4 s on a machine's first run: bench/NOTES.md version 30).
+      // runs them as streams of persistent blocks, a few ms slower than cuDNN in a 480p forward
+      // (64-67 against 60-63 ms), and spares each process cuDNN's runtime compilation of its
+      // attention graphs (0.2 s, and 2.4 s on a machine's first run: bench/NOTES.md version 30).
       if (hopper_attention_supports(p)) {
         hopper_attention(p);
         return;

@@ -268,7 +268,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   };
   // O rescaled where the softmax moved a row's offset (a first tile, a redo); otherwise every corr
   // is 1 and the multiplications are skipped, on the softmax's own vote.
-  auto rescale_and_pack = [&](const float (&corr)[2]) {
+  auto rescale_o = [&](const float (&corr)[2]) {
     if (rescale) {
 #pragma unroll
       for (int i = 0; i < 68; ++i) o[i] *= corr[(i / 2) % 2];
@@ -283,8 +283,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     blk.store(blk.item(i), o, inv, c, p.lq, p.out, p.o_batch, p.o_row);
   };
 
-  consume_kv<kStream>(blk.bar, blk.items, blk.n_tiles, c, lane, s, o, issue_logits, issue_pv, softmax,
-                      rescale_and_pack, finish);
+  consume_kv<kStream>(blk.bar, blk.items, blk.n_tiles, c, lane, s, o, issue_logits, issue_pv, softmax, rescale_o,
+                      finish);
 }
 
 #else  // host pass, or a device pass for an architecture without wgmma: never launched there
@@ -314,13 +314,8 @@ void launch(const AttentionProblem& p) {
   hp.scale_log2 = p.scale * 1.4426950408889634f;
   hp.scales = p.fp8_scales;
   hp.grid = hopper::work_grid(p);
-  if (hopper::streams(p)) {
-    hopper::launch<hopper_fp8_kernel<C, true>, C::kSmemBytes, true>("hopper fp8 attention", p, hp.grid,
-                                                                    tq, tk, tvt, hp);
-  } else {
-    hopper::launch<hopper_fp8_kernel<C, false>, C::kSmemBytes, false>("hopper fp8 attention", p, hp.grid,
-                                                                      tq, tk, tvt, hp);
-  }
+  hopper::launch<hopper_fp8_kernel<C, true>, hopper_fp8_kernel<C, false>, C::kSmemBytes>("hopper fp8 attention", p, hp.grid,
+                                                                                         tq, tk, tvt, hp);
 }
 
 // The dev switch IB_HOPPER_FP8_VARIANT=<n> picks a tile shape other than the default (for timing

@@ -13,7 +13,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <mutex>
 
 #include "core/check.h"
@@ -177,21 +176,20 @@ __device__ __forceinline__ void produce_kv(const KvBarriers<kStages>& b, int ite
   }
 }
 
-// The loop of consumer warpgroup c (0 or 1) of two over the block's work items. kStream (a
-// persistent block, several items): their key tiles are one stream (the t-th tile of the block, tile t % n_tiles of item t / n_tiles, in stage
-// t % kStages), with the logits in s and the output accumulator in o. Per tile t it issues
+// The loop of consumer warpgroup c (0 or 1) of two over the block's work items, with the logits
+// in s and the output accumulator in o. The block's key tiles form one stream: the t-th, tile
+// t % n_tiles of item t / n_tiles, sits in stage t % kStages. Per tile t the warpgroup issues
 // S_t = Q K_t^T (issue_logits(stage)) and P_{t-1} V_{t-1} (issue_pv(stage)) while holding the
 // tensor cores (the two warpgroups take turns: named barriers 1 and 2, "ping-pong"), waits for
-// them, releases the buffers, runs softmax(first_tile_of_item, corr) on S_t and
-// rescale_and_pack(corr) (O rescaled, P_t packed into the A registers of the next P V, unless the
-// softmax did that). An item's
-// first tile overlaps the previous item's last P V: once that is in, finish(i) stores item i's
-// output from o (the softmax of a first tile has already restarted the row state, and its corr of
-// 0 then clears O). Tile 0 has no P V before it; the last tile's P V closes the stream. Q is
-// released once an item's last logits are in, so the producer can load the next item's. Without
-// kStream the block has one item, and none of the per-item branches is compiled into the loop
-// (with many key tiles an item, the branches cost more than the overlap gains: bench/NOTES.md
-// version 30).
+// both, releases the buffers, runs softmax(first_tile_of_item, corr) on S_t and
+// rescale_and_pack(corr) (O rescaled; P_t packed into the A registers of the next P V, unless the
+// softmax did that). Tile 0 has no P V before it; the last tile's P V closes the stream.
+// kStream (a persistent block, several items): an item's first tile overlaps the previous item's
+// last P V; once that is in, finish(i) stores item i's output from o (the softmax of a first tile
+// has already restarted the row state, and its corr of 0 then clears O), and Q is released once an
+// item's last logits are in, so that the producer can load the next item's. Without kStream the
+// block has one item, and none of these per-item branches is compiled into the loop (with many key
+// tiles an item they cost more than the overlap gains: bench/NOTES.md version 30).
 template <bool kStream, int kStages, int kS, int kO, class IssueS, class IssuePV, class Softmax, class Pack,
           class Finish>
 __device__ __forceinline__ void consume_kv(const KvBarriers<kStages>& b, int items, int n_tiles, int c, int lane,
@@ -227,7 +225,7 @@ __device__ __forceinline__ void consume_kv(const KvBarriers<kStages>& b, int ite
   // j = t % n_tiles
   for (int t = 1, j = 1 % n_tiles; t < total; ++t, j = j + 1 == n_tiles ? 0 : j + 1) {
     const int st = t % kStages, sp = (t - 1) % kStages;
-    if (kStream && j == 0) mbar_wait(b.q_full(), static_cast<uint32_t>((t / n_tiles) & 1));  // the item's Q
+    if (kStream && j == 0) mbar_wait(b.q_full(), static_cast<uint32_t>((t / n_tiles) & 1));  // its item's Q
     mbar_wait(b.k_full(st), phase(t));
     mbar_wait(b.v_full(sp), phase(t - 1));
     named_bar_sync(my_bar);
@@ -350,7 +348,7 @@ struct WorkItem {
 // Where a block of either kernel stands: its shared memory (smem_raw aligned up to the swizzle's
 // 1024 bytes: q first, then C's key, value and barrier offsets), its thread and warpgroup (0 the
 // producer, 1 and 2 the consumers), its work items (blockIdx.x, + gridDim.x, ... below
-// grid.items: the grid is persistent) and the key tiles of each.
+// grid.items: one, or several in a persistent grid) and the key tiles of each.
 template <class C>
 struct BlockPlace {
   uint32_t base, sq, sk, sv;
@@ -367,7 +365,8 @@ struct BlockPlace {
         tid(static_cast<int>(threadIdx.x)),
         wg(tid / 128),
         n_tiles((lk + C::kBlockN - 1) / C::kBlockN),
-        items((g.items - static_cast<int>(blockIdx.x) + static_cast<int>(gridDim.x) - 1) / static_cast<int>(gridDim.x)),
+        items((g.items - static_cast<int>(blockIdx.x) + static_cast<int>(gridDim.x) - 1) /
+              static_cast<int>(gridDim.x)),
         grid(g) {}
 
   // This block's i-th work item.
@@ -488,7 +487,7 @@ inline bool streams(const AttentionProblem& p) { return p.lk < kStreamBelowKeys;
 // items), with kSmemBytes of dynamic shared memory (the attribute set before its first launch) on
 // p's stream; `what` names the kernel in errors.
 template <auto Kernel, int kSmemBytes, bool kStream, class... Args>
-void launch(const char* what, const AttentionProblem& p, const WorkGrid& work, const Args&... args) {
+void launch_form(const char* what, const AttentionProblem& p, const WorkGrid& work, const Args&... args) {
   static std::once_flag attr;
   std::call_once(attr, [what] {
     IB_CHECK(cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes) == cudaSuccess,
@@ -497,6 +496,17 @@ void launch(const char* what, const AttentionProblem& p, const WorkGrid& work, c
   const int blocks = kStream ? std::min(work.items, sm_count()) : work.items;
   Kernel<<<dim3(static_cast<unsigned>(blocks)), kThreads, kSmemBytes, p.stream>>>(args...);
   IB_CHECK(cudaGetLastError() == cudaSuccess, "{}: launch failed", what);
+}
+
+// Launches a kernel's stream form (StreamKernel, a persistent grid) where p's work items stream
+// (streams(p)), else its one-block-per-item form (ItemKernel).
+template <auto StreamKernel, auto ItemKernel, int kSmemBytes, class... Args>
+void launch(const char* what, const AttentionProblem& p, const WorkGrid& work, const Args&... args) {
+  if (streams(p)) {
+    launch_form<StreamKernel, kSmemBytes, true>(what, p, work, args...);
+  } else {
+    launch_form<ItemKernel, kSmemBytes, false>(what, p, work, args...);
+  }
 }
 
 }  // namespace ib::gpu::hopper

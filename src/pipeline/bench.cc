@@ -525,9 +525,9 @@ BenchReport run_bench(const BenchOptions& o, const std::function<void(const std:
     }
     // The cross-attention's shapes: the L queries against the text's text_len keys and against the
     // images' tokens (FLF2V: both images' 514 in one softmax; the forward runs both per block):
-    // bf16 as the forward runs it (Auto: our Hopper kernel on sm_90), through cuDNN, and fp8 through ours (k
-    // and the transposed v quantised from the first lk rows; for timing, the kernel reads q with
-    // those rows' scales).
+    // bf16 as the forward runs it (Auto: our Hopper kernel on sm_90), through cuDNN, and fp8
+    // through ours (k and the transposed v quantised from the first lk rows; for timing, the kernel
+    // reads q with those rows' scales).
     for (const int64_t lk : {cfg.text_len, img_tokens}) {
       if (lk < 1 || lk > L) continue;
       gpu::AttentionProblem pc = p;
