@@ -273,8 +273,8 @@ void launch(const AttentionProblem& p) {
   hp.lk = static_cast<int>(p.lk);
   hp.scale_log2 = p.scale * 1.4426950408889634f;
   hp.grid = hopper::work_grid(p);
-  hopper::launch<hopper_attention_kernel<C, true>, hopper_attention_kernel<C, false>, C::kSmemBytes>("hopper attention", p, hp.grid,
-                                                                                                     tq, tk, tv, hp);
+  hopper::launch<hopper_attention_kernel<C, true>, hopper_attention_kernel<C, false>, C::kSmemBytes>(
+      "hopper attention", p, hp.grid, tq, tk, tv, hp);
 }
 
 // The dev switch IB_HOPPER_VARIANT=<n> picks a tile shape other than the default (for timing them

@@ -314,8 +314,8 @@ void launch(const AttentionProblem& p) {
   hp.scale_log2 = p.scale * 1.4426950408889634f;
   hp.scales = p.fp8_scales;
   hp.grid = hopper::work_grid(p);
-  hopper::launch<hopper_fp8_kernel<C, true>, hopper_fp8_kernel<C, false>, C::kSmemBytes>("hopper fp8 attention", p, hp.grid,
-                                                                                         tq, tk, tvt, hp);
+  hopper::launch<hopper_fp8_kernel<C, true>, hopper_fp8_kernel<C, false>, C::kSmemBytes>(
+      "hopper fp8 attention", p, hp.grid, tq, tk, tvt, hp);
 }
 
 // The dev switch IB_HOPPER_FP8_VARIANT=<n> picks a tile shape other than the default (for timing
