@@ -50,7 +50,7 @@ void run(const GenerateArgs& a) {
   }
   bar.update(Progress{"write", 0, 1, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), -1, -1});
   bar.finish();
-  const double write_s = write_output(a, v, writer.get());
+  const double write_s = write_output(a, v, *writer);
   print_summary(a, v, write_s, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
 }
 

@@ -142,7 +142,7 @@ void run(StoryArgs& a) {
   bar.update(Progress{"write", 0, 1, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), -1,
                       -1, segments, segments});
   bar.finish();
-  const double write_s = write_output(g, r.video, writer.get());
+  const double write_s = write_output(g, r.video, *writer);
   if (!s.parts_dir.empty()) {
     std::error_code ec;
     fs::remove_all(s.parts_dir, ec);

@@ -126,14 +126,10 @@ std::unique_ptr<VideoFileWriter> open_output(const GenerateArgs& a) {
   }
 }
 
-double write_output(const GenerateArgs& a, const GeneratedVideo& v, VideoFileWriter* writer) {
+double write_output(const GenerateArgs& a, const GeneratedVideo& v, VideoFileWriter& writer) {
   const auto tw = std::chrono::steady_clock::now();
   try {
-    if (writer != nullptr) {
-      writer->finish(v);
-    } else {
-      write_video(a.output, v, a.fps);
-    }
+    writer.finish(v);
   } catch (const Error& e) {
     fail("--output: {}", e.what());
   }

@@ -60,9 +60,10 @@ class StopSignals {
 // The writer of a.output ("--output: ..." on failure), made before the generation so that an MP4
 // is encoded while the video is decoded (pass its frames() to Pipeline::generate).
 std::unique_ptr<VideoFileWriter> open_output(const GenerateArgs& a);
-// Writes the video to a.output ("--output: ..." on failure), through `writer` when given (what is
-// left of its early writing), and returns the seconds it took.
-double write_output(const GenerateArgs& a, const GeneratedVideo& v, VideoFileWriter* writer = nullptr);
+// Writes the video to a.output through open_output's writer (what is left of its early writing;
+// the whole video when nothing came early; "--output: ..." on failure), and returns the seconds
+// it took.
+double write_output(const GenerateArgs& a, const GeneratedVideo& v, VideoFileWriter& writer);
 // "wrote FILE: ..." and the stage timings table, with the write and the total.
 void print_summary(const GenerateArgs& a, const GeneratedVideo& v, double write_s, double total_s);
 
